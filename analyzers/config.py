@@ -1,0 +1,317 @@
+"""Configuration: Prometheus connection, store, verification windows and the metric catalog.
+
+Loaded from TOML (``load_config(path)``); ``default_config()`` is the embedded default that
+matches the demo data. Secrets are never written in the file: name an environment variable
+(``bearer_token_env``, ``basic_auth_password_env``). Durations accept ``30s``, ``5m``, ``2h``,
+``1d``, ``1w`` or plain seconds.
+
+Metric templates are PromQL with Grafana-style placeholders that are *escaped* when
+rendered (see :mod:`analyzers.promql`): ``$service``, ``$environment``, ``$version`` (or
+``${service}``) inside double quotes; ``${service:regex}`` inside ``=~"..."``; ``$window`` is
+the rate window chosen by the analyzer (a duration such as ``5m``), never user input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+Good = Literal["increase", "decrease", "none"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+
+def parse_duration(value: str | float | int, *, key: str = "duration") -> float:
+    """Seconds from ``"5m"``, ``"2h"``, ``"1d"``, ``90`` ...; ConfigError naming ``key`` otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration such as '5m', got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"{key}: duration must be >= 0, got {value}")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ConfigError(f"{key}: expected a duration such as '30s', '5m', '2h' or '1d', got {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """PromQL duration for a number of seconds (``300 -> '5m'``)."""
+    s = int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{max(s, 1)}s"
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    url: str = "http://127.0.0.1:9090"
+    headers: dict[str, str] = field(default_factory=dict)
+    bearer_token: str | None = None
+    basic_auth: tuple[str, str] | None = None
+    verify_tls: bool | str = True
+    timeout_s: float = 30.0
+    tenant: str | None = None  # sent as X-Scope-OrgID (Mimir/Cortex)
+    tenant_header: str = "X-Scope-OrgID"
+    path_prefix: str = ""  # e.g. "/prometheus" (Mimir) or "/select/0/prometheus" (VM cluster)
+    partial_response: bool | None = None  # Thanos
+    dedup: bool | None = None  # Thanos
+    scrape_interval_s: float = 15.0
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/") + ("/" + self.path_prefix.strip("/") if self.path_prefix.strip("/") else "")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One catalog metric. ``min_effect`` is absolute (metric units), ``min_effect_rel`` a fraction."""
+
+    key: str
+    query: str
+    unit: str = ""
+    good: Good = "none"
+    min_effect: float | None = None
+    min_effect_rel: float | None = None
+    guard: bool = False
+    min_points: int = 10
+    kind: Literal["gauge", "ratio", "rate", "latency", "count"] = "gauge"
+    histogram: str | None = None  # base name of a classic histogram, for bucket comparisons
+    label_selector: str = 'service="$service"'  # used with ``histogram`` for bucket queries
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    window_before_s: float = 3 * 3600.0
+    window_after_s: float = 30 * 60.0
+    history_s: float = 8 * 86400.0  # how far back to fetch for seasonal baselines (capped by data)
+    step_s: float = 60.0
+    alpha: float = 0.05
+    observation_s: float = 2 * 3600.0  # how long after a deploy its verdict may still change
+    overlap_s: float = 30 * 60.0  # deploys within this distance are reported as overlapping
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    environment: str | None = None
+    guards: tuple[str, ...] | None = None  # overrides the catalog's guard flags
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    store_url: str = "sqlite:///data/deploys.db"
+    verification: VerificationSettings = field(default_factory=VerificationSettings)
+    metrics: dict[str, MetricSpec] = field(default_factory=dict)
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+    dashboard_url: str = "http://127.0.0.1:8501"
+    source_path: str | None = None
+
+    def metric(self, key: str) -> MetricSpec:
+        try:
+            return self.metrics[key]
+        except KeyError:
+            known = ", ".join(sorted(self.metrics)) or "(none)"
+            raise ConfigError(
+                f"unknown metric {key!r}: add [metrics.{key}] to the config or use one of: {known}"
+            ) from None
+
+    def guards_for(self, service: str) -> tuple[str, ...]:
+        spec = self.services.get(service)
+        if spec is not None and spec.guards is not None:
+            return spec.guards
+        return tuple(k for k, m in self.metrics.items() if m.guard)
+
+    def with_prometheus_url(self, url: str) -> Config:
+        return replace(self, prometheus=replace(self.prometheus, url=url))
+
+
+HTTP_DURATION = "http_request_duration_seconds"
+
+DEFAULT_METRICS: dict[str, MetricSpec] = {
+    m.key: m
+    for m in (
+        MetricSpec(
+            key="error_ratio",
+            query=(
+                'sum(rate(http_request_errors_total{service="$service"}[$window]))'
+                ' / sum(rate(http_requests_total{service="$service"}[$window]))'
+            ),
+            unit="ratio",
+            good="decrease",
+            min_effect=0.005,
+            min_effect_rel=0.25,
+            guard=True,
+            kind="ratio",
+            description="Share of requests that failed (5xx).",
+        ),
+        MetricSpec(
+            key="latency_p99",
+            query=(
+                "histogram_quantile(0.99, sum by (le) (rate("
+                + HTTP_DURATION
+                + '_bucket{service="$service"}[$window])))'
+            ),
+            unit="s",
+            good="decrease",
+            min_effect_rel=0.10,
+            guard=True,
+            kind="latency",
+            histogram=HTTP_DURATION,
+            description="99th percentile request latency.",
+        ),
+        MetricSpec(
+            key="latency_p50",
+            query=(
+                "histogram_quantile(0.5, sum by (le) (rate("
+                + HTTP_DURATION
+                + '_bucket{service="$service"}[$window])))'
+            ),
+            unit="s",
+            good="decrease",
+            min_effect_rel=0.10,
+            kind="latency",
+            histogram=HTTP_DURATION,
+            description="Median request latency.",
+        ),
+        MetricSpec(
+            key="request_rate",
+            query='sum(rate(http_requests_total{service="$service"}[$window]))',
+            unit="req/s",
+            good="none",
+            min_effect_rel=0.10,
+            kind="rate",
+            description="Requests per second.",
+        ),
+    )
+}
+
+
+def default_config() -> Config:
+    """The embedded default: local Prometheus, SQLite store, the demo metric catalog."""
+    return Config(metrics=dict(DEFAULT_METRICS))
+
+
+def _env_secret(raw: dict[str, Any], key: str, section: str) -> str | None:
+    name = raw.get(key)
+    if not name:
+        return None
+    value = os.environ.get(str(name))
+    if value is None:
+        raise ConfigError(f"{section}.{key} names the environment variable {name!r}, which is not set: export it")
+    return value
+
+
+def _metric_from(key: str, raw: dict[str, Any]) -> MetricSpec:
+    if "query" not in raw:
+        raise ConfigError(f"[metrics.{key}] needs a 'query' (a PromQL template)")
+    good = raw.get("good", "none")
+    if good not in ("increase", "decrease", "none"):
+        raise ConfigError(f"metrics.{key}.good must be 'increase', 'decrease' or 'none', got {good!r}")
+    allowed = set(MetricSpec.__dataclass_fields__) - {"key"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(f"[metrics.{key}] has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return MetricSpec(key=key, **raw)
+
+
+def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, include_defaults: bool = True) -> Config:
+    """Build a Config from parsed TOML; errors name the offending key."""
+    base = default_config() if include_defaults else Config()
+    prom_raw = dict(raw.get("prometheus", {}))
+    basic_user = prom_raw.pop("basic_auth_user", None)
+    basic_pw = _env_secret(prom_raw, "basic_auth_password_env", "prometheus")
+    prom_raw.pop("basic_auth_password_env", None)
+    bearer = _env_secret(prom_raw, "bearer_token_env", "prometheus")
+    prom_raw.pop("bearer_token_env", None)
+    if "timeout" in prom_raw:
+        prom_raw["timeout_s"] = parse_duration(prom_raw.pop("timeout"), key="prometheus.timeout")
+    if "scrape_interval" in prom_raw:
+        prom_raw["scrape_interval_s"] = parse_duration(prom_raw.pop("scrape_interval"), key="prometheus.scrape_interval")
+    allowed = set(PrometheusSettings.__dataclass_fields__)
+    unknown = set(prom_raw) - allowed
+    if unknown:
+        raise ConfigError(f"[prometheus] has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    prom = replace(base.prometheus, **prom_raw)
+    if bearer:
+        prom = replace(prom, bearer_token=bearer)
+    if basic_user:
+        prom = replace(prom, basic_auth=(str(basic_user), basic_pw or ""))
+
+    ver_raw = dict(raw.get("verification", {}))
+    ver_kw: dict[str, Any] = {}
+    for k in ("window_before", "window_after", "history", "step", "observation", "overlap"):
+        if k in ver_raw:
+            ver_kw[f"{k}_s"] = parse_duration(ver_raw.pop(k), key=f"verification.{k}")
+    if "alpha" in ver_raw:
+        alpha = float(ver_raw.pop("alpha"))
+        if not 0 < alpha < 1:
+            raise ConfigError(f"verification.alpha must be between 0 and 1, got {alpha}")
+        ver_kw["alpha"] = alpha
+    if ver_raw:
+        raise ConfigError(f"[verification] has unknown keys {sorted(ver_raw)}")
+    verification = replace(base.verification, **ver_kw)
+
+    metrics = dict(base.metrics)
+    for key, mraw in (raw.get("metrics") or {}).items():
+        metrics[key] = _metric_from(key, dict(mraw))
+
+    services: dict[str, ServiceSpec] = {}
+    for name, sraw in (raw.get("services") or {}).items():
+        guards = sraw.get("guards")
+        for g in guards or ():
+            if g not in metrics:
+                raise ConfigError(f"services.{name}.guards names unknown metric {g!r}")
+        services[name] = ServiceSpec(
+            name=name,
+            environment=sraw.get("environment"),
+            guards=tuple(guards) if guards is not None else None,
+            depends_on=tuple(sraw.get("depends_on", ())),
+        )
+    store_url = (raw.get("store") or {}).get("url", base.store_url)
+    dashboard_url = (raw.get("dashboard") or {}).get("url", base.dashboard_url)
+    return Config(
+        prometheus=prom,
+        store_url=store_url,
+        verification=verification,
+        metrics=metrics,
+        services=services,
+        dashboard_url=dashboard_url,
+        source_path=source_path,
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path`` (or ``$ANALYZERS_CONFIG``), else the embedded default.
+
+    ``$PROMETHEUS_URL`` and ``$DEPLOY_STORE_URL`` override the file, so one image serves
+    every environment.
+    """
+    path = path or os.environ.get("ANALYZERS_CONFIG")
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist: create it (see README 'Configuration') or unset ANALYZERS_CONFIG")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        cfg = config_from_dict(raw, source_path=str(p))
+    else:
+        cfg = default_config()
+    if os.environ.get("PROMETHEUS_URL"):
+        cfg = cfg.with_prometheus_url(os.environ["PROMETHEUS_URL"])
+    if os.environ.get("DEPLOY_STORE_URL"):
+        cfg = replace(cfg, store_url=os.environ["DEPLOY_STORE_URL"])
+    return cfg
