@@ -1,0 +1,7 @@
+"""``python -m analyzers``: see :mod:`analyzers.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

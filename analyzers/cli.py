@@ -1,0 +1,264 @@
+"""Command line: ``python -m analyzers {serve,verify,verify-series,demo}``.
+
+Exit codes of ``verify`` and ``verify-series``: 0 pass, 1 fail, 2 inconclusive, 3 error.
+Errors print one line to stderr that says what to do next; no tracebacks (``--debug`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+
+from .config import Config, load_config, parse_duration
+from .errors import AnalyzerError, ConfigError
+from .model import EXIT_CODES, Deploy, DeployVerdict, to_utc
+
+
+def _parse_time(value: str, *, now: datetime) -> datetime:
+    """RFC 3339 / ISO timestamp, Unix seconds, or a duration ago (``24h``)."""
+    v = value.strip()
+    try:
+        return now - timedelta(seconds=parse_duration(v, key="--since"))
+    except ConfigError:
+        pass
+    try:
+        f = float(v)
+        return datetime.fromtimestamp(f / 1000 if f > 1e11 else f, tz=timezone.utc)
+    except ValueError:
+        pass
+    try:
+        return to_utc(v)
+    except ValueError:
+        raise ConfigError(f"cannot read time {value!r}: use RFC 3339 (2026-11-27T10:00:00Z), Unix seconds or a duration such as 24h") from None
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(getattr(args, "config", None))
+    if getattr(args, "prometheus_url", None):
+        cfg = cfg.with_prometheus_url(args.prometheus_url)
+    return cfg
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import receiver
+
+    cfg = _config(args)
+    store_url = args.store or cfg.store_url
+    receiver.main(
+        host=args.host,
+        port=args.port,
+        store_url=store_url,
+        allow_unsigned=args.allow_unsigned,
+        metric_keys=set(cfg.metrics),
+    )
+    return 0
+
+
+def _select_deploys(store, args: argparse.Namespace, now: datetime) -> list[Deploy]:  # type: ignore[no-untyped-def]
+    if args.deploy:
+        out = []
+        for did in args.deploy:
+            d = store.get_deploy(did)
+            if d is None:
+                raise ConfigError(f"no deploy with id {did!r} in the store; list them with: curl RECEIVER/v1/deploys")
+            out.append(d)
+        return out
+    since = _parse_time(args.since, now=now) if args.since else now - timedelta(hours=24)
+    deploys = store.list_deploys(service=args.service, environment=args.environment, since=since, limit=100000)
+    return sorted(deploys, key=lambda d: d.started_at)
+
+
+def verify_many(
+    deploys: Sequence[Deploy],
+    cfg: Config,
+    client,  # type: ignore[no-untyped-def]
+    *,
+    store=None,  # type: ignore[no-untyped-def]
+    now: datetime | None = None,
+    show_progress: bool = True,
+    context: Sequence[Deploy] | None = None,
+) -> list[DeployVerdict]:
+    """Verify deploys one by one with a progress bar on stderr; store each verdict if a store is given."""
+    from tqdm import tqdm
+
+    from .verification import verify_deploy
+
+    now = now or datetime.now(timezone.utc)
+    others = list(context) if context is not None else list(deploys)
+    out = []
+    bar = tqdm(deploys, desc="verifying", unit="deploy", file=sys.stderr, disable=not show_progress or len(deploys) < 2)
+    for d in bar:
+        bar.set_postfix_str(f"{d.service} {d.version}")
+        v = verify_deploy(d, cfg, client, others=others, now=now)
+        if store is not None:
+            store.save_verdict(v)
+        out.append(v)
+    return out
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .events.store import open_store
+    from .prom import PrometheusClient
+    from .reports import render_html, render_json, render_json_many, render_markdown
+
+    cfg = _config(args)
+    store = open_store(args.store or cfg.store_url)
+    try:
+        now = datetime.now(timezone.utc)
+        deploys = _select_deploys(store, args, now)
+        if not deploys:
+            print("No deploys matched; nothing to verify (exit 2: inconclusive).", file=sys.stderr)
+            return EXIT_CODES["inconclusive"]
+        client = PrometheusClient(cfg.prometheus)
+        ctx_since = min(d.started_at for d in deploys) - timedelta(seconds=cfg.verification.overlap_s)
+        context = store.list_deploys(since=ctx_since, limit=100000)
+        verdicts = verify_many(
+            deploys, cfg, client, store=None if args.no_save else store, now=now, context=context
+        )
+    finally:
+        store.close()
+    pairs = list(zip(verdicts, deploys, strict=True))
+    if args.format == "json":
+        text = render_json(*pairs[0]) if len(pairs) == 1 else render_json_many(pairs)
+    elif args.format == "html":
+        text = "\n".join(render_html(v, d) for v, d in pairs)
+    else:
+        text = "\n".join(render_markdown(v, d, dashboard_url=cfg.dashboard_url) for v, d in pairs)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    order = {"fail": 2, "inconclusive": 1, "pass": 0}
+    worst = max((v.overall for v in verdicts), key=lambda o: order[o])
+    return EXIT_CODES[worst]
+
+
+def cmd_verify_series(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .stats import verify_series
+
+    if not os.path.exists(args.file):
+        raise ConfigError(f"file {args.file} does not exist")
+    try:
+        df = pd.read_csv(args.file)
+    except Exception as exc:  # pandas raises many types for bad files
+        raise ConfigError(f"cannot read {args.file} as CSV ({exc}); expected columns: timestamp,value") from exc
+    if df.shape[1] < 2:
+        raise ConfigError(f"{args.file} needs two columns (timestamp,value); found {list(df.columns)}")
+    tcol = args.time_column or df.columns[0]
+    vcol = args.value_column or df.columns[1]
+    for col in (tcol, vcol):
+        if col not in df.columns:
+            raise ConfigError(f"column {col!r} not in {args.file}; columns are {list(df.columns)}")
+    ts = df[tcol]
+    if pd.api.types.is_numeric_dtype(ts):
+        unit = "ms" if ts.dropna().abs().max() > 1e11 else "s"
+        index = pd.to_datetime(ts, unit=unit, utc=True)
+    else:
+        index = pd.to_datetime(ts, utc=True, format="ISO8601")
+    series = pd.Series(pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float), index=pd.DatetimeIndex(index))
+    series = series.sort_index()
+    series = series[~series.index.duplicated()]
+    deploy_at = _parse_time(args.deploy_at, now=datetime.now(timezone.utc))
+    options = {}
+    if args.min_effect is not None:
+        options["min_effect"] = args.min_effect
+    if args.min_effect_rel is not None:
+        options["min_effect_rel"] = args.min_effect_rel
+    result = verify_series(series, deploy_at, expect=args.expect, **options).to_dict()
+    if args.format == "json":
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(f"status: {result['status']}  direction: {result['direction']}  change at: {result['change_at']}")
+        print(f"effect: {result['effect']} CI {result['effect_ci']}  p-value: {result['p_value']}")
+        print(f"baseline: {result['baseline']}")
+        print(result["reason"])
+    if result["status"] == "inconclusive":
+        return EXIT_CODES["inconclusive"]
+    if args.expect == "any":
+        return EXIT_CODES["pass"]
+    ok = result["status"] == "shifted" and result["direction"] == args.expect
+    return EXIT_CODES["pass"] if ok else EXIT_CODES["fail"]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        prometheus_port=args.prometheus_port,
+        receiver_port=args.receiver_port,
+        dashboard_port=args.dashboard_port,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        fresh=args.fresh,
+        block=not args.no_block,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analyzers", description="Deploy verification from Prometheus metrics.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the deploy-event webhook receiver")
+    s.add_argument("--host", default=os.environ.get("RECEIVER_HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")))
+    s.add_argument("--store", help="sqlite:///path or postgresql://... (default: config store.url)")
+    s.add_argument("--config", help="TOML config (default: $ANALYZERS_CONFIG or built-in)")
+    s.add_argument("--allow-unsigned", action="store_true", help="accept unsigned events (marked unsigned)")
+    s.set_defaults(func=cmd_serve)
+
+    v = sub.add_parser("verify", help="verify deploys against Prometheus (exit 0 pass, 1 fail, 2 inconclusive, 3 error)")
+    v.add_argument("--deploy", action="append", help="deploy id (repeatable)")
+    v.add_argument("--service")
+    v.add_argument("--environment")
+    v.add_argument("--since", help="e.g. 24h or an RFC 3339 time (default 24h)")
+    v.add_argument("--format", choices=("markdown", "json", "html"), default="markdown")
+    v.add_argument("--output", "-o", help="write the report to this file")
+    v.add_argument("--store")
+    v.add_argument("--config")
+    v.add_argument("--prometheus-url")
+    v.add_argument("--no-save", action="store_true", help="do not store the verdicts")
+    v.set_defaults(func=cmd_verify)
+
+    vs = sub.add_parser("verify-series", help="offline check of an exported CSV (timestamp,value)")
+    vs.add_argument("file")
+    vs.add_argument("--deploy-at", required=True)
+    vs.add_argument("--expect", choices=("increase", "decrease", "any"), default="any")
+    vs.add_argument("--time-column")
+    vs.add_argument("--value-column")
+    vs.add_argument("--min-effect", type=float)
+    vs.add_argument("--min-effect-rel", type=float)
+    vs.add_argument("--format", choices=("text", "json"), default="text")
+    vs.set_defaults(func=cmd_verify_series)
+
+    d = sub.add_parser("demo", help="start Prometheus, the receiver and the dashboard on demo data")
+    d.add_argument("--prometheus-port", type=int, default=int(os.environ.get("PROMETHEUS_PORT", "9090")))
+    d.add_argument("--receiver-port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")))
+    d.add_argument("--dashboard-port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "8501")))
+    d.add_argument("--data-dir", default=".demo")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--fresh", action="store_true", help="regenerate the demo data")
+    d.add_argument("--no-block", action="store_true", help="start, load, print URLs and exit (leave servers running)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except AnalyzerError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CODES["error"]

@@ -1,0 +1,225 @@
+"""Deploy-verification reports: one model, rendered as Markdown, JSON or self-contained HTML.
+
+Markdown fits a pull-request comment; HTML is a single page with no external scripts (every
+value escaped, event text never rendered as markup); JSON is the machine form
+(``{"deploy": ..., "verdict": ...}``) that round-trips through :class:`DeployVerdict.from_dict`.
+Times are UTC and say so; units always follow numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .model import Deploy, DeployVerdict, MetricVerdict, iso
+
+BADGES = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
+ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
+OUTCOME_LABEL = {
+    "confirmed": "confirmed",
+    "no_effect": "no effect",
+    "opposite": "wrong way",
+    "regressed": "regressed",
+    "ok": "ok",
+    "inconclusive": "inconclusive",
+    "error": "error",
+}
+
+
+def format_value(x: Any, unit: str = "") -> str:
+    """A number with its unit: ratios as %, seconds as ms below 1 s."""
+    if x is None:
+        return "n/a"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "n/a"
+    if unit == "ratio":
+        return f"{v * 100:.2f}%"
+    if unit == "s":
+        return f"{v * 1000:.1f} ms" if abs(v) < 1 else f"{v:.3f} s"
+    return f"{v:.4g} {unit}".rstrip()
+
+
+def effect_text(m: MetricVerdict) -> str:
+    r = m.result or {}
+    eff = r.get("effect")
+    if eff is None:
+        return "n/a"
+    sign = "+" if float(eff) >= 0 else "-"
+    out = sign + format_value(abs(float(eff)), m.unit)
+    rel = r.get("effect_rel")
+    if rel is not None and math.isfinite(float(rel)):
+        out += f" ({float(rel) * 100:+.1f}%)"
+    ci = r.get("effect_ci")
+    if ci and ci[0] is not None and ci[1] is not None:
+        out += f" [{format_value(ci[0], m.unit)}, {format_value(ci[1], m.unit)}]"
+    return out
+
+
+def p_text(m: MetricVerdict) -> str:
+    r = m.result or {}
+    p = r.get("p_value")
+    if p is None:
+        return "n/a"
+    s = f"{float(p):.3g}"
+    if m.p_adjusted is not None:
+        s += f" (adj. {m.p_adjusted:.3g})"
+    return s
+
+
+def _md_cell(text: str) -> str:
+    """Markdown table cell: no pipes or newlines, no HTML interpretation."""
+    return html.escape(str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " "), quote=False)
+
+
+def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, dashboard_url: str | None = None) -> str:
+    """Markdown report (GitHub-flavoured), sized for a pull-request comment."""
+    lines: list[str] = []
+    title = f"{verdict.service or (deploy.service if deploy else '')} {verdict.version or (deploy.version if deploy else '')}".strip()
+    lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {_md_cell(title)} — **{BADGES[verdict.overall]}**")
+    lines.append("")
+    lines.append(_md_cell(verdict.reason))
+    lines.append("")
+    if deploy is not None:
+        facts = [
+            f"deploy `{_md_cell(deploy.deploy_id)}`",
+            f"environment `{_md_cell(deploy.environment)}`",
+            f"started {iso(deploy.started_at)} (UTC)",
+            f"status {_md_cell(deploy.status)}",
+        ]
+        if deploy.kind == "release":
+            facts.append(f"release of flag `{_md_cell(deploy.flag or '')}` {_md_cell(str(deploy.flag_from))} → {_md_cell(str(deploy.flag_to))}")
+        if deploy.author:
+            facts.append(f"by {_md_cell(deploy.author)}")
+        if deploy.commit_sha:
+            facts.append(f"commit `{_md_cell(deploy.commit_sha[:12])}`")
+        if not deploy.signed:
+            facts.append("**unsigned source**")
+        lines.append("; ".join(facts) + ".")
+        lines.append("")
+    lines.append("| metric | role | expected | outcome | effect [95% CI] | p-value | baseline | why |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for m in verdict.metrics:
+        r = m.result or {}
+        lines.append(
+            "| "
+            + " | ".join(
+                _md_cell(c)
+                for c in (
+                    m.metric,
+                    m.role,
+                    m.expect,
+                    OUTCOME_LABEL.get(m.outcome, m.outcome),
+                    effect_text(m),
+                    p_text(m),
+                    r.get("baseline") or "n/a",
+                    m.reason,
+                )
+            )
+            + " |"
+        )
+    lines.append("")
+    if verdict.overlapping:
+        lines.append("**Overlapping deploys:** " + ", ".join(f"`{_md_cell(d)}`" for d in verdict.overlapping))
+        lines.append("")
+    for w in verdict.warnings:
+        lines.append(f"> ⚠️ {_md_cell(w)}")
+    if verdict.warnings:
+        lines.append("")
+    if verdict.retry_after_s:
+        lines.append(f"Not enough data yet: check again in about {math.ceil(verdict.retry_after_s / 60)} minutes.")
+        lines.append("")
+    notes = [f"checked {iso(verdict.checked_at)} (UTC)"]
+    if verdict.multiple_testing:
+        notes.append(verdict.multiple_testing)
+    lines.append("<sub>" + _md_cell("; ".join(notes)) + "</sub>")
+    if dashboard_url:
+        lines.append("")
+        lines.append(f"[Open in the dashboard]({dashboard_url.rstrip('/')}/deploy?deploy={verdict.deploy_id})")
+    lines.append("")
+    lines.append("<details><summary>PromQL</summary>")
+    lines.append("")
+    for m in verdict.metrics:
+        lines.append(f"- `{m.metric}`: `{m.query.replace('`', "'")}`")
+    lines.append("")
+    lines.append("</details>")
+    return "\n".join(lines) + "\n"
+
+
+def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None) -> dict[str, Any]:
+    return {"deploy": deploy.to_dict() if deploy else None, "verdict": verdict.to_dict()}
+
+
+def render_json(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
+    return json.dumps(report_dict(verdict, deploy), indent=2, sort_keys=False, allow_nan=False, default=str)
+
+
+def render_json_many(items: Sequence[tuple[DeployVerdict, Deploy | None]]) -> str:
+    return json.dumps([report_dict(v, d) for v, d in items], indent=2, allow_nan=False, default=str)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
+h1{font-size:1.4rem} table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.4rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa} .pass{color:#1a7f37} .fail{color:#cf222e} .inconclusive{color:#9a6700}
+.badge{font-weight:700;padding:.1rem .5rem;border-radius:.3rem;border:1px solid currentColor}
+code{font-size:.8rem;word-break:break-all} .warn{background:#fff8c5;padding:.5rem;border-radius:.3rem}
+"""
+
+
+def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
+    """A self-contained HTML page (no external scripts or styles); all text escaped."""
+    e = html.escape
+    rows = []
+    for m in verdict.metrics:
+        r = m.result or {}
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{e(str(c))}</td>"
+                for c in (
+                    m.metric,
+                    m.role,
+                    m.expect,
+                    OUTCOME_LABEL.get(m.outcome, m.outcome),
+                    effect_text(m),
+                    p_text(m),
+                    r.get("baseline") or "n/a",
+                    m.reason,
+                )
+            )
+            + f"<td><code>{e(m.query)}</code></td></tr>"
+        )
+    facts = ""
+    if deploy is not None:
+        facts = (
+            f"<p>Deploy <code>{e(deploy.deploy_id)}</code> of <b>{e(deploy.service)}</b> "
+            f"version <b>{e(deploy.version)}</b> in {e(deploy.environment)}, started "
+            f"{e(iso(deploy.started_at) or '')} (UTC), status {e(deploy.status)}"
+            + (f", by {e(deploy.author)}" if deploy.author else "")
+            + (" — <b>unsigned source</b>" if not deploy.signed else "")
+            + ".</p>"
+        )
+        if deploy.description:
+            facts += f"<p>Description: {e(deploy.description)}</p>"
+    warns = "".join(f"<p class='warn'>{e(w)}</p>" for w in verdict.warnings)
+    cls = verdict.overall
+    title = f"{verdict.service} {verdict.version}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
+<body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
+<p>{e(verdict.reason)}</p>{facts}{warns}
+<table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>effect [95% CI]</th>
+<th>p-value</th><th>baseline</th><th>why</th><th>PromQL</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+<p><small>Checked {e(iso(verdict.checked_at) or '')} (UTC). {e(verdict.multiple_testing)}</small></p>
+</body></html>
+"""

@@ -1,0 +1,412 @@
+"""Deploy-level verification: resolve metrics, fetch them around a deploy, test, combine.
+
+This is the IO edge of the statistics core: it renders catalog templates to PromQL
+(escaped, :mod:`analyzers.promql`), fetches through :class:`analyzers.prom.PrometheusClient`,
+runs :func:`analyzers.stats.verify_series` per metric, controls the false-alarm rate across
+the metrics of one deploy (Holm), and returns one :class:`~analyzers.model.DeployVerdict`.
+
+How a metric outcome is read from a series result:
+
+* declared ``increase``/``decrease``: shifted that way -> ``confirmed``; shifted the other way ->
+  ``opposite``; no shift -> ``no_effect``.
+* declared ``unchanged``: no shift -> ``confirmed``; a shift in the metric's bad direction
+  -> ``opposite``; a shift in the good direction -> ``confirmed`` (noted in the reason).
+* guard metrics (every deploy): a shift in the bad direction -> ``regressed``, else ``ok``.
+* no data, too few points, warnings from the back end (partial data) or a failed query ->
+  ``inconclusive``/``error``, never a pass.
+
+Overall: any ``opposite``/``regressed`` fails the deploy; otherwise anything inconclusive makes
+it inconclusive (with how long to wait when that is known); otherwise it passes. A declared
+improvement that did not show up (``no_effect``) is reported, and fails the deploy only with
+``fail_on_no_effect=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .config import Config, MetricSpec, format_duration
+from .errors import AnalyzerError, PrometheusError, PrometheusUnreachable
+from .model import Deploy, DeployVerdict, MetricVerdict
+
+if TYPE_CHECKING:
+    from .prom import PrometheusClient
+
+_BAD_DIRECTION = {"decrease": "increase", "increase": "decrease"}
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """One metric to check on one deploy."""
+
+    spec: MetricSpec
+    role: str  # "expectation" | "guard"
+    expect: str  # increase | decrease | unchanged | any
+    min_effect: float | None
+
+
+def plan_metrics(deploy: Deploy, config: Config) -> list[MetricPlan]:
+    """Declared expectations first, then the service's guard metrics not already declared."""
+    plans: list[MetricPlan] = []
+    seen: set[str] = set()
+    for exp in deploy.expectations:
+        spec = config.metric(exp.metric)
+        plans.append(MetricPlan(spec, "expectation", exp.expect, exp.min_effect))
+        seen.add(exp.metric)
+    for key in config.guards_for(deploy.service):
+        if key in seen:
+            continue
+        spec = config.metric(key)
+        plans.append(MetricPlan(spec, "guard", _BAD_DIRECTION.get(spec.good, "any"), None))
+        seen.add(key)
+    return plans
+
+
+def rate_window(config: Config, step_s: float) -> str:
+    """Rate window: at least 4 scrape intervals and at least the step (field-notes.md)."""
+    return format_duration(max(4 * config.prometheus.scrape_interval_s, step_s))
+
+
+def metric_query(config: Config, metric_key: str, deploy: Deploy, *, step_s: float | None = None) -> str:
+    """The catalog template of ``metric_key`` rendered for ``deploy`` with escaped labels."""
+    from .promql import render
+
+    spec = config.metric(metric_key)
+    step = step_s if step_s is not None else config.verification.step_s
+    return render(
+        spec.query,
+        window=rate_window(config, step),
+        service=deploy.service,
+        environment=deploy.environment,
+        version=deploy.version,
+    )
+
+
+def analysis_window(deploy: Deploy, config: Config, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end] fetched for a deploy: history for seasonal baselines, then the after-window."""
+    v = config.verification
+    start = deploy.started_at - timedelta(seconds=max(v.history_s, v.window_before_s))
+    end = min(now, deploy.started_at + timedelta(seconds=v.window_after_s + _ramp_s(deploy, config)))
+    if end <= deploy.started_at:
+        end = deploy.started_at
+    return start, end
+
+
+def _ramp_s(deploy: Deploy, config: Config) -> float:
+    """How long the rollout may take to ramp in: its own duration if reported, else 30 minutes."""
+    if deploy.finished_at is not None:
+        d = (deploy.finished_at - deploy.started_at).total_seconds()
+        return float(min(max(d, 0.0), 3600.0)) if d > 0 else 1800.0
+    return 1800.0
+
+
+def fetch_metric_series(
+    client: PrometheusClient,
+    config: Config,
+    metric_key: str,
+    deploy: Deploy,
+    start: datetime,
+    end: datetime,
+    step_s: float | None = None,
+) -> tuple[str, pd.Series, tuple[str, ...]]:
+    """Fetch one catalog metric for a deploy as one series (regular step, NaN for gaps).
+
+    Raises :class:`PrometheusError` on back-end failures and :class:`AnalyzerError` when the
+    template returns several series (the template must aggregate to one).
+    """
+    step = step_s if step_s is not None else config.verification.step_s
+    query = metric_query(config, metric_key, deploy, step_s=step)
+    result = client.query_range(query, start, end, step)
+    real_step = result.step_s or step
+    index = pd.date_range(
+        start=pd.Timestamp(result.start).tz_convert("UTC") if result.start is not None else start,
+        end=pd.Timestamp(result.end).tz_convert("UTC") if result.end is not None else end,
+        freq=pd.Timedelta(seconds=real_step),
+    )
+    if len(result.series) == 0:
+        return query, pd.Series(float("nan"), index=index, dtype=float), tuple(result.warnings)
+    if len(result.series) > 1:
+        labels = ", ".join(str(s.labels) for s in result.series[:3])
+        raise AnalyzerError(
+            f"metric {metric_key!r} returned {len(result.series)} series ({labels}...); "
+            f"aggregate its query in the catalog (e.g. sum(...)) so it returns one series"
+        )
+    values = result.series[0].values.astype(float)
+    values = values[~values.index.duplicated()]
+    series = values.reindex(index.union(values.index)).reindex(index)
+    return query, series, tuple(result.warnings)
+
+
+def _outcome(plan: MetricPlan, status: str, direction: str | None) -> str:
+    if status == "inconclusive":
+        return "inconclusive"
+    shifted = status == "shifted"
+    bad = _BAD_DIRECTION.get(plan.spec.good)
+    if plan.role == "guard":
+        if shifted and bad is not None and direction == bad:
+            return "regressed"
+        return "ok"
+    if plan.expect in ("increase", "decrease"):
+        if not shifted:
+            return "no_effect"
+        return "confirmed" if direction == plan.expect else "opposite"
+    # declared unchanged
+    if not shifted:
+        return "confirmed"
+    if bad is not None and direction == bad:
+        return "opposite"
+    if bad is None:
+        return "opposite"
+    return "confirmed"
+
+
+def _fmt(x: Any, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if unit == "ratio":
+        return f"{100 * float(x):.2f}%"
+    if unit == "s":
+        v = float(x)
+        return f"{v * 1000:.1f} ms" if abs(v) < 1 else f"{v:.3f} s"
+    return f"{float(x):.4g}" + (f" {unit}" if unit else "")
+
+
+def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
+    unit = plan.spec.unit
+    key = plan.spec.key
+    base = res.get("reason") or ""
+    eff = res.get("effect")
+    ci = res.get("effect_ci") or [None, None]
+    rel = res.get("effect_rel")
+    size = ""
+    if eff is not None:
+        size = f"{'+' if eff >= 0 else '-'}{_fmt(abs(eff), unit)}"
+        if rel is not None and math.isfinite(rel):
+            size += f" ({rel * 100:+.0f}%)"
+        if ci[0] is not None and ci[1] is not None:
+            size += f", 95% CI {_fmt(ci[0], unit)} to {_fmt(ci[1], unit)}"
+    text = {
+        "confirmed": f"{key} moved as declared ({plan.expect})" if plan.expect != "unchanged" else f"{key} stayed unchanged as declared",
+        "opposite": f"{key} moved the wrong way (declared {plan.expect})",
+        "no_effect": f"{key} did not move (declared {plan.expect})",
+        "regressed": f"guard {key} regressed",
+        "ok": f"guard {key} shows no regression",
+        "inconclusive": f"{key} is inconclusive",
+    }.get(outcome, key)
+    if size and outcome in ("confirmed", "opposite", "regressed"):
+        text += f": {size}"
+    if base:
+        text += f". {base[0].upper()}{base[1:]}" if not base.endswith(".") else f". {base[0].upper()}{base[1:-1]}"
+    return text + "."
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (controls the family-wise error rate)."""
+    try:
+        from .stats import adjust_pvalues
+
+        return [float(p) for p in adjust_pvalues(list(pvalues), method="holm")]
+    except ImportError:  # pragma: no cover - the stats core always ships adjust_pvalues
+        m = len(pvalues)
+        order = sorted(range(m), key=lambda i: pvalues[i])
+        out = [1.0] * m
+        running = 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (m - rank) * pvalues[i]))
+            out[i] = running
+        return out
+
+
+def find_overlaps(deploy: Deploy, others: Iterable[Deploy], config: Config) -> list[Deploy]:
+    """Other deploys close enough in time, on the same or a dependent service, to confound."""
+    window = timedelta(seconds=config.verification.overlap_s)
+    related = {deploy.service}
+    spec = config.services.get(deploy.service)
+    if spec is not None:
+        related.update(spec.depends_on)
+    for name, s in config.services.items():
+        if deploy.service in s.depends_on:
+            related.add(name)
+    out = []
+    for o in others:
+        if o.deploy_id == deploy.deploy_id:
+            continue
+        if abs(o.started_at - deploy.started_at) <= window and (o.service in related or not config.services):
+            out.append(o)
+    return sorted(out, key=lambda d: d.started_at)
+
+
+def verify_deploy(
+    deploy: Deploy,
+    config: Config,
+    client: PrometheusClient,
+    *,
+    others: Iterable[Deploy] = (),
+    now: datetime | None = None,
+    fail_on_no_effect: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> DeployVerdict:
+    """Verify one deploy against its declared expectations and the guard metrics."""
+    from .stats import verify_series
+
+    now = now or datetime.now(timezone.utc)
+    plans = plan_metrics(deploy, config)
+    start, end = analysis_window(deploy, config, now)
+    overlaps = find_overlaps(deploy, others, config)
+    warnings: list[str] = []
+    if overlaps:
+        names = ", ".join(f"{o.service} {o.version} ({o.deploy_id})" for o in overlaps)
+        warnings.append(
+            f"Overlapping deploys within {format_duration(config.verification.overlap_s)}: {names}; "
+            "a change cannot be attributed to one of them alone."
+        )
+    raw: list[tuple[MetricPlan, str, dict[str, Any] | None, str | None, str | None]] = []
+    unreachable: str | None = None
+    for plan in plans:
+        if progress:
+            progress(plan.spec.key)
+        query = ""
+        if unreachable is not None:
+            raw.append((plan, query, None, "error", unreachable))
+            continue
+        try:
+            query, series, warns = fetch_metric_series(client, config, plan.spec.key, deploy, start, end)
+        except PrometheusUnreachable as exc:
+            unreachable = f"{exc}"
+            raw.append((plan, query or _safe_query(config, plan, deploy), None, "error", unreachable))
+            continue
+        except PrometheusError as exc:
+            raw.append((plan, query or _safe_query(config, plan, deploy), None, "error", f"query failed: {exc}"))
+            continue
+        except AnalyzerError as exc:
+            raw.append((plan, query or _safe_query(config, plan, deploy), None, "error", str(exc)))
+            continue
+        min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
+        try:
+            res = verify_series(
+                series,
+                deploy.started_at,
+                expect="any",
+                min_effect=min_effect,
+                min_effect_rel=plan.spec.min_effect_rel,
+                alpha=config.verification.alpha,
+                kind=plan.spec.kind,
+                min_points=plan.spec.min_points,
+                ramp_s=_ramp_s(deploy, config),
+            ).to_dict()
+        except AnalyzerError as exc:
+            raw.append((plan, query, None, "inconclusive", str(exc)))
+            continue
+        if warns:
+            quoted = "; ".join(warns)
+            warnings.append(f"{plan.spec.key}: back end warned: {quoted}")
+            raw.append((plan, query, res, "inconclusive", f"the back end returned partial data ({quoted}); not judged"))
+            continue
+        raw.append((plan, query, res, None, None))
+
+    # Family-wise error control across this deploy's tested metrics.
+    tested = [i for i, r in enumerate(raw) if r[2] is not None and r[3] is None and r[2].get("p_value") is not None]
+    adjusted = holm([float(raw[i][2]["p_value"]) for i in tested]) if tested else []  # type: ignore[index]
+    p_adj: dict[int, float] = dict(zip(tested, adjusted, strict=True))
+    alpha = config.verification.alpha
+
+    metrics: list[MetricVerdict] = []
+    for i, (plan, query, res, forced, note) in enumerate(raw):
+        if forced is not None:
+            outcome = forced
+            reason = f"{plan.spec.key}: {note}"
+            if not reason.endswith("."):
+                reason += "."
+        else:
+            assert res is not None
+            status = res.get("status", "inconclusive")
+            if status == "shifted" and i in p_adj and p_adj[i] > alpha:
+                status = "unchanged"
+                res = dict(res)
+                res["reason"] = (
+                    f"the shift (p={res.get('p_value'):.3g}) is not significant after Holm correction "
+                    f"across {len(tested)} metrics (adjusted p={p_adj[i]:.3g})"
+                )
+            outcome = _outcome(plan, status, res.get("direction"))
+            reason = _reason(plan, outcome, res)
+        metrics.append(
+            MetricVerdict(
+                metric=plan.spec.key,
+                role=plan.role,  # type: ignore[arg-type]
+                expect=plan.expect,
+                outcome=outcome,  # type: ignore[arg-type]
+                reason=reason,
+                unit=plan.spec.unit,
+                query=query,
+                result=res,
+                window_start=start,
+                window_end=end,
+                p_adjusted=p_adj.get(i),
+            )
+        )
+    overall, reason, retry = _combine(deploy, metrics, fail_on_no_effect)
+    if overlaps and overall != "pass":
+        reason += " Overlapping deploys may share the blame (see warnings)."
+    return DeployVerdict(
+        deploy_id=deploy.deploy_id,
+        overall=overall,  # type: ignore[arg-type]
+        reason=reason,
+        metrics=tuple(metrics),
+        checked_at=now,
+        service=deploy.service,
+        version=deploy.version,
+        warnings=tuple(warnings),
+        overlapping=tuple(o.deploy_id for o in overlaps),
+        multiple_testing=(
+            f"Holm correction across {len(tested)} tested metrics at alpha={alpha:g}" if tested else ""
+        ),
+        retry_after_s=retry,
+    )
+
+
+def _safe_query(config: Config, plan: MetricPlan, deploy: Deploy) -> str:
+    try:
+        return metric_query(config, plan.spec.key, deploy)
+    except AnalyzerError:
+        return plan.spec.query
+
+
+def _combine(deploy: Deploy, metrics: Sequence[MetricVerdict], fail_on_no_effect: bool) -> tuple[str, str, float | None]:
+    failed = [m for m in metrics if m.failed or (fail_on_no_effect and m.outcome == "no_effect")]
+    unsure = [m for m in metrics if m.outcome in ("inconclusive", "error")]
+    no_effect = [m for m in metrics if m.outcome == "no_effect"]
+    waits = [
+        float(m.result["needed_more_s"])
+        for m in unsure
+        if m.result is not None and m.result.get("needed_more_s") is not None
+    ]
+    retry = max(waits) if waits else None
+    what = f"{deploy.service} {deploy.version}"
+    if not metrics:
+        return "inconclusive", f"{what}: no metrics to check; declare expectations or configure guard metrics.", None
+    if failed:
+        names = ", ".join(f"{m.metric} ({m.outcome.replace('_', ' ')})" for m in failed)
+        return "fail", f"{what} failed verification: {names}.", None
+    if unsure:
+        names = ", ".join(m.metric for m in unsure)
+        if any(m.outcome == "error" for m in unsure):
+            first = next(m for m in unsure if m.outcome == "error")
+            return "inconclusive", f"{what} could not be verified: {first.reason}", retry
+        wait = f" Check again in about {math.ceil(retry / 60)} minutes." if retry else ""
+        return "inconclusive", f"{what} is inconclusive for {names}: not enough data yet.{wait}", retry
+    confirmed = [m for m in metrics if m.role == "expectation" and m.outcome == "confirmed"]
+    parts = []
+    if confirmed:
+        parts.append("intended effect confirmed on " + ", ".join(m.metric for m in confirmed))
+    if no_effect:
+        parts.append("no effect seen on declared " + ", ".join(m.metric for m in no_effect))
+    guards = [m for m in metrics if m.role == "guard"]
+    if guards:
+        parts.append("no guard metric regressed")
+    return "pass", f"{what} passed: " + "; ".join(parts) + ".", None
