@@ -1,0 +1,165 @@
+"""Building PromQL safely: escaping label values and rendering metric templates.
+
+Every value that reaches a query (service, version, endpoint, anything from a deploy event
+or the dashboard's URL) goes through :func:`escape_label_value` or
+:func:`escape_regex_value`. Without that a value such as ``x"} or up{job=~".+`` closes the
+string and turns a template into a query over every series.
+
+Usage::
+
+    >>> render('rate(http_requests_total{service="$service"}[$window])', service="checkout", window="1m")
+    'rate(http_requests_total{service="checkout"}[1m])'
+    >>> selector("http_requests_total", service="checkout", version="v1.2")
+    'http_requests_total{service="checkout",version="v1.2"}'
+
+Caveats: PromQL string literals are Go strings, so only the escapes ``\\a \\b \\f \\n \\r
+\\t \\v \\\\ \\"`` plus hex/unicode escapes exist; other control characters are written as
+``\\xNN`` / ``\\uNNNN``. A lone surrogate cannot be expressed at all and raises ConfigError.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .errors import ConfigError
+
+__all__ = [
+    "escape_label_value",
+    "escape_regex_value",
+    "is_duration",
+    "matchers",
+    "render",
+    "selector",
+    "validate_label_name",
+    "validate_metric_name",
+]
+
+_NAMED_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+# One PromQL duration: 1h30m, 5m, 250ms, 1y ... (units as accepted by Prometheus 2.x).
+_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# $name, ${name}, ${name:format}. A "$" followed by anything else (a regex anchor such as
+# =~"foo$") is left alone.
+_PLACEHOLDER = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_BRACED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?$")
+
+
+def _escape_char(ch: str) -> str:
+    named = _NAMED_ESCAPES.get(ch)
+    if named is not None:
+        return named
+    cp = ord(ch)
+    if cp < 0x20 or cp == 0x7F:
+        return f"\\x{cp:02x}"
+    if 0x80 <= cp <= 0x9F or cp in (0x2028, 0x2029):
+        # C1 controls and Unicode line/paragraph separators: printable-safe form.
+        return f"\\u{cp:04x}"
+    if 0xD800 <= cp <= 0xDFFF:
+        raise ConfigError(
+            f"label value contains a lone surrogate (U+{cp:04X}), which PromQL cannot express: "
+            "fix the value at its source (deploy event or config)"
+        )
+    return ch
+
+
+def escape_label_value(value: str) -> str:
+    """Escape ``value`` for use inside a double-quoted PromQL string (no quotes added).
+
+    The result contains no raw control character and no unescaped ``"`` or ``\\``, so it can
+    never end the string it is placed in.
+    """
+    return "".join(_escape_char(ch) for ch in str(value))
+
+
+def escape_regex_value(value: str) -> str:
+    """Escape ``value`` so a ``=~"..."`` matcher matches exactly that literal text.
+
+    :func:`re.escape` first (it backslashes only punctuation and whitespace, which Go's RE2
+    syntax reads as literals too), then string-literal escaping. Prometheus anchors regex
+    matchers, so the matcher equals ``="value"`` in effect.
+    """
+    return escape_label_value(re.escape(str(value)))
+
+
+def is_duration(value: str) -> bool:
+    """True when ``value`` is a PromQL duration literal such as ``5m`` or ``1h30m``."""
+    return bool(_DURATION.match(value))
+
+
+def validate_metric_name(name: str) -> str:
+    """Return ``name`` or raise ConfigError when it is not a valid metric name."""
+    if not _METRIC_NAME.match(name):
+        raise ConfigError(f"{name!r} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+    return name
+
+
+def validate_label_name(name: str) -> str:
+    """Return ``name`` or raise ConfigError when it is not a valid label name."""
+    if not _LABEL_NAME.match(name):
+        raise ConfigError(f"{name!r} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    return name
+
+
+def render(template: str, *, window: str = "5m", **labels: str) -> str:
+    """Fill a metric template's placeholders with escaped values.
+
+    ``$name`` and ``${name}`` become the string-escaped value (the template supplies the
+    quotes), ``${name:regex}`` the regex-escaped value (for ``=~"..."``), and ``$window``
+    (or ``${window}``) the rate window verbatim after checking it is a PromQL duration.
+    An unknown placeholder or format raises ConfigError naming it, so a typo in the config
+    fails loudly instead of querying for the literal text ``$servce``.
+    """
+    if not is_duration(window):
+        raise ConfigError(f"window must be a PromQL duration such as '5m' or '1h30m', got {window!r}")
+
+    def replace(m: re.Match[str]) -> str:
+        if m.group(2) is not None:
+            name, fmt = m.group(2), None
+        else:
+            braced = _BRACED.match(m.group(1))
+            if braced is None:
+                raise ConfigError(f"malformed placeholder {m.group(0)!r} in template {template!r}")
+            name, fmt = braced.group(1), braced.group(2)
+        if name == "window":
+            if fmt is not None:
+                raise ConfigError(f"placeholder {m.group(0)!r}: $window takes no format")
+            return window
+        if name not in labels:
+            known = ", ".join(["window", *sorted(labels)])
+            raise ConfigError(
+                f"unknown placeholder ${name} in template {template!r}: available here are {known}"
+            )
+        value = str(labels[name])
+        if fmt is None:
+            return escape_label_value(value)
+        if fmt == "regex":
+            return escape_regex_value(value)
+        raise ConfigError(f"unknown placeholder format {m.group(0)!r}: use ${{{name}}} or ${{{name}:regex}}")
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def matchers(labels: Mapping[str, str] | None = None, /, **more: str) -> str:
+    """``a="..",b=".."`` (equality matchers, escaped, in the order given), without braces."""
+    merged = {**(labels or {}), **more}
+    return ",".join(f'{validate_label_name(k)}="{escape_label_value(str(v))}"' for k, v in merged.items())
+
+
+def selector(metric: str, **labels: str) -> str:
+    """``metric{a="..",b=".."}`` with every value escaped; just ``metric`` without labels."""
+    validate_metric_name(metric)
+    inner = matchers(labels)
+    return f"{metric}{{{inner}}}" if inner else metric
