@@ -1,0 +1,237 @@
+"""``python -m analyzers demo``: the whole product on seeded demo data, on this machine.
+
+Steps: find (or apt-install) Prometheus; generate the demo scenario and backfill it with
+promtool (once: a second run reuses ``.demo/``); start Prometheus, the webhook receiver and the
+dashboard on 127.0.0.1 (a server already answering on its port is reused, not restarted);
+send the demo deploy events through the real receiver, signed; verify every deploy and store
+the verdicts; print the URLs. Ctrl-C stops what this run started.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .config import default_config
+from .errors import AnalyzerError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _up(url: str, timeout: float = 1.0) -> bool:
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait(url: str, what: str, proc: subprocess.Popen[Any] | None, timeout: float = 60.0, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _up(url):
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise AnalyzerError(f"{what} did not become ready at {url}; its log ends with:\n{tail}\nFix the cause above or pick another port.")
+
+
+def _secret(data: Path) -> str:
+    path = data / "webhook-secret"
+    if path.exists():
+        return path.read_text().strip()
+    value = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def _prepare_data(data: Path, seed: int, fresh: bool) -> list[dict[str, Any]]:
+    """Generate + backfill once; returns the scenario deploys (event, truth, expected_overall)."""
+    from .promserver import backfill
+    from .scenarios import demo_scenario
+
+    marker = data / "scenario.json"
+    tsdb = data / "tsdb"
+    if marker.exists() and tsdb.exists() and not fresh:
+        saved = json.loads(marker.read_text())
+        if saved.get("seed") == seed:
+            _say(f"reusing demo data in {data} (generated {saved.get('generated_at')}; --fresh to regenerate)")
+            return list(saved["deploys"])
+    if tsdb.exists():
+        import shutil
+
+        shutil.rmtree(tsdb)
+    _say("generating 3 days of demo metrics (seeded) ...")
+    t0 = time.monotonic()
+    scenario = demo_scenario(seed=seed)
+    om = data / "demo.om"
+    n = scenario.write_openmetrics(om)
+    _say(f"wrote {n:,} samples in {time.monotonic() - t0:.0f} s; backfilling with promtool ...")
+    t0 = time.monotonic()
+    tsdb.mkdir(parents=True, exist_ok=True)
+    backfill(om, tsdb)
+    om.unlink(missing_ok=True)
+    _say(f"backfill done in {time.monotonic() - t0:.0f} s")
+    deploys = [
+        {"event": d.event, "truth": dict(d.truth), "expected_overall": d.expected_overall} for d in scenario.deploys
+    ]
+    marker.write_text(
+        json.dumps({"seed": seed, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "deploys": deploys}, indent=2)
+    )
+    return deploys
+
+
+def run_demo(
+    *,
+    prometheus_port: int = 9090,
+    receiver_port: int = 8000,
+    dashboard_port: int = 8501,
+    data_dir: str = ".demo",
+    seed: int = 7,
+    fresh: bool = False,
+    block: bool = True,
+) -> int:
+    from .promserver import PrometheusServer, ensure_installed
+
+    data = Path(data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    started: list[Callable[[], None]] = []
+
+    def stop_all() -> None:
+        for stop in reversed(started):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                pass
+        started.clear()
+
+    try:
+        ensure_installed()
+        deploys = _prepare_data(data, seed, fresh)
+
+        prom_url = f"http://127.0.0.1:{prometheus_port}"
+        if _up(prom_url + "/-/ready"):
+            _say(f"Prometheus already answering at {prom_url}; reusing it")
+        else:
+            _say(f"starting Prometheus at {prom_url} ...")
+            server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d")
+            server.start()
+            started.append(server.stop)
+
+        store_url = f"sqlite:///{data / 'deploys.db'}"
+        secret = _secret(data)
+        env = dict(os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url)
+        receiver_url = f"http://127.0.0.1:{receiver_port}"
+        if _up(receiver_url + "/healthz"):
+            _say(f"receiver already answering at {receiver_url}; reusing it")
+        else:
+            _say(f"starting the webhook receiver at {receiver_url} ...")
+            log = data / "receiver.log"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "analyzers", "serve", "--host", "127.0.0.1", "--port", str(receiver_port), "--store", store_url],
+                cwd=ROOT,
+                env=env,
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            started.append(lambda p=proc: _terminate(p))
+            _wait(receiver_url + "/healthz", "the receiver", proc, log=log)
+
+        from .events.send import send_event
+
+        _say(f"sending {len(deploys)} signed deploy events to {receiver_url}/webhooks/deploys ...")
+        for d in deploys:
+            resp = send_event(receiver_url + "/webhooks/deploys", d["event"], secret)
+            if resp.status_code >= 300:
+                raise AnalyzerError(
+                    f"the receiver refused demo event {d['event'].get('deploy_id')}: {resp.status_code} {resp.text[:300]}"
+                )
+
+        _verify_all(store_url, prom_url, deploys)
+
+        dash_url = f"http://127.0.0.1:{dashboard_port}"
+        if _up(dash_url + "/_stcore/health"):
+            _say(f"dashboard already answering at {dash_url}; reusing it")
+        else:
+            _say(f"starting the dashboard at {dash_url} ...")
+            log = data / "dashboard.log"
+            proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                    "--server.address", "127.0.0.1", "--server.port", str(dashboard_port),
+                    "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            started.append(lambda p=proc: _terminate(p))
+            _wait(dash_url + "/_stcore/health", "the dashboard", proc, timeout=90, log=log)
+
+        print()
+        print(f"  Dashboard:   {dash_url}")
+        print(f"  Receiver:    {receiver_url}   (POST /webhooks/deploys, GET /v1/deploys, /metrics, /docs)")
+        print(f"  Prometheus:  {prom_url}")
+        print(f"  Demo data:   {data}   (webhook secret in {data / 'webhook-secret'})")
+        print()
+        if not block:
+            started.clear()  # leave them running
+            return 0
+        print("Press Ctrl-C to stop everything this run started.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        _say("stopping ...")
+        return 0
+    finally:
+        stop_all()
+
+
+def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]]) -> None:
+    from .cli import verify_many
+    from .events.store import open_store
+    from .prom import PrometheusClient
+
+    cfg = default_config().with_prometheus_url(prom_url)
+    store = open_store(store_url)
+    try:
+        stored = store.list_deploys(limit=100000)
+        _say(f"verifying {len(stored)} deploys against Prometheus ...")
+        verdicts = verify_many(sorted(stored, key=lambda d: d.started_at), cfg, PrometheusClient(cfg.prometheus), store=store)
+        truth = {d["event"].get("deploy_id"): d for d in deploys}
+        for v in sorted(verdicts, key=lambda v: v.service):
+            t = truth.get(v.deploy_id)
+            expected = f" (scenario truth: {t['expected_overall']})" if t else ""
+            _say(f"  {v.overall.upper():13s} {v.service} {v.version}{expected}")
+    finally:
+        store.close()
+
+
+def _terminate(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
