@@ -16,7 +16,7 @@ COPY dashboard/ dashboard/
 COPY .streamlit/ .streamlit/
 
 RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
-USER app
+USER 10001
 EXPOSE 8000 8501
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)" || exit 1
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 CMD ["python", "-m", "analyzers", "serve", "--host", "0.0.0.0", "--port", "8000", "--store", "sqlite:////data/deploys.db"]
