@@ -1,0 +1,75 @@
+"""Reports: every format carries the verdict, units and reasons, and never renders event text as markup."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from analyzers.model import Deploy, DeployVerdict, Expectation, MetricVerdict
+from analyzers.reports import format_value, render_html, render_json, render_markdown
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+EVIL = '<script>alert(1)</script> | **bold** `x`'
+
+
+def _deploy() -> Deploy:
+    return Deploy(
+        deploy_id="d-1",
+        service="checkout",
+        environment="production",
+        version="v2",
+        started_at=T0,
+        author=EVIL,
+        description=EVIL,
+        expectations=(Expectation("latency_p99", "decrease"),),
+    )
+
+
+def _verdict() -> DeployVerdict:
+    m = MetricVerdict(
+        metric="error_ratio",
+        role="guard",
+        expect="increase",
+        outcome="regressed",
+        reason="guard error_ratio regressed: +4.50% (+900%).",
+        unit="ratio",
+        query='sum(rate(http_request_errors_total{service="checkout"}[1m]))',
+        result={"status": "shifted", "direction": "increase", "effect": 0.045, "effect_rel": 9.0,
+                "effect_ci": [0.04, 0.05], "p_value": 1e-6, "baseline": "pre-window"},
+        p_adjusted=2e-6,
+    )
+    return DeployVerdict(deploy_id="d-1", overall="fail", reason="checkout v2 failed verification: error_ratio (regressed).",
+                         metrics=(m,), checked_at=T0, service="checkout", version="v2",
+                         multiple_testing="Holm correction across 2 tested metrics at alpha=0.05")
+
+
+def test_markdown_has_badge_units_and_reason() -> None:
+    md = render_markdown(_verdict(), _deploy())
+    assert "FAIL" in md
+    assert "4.50%" in md  # ratio shown as percent with its unit
+    assert "regressed" in md
+    assert "Holm" in md
+    assert "<script>" not in md  # escaped event text
+
+
+def test_html_escapes_event_text_and_is_self_contained() -> None:
+    page = render_html(_verdict(), _deploy())
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    assert "http://" not in page.split("<table>")[0].replace("http-equiv", "")  # no external resources
+    assert "FAIL" in page
+
+
+def test_json_round_trips_verdict() -> None:
+    data = json.loads(render_json(_verdict(), _deploy()))
+    again = DeployVerdict.from_dict(data["verdict"])
+    assert again == _verdict()
+    assert Deploy.from_dict(data["deploy"]) == _deploy()
+
+
+def test_format_value_units() -> None:
+    assert format_value(0.0123, "ratio") == "1.23%"
+    assert format_value(0.25, "s") == "250.0 ms"
+    assert format_value(2.5, "s") == "2.500 s"
+    assert format_value(None, "s") == "n/a"
+    assert format_value(12.0, "req/s") == "12 req/s"

@@ -1,0 +1,85 @@
+"""Verdict logic: how series results map to metric outcomes and how outcomes combine."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from analyzers.config import ServiceSpec, default_config
+from analyzers.model import Deploy, Expectation, MetricVerdict
+from analyzers.verification import MetricPlan, _combine, _outcome, find_overlaps, metric_query, plan_metrics
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+CFG = default_config()
+
+
+def _deploy(**kw) -> Deploy:  # type: ignore[no-untyped-def]
+    base = dict(deploy_id="d1", service="checkout", environment="production", version="v2", started_at=T0)
+    base.update(kw)
+    return Deploy(**base)  # type: ignore[arg-type]
+
+
+def test_plan_puts_declared_first_and_adds_guards_once() -> None:
+    d = _deploy(expectations=(Expectation("latency_p99", "decrease"),))
+    plans = plan_metrics(d, CFG)
+    assert [(p.spec.key, p.role) for p in plans] == [("latency_p99", "expectation"), ("error_ratio", "guard")]
+    assert plans[1].expect == "increase"  # the bad direction of a lower-is-better guard
+
+
+def test_metric_query_escapes_label_values() -> None:
+    d = _deploy(service='x"} or up{job=~".+')
+    q = metric_query(CFG, "error_ratio", d)
+    assert 'service="x\\"} or up{job=~\\".+"' in q
+
+
+@pytest.mark.parametrize(
+    ("role", "expect", "status", "direction", "outcome"),
+    [
+        ("expectation", "decrease", "shifted", "decrease", "confirmed"),
+        ("expectation", "decrease", "shifted", "increase", "opposite"),
+        ("expectation", "decrease", "unchanged", None, "no_effect"),
+        ("expectation", "unchanged", "unchanged", None, "confirmed"),
+        ("expectation", "unchanged", "shifted", "increase", "opposite"),
+        ("guard", "increase", "shifted", "increase", "regressed"),
+        ("guard", "increase", "shifted", "decrease", "ok"),
+        ("guard", "increase", "unchanged", None, "ok"),
+        ("guard", "increase", "inconclusive", None, "inconclusive"),
+    ],
+)
+def test_outcome_mapping(role: str, expect: str, status: str, direction: str | None, outcome: str) -> None:
+    plan = MetricPlan(CFG.metric("latency_p99"), role, expect, None)
+    assert _outcome(plan, status, direction) == outcome
+
+
+def _mv(outcome: str, role: str = "guard", needed: float | None = None) -> MetricVerdict:
+    return MetricVerdict(metric="m_" + outcome, role=role, expect="increase", outcome=outcome, reason="r",  # type: ignore[arg-type]
+                         result={"needed_more_s": needed} if needed else None)
+
+
+def test_any_regression_fails_even_with_inconclusive_others() -> None:
+    overall, reason, _ = _combine(_deploy(), [_mv("regressed"), _mv("inconclusive")], False)
+    assert overall == "fail" and "m_regressed" in reason
+
+
+def test_missing_data_is_never_a_pass() -> None:
+    overall, reason, retry = _combine(_deploy(), [_mv("ok"), _mv("inconclusive", needed=600)], False)
+    assert overall == "inconclusive"
+    assert retry == 600 and "10 minutes" in reason
+
+
+def test_no_effect_passes_unless_asked_to_fail() -> None:
+    ms = [_mv("no_effect", role="expectation"), _mv("ok")]
+    assert _combine(_deploy(), ms, False)[0] == "pass"
+    assert _combine(_deploy(), ms, True)[0] == "fail"
+
+
+def test_overlap_detection_uses_window_and_dependencies() -> None:
+    from dataclasses import replace
+
+    cfg = replace(CFG, services={"checkout": ServiceSpec("checkout", depends_on=("payments",))})
+    d = _deploy()
+    near_dep = _deploy(deploy_id="d2", service="payments", started_at=T0 + timedelta(minutes=2))
+    near_unrelated = _deploy(deploy_id="d3", service="search", started_at=T0 + timedelta(minutes=1))
+    far = _deploy(deploy_id="d4", started_at=T0 + timedelta(hours=3))
+    assert [o.deploy_id for o in find_overlaps(d, [d, near_dep, near_unrelated, far], cfg)] == ["d2"]
