@@ -146,7 +146,8 @@ def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, das
     lines.append("<details><summary>PromQL</summary>")
     lines.append("")
     for m in verdict.metrics:
-        lines.append(f"- `{m.metric}`: `{m.query.replace('`', "'")}`")
+        query = m.query.replace("`", "'")
+        lines.append(f"- `{m.metric}`: `{query}`")
     lines.append("")
     lines.append("</details>")
     return "\n".join(lines) + "\n"
