@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .config import Config, load_config, parse_duration
 from .errors import AnalyzerError, ConfigError
@@ -27,7 +27,7 @@ def _parse_time(value: str, *, now: datetime) -> datetime:
         pass
     try:
         f = float(v)
-        return datetime.fromtimestamp(f / 1000 if f > 1e11 else f, tz=timezone.utc)
+        return datetime.fromtimestamp(f / 1000 if f > 1e11 else f, tz=UTC)
     except ValueError:
         pass
     try:
@@ -87,7 +87,7 @@ def verify_many(
 
     from .verification import verify_deploy
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     others = list(context) if context is not None else list(deploys)
     out = []
     bar = tqdm(deploys, desc="verifying", unit="deploy", file=sys.stderr, disable=not show_progress or len(deploys) < 2)
@@ -108,7 +108,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _config(args)
     store = open_store(args.store or cfg.store_url)
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         deploys = _select_deploys(store, args, now)
         if not deploys:
             print("No deploys matched; nothing to verify (exit 2: inconclusive).", file=sys.stderr)
@@ -165,7 +165,7 @@ def cmd_verify_series(args: argparse.Namespace) -> int:
     series = pd.Series(pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float), index=pd.DatetimeIndex(index))
     series = series.sort_index()
     series = series[~series.index.duplicated()]
-    deploy_at = _parse_time(args.deploy_at, now=datetime.now(timezone.utc))
+    deploy_at = _parse_time(args.deploy_at, now=datetime.now(UTC))
     options = {}
     if args.min_effect is not None:
         options["min_effect"] = args.min_effect

@@ -8,7 +8,7 @@ All timestamps are timezone-aware UTC ``datetime`` objects. Values are frozen;
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Expect = Literal["increase", "decrease", "unchanged"]
@@ -27,8 +27,8 @@ def to_utc(ts: datetime | str) -> datetime:
             s = s[:-1] + "+00:00"
         ts = datetime.fromisoformat(s)
     if ts.tzinfo is None:
-        return ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+        return ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -121,6 +121,8 @@ class MetricVerdict:
     window_start: datetime | None = None
     window_end: datetime | None = None
     p_adjusted: float | None = None
+    #: A small copy of the series around the deploy for reports: ``{"t": [unix s], "v": [value|None]}``.
+    chart: dict[str, list[Any]] | None = None
 
     @property
     def failed(self) -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -143,6 +143,18 @@ def fetch_metric_series(
     return query, series, tuple(result.warnings)
 
 
+def chart_points(series: pd.Series, deploy: Deploy, config: Config, max_points: int = 240) -> dict[str, list[Any]]:
+    """The series from ``window_before`` before the deploy to the end, thinned to ``max_points``."""
+    lo = deploy.started_at - timedelta(seconds=config.verification.window_before_s)
+    part = series[series.index >= pd.Timestamp(lo)]
+    if len(part) > max_points:
+        stride = -(-len(part) // max_points)
+        part = part.iloc[::stride]
+    ts = [int(t.timestamp()) for t in part.index]
+    vs = [None if not math.isfinite(float(v)) else round(float(v), 9) for v in part.to_numpy()]
+    return {"t": ts, "v": vs}
+
+
 def _outcome(plan: MetricPlan, status: str, direction: str | None) -> str:
     if status == "inconclusive":
         return "inconclusive"
@@ -255,7 +267,7 @@ def verify_deploy(
     """Verify one deploy against its declared expectations and the guard metrics."""
     from .stats import verify_series
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     plans = plan_metrics(deploy, config)
     start, end = analysis_window(deploy, config, now)
     overlaps = find_overlaps(deploy, others, config)
@@ -268,6 +280,7 @@ def verify_deploy(
         )
     raw: list[tuple[MetricPlan, str, dict[str, Any] | None, str | None, str | None]] = []
     unreachable: str | None = None
+    charts: dict[str, dict[str, list[Any]]] = {}
     for plan in plans:
         if progress:
             progress(plan.spec.key)
@@ -308,6 +321,7 @@ def verify_deploy(
             warnings.append(f"{plan.spec.key}: back end warned: {quoted}")
             raw.append((plan, query, res, "inconclusive", f"the back end returned partial data ({quoted}); not judged"))
             continue
+        charts[plan.spec.key] = chart_points(series, deploy, config)
         raw.append((plan, query, res, None, None))
 
     # Family-wise error control across this deploy's tested metrics.
@@ -348,6 +362,7 @@ def verify_deploy(
                 window_start=start,
                 window_end=end,
                 p_adjusted=p_adj.get(i),
+                chart=charts.get(plan.spec.key),
             )
         )
     overall, reason, retry = _combine(deploy, metrics, fail_on_no_effect)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from analyzers.config import ServiceSpec, default_config
 from analyzers.model import Deploy, Expectation, MetricVerdict
 from analyzers.verification import MetricPlan, _combine, _outcome, find_overlaps, metric_query, plan_metrics
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CFG = default_config()
 
 
