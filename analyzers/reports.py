@@ -165,6 +165,51 @@ def render_json_many(items: Sequence[tuple[DeployVerdict, Deploy | None]]) -> st
     return json.dumps([report_dict(v, d) for v, d in items], indent=2, allow_nan=False, default=str)
 
 
+def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, height: int = 90) -> str:
+    """An inline SVG line chart of the metric around the deploy (no scripts, no external assets).
+
+    The dashed vertical line marks the deploy; the y range is labelled with units; times are UTC.
+    """
+    chart = m.chart or {}
+    ts = chart.get("t") or []
+    vs = chart.get("v") or []
+    pts = [(float(t), float(v)) for t, v in zip(ts, vs, strict=False) if v is not None and math.isfinite(float(v))]
+    if len(pts) < 2:
+        return "<em>no data to chart</em>"
+    t0, t1 = pts[0][0], pts[-1][0]
+    lo = min(v for _, v in pts)
+    hi = max(v for _, v in pts)
+    if hi == lo:
+        hi, lo = hi + 1e-9 + abs(hi) * 0.01, lo - 1e-9 - abs(lo) * 0.01
+    pad_l, pad_b = 64, 16
+    w, h = width - pad_l - 4, height - pad_b - 6
+
+    def x(t: float) -> float:
+        return pad_l + (t - t0) / max(t1 - t0, 1e-9) * w
+
+    def y(v: float) -> float:
+        return 4 + (1 - (v - lo) / (hi - lo)) * h
+
+    path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
+    marker = ""
+    if deploy_at is not None and t0 <= deploy_at <= t1:
+        dx = x(deploy_at)
+        marker = f'<line x1="{dx:.1f}" y1="2" x2="{dx:.1f}" y2="{4 + h:.1f}" stroke="#cf222e" stroke-dasharray="4 3"/>'
+    import time as _time
+
+    fmt = lambda t: _time.strftime("%H:%M", _time.gmtime(t))  # noqa: E731
+    e = html.escape
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{e(m.metric)} around the deploy">'
+        f'<polyline fill="none" stroke="#0969da" stroke-width="1.3" points="{path}"/>{marker}'
+        f'<text x="2" y="12" font-size="10">{e(format_value(hi, m.unit))}</text>'
+        f'<text x="2" y="{4 + h:.0f}" font-size="10">{e(format_value(lo, m.unit))}</text>'
+        f'<text x="{pad_l}" y="{height - 2}" font-size="10">{fmt(t0)} UTC</text>'
+        f'<text x="{width - 40}" y="{height - 2}" font-size="10">{fmt(t1)}</text></svg>'
+    )
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
 h1{font-size:1.4rem} table{border-collapse:collapse;width:100%;font-size:.9rem}
@@ -178,6 +223,7 @@ code{font-size:.8rem;word-break:break-all} .warn{background:#fff8c5;padding:.5re
 def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
     """A self-contained HTML page (no external scripts or styles); all text escaped."""
     e = html.escape
+    deploy_at = deploy.started_at.timestamp() if deploy is not None else None
     rows = []
     for m in verdict.metrics:
         r = m.result or {}
@@ -196,7 +242,7 @@ def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
                     m.reason,
                 )
             )
-            + f"<td><code>{e(m.query)}</code></td></tr>"
+            + f"<td>{svg_chart(m, deploy_at)}</td><td><code>{e(m.query)}</code></td></tr>"
         )
     facts = ""
     if deploy is not None:
@@ -220,7 +266,7 @@ def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
 <p>{e(verdict.reason)}</p>{facts}{warns}
 <table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>effect [95% CI]</th>
-<th>p-value</th><th>baseline</th><th>why</th><th>PromQL</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+<th>p-value</th><th>baseline</th><th>why</th><th>around the deploy</th><th>PromQL</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
 <p><small>Checked {e(iso(verdict.checked_at) or '')} (UTC). {e(verdict.multiple_testing)}</small></p>
 </body></html>
 """

@@ -73,3 +73,15 @@ def test_format_value_units() -> None:
     assert format_value(2.5, "s") == "2.500 s"
     assert format_value(None, "s") == "n/a"
     assert format_value(12.0, "req/s") == "12 req/s"
+
+
+def test_html_embeds_an_inline_chart_with_the_deploy_marker() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    t = [int(T0.timestamp()) + 60 * i for i in range(-30, 30)]
+    m = replace(v.metrics[0], chart={"t": t, "v": [0.005 if i < 30 else 0.05 for i in range(60)]})
+    page = render_html(replace(v, metrics=(m,)), _deploy())
+    assert "<svg" in page and "polyline" in page
+    assert 'stroke-dasharray' in page  # the deploy marker
+    assert "5.00%" in page  # y axis labelled in the metric's unit
