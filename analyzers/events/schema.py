@@ -1,0 +1,489 @@
+"""deploy-event/v1: parse and validate one deploy (or release) event.
+
+The generic event every source is mapped to (architecture.md, "Deploy event, generic
+form")::
+
+    {"service": "checkout", "environment": "production", "version": "v42",
+     "started_at": "2026-11-27T10:00:00Z", "status": "succeeded",
+     "expectations": [{"metric": "latency_p99", "expect": "decrease"}]}
+
+Input comes from the internet, so parsing is strict and every refusal is an
+:class:`~analyzers.errors.EventError` whose ``field`` names the offending field and
+whose ``status_code`` is 400 (the body is not acceptable JSON: invalid UTF-8, ``NaN``,
+NUL, lone surrogates, nesting deeper than :data:`MAX_DEPTH`, integers beyond 64 bits)
+or 422 (valid JSON, wrong content: missing field, bad enum, unknown metric key).
+
+Timestamps: RFC 3339 strings with ``Z`` or an offset, or Unix time as a number (or a
+numeric string) in seconds or milliseconds; all become aware UTC datetimes. A string
+without an offset, or a number that is neither plausible seconds nor milliseconds, is
+refused as ambiguous rather than guessed.
+
+Text fields are stored as given (never rendered as HTML here; renderers escape them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import EventError
+from ..model import Deploy, Expectation
+
+SCHEMA_ID = "deploy-event/v1"
+MAX_DEPTH = 16
+MAX_INT = 2**63 - 1
+STATUSES = ("started", "succeeded", "failed", "cancelled", "rolled_back")
+KINDS = ("deploy", "release")
+EXPECTS = ("increase", "decrease", "unchanged")
+
+#: Plausible Unix seconds (2001-09-09 .. 2286-11-20) and milliseconds for the same span.
+_SECONDS = (1e9, 1e10)
+_MILLIS = (1e12, 1e13)
+
+_SHORT = 200  # service, environment, version, ids, flag keys
+_LONG = 4000  # description
+_URL = 2000
+_MAX_LABELS = 64
+_MAX_EXPECTATIONS = 32
+
+_FIELDS = {
+    "schema", "event_id", "deploy_id", "source", "kind", "service", "environment", "version",
+    "started_at", "finished_at", "status", "commit_sha", "ref", "author", "url", "description",
+    "labels", "expectations", "flag", "from", "to",
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_NO_WS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class DeployEventIn:
+    """A validated deploy-event/v1 (timestamps aware UTC, strings checked)."""
+
+    service: str
+    environment: str
+    version: str
+    started_at: datetime
+    source: str = "generic"
+    kind: str = "deploy"
+    status: str = "succeeded"
+    event_id: str | None = None
+    deploy_id: str | None = None
+    finished_at: datetime | None = None
+    commit_sha: str | None = None
+    ref: str | None = None
+    author: str | None = None
+    url: str | None = None
+    description: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    expectations: tuple[Expectation, ...] = ()
+    flag: str | None = None
+    flag_from: str | None = None
+    flag_to: str | None = None
+
+    @property
+    def effective_deploy_id(self) -> str:
+        """``deploy_id`` if given, else derived from source, service, environment, version, start.
+
+        The derived id is stable across status updates that repeat those five fields, so a
+        sender that omits ``deploy_id`` still gets one record per deploy.
+        """
+        if self.deploy_id:
+            return self.deploy_id
+        return derive_deploy_id(self.source, self.service, self.environment, self.version, self.started_at)
+
+    def to_deploy(self, signed: bool, *, received_at: datetime | None = None) -> Deploy:
+        """The stored shape; ``signed`` False marks events accepted without a signature."""
+        now = received_at or datetime.now(UTC)
+        return Deploy(
+            deploy_id=self.effective_deploy_id,
+            service=self.service,
+            environment=self.environment,
+            version=self.version,
+            started_at=self.started_at,
+            kind=self.kind,  # type: ignore[arg-type]
+            status=self.status,
+            finished_at=self.finished_at,
+            source=self.source,
+            commit_sha=self.commit_sha,
+            ref=self.ref,
+            author=self.author,
+            url=self.url,
+            description=self.description,
+            labels=dict(self.labels),
+            expectations=self.expectations,
+            flag=self.flag,
+            flag_from=self.flag_from,
+            flag_to=self.flag_to,
+            signed=signed,
+            received_at=now,
+            updated_at=now,
+        )
+
+
+def derive_deploy_id(source: str, service: str, environment: str, version: str, started_at: datetime) -> str:
+    """A short stable id (``d_`` + 20 hex) from the fields that identify one deploy."""
+    key = "\x1f".join((source, service, environment, version, started_at.astimezone(UTC).isoformat()))
+    return "d_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def body_event_id(body: bytes) -> str:
+    """Fallback idempotency key for unsigned events without ``event_id``: hash of the body."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+# --------------------------------------------------------------------------- strict JSON
+
+
+def _reject_constant(name: str) -> Any:
+    raise EventError(f"JSON literal {name} is not allowed: send numbers as finite decimals", status_code=400)
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or abs(int(text)) > MAX_INT:
+        raise EventError(f"integer {text[:30]}... is larger than 64 bits", status_code=400)
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise EventError(f"number {text[:30]} overflows a 64-bit float", status_code=400)
+    return value
+
+
+def loads_strict(body: bytes) -> Any:
+    """Decode a request body as strict UTF-8 JSON; raises EventError (400) naming the problem."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(
+            f"body is not valid UTF-8 (byte {exc.start}): send JSON encoded as UTF-8", status_code=400
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        data = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
+    except EventError:
+        raise
+    except RecursionError:
+        raise EventError(f"JSON nested too deeply (limit {MAX_DEPTH} levels)", status_code=400) from None
+    except json.JSONDecodeError as exc:
+        raise EventError(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", status_code=400
+        ) from None
+    except ValueError as exc:  # int() digit limits and similar
+        raise EventError(f"body is not acceptable JSON: {exc}", status_code=400) from None
+    check_tree(data)
+    return data
+
+
+def check_tree(data: Any, path: str = "", depth: int = 0) -> None:
+    """Refuse deep nesting, NUL and lone surrogates anywhere (keys too), naming the field."""
+    if depth > MAX_DEPTH:
+        raise EventError(f"JSON nested too deeply at {path or 'top level'} (limit {MAX_DEPTH})",
+                         field=path or None, status_code=400)
+    if isinstance(data, str):
+        _check_text(data, path)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            sub = f"{path}.{k}" if path else str(k)
+            _check_text(k, sub, key=True)
+            check_tree(v, sub, depth + 1)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            check_tree(v, f"{path}[{i}]", depth + 1)
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise EventError(f"{path}: NaN and Infinity are not allowed", field=path or None, status_code=400)
+    elif isinstance(data, int) and not isinstance(data, bool) and abs(data) > MAX_INT:
+        raise EventError(f"{path}: integer larger than 64 bits", field=path or None, status_code=400)
+
+
+def _check_text(s: str, path: str, *, key: bool = False) -> None:
+    what = "key" if key else "value"
+    name = _printable(path)
+    if "\x00" in s:
+        raise EventError(f"{name}: NUL character (\\u0000) in {what} is not allowed", field=name, status_code=400)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError(
+            f"{name}: lone UTF-16 surrogate in {what} (\\ud800-\\udfff without its pair) is not allowed",
+            field=name,
+            status_code=400,
+        ) from None
+
+
+def _printable(path: str) -> str:
+    safe = path.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    return safe.replace("\x00", "\\u0000")[:200]
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    """RFC 3339 (offset required) or Unix seconds/milliseconds -> aware UTC datetime."""
+    if isinstance(value, bool):
+        raise _bad(name, "must be an RFC 3339 timestamp or Unix time, got a boolean")
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+        value = float(value)
+    if isinstance(value, int | float):
+        x = float(value)
+        if _SECONDS[0] <= x < _SECONDS[1]:
+            secs = x
+        elif _MILLIS[0] <= x < _MILLIS[1]:
+            secs = x / 1000.0
+        else:
+            raise _bad(name, f"Unix time {value} is neither plausible seconds nor milliseconds; "
+                             "send RFC 3339 such as 2026-11-27T10:00:00Z")
+        return datetime.fromtimestamp(secs, tz=UTC)
+    if not isinstance(value, str):
+        raise _bad(name, f"must be an RFC 3339 timestamp string, got {type(value).__name__}")
+    s = value.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})", s):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", s):
+            raise _bad(name, f"{value!r} has no time zone: add Z or an offset such as +02:00")
+        raise _bad(name, f"{value[:60]!r} is not an RFC 3339 timestamp (e.g. 2026-11-27T10:00:00Z)")
+    frac = re.search(r"\.(\d+)", s)
+    if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
+        s = s.replace(frac.group(0), "." + frac.group(1)[:6], 1)
+    if s[-1] in "Zz":
+        s = s[:-1] + "+00:00"
+    try:
+        ts = datetime.fromisoformat(s)
+    except ValueError as exc:
+        raise _bad(name, f"{value!r} is not a valid date/time: {exc}") from None
+    return ts.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _bad(name: str, message: str) -> EventError:
+    return EventError(f"{name}: {message}", field=name, status_code=422)
+
+
+def _text(d: Mapping[str, Any], name: str, *, required: bool = False, limit: int = _SHORT,
+          multiline: bool = False, path: str | None = None) -> str | None:
+    path = path or name
+    value = d.get(name)
+    if value is None:
+        if required:
+            raise _bad(path, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _bad(path, f"must be a string, got {type(value).__name__}")
+    s = str(value) if not isinstance(value, str) else value
+    if required and not s.strip():
+        raise _bad(path, "must not be empty")
+    if len(s) > limit:
+        raise _bad(path, f"is {len(s)} characters long; the limit is {limit}")
+    if (_CONTROL if multiline else _CONTROL_NO_WS).search(s):
+        raise _bad(path, "contains control characters")
+    return s
+
+
+def _choice(d: Mapping[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = d.get(name, default)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise _bad(name, f"must be one of {', '.join(allowed)}; got {str(value)[:40]!r}")
+    return str(value)
+
+
+def _labels(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad("labels", "must be an object of string keys to string values")
+    if len(value) > _MAX_LABELS:
+        raise _bad("labels", f"has {len(value)} entries; the limit is {_MAX_LABELS}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not k or len(k) > 100 or _CONTROL_NO_WS.search(k):
+            raise _bad(f"labels.{_printable(k)}", "label names must be 1-100 printable characters")
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise _bad(f"labels.{k}", f"must be a string, got {type(v).__name__}")
+        out[k] = _text(value, k, limit=500, path=f"labels.{k}") or ""
+    return out
+
+
+def _expectations(value: Any, metric_keys: Collection[str] | None) -> tuple[Expectation, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _bad("expectations", "must be a list of {metric, expect, min_effect?}")
+    if len(value) > _MAX_EXPECTATIONS:
+        raise _bad("expectations", f"has {len(value)} entries; the limit is {_MAX_EXPECTATIONS}")
+    out: list[Expectation] = []
+    seen: set[str] = set()
+    unknown: list[str] = []
+    for i, item in enumerate(value):
+        p = f"expectations[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(p, "must be an object {metric, expect, min_effect?}")
+        extra = set(item) - {"metric", "expect", "min_effect"}
+        if extra:
+            raise _bad(f"{p}.{sorted(extra)[0]}", "unknown field; allowed: metric, expect, min_effect")
+        metric = _text(item, "metric", required=True, path=f"{p}.metric")
+        assert metric is not None
+        if metric in seen:
+            raise _bad(f"{p}.metric", f"metric {metric!r} is listed twice")
+        seen.add(metric)
+        if metric_keys is not None and metric not in metric_keys:
+            unknown.append(metric)
+        expect = item.get("expect")
+        if expect not in EXPECTS:
+            raise _bad(f"{p}.expect", f"must be one of {', '.join(EXPECTS)}; got {str(expect)[:40]!r}")
+        min_effect = item.get("min_effect")
+        if min_effect is not None:
+            if isinstance(min_effect, bool) or not isinstance(min_effect, int | float) or min_effect < 0:
+                raise _bad(f"{p}.min_effect", "must be a non-negative number (in the metric's unit)")
+            min_effect = float(min_effect)
+        out.append(Expectation(metric=metric, expect=expect, min_effect=min_effect))
+    if unknown:
+        known = ", ".join(sorted(metric_keys or ())) or "(none configured)"
+        raise EventError(
+            f"expectations: unknown metric key(s) {', '.join(repr(u) for u in unknown)}; metrics are "
+            f"catalog keys, never PromQL. Known keys: {known}",
+            field="expectations", status_code=422,
+        )
+    return tuple(out)
+
+
+def _url(d: Mapping[str, Any]) -> str | None:
+    u = _text(d, "url", limit=_URL)
+    if u is not None and not re.match(r"(?i)^https?://[^\s]+$", u):
+        raise _bad("url", "must be an http(s) URL (it is only shown as a link, never fetched)")
+    return u
+
+
+def _flag_state(d: Mapping[str, Any], name: str) -> str | None:
+    v = d.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, int | float):
+        return f"{v:g}"
+    return _text(d, name)
+
+
+def parse_event(
+    body: bytes | Mapping[str, Any],
+    *,
+    source: str = "generic",
+    metric_keys: Collection[str] | None = None,
+) -> DeployEventIn:
+    """Validate one deploy-event/v1 from raw bytes (strict JSON) or an already-parsed dict.
+
+    ``source`` is used when the event has no ``source`` field. ``metric_keys`` is the
+    metric catalog: when given, expectation metrics outside it are refused (422).
+    Raises :class:`EventError` with ``field`` and ``status_code`` (400/422) set.
+    """
+    data = loads_strict(body) if isinstance(body, bytes | bytearray) else body
+    if isinstance(body, Mapping):
+        check_tree(dict(body))
+    if not isinstance(data, Mapping):
+        raise EventError("body must be a JSON object (deploy-event/v1)", status_code=422)
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise _bad(_printable(unknown[0]), f"unknown field; deploy-event/v1 fields are: {', '.join(sorted(_FIELDS))}")
+    schema = data.get("schema")
+    if schema is not None and schema != SCHEMA_ID:
+        raise _bad("schema", f"must be {SCHEMA_ID!r} (or omitted)")
+
+    kind = _choice(data, "kind", KINDS, "deploy")
+    status = _choice(data, "status", STATUSES, "succeeded")
+    started_at = data.get("started_at")
+    service = _text(data, "service", required=True)
+    environment = _text(data, "environment", required=True)
+    version = _text(data, "version", required=True)
+    if started_at is None:
+        raise _bad("started_at", "is required (RFC 3339, e.g. 2026-11-27T10:00:00Z)")
+    started = parse_timestamp(started_at, "started_at")
+    finished = parse_timestamp(data["finished_at"], "finished_at") if data.get("finished_at") is not None else None
+    if finished is not None and finished < started:
+        raise _bad("finished_at", "is before started_at")
+    if finished is not None and status == "started":
+        raise _bad("finished_at", "given for status 'started'; send it with the final status")
+
+    flag = _text(data, "flag")
+    flag_from = _flag_state(data, "from")
+    flag_to = _flag_state(data, "to")
+    if kind == "release" and not flag:
+        raise _bad("flag", "is required for kind 'release' (the feature flag key)")
+    if kind == "deploy" and (flag or flag_from or flag_to):
+        raise _bad("flag", "flag/from/to belong to kind 'release'; set kind to 'release' or drop them")
+
+    src = _text(data, "source") or source
+    assert service is not None and environment is not None and version is not None
+    return DeployEventIn(
+        service=service.strip(),
+        environment=environment.strip(),
+        version=version.strip(),
+        started_at=started,
+        source=src,
+        kind=kind,
+        status=status,
+        event_id=_text(data, "event_id"),
+        deploy_id=_text(data, "deploy_id"),
+        finished_at=finished,
+        commit_sha=_text(data, "commit_sha"),
+        ref=_text(data, "ref", limit=500),
+        author=_text(data, "author"),
+        url=_url(data),
+        description=_text(data, "description", limit=_LONG, multiline=True),
+        labels=_labels(data.get("labels")),
+        expectations=_expectations(data.get("expectations"), metric_keys),
+        flag=flag,
+        flag_from=flag_from,
+        flag_to=flag_to,
+    )
+
+
+def openapi_schema() -> dict[str, Any]:
+    """JSON Schema of deploy-event/v1 (served in /openapi.json; fuzzers generate from it)."""
+    text = {"type": "string", "maxLength": _SHORT}
+    ts = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
+    return {
+        "type": "object",
+        "required": ["service", "environment", "version", "started_at"],
+        "additionalProperties": False,
+        "properties": {
+            "schema": {"type": "string", "enum": [SCHEMA_ID]},
+            "event_id": text, "deploy_id": text, "source": text,
+            "kind": {"type": "string", "enum": list(KINDS)},
+            "service": {**text, "minLength": 1}, "environment": {**text, "minLength": 1},
+            "version": {**text, "minLength": 1},
+            "started_at": ts, "finished_at": ts,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "commit_sha": text, "ref": text, "author": text,
+            "url": {"type": "string", "format": "uri", "maxLength": _URL},
+            "description": {"type": "string", "maxLength": _LONG},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": _MAX_LABELS},
+            "expectations": {
+                "type": "array", "maxItems": _MAX_EXPECTATIONS,
+                "items": {
+                    "type": "object", "required": ["metric", "expect"], "additionalProperties": False,
+                    "properties": {
+                        "metric": {"type": "string", "description": "a metric catalog key, never PromQL"},
+                        "expect": {"type": "string", "enum": list(EXPECTS)},
+                        "min_effect": {"type": "number", "minimum": 0},
+                    },
+                },
+            },
+            "flag": text,
+            "from": {"type": ["string", "number", "boolean"]},
+            "to": {"type": ["string", "number", "boolean"]},
+        },
+    }

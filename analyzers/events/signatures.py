@@ -1,0 +1,151 @@
+"""Webhook signatures: Standard Webhooks (generic events) and GitHub/GitLab shared secrets.
+
+Standard Webhooks (https://www.standardwebhooks.com)::
+
+    webhook-id: msg_...            same on every retry: the idempotency key
+    webhook-timestamp: 1614265330  Unix seconds; refused if more than 5 minutes off
+    webhook-signature: v1,<b64> v1,<b64>   space-separated; any match is enough
+
+    signature = base64(HMAC-SHA256(key, f"{id}.{timestamp}.".encode() + body))
+
+``key`` is the base64-decoded part after ``whsec_`` for ``whsec_`` secrets, else the
+secret's UTF-8 bytes. Several secrets may be valid at once (rotation): verification
+tries each. All comparisons are constant time (:func:`hmac.compare_digest`), and no
+message ever contains a secret or a computed signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Mapping, Sequence
+
+from ..errors import ConfigError, SignatureError
+
+TOLERANCE_S = 300
+ENV_SECRET = "DEPLOY_WEBHOOK_SECRET"
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key for ``secret``: base64-decoded ``whsec_`` secrets, else raw UTF-8 bytes."""
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_"):], validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError("a whsec_ webhook secret is not valid base64: copy it again from the sender") from None
+    if not secret:
+        raise ConfigError("empty webhook secret")
+    return secret.encode("utf-8")
+
+
+def parse_secrets(raw: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Secrets from a comma/space-separated string (e.g. ``$DEPLOY_WEBHOOK_SECRET``) or a list.
+
+    Every secret is checked now, so a typo fails at start-up rather than on the first event.
+    """
+    if raw is None:
+        return ()
+    items = re.split(r"[\s,]+", raw) if isinstance(raw, str) else list(raw)
+    out = tuple(s.strip() for s in items if s and s.strip())
+    for s in out:
+        secret_key(s)
+    return out
+
+
+def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` over ``{msg_id}.{timestamp}.{body}``."""
+    mac = hmac.new(secret_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key in (name, name.title(), name.upper()):
+        if key in headers:
+            return headers[key]
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get(name)
+
+
+def verify(
+    secrets: Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance_s: float = TOLERANCE_S,
+) -> str:
+    """Check a Standard Webhooks signature; return the ``webhook-id``.
+
+    Raises :class:`SignatureError` (HTTP 401) naming what is wrong: a missing header, a
+    timestamp outside ``tolerance_s`` (both directions), or no signature matching any of
+    ``secrets``. ``now`` is Unix seconds (injectable for tests).
+    """
+    if not secrets:
+        raise SignatureError(f"no webhook secret configured: set {ENV_SECRET}")
+    msg_id = _header(headers, "webhook-id")
+    ts_raw = _header(headers, "webhook-timestamp")
+    sig_raw = _header(headers, "webhook-signature")
+    for name, value in (("webhook-id", msg_id), ("webhook-timestamp", ts_raw), ("webhook-signature", sig_raw)):
+        if not value:
+            raise SignatureError(f"missing {name} header: sign the request per Standard Webhooks", field=name)
+    assert msg_id and ts_raw and sig_raw
+    if len(msg_id) > 256:
+        raise SignatureError("webhook-id header longer than 256 characters", field="webhook-id")
+    if not re.fullmatch(r"\d{1,12}", ts_raw.strip()):
+        raise SignatureError("webhook-timestamp must be Unix seconds (an integer)", field="webhook-timestamp")
+    ts = int(ts_raw.strip())
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance_s:
+        raise SignatureError(
+            f"webhook-timestamp is {int(current - ts)} s off the receiver's clock (tolerance {int(tolerance_s)} s): "
+            "sign with the current time and check the sender's clock",
+            field="webhook-timestamp",
+        )
+    given = [p.split(",", 1)[1] for p in sig_raw.split() if p.startswith("v1,") and "," in p]
+    if not given:
+        raise SignatureError("webhook-signature has no v1,<base64> entry", field="webhook-signature")
+    expected = [sign(s, msg_id, ts_raw.strip(), body)[3:] for s in secrets]
+    ok = False
+    for e in expected:
+        for g in given:
+            ok |= hmac.compare_digest(e.encode(), g.encode())
+    if not ok:
+        raise SignatureError(
+            "webhook-signature does not match the body with any configured secret: check the secret "
+            "and that the exact bytes sent were signed",
+            field="webhook-signature",
+        )
+    return msg_id
+
+
+def verify_github(secrets: Sequence[str], header: str | None, body: bytes) -> None:
+    """GitHub ``X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`` (no timestamp)."""
+    if not secrets:
+        raise SignatureError("no GitHub webhook secret configured: set DEPLOY_WEBHOOK_SECRET_GITHUB")
+    if not header or not header.startswith("sha256="):
+        raise SignatureError("missing X-Hub-Signature-256 header: set a secret on the GitHub webhook",
+                             field="x-hub-signature-256")
+    given = header[len("sha256="):].strip().lower().encode()
+    ok = False
+    for s in secrets:
+        ok |= hmac.compare_digest(hmac.new(s.encode(), body, hashlib.sha256).hexdigest().encode(), given)
+    if not ok:
+        raise SignatureError("X-Hub-Signature-256 does not match the body with any configured secret",
+                             field="x-hub-signature-256")
+
+
+def verify_token(secrets: Sequence[str], token: str | None, *, header: str) -> None:
+    """A plain shared token (GitLab ``X-Gitlab-Token``, ``Authorization: Bearer``), constant time."""
+    if not secrets:
+        raise SignatureError(f"no secret configured for this source; {header} cannot be checked")
+    if not token:
+        raise SignatureError(f"missing {header} header", field=header.lower())
+    ok = False
+    for s in secrets:
+        ok |= hmac.compare_digest(s.encode(), token.encode())
+    if not ok:
+        raise SignatureError(f"{header} does not match any configured secret", field=header.lower())

@@ -1,0 +1,308 @@
+"""Shared store logic: the SQL both back ends speak, the merge rule, and the public interface.
+
+Back ends differ only in connecting, transaction start, migrations and error mapping
+(see :mod:`.sqlite`, :mod:`.postgres`). SQL here uses ``?`` placeholders; the PostgreSQL
+back end rewrites them to ``%s``. Timestamps are stored as integer microseconds since the
+Unix epoch (UTC) so range filters and ordering are exact on both.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from ...errors import StoreError
+from ...model import Deploy, DeployVerdict
+
+#: How far each status is along a deploy's life; updates never move a deploy to a lower rank.
+STATUS_RANK: dict[str, int] = {"started": 0, "succeeded": 1, "failed": 1, "cancelled": 1, "rolled_back": 2}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_LIMIT = 10000
+
+
+def to_us(ts: datetime) -> int:
+    """Aware datetime -> integer microseconds since the epoch (exact, no float rounding)."""
+    return (ts.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def merge_deploys(old: Deploy, new: Deploy) -> Deploy:
+    """Merge a status update ``new`` into the stored ``old`` record of the same deploy.
+
+    - status moves forward only (:data:`STATUS_RANK`); a late ``started`` after
+      ``succeeded`` keeps ``succeeded`` but still fills in fields the record lacks;
+    - identity (service, environment, version) and ``received_at`` stay as first stored;
+      ``started_at`` is the earliest reported;
+    - other fields: the update's value when it has one; labels are merged; expectations
+      are replaced only by a non-empty list;
+    - ``signed`` is True only if every update was signed.
+    """
+    forward = STATUS_RANK.get(new.status, 0) >= STATUS_RANK.get(old.status, 0)
+
+    def pick(name: str) -> Any:
+        nv, ov = getattr(new, name), getattr(old, name)
+        return nv if nv is not None else ov
+
+    finished = old.finished_at
+    if new.finished_at is not None and (forward or finished is None):
+        finished = new.finished_at
+    return replace(
+        old,
+        started_at=min(old.started_at, new.started_at),
+        kind=new.kind if forward else old.kind,
+        status=new.status if forward else old.status,
+        finished_at=finished,
+        commit_sha=pick("commit_sha"),
+        ref=pick("ref"),
+        author=pick("author"),
+        url=pick("url"),
+        description=pick("description"),
+        labels={**old.labels, **new.labels},
+        expectations=new.expectations or old.expectations,
+        flag=pick("flag"),
+        flag_from=pick("flag_from"),
+        flag_to=pick("flag_to"),
+        signed=old.signed and new.signed,
+        received_at=old.received_at or new.received_at,
+        updated_at=new.updated_at or old.updated_at,
+    )
+
+
+class Store(Protocol):
+    """What callers (receiver, verification, dashboard, CLI) may use."""
+
+    url: str
+
+    def record_event(self, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]: ...
+    def list_deploys(self, service: str | None = None, environment: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     limit: int = 1000) -> list[Deploy]: ...
+    def get_deploy(self, deploy_id: str) -> Deploy | None: ...
+    def save_verdict(self, verdict: DeployVerdict) -> None: ...
+    def latest_verdict(self, deploy_id: str) -> DeployVerdict | None: ...
+    def latest_verdicts(self, deploy_ids: Sequence[str]) -> dict[str, DeployVerdict]: ...
+    def verdict_history(self, deploy_id: str) -> list[DeployVerdict]: ...
+    def count_events(self) -> int: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _dumps(obj: Any) -> str:
+    # ensure_ascii: the stored text is plain ASCII whatever the input held.
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+
+
+class SQLStore(ABC):
+    """One connection guarded by a lock; every public method is one transaction."""
+
+    placeholder = "?"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._conn: Any = None
+
+    # -- back-end hooks -------------------------------------------------------------
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abstractmethod
+    def _begin(self, conn: Any, write: bool) -> None: ...
+
+    @abstractmethod
+    def _translate(self, exc: BaseException) -> StoreError | None:
+        """Map a driver error to StoreError/StoreUnavailable, or None if it is not a DB error."""
+
+    def _lock_deploy(self, cur: Any, deploy_id: str) -> None:  # noqa: B027 - optional hook
+        """Serialise writers of one deploy (SQLite: BEGIN IMMEDIATE already does)."""
+
+    def describe(self) -> str:
+        """The URL without its password (safe to log and show)."""
+        import re
+
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+
+    # -- plumbing -------------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Any]:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                conn = self._conn
+                self._begin(conn, write)
+                cur = conn.cursor()
+            except Exception as exc:
+                self._drop()
+                err = self._translate(exc)
+                if err is None:
+                    raise
+                raise err from exc
+            try:
+                yield cur
+                conn.commit()
+            except BaseException as exc:
+                try:
+                    conn.rollback()
+                except Exception:
+                    self._drop()
+                err = self._translate(exc)
+                if err is None:
+                    raise
+                if getattr(err, "broken", False):
+                    self._drop()
+                raise err from exc
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur.execute(self._sql(sql), tuple(params))
+        return cur
+
+    # -- public API -----------------------------------------------------------------
+    def record_event(self, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:
+        """Store one event and merge it into its deploy, atomically; (deploy, False) if seen."""
+        now = deploy.received_at or datetime.now(UTC)
+        with self._tx(write=True) as cur:
+            self._lock_deploy(cur, deploy.deploy_id)
+            row = self._exec(
+                cur,
+                "INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (source, event_id) DO NOTHING RETURNING deploy_id",
+                (source, event_id, deploy.deploy_id, to_us(now), _dumps(payload)),
+            ).fetchone()
+            if row is None:
+                first = self._exec(
+                    cur, "SELECT deploy_id FROM events WHERE source = ? AND event_id = ?", (source, event_id)
+                ).fetchone()
+                stored = self._get(cur, first[0]) if first else None
+                return (stored or deploy), False
+            old = self._get(cur, deploy.deploy_id)
+            merged = deploy if old is None else merge_deploys(old, deploy)
+            self._exec(
+                cur,
+                "INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (deploy_id) DO UPDATE SET "
+                "started_us = excluded.started_us, status = excluded.status, "
+                "updated_us = excluded.updated_us, data = excluded.data",
+                (merged.deploy_id, merged.service, merged.environment, to_us(merged.started_at),
+                 merged.status, to_us(merged.updated_at or now), _dumps(merged.to_dict())),
+            )
+            return merged, True
+
+    def _get(self, cur: Any, deploy_id: str) -> Deploy | None:
+        row = self._exec(cur, "SELECT data FROM deploys WHERE deploy_id = ?", (deploy_id,)).fetchone()
+        return Deploy.from_dict(json.loads(row[0])) if row else None
+
+    def get_deploy(self, deploy_id: str) -> Deploy | None:
+        with self._tx(write=False) as cur:
+            return self._get(cur, deploy_id)
+
+    def list_deploys(self, service: str | None = None, environment: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     limit: int = 1000) -> list[Deploy]:
+        """Deploys started in ``[since, until)``, newest first, at most ``limit`` (<= 10,000)."""
+        where, params = [], []
+        if service is not None:
+            where.append("service = ?")
+            params.append(service)
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if since is not None:
+            where.append("started_us >= ?")
+            params.append(to_us(since))
+        if until is not None:
+            where.append("started_us < ?")
+            params.append(to_us(until))
+        sql = "SELECT data FROM deploys"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_us DESC, deploy_id LIMIT ?"
+        params.append(max(0, min(int(limit), MAX_LIMIT)))
+        with self._tx(write=False) as cur:
+            rows = self._exec(cur, sql, params).fetchall()
+        return [Deploy.from_dict(json.loads(r[0])) for r in rows]
+
+    def save_verdict(self, verdict: DeployVerdict) -> None:
+        """Append a verdict (history is kept; the newest by insertion is the latest)."""
+        with self._tx(write=True) as cur:
+            self._exec(
+                cur,
+                "INSERT INTO verdicts (deploy_id, checked_us, overall, data) VALUES (?, ?, ?, ?)",
+                (verdict.deploy_id, to_us(verdict.checked_at), verdict.overall, _dumps(verdict.to_dict())),
+            )
+
+    def latest_verdict(self, deploy_id: str) -> DeployVerdict | None:
+        return self.latest_verdicts([deploy_id]).get(deploy_id)
+
+    def latest_verdicts(self, deploy_ids: Sequence[str]) -> dict[str, DeployVerdict]:
+        ids = list(dict.fromkeys(deploy_ids))
+        out: dict[str, DeployVerdict] = {}
+        with self._tx(write=False) as cur:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = self._exec(
+                    cur,
+                    f"SELECT v.deploy_id, v.data FROM verdicts v JOIN (SELECT deploy_id, MAX(id) AS id FROM verdicts "
+                    f"WHERE deploy_id IN ({marks}) GROUP BY deploy_id) m ON v.id = m.id",
+                    chunk,
+                ).fetchall()
+                for dep_id, data in rows:
+                    out[dep_id] = DeployVerdict.from_dict(json.loads(data))
+        return out
+
+    def verdict_history(self, deploy_id: str) -> list[DeployVerdict]:
+        """Every verdict of one deploy, oldest first."""
+        with self._tx(write=False) as cur:
+            rows = self._exec(cur, "SELECT data FROM verdicts WHERE deploy_id = ? ORDER BY id", (deploy_id,)).fetchall()
+        return [DeployVerdict.from_dict(json.loads(r[0])) for r in rows]
+
+    def count_events(self) -> int:
+        """How many distinct events were ever accepted (duplicates excluded)."""
+        with self._tx(write=False) as cur:
+            return int(self._exec(cur, "SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def event_ids(self, source: str | None = None) -> set[tuple[str, str]]:
+        """All stored (source, event_id) pairs (tests and crash checks)."""
+        sql, params = "SELECT source, event_id FROM events", []
+        if source is not None:
+            sql += " WHERE source = ?"
+            params.append(source)
+        with self._tx(write=False) as cur:
+            return {(r[0], r[1]) for r in self._exec(cur, sql, params).fetchall()}
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a query now."""
+        with self._tx(write=False) as cur:
+            self._exec(cur, "SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> SQLStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,123 @@
+"""SQLite back end: one file, safe for several processes on the same machine.
+
+- ``journal_mode=WAL``: readers never block the writer.
+- ``synchronous=FULL``: a commit is on disk before ``record_event`` returns (NORMAL can
+  lose acknowledged commits on power loss), so a 2xx really means stored.
+- writes in ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two receiver
+  processes never deadlock on a lock upgrade) with a busy timeout; when the lock stays
+  busy longer, :class:`StoreUnavailable` (the receiver answers 503 + Retry-After).
+- Not on network file systems (NFS/SMB locking breaks SQLite); use PostgreSQL there.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from ...errors import ConfigError, StoreError, StoreUnavailable
+from .base import SQLStore
+
+SCHEMA_VERSION = 1
+_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        source TEXT NOT NULL, event_id TEXT NOT NULL, deploy_id TEXT NOT NULL,
+        received_us INTEGER NOT NULL, payload TEXT NOT NULL,
+        PRIMARY KEY (source, event_id)
+    );
+    CREATE TABLE IF NOT EXISTS deploys (
+        deploy_id TEXT PRIMARY KEY, service TEXT NOT NULL, environment TEXT NOT NULL,
+        started_us INTEGER NOT NULL, status TEXT NOT NULL, updated_us INTEGER NOT NULL, data TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS deploys_started ON deploys (started_us);
+    CREATE INDEX IF NOT EXISTS deploys_service ON deploys (service, environment, started_us);
+    CREATE TABLE IF NOT EXISTS verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, deploy_id TEXT NOT NULL,
+        checked_us INTEGER NOT NULL, overall TEXT NOT NULL, data TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id);
+    """,
+]
+
+_UNAVAILABLE = ("locked", "busy", "disk i/o", "full", "unable to open", "readonly", "read-only", "no such table")
+
+
+class SQLiteStore(SQLStore):
+    """SQLite store at ``path``; the schema is created (migrated) on first use."""
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 5.0, url: str | None = None) -> None:
+        super().__init__(url or f"sqlite:///{path}")
+        if path in ("", ":memory:"):
+            raise ConfigError("an in-memory SQLite store loses every deploy on exit: give a file path")
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        with self._lock:
+            try:
+                self._conn = self._connect()
+                self._migrate(self._conn)
+            except sqlite3.Error as exc:
+                self._drop()
+                raise self._translate(exc) or StoreError(str(exc)) from exc
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStore:
+        """``sqlite:///rel/path.db`` (relative) or ``sqlite:////abs/path.db`` (absolute)."""
+        if not url.startswith("sqlite:///"):
+            raise ConfigError(f"SQLite store URL must look like sqlite:///path/to/deploys.db, got {url!r}")
+        return cls(url[len("sqlite:///"):], url=url, **options)
+
+    def _connect(self) -> sqlite3.Connection:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise StoreUnavailable(f"SQLite at {self.path} refused WAL mode ({mode}): is it on a network file system?")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this program ({SCHEMA_VERSION}): upgrade"
+                )
+            for v in range(version, SCHEMA_VERSION):
+                for stmt in _MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _begin(self, conn: sqlite3.Connection, write: bool) -> None:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def _translate(self, exc: BaseException) -> StoreError | None:
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, sqlite3.OperationalError):
+            msg = str(exc)
+            if any(word in msg.lower() for word in _UNAVAILABLE):
+                err = StoreUnavailable(f"SQLite store {self.path} unavailable ({msg}): retry later")
+                err.broken = "locked" not in msg.lower() and "busy" not in msg.lower()  # type: ignore[attr-defined]
+                return err
+            return StoreError(f"SQLite store {self.path}: {msg}")
+        if isinstance(exc, sqlite3.Error):
+            return StoreError(f"SQLite store {self.path}: {exc}")
+        return None
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` result (``"ok"`` when the file is sound)."""
+        with self._tx(write=False) as cur:
+            return str(cur.execute("PRAGMA integrity_check").fetchone()[0])
