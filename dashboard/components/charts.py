@@ -1,0 +1,335 @@
+"""Plotly figures for the pages. Pure: data in, ``go.Figure`` out, no Streamlit calls.
+
+Conventions every chart follows:
+
+* Times are drawn as wall-clock times in the viewer's zone and the axis title names the
+  zone (Plotly.js ignores UTC offsets, so we convert and drop the offset ourselves).
+* Every axis carries its unit; latency is drawn in milliseconds, ratios in percent.
+* Deploy markers (:func:`add_deploy_markers`) are vertical lines plus a row of hoverable,
+  clickable points along the top whose ``customdata`` is the deploy id.
+* Verdict colours come from :data:`VERDICT_COLORS`; releases use a diamond, deploys a
+  circle, unverified deploys an open marker, unsigned ones get a cross on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from analyzers.model import Deploy, DeployVerdict
+
+from .common import VERDICT_COLORS, ViewerZone, fmt_time
+
+_FONT = "Source Sans Pro, sans-serif"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def local_times(values: Iterable[datetime] | pd.DatetimeIndex, zone: ViewerZone) -> pd.DatetimeIndex:
+    """Aware timestamps to naive wall-clock times in the viewer's zone (what Plotly draws)."""
+    idx = pd.DatetimeIndex(list(values) if not isinstance(values, pd.DatetimeIndex) else values)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    return idx.tz_convert(zone.tz).tz_localize(None)
+
+
+def local_time(ts: datetime, zone: ViewerZone) -> pd.Timestamp:
+    return local_times([ts], zone)[0]
+
+
+@dataclass(frozen=True)
+class UnitScale:
+    """How a unit is drawn: multiply values by ``factor``, label the axis ``label``."""
+
+    factor: float
+    label: str
+    tickformat: str | None = None
+
+
+def unit_scale(unit: str) -> UnitScale:
+    """Display scale for a catalog unit (``s`` -> ms, ``ratio`` -> %)."""
+    if unit == "s":
+        return UnitScale(1000.0, "ms")
+    if unit == "ratio":
+        return UnitScale(100.0, "%")
+    return UnitScale(1.0, unit or "value")
+
+
+def verdict_state(verdict: DeployVerdict | None) -> str:
+    """``pass`` / ``fail`` / ``inconclusive``, or ``unverified`` when no verdict is stored yet."""
+    return verdict.overall if verdict is not None else "unverified"
+
+
+def deploy_hover(deploy: Deploy, verdict: DeployVerdict | None, zone: ViewerZone) -> str:
+    """Hover text: service, version, author, verdict, time. Plotly renders hover as HTML: escape."""
+    import html
+
+    parts = [
+        f"<b>{html.escape(deploy.service)}</b> {html.escape(deploy.version)}"
+        + (" (release)" if deploy.kind == "release" else ""),
+        f"{html.escape(deploy.environment)} · {html.escape(deploy.status)}",
+        f"author: {html.escape(deploy.author or '—')}",
+        f"verdict: {verdict_state(verdict)}",
+        fmt_time(deploy.started_at, zone),
+    ]
+    if deploy.kind == "release" and deploy.flag:
+        parts.insert(1, f"flag {html.escape(deploy.flag)}: {html.escape(str(deploy.flag_from))} → "
+                        f"{html.escape(str(deploy.flag_to))}")
+    if not deploy.signed:
+        parts.append("<b>UNSIGNED</b>: the event carried no valid signature")
+    return "<br>".join(parts)
+
+
+def _symbol(deploy: Deploy, verdict: DeployVerdict | None) -> str:
+    base = "diamond" if deploy.kind == "release" else "circle"
+    return base + ("-open" if verdict is None else "")
+
+
+def _layout(fig: go.Figure, *, zone: ViewerZone, y_title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        font={"family": _FONT},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        hovermode="closest",
+    )
+    fig.update_xaxes(title_text=f"time ({zone.name})")
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+# --------------------------------------------------------------------------- deploy timeline
+
+
+def deploy_timeline(
+    deploys: Sequence[Deploy],
+    verdicts: Mapping[str, DeployVerdict],
+    zone: ViewerZone,
+    *,
+    start: datetime,
+    end: datetime,
+) -> go.Figure:
+    """Deploys per service over time (y = service), one legend entry per verdict state.
+
+    Points carry the deploy id in ``customdata`` so a click can open the deploy page.
+    """
+    fig = go.Figure()
+    for state in ("fail", "inconclusive", "pass", "unverified"):
+        rows = [d for d in deploys if verdict_state(verdicts.get(d.deploy_id)) == state]
+        if not rows:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=local_times([d.started_at for d in rows], zone),
+                y=[d.service for d in rows],
+                mode="markers",
+                name=state,
+                marker={
+                    "color": VERDICT_COLORS[state],
+                    "size": 14,
+                    "symbol": [_symbol(d, verdicts.get(d.deploy_id)) for d in rows],
+                    "line": {"width": 2, "color": VERDICT_COLORS[state]},
+                },
+                customdata=[d.deploy_id for d in rows],
+                hovertext=[deploy_hover(d, verdicts.get(d.deploy_id), zone) for d in rows],
+                hoverinfo="text",
+            )
+        )
+    unsigned = [d for d in deploys if not d.signed]
+    if unsigned:
+        fig.add_trace(
+            go.Scatter(
+                x=local_times([d.started_at for d in unsigned], zone),
+                y=[d.service for d in unsigned],
+                mode="markers",
+                name="unsigned",
+                marker={"symbol": "x-thin", "size": 18, "line": {"width": 2, "color": "#111111"}},
+                customdata=[d.deploy_id for d in unsigned],
+                hovertext=[deploy_hover(d, verdicts.get(d.deploy_id), zone) for d in unsigned],
+                hoverinfo="text",
+            )
+        )
+    services = sorted({d.service for d in deploys})
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=services)
+    fig.update_xaxes(range=[local_time(start, zone), local_time(end, zone)])
+    return _layout(fig, zone=zone, y_title="service", height=max(220, 80 + 48 * len(services)))
+
+
+# --------------------------------------------------------------------------- deploy markers
+
+
+def add_deploy_markers(
+    fig: go.Figure,
+    deploys: Sequence[Deploy],
+    verdicts: Mapping[str, DeployVerdict],
+    zone: ViewerZone,
+    *,
+    highlight: str | None = None,
+) -> go.Figure:
+    """Vertical lines at each deploy plus hoverable, clickable points along the top edge.
+
+    The points live on a hidden secondary y axis (0..1) so they stay at the top whatever
+    the data's scale; their ``customdata`` is the deploy id.
+    """
+    if not deploys:
+        return fig
+    for d in deploys:
+        state = verdict_state(verdicts.get(d.deploy_id))
+        fig.add_vline(
+            x=local_time(d.started_at, zone),
+            line={
+                "color": VERDICT_COLORS[state],
+                "width": 3 if d.deploy_id == highlight else 1.5,
+                "dash": "dot" if d.kind == "release" else "dash",
+            },
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=local_times([d.started_at for d in deploys], zone),
+            y=[0.97] * len(deploys),
+            yaxis="y2",
+            mode="markers",
+            name="deploys",
+            marker={
+                "size": 12,
+                "color": [VERDICT_COLORS[verdict_state(verdicts.get(d.deploy_id))] for d in deploys],
+                "symbol": [
+                    "triangle-down" + ("-open" if verdicts.get(d.deploy_id) is None else "") for d in deploys
+                ],
+            },
+            customdata=[d.deploy_id for d in deploys],
+            hovertext=[deploy_hover(d, verdicts.get(d.deploy_id), zone) for d in deploys],
+            hoverinfo="text",
+            showlegend=True,
+        )
+    )
+    fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True})
+    return fig
+
+
+# --------------------------------------------------------------------------- metric around a deploy
+
+
+def metric_chart(
+    series: pd.Series,
+    *,
+    metric: str,
+    unit: str,
+    zone: ViewerZone,
+    deploy_at: datetime,
+    before: tuple[datetime, datetime] | None = None,
+    after: tuple[datetime, datetime] | None = None,
+    change_at: datetime | None = None,
+) -> go.Figure:
+    """One metric around a deploy: the series, the deploy line, the compared windows shaded,
+    and the detected change point (dashed)."""
+    scale = unit_scale(unit)
+    s = series.astype(float) * scale.factor
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=local_times(s.index, zone),
+            y=s.to_numpy(),
+            mode="lines",
+            name=metric,
+            line={"width": 1.5, "color": "#1f77b4"},
+            connectgaps=False,
+            hovertemplate=f"%{{y:.4g}} {scale.label}<extra>{metric}</extra>",
+        )
+    )
+    if before is not None:
+        fig.add_vrect(
+            x0=local_time(before[0], zone), x1=local_time(before[1], zone),
+            fillcolor="#8c8c8c", opacity=0.15, line_width=0,
+            annotation_text="before", annotation_position="top left",
+        )
+    if after is not None:
+        fig.add_vrect(
+            x0=local_time(after[0], zone), x1=local_time(after[1], zone),
+            fillcolor="#1f77b4", opacity=0.12, line_width=0,
+            annotation_text="after", annotation_position="top left",
+        )
+    fig.add_vline(x=local_time(deploy_at, zone), line={"color": "#111111", "width": 2})
+    fig.add_annotation(
+        x=local_time(deploy_at, zone), y=1.0, yref="paper", text="deploy", showarrow=False,
+        yanchor="bottom", font={"size": 11},
+    )
+    if change_at is not None:
+        fig.add_vline(x=local_time(change_at, zone), line={"color": "#d62728", "width": 2, "dash": "dash"})
+        fig.add_annotation(
+            x=local_time(change_at, zone), y=0.9, yref="paper", text="change point", showarrow=False,
+            xanchor="left", font={"size": 11, "color": "#d62728"},
+        )
+    return _layout(fig, zone=zone, y_title=f"{metric} ({scale.label})", height=320)
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def percentile_chart(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone) -> go.Figure:
+    """Percentile lines (seconds in, ms drawn) with the bucket bounds holding each as a band.
+
+    ``quantiles`` maps a label (``p99``) to a frame indexed by time with columns ``value``,
+    ``lower``, ``upper`` in seconds. The band is the histogram bucket the quantile falls in:
+    any wiggle inside it is interpolation, not signal.
+    """
+    palette = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd"]
+    fig = go.Figure()
+    for i, (label, frame) in enumerate(quantiles.items()):
+        color = palette[i % len(palette)]
+        x = local_times(frame.index, zone)
+        upper = (frame["upper"].astype(float) * 1000).replace([np.inf, -np.inf], np.nan)
+        lower = frame["lower"].astype(float) * 1000
+        fig.add_trace(go.Scatter(x=x, y=upper, mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip", legendgroup=label))
+        fig.add_trace(go.Scatter(x=x, y=lower, mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=_alpha(color, 0.12), showlegend=False, legendgroup=label,
+                                 hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=frame["value"].astype(float) * 1000, mode="lines", name=label,
+                line={"color": color, "width": 1.6}, legendgroup=label,
+                customdata=np.stack([lower.to_numpy(), upper.to_numpy()], axis=-1),
+                hovertemplate=(
+                    f"{label} %{{y:.1f}} ms<br>bucket %{{customdata[0]:.1f}}–%{{customdata[1]:.1f}} ms"
+                    "<extra></extra>"
+                ),
+            )
+        )
+    fig.update_yaxes(type="log", rangemode="tozero")
+    return _layout(fig, zone=zone, y_title="latency (ms, log scale)", height=380)
+
+
+def heatmap_chart(rates: pd.DataFrame, edges: Sequence[float], zone: ViewerZone) -> go.Figure:
+    """Per-bucket request rate over time on a log latency axis.
+
+    ``rates``: index time, one column per bucket (in ``edges`` order), values in req/s.
+    ``edges``: ``len(columns) + 1`` bucket bounds in seconds (finite, positive), drawn in ms.
+    """
+    z = rates.to_numpy(dtype=float).T
+    z = np.where(z > 0, z, np.nan)
+    fig = go.Figure(
+        go.Heatmap(
+            x=local_times(rates.index, zone),
+            y=[e * 1000 for e in edges],
+            z=z,
+            colorscale="Viridis",
+            colorbar={"title": {"text": "req/s"}},
+            hovertemplate="%{x}<br>bucket up to %{y:.4g} ms<br>%{z:.3g} req/s<extra></extra>",
+            zsmooth=False,
+        )
+    )
+    fig.update_yaxes(type="log")
+    return _layout(fig, zone=zone, y_title="latency bucket (ms, log scale)", height=380)
+
+
+def _alpha(hex_color: str, a: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{a})"

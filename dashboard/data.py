@@ -1,0 +1,190 @@
+"""Cached loaders: the only place the dashboard reaches the store and Prometheus.
+
+Every loader is keyed on plain values (store URL, integer Unix seconds, step, PromQL
+text) so reruns and other viewers hit the cache; callers pass "now" already rounded
+down to the step. Arguments whose names start with ``_`` are not hashed (Streamlit's
+rule): the configuration fingerprint stands in for them. Loaders raise
+:class:`analyzers.errors.AnalyzerError` subclasses, never cache them, and pages turn
+them into banners (:func:`dashboard.components.common.panel`).
+
+The store is opened per load and closed after it: a SQLite connection must not cross
+Streamlit's session threads, and opening one costs well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import streamlit as st
+
+from analyzers.config import Config, load_config
+from analyzers.errors import StoreError
+from analyzers.model import Deploy, DeployVerdict
+
+if TYPE_CHECKING:
+    from analyzers.prom import PrometheusClient, QueryResult
+
+#: Seconds a store read stays cached: new deploys show up within this delay.
+STORE_TTL_S = 15
+#: Seconds a Prometheus answer stays cached (ranges end at "now" rounded down to the step).
+PROM_TTL_S = 60
+
+
+def get_config() -> Config:
+    """The configuration from ``$ANALYZERS_CONFIG`` / ``$PROMETHEUS_URL`` / ``$DEPLOY_STORE_URL``.
+
+    Read on every run (a small TOML file): a changed environment or file applies at once.
+    Pages never choose where requests go; only this does.
+    """
+    return load_config()
+
+
+def fingerprint(config: Config) -> str:
+    """Cache key standing for the whole configuration (connection settings and catalog)."""
+    return repr(config)
+
+
+@st.cache_resource(show_spinner=False)
+def _client(settings_key: str, _config: Config) -> PrometheusClient:
+    from analyzers.prom import PrometheusClient
+
+    return PrometheusClient(_config.prometheus)
+
+
+def get_client(config: Config) -> PrometheusClient:
+    """One shared client (and HTTP connection pool) per distinct connection settings."""
+    return _client(repr(config.prometheus), config)
+
+
+@contextlib.contextmanager
+def _store(url: str) -> Iterator[Any]:
+    from analyzers.events.store import open_store
+
+    store = open_store(url)
+    try:
+        yield store
+    finally:
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+def to_dt(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+# --------------------------------------------------------------------------- store
+
+
+@dataclass(frozen=True)
+class DeployList:
+    """Deploys in a range (newest first) and the latest verdict of each that has one."""
+
+    deploys: tuple[Deploy, ...]
+    verdicts: dict[str, DeployVerdict]
+    truncated: bool
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
+def load_deploys(store_url: str, since: int, until: int, environment: str | None, limit: int = 2000) -> DeployList:
+    """Deploys started in ``[since, until]`` (Unix s), optionally in one environment."""
+    with _store(store_url) as store:
+        deploys = store.list_deploys(environment=environment, since=to_dt(since), until=to_dt(until), limit=limit)
+        verdicts = store.latest_verdicts([d.deploy_id for d in deploys]) if deploys else {}
+    return DeployList(tuple(deploys), dict(verdicts), len(deploys) >= limit)
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
+def load_environments(store_url: str, since: int, until: int) -> list[str]:
+    """Environments seen in the range, for the filter's options."""
+    data = load_deploys(store_url, since, until, None)
+    return sorted({d.environment for d in data.deploys})
+
+
+@dataclass(frozen=True)
+class DeployDetail:
+    """One deploy, its latest verdict, the verdict history (oldest first) and its neighbours."""
+
+    deploy: Deploy
+    verdict: DeployVerdict | None
+    history: tuple[DeployVerdict, ...]
+    neighbours: tuple[Deploy, ...]
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
+def load_deploy(store_url: str, deploy_id: str, neighbour_s: int) -> DeployDetail | None:
+    """A deploy with its verdicts and the deploys within ``neighbour_s`` of its start; None if unknown."""
+    with _store(store_url) as store:
+        deploy = store.get_deploy(deploy_id)
+        if deploy is None:
+            return None
+        verdict = store.latest_verdict(deploy_id)
+        history = store.verdict_history(deploy_id)
+        around = timedelta(seconds=neighbour_s)
+        others = store.list_deploys(since=deploy.started_at - around, until=deploy.started_at + around, limit=500)
+    history = sorted(history, key=lambda v: v.checked_at)
+    neighbours = tuple(d for d in others if d.deploy_id != deploy_id)
+    return DeployDetail(deploy, verdict, tuple(history), neighbours)
+
+
+def save_verdict(store_url: str, verdict: DeployVerdict) -> None:
+    """Store a fresh verdict and drop cached store reads so every page shows it."""
+    with _store(store_url) as store:
+        store.save_verdict(verdict)
+    load_deploy.clear()
+    load_deploys.clear()
+    load_environments.clear()
+
+
+def check_store(store_url: str) -> None:
+    """Raise :class:`StoreError` when the store cannot be reached."""
+    try:
+        with _store(store_url) as store:
+            store.ping()
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - adapters should wrap, but never show a traceback
+        raise StoreError(f"cannot open the deploy store: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def query_range(config_key: str, _config: Config, query: str, start: int, end: int, step: int) -> QueryResult:
+    """``query_range`` over ``[start, end]`` (Unix s, aligned to ``step`` by the caller)."""
+    return get_client(_config).query_range(query, to_dt(start), to_dt(end), float(step))
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def query_instant(config_key: str, _config: Config, query: str, at: int) -> QueryResult:
+    """An instant query evaluated at ``at`` (Unix s)."""
+    return get_client(_config).query(query, to_dt(at))
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_metric_series(
+    config_key: str,
+    _config: Config,
+    deploy_key: str,
+    _deploy: Deploy,
+    metric_key: str,
+    start: int,
+    end: int,
+    step: int,
+) -> tuple[str, pd.Series, tuple[str, ...]]:
+    """A catalog metric around a deploy: ``(resolved PromQL, series, back-end warnings)``."""
+    from analyzers.verification import fetch_metric_series
+
+    return fetch_metric_series(
+        get_client(_config), _config, metric_key, _deploy, to_dt(start), to_dt(end), float(step)
+    )
+
+
+def clear_all() -> None:
+    """Forget every cached answer (tests, and the page's "refresh" button)."""
+    st.cache_data.clear()

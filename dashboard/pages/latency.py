@@ -1,0 +1,5 @@
+"""Latency drill-down (being written)."""
+
+import streamlit as st
+
+st.title("Latency")
