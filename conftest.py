@@ -8,6 +8,7 @@ pytest_plugins = [
         ("tests.fixtures.prom", "tests/fixtures/prom.py"),
         ("tests.fixtures.receiver", "tests/fixtures/receiver.py"),
         ("tests.fixtures.postgres", "tests/fixtures/postgres.py"),
+        ("tests.fixtures.sink", "tests/fixtures/sink.py"),
     )
     if os.path.exists(os.path.join(os.path.dirname(__file__), path))
 ]

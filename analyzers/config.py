@@ -109,6 +109,35 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class NotifyRoute:
+    """Where a verdict goes: a chat webhook for some services and some verdicts.
+
+    ``url`` comes from the config file or, better, from the environment variable named by
+    ``url_env`` (chat webhook URLs are secrets). Only operators set it: no page or event can.
+    """
+
+    name: str
+    url: str
+    format: Literal["slack", "json"] = "slack"
+    services: tuple[str, ...] = ()  # empty: every service
+    verdicts: tuple[str, ...] = ("fail", "inconclusive")
+    final_only: bool = False  # only the final verdict of each deploy
+
+    def matches(self, service: str, overall: str) -> bool:
+        return (not self.services or service in self.services) and overall in self.verdicts
+
+
+@dataclass(frozen=True)
+class GrafanaSettings:
+    """Write verdicts back as Grafana annotations (``POST {url}/api/annotations``)."""
+
+    url: str
+    token: str | None = None
+    tags: tuple[str, ...] = ("deploy", "verdict")
+    dashboard_uid: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
     store_url: str = "sqlite:///data/deploys.db"
@@ -117,6 +146,8 @@ class Config:
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     dashboard_url: str = "http://127.0.0.1:8501"
     source_path: str | None = None
+    routes: tuple[NotifyRoute, ...] = ()
+    grafana: GrafanaSettings | None = None
 
     def metric(self, key: str) -> MetricSpec:
         try:
@@ -226,6 +257,30 @@ def _metric_from(key: str, raw: dict[str, Any]) -> MetricSpec:
     return MetricSpec(key=key, **raw)
 
 
+def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
+    where = f"notify.routes[{i}]"
+    url = raw.get("url") or _env_secret(raw, "url_env", where)
+    if not url:
+        raise ConfigError(f"{where} needs 'url_env' (an environment variable holding the webhook URL) or 'url'")
+    if not str(url).startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: the webhook URL must start with http:// or https://")
+    fmt = raw.get("format", "slack")
+    if fmt not in ("slack", "json"):
+        raise ConfigError(f"{where}.format must be 'slack' or 'json', got {fmt!r}")
+    verdicts = tuple(raw.get("verdicts", ("fail", "inconclusive")))
+    bad = set(verdicts) - {"pass", "fail", "inconclusive"}
+    if bad:
+        raise ConfigError(f"{where}.verdicts may hold pass, fail, inconclusive; got {sorted(bad)}")
+    return NotifyRoute(
+        name=str(raw.get("name", f"route-{i}")),
+        url=str(url),
+        format=fmt,
+        services=tuple(raw.get("services", ())),
+        verdicts=verdicts,
+        final_only=bool(raw.get("final_only", False)),
+    )
+
+
 def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, include_defaults: bool = True) -> Config:
     """Build a Config from parsed TOML; errors name the offending key."""
     base = default_config() if include_defaults else Config()
@@ -279,6 +334,18 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
             guards=tuple(guards) if guards is not None else None,
             depends_on=tuple(sraw.get("depends_on", ())),
         )
+    routes = tuple(_route_from(i, dict(r)) for i, r in enumerate((raw.get("notify") or {}).get("routes", [])))
+    grafana = None
+    graw = raw.get("grafana")
+    if graw:
+        if not graw.get("url"):
+            raise ConfigError("[grafana] needs a 'url' (e.g. http://grafana:3000)")
+        grafana = GrafanaSettings(
+            url=str(graw["url"]).rstrip("/"),
+            token=_env_secret(graw, "token_env", "grafana"),
+            tags=tuple(graw.get("tags", ("deploy", "verdict"))),
+            dashboard_uid=graw.get("dashboard_uid"),
+        )
     store_url = (raw.get("store") or {}).get("url", base.store_url)
     dashboard_url = (raw.get("dashboard") or {}).get("url", base.dashboard_url)
     return Config(
@@ -289,6 +356,8 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         services=services,
         dashboard_url=dashboard_url,
         source_path=source_path,
+        routes=routes,
+        grafana=grafana,
     )
 
 

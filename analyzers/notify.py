@@ -1,0 +1,175 @@
+"""Deliver verdicts where engineers already are: chat webhooks and Grafana annotations.
+
+Targets come only from the operator's config (:class:`~analyzers.config.NotifyRoute`,
+:class:`~analyzers.config.GrafanaSettings`); nothing in an event or a page can choose where
+the server sends a request. Deliveries retry with exponential backoff on connection errors,
+429 and 5xx (honouring ``Retry-After`` up to a cap) and report what happened as a
+:class:`Delivery`, which callers store with the deploy so the dashboard can show it.
+
+Message formats:
+
+* ``slack``: Slack-compatible ``{"text", "blocks"}`` (also accepted by Mattermost and
+  Rocket.Chat incoming webhooks); all event text is escaped for Slack's mrkdwn.
+* ``json``: ``{"schema": "deploy-verdict/v1", "deploy": ..., "verdict": ...}`` for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from .config import Config, GrafanaSettings, NotifyRoute
+from .model import Deploy, DeployVerdict, iso
+from .reports import BADGES, OUTCOME_LABEL, effect_text, report_dict
+
+SCHEMA = "deploy-verdict/v1"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of sending one verdict to one target."""
+
+    target: str  # route name, or "grafana"
+    kind: str  # "chat" | "annotation"
+    ok: bool
+    attempts: int
+    status_code: int | None
+    error: str | None
+    at: datetime
+    deploy_id: str
+    overall: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "ok": self.ok,
+            "attempts": self.attempts,
+            "status_code": self.status_code,
+            "error": self.error,
+            "at": iso(self.at),
+            "deploy_id": self.deploy_id,
+            "overall": self.overall,
+        }
+
+
+def _slack_escape(text: str) -> str:
+    """Escape Slack mrkdwn control characters so event text cannot format or mention."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_url: str | None = None) -> dict[str, Any]:
+    """Slack-compatible blocks: header with the verdict, one line per metric, context."""
+    e = _slack_escape
+    icon = {"pass": ":white_check_mark:", "fail": ":x:", "inconclusive": ":warning:"}[verdict.overall]
+    title = f"{icon} {BADGES[verdict.overall]}: {e(verdict.service)} {e(verdict.version)}"
+    lines = []
+    for m in verdict.metrics:
+        lines.append(
+            f"• *{e(m.metric)}* ({m.role}) — {OUTCOME_LABEL.get(m.outcome, m.outcome)}: {e(effect_text(m))}\n   {e(m.reason)}"
+        )
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{e(verdict.reason)}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900] or "no metrics"}},
+    ]
+    ctx = [f"checked {iso(verdict.checked_at)} UTC"]
+    if deploy is not None:
+        ctx.insert(0, f"{e(deploy.environment)} · started {iso(deploy.started_at)} UTC" + (f" · by {e(deploy.author)}" if deploy.author else ""))
+    if verdict.overlapping:
+        ctx.append("overlapping deploys: " + ", ".join(e(d) for d in verdict.overlapping))
+    if verdict.retry_after_s:
+        ctx.append(f"check again in ~{int(verdict.retry_after_s // 60) + 1} min")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " | ".join(ctx)[:2900]}]})
+    if dashboard_url:
+        link = f"{dashboard_url.rstrip('/')}/deploy?deploy={verdict.deploy_id}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{link}|Open the evidence>"}})
+    return {"text": f"{BADGES[verdict.overall]}: {verdict.service} {verdict.version} — {verdict.reason}"[:3000], "blocks": blocks}
+
+
+def json_message(verdict: DeployVerdict, deploy: Deploy | None) -> dict[str, Any]:
+    return {"schema": SCHEMA, **report_dict(verdict, deploy)}
+
+
+def annotation_body(verdict: DeployVerdict, deploy: Deploy, grafana: GrafanaSettings) -> dict[str, Any]:
+    """Grafana ``POST /api/annotations`` body: time in ms, tags, plain text."""
+    body: dict[str, Any] = {
+        "time": int(deploy.started_at.timestamp() * 1000),
+        "tags": [*grafana.tags, f"service:{deploy.service}", f"verdict:{verdict.overall}", f"env:{deploy.environment}"],
+        "text": f"{deploy.service} {deploy.version}: {BADGES[verdict.overall]} — {verdict.reason}",
+    }
+    if deploy.finished_at is not None:
+        body["timeEnd"] = int(deploy.finished_at.timestamp() * 1000)
+    if grafana.dashboard_uid:
+        body["dashboardUID"] = grafana.dashboard_uid
+    return body
+
+
+def _post_with_retries(
+    session: requests.Session,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    attempts: int = 4,
+    backoff_s: float = 0.5,
+    max_wait_s: float = 30.0,
+    timeout_s: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[bool, int, int | None, str | None]:
+    """POST JSON; retry connection errors, 429 and 5xx. Returns (ok, attempts, status, error)."""
+    status: int | None = None
+    error: str | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            resp = session.post(url, data=json.dumps(body), headers={"content-type": "application/json", **(headers or {})}, timeout=timeout_s)
+            status = resp.status_code
+            if 200 <= status < 300:
+                return True, attempt, status, None
+            error = f"HTTP {status}: {resp.text[:200]}"
+            if status != 429 and status < 500:
+                return False, attempt, status, error + " (not retried: fix the webhook URL or its permissions)"
+            wait = backoff_s * 2 ** (attempt - 1)
+            ra = resp.headers.get("Retry-After")
+            if ra and ra.isdigit():
+                wait = max(wait, float(ra))
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            wait = backoff_s * 2 ** (attempt - 1)
+        if attempt < attempts:
+            sleep(min(wait, max_wait_s))
+    return False, attempts, status, error
+
+
+def deliver(
+    verdict: DeployVerdict,
+    deploy: Deploy | None,
+    config: Config,
+    *,
+    final: bool = True,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    routes: Sequence[NotifyRoute] | None = None,
+) -> list[Delivery]:
+    """Send a verdict to every matching route and to Grafana; never raises for a failed target."""
+    session = session or requests.Session()
+    out: list[Delivery] = []
+    now = datetime.now(UTC)
+    for route in routes if routes is not None else config.routes:
+        if not route.matches(verdict.service, verdict.overall) or (route.final_only and not final):
+            continue
+        body = slack_message(verdict, deploy, dashboard_url=config.dashboard_url) if route.format == "slack" else json_message(verdict, deploy)
+        ok, n, status, err = _post_with_retries(session, route.url, body, sleep=sleep)
+        out.append(Delivery(route.name, "chat", ok, n, status, err, now, verdict.deploy_id, verdict.overall))
+    if config.grafana is not None and deploy is not None:
+        headers = {"Authorization": f"Bearer {config.grafana.token}"} if config.grafana.token else {}
+        ok, n, status, err = _post_with_retries(
+            session, config.grafana.url + "/api/annotations", annotation_body(verdict, deploy, config.grafana), headers=headers, sleep=sleep
+        )
+        out.append(Delivery("grafana", "annotation", ok, n, status, err, now, verdict.deploy_id, verdict.overall))
+    return out

@@ -1,0 +1,81 @@
+"""Verdict delivery to a real loopback HTTP server: chat messages, retries, Grafana annotations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from analyzers.config import GrafanaSettings, NotifyRoute, default_config
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.notify import SCHEMA, deliver
+from tests.fixtures.sink import Sink
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+DEPLOY = Deploy(deploy_id="d-9", service="checkout", environment="production", version="v9", started_at=T0,
+                author="<@U123> <!channel>")
+
+
+def _verdict(overall: str = "fail") -> DeployVerdict:
+    m = MetricVerdict(metric="error_ratio", role="guard", expect="increase", outcome="regressed" if overall == "fail" else "ok",
+                      reason="guard error_ratio regressed.", unit="ratio",
+                      result={"effect": 0.04, "effect_rel": 8.0, "effect_ci": [0.03, 0.05], "p_value": 1e-5})
+    return DeployVerdict(deploy_id="d-9", overall=overall, reason="checkout v9 failed verification.",  # type: ignore[arg-type]
+                         metrics=(m,), checked_at=T0, service="checkout", version="v9")
+
+
+def _no_sleep(_: float) -> None:
+    pass
+
+
+def test_fail_verdict_reaches_matching_slack_route(sink: Sink) -> None:
+    cfg = replace(default_config(), routes=(NotifyRoute("oncall", sink.url + "/slack", "slack", ("checkout",)),))
+    out = deliver(_verdict(), DEPLOY, cfg, sleep=_no_sleep)
+    assert [d.ok for d in out] == [True]
+    (msg,) = sink.bodies("/slack")
+    assert "FAIL" in msg["text"] and "checkout" in msg["text"]
+    text = str(msg["blocks"])
+    assert "error_ratio" in text and "+4.00%" in text
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text  # event text cannot mention people
+
+
+def test_routes_filter_by_service_and_verdict(sink: Sink) -> None:
+    cfg = replace(default_config(), routes=(
+        NotifyRoute("search-only", sink.url + "/a", "slack", ("search",)),
+        NotifyRoute("fails-only", sink.url + "/b", "json", (), ("fail",)),
+    ))
+    assert deliver(_verdict("pass"), DEPLOY, cfg, sleep=_no_sleep) == []
+    out = deliver(_verdict("fail"), DEPLOY, cfg, sleep=_no_sleep)
+    assert [d.target for d in out] == ["fails-only"]
+    (body,) = sink.bodies("/b")
+    assert body["schema"] == SCHEMA and body["verdict"]["overall"] == "fail"
+
+
+def test_retries_on_503_then_delivers(sink: Sink) -> None:
+    sink.fail_next = 2
+    cfg = replace(default_config(), routes=(NotifyRoute("r", sink.url + "/x", "json"),))
+    (d,) = deliver(_verdict(), DEPLOY, cfg, sleep=_no_sleep)
+    assert d.ok and d.attempts == 3
+    assert len(sink.bodies("/x")) == 1
+
+
+def test_gives_up_on_4xx_without_retrying(sink: Sink) -> None:
+    sink.fail_next, sink.fail_status = 5, 404
+    cfg = replace(default_config(), routes=(NotifyRoute("r", sink.url + "/x", "json"),))
+    (d,) = deliver(_verdict(), DEPLOY, cfg, sleep=_no_sleep)
+    assert not d.ok and d.attempts == 1 and d.status_code == 404 and "fix the webhook URL" in (d.error or "")
+
+
+def test_unreachable_target_is_reported_not_raised() -> None:
+    cfg = replace(default_config(), routes=(NotifyRoute("r", "http://127.0.0.1:9/hook", "json"),))
+    (d,) = deliver(_verdict(), DEPLOY, cfg, sleep=_no_sleep)
+    assert not d.ok and d.attempts == 4 and "ConnectionError" in (d.error or "")
+
+
+def test_grafana_annotation_is_posted(sink: Sink) -> None:
+    cfg = replace(default_config(), grafana=GrafanaSettings(url=sink.url, token="t0k"))
+    (d,) = deliver(_verdict(), DEPLOY, cfg, sleep=_no_sleep)
+    assert d.kind == "annotation" and d.ok
+    (body,) = sink.bodies("/api/annotations")
+    assert body["time"] == int(T0.timestamp() * 1000)
+    assert "verdict:fail" in body["tags"] and "service:checkout" in body["tags"]
+    assert sink.received[0]["headers"]["Authorization"] == "Bearer t0k"
