@@ -1,0 +1,136 @@
+"""The product end to end: scenario deploys sent signed through the real receiver, verified
+against a real Prometheus holding the scenario's metrics, reported through the real CLI.
+
+Truth comes from the seeded scenario generator (analyzers.scenarios.small_scenario).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzers.events.send import send_event
+from analyzers.events.store import open_store
+from analyzers.model import DeployVerdict
+from analyzers.prom import PrometheusClient
+from analyzers.reports import render_html, render_markdown
+from analyzers.verification import verify_deploy
+from tests.fixtures.receiver import start_receiver
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def loaded(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Send every scenario deploy through the receiver, then verify each one from the store."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    store_url = f"sqlite:///{tmp / 'deploys.db'}"
+    with start_receiver(store_url) as rx:
+        for d in prom.scenario.deploys:
+            resp = send_event(rx.webhook_url, d.event, rx.secret)
+            assert resp.status_code == 201, resp.text
+            again = send_event(rx.webhook_url, d.event, rx.secret, msg_id=None)
+            assert again.status_code in (200, 201), again.text  # duplicate event id: stored once
+    store = open_store(store_url)
+    deploys = {d.deploy_id: d for d in store.list_deploys(limit=1000)}
+    assert len(deploys) == len(prom.scenario.deploys)
+    client = PrometheusClient(prom.config.prometheus)
+    verdicts: dict[str, DeployVerdict] = {}
+    for sd in prom.scenario.deploys:
+        dep = deploys[sd.event["deploy_id"]]
+        v = verify_deploy(dep, prom.config, client, others=list(deploys.values()))
+        store.save_verdict(v)
+        verdicts[sd.case] = v
+    # Attach the rendered reports to the test output, as files.
+    out = tmp / "reports"
+    out.mkdir()
+    for case, v in verdicts.items():
+        dep = deploys[v.deploy_id]
+        (out / f"{case}.md").write_text(render_markdown(v, dep))
+        (out / f"{case}.html").write_text(render_html(v, dep))
+    print(f"\nreports written to {out}")
+    yield {"store_url": store_url, "verdicts": verdicts, "deploys": deploys, "store": store}
+    store.close()
+
+
+def _summary(v: DeployVerdict) -> str:
+    return v.reason + " | " + " | ".join(m.reason for m in v.metrics)
+
+
+def test_regression_deploy_fails_on_its_error_ratio(loaded: dict[str, Any]) -> None:
+    v = loaded["verdicts"]["regression"]
+    assert v.overall == "fail", _summary(v)
+    (err,) = [m for m in v.metrics if m.metric == "error_ratio"]
+    assert err.outcome == "regressed", err.reason
+    assert err.result and err.result["direction"] == "increase"
+
+
+def test_declared_improvement_is_confirmed(loaded: dict[str, Any]) -> None:
+    v = loaded["verdicts"]["improvement"]
+    assert v.overall == "pass", _summary(v)
+    (p99,) = [m for m in v.metrics if m.metric == "latency_p99"]
+    assert p99.role == "expectation" and p99.outcome == "confirmed", p99.reason
+    assert p99.result and p99.result["effect"] < 0
+
+
+@pytest.mark.parametrize("case", ["noop", "ramp_noop"])
+def test_noop_deploys_pass(loaded: dict[str, Any], case: str) -> None:
+    v = loaded["verdicts"][case]
+    assert v.overall == "pass", _summary(v)
+    assert all(m.outcome == "ok" for m in v.metrics if m.role == "guard")
+
+
+def test_every_verdict_matches_the_scenario_truth(loaded: dict[str, Any], prom: Any) -> None:
+    wrong = []
+    for sd in prom.scenario.deploys:
+        v = loaded["verdicts"][sd.case]
+        if v.overall != sd.expected_overall:
+            wrong.append(f"{sd.case}: expected {sd.expected_overall}, got {v.overall}: {_summary(v)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_verdicts_are_stored_with_the_deploy(loaded: dict[str, Any]) -> None:
+    store = loaded["store"]
+    v = loaded["verdicts"]["regression"]
+    again = store.latest_verdict(v.deploy_id)
+    assert again is not None and again.overall == "fail"
+    assert [m.metric for m in again.metrics] == [m.metric for m in v.metrics]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "analyzers", *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+def test_cli_gate_exits_1_for_regression_and_0_for_improvement(loaded: dict[str, Any], prom: Any) -> None:
+    reg = loaded["verdicts"]["regression"].deploy_id
+    imp = loaded["verdicts"]["improvement"].deploy_id
+    r1 = _cli("verify", "--deploy", reg, "--store", loaded["store_url"], "--prometheus-url", prom.url, "--no-save")
+    assert r1.returncode == 1, r1.stdout + r1.stderr
+    assert "FAIL" in r1.stdout and "error_ratio" in r1.stdout
+    r0 = _cli("verify", "--deploy", imp, "--store", loaded["store_url"], "--prometheus-url", prom.url,
+              "--format", "json", "--no-save")
+    assert r0.returncode == 0, r0.stdout + r0.stderr
+    assert json.loads(r0.stdout)["verdict"]["overall"] == "pass"
+
+
+def test_stopped_prometheus_is_inconclusive_with_a_clear_reason(loaded: dict[str, Any], stopped_prometheus_url: str) -> None:
+    reg = loaded["verdicts"]["regression"].deploy_id
+    r = _cli("verify", "--deploy", reg, "--store", loaded["store_url"], "--prometheus-url", stopped_prometheus_url,
+             "--format", "json", "--no-save")
+    assert r.returncode == 2, r.stdout + r.stderr
+    verdict = json.loads(r.stdout)["verdict"]
+    assert verdict["overall"] == "inconclusive"
+    assert "cannot reach Prometheus" in verdict["reason"] or "unreachable" in verdict["reason"].lower()
+    assert all(m["outcome"] == "error" for m in verdict["metrics"])
+
+
+def test_unknown_deploy_id_is_an_error_exit_3(loaded: dict[str, Any], prom: Any) -> None:
+    r = _cli("verify", "--deploy", "nope", "--store", loaded["store_url"], "--prometheus-url", prom.url)
+    assert r.returncode == 3 and "no deploy with id" in r.stderr
