@@ -1,0 +1,214 @@
+"""One store suite, run against SQLite (temp file) and a real PostgreSQL (fixture)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from analyzers.errors import StoreUnavailable
+from analyzers.events.store import Store, open_store
+from analyzers.model import Deploy, DeployVerdict, Expectation, MetricVerdict
+from tests.fixtures.postgres import new_database
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'deploys.db'}"
+    return new_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def deploy(deploy_id: str = "d1", *, status: str = "succeeded", at: datetime = T0, **kw: object) -> Deploy:
+    base: dict[str, object] = dict(deploy_id=deploy_id, service="checkout", environment="production",
+                                   version="v1", started_at=at, status=status, received_at=at, updated_at=at)
+    base.update(kw)
+    return Deploy(**base)  # type: ignore[arg-type]
+
+
+def verdict(deploy_id: str, overall: str, minute: int) -> DeployVerdict:
+    m = MetricVerdict(metric="error_ratio", role="guard", expect="unchanged", outcome="ok", reason="flat")
+    return DeployVerdict(deploy_id=deploy_id, overall=overall, reason=f"r{minute}", metrics=(m,),  # type: ignore[arg-type]
+                         checked_at=T0 + timedelta(minutes=minute))
+
+
+def test_new_event_is_stored_and_read_back_whole(store: Store) -> None:
+    d = deploy(expectations=(Expectation("latency_p99", "decrease", 0.05),), labels={"team": "pay"},
+               description="<script>alert(1)</script> \u00e9\U0001F680", commit_sha="abc")
+    stored, new = store.record_event("generic", "e1", {"service": "checkout"}, d)
+    assert new is True
+    assert store.get_deploy("d1") == stored == d
+
+
+def test_duplicate_event_changes_nothing_and_returns_the_stored_deploy(store: Store) -> None:
+    store.record_event("generic", "e1", {}, deploy(version="v1"))
+    again, new = store.record_event("generic", "e1", {}, deploy(version="v1", commit_sha="changed"))
+    assert new is False
+    assert again.commit_sha is None
+    assert store.count_events() == 1
+    assert store.get_deploy("d1").commit_sha is None  # type: ignore[union-attr]
+
+
+def test_same_event_id_from_another_source_is_a_different_event(store: Store) -> None:
+    store.record_event("generic", "e1", {}, deploy("d1"))
+    _, new = store.record_event("github", "e1", {}, deploy("d2"))
+    assert new is True
+    assert store.count_events() == 2
+
+
+def test_status_updates_merge_into_one_deploy(store: Store) -> None:
+    store.record_event("ci", "a", {}, deploy(status="started", commit_sha="abc"))
+    merged, _ = store.record_event("ci", "b", {}, deploy(status="succeeded", finished_at=T0 + timedelta(minutes=5)))
+    assert merged.status == "succeeded"
+    assert merged.commit_sha == "abc"
+    assert merged.finished_at == T0 + timedelta(minutes=5)
+    assert len(store.list_deploys()) == 1
+
+
+def test_late_started_update_does_not_move_a_finished_deploy_backwards(store: Store) -> None:
+    store.record_event("ci", "b", {}, deploy(status="succeeded", finished_at=T0 + timedelta(minutes=5)))
+    merged, new = store.record_event("ci", "a", {}, deploy(status="started", author="ana"))
+    assert new is True
+    assert merged.status == "succeeded"
+    assert merged.finished_at == T0 + timedelta(minutes=5)
+    assert merged.author == "ana"  # the late update still fills what was missing
+    assert store.get_deploy("d1").status == "succeeded"  # type: ignore[union-attr]
+
+
+def test_rollback_after_success_is_forward(store: Store) -> None:
+    store.record_event("ci", "a", {}, deploy(status="succeeded"))
+    merged, _ = store.record_event("ci", "b", {}, deploy(status="rolled_back"))
+    assert merged.status == "rolled_back"
+    merged, _ = store.record_event("ci", "c", {}, deploy(status="succeeded"))
+    assert merged.status == "rolled_back"
+
+
+def test_an_unsigned_update_marks_the_deploy_unsigned(store: Store) -> None:
+    store.record_event("ci", "a", {}, deploy(status="started"))
+    merged, _ = store.record_event("ci", "b", {}, deploy(status="succeeded", signed=False))
+    assert merged.signed is False
+
+
+def test_list_filters_and_orders_newest_first(store: Store) -> None:
+    for i, (svc, env) in enumerate([("checkout", "production"), ("search", "production"),
+                                    ("checkout", "staging"), ("checkout", "production")]):
+        store.record_event("ci", f"e{i}", {}, deploy(f"d{i}", service=svc, environment=env,
+                                                     at=T0 + timedelta(hours=i)))
+    assert [d.deploy_id for d in store.list_deploys()] == ["d3", "d2", "d1", "d0"]
+    assert [d.deploy_id for d in store.list_deploys(service="checkout", environment="production")] == ["d3", "d0"]
+    window = store.list_deploys(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
+    assert [d.deploy_id for d in window] == ["d2", "d1"]  # since inclusive, until exclusive
+    assert [d.deploy_id for d in store.list_deploys(limit=1)] == ["d3"]
+    assert store.list_deploys(service="nope") == []
+
+
+def test_verdicts_keep_history_and_latest_is_newest(store: Store) -> None:
+    store.record_event("ci", "a", {}, deploy("d1"))
+    store.record_event("ci", "b", {}, deploy("d2"))
+    store.save_verdict(verdict("d1", "inconclusive", 1))
+    store.save_verdict(verdict("d1", "fail", 2))
+    store.save_verdict(verdict("d2", "pass", 3))
+    assert store.latest_verdict("d1").overall == "fail"  # type: ignore[union-attr]
+    assert [v.overall for v in store.verdict_history("d1")] == ["inconclusive", "fail"]
+    latest = store.latest_verdicts(["d1", "d2", "missing"])
+    assert {k: v.overall for k, v in latest.items()} == {"d1": "fail", "d2": "pass"}
+    assert store.latest_verdict("missing") is None
+    assert store.verdict_history("d1")[1] == verdict("d1", "fail", 2)
+
+
+def test_data_survives_reopening(store_url: str) -> None:
+    s = open_store(store_url)
+    s.record_event("ci", "a", {}, deploy())
+    s.save_verdict(verdict("d1", "pass", 1))
+    s.close()
+    s2 = open_store(store_url)  # migrations are idempotent
+    try:
+        assert s2.get_deploy("d1") is not None
+        assert s2.latest_verdict("d1").overall == "pass"  # type: ignore[union-attr]
+        _, new = s2.record_event("ci", "a", {}, deploy())
+        assert new is False
+    finally:
+        s2.close()
+
+
+def test_concurrent_writers_store_each_event_once_and_merge(store_url: str) -> None:
+    """Four store instances (as four receivers would) race on the same 40 events."""
+    stores = [open_store(store_url) for _ in range(4)]
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def work(s: Store) -> None:
+        for i in range(40):
+            status = "started" if i % 2 == 0 else "succeeded"
+            _, new = s.record_event("ci", f"e{i}", {}, deploy(f"d{i // 2}", status=status))
+            with lock:
+                results.append(new)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert sum(results) == 40
+        assert stores[0].count_events() == 40
+        deploys = stores[0].list_deploys()
+        assert len(deploys) == 20
+        assert {d.status for d in deploys} == {"succeeded"}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_sqlite_locked_database_is_unavailable_then_recovers(tmp_path) -> None:
+    path = tmp_path / "locked.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout_s=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable, match="retry later"):
+            store.record_event("ci", "a", {}, deploy())
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    _, new = store.record_event("ci", "a", {}, deploy())  # no restart needed
+    assert new is True
+    assert store.integrity_check() == "ok"  # type: ignore[attr-defined]
+    store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_dropped_connection_is_unavailable_then_reconnects(postgres_url: str) -> None:
+    import psycopg
+
+    url = new_database(postgres_url)
+    store = open_store(url)
+    store.ping()
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(StoreUnavailable):
+        store.record_event("ci", "a", {}, deploy())
+    _, new = store.record_event("ci", "a", {}, deploy())
+    assert new is True
+    store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_down_is_unavailable_with_a_clear_message() -> None:
+    from tests.fixtures.receiver import free_port
+
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout_s=1)
