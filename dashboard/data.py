@@ -14,6 +14,7 @@ Streamlit's session threads, and opening one costs well under a millisecond.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from analyzers.config import Config, load_config
-from analyzers.errors import StoreError
+from analyzers.errors import AnalyzerError, StoreError, StoreUnavailable
 from analyzers.model import Deploy, DeployVerdict
 
 if TYPE_CHECKING:
@@ -65,12 +66,22 @@ def get_client(config: Config) -> PrometheusClient:
 def _store(url: str) -> Iterator[Any]:
     from analyzers.events.store import open_store
 
-    store = open_store(url)
+    try:
+        store = open_store(url)
+    except AnalyzerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. OSError creating the SQLite directory
+        raise StoreUnavailable(f"cannot open the deploy store at {_redact(url)}: {exc}") from exc
     try:
         yield store
     finally:
         with contextlib.suppress(Exception):
             store.close()
+
+
+def _redact(url: str) -> str:
+    """The store URL without a password (``postgresql://user:***@host/db``)."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def to_dt(ts: int) -> datetime:

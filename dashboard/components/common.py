@@ -162,8 +162,8 @@ def time_range_picker(
         index=options.index(default),
         key=f"{key_prefix}range",
         bind="query-params",
-        format_func=lambda o: "Custom…" if o == "custom" else f"Last {o}",
-    )
+        help="The last 1h, 24h, ... up to now, or a custom range. Kept in the URL.",
+    )  # no format_func: a bound widget writes its *formatted* value into the URL
     end = floor_now(granularity_s)
     if label != "custom":
         return TimeRange(end - preset_seconds(label), end, label)
