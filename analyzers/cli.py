@@ -1,4 +1,4 @@
-"""Command line: ``python -m analyzers {serve,verify,verify-series,demo}``.
+"""Command line: ``python -m analyzers {serve,verify,verify-series,worker,demo}``.
 
 Exit codes of ``verify`` and ``verify-series``: 0 pass, 1 fail, 2 inconclusive, 3 error.
 Errors print one line to stderr that says what to do next; no tracebacks (``--debug`` shows them).
@@ -187,6 +187,34 @@ def cmd_verify_series(args: argparse.Namespace) -> int:
     return EXIT_CODES["pass"] if ok else EXIT_CODES["fail"]
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+    import threading
+
+    from .events.store import open_store
+    from .scheduler import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = _config(args)
+    store = open_store(args.store or cfg.store_url)
+    try:
+        worker = Worker(store, cfg)
+        if args.once:
+            verdicts = worker.run_once()
+            for v in verdicts:
+                print(f"{v.overall.upper():13s} {v.service} {v.version} ({v.check_kind}): {v.reason}")
+            return 0
+        stop = threading.Event()
+        print(f"worker {worker.worker_id} polling {store.describe()} every {args.poll:g} s; Ctrl-C to stop", file=sys.stderr)
+        try:
+            worker.run_forever(stop, args.poll)
+        except KeyboardInterrupt:
+            stop.set()
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -237,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--min-effect-rel", type=float)
     vs.add_argument("--format", choices=("text", "json"), default="text")
     vs.set_defaults(func=cmd_verify_series)
+
+    w = sub.add_parser("worker", help="run scheduled verifications (first, finished, final) and deliver reports")
+    w.add_argument("--store")
+    w.add_argument("--config")
+    w.add_argument("--prometheus-url")
+    w.add_argument("--poll", type=float, default=5.0, help="seconds between passes")
+    w.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="start Prometheus, the receiver and the dashboard on demo data")
     d.add_argument("--prometheus-port", type=int, default=int(os.environ.get("PROMETHEUS_PORT", "9090")))

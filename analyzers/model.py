@@ -159,6 +159,10 @@ class DeployVerdict:
     overlapping: tuple[str, ...] = ()
     multiple_testing: str = ""
     retry_after_s: float | None = None
+    #: Which scheduled check produced it (``first``, ``finished``, ``final``) or ``manual``.
+    check_kind: str = "manual"
+    #: What changed since the previous verdict of this deploy, one sentence each.
+    changes: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -177,6 +181,8 @@ class DeployVerdict:
             "overlapping": list(self.overlapping),
             "multiple_testing": self.multiple_testing,
             "retry_after_s": self.retry_after_s,
+            "check_kind": self.check_kind,
+            "changes": list(self.changes),
         }
 
     @classmethod
@@ -193,4 +199,6 @@ class DeployVerdict:
             overlapping=tuple(d.get("overlapping", ())),
             multiple_testing=d.get("multiple_testing", ""),
             retry_after_s=d.get("retry_after_s"),
+            check_kind=d.get("check_kind", "manual"),
+            changes=tuple(d.get("changes", ())),
         )

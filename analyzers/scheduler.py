@@ -1,0 +1,209 @@
+"""Automatic verification: every deploy gets checked without anyone asking.
+
+For each deploy the scheduler plans three checks, kept in the store (:mod:`analyzers.jobs`):
+
+* ``first``: as soon as the post-deploy window can hold enough points for every metric
+  (the largest ``min_points`` in the plan, times the step, plus one rate window);
+* ``finished``: again whenever a status update says the deploy finished, failed, was
+  cancelled or rolled back;
+* ``final``: at the end of the observation window (``verification.observation``).
+
+An inconclusive verdict that only lacks data is retried when the analysis says enough data
+will be there. A verdict is delivered (chat routes, Grafana) when it differs from the
+previous one or is final. Each stored verdict says which check produced it and what changed.
+
+Run it inside the receiver (``ANALYZERS_WORKER=1``) or as ``python -m analyzers worker``;
+several workers on PostgreSQL are safe (per-deploy leases).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .config import Config
+from .errors import AnalyzerError
+from .jobs import Check, JobStore
+from .model import Deploy, DeployVerdict
+from .verification import plan_metrics, rate_window, verify_deploy
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+MAX_ATTEMPTS = 30
+_MARK = "events_received_us"
+
+
+def first_due(deploy: Deploy, config: Config) -> datetime:
+    """When the after-window first holds enough points for every planned metric."""
+    step = config.verification.step_s
+    try:
+        points = max((p.spec.min_points for p in plan_metrics(deploy, config)), default=10)
+    except AnalyzerError:
+        points = 10
+    from .config import parse_duration
+
+    lag = parse_duration(rate_window(config, step))
+    return deploy.started_at + timedelta(seconds=points * step + lag + step)
+
+
+def final_due(deploy: Deploy, config: Config) -> datetime:
+    v = config.verification
+    return deploy.started_at + timedelta(seconds=max(v.observation_s, v.window_after_s + 60))
+
+
+def describe_changes(prev: DeployVerdict | None, new: DeployVerdict) -> tuple[str, ...]:
+    """One sentence per difference between two verdicts of the same deploy."""
+    if prev is None:
+        return ("first verdict",)
+    out = []
+    if prev.overall != new.overall:
+        out.append(f"overall {prev.overall} -> {new.overall}")
+    before = {m.metric: m for m in prev.metrics}
+    for m in new.metrics:
+        old = before.get(m.metric)
+        if old is None:
+            out.append(f"{m.metric}: newly checked ({m.outcome})")
+        elif old.outcome != m.outcome:
+            out.append(f"{m.metric}: {old.outcome} -> {m.outcome} ({m.reason.rstrip('.')})")
+    return tuple(out) or ("no change",)
+
+
+class Worker:
+    """Discovers deploys, runs due checks, stores verdicts, delivers reports."""
+
+    def __init__(
+        self,
+        store: Any,
+        config: Config,
+        *,
+        client: Any = None,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        deliver_fn: Callable[..., list[Any]] | None = None,
+        lease_s: float = 300.0,
+        on_verdict: Callable[[DeployVerdict, float], None] | None = None,
+    ) -> None:
+        from .notify import deliver
+        from .prom import PrometheusClient
+
+        self.store = store
+        self.jobs = JobStore(store)
+        self.config = config
+        self.client = client if client is not None else PrometheusClient(config.prometheus)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.deliver = deliver_fn or deliver
+        self.lease_s = lease_s
+        self.on_verdict = on_verdict
+
+    # -- discovery ------------------------------------------------------------------
+    def discover(self) -> int:
+        """Schedule checks for deploys whose events arrived since the last scan."""
+        mark = self.jobs.get_mark(_MARK)
+        with self.store._tx(write=False) as cur:
+            rows = self.store._exec(
+                cur,
+                "SELECT deploy_id, MAX(received_us) FROM events WHERE received_us > ? GROUP BY deploy_id",
+                (mark,),
+            ).fetchall()
+        if not rows:
+            return 0
+        n = 0
+        for deploy_id, _received in rows:
+            deploy = self.store.get_deploy(deploy_id)
+            if deploy is None:
+                continue
+            n += self.jobs.schedule(deploy_id, "first", first_due(deploy, self.config))
+            n += self.jobs.schedule(deploy_id, "final", final_due(deploy, self.config))
+            if deploy.status in TERMINAL and (deploy.finished_at or deploy.updated_at):
+                when = max(self.clock(), first_due(deploy, self.config))
+                n += self.jobs.schedule(deploy_id, "finished", when, reschedule=True)
+        self.jobs.set_mark(_MARK, max(int(r[1]) for r in rows))
+        return n
+
+    # -- running checks -------------------------------------------------------------
+    def run_once(self) -> list[DeployVerdict]:
+        """Discover, then run every check that is due now; returns the verdicts produced."""
+        self.discover()
+        out = []
+        while True:
+            now = self.clock()
+            check = self.jobs.claim(self.worker_id, now, self.lease_s)
+            if check is None:
+                return out
+            v = self.process(check, now)
+            if v is not None:
+                out.append(v)
+
+    def process(self, check: Check, now: datetime) -> DeployVerdict | None:
+        deploy = self.store.get_deploy(check.deploy_id)
+        if deploy is None:
+            self.jobs.complete(check, self.worker_id, now, error="deploy not found")
+            return None
+        t0 = time.monotonic()
+        try:
+            window = timedelta(seconds=self.config.verification.overlap_s)
+            others = self.store.list_deploys(since=deploy.started_at - window, until=deploy.started_at + window, limit=1000)
+            verdict = verify_deploy(deploy, self.config, self.client, others=others, now=now)
+        except AnalyzerError as exc:
+            log.warning("check %s of %s failed: %s", check.kind, check.deploy_id, exc)
+            retry = now + timedelta(seconds=min(60 * 2 ** check.attempts, 3600))
+            self.jobs.complete(check, self.worker_id, now, error=str(exc),
+                               retry_at=retry if check.attempts < MAX_ATTEMPTS else None)
+            return None
+        prev = self.store.latest_verdict(deploy.deploy_id)
+        from dataclasses import replace
+
+        verdict = replace(verdict, check_kind=check.kind, changes=describe_changes(prev, verdict))
+        self.store.save_verdict(verdict)
+        if self.on_verdict is not None:
+            self.on_verdict(verdict, time.monotonic() - t0)
+        final = check.kind == "final"
+        if prev is None or prev.overall != verdict.overall or final:
+            for d in self.deliver(verdict, deploy, self.config, final=final):
+                self.jobs.save_delivery(deploy.deploy_id, d.at, d.target, d.to_dict())
+        retry_at = None
+        if (
+            verdict.overall == "inconclusive"
+            and verdict.retry_after_s
+            and not final
+            and check.attempts < MAX_ATTEMPTS
+        ):
+            retry_at = now + timedelta(seconds=max(verdict.retry_after_s, self.config.verification.step_s))
+        self.jobs.complete(check, self.worker_id, now, retry_at=retry_at)
+        return verdict
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 5.0) -> None:
+        """Loop until ``stop`` is set; store outages are logged and retried, never fatal."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except AnalyzerError as exc:
+                log.warning("scheduler pass failed (will retry in %.0f s): %s", poll_s, exc)
+            stop.wait(poll_s)
+
+
+def start_background_worker(store_url: str, config: Config, *, poll_s: float = 5.0,
+                            on_verdict: Callable[[DeployVerdict, float], None] | None = None) -> tuple[threading.Thread, threading.Event]:
+    """Run a :class:`Worker` in a daemon thread (used inside the receiver process)."""
+    from .events.store import open_store
+
+    stop = threading.Event()
+
+    def run() -> None:
+        store = open_store(store_url)
+        try:
+            Worker(store, config, on_verdict=on_verdict).run_forever(stop, poll_s)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=run, name="verification-worker", daemon=True)
+    thread.start()
+    return thread, stop

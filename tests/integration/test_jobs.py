@@ -1,0 +1,88 @@
+"""Scheduler state in the store (SQLite and a real PostgreSQL): survives restarts, one worker per deploy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from analyzers.events.store import open_store
+from analyzers.jobs import JobStore
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+    else:
+        from tests.fixtures.postgres import new_database
+
+        yield new_database(request.getfixturevalue("postgres_url"))
+
+
+def test_pending_checks_survive_a_restart(store_url: str) -> None:
+    s1 = open_store(store_url)
+    jobs = JobStore(s1)
+    assert jobs.schedule("d1", "first", T0)
+    assert not jobs.schedule("d1", "first", T0 + timedelta(hours=1))  # idempotent
+    s1.close()
+    s2 = open_store(store_url)
+    (check,) = JobStore(s2).checks("d1")
+    assert (check.kind, check.state, check.due_at) == ("first", "pending", T0)
+    s2.close()
+
+
+def test_two_workers_never_hold_the_same_deploy(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
+    ja, jb = JobStore(a), JobStore(b)
+    ja.schedule("d1", "first", T0)
+    ja.schedule("d1", "final", T0)
+    ja.schedule("d2", "first", T0)
+    now = T0 + timedelta(minutes=1)
+    c1 = ja.claim("w1", now)
+    c2 = jb.claim("w2", now)
+    assert c1 is not None and c2 is not None
+    assert c1.deploy_id != c2.deploy_id  # d1 is leased to w1: w2 gets d2
+    assert jb.claim("w2", now) is None  # d1's other check waits for w1's lease
+    ja.complete(c1, "w1", now)
+    c3 = jb.claim("w2", now)
+    assert c3 is not None and c3.deploy_id == "d1" and c3.kind != c1.kind
+    a.close()
+    b.close()
+
+
+def test_crashed_workers_lease_expires(store_url: str) -> None:
+    s = open_store(store_url)
+    jobs = JobStore(s)
+    jobs.schedule("d1", "first", T0)
+    assert jobs.claim("dead-worker", T0, lease_s=60) is not None
+    assert jobs.claim("w2", T0 + timedelta(seconds=30)) is None
+    again = jobs.claim("w2", T0 + timedelta(seconds=61))
+    assert again is not None and again.attempts == 2
+    s.close()
+
+
+def test_retry_makes_check_pending_again(store_url: str) -> None:
+    s = open_store(store_url)
+    jobs = JobStore(s)
+    jobs.schedule("d1", "first", T0)
+    c = jobs.claim("w", T0)
+    assert c is not None
+    jobs.complete(c, "w", T0, error="not enough data", retry_at=T0 + timedelta(minutes=5))
+    assert jobs.claim("w", T0 + timedelta(minutes=4)) is None
+    assert jobs.claim("w", T0 + timedelta(minutes=5)) is not None
+    s.close()
+
+
+def test_deliveries_are_recorded_per_deploy(store_url: str) -> None:
+    s = open_store(store_url)
+    jobs = JobStore(s)
+    jobs.save_delivery("d1", T0, "oncall", {"target": "oncall", "ok": True})
+    jobs.save_delivery("d1", T0 + timedelta(seconds=1), "grafana", {"target": "grafana", "ok": False})
+    assert [d["target"] for d in jobs.deliveries("d1")] == ["oncall", "grafana"]
+    assert jobs.deliveries("other") == []
+    s.close()
