@@ -191,14 +191,14 @@ def _parse_time_param(value: str | None, name: str, now: datetime) -> datetime |
     if value is None or value == "":
         return None
     try:
-        return now - timedelta(seconds=parse_duration(value, key=name))
-    except AnalyzerError:
-        pass
-    try:
-        return parse_timestamp(value, name)
+        return parse_timestamp(value, name)  # RFC 3339 or Unix seconds/milliseconds
     except EventError as exc:
+        error = exc
+    try:
+        return now - timedelta(seconds=parse_duration(value, key=name))  # "24h" back from now
+    except AnalyzerError:
         raise HTTPProblem(422, f"{name}: use RFC 3339 (2026-11-27T10:00:00Z), Unix seconds, or a duration "
-                               f"back from now such as 24h ({exc})", field=name) from None
+                               f"back from now such as 24h ({error})", field=name) from None
 
 
 def create_app(
