@@ -59,6 +59,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _select_deploys(store, args: argparse.Namespace, now: datetime) -> list[Deploy]:  # type: ignore[no-untyped-def]
+    if getattr(args, "version", None):
+        if not args.service:
+            raise ConfigError("--version needs --service")
+        since = _parse_time(args.since, now=now) if args.since else now - timedelta(days=30)
+        found = [d for d in store.list_deploys(service=args.service, environment=args.environment, since=since, limit=100000)
+                 if d.version == args.version]
+        return sorted(found, key=lambda d: d.started_at)[-1:]
     if args.deploy:
         out = []
         for did in args.deploy:
@@ -103,9 +110,10 @@ def verify_many(
 def cmd_verify(args: argparse.Namespace) -> int:
     from .events.store import open_store
     from .prom import PrometheusClient
-    from .reports import render_html, render_json, render_json_many, render_markdown
 
     cfg = _config(args)
+    if args.wait:
+        return _verify_wait(args, cfg)
     store = open_store(args.store or cfg.store_url)
     try:
         now = datetime.now(UTC)
@@ -121,7 +129,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    pairs = list(zip(verdicts, deploys, strict=True))
+    _emit(args, cfg, list(zip(verdicts, deploys, strict=True)))
+    order = {"fail": 2, "inconclusive": 1, "pass": 0}
+    worst = max((v.overall for v in verdicts), key=lambda o: order[o])
+    return EXIT_CODES[worst]
+
+
+def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict, Deploy]]) -> None:
+    from .reports import render_html, render_json, render_json_many, render_markdown
+
     if args.format == "json":
         text = render_json(*pairs[0]) if len(pairs) == 1 else render_json_many(pairs)
     elif args.format == "html":
@@ -133,9 +149,92 @@ def cmd_verify(args: argparse.Namespace) -> int:
             fh.write(text)
     else:
         sys.stdout.write(text)
-    order = {"fail": 2, "inconclusive": 1, "pass": 0}
-    worst = max((v.overall for v in verdicts), key=lambda o: order[o])
-    return EXIT_CODES[worst]
+
+
+def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
+    """Block until the deploy's verdict is final: a fail (exit at once) or the end of the wait.
+
+    A pass is only reported once the whole wait (or the observation window, if shorter) has
+    elapsed, so a regression that shows up late still fails the pipeline.
+    """
+    import time
+
+    from .events.store import open_store
+    from .prom import PrometheusClient
+    from .scheduler import final_due
+    from .verification import verify_deploy
+
+    wait_s = parse_duration(args.wait, key="--wait")
+    start = time.monotonic()
+    client = PrometheusClient(cfg.prometheus)
+    verdict: DeployVerdict | None = None
+    deploy: Deploy | None = None
+    while True:
+        now = datetime.now(UTC)
+        store = open_store(args.store or cfg.store_url)
+        try:
+            if not (args.deploy or args.version):
+                raise ConfigError("--wait needs --deploy ID or --service S --version V")
+            try:
+                found = _select_deploys(store, args, now)
+            except ConfigError:
+                found = []  # the deploy event has not arrived yet
+            if found:
+                deploy = found[0]
+                window = timedelta(seconds=cfg.verification.overlap_s)
+                others = store.list_deploys(since=deploy.started_at - window, until=deploy.started_at + window, limit=1000)
+                verdict = verify_deploy(deploy, cfg, client, others=others, now=now)
+                if not args.no_save:
+                    store.save_verdict(verdict)
+        finally:
+            store.close()
+        elapsed = time.monotonic() - start
+        done = verdict is not None and (
+            verdict.overall == "fail" or (deploy is not None and now >= final_due(deploy, cfg))
+        )
+        if done or elapsed >= wait_s:
+            break
+        state = "waiting for the deploy event" if verdict is None else f"currently {verdict.overall}"
+        print(f"[{int(elapsed)} s / {int(wait_s)} s] {state}; checking again in {args.poll:g} s", file=sys.stderr, flush=True)
+        time.sleep(min(args.poll, max(wait_s - elapsed, 0.1)))
+    if verdict is None or deploy is None:
+        print(f"No matching deploy arrived within {args.wait}; check the pipeline sends its deploy event (exit 2).", file=sys.stderr)
+        return EXIT_CODES["inconclusive"]
+    _emit(args, cfg, [(verdict, deploy)])
+    return EXIT_CODES[verdict.overall]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-verify past deploys with the current config; show what would change."""
+    from collections import Counter
+
+    from .events.store import open_store
+    from .prom import PrometheusClient
+
+    cfg = _config(args)
+    store = open_store(args.store or cfg.store_url)
+    try:
+        now = datetime.now(UTC)
+        since = _parse_time(args.since, now=now)
+        deploys = sorted(store.list_deploys(service=args.service, since=since, limit=100000), key=lambda d: d.started_at)
+        if not deploys:
+            print(f"No deploys since {since.isoformat()}; nothing to replay.", file=sys.stderr)
+            return 0
+        before = store.latest_verdicts([d.deploy_id for d in deploys])
+        verdicts = verify_many(deploys, cfg, PrometheusClient(cfg.prometheus), store=store if args.save else None, now=now)
+    finally:
+        store.close()
+    counts = Counter(v.overall for v in verdicts)
+    changed = [(d, before.get(d.deploy_id), v) for d, v in zip(deploys, verdicts, strict=True)
+               if before.get(d.deploy_id) is None or before[d.deploy_id].overall != v.overall]
+    print(f"Replayed {len(verdicts)} deploys since {since.strftime('%Y-%m-%d %H:%M')} UTC with the current config:")
+    for k in ("pass", "fail", "inconclusive"):
+        print(f"  {k:13s} {counts.get(k, 0)}")
+    print(f"{len(changed)} verdicts differ from the stored ones:")
+    for d, old, new in changed:
+        print(f"  {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC {d.service} {d.version}: "
+              f"{old.overall if old else 'none'} -> {new.overall} ({new.reason})")
+    return 0
 
 
 def cmd_verify_series(args: argparse.Namespace) -> int:
@@ -252,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--store")
     v.add_argument("--config")
     v.add_argument("--prometheus-url")
+    v.add_argument("--version", help="with --service: the newest deploy of this version")
+    v.add_argument("--wait", help="block up to this long (e.g. 30m) for a final verdict; exits at once on fail")
+    v.add_argument("--poll", type=float, default=30.0, help="seconds between checks with --wait")
     v.add_argument("--no-save", action="store_true", help="do not store the verdicts")
     v.set_defaults(func=cmd_verify)
 
@@ -265,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--min-effect-rel", type=float)
     vs.add_argument("--format", choices=("text", "json"), default="text")
     vs.set_defaults(func=cmd_verify_series)
+
+    r = sub.add_parser("replay", help="re-verify past deploys with the current config and show what changes")
+    r.add_argument("--since", default="30d")
+    r.add_argument("--service")
+    r.add_argument("--store")
+    r.add_argument("--config")
+    r.add_argument("--prometheus-url")
+    r.add_argument("--save", action="store_true", help="store the new verdicts")
+    r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run scheduled verifications (first, finished, final) and deliver reports")
     w.add_argument("--store")
