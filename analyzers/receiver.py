@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import logging
 import os
 import time
@@ -370,8 +371,11 @@ def create_app(
 
     @app.post("/api/annotations", status_code=201, summary="Grafana annotation API shape")
     async def post_grafana(request: Request) -> JSONResponse:
-        return await ingest(request, "grafana", lambda b: bearer_auth("grafana", request),
+        resp = await ingest(request, "grafana", lambda b: bearer_auth("grafana", request),
                             lambda d, r: sources.from_grafana_annotation(d))
+        if resp.status_code in (200, 201):  # Grafana answers 200 {"message": "Annotation added", ...}
+            return JSONResponse({**json.loads(bytes(resp.body)), "message": "Annotation added"}, status_code=200)
+        return resp
 
     # -- read side ------------------------------------------------------------------
     def check_read(request: Request) -> None:
