@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt
 install: $(VENV)/.installed
 
 sysdeps:
-	scripts/install-sysdeps.sh prometheus chromium postgresql
+	scripts/install-sysdeps.sh prometheus chromium postgresql victoria-metrics
 
 demo: install
 	scripts/install-sysdeps.sh prometheus

@@ -9,6 +9,7 @@ pytest_plugins = [
         ("tests.fixtures.receiver", "tests/fixtures/receiver.py"),
         ("tests.fixtures.postgres", "tests/fixtures/postgres.py"),
         ("tests.fixtures.sink", "tests/fixtures/sink.py"),
+        ("tests.fixtures.victoria", "tests/fixtures/victoria.py"),
     )
     if os.path.exists(os.path.join(os.path.dirname(__file__), path))
 ]

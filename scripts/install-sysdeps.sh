@@ -4,7 +4,7 @@
 set -euo pipefail
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(prometheus chromium postgresql)
+[ ${#want[@]} -eq 0 ] && want=(prometheus chromium postgresql victoria-metrics)
 
 missing=()
 for w in "${want[@]}"; do
@@ -14,6 +14,7 @@ for w in "${want[@]}"; do
       command -v chromium >/dev/null || missing+=(chromium)
       command -v chromedriver >/dev/null || missing+=(chromium-driver) ;;
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) ;;
+    victoria-metrics) command -v victoria-metrics >/dev/null || missing+=(victoria-metrics) ;;
     *) echo "unknown component $w" >&2; exit 2 ;;
   esac
 done
@@ -28,6 +29,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # Debian starts services on install; this project starts its own on free ports.
   if [[ " ${missing[*]} " == *" postgresql "* ]]; then service postgresql stop >/dev/null 2>&1 || true; fi
   if [[ " ${missing[*]} " == *" prometheus "* ]]; then service prometheus stop >/dev/null 2>&1 || true; fi
+  if [[ " ${missing[*]} " == *" victoria-metrics "* ]]; then service victoria-metrics stop >/dev/null 2>&1 || true; fi
 else
   echo "Missing packages: ${missing[*]}." >&2
   echo "Install them with: sudo apt-get install -y ${missing[*]}" >&2
