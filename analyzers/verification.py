@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -106,31 +106,22 @@ def _ramp_s(deploy: Deploy, config: Config) -> float:
     return 1800.0
 
 
-def fetch_metric_series(
-    client: PrometheusClient,
-    config: Config,
-    metric_key: str,
-    deploy: Deploy,
-    start: datetime,
-    end: datetime,
-    step_s: float | None = None,
-) -> tuple[str, pd.Series, tuple[str, ...]]:
-    """Fetch one catalog metric for a deploy as one series (regular step, NaN for gaps).
+class Fetcher(Protocol):
+    """Gets one query's values on a regular grid; verification asks it instead of the client."""
 
-    Raises :class:`PrometheusError` on back-end failures and :class:`AnalyzerError` when the
-    template returns several series (the template must aggregate to one).
-    """
-    step = step_s if step_s is not None else config.verification.step_s
-    query = metric_query(config, metric_key, deploy, step_s=step)
-    result = client.query_range(query, start, end, step)
-    real_step = result.step_s or step
+    def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]: ...
+
+
+def series_from_result(result: Any, metric_key: str, start: datetime, end: datetime, step_s: float) -> pd.Series:
+    """One regular-step series (NaN for gaps) from a :class:`QueryResult` that must hold <= 1 series."""
+    real_step = result.step_s or step_s
     index = pd.date_range(
         start=pd.Timestamp(result.start).tz_convert("UTC") if result.start is not None else start,
         end=pd.Timestamp(result.end).tz_convert("UTC") if result.end is not None else end,
         freq=pd.Timedelta(seconds=real_step),
     )
     if len(result.series) == 0:
-        return query, pd.Series(float("nan"), index=index, dtype=float), tuple(result.warnings)
+        return pd.Series(float("nan"), index=index, dtype=float)
     if len(result.series) > 1:
         labels = ", ".join(str(s.labels) for s in result.series[:3])
         raise AnalyzerError(
@@ -139,8 +130,48 @@ def fetch_metric_series(
         )
     values = result.series[0].values.astype(float)
     values = values[~values.index.duplicated()]
-    series = values.reindex(index.union(values.index)).reindex(index)
-    return query, series, tuple(result.warnings)
+    return values.reindex(index.union(values.index)).reindex(index)
+
+
+class DirectFetcher:
+    """One ``query_range`` per request (what a single deploy needs)."""
+
+    def __init__(self, client: PrometheusClient) -> None:
+        self.client = client
+        self.queries = 0
+        self.points = 0
+
+    def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]:
+        result = self.client.query_range(query, start, end, step_s)
+        self.queries += 1
+        self.points += sum(len(s.values) for s in result.series)
+        return series_from_result(result, metric_key, start, end, step_s), tuple(result.warnings)
+
+
+def fetch_metric_series(
+    client: PrometheusClient | None,
+    config: Config,
+    metric_key: str,
+    deploy: Deploy,
+    start: datetime,
+    end: datetime,
+    step_s: float | None = None,
+    *,
+    fetcher: Fetcher | None = None,
+) -> tuple[str, pd.Series, tuple[str, ...]]:
+    """Fetch one catalog metric for a deploy as one series (regular step, NaN for gaps).
+
+    Raises :class:`PrometheusError` on back-end failures and :class:`AnalyzerError` when the
+    template returns several series (the template must aggregate to one).
+    """
+    step = step_s if step_s is not None else config.verification.step_s
+    query = metric_query(config, metric_key, deploy, step_s=step)
+    if fetcher is None:
+        if client is None:
+            raise ValueError("fetch_metric_series needs a client or a fetcher")
+        fetcher = DirectFetcher(client)
+    series, warnings = fetcher.fetch(query, metric_key, start, end, step)
+    return query, series, warnings
 
 
 def chart_points(series: pd.Series, deploy: Deploy, config: Config, max_points: int = 240) -> dict[str, list[Any]]:
@@ -263,9 +294,17 @@ def verify_deploy(
     now: datetime | None = None,
     fail_on_no_effect: bool = False,
     progress: Callable[[str], None] | None = None,
+    fetcher: Fetcher | None = None,
 ) -> DeployVerdict:
-    """Verify one deploy against its declared expectations and the guard metrics."""
+    """Verify one deploy against its declared expectations and the guard metrics.
+
+    ``fetcher`` replaces the one-query-per-metric default (see :mod:`analyzers.fleet` for the
+    batched fetcher that serves many deploys of one service from one range query).
+    """
     from .stats import verify_series
+
+    if fetcher is None:
+        fetcher = DirectFetcher(client)
 
     now = now or datetime.now(UTC)
     plans = plan_metrics(deploy, config)
@@ -289,7 +328,7 @@ def verify_deploy(
             raw.append((plan, query, None, "error", unreachable))
             continue
         try:
-            query, series, warns = fetch_metric_series(client, config, plan.spec.key, deploy, start, end)
+            query, series, warns = fetch_metric_series(client, config, plan.spec.key, deploy, start, end, fetcher=fetcher)
         except PrometheusUnreachable as exc:
             unreachable = f"{exc}"
             raw.append((plan, query or _safe_query(config, plan, deploy), None, "error", unreachable))
