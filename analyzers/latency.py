@@ -1,0 +1,505 @@
+"""Latency maths: PromQL builders for classic histograms and the same maths done locally.
+
+Builders follow the idioms that keep percentiles honest (field-notes.md "PromQL for
+latency"): ``rate`` before ``sum``, ``le`` always kept in ``by()``, a rate window of at least
+4 scrape intervals and at least the step, one instant ``increase(...[window])`` query for a
+whole before/after window (never an average of per-step percentiles).
+
+Caveat every reader of a histogram quantile must know: the value is *interpolated* linearly
+inside the bucket that holds it, so its error can be as large as that bucket's width.
+:func:`quantile_from_buckets` therefore returns the bucket bounds with the value, and
+:func:`compare_bucket_distributions` compares whole bucket distributions, not just p99.
+
+``selector`` arguments are label matchers as PromQL text, with or without braces
+(``service="checkout"``); build them with :func:`analyzers.promql.matchers` or
+:func:`analyzers.promql.render` so values are escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .config import format_duration
+from .errors import ConfigError
+from .prom import QueryResult
+from .promql import escape_regex_value, is_duration, validate_label_name, validate_metric_name
+
+__all__ = [
+    "BURN_RATE_WINDOWS",
+    "BreakdownRow",
+    "BucketComparison",
+    "BurnRateWindow",
+    "QuantileEstimate",
+    "breakdown_query",
+    "bucket_increments",
+    "buckets_frame",
+    "burn_rate_queries",
+    "burn_rate_query",
+    "compare_bucket_distributions",
+    "heatmap_query",
+    "le_matcher",
+    "quantile_from_buckets",
+    "quantile_query",
+    "quantiles_frame",
+    "rate_window",
+    "slo_good_ratio_query",
+    "slow_share_breakdown",
+    "summary_quantile_query",
+    "window_quantile_query",
+]
+
+
+# --- PromQL builders -------------------------------------------------------------------
+
+def _base(histogram: str) -> str:
+    name = histogram.removesuffix("_bucket")
+    return validate_metric_name(name)
+
+
+def _sel(selector: str, *extra: str) -> str:
+    inner = selector.strip()
+    if inner.startswith("{") and inner.endswith("}"):
+        inner = inner[1:-1].strip()
+    parts = [p for p in (inner, *extra) if p]
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _window(window: str | float) -> str:
+    if isinstance(window, (int, float)):
+        return format_duration(math.ceil(window))
+    if not is_duration(window):
+        raise ConfigError(f"window must be a PromQL duration such as '5m', got {window!r}")
+    return window
+
+
+def _q(q: float) -> str:
+    if not 0.0 <= q <= 1.0:
+        raise ConfigError(f"quantile must be between 0 and 1 (0.99 for p99), got {q}")
+    return format(q, "g")
+
+
+def _by(by: Iterable[str], *, keep_le: bool) -> str:
+    labels = [validate_label_name(b) for b in by if b != "le"]
+    labels = list(dict.fromkeys(labels))
+    if keep_le:
+        labels.insert(0, "le")
+    return ", ".join(labels)
+
+
+def rate_window(step_s: float, scrape_interval_s: float) -> str:
+    """The rate window for a step: ``max(4 x scrape interval, step)`` as a PromQL duration.
+
+    Shorter windows hold too few samples per bucket and pin quantiles to bucket bounds;
+    a window shorter than the step would skip samples between steps.
+    """
+    return format_duration(math.ceil(max(4.0 * scrape_interval_s, step_s)))
+
+
+def quantile_query(histogram: str, selector: str, q: float, window: str | float, by: Sequence[str] = ()) -> str:
+    """``histogram_quantile(q, sum by (le, ...) (rate(h_bucket{sel}[window])))``.
+
+    ``histogram`` is the base name (``http_request_duration_seconds``; a ``_bucket`` suffix is
+    accepted). ``le`` is always kept; ``by`` adds breakdown labels. Per-step values: plot them,
+    but never average them over a window (use :func:`window_quantile_query`).
+    """
+    return (
+        f"histogram_quantile({_q(q)}, sum by ({_by(by, keep_le=True)}) "
+        f"(rate({_base(histogram)}_bucket{_sel(selector)}[{_window(window)}])))"
+    )
+
+
+def heatmap_query(histogram: str, selector: str, window: str | float) -> str:
+    """``sum by (le) (increase(h_bucket{sel}[window]))``: cumulative counts per bucket and step.
+
+    Use ``window`` = the step so each cell counts the requests of its step; difference
+    neighbouring buckets with :func:`bucket_increments` for the heatmap cells. The same query as
+    an instant query over a whole window gives that window's bucket counts.
+    """
+    return f"sum by (le) (increase({_base(histogram)}_bucket{_sel(selector)}[{_window(window)}]))"
+
+
+def window_quantile_query(histogram: str, selector: str, q: float, window: str | float) -> str:
+    """One quantile for a whole window, as an *instant* query evaluated at the window's end.
+
+    ``histogram_quantile(q, sum by (le) (increase(h_bucket{sel}[window])))``: the quantile of
+    all requests in the window, which an average of per-step quantiles is not.
+    """
+    return (
+        f"histogram_quantile({_q(q)}, sum by (le) "
+        f"(increase({_base(histogram)}_bucket{_sel(selector)}[{_window(window)}])))"
+    )
+
+
+def summary_quantile_query(metric: str, selector: str, q: float, *, aggregate: str = "none") -> str:
+    """A summary's precomputed quantile series: ``metric{sel, quantile="q"}``.
+
+    Summary quantiles cannot be combined across instances. ``aggregate="none"`` returns one
+    series per instance; ``"max"`` returns ``max(...)``, an upper bound of the combined
+    quantile (the quantile of a mixture lies between its parts' smallest and largest).
+    """
+    matcher = f'quantile="{_q(q)}"'
+    inner = f"{validate_metric_name(metric)}{_sel(selector, matcher)}"
+    if aggregate == "none":
+        return inner
+    if aggregate == "max":
+        return f"max({inner})"
+    raise ConfigError(f"aggregate must be 'none' or 'max', got {aggregate!r}")
+
+
+def le_matcher(threshold_le: float | str) -> str:
+    """``le=~"0.5|0\\\\.5|5e-01"`` matching the ways client libraries spell a bucket bound.
+
+    The Go client writes ``1`` where the Python client writes ``1.0``; an exact ``le="1"`` would
+    silently match nothing for half the fleet.
+    """
+    value = float(threshold_le)
+    if math.isinf(value):
+        spellings = ["+Inf"]
+    else:
+        spellings = [repr(value), format(value, "g"), str(threshold_le).strip()]
+        if value.is_integer():
+            spellings.append(str(int(value)))
+    unique = list(dict.fromkeys(spellings))
+    return 'le=~"' + "|".join(escape_regex_value(s) for s in unique) + '"'
+
+
+def breakdown_query(
+    histogram: str, selector: str, label: str, threshold_le: float | str | None, window: str | float
+) -> str:
+    """Per value of ``label``: the ``threshold_le`` and ``+Inf`` bucket counts over ``window``.
+
+    ``sum by (label, le) (increase(h_bucket{sel, le=~"<threshold>|+Inf"}[window]))`` as an
+    instant query; feed the result to :func:`slow_share_breakdown`. With ``threshold_le=None``
+    every bucket comes back, so the threshold can be chosen afterwards.
+    """
+    validate_label_name(label)
+    extra = []
+    if threshold_le is not None:
+        extra.append(le_matcher(threshold_le)[:-1] + "|" + escape_regex_value("+Inf") + '"')
+    return (
+        f"sum by ({_by([label], keep_le=True)}) "
+        f"(increase({_base(histogram)}_bucket{_sel(selector, *extra)}[{_window(window)}]))"
+    )
+
+
+def slo_good_ratio_query(histogram: str, selector: str, threshold_le: float | str, window: str | float) -> str:
+    """Share of requests at most ``threshold_le`` seconds: good bucket rate over all requests.
+
+    ``threshold_le`` must be one of the histogram's bucket bounds (the SLO threshold).
+    """
+    w, base = _window(window), _base(histogram)
+    return (
+        f"sum(rate({base}_bucket{_sel(selector, le_matcher(threshold_le))}[{w}]))"
+        f" / sum(rate({base}_count{_sel(selector)}[{w}]))"
+    )
+
+
+@dataclass(frozen=True)
+class BurnRateWindow:
+    """A multi-window burn-rate alert: fire when both windows burn faster than ``factor``."""
+
+    long: str
+    short: str
+    factor: float
+
+
+# Google SRE workbook: 2% of a 30-day budget in 1 h (page), 5% in 6 h (page/ticket).
+BURN_RATE_WINDOWS = (BurnRateWindow("1h", "5m", 14.4), BurnRateWindow("6h", "30m", 6.0))
+
+
+def burn_rate_query(
+    histogram: str, selector: str, threshold_le: float | str, objective: float, window: str | float
+) -> str:
+    """Error-budget burn rate: ``(1 - good ratio) / (1 - objective)``; 1 spends it exactly on time."""
+    if not 0.0 < objective < 1.0:
+        raise ConfigError(f"SLO objective must be a fraction such as 0.999, got {objective}")
+    good = slo_good_ratio_query(histogram, selector, threshold_le, window)
+    return f"(1 - ({good})) / {format(1.0 - objective, '.12g')}"
+
+
+def burn_rate_queries(
+    histogram: str, selector: str, threshold_le: float | str, objective: float
+) -> tuple[tuple[BurnRateWindow, str, str], ...]:
+    """For each standard window pair: (pair, long-window query, short-window query)."""
+    return tuple(
+        (
+            w,
+            burn_rate_query(histogram, selector, threshold_le, objective, w.long),
+            burn_rate_query(histogram, selector, threshold_le, objective, w.short),
+        )
+        for w in BURN_RATE_WINDOWS
+    )
+
+
+# --- local maths on bucket counts ------------------------------------------------------
+
+def _le(value: str) -> float:
+    try:
+        return float(value)  # "+Inf" -> inf
+    except ValueError:
+        raise ValueError(f"bucket label le={value!r} is not a number") from None
+
+
+def buckets_frame(result: QueryResult) -> pd.DataFrame:
+    """Cumulative bucket counts (or rates): index time, one column per ``le`` (float, sorted).
+
+    Series that share an ``le`` (the query kept other labels) are added up. ``+Inf`` is
+    ``math.inf``. Raises ValueError when a series has no ``le`` label (``le`` missing from
+    ``by()``).
+    """
+    columns: dict[float, pd.Series] = {}
+    for s in result.series:
+        if "le" not in s.labels:
+            raise ValueError(
+                f"series {s.name} has no 'le' label: keep le in the query's by() (sum by (le) (...))"
+            )
+        le = _le(s.labels["le"])
+        columns[le] = columns[le].add(s.values, fill_value=0.0) if le in columns else s.values
+    if not columns:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"), dtype="float64")
+    frame = pd.DataFrame({k: columns[k] for k in sorted(columns)})
+    frame.columns = pd.Index([float(c) for c in frame.columns], name="le")
+    frame.index.name = "time"
+    return frame
+
+
+def bucket_increments(cumulative: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+    """Per-bucket (non-cumulative) counts: neighbouring cumulative buckets differenced.
+
+    Negative differences (rate extrapolation makes cumulative counts wobble) become 0.
+    Works on the last axis of an array or on the columns of a :func:`buckets_frame`.
+    """
+    if isinstance(cumulative, pd.DataFrame):
+        values = bucket_increments(cumulative.to_numpy(dtype="float64"))
+        return pd.DataFrame(values, index=cumulative.index, columns=cumulative.columns)
+    arr = np.asarray(cumulative, dtype="float64")
+    diffs = np.diff(arr, axis=-1, prepend=0.0)
+    return np.where(np.isnan(diffs), np.nan, np.clip(diffs, 0.0, None))
+
+
+@dataclass(frozen=True)
+class QuantileEstimate:
+    """An interpolated quantile and the bucket bounds holding it (the true value is inside).
+
+    ``upper`` is ``inf`` when the quantile falls in the ``+Inf`` bucket (``value`` is then the
+    largest finite bound, as Prometheus returns). All NaN when there are no observations.
+    """
+
+    value: float
+    lower: float
+    upper: float
+
+    @property
+    def width(self) -> float:
+        return self.upper - self.lower
+
+
+_NAN_ESTIMATE = QuantileEstimate(math.nan, math.nan, math.nan)
+
+
+def quantile_from_buckets(les: Sequence[float], cumulative_counts: Sequence[float], q: float) -> QuantileEstimate:
+    """Prometheus's ``histogram_quantile`` (classic buckets) on local counts, with bounds.
+
+    Same rules as Prometheus 2.x: buckets sorted by ``le``, counts forced monotonic, the
+    lowest bucket interpolated from 0 (when its bound is positive), a quantile in the ``+Inf``
+    bucket reported as the largest finite bound. NaN when there is no ``+Inf`` bucket, fewer
+    than two buckets or no observations.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be between 0 and 1, got {q}")
+    pairs: dict[float, float] = {}
+    for le, c in zip(les, cumulative_counts, strict=True):
+        pairs[float(le)] = pairs.get(float(le), 0.0) + float(c)  # coalesce duplicate bounds
+    if any(math.isnan(c) for c in pairs.values()):
+        return _NAN_ESTIMATE
+    bounds = sorted(pairs)
+    if len(bounds) < 2 or not math.isinf(bounds[-1]):
+        return _NAN_ESTIMATE
+    counts = np.maximum.accumulate(np.array([pairs[b] for b in bounds]))
+    total = counts[-1]
+    if total <= 0:
+        return _NAN_ESTIMATE
+    rank = q * total
+    # first bucket (excluding +Inf) whose cumulative count reaches the rank
+    b = int(np.searchsorted(counts[:-1], rank, side="left"))
+    if b == len(bounds) - 1:
+        return QuantileEstimate(bounds[-2], bounds[-2], math.inf)
+    if b == 0 and bounds[0] <= 0:
+        return QuantileEstimate(bounds[0], -math.inf, bounds[0])
+    start = bounds[b - 1] if b > 0 else 0.0
+    end = bounds[b]
+    count = counts[b] - (counts[b - 1] if b > 0 else 0.0)
+    below = counts[b - 1] if b > 0 else 0.0
+    # Prometheus divides 0/0 here (only possible for q=0 with an empty first bucket): NaN.
+    value = start + (end - start) * ((rank - below) / count) if count > 0 else math.nan
+    return QuantileEstimate(float(value), float(start), float(end))
+
+
+def quantiles_frame(frame: pd.DataFrame, q: float) -> pd.DataFrame:
+    """:func:`quantile_from_buckets` for each row of a :func:`buckets_frame`: value, lower, upper."""
+    les = [float(c) for c in frame.columns]
+    rows = [quantile_from_buckets(les, row, q) for row in frame.to_numpy(dtype="float64")]
+    return pd.DataFrame(
+        {"value": [r.value for r in rows], "lower": [r.lower for r in rows], "upper": [r.upper for r in rows]},
+        index=frame.index,
+    )
+
+
+# --- comparing two windows -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BucketComparison:
+    """Do two windows' latency distributions differ? A G-test on (pooled) bucket counts.
+
+    ``before_fraction``/``after_fraction`` are per-bucket shares aligned with ``les`` (for
+    plotting). ``max_cdf_diff`` is the largest gap between the two bucket CDFs, an effect size
+    to read next to ``p_value``: with millions of requests tiny differences are significant.
+    ``pooled_les`` are the upper bounds of the groups actually tested (sparse buckets merged so
+    every expected count is at least ``min_expected``). ``p_value`` is NaN when fewer than two
+    groups remain (nothing to compare).
+    """
+
+    statistic: float
+    p_value: float
+    dof: int
+    les: tuple[float, ...]
+    before_fraction: tuple[float, ...]
+    after_fraction: tuple[float, ...]
+    n_before: float
+    n_after: float
+    max_cdf_diff: float
+    pooled_les: tuple[float, ...]
+    method: str = "G-test"
+
+
+def _pool(before: np.ndarray, after: np.ndarray, min_expected: float) -> list[list[int]]:
+    """Group neighbouring buckets so every group's expected count (both rows) >= min_expected."""
+    n_b, n_a = before.sum(), after.sum()
+    n = n_b + n_a
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in range(len(before)):
+        if before[i] + after[i] == 0 and not current:
+            continue  # empty bucket: contributes nothing
+        current.append(i)
+        tot = before[current].sum() + after[current].sum()
+        if tot * min(n_b, n_a) / n >= min_expected:
+            groups.append(current)
+            current = []
+    if current:
+        if groups:
+            groups[-1].extend(current)
+        else:
+            groups.append(current)
+    return groups
+
+
+def compare_bucket_distributions(
+    les: Sequence[float],
+    before_counts: Sequence[float],
+    after_counts: Sequence[float],
+    *,
+    cumulative: bool = True,
+    min_expected: float = 5.0,
+) -> BucketComparison:
+    """G-test of homogeneity between two windows' bucket counts.
+
+    Counts are cumulative per ``le`` (as ``increase(h_bucket[window])`` returns them) unless
+    ``cumulative=False``. They may be fractional (Prometheus extrapolates ``increase``), which
+    the test tolerates but which makes p-values approximate. Raises ValueError when a window
+    has no requests.
+    """
+    order = np.argsort(np.asarray(les, dtype="float64"))
+    bounds = np.asarray(les, dtype="float64")[order]
+    b = np.asarray(before_counts, dtype="float64")[order]
+    a = np.asarray(after_counts, dtype="float64")[order]
+    if cumulative:
+        b, a = bucket_increments(b), bucket_increments(a)
+    b, a = np.nan_to_num(np.clip(b, 0, None)), np.nan_to_num(np.clip(a, 0, None))
+    n_b, n_a = float(b.sum()), float(a.sum())
+    if n_b <= 0 or n_a <= 0:
+        raise ValueError("both windows need requests to compare latency distributions (a window has 0)")
+    fb, fa = b / n_b, a / n_a
+    max_cdf_diff = float(np.max(np.abs(np.cumsum(fb) - np.cumsum(fa))))
+    groups = _pool(b, a, min_expected)
+    pooled_les = tuple(float(bounds[g[-1]]) for g in groups)
+    if len(groups) < 2:
+        return BucketComparison(
+            0.0, math.nan, 0, tuple(map(float, bounds)), tuple(map(float, fb)), tuple(map(float, fa)),
+            n_b, n_a, max_cdf_diff, pooled_les,
+        )
+    table = np.array([[b[g].sum() for g in groups], [a[g].sum() for g in groups]])
+    statistic, p_value, dof, _ = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    return BucketComparison(
+        float(statistic), float(p_value), int(dof), tuple(map(float, bounds)),
+        tuple(map(float, fb)), tuple(map(float, fa)), n_b, n_a, max_cdf_diff, pooled_les,
+    )
+
+
+# --- who is slow? ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    """One label value's part in the slow tail.
+
+    ``slow_share`` is its share of all slow requests (above the threshold), ``total_share`` its
+    share of all requests; ``excess`` = slow_share - total_share, positive when it is slower
+    than its traffic explains (rows are ranked by it). ``slow_ratio`` is the fraction of its
+    own requests that were slow.
+    """
+
+    value: str
+    total: float
+    slow: float
+    total_share: float
+    slow_share: float
+    excess: float
+    slow_ratio: float
+
+
+def slow_share_breakdown(result: QueryResult, label: str, threshold_le: float) -> tuple[BreakdownRow, ...]:
+    """Rank ``label``'s values by how much more of the slow tail they hold than of the traffic.
+
+    ``result`` is the answer to :func:`breakdown_query` (instant, by ``label`` and ``le``);
+    ``threshold_le`` must be one of its bucket bounds. Requests above that bound are slow.
+    """
+    totals: dict[str, float] = {}
+    fast: dict[str, float] = {}
+    seen_threshold = False
+    for s in result.series:
+        if s.values.empty:
+            continue
+        value = s.labels.get(label, "")
+        le = _le(s.labels.get("le", "nan"))
+        count = float(np.nansum(s.values.to_numpy()[-1:]))
+        if math.isinf(le):
+            totals[value] = totals.get(value, 0.0) + count
+        elif math.isclose(le, float(threshold_le), rel_tol=1e-9):
+            fast[value] = fast.get(value, 0.0) + count
+            seen_threshold = True
+    if totals and not seen_threshold:
+        raise ValueError(f"no bucket le={threshold_le} in the result: pick one of the histogram's bucket bounds")
+    slow = {v: max(totals[v] - fast.get(v, 0.0), 0.0) for v in totals}
+    all_total, all_slow = sum(totals.values()), sum(slow.values())
+    rows = []
+    for v in totals:
+        total_share = totals[v] / all_total if all_total > 0 else 0.0
+        slow_share = slow[v] / all_slow if all_slow > 0 else 0.0
+        rows.append(
+            BreakdownRow(
+                value=v,
+                total=totals[v],
+                slow=slow[v],
+                total_share=total_share,
+                slow_share=slow_share,
+                excess=slow_share - total_share,
+                slow_ratio=slow[v] / totals[v] if totals[v] > 0 else 0.0,
+            )
+        )
+    return tuple(sorted(rows, key=lambda r: (-r.excess, -r.slow, r.value)))

@@ -1,0 +1,275 @@
+"""Latency maths and PromQL builders, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzers.errors import ConfigError
+from analyzers.latency import (
+    BURN_RATE_WINDOWS,
+    QuantileEstimate,
+    breakdown_query,
+    bucket_increments,
+    buckets_frame,
+    burn_rate_queries,
+    compare_bucket_distributions,
+    heatmap_query,
+    le_matcher,
+    quantile_from_buckets,
+    quantile_query,
+    quantiles_frame,
+    rate_window,
+    slo_good_ratio_query,
+    slow_share_breakdown,
+    summary_quantile_query,
+    window_quantile_query,
+)
+from analyzers.prom import PromSeries, QueryResult
+from analyzers.promql import matchers
+
+H = "http_request_duration_seconds"
+T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+INF = math.inf
+
+
+def result_of(series: list[tuple[dict[str, str], list[float]]], times: int = 1) -> QueryResult:
+    index = pd.date_range(T, periods=times, freq="60s", tz="UTC", name="time")
+    built = tuple(PromSeries(labels, pd.Series(values, index=index[: len(values)], dtype="float64")) for labels, values in series)
+    return QueryResult("q", built, (), None, T, T, "vector")
+
+
+# --- builders --------------------------------------------------------------------------
+
+def test_quantile_query_keeps_le_and_rates_before_summing() -> None:
+    sel = matchers(service="checkout")
+    assert quantile_query(H, sel, 0.99, "5m") == (
+        'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="checkout"}[5m])))'
+    )
+    assert quantile_query(H + "_bucket", "{" + sel + "}", 0.999, 120, by=("endpoint", "le", "endpoint")) == (
+        "histogram_quantile(0.999, sum by (le, endpoint) "
+        '(rate(http_request_duration_seconds_bucket{service="checkout"}[2m])))'
+    )
+
+
+def test_builders_keep_hostile_values_inside_their_string() -> None:
+    sel = matchers(service='x"} or up{job=~".+')
+    q = heatmap_query(H, sel, "1m")
+    assert q == 'sum by (le) (increase(http_request_duration_seconds_bucket{service="x\\"} or up{job=~\\".+"}[1m]))'
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: quantile_query(H, "", 1.5, "5m"), "between 0 and 1"),
+        (lambda: quantile_query(H, "", 0.9, "5m]) or vector(1"), "window"),
+        (lambda: quantile_query(H, "", 0.9, "5m", by=("bad-label",)), "label name"),
+        (lambda: quantile_query("bad metric", "", 0.9, "5m"), "metric name"),
+        (lambda: summary_quantile_query("rpc", "", 0.5, aggregate="avg"), "aggregate"),
+    ],
+)
+def test_builders_refuse_bad_input_with_a_config_error(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_window_quantile_is_one_instant_query_over_increase() -> None:
+    assert window_quantile_query(H, 'service="s"', 0.5, "30m") == (
+        'histogram_quantile(0.5, sum by (le) (increase(http_request_duration_seconds_bucket{service="s"}[30m])))'
+    )
+
+
+def test_summary_quantile_query() -> None:
+    assert summary_quantile_query("rpc_seconds", 'job="a"', 0.99) == 'rpc_seconds{job="a",quantile="0.99"}'
+    assert summary_quantile_query("rpc_seconds", "", 0.5, aggregate="max") == 'max(rpc_seconds{quantile="0.5"})'
+
+
+def test_le_matcher_accepts_go_and_python_spellings() -> None:
+    assert le_matcher(1) == 'le=~"1\\\\.0|1"'
+    assert le_matcher("0.25") == 'le=~"0\\\\.25"'
+    assert le_matcher(INF) == 'le=~"\\\\+Inf"'
+
+
+def test_breakdown_and_slo_queries() -> None:
+    assert breakdown_query(H, 'service="s"', "version", 0.5, "1h") == (
+        "sum by (le, version) (increase(http_request_duration_seconds_bucket"
+        '{service="s",le=~"0\\\\.5|\\\\+Inf"}[1h]))'
+    )
+    assert breakdown_query(H, "", "pod", None, "1h") == (
+        "sum by (le, pod) (increase(http_request_duration_seconds_bucket[1h]))"
+    )
+    assert slo_good_ratio_query(H, 'service="s"', 0.3, "5m") == (
+        'sum(rate(http_request_duration_seconds_bucket{service="s",le=~"0\\\\.3"}[5m]))'
+        ' / sum(rate(http_request_duration_seconds_count{service="s"}[5m]))'
+    )
+
+
+def test_burn_rate_pairs_are_the_standard_ones() -> None:
+    assert [(w.long, w.short, w.factor) for w in BURN_RATE_WINDOWS] == [("1h", "5m", 14.4), ("6h", "30m", 6.0)]
+    (pair, long_q, short_q), _ = burn_rate_queries(H, 'service="s"', 0.3, 0.999)
+    assert pair.factor == 14.4
+    assert long_q.endswith(") / 0.001") and "[1h]" in long_q and "[5m]" not in long_q
+    assert "[5m]" in short_q
+
+
+@pytest.mark.parametrize(
+    "step, scrape, expected", [(60, 15, "1m"), (15, 15, "1m"), (300, 15, "5m"), (7.5, 1, "8s"), (3600, 30, "1h")]
+)
+def test_rate_window_is_at_least_four_scrapes_and_the_step(step: float, scrape: float, expected: str) -> None:
+    assert rate_window(step, scrape) == expected
+
+
+# --- quantiles from buckets ------------------------------------------------------------
+
+LES = [0.1, 0.5, 1.0, INF]
+CUM = [10, 60, 90, 100]
+
+
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        (0.05, QuantileEstimate(0.05, 0.0, 0.1)),  # lowest bucket interpolated from 0: 0.1 * 5/10
+        (0.5, QuantileEstimate(0.42, 0.1, 0.5)),  # 0.1 + 0.4 * (50-10)/50
+        (0.9, QuantileEstimate(1.0, 0.5, 1.0)),  # rank lands exactly on a bound
+        (0.75, QuantileEstimate(0.75, 0.5, 1.0)),  # 0.5 + 0.5 * (75-60)/30
+        (0.99, QuantileEstimate(1.0, 1.0, INF)),  # in +Inf: largest finite bound, as Prometheus
+    ],
+)
+def test_quantile_from_buckets_matches_prometheus_interpolation(q: float, expected: QuantileEstimate) -> None:
+    got = quantile_from_buckets(LES, CUM, q)
+    assert got.value == pytest.approx(expected.value)
+    assert (got.lower, got.upper) == (expected.lower, expected.upper)
+
+
+def test_quantile_from_buckets_sorts_coalesces_and_forces_monotonic() -> None:
+    # shuffled, one bound split in two series, one count dipping (rate extrapolation)
+    got = quantile_from_buckets([1.0, INF, 0.1, 0.5, 0.1], [90, 100, 6, 8, 4], 0.5)
+    # sorted: 0.1 -> 10, 0.5 -> 8 (raised to 10), 1 -> 90: rank 50 in (0.5, 1]: 0.5 + 0.5 * 40/80
+    assert got == QuantileEstimate(0.75, 0.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    "les, counts",
+    [([0.1, 0.5], [1, 2]), ([INF], [5]), ([0.1, INF], [0, 0]), ([0.1, INF], [math.nan, 3])],
+)
+def test_quantile_without_inf_bucket_or_observations_is_nan(les: list[float], counts: list[float]) -> None:
+    got = quantile_from_buckets(les, counts, 0.5)
+    assert math.isnan(got.value) and math.isnan(got.lower) and math.isnan(got.upper)
+
+
+def test_quantile_with_non_positive_lowest_bound_returns_that_bound() -> None:
+    assert quantile_from_buckets([0.0, 1.0, INF], [5, 10, 10], 0.2) == QuantileEstimate(0.0, -INF, 0.0)
+
+
+def test_quantile_refuses_q_outside_0_1() -> None:
+    with pytest.raises(ValueError):
+        quantile_from_buckets(LES, CUM, 99)
+
+
+# --- frames ----------------------------------------------------------------------------
+
+def test_buckets_frame_sorts_le_as_floats_and_adds_up_shared_bounds() -> None:
+    result = result_of(
+        [
+            ({"le": "+Inf"}, [100, 200]),
+            ({"le": "0.5", "pod": "a"}, [30, 50]),
+            ({"le": "0.5", "pod": "b"}, [30, 50]),
+            ({"le": "0.1"}, [10, 20]),
+            ({"le": "1.0"}, [90, 180]),
+        ],
+        times=2,
+    )
+    frame = buckets_frame(result)
+    assert list(frame.columns) == [0.1, 0.5, 1.0, INF]
+    assert frame.iloc[0].tolist() == [10, 60, 90, 100]
+    assert frame.index.tz is not None
+    incr = bucket_increments(frame)
+    assert incr.iloc[1].tolist() == [20, 80, 80, 20]
+    q = quantiles_frame(frame, 0.5)
+    assert q.iloc[0].tolist() == pytest.approx([0.42, 0.1, 0.5])
+
+
+def test_buckets_frame_demands_the_le_label() -> None:
+    with pytest.raises(ValueError, match="keep le"):
+        buckets_frame(result_of([({"service": "s"}, [1.0])]))
+
+
+def test_bucket_increments_never_negative() -> None:
+    assert bucket_increments(np.array([1.0, 3.0, 2.9, 5.0])).tolist() == [1.0, 2.0, 0.0, 2.1]
+
+
+# --- before/after ----------------------------------------------------------------------
+
+def test_g_test_on_two_buckets_matches_the_hand_computation() -> None:
+    # per-bucket before [50, 50], after [30, 70]; expected 40/60 in each row
+    cmp = compare_bucket_distributions([0.1, INF], [50, 100], [30, 100])
+    g = 2 * (50 * math.log(50 / 40) + 50 * math.log(50 / 60) + 30 * math.log(30 / 40) + 70 * math.log(70 / 60))
+    assert cmp.statistic == pytest.approx(g) == pytest.approx(8.40237, abs=1e-5)
+    assert cmp.p_value == pytest.approx(0.0037473, rel=1e-4)
+    assert cmp.dof == 1 and cmp.method == "G-test"
+    assert cmp.before_fraction == (0.5, 0.5) and cmp.after_fraction == (0.3, 0.7)
+    assert cmp.max_cdf_diff == pytest.approx(0.2)
+    assert (cmp.n_before, cmp.n_after) == (100, 100)
+
+
+def test_identical_distributions_do_not_differ() -> None:
+    cmp = compare_bucket_distributions(LES, CUM, [2 * c for c in CUM])
+    assert cmp.statistic == pytest.approx(0.0, abs=1e-9) and cmp.p_value == pytest.approx(1.0)
+
+
+def test_sparse_buckets_are_pooled_until_expected_counts_reach_five() -> None:
+    les = [0.1, 0.25, 0.5, 1.0, 2.5, INF]
+    before = [100, 1, 0, 1, 0, 0]  # per bucket
+    after = [100, 0, 1, 2, 6, 0]
+    cmp = compare_bucket_distributions(les, before, after, cumulative=False)
+    # Expected count of the smaller row (102 of N=211) = group total * 102/211 must reach 5, i.e. a
+    # group total >= 10.35: [0.1] has 200; 0.25..2.5 need pooling to reach 11; +Inf is empty.
+    assert cmp.pooled_les == (0.1, 2.5)
+    assert cmp.dof == 1
+    table_g = 2 * sum(
+        o * math.log(o / e)
+        for o, e in [(100, 200 * 102 / 211), (2, 11 * 102 / 211), (100, 200 * 109 / 211), (9, 11 * 109 / 211)]
+    )
+    assert cmp.statistic == pytest.approx(table_g)
+    # one count fewer in the tail and the pooled group is too small: everything merges, no test
+    sparser = compare_bucket_distributions(les, before, [100, 0, 1, 2, 5, 0], cumulative=False)
+    assert sparser.pooled_les == (INF,) and math.isnan(sparser.p_value)
+
+
+def test_a_window_without_requests_cannot_be_compared() -> None:
+    with pytest.raises(ValueError, match="need requests"):
+        compare_bucket_distributions(LES, [0, 0, 0, 0], CUM)
+
+
+def test_everything_in_one_bucket_gives_no_p_value() -> None:
+    cmp = compare_bucket_distributions(LES, [0, 50, 50, 50], [0, 70, 70, 70])
+    assert math.isnan(cmp.p_value) and cmp.pooled_les == (0.5,)
+
+
+# --- breakdown -------------------------------------------------------------------------
+
+def test_slow_share_breakdown_ranks_the_value_over_represented_in_the_tail_first() -> None:
+    result = result_of(
+        [
+            ({"endpoint": "/a", "le": "+Inf"}, [900]),
+            ({"endpoint": "/a", "le": "0.5"}, [890]),
+            ({"endpoint": "/b", "le": "+Inf"}, [100]),
+            ({"endpoint": "/b", "le": "0.5"}, [50]),
+        ]
+    )
+    rows = slow_share_breakdown(result, "endpoint", 0.5)
+    assert [r.value for r in rows] == ["/b", "/a"]
+    b, a = rows
+    assert (b.total, b.slow, b.total_share, b.slow_ratio) == (100, 50, 0.1, 0.5)
+    assert b.slow_share == pytest.approx(50 / 60) and b.excess == pytest.approx(50 / 60 - 0.1)
+    assert a.slow_share == pytest.approx(10 / 60) and a.excess == pytest.approx(10 / 60 - 0.9)
+
+
+def test_slow_share_breakdown_needs_the_threshold_bucket() -> None:
+    result = result_of([({"endpoint": "/a", "le": "+Inf"}, [900]), ({"endpoint": "/a", "le": "1"}, [800])])
+    with pytest.raises(ValueError, match="no bucket le=0.5"):
+        slow_share_breakdown(result, "endpoint", 0.5)
