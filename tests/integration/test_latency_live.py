@@ -1,0 +1,190 @@
+"""Latency maths against a real Prometheus holding histograms whose true quantiles are known.
+
+The module backfills its own small data set (2 hours, 15 s scrapes, seeded): request
+latencies are drawn from log-normal distributions, so the true quantiles are analytic.
+
+- service ``lat-a``: endpoint ``/fast`` (median 50 ms) all along; endpoint ``/slow`` median
+  50 ms for the first hour, then 250 ms (the regression at ``T_MID``).
+- service ``lat-b``: one endpoint, median 50 ms all along (a deploy at ``T_MID`` changed nothing).
+
+Every lognormal has sigma 0.5 and 20 requests per scrape per series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from analyzers.config import PrometheusSettings
+from analyzers.latency import (
+    breakdown_query,
+    buckets_frame,
+    compare_bucket_distributions,
+    heatmap_query,
+    quantile_from_buckets,
+    quantile_query,
+    quantiles_frame,
+    slo_good_ratio_query,
+    slow_share_breakdown,
+    window_quantile_query,
+)
+from analyzers.openmetrics import write_family_header, write_histogram_series
+from analyzers.prom import PrometheusClient
+from analyzers.promql import matchers
+from analyzers.promserver import PrometheusServer, backfill
+
+pytestmark = pytest.mark.integration
+
+H = "http_request_duration_seconds"
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LE_LABELS = tuple(f"{b:g}" for b in BOUNDS) + ("+Inf",)
+SIGMA = 0.5
+PER_SCRAPE = 20
+STEP = 15
+SEED = 20261127
+
+
+@dataclass(frozen=True)
+class Truth:
+    url: str
+    start: datetime
+    mid: datetime
+    end: datetime
+
+
+def _lognormal_quantile(median: float, q: float) -> float:
+    return median * math.exp(SIGMA * stats.norm.ppf(q))
+
+
+def _mixture_quantile(medians: list[float], q: float) -> float:
+    """Quantile of an equal-weight mixture of log-normals with SIGMA (solved numerically)."""
+
+    def cdf(x: float) -> float:
+        return float(np.mean([stats.norm.cdf((math.log(x) - math.log(m)) / SIGMA) for m in medians])) - q
+
+    return float(optimize.brentq(cdf, 1e-6, 100.0))
+
+
+def _bucket_of(x: float) -> tuple[float, float]:
+    lower = max([0.0, *[b for b in BOUNDS if b < x]])
+    upper = min([math.inf, *[b for b in BOUNDS if b >= x]])
+    return lower, upper
+
+
+def _write(path: Path, start_s: int, n: int, mid_idx: int) -> None:
+    rng = np.random.default_rng(SEED)
+    timestamps = [str(start_s + i * STEP) for i in range(n)]
+    plan = [
+        ({"service": "lat-a", "endpoint": "/fast"}, lambda i: 0.05),
+        ({"service": "lat-a", "endpoint": "/slow"}, lambda i: 0.05 if i < mid_idx else 0.25),
+        ({"service": "lat-b", "endpoint": "/only"}, lambda i: 0.05),
+    ]
+    edges = np.array(BOUNDS)
+    with path.open("w", encoding="utf-8") as out:
+        write_family_header(out, H, "histogram", "Request latency in seconds.", unit="seconds")
+        for labels, median in plan:
+            per_bucket = np.zeros((n, len(LE_LABELS)), dtype=np.int64)
+            sums = np.zeros(n)
+            for i in range(n):
+                x = rng.lognormal(math.log(median(i)), SIGMA, PER_SCRAPE)
+                per_bucket[i] = np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(LE_LABELS))
+                sums[i] = x.sum()
+            cumulative = np.cumsum(np.cumsum(per_bucket, axis=1), axis=0)
+            write_histogram_series(out, H, labels, LE_LABELS, cumulative, np.cumsum(sums), timestamps)
+        out.write("# EOF\n")
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Truth]:
+    base = tmp_path_factory.mktemp("latency-truth")
+    # whole hours, 4-6 h ago: older than the head block, well inside retention
+    end_s = (int(datetime.now(UTC).timestamp()) // 3600 - 4) * 3600
+    start_s = end_s - 2 * 3600
+    n = 2 * 3600 // STEP + 1
+    _write(base / "data.om", start_s, n, mid_idx=n // 2)
+    backfill(base / "data.om", base / "tsdb")
+    server = PrometheusServer(base / "tsdb").start()
+    try:
+        yield Truth(
+            server.url,
+            datetime.fromtimestamp(start_s, UTC),
+            datetime.fromtimestamp(start_s + (n // 2) * STEP, UTC),
+            datetime.fromtimestamp(end_s, UTC),
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(truth: Truth) -> PrometheusClient:
+    return PrometheusClient(PrometheusSettings(url=truth.url, timeout_s=20.0))
+
+
+def test_window_p99_lies_in_the_bucket_holding_the_true_p99(client: PrometheusClient, truth: Truth) -> None:
+    cases = [
+        (matchers(service="lat-a", endpoint="/slow"), _lognormal_quantile(0.25, 0.99)),  # 0.80 s
+        (matchers(service="lat-a"), _mixture_quantile([0.05, 0.25], 0.99)),  # 0.70 s
+        (matchers(service="lat-b"), _lognormal_quantile(0.05, 0.99)),  # 0.16 s
+    ]
+    window = "55m"  # the last 55 minutes: after the regression, clear of its first minutes
+    for sel, true_p99 in cases:
+        lower, upper = _bucket_of(true_p99)
+        server = client.query(window_quantile_query(H, sel, 0.99, window), truth.end)
+        (series,) = server.series
+        server_p99 = float(series.values.iloc[0])
+        assert lower < server_p99 <= upper, (sel, true_p99, server_p99)
+
+        counts = buckets_frame(client.query(heatmap_query(H, sel, window), truth.end))
+        local = quantile_from_buckets(list(counts.columns), counts.iloc[0].tolist(), 0.99)
+        assert local.value == pytest.approx(server_p99, rel=1e-9)  # same interpolation as Prometheus
+        assert (local.lower, local.upper) == (lower, upper)
+        assert local.lower <= true_p99 <= local.upper
+
+
+def test_per_step_quantiles_match_prometheus_histogram_quantile(client: PrometheusClient, truth: Truth) -> None:
+    sel = matchers(service="lat-a")
+    start, end = truth.mid - timedelta(minutes=30), truth.mid + timedelta(minutes=30)
+    server = client.query_range(quantile_query(H, sel, 0.9, "5m"), start, end, step_s=60)
+    rates = client.query_range(f"sum by (le) (rate({H}_bucket{{{sel}}}[5m]))", start, end, step_s=60)
+    (p90,) = server.series
+    local = quantiles_frame(buckets_frame(rates), 0.9)
+    assert len(p90.values) == 61
+    np.testing.assert_allclose(local["value"].reindex(p90.values.index), p90.values, rtol=1e-9)
+    # and the regression shows: the p90 an hour later is far above the p90 before it
+    assert p90.values.iloc[-1] > 2 * p90.values.iloc[0]
+
+
+def test_breakdown_ranks_the_endpoint_made_slow_first(client: PrometheusClient, truth: Truth) -> None:
+    sel = matchers(service="lat-a")
+    window = "55m"
+    overall = buckets_frame(client.query(heatmap_query(H, sel, window), truth.end))
+    threshold = quantile_from_buckets(list(overall.columns), overall.iloc[0].tolist(), 0.99).lower
+    result = client.query(breakdown_query(H, sel, "endpoint", threshold, window), truth.end)
+    rows = slow_share_breakdown(result, "endpoint", threshold)
+    assert [r.value for r in rows] == ["/slow", "/fast"]
+    assert rows[0].slow_share > 0.95 and rows[0].total_share == pytest.approx(0.5, abs=0.01)
+
+
+def test_before_after_test_flags_the_regression_and_not_the_no_op(client: PrometheusClient, truth: Truth) -> None:
+    def compare(service: str):
+        sel = matchers(service=service)
+        before = buckets_frame(client.query(heatmap_query(H, sel, "30m"), truth.mid - timedelta(minutes=1)))
+        after = buckets_frame(client.query(heatmap_query(H, sel, "30m"), truth.mid + timedelta(minutes=31)))
+        return compare_bucket_distributions(list(before.columns), before.iloc[0].tolist(), after.iloc[0].tolist())
+
+    regression, no_op = compare("lat-a"), compare("lat-b")
+    assert regression.p_value < 1e-6 and regression.max_cdf_diff > 0.2
+    assert no_op.p_value > 0.01 and no_op.max_cdf_diff < 0.05
+
+
+def test_slo_good_ratio_matches_the_true_share(client: PrometheusClient, truth: Truth) -> None:
+    result = client.query(slo_good_ratio_query(H, matchers(service="lat-b"), 0.25, "1h"), truth.end)
+    true_good = stats.norm.cdf((math.log(0.25) - math.log(0.05)) / SIGMA)  # 0.99936
+    assert float(result.series[0].values.iloc[0]) == pytest.approx(true_good, abs=0.002)
