@@ -1,0 +1,24 @@
+"""Statistics core: pure numpy/scipy/pandas, no IO.
+
+Public API::
+
+    from analyzers.stats import verify_series, changepoints, adjust_pvalues, SeriesResult
+    res = verify_series(series, deploy_at, expect="decrease", min_effect_rel=0.1)
+    res.to_dict()                       # JSON-ready verdict with effect, CI, p-value, reason
+    changepoints(values)                # [positions where new segments start]
+    adjust_pvalues([0.01, 0.2], "holm") # across the metrics of one deploy
+
+Modules: :mod:`.verify` (orchestration), :mod:`.tests_` (AR(1)-aware and Poisson tests),
+:mod:`.baselines` (pre-window vs same time earlier), :mod:`.effects` (Hodges-Lehmann with
+intervals), :mod:`.changepoints`, :mod:`.multiple`, :mod:`.generators` (scenarios with
+ground truth for tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+from .changepoints import changepoints
+from .multiple import adjust_pvalues
+from .result import NotASeries, SeriesResult
+from .verify import verify_series
+
+__all__ = ["verify_series", "changepoints", "adjust_pvalues", "SeriesResult", "NotASeries"]
