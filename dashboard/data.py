@@ -199,3 +199,174 @@ def load_metric_series(
 def clear_all() -> None:
     """Forget every cached answer (tests, and the page's "refresh" button)."""
     st.cache_data.clear()
+
+
+# --------------------------------------------------------------------------- latency
+
+#: Percentile choices offered on the Latency page: label -> quantile.
+PERCENTILES: dict[str, float] = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99.9": 0.999}
+
+
+@dataclass(frozen=True)
+class LatencyData:
+    """Bucket counts of one histogram for one service over a range, and percentiles from them.
+
+    ``cumulative``: index time (UTC), one column per bucket upper bound ``le`` (seconds,
+    ``inf`` last), values = requests counted over the trailing ``window`` (cumulative over
+    buckets, as Prometheus stores them). ``quantiles``: label -> frame with ``value``,
+    ``lower``, ``upper`` in seconds, where lower/upper are the bounds of the bucket the
+    quantile falls in (interpolation can place it anywhere inside).
+    """
+
+    query: str
+    les: tuple[float, ...]
+    cumulative: pd.DataFrame
+    quantiles: dict[str, pd.DataFrame]
+    warnings: tuple[str, ...]
+    step: int
+    window: str
+    window_s: float
+
+
+def histogram_selector(service: str) -> str:
+    """Label matchers (escaped) selecting one service's series."""
+    from analyzers.promql import matchers
+
+    return matchers(service=service)
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_latency(
+    config_key: str,
+    _config: Config,
+    histogram: str,
+    service: str,
+    start: int,
+    end: int,
+    step: int,
+    percentiles: tuple[str, ...],
+) -> LatencyData:
+    """One ``query_range`` of ``sum by (le) (increase(<histogram>_bucket[w]))`` and the percentiles
+    computed from it with Prometheus's interpolation (:func:`analyzers.latency.quantiles_frame`).
+
+    ``w`` is at least 4 scrape intervals and at least the step. Percentiles are scale-free, so
+    the same counts serve the percentile lines and (divided by ``w``) the heatmap's req/s.
+    """
+    from analyzers import latency
+    from analyzers.config import parse_duration
+
+    window = latency.rate_window(step, _config.prometheus.scrape_interval_s)
+    query = latency.heatmap_query(histogram, histogram_selector(service), window)
+    result = query_range(config_key, _config, query, start, end, step)
+    frame = latency.buckets_frame(result)
+    quantiles = {label: latency.quantiles_frame(frame, PERCENTILES[label]) for label in percentiles}
+    return LatencyData(
+        query=query, les=tuple(float(c) for c in frame.columns), cumulative=frame, quantiles=quantiles,
+        warnings=tuple(result.warnings), step=step, window=window, window_s=parse_duration(window),
+    )
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Bucket counts of one window: cumulative counts per ``le`` over ``[start, end]``."""
+
+    start: int
+    end: int
+    les: tuple[float, ...]
+    cumulative: tuple[float, ...]
+    query: str
+    warnings: tuple[str, ...]
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_distribution(config_key: str, _config: Config, histogram: str, service: str, start: int, end: int
+                      ) -> Distribution:
+    """Requests per bucket over one window: one instant query of ``increase(...[end-start])`` at ``end``."""
+    from analyzers import latency
+    from analyzers.config import format_duration
+
+    query = latency.heatmap_query(histogram, histogram_selector(service), format_duration(end - start))
+    result = query_instant(config_key, _config, query, end)
+    pairs = sorted(
+        (float(s.labels.get("le", "nan")), float(s.values.iloc[-1]) if len(s.values) else float("nan"))
+        for s in result.series
+    )
+    return Distribution(start, end, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), query,
+                        tuple(result.warnings))
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Who is slow: label values ranked by their excess share of the slow tail over one window."""
+
+    label: str
+    quantile: str
+    threshold_le: float
+    overall: Any  # analyzers.latency.QuantileEstimate of the whole service over the window
+    rows: tuple[Any, ...]  # analyzers.latency.BreakdownRow, worst first
+    query: str
+    warnings: tuple[str, ...]
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_breakdown(
+    config_key: str, _config: Config, histogram: str, service: str, label: str, quantile: str, start: int, end: int
+) -> Breakdown | None:
+    """One instant query of every bucket by ``label`` over ``[start, end]``; the slow threshold is
+    the lower bound of the bucket holding the service-wide ``quantile`` (so the slow set is the
+    tail at and above that bucket). None when there were no requests.
+    """
+    from analyzers import latency
+    from analyzers.config import format_duration
+
+    query = latency.breakdown_query(histogram, histogram_selector(service), label, None, format_duration(end - start))
+    result = query_instant(config_key, _config, query, end)
+    frame = latency.buckets_frame(result)
+    if frame.empty:
+        return None
+    les = [float(c) for c in frame.columns]
+    overall = latency.quantile_from_buckets(les, frame.iloc[-1].to_numpy(dtype=float), PERCENTILES[quantile])
+    if overall.value != overall.value:  # NaN: no requests
+        return None
+    threshold = overall.lower if overall.lower > 0 else les[0]
+    rows = latency.slow_share_breakdown(result, label, threshold)
+    return Breakdown(label, quantile, threshold, overall, rows, query, tuple(result.warnings))
+
+
+@dataclass(frozen=True)
+class SloView:
+    """Good-request ratio over time and the multi-window burn rates now."""
+
+    threshold_le: float
+    objective: float
+    good_ratio: pd.Series
+    burn_rates: tuple[tuple[str, str, float, float, float], ...]  # (long, short, factor, long rate, short rate)
+    queries: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_slo(
+    config_key: str, _config: Config, histogram: str, service: str, threshold_le: float, objective: float,
+    start: int, end: int, step: int,
+) -> SloView:
+    """Good ratio (``requests <= threshold`` / all) over the range and burn rates at ``end``."""
+    from analyzers import latency
+
+    sel = histogram_selector(service)
+    window = latency.rate_window(step, _config.prometheus.scrape_interval_s)
+    good_q = latency.slo_good_ratio_query(histogram, sel, threshold_le, window)
+    good = query_range(config_key, _config, good_q, start, end, step)
+    series = good.series[0].values.astype(float) if good.series else pd.Series(dtype=float)
+    warnings = list(good.warnings)
+    queries = [good_q]
+    rates = []
+    for pair, long_q, short_q in latency.burn_rate_queries(histogram, sel, threshold_le, objective):
+        values = []
+        for q in (long_q, short_q):
+            r = query_instant(config_key, _config, q, end)
+            warnings.extend(r.warnings)
+            values.append(float(r.series[0].values.iloc[-1]) if r.series and len(r.series[0].values) else float("nan"))
+        queries.extend((long_q, short_q))
+        rates.append((pair.long, pair.short, float(pair.factor), values[0], values[1]))
+    return SloView(threshold_le, objective, series, tuple(rates), tuple(queries), tuple(dict.fromkeys(warnings)))

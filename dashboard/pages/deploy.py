@@ -180,7 +180,8 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
         n_before, n_after = result.get("n_before"), result.get("n_after")
         c4.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
                                            f"{n_after if n_after is not None else '—'}")
-        expect = f"expected: {mv.expect}" + (f" · unit: {mv.unit}" if mv.unit else "")
+        expect = (f"declared: {mv.expect}" if mv.role == "expectation" else f"guard, watching for: {mv.expect}")
+        expect += f" · unit: {mv.unit}" if mv.unit else ""
         if result.get("needed_more_s"):
             expect += f" · wait about {common.fmt_duration(float(result['needed_more_s']))} more"
         if result.get("method"):

@@ -1,5 +1,375 @@
-"""Latency drill-down (being written)."""
+"""Latency: "it's slow" — how slow, since when, for whom, and did a deploy do it?
 
+Percentiles and the bucket heatmap come from one ``query_range`` of the request-duration
+histogram's bucket increases (``sum by (le)``, rate window >= 4 scrape intervals and >= the
+step, step chosen so a series keeps ~1-1.5k points); percentiles are computed from those
+buckets with Prometheus's interpolation, and the bucket holding each is drawn as a band so
+nobody reads interpolation error as signal. Every choice is bound to the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from analyzers.config import HTTP_DURATION, format_duration
+from analyzers.model import Deploy
+from dashboard import data
+from dashboard.components import charts, common
+
+DEPLOY_PAGE = "pages/deploy.py"
+TARGET_POINTS = 1500
+PRESETS = ("1h", "6h", "24h", "7d")
+REFRESH_S = 60
+BREAKDOWN_LABELS = ("endpoint", "version", "pod")
+OBJECTIVES = (0.99, 0.995, 0.999)
+DEFAULT_SLO_S = 0.25
+
+esc = common.md_escape
+zone = common.viewer_zone()
 st.title("Latency")
+
+try:
+    config = data.get_config()
+except Exception as exc:  # noqa: BLE001
+    st.error(common.explain_error(exc, what="Loading the configuration"), icon="⚠️")
+    st.stop()
+config_key = data.fingerprint(config)
+scrape_s = int(config.prometheus.scrape_interval_s)
+
+
+# --------------------------------------------------------------------------- sidebar
+
+
+def _known_services() -> list[str]:
+    names = set(config.services)
+    end = common.floor_now(300)
+    try:
+        names |= {d.service for d in data.load_deploys(config.store_url, end - 30 * 86400, end, None).deploys}
+    except Exception:  # noqa: BLE001 - the options only; the store banner shows below if it matters
+        pass
+    return sorted(names)
+
+
+services = _known_services()
+if services:
+    service = st.sidebar.selectbox("Service", services, key="svc", bind="query-params")
+else:
+    service = st.sidebar.text_input(
+        "Service", key="svc", bind="query-params",
+        help="The value of the `service` label; no deploys are stored yet to list the services.",
+    ).strip()
+histograms = sorted({m.histogram for m in config.metrics.values() if m.histogram} | {HTTP_DURATION})
+histogram = (
+    st.sidebar.selectbox("Histogram", histograms, key="hist", bind="query-params")
+    if len(histograms) > 1 else histograms[0]
+)
+percentiles = st.sidebar.multiselect(
+    "Percentiles", list(data.PERCENTILES), default=["p50", "p90", "p99"], key="pct", bind="query-params"
+)
+time_range = common.time_range_picker(PRESETS, default="6h", zone=zone, key_prefix="lat_", granularity_s=scrape_s)
+live = st.sidebar.toggle(
+    f"Auto-refresh every {REFRESH_S} s", key="live", bind="query-params",
+    help="Re-query the last minutes while you watch (preset ranges only).",
+)
+
+st.caption(
+    f"{esc(service) or 'no service'} · {esc(histogram)} · {zone.note()} Latency in milliseconds; bands show "
+    "the histogram bucket each percentile falls in (interpolation error can be anywhere inside)."
+)
+if not service:
+    st.info("Pick a service in the sidebar.")
+    st.stop()
+if not percentiles:
+    st.info("Pick at least one percentile in the sidebar.")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def choose_step(seconds: int) -> int:
+    """Step so a series has ~1-1.5k points, never finer than the scrape interval."""
+    from analyzers.prom import choose_step as _choose
+
+    return int(_choose(float(seconds), None, min_step_s=float(scrape_s), target_points=TARGET_POINTS))
+
+
+def current_range() -> common.TimeRange:
+    """The picked range with "now" recomputed (auto-refresh re-runs only the panels)."""
+    if time_range.label == "custom":
+        return time_range
+    end = common.floor_now(scrape_s)
+    return common.TimeRange(end - common.preset_seconds(time_range.label), end, time_range.label)
+
+
+def deploys_in(tr: common.TimeRange) -> tuple[list[Deploy], dict]:
+    """This service's deploys in the range (for markers); a store failure only loses the markers."""
+    try:
+        found = data.load_deploys(config.store_url, tr.start, tr.end, None)
+    except Exception as exc:  # noqa: BLE001
+        st.warning(common.explain_error(exc, what="Deploy markers"), icon="⚠️")
+        return [], {}
+    return [d for d in found.deploys if d.service == service], found.verdicts
+
+
+def show_chart(fig: go.Figure, key: str) -> None:
+    """Draw a chart; a click on a deploy marker opens that deploy's page."""
+    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
+    for p in (event or {}).get("selection", {}).get("points", []) if event else []:
+        cd = p.get("customdata")
+        if isinstance(cd, str) and cd:
+            st.switch_page(DEPLOY_PAGE, query_params={"deploy": cd})
+
+
+def bucket_edges(les: tuple[float, ...]) -> list[float]:
+    """Drawing edges for buckets on a log axis: (0, le0] starts one ratio below le0, +Inf ends one above."""
+    finite = [x for x in les if np.isfinite(x)]
+    if len(finite) < 2:
+        return [*finite, finite[-1] * 2] if finite else []
+    lo = finite[0] * finite[0] / finite[1]
+    hi = finite[-1] * finite[-1] / finite[-2]
+    return [lo, *finite, *([hi] if len(finite) < len(les) else [])]
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def panels() -> None:
+    tr = current_range()
+    step = choose_step(tr.seconds)
+    start = tr.start // step * step
+    end = tr.end // step * step
+    st.caption(
+        f"{common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · step {format_duration(step)}"
+    )
+    deploys, verdicts = deploys_in(tr)
+
+    lat: data.LatencyData | None = None
+    st.subheader("Percentiles over time")
+    with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
+        lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
+        for w in lat.warnings:
+            st.warning(f"Prometheus warning: {esc(w)}")
+        if lat.cumulative.empty:
+            st.info(
+                f"No {esc(histogram)}\\_bucket series for service {esc(service)} in this range. Check the service "
+                "name and that Prometheus scrapes it."
+            )
+        elif percentiles:
+            fig = charts.percentile_chart(lat.quantiles, zone)
+            charts.add_deploy_markers(fig, deploys, verdicts, zone)
+            show_chart(fig, "percentiles")
+            latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
+            cols = st.columns(max(len(latest), 1))
+            for col, (label, s) in zip(cols, latest.items(), strict=False):
+                if len(s):
+                    row = lat.quantiles[label].loc[s.index[-1]]
+                    col.metric(f"{label} latest", f"{row['value'] * 1000:.1f} ms",
+                               help=f"At {common.fmt_time(s.index[-1].to_pydatetime(), zone)}; bucket "
+                                    f"{row['lower'] * 1000:g}–{row['upper'] * 1000:g} ms.")
+        st.caption(f"Rate window {lat.window}, step {step} s. PromQL:")
+        st.code(lat.query, language=None, wrap_lines=True)
+
+    st.subheader("Bucket heatmap")
+    with common.panel("Heatmap"):
+        if lat is None:
+            st.info("No bucket data: see the error above.")
+        elif not lat.cumulative.empty:
+            from analyzers import latency
+
+            rates = latency.bucket_increments(lat.cumulative) / lat.window_s
+            edges = bucket_edges(lat.les)
+            rates = rates.iloc[:, : len(edges) - 1]
+            fig = charts.heatmap_chart(rates, edges, zone)
+            charts.add_deploy_markers(fig, deploys, verdicts, zone)
+            show_chart(fig, "heatmap")
+            st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
+
+    st.subheader("Who is slow?")
+    with common.panel("Breakdown"):
+        breakdown(tr)
+
+    st.subheader("Before / after a deploy")
+    with common.panel("Before/after"):
+        before_after(deploys)
+
+    st.subheader("SLO")
+    with common.panel("SLO"):
+        slo(lat, start, end, step)
+
+
+def breakdown(tr: common.TimeRange) -> None:
+    c1, c2 = st.columns(2)
+    label = c1.selectbox("Break down by", BREAKDOWN_LABELS, key="by", bind="query-params")
+    quantile = c2.selectbox("Slow means above", list(data.PERCENTILES), index=2, key="tail", bind="query-params")
+    with st.spinner("Ranking contributors…"):
+        bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end)
+    if bd is None:
+        st.info("No requests in this range.")
+        return
+    for w in bd.warnings:
+        st.warning(f"Prometheus warning: {esc(w)}")
+    st.markdown(
+        f"Service-wide {quantile} over the range: **{bd.overall.value * 1000:.1f} ms** "
+        f"(bucket {bd.overall.lower * 1000:g}–{bd.overall.upper * 1000:g} ms). Slow = slower than "
+        f"**{bd.threshold_le * 1000:g} ms** (the bound of that bucket). Ranked by how much more of the slow "
+        "requests a value holds than of all requests: the top row is the first suspect."
+    )
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    label: r.value or "(none)",
+                    "share of slow requests": r.slow_share,
+                    "share of all requests": r.total_share,
+                    "excess (pp)": r.excess * 100,
+                    "its requests that were slow": r.slow_ratio,
+                    "requests": int(round(r.total)),
+                }
+                for r in bd.rows
+            ]
+        ),
+        hide_index=True,
+        column_config={
+            "share of slow requests": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+            "share of all requests": st.column_config.NumberColumn(format="percent"),
+            "excess (pp)": st.column_config.NumberColumn(format="%+.1f pp"),
+            "its requests that were slow": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    st.code(bd.query, language=None, wrap_lines=True)
+
+
+def slo(lat: data.LatencyData | None, start: int, end: int, step: int) -> None:
+    finite = [le for le in (lat.les if lat else ()) if np.isfinite(le) and le > 0]
+    if not finite:
+        st.info("No bucket bounds known for this histogram in the range.")
+        return
+    c1, c2 = st.columns(2)
+    default = min(range(len(finite)), key=lambda i: abs(finite[i] - DEFAULT_SLO_S))
+    threshold = c1.selectbox("Threshold (a bucket bound, seconds)", finite, index=default, key="slo_le",
+                             bind="query-params")
+    objective = c2.selectbox("Objective", OBJECTIVES, index=1, key="slo_obj", bind="query-params",
+                             help="Share of requests that must be at most the threshold.")
+    with st.spinner("Querying the SLO…"):
+        view = data.load_slo(config_key, config, histogram, service, float(threshold), float(objective),
+                             start, end, step)
+    for w in view.warnings:
+        st.warning(f"Prometheus warning: {esc(w)}")
+    cols = st.columns(len(view.burn_rates) + 1)
+    good_now = view.good_ratio.dropna()
+    cols[0].metric("Good ratio (latest)", f"{good_now.iloc[-1] * 100:.2f} %" if len(good_now) else "n/a",
+                   help=f"Share of requests at most {threshold * 1000:g} ms.")
+    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], view.burn_rates, strict=True):
+        firing = long_rate > factor and short_rate > factor
+        col.metric(
+            f"Burn rate {long} / {short}",
+            f"{_rate(long_rate)} / {_rate(short_rate)}",
+            delta=f"alert: both above {factor:g}×" if firing else f"alert at {factor:g}× on both",
+            delta_color="inverse" if firing else "off",
+            delta_arrow="off",
+            help="Error-budget burn over the last long/short window: 1× spends the budget exactly over "
+                 "the SLO period. n/a: no requests in that window.",
+        )
+    if len(good_now):
+        fig = go.Figure(go.Scatter(x=charts.local_times(view.good_ratio.index, zone), y=view.good_ratio * 100,
+                                   mode="lines", name="good ratio"))
+        fig.add_hline(y=objective * 100, line={"dash": "dash", "color": "#d62728"},
+                      annotation_text=f"objective {objective * 100:g} %")
+        fig.update_yaxes(title_text=f"requests ≤ {threshold * 1000:g} ms (%)")
+        fig.update_xaxes(title_text=f"time ({zone.name})")
+        fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        st.plotly_chart(fig, key="slo_chart")
+
+
+def _rate(x: float) -> str:
+    return "n/a" if x != x else f"{x:.2f}×"
+
+
+def before_after(deploys: list[Deploy]) -> None:
+    if not deploys:
+        st.info("No deploy of this service in the range: widen the range to compare one.")
+        return
+    labels = {d.deploy_id: f"{d.version} · {common.fmt_time(d.started_at, zone)}" for d in deploys}
+    picked = st.selectbox("Deploy", list(labels), format_func=labels.__getitem__, key="cmp")
+    deploy = next(d for d in deploys if d.deploy_id == picked)
+    window_s = int(config.verification.window_after_s)
+    t0 = int(deploy.started_at.timestamp())
+    settle = int((deploy.finished_at - deploy.started_at).total_seconds()) if deploy.finished_at else 0
+    settle = max(0, min(settle, 3600))
+    after_start = t0 + settle
+    now = common.floor_now(scrape_s)
+    after_end = min(after_start + window_s, now)
+    if after_end - after_start < 4 * scrape_s:
+        st.info("Too little time has passed since this deploy to compare: try again in a few minutes.")
+        return
+    before = data.load_distribution(config_key, config, histogram, service, t0 - window_s, t0)
+    after = data.load_distribution(config_key, config, histogram, service, after_start, after_end)
+    for w in (*before.warnings, *after.warnings):
+        st.warning(f"Prometheus warning: {esc(w)}")
+    if not before.les or not after.les or before.les != after.les:
+        st.info("No bucket data on one side of the deploy.")
+        return
+    _compare(before, after)
+
+
+def _compare(before: data.Distribution, after: data.Distribution) -> None:
+    from analyzers import latency
+
+    les = before.les
+    b = np.asarray(before.cumulative, dtype=float)
+    a = np.asarray(after.cumulative, dtype=float)
+    if b[-1] <= 0 or a[-1] <= 0:
+        st.info("No requests on one side of the deploy.")
+        return
+    cmp = latency.compare_bucket_distributions(les, b, a, cumulative=True)
+    p = cmp.p_value
+    if p != p:  # NaN: too few requests to form two groups
+        verdict = "Too few requests to test"
+    elif p < config.verification.alpha:
+        verdict = "The distributions differ"
+    else:
+        verdict = "No detectable difference"
+    st.markdown(
+        f"**{verdict}** ({cmp.method} on bucket counts: p = {p:.3g}; largest gap between the two CDFs "
+        f"{cmp.max_cdf_diff * 100:.1f} percentage points; {cmp.n_before:,.0f} requests before, "
+        f"{cmp.n_after:,.0f} after). With many requests tiny gaps are significant: read the gap too."
+    )
+    rows = []
+    for label, q in data.PERCENTILES.items():
+        eb, ea = latency.quantile_from_buckets(les, b, q), latency.quantile_from_buckets(les, a, q)
+        rows.append({
+            "percentile": label,
+            "before (ms)": round(eb.value * 1000, 2),
+            "after (ms)": round(ea.value * 1000, 2),
+            "change (ms)": round((ea.value - eb.value) * 1000, 2),
+            "before bucket (ms)": f"{eb.lower * 1000:g}–{eb.upper * 1000:g}",
+            "after bucket (ms)": f"{ea.lower * 1000:g}–{ea.upper * 1000:g}",
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    finite = [i for i, x in enumerate(les) if np.isfinite(x)]
+    fig = go.Figure()
+    for name, counts, color in (("before", b, "#8c8c8c"), ("after", a, "#1f77b4")):
+        fig.add_trace(go.Scatter(
+            x=[les[i] * 1000 for i in finite], y=[counts[i] / counts[-1] for i in finite], name=name,
+            mode="lines+markers", line={"shape": "linear", "color": color},
+            hovertemplate="≤ %{x:g} ms: %{y:.2%}<extra>" + name + "</extra>",
+        ))
+    fig.update_xaxes(type="log", title_text="latency bucket bound le (ms, log scale)")
+    fig.update_yaxes(title_text="share of requests ≤ le (%)", tickformat=".0%", range=[0, 1.02])
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    st.plotly_chart(fig, key="before_after")
+    st.caption(
+        f"Before: {common.fmt_time(data.to_dt(before.start), zone)} → {common.fmt_time(data.to_dt(before.end), zone)}; "
+        f"after: {common.fmt_time(data.to_dt(after.start), zone)} → {common.fmt_time(data.to_dt(after.end), zone)}."
+    )
+
+
+run: Callable[[], None] = panels
+if live and time_range.label != "custom":
+    run = st.fragment(run_every=REFRESH_S)(panels)
+run()
