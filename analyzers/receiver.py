@@ -302,7 +302,7 @@ def create_app(
         return False, request.headers.get("webhook-id") or None
 
     webhook_doc = {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": openapi_schema()}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": openapi_schema(keys)}}},
         "parameters": [
             {"name": n, "in": "header", "required": False, "schema": {"type": "string"}}
             for n in ("webhook-id", "webhook-timestamp", "webhook-signature")
