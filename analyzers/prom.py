@@ -41,6 +41,7 @@ from .errors import (
     ERROR_TYPES,
     BadDataError,
     CanceledError,
+    ConfigError,
     ExecutionError,
     InternalError,
     NotAcceptableError,
@@ -303,6 +304,11 @@ class PrometheusClient:
     """
 
     def __init__(self, settings: PrometheusSettings, session: requests.Session | None = None) -> None:
+        scheme = urlsplit(settings.url).scheme
+        if scheme not in ("http", "https") or not urlsplit(settings.url).hostname:
+            raise ConfigError(
+                f"prometheus.url must be an http:// or https:// URL such as http://127.0.0.1:9090, got {settings.url!r}"
+            )
         self.settings = settings
         self.base_url = settings.base_url
         headers = dict(settings.headers)

@@ -25,6 +25,7 @@ from analyzers.config import PrometheusSettings
 from analyzers.errors import (
     BadDataError,
     CanceledError,
+    ConfigError,
     ExecutionError,
     InternalError,
     NotAcceptableError,
@@ -310,6 +311,12 @@ def test_ready_falls_back_to_a_trivial_query_when_there_is_no_ready_endpoint(rep
     replay.play("plain_404")
     assert client_for(replay).ready() is False
     assert [r["path"] for r in replay.requests] == ["/-/ready", "/api/v1/query"]
+
+
+@pytest.mark.parametrize("url", ["", "127.0.0.1:9090", "ftp://host", "http://"])
+def test_bad_urls_are_refused_naming_the_setting(url: str) -> None:
+    with pytest.raises(ConfigError, match="prometheus.url"):
+        PrometheusClient(PrometheusSettings(url=url))
 
 
 def test_naive_datetimes_are_refused() -> None:
