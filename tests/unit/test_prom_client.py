@@ -51,6 +51,7 @@ class Replay:
 
     def __init__(self) -> None:
         self.answer: dict = {"status": 200, "content_type": "application/json", "body": "{}"}
+        self.by_path: dict[str, dict] = {}  # answers for particular paths, else ``answer``
         self.requests: list[dict] = []
         replay = self
 
@@ -61,9 +62,10 @@ class Replay:
                 replay.requests.append(
                     {"method": self.command, "path": self.path, "headers": dict(self.headers), "form": parse_qs(raw)}
                 )
-                body = replay.answer["body"].encode()
-                self.send_response(replay.answer["status"])
-                self.send_header("Content-Type", replay.answer["content_type"])
+                answer = replay.by_path.get(self.path, replay.answer)
+                body = answer["body"].encode()
+                self.send_response(answer["status"])
+                self.send_header("Content-Type", answer["content_type"])
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -99,6 +101,7 @@ def server() -> Iterator[Replay]:
 @pytest.fixture
 def replay(server: Replay) -> Replay:
     server.requests.clear()
+    server.by_path.clear()
     return server
 
 
@@ -308,9 +311,18 @@ def test_ready_uses_the_ready_endpoint(replay: Replay) -> None:
 
 
 def test_ready_falls_back_to_a_trivial_query_when_there_is_no_ready_endpoint(replay: Replay) -> None:
+    replay.by_path["/-/ready"] = recorded("plain_404")  # e.g. a query frontend without /-/ready
+    replay.success({"resultType": "scalar", "result": [1795766000, "1"]})
+    assert client_for(replay).ready() is True
+    assert [r["path"] for r in replay.requests] == ["/-/ready", "/api/v1/query"]
+    assert replay.requests[1]["form"]["query"] == ["1"]
+
+
+def test_not_ready_when_neither_endpoint_answers(replay: Replay) -> None:
     replay.play("plain_404")
     assert client_for(replay).ready() is False
-    assert [r["path"] for r in replay.requests] == ["/-/ready", "/api/v1/query"]
+    replay.play("unavailable")
+    assert client_for(replay).ready() is False
 
 
 @pytest.mark.parametrize("url", ["", "127.0.0.1:9090", "ftp://host", "http://"])
