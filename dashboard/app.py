@@ -26,11 +26,11 @@ st.set_page_config(page_title="Deploy verification", page_icon="🚦", layout="w
 _wants_deploy = "deploy" in st.query_params
 
 deploys_page = st.Page(
-    str(_HERE / "pages" / "deploys.py"), title="Deploys", icon="🚦", url_path="deploys", default=not _wants_deploy
+    str(_HERE / "pages" / "deploys.py"), title="Deploys", icon=":material/rocket_launch:", url_path="deploys", default=not _wants_deploy
 )
 deploy_page = st.Page(
-    str(_HERE / "pages" / "deploy.py"), title="Deploy detail", icon="🔎", url_path="deploy", default=_wants_deploy
+    str(_HERE / "pages" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy", default=_wants_deploy
 )
-latency_page = st.Page(str(_HERE / "pages" / "latency.py"), title="Latency", icon="⏱️", url_path="latency")
+latency_page = st.Page(str(_HERE / "pages" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
 
 st.navigation([deploys_page, deploy_page, latency_page]).run()

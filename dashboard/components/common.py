@@ -250,10 +250,10 @@ def panel(what: str) -> Iterator[None]:
         yield
     except AnalyzerError as exc:
         log.warning("%s failed: %s", what, exc)
-        st.error(explain_error(exc, what=what), icon="⚠️")
+        st.error(explain_error(exc, what=what), icon=":material/error:")
     except Exception as exc:  # noqa: BLE001 - one broken panel must not take the page down
         log.exception("%s failed", what)
-        st.error(explain_error(exc, what=what), icon="⚠️")
+        st.error(explain_error(exc, what=what), icon=":material/error:")
 
 
 def query_value(name: str) -> str | None:

@@ -35,7 +35,7 @@ zone = common.viewer_zone()
 try:
     config = data.get_config()
 except Exception as exc:  # noqa: BLE001
-    st.error(common.explain_error(exc, what="Loading the configuration"), icon="⚠️")
+    st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
     st.stop()
 
 
@@ -165,7 +165,7 @@ def _overlaps(detail: data.DeployDetail) -> None:
 
 
 def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
-    from analyzers.reports import effect_text, format_value, p_text
+    from analyzers.reports import effect_text, format_value
 
     result = mv.result or {}
     with st.container(border=True):
@@ -173,13 +173,23 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
         title.subheader(f"{esc(mv.metric)} · {mv.role}")
         badge.badge(mv.outcome.replace("_", " "), color=OUTCOME_COLORS.get(mv.outcome, "gray"))
         st.markdown(esc(mv.reason))
-        c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Effect (95% CI)", effect_text(mv), help=f"Shift after the deploy, in {mv.unit or 'metric units'}.")
-        c2.metric("p-value", p_text(mv), help="Holm-adjusted across this deploy's metrics in brackets.")
-        c3.metric("Baseline", str(result.get("baseline") or "n/a"))
+        effect, ci = result.get("effect"), result.get("effect_ci") or (None, None)
+        rel = result.get("effect_rel")
+        c1, c2, c3, c4, c5 = st.columns(5)
+        c1.metric("Effect", _signed(effect, mv.unit), help=f"Shift after the deploy, in {mv.unit or 'metric units'}.")
+        c2.metric("95% CI", f"{format_value(ci[0], mv.unit)} … {format_value(ci[1], mv.unit)}")
+        c3.metric("p-value", _p(result.get("p_value")),
+                  help="Raw p-value of this metric's test; see the adjusted one beside it.")
+        c4.metric("p (Holm-adjusted)", _p(mv.p_adjusted),
+                  help="Adjusted for the number of metrics tested on this deploy.")
         n_before, n_after = result.get("n_before"), result.get("n_after")
-        c4.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
+        c5.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
                                            f"{n_after if n_after is not None else '—'}")
+        st.caption(
+            f"Full effect: {effect_text(mv)}"
+            + (f" · relative {float(rel) * 100:+.1f}%" if rel is not None else "")
+            + f" · baseline: {esc(result.get('baseline') or 'n/a')}"
+        )
         expect = (f"declared: {mv.expect}" if mv.role == "expectation" else f"guard, watching for: {mv.expect}")
         expect += f" · unit: {mv.unit}" if mv.unit else ""
         if result.get("needed_more_s"):
@@ -214,6 +224,18 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                     f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "
                     f"Effect CI: {format_value(lo, mv.unit)} to {format_value(hi, mv.unit)}."
                 )
+
+
+def _signed(x: Any, unit: str) -> str:
+    from analyzers.reports import format_value
+
+    if x is None:
+        return "n/a"
+    return ("+" if float(x) >= 0 else "-") + format_value(abs(float(x)), unit)
+
+
+def _p(x: Any) -> str:
+    return "n/a" if x is None else f"{float(x):.3g}"
 
 
 def _history(history: tuple[DeployVerdict, ...]) -> None:

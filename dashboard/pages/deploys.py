@@ -27,7 +27,7 @@ st.caption(
 try:
     config = data.get_config()
 except Exception as exc:  # noqa: BLE001 - a broken config file gets a banner, not a traceback
-    st.error(common.explain_error(exc, what="Loading the configuration"), icon="⚠️")
+    st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
     st.stop()
 
 time_range = common.time_range_picker(("24h", "3d", "7d", "30d"), default="24h", zone=zone)

@@ -36,7 +36,7 @@ st.title("Latency")
 try:
     config = data.get_config()
 except Exception as exc:  # noqa: BLE001
-    st.error(common.explain_error(exc, what="Loading the configuration"), icon="⚠️")
+    st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
     st.stop()
 config_key = data.fingerprint(config)
 scrape_s = int(config.prometheus.scrape_interval_s)
@@ -57,7 +57,12 @@ def _known_services() -> list[str]:
 
 services = _known_services()
 if services:
-    service = st.sidebar.selectbox("Service", services, key="svc", bind="query-params")
+    # No widget default (index=None) and the first service seeded instead: a bound widget drops
+    # its parameter from the URL when it equals the default, and a default that depends on which
+    # services exist would make shared links drift.
+    if st.session_state.get("svc") not in services:
+        st.session_state["svc"] = services[0]
+    service = st.sidebar.selectbox("Service", services, index=None, key="svc", bind="query-params") or ""
 else:
     service = st.sidebar.text_input(
         "Service", key="svc", bind="query-params",
@@ -111,7 +116,7 @@ def deploys_in(tr: common.TimeRange) -> tuple[list[Deploy], dict]:
     try:
         found = data.load_deploys(config.store_url, tr.start, tr.end, None)
     except Exception as exc:  # noqa: BLE001
-        st.warning(common.explain_error(exc, what="Deploy markers"), icon="⚠️")
+        st.warning(common.explain_error(exc, what="Deploy markers"), icon=":material/error:")
         return [], {}
     return [d for d in found.deploys if d.service == service], found.verdicts
 

@@ -1,0 +1,133 @@
+"""The running dashboard in headless Chromium: real clicks, real rendering, screenshots.
+
+Screenshots land in the test's temporary directory (paths printed with ``-s``); they are
+the evidence that the deploy page shows the regression as failed and that the latency page
+answers "how slow, since when, who, did a deploy do it".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from .conftest import Dashboard
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+TIMEOUT_S = 60
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - stale elements while Streamlit reruns
+            last_exc = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last error: {last_exc})")
+
+
+def body_text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def idle(driver: Any) -> bool:
+    """True when Streamlit is not running the script (no 'Running...' status widget)."""
+    from selenium.webdriver.common.by import By
+
+    return not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+
+
+def chart_points(driver: Any, chart_index: int, trace_name: str) -> list[Any]:
+    """The SVG points of the trace named ``trace_name`` in the n-th Plotly chart of the page."""
+    from selenium.webdriver.common.by import By
+
+    charts = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"]')
+    if len(charts) <= chart_index:
+        return []
+    chart = charts[chart_index]
+    names = [t.get("name") for t in driver.execute_script(
+        "return arguments[0].querySelector('.js-plotly-plot').data", chart)]
+    if trace_name not in names:
+        return []
+    traces = chart.find_elements(By.CSS_SELECTOR, "g.scatterlayer g.trace")
+    return traces[names.index(trace_name) - (len(names) - len(traces))].find_elements(
+        By.CSS_SELECTOR, "path.point")
+
+
+def click(driver: Any, element: Any) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    ActionChains(driver).move_to_element(element).pause(0.3).click().perform()
+
+
+def shot(driver: Any, path: Path) -> Path:
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000, f"screenshot {path} looks empty"
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_click_a_failed_deploy_on_the_timeline_opens_its_verdict(
+    dashboard: Dashboard, browser: Any, tmp_path: Path
+) -> None:
+    browser.get(dashboard.url + "/?range=3d")
+    wait_for(lambda: "Deploys" in body_text(browser) and chart_points(browser, 0, "fail"), "the deploy timeline")
+    shot(browser, tmp_path / "deploys.png")
+    assert "Not verified yet" in body_text(browser)
+
+    click(browser, chart_points(browser, 0, "fail")[0])
+    wait_for(lambda: "deploy=" in browser.current_url, "the deploy page URL after the click")
+    assert parse_qs(urlparse(browser.current_url).query)["deploy"] == [dashboard.regression_id]
+    wait_for(lambda: "FAIL" in body_text(browser) and "regressed" in body_text(browser), "the verdict")
+    wait_for(lambda: idle(browser) and len(chart_points(browser, 0, "error_ratio")) == 0
+             and "change point" in body_text(browser), "the metric charts")
+    text = body_text(browser)
+    assert "error_ratio" in text and "Effect (95% CI)" in text
+    assert "Traceback" not in text
+    shot(browser, tmp_path / "deploy.png")
+
+
+def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
+    dashboard: Dashboard, browser: Any, tmp_path: Path
+) -> None:
+    link = dashboard.url + "/latency?svc=checkout&lat_range=24h&pct=p50&pct=p99"
+    browser.get(link)
+    wait_for(lambda: idle(browser) and "Who is slow?" in body_text(browser)
+             and chart_points(browser, 0, "deploys"), "the latency page with deploy markers")
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query["svc"] == ["checkout"] and query["lat_range"] == ["24h"] and query["pct"] == ["p50", "p99"]
+    names = [t.get("name") for t in browser.execute_script(
+        "return document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').data")]
+    assert [n for n in names if n and n.startswith("p")] == ["p50", "p99"]
+    x_range = browser.execute_script(
+        "return document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').layout.xaxis.range")
+    span_h = (_ts(x_range[1]) - _ts(x_range[0])) / 3600
+    assert 20 <= span_h <= 24.5, f"x axis spans {span_h:.1f} h, expected about the requested 24 h"
+    text = body_text(browser)
+    assert "/checkout" in text  # the breakdown names the slow endpoint
+    assert "The distributions differ" in text or "No detectable difference" in text
+    shot(browser, tmp_path / "latency.png")
+
+    click(browser, chart_points(browser, 0, "deploys")[0])
+    wait_for(lambda: "deploy=" in browser.current_url, "the deploy page after clicking a marker")
+    wait_for(lambda: "Deploy: checkout" in body_text(browser), "the deploy header")
+    shot(browser, tmp_path / "latency-marker-deploy.png")
+
+
+def _ts(value: str) -> float:
+    import pandas as pd
+
+    return pd.Timestamp(value).timestamp()
