@@ -239,9 +239,8 @@ def _series_from(item: Mapping[str, Any], result_type: str) -> PromSeries:
     else:
         pairs = [item["value"]] if "value" in item else []
         hist_pairs = [item["histogram"]] if "histogram" in item else []
-    values = pd.Series(
-        [_float(v) for _, v in pairs], index=_index([t for t, _ in pairs]), dtype="float64", name=None
-    )
+    # float() reads "NaN", "+Inf" and "-Inf" as Prometheus writes them (inlined: the hot loop).
+    values = pd.Series([float(v) for _, v in pairs], index=_index([t for t, _ in pairs]), dtype="float64")
     hist_index = _index([t for t, _ in hist_pairs])
     histograms = tuple((ts, _native(h)) for ts, (_, h) in zip(hist_index, hist_pairs, strict=True))
     return PromSeries(labels=labels, values=values, histograms=histograms)
