@@ -46,6 +46,7 @@ from .errors import (
     InternalError,
     NotAcceptableError,
     NotFoundError,
+    PrometheusError,
     PrometheusQueryError,
     PrometheusUnreachable,
     QueryTimeoutError,
@@ -382,22 +383,36 @@ class PrometheusClient:
     def ready(self) -> bool:
         """True when the server answers ``/-/ready`` (or, behind a query frontend, a trivial query)."""
         try:
+            self.check()
+        except PrometheusError:
+            return False
+        return True
+
+    def check(self) -> None:
+        """Like :meth:`ready` but raises the typed error saying why the server is not usable."""
+        where = self.describe()
+        try:
             r = self._session.get(
                 self.base_url + "/-/ready", headers=self._headers, auth=self._auth, verify=self._verify, timeout=self._timeout
             )
-        except requests.RequestException:
-            return False
+        except requests.RequestException as exc:
+            raise PrometheusUnreachable(
+                f"cannot reach Prometheus at {where}: {_reason(exc)}; "
+                "check prometheus.url in the config or that the server is up",
+                url=where,
+            ) from exc
         if r.status_code == 200:
-            return True
-        if r.status_code in (404, 405):
-            try:
-                self.query("1", datetime.now(UTC))
-            except PrometheusQueryError:
-                return False
-            except PrometheusUnreachable:
-                return False
-            return True
-        return False
+            return
+        if r.status_code in (404, 405):  # query frontends and proxies often lack /-/ready
+            self.query("1", datetime.now(UTC))
+            return
+        snippet = " ".join(r.text.split())[:200] or "(empty body)"
+        raise UnavailableError(
+            f"Prometheus at {where} is not ready (HTTP {r.status_code}: {snippet}); "
+            "it may still be replaying its TSDB after a start: wait, or check its logs",
+            url=where,
+            status_code=r.status_code,
+        )
 
     # -- internals --
 

@@ -321,8 +321,12 @@ def test_ready_falls_back_to_a_trivial_query_when_there_is_no_ready_endpoint(rep
 def test_not_ready_when_neither_endpoint_answers(replay: Replay) -> None:
     replay.play("plain_404")
     assert client_for(replay).ready() is False
-    replay.play("unavailable")
+    with pytest.raises(NotFoundError, match="path_prefix"):
+        client_for(replay).check()
+    replay.answer = {"status": 503, "content_type": "text/plain", "body": "Service Unavailable"}
     assert client_for(replay).ready() is False
+    with pytest.raises(UnavailableError, match=r"is not ready \(HTTP 503: Service Unavailable\)"):
+        client_for(replay).check()
 
 
 @pytest.mark.parametrize("url", ["", "127.0.0.1:9090", "ftp://host", "http://"])
