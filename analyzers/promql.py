@@ -54,6 +54,8 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # $name, ${name}, ${name:format}. A "$" followed by anything else (a regex anchor such as
 # =~"foo$") is left alone.
 _PLACEHOLDER = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+# Grafana's rate-window variables mean the same thing: accept them in copied dashboards' queries.
+_WINDOW_NAMES = frozenset({"window", "__rate_interval", "__interval"})
 _BRACED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?$")
 
 
@@ -118,7 +120,8 @@ def render(template: str, *, window: str = "5m", **labels: str) -> str:
 
     ``$name`` and ``${name}`` become the string-escaped value (the template supplies the
     quotes), ``${name:regex}`` the regex-escaped value (for ``=~"..."``), and ``$window``
-    (or ``${window}``) the rate window verbatim after checking it is a PromQL duration.
+    (or ``${window}``; Grafana's ``$__rate_interval`` and ``$__interval`` too) the rate window
+    verbatim after checking it is a PromQL duration.
     An unknown placeholder or format raises ConfigError naming it, so a typo in the config
     fails loudly instead of querying for the literal text ``$servce``.
     """
@@ -133,7 +136,7 @@ def render(template: str, *, window: str = "5m", **labels: str) -> str:
             if braced is None:
                 raise ConfigError(f"malformed placeholder {m.group(0)!r} in template {template!r}")
             name, fmt = braced.group(1), braced.group(2)
-        if name == "window":
+        if name in _WINDOW_NAMES:
             if fmt is not None:
                 raise ConfigError(f"placeholder {m.group(0)!r}: $window takes no format")
             return window

@@ -186,6 +186,10 @@ def test_render_fills_all_placeholder_forms() -> None:
     assert out == 'm{a="q\\"",b="q\\"",c=~"1\\\\.2"}[1h30m] offset 1h30m'
 
 
+def test_grafana_rate_interval_variables_mean_the_window() -> None:
+    assert render("rate(m[$__rate_interval]) + rate(m[${__interval}])", window="2m") == "rate(m[2m]) + rate(m[2m])"
+
+
 def test_render_leaves_regex_anchor_dollars_alone() -> None:
     assert render('m{path=~"/api/.*$"}') == 'm{path=~"/api/.*$"}'
 
