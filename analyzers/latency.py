@@ -308,16 +308,16 @@ def quantile_from_buckets(les: Sequence[float], cumulative_counts: Sequence[floa
 
     Same rules as Prometheus 2.x: buckets sorted by ``le``, counts forced monotonic, the
     lowest bucket interpolated from 0 (when its bound is positive), a quantile in the ``+Inf``
-    bucket reported as the largest finite bound. NaN when there is no ``+Inf`` bucket, fewer
-    than two buckets or no observations.
+    bucket reported as the largest finite bound. NaN counts are missing buckets (skipped).
+    NaN when there is no ``+Inf`` bucket, fewer than two buckets or no observations.
     """
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"q must be between 0 and 1, got {q}")
     pairs: dict[float, float] = {}
     for le, c in zip(les, cumulative_counts, strict=True):
+        if math.isnan(float(c)):
+            continue  # a bucket series absent at this step (a gap in a frame): Prometheus skips it too
         pairs[float(le)] = pairs.get(float(le), 0.0) + float(c)  # coalesce duplicate bounds
-    if any(math.isnan(c) for c in pairs.values()):
-        return _NAN_ESTIMATE
     bounds = sorted(pairs)
     if len(bounds) < 2 or not math.isinf(bounds[-1]):
         return _NAN_ESTIMATE

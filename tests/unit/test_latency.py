@@ -161,6 +161,10 @@ def test_quantile_without_inf_bucket_or_observations_is_nan(les: list[float], co
     assert math.isnan(got.value) and math.isnan(got.lower) and math.isnan(got.upper)
 
 
+def test_missing_bucket_is_skipped_like_an_absent_series() -> None:
+    assert quantile_from_buckets([0.1, 0.5, INF], [math.nan, 5, 10], 0.5) == QuantileEstimate(0.5, 0.0, 0.5)
+
+
 def test_quantile_with_non_positive_lowest_bound_returns_that_bound() -> None:
     assert quantile_from_buckets([0.0, 1.0, INF], [5, 10, 10], 0.2) == QuantileEstimate(0.0, -INF, 0.0)
 
