@@ -306,7 +306,7 @@ def demo_cases() -> tuple[CaseSpec, ...]:
         CaseSpec("latency_regression", "checkout", "Add fraud-score call to checkout.",
                  Effect(latency_median=1.6)),
         CaseSpec("gradual", "search", "New index layout, rolled out pod by pod over 20 minutes.",
-                 Effect(latency_median=0.65), (("latency_p50", "decrease"),), rollout_s=1200),
+                 Effect(latency_median=0.55), (("latency_p50", "decrease"),), rollout_s=1200),
         CaseSpec("fix", "payments", "Revert card-network client.", Effect(error_ratio=0.1),
                  (("error_ratio", "decrease"),)),
         CaseSpec("pair_first", "checkout", "Make fraud-score call asynchronous.",
@@ -314,7 +314,7 @@ def demo_cases() -> tuple[CaseSpec, ...]:
         CaseSpec("pair_second", "payments", "Bump logging library (no behaviour change).",
                  after_previous_s=90),
         CaseSpec("release", "search", "Turn on result prefetching for all users.",
-                 Effect(request_rate=1.4), (("request_rate", "increase"),), kind="release",
+                 Effect(request_rate=1.5), (("request_rate", "increase"),), kind="release",
                  rollout_s=0, flag="prefetch_results"),
         CaseSpec("ramp_noop", "payments", "Update dashboards' alert rules (no behaviour change).",
                  local_hour=7 + 20 / 60),
@@ -330,11 +330,11 @@ def small_cases() -> tuple[CaseSpec, ...]:
                  Effect(latency_sigma=0.55), (("latency_p99", "decrease"),)),
         CaseSpec("noop", "search", "Refactor query parser (no behaviour change)."),
         CaseSpec("ramp_noop", "checkout", "Update alert rules (no behaviour change).", local_hour=7 + 20 / 60),
-        CaseSpec("gradual", "payments", "Faster serializer, rolled out pod by pod over 20 minutes.",
-                 Effect(latency_median=0.65), (("latency_p50", "decrease"),), rollout_s=1200),
-        CaseSpec("release", "search", "Turn on result prefetching for all users.",
-                 Effect(request_rate=1.4), (("request_rate", "increase"),), kind="release",
-                 rollout_s=0, flag="prefetch_results"),
+        CaseSpec("gradual", "search", "New index layout, rolled out pod by pod over 20 minutes.",
+                 Effect(latency_median=0.55), (("latency_p50", "decrease"),), rollout_s=1200),
+        CaseSpec("release", "payments", "Turn on saved cards for all users.",
+                 Effect(request_rate=1.5), (("request_rate", "increase"),), kind="release",
+                 rollout_s=0, flag="saved_cards"),
     )
 
 
@@ -354,14 +354,14 @@ def demo_scenario(
 def small_scenario(
     seed: int = 11, end: datetime | None = None, step_s: int = 15, *, now: datetime | None = None
 ) -> Scenario:
-    """The same generator at test size: 33 h, two endpoints per service, six deploys.
+    """The same generator at test size: 34 h, two endpoints per service, six deploys.
 
     The users' time zone is chosen so that ``ramp_noop`` falls at 07:20 local time, inside
     the morning traffic ramp, whatever ``end`` is.
     """
     services = tuple(replace(s, endpoints=s.endpoints[:2]) for s in SERVICES)
     return generate(
-        name="small", seed=seed, end=end or default_end(now), days=33 / 24, step_s=step_s,
+        name="small", seed=seed, end=end or default_end(now), days=34 / 24, step_s=step_s,
         services=services, cases=small_cases(), utc_offset_h=None,
     )
 
@@ -589,7 +589,7 @@ def _service(
         deploys.append(_scenario_deploy(c, t, svc.name, version, seed, scenario_name))
 
     traffic_noise = np.exp(_ar1(rng, n_steps, step_s, 1800.0, 0.04))
-    error_load = 0.8 + 0.4 * load
+    error_load = 0.9 + 0.2 * load
     live = np.zeros(n_steps)
     for p in all_pods:
         live[p.start_idx : p.end_idx] += 1
@@ -620,12 +620,12 @@ def _service(
 
 
 def _gc_bursts(rng: np.random.Generator, n: int, step_s: int) -> np.ndarray:
-    """Share of a pod's requests caught in a GC pause per step: ~one 15-45 s burst per 3 h."""
+    """Share of a pod's requests caught in a GC pause per step: ~one 15-45 s burst per 6 h."""
     frac = np.zeros(n)
-    starts = np.flatnonzero(rng.random(n) < step_s / (3 * 3600.0))
+    starts = np.flatnonzero(rng.random(n) < step_s / (6 * 3600.0))
     for s in starts:
         length = max(1, int(round(rng.uniform(15, 45) / step_s)))
-        frac[s : s + length] = rng.uniform(0.04, 0.15)
+        frac[s : s + length] = rng.uniform(0.02, 0.10)
     return frac
 
 
