@@ -299,3 +299,34 @@ def test_text_fields_come_back_as_json_text_not_html(receiver: ReceiverInfo) -> 
     got = requests.get(f"{receiver.base_url}/v1/deploys/{r.json()['deploy_id']}", timeout=10)
     assert got.headers["content-type"].startswith("application/json")
     assert json.loads(got.text)["deploy"]["description"] == "<script>alert('x')</script>"
+
+
+def test_overload_answers_503_with_retry_after_instead_of_queueing(tmp_path) -> None:
+    """With every ingestion slot busy (here: one slow sender), the next post is told to come back."""
+    import threading
+
+    store = open_store(f"sqlite:///{tmp_path / 'o.db'}")
+    body = encode_event(event())
+    release = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield body[:10]
+        release.wait(10)
+        yield body[10:]
+
+    with serve_app(create_app(store, secrets=[SECRET], max_inflight=1)) as base:
+        result: dict[str, requests.Response] = {}
+        slow = threading.Thread(target=lambda: result.setdefault("slow", requests.post(
+            base + "/webhooks/deploys", data=slow_body(), headers=signed_headers(body, SECRET), timeout=20)))
+        slow.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            r = send_event(base + "/webhooks/deploys", event(), SECRET)
+            if r.status_code == 503:
+                break
+            time.sleep(0.05)
+        release.set()
+        slow.join(20)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and "overloaded" in r.json()["error"]
+        assert result["slow"].status_code == 201  # the slow sender still got through
+    store.close()

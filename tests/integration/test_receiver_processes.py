@@ -128,3 +128,20 @@ def test_sigkill_under_load_loses_nothing_acknowledged_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_sigkill_under_load_loses_nothing_acknowledged_postgres(tmp_path, postgres_url: str) -> None:
     _crash_run(new_database(postgres_url), tmp_path)
+
+
+def test_load_generator_reports_rates_and_only_commits(tmp_path) -> None:
+    """The benchmark tool itself (python -m analyzers.events.loadgen), in a one-second run."""
+    from analyzers.events.loadgen import run_benchmark
+
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    result = run_benchmark(url, workers=1, seconds=1.0, connections=2, warmup_s=0.2, raw_n=20)
+    assert set(result["statuses"]) == {"201"}
+    assert result["accepted_per_s"] > 0 and result["p99_ms"] >= result["p50_ms"] > 0
+    assert result["raw_insert_per_s"] > 0 and result["record_event_per_s"] > 0
+    store = open_store(url)
+    try:
+        assert store.integrity_check() == "ok"  # type: ignore[attr-defined]
+        assert store.count_events() >= result["statuses"]["201"]
+    finally:
+        store.close()
