@@ -61,6 +61,7 @@ from .events import sources
 from .events.schema import body_event_id, loads_strict, openapi_schema, parse_event, parse_timestamp
 from .events.signatures import ENV_SECRET, parse_secrets, verify, verify_github, verify_token
 from .events.store import Store, open_store
+from .events.store.base import deploy_dict
 
 log = logging.getLogger("analyzers.receiver")
 
@@ -288,7 +289,7 @@ def create_app(
         metrics.events.labels(source, "accepted" if new else "duplicate", "ok" if new else "duplicate").inc()
         return JSONResponse(
             {"status": "created" if new else "duplicate", "deploy_id": stored.deploy_id, "event_id": event_id,
-             "signed": stored.signed, "deploy": stored.to_dict()},
+             "signed": stored.signed, "deploy": deploy_dict(stored)},
             status_code=201 if new else 200,
         )
 

@@ -99,3 +99,12 @@ def test_merge_keeps_expectations_unless_replaced_and_earliest_start() -> None:
     m = merge_deploys(replace(BASE, expectations=exp), replace(BASE, status="succeeded",
                                                               started_at=T - timedelta(seconds=5)))
     assert m.expectations == exp and m.started_at == T - timedelta(seconds=5)
+
+
+def test_fast_deploy_dict_equals_the_model_serialisation() -> None:
+    from analyzers.events.store.base import deploy_dict
+
+    full = replace(BASE, finished_at=T + timedelta(minutes=1), labels={"a": "1"}, kind="release", flag="f",
+                   expectations=(Expectation("latency_p99", "decrease", 0.1),), description="<b>")
+    for d in (BASE, full):
+        assert deploy_dict(d) == d.to_dict()

@@ -78,6 +78,21 @@ def merge_deploys(old: Deploy, new: Deploy) -> Deploy:
     )
 
 
+_DEPLOY_FIELDS = tuple(Deploy.__dataclass_fields__)
+_TIME_FIELDS = ("started_at", "finished_at", "received_at", "updated_at")
+
+
+def deploy_dict(d: Deploy) -> dict[str, Any]:
+    """``Deploy.to_dict()`` without ``dataclasses.asdict``'s deep copies (hot path: every event)."""
+    out = {name: getattr(d, name) for name in _DEPLOY_FIELDS}
+    for k in _TIME_FIELDS:
+        v = out[k]
+        out[k] = None if v is None else v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    out["labels"] = dict(d.labels)
+    out["expectations"] = [e.to_dict() for e in d.expectations]
+    return out
+
+
 class Store(Protocol):
     """What callers (receiver, verification, dashboard, CLI) may use."""
 
@@ -205,7 +220,7 @@ class SQLStore(ABC):
                 "started_us = excluded.started_us, status = excluded.status, "
                 "updated_us = excluded.updated_us, data = excluded.data",
                 (merged.deploy_id, merged.service, merged.environment, to_us(merged.started_at),
-                 merged.status, to_us(merged.updated_at or now), _dumps(merged.to_dict())),
+                 merged.status, to_us(merged.updated_at or now), _dumps(deploy_dict(merged))),
             )
             return merged, True
 
