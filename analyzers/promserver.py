@@ -110,6 +110,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing accepts connections on ``host:port`` and it can be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free, LISTEN is not
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class PrometheusServer:
     """A Prometheus process on ``tsdb_dir``.
 
@@ -169,6 +180,11 @@ class PrometheusServer:
         if self.running:
             return self
         binary = self.binary or find_binaries()[0]
+        if not port_is_free(self.host, self.port):  # else /-/ready would answer from the other server
+            raise PrometheusStartError(
+                f"{self.host}:{self.port} is already in use: stop what listens there or pass another port "
+                "(port=0 picks a free one)"
+            )
         self.tsdb_dir.mkdir(parents=True, exist_ok=True)
         self._work = Path(tempfile.mkdtemp(prefix="prometheus-"))
         config = self._work / "prometheus.yml"
