@@ -44,7 +44,7 @@ from analyzers.model import Deploy, Expectation
 from analyzers.promserver import backfill
 
 #: Bump when the series model changes, so cached TSDBs of the old model are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 STEP_S = 60
 #: Deploys per service per 30 days (the issue: ~3,000 deploys for 200 services in 30 days).
 DEPLOYS_PER_30D = 15
@@ -235,8 +235,9 @@ def _ar1(rng: np.random.Generator, n: int, sd: float) -> np.ndarray:
     return lfilter([1.0], [1.0, -AR_PHI], e)
 
 
-def _factors(plan: FleetPlan, service: str, ts: np.ndarray) -> dict[str, np.ndarray]:
-    """Multiplier per raw series (and the added error ratio) after each deploy's step."""
+def effect_multipliers(plan: FleetPlan, service: str, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per raw series (``p99``, ``p50``, ``cpu``) the product of every earlier deploy's factor at
+    each of ``ts``, and ``err_add``, the error ratio added by regressions (the truth, per sample)."""
     out = {k: np.ones(len(ts)) for k in ("p99", "p50", "cpu")}
     out["err_add"] = np.zeros(len(ts))
     for f in plan.deploys:
@@ -260,14 +261,17 @@ def service_series(plan: FleetPlan, index: int) -> dict[str, np.ndarray]:
     ts = plan.timestamps
     n = len(ts)
     load = 0.55 + 0.45 * np.sin(2 * np.pi * (ts - svc.phase_s) / 86400.0)  # 0.1 .. 1.0
-    f = _factors(plan, svc.name, ts)
-    rps = svc.rps * load * np.exp(_ar1(rng, n, 0.04))
-    req = rng.poisson(rps * STEP_S)
-    ratio = np.clip(svc.error_ratio * np.exp(_ar1(rng, n, 0.1)) + f["err_add"], 0.0, 1.0)
+    f = effect_multipliers(plan, svc.name, ts)
+    # Every continuous draw first, counts last: the draws then do not depend on the deploys'
+    # effects, so a plan without effects gives the same noise (the tests rely on it).
+    noise = {k: np.exp(_ar1(rng, n, sd)) for k, sd in (("rps", 0.04), ("err", 0.1), ("p99", 0.05), ("p50", 0.04),
+                                                       ("cpu", 0.03))}
+    p99 = svc.p99_s * (0.8 + 0.3 * load) * noise["p99"] * f["p99"]
+    p50 = 0.25 * svc.p99_s * (0.85 + 0.2 * load) * noise["p50"] * f["p50"]
+    cores = svc.cores * (0.3 + 0.7 * load) * noise["cpu"] * f["cpu"]
+    req = rng.poisson(svc.rps * load * noise["rps"] * STEP_S)
+    ratio = np.clip(svc.error_ratio * noise["err"] + f["err_add"], 0.0, 1.0)
     err = rng.binomial(req, ratio)
-    p99 = svc.p99_s * (0.8 + 0.3 * load) * np.exp(_ar1(rng, n, 0.05)) * f["p99"]
-    p50 = 0.25 * svc.p99_s * (0.85 + 0.2 * load) * np.exp(_ar1(rng, n, 0.04)) * f["p50"]
-    cores = svc.cores * (0.3 + 0.7 * load) * np.exp(_ar1(rng, n, 0.03)) * f["cpu"]
     return {
         "requests": np.cumsum(req, dtype=np.int64),
         "errors": np.cumsum(err, dtype=np.int64),
