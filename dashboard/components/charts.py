@@ -272,7 +272,9 @@ def metric_chart(
 # --------------------------------------------------------------------------- latency
 
 
-def percentile_chart(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone) -> go.Figure:
+def percentile_chart(
+    quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, *, x_range: tuple[datetime, datetime] | None = None
+) -> go.Figure:
     """Percentile lines (seconds in, ms drawn) with the bucket bounds holding each as a band.
 
     ``quantiles`` maps a label (``p99``) to a frame indexed by time with columns ``value``,
@@ -302,11 +304,15 @@ def percentile_chart(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone) ->
                 ),
             )
         )
-    fig.update_yaxes(type="log", rangemode="tozero")
+    fig.update_yaxes(type="log")
+    if x_range is not None:
+        fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
     return _layout(fig, zone=zone, y_title="latency (ms, log scale)", height=380)
 
 
-def heatmap_chart(rates: pd.DataFrame, edges: Sequence[float], zone: ViewerZone) -> go.Figure:
+def heatmap_chart(
+    rates: pd.DataFrame, edges: Sequence[float], zone: ViewerZone, *, x_range: tuple[datetime, datetime] | None = None
+) -> go.Figure:
     """Per-bucket request rate over time on a log latency axis.
 
     ``rates``: index time, one column per bucket (in ``edges`` order), values in req/s.
@@ -326,6 +332,8 @@ def heatmap_chart(rates: pd.DataFrame, edges: Sequence[float], zone: ViewerZone)
         )
     )
     fig.update_yaxes(type="log")
+    if x_range is not None:
+        fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
     return _layout(fig, zone=zone, y_title="latency bucket (ms, log scale)", height=380)
 
 

@@ -165,7 +165,7 @@ def panels() -> None:
                 "name and that Prometheus scrapes it."
             )
         elif percentiles:
-            fig = charts.percentile_chart(lat.quantiles, zone)
+            fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt))
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
             show_chart(fig, "percentiles")
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
@@ -189,7 +189,7 @@ def panels() -> None:
             rates = latency.bucket_increments(lat.cumulative) / lat.window_s
             edges = bucket_edges(lat.les)
             rates = rates.iloc[:, : len(edges) - 1]
-            fig = charts.heatmap_chart(rates, edges, zone)
+            fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt))
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
             show_chart(fig, "heatmap")
             st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")

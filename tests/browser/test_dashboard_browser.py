@@ -49,6 +49,12 @@ def idle(driver: Any) -> bool:
     return not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
 
 
+def plotly_count(driver: Any) -> int:
+    from selenium.webdriver.common.by import By
+
+    return len(driver.find_elements(By.CSS_SELECTOR, '[data-testid="stPlotlyChart"] .js-plotly-plot'))
+
+
 def chart_points(driver: Any, chart_index: int, trace_name: str) -> list[Any]:
     """The SVG points of the trace named ``trace_name`` in the n-th Plotly chart of the page."""
     from selenium.webdriver.common.by import By
@@ -73,6 +79,20 @@ def click(driver: Any, element: Any) -> None:
     ActionChains(driver).move_to_element(element).pause(0.3).click().perform()
 
 
+def click_until(driver: Any, find: Callable[[], Any], done: Callable[[], bool], what: str) -> None:
+    """Click (re-finding the element: Streamlit re-renders) until ``done``; a few tries, since a
+    click that lands while the app reruns is dropped by Plotly."""
+    for _ in range(4):
+        wait_for(lambda: idle(driver) and find(), f"{what} to be clickable")
+        click(driver, find())
+        try:
+            wait_for(done, what, timeout_s=10)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"clicking never led to {what}")
+
+
 def shot(driver: Any, path: Path) -> Path:
     driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000, f"screenshot {path} looks empty"
@@ -88,14 +108,14 @@ def test_click_a_failed_deploy_on_the_timeline_opens_its_verdict(
     shot(browser, tmp_path / "deploys.png")
     assert "Not verified yet" in body_text(browser)
 
-    click(browser, chart_points(browser, 0, "fail")[0])
-    wait_for(lambda: "deploy=" in browser.current_url, "the deploy page URL after the click")
+    click_until(browser, lambda: (chart_points(browser, 0, "fail") or [None])[0],
+                lambda: "deploy=" in browser.current_url, "the deploy page URL after clicking the red marker")
     assert parse_qs(urlparse(browser.current_url).query)["deploy"] == [dashboard.regression_id]
     wait_for(lambda: "FAIL" in body_text(browser) and "regressed" in body_text(browser), "the verdict")
-    wait_for(lambda: idle(browser) and len(chart_points(browser, 0, "error_ratio")) == 0
-             and "change point" in body_text(browser), "the metric charts")
+    wait_for(lambda: idle(browser) and plotly_count(browser) >= 2 and "change point" in body_text(browser),
+             "the metric charts")
     text = body_text(browser)
-    assert "error_ratio" in text and "Effect (95% CI)" in text
+    assert "error_ratio" in text and "95% CI" in text
     assert "Traceback" not in text
     shot(browser, tmp_path / "deploy.png")
 
@@ -115,14 +135,14 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
     x_range = browser.execute_script(
         "return document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').layout.xaxis.range")
     span_h = (_ts(x_range[1]) - _ts(x_range[0])) / 3600
-    assert 20 <= span_h <= 24.5, f"x axis spans {span_h:.1f} h, expected about the requested 24 h"
+    assert abs(span_h - 24) < 0.05, f"x axis spans {span_h:.2f} h, expected the requested 24 h"
     text = body_text(browser)
-    assert "/checkout" in text  # the breakdown names the slow endpoint
+    assert "Service-wide p99" in text  # the breakdown panel rendered (its grid is a canvas)
     assert "The distributions differ" in text or "No detectable difference" in text
     shot(browser, tmp_path / "latency.png")
 
-    click(browser, chart_points(browser, 0, "deploys")[0])
-    wait_for(lambda: "deploy=" in browser.current_url, "the deploy page after clicking a marker")
+    click_until(browser, lambda: (chart_points(browser, 0, "deploys") or [None])[0],
+                lambda: "deploy=" in browser.current_url, "the deploy page after clicking a deploy marker")
     wait_for(lambda: "Deploy: checkout" in body_text(browser), "the deploy header")
     shot(browser, tmp_path / "latency-marker-deploy.png")
 
