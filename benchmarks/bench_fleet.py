@@ -122,6 +122,7 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     times = [d.started_at for d in ordered]
     overlap = timedelta(seconds=config.verification.overlap_s)
     prof = cProfile.Profile() if profile else None
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     if prof:
         prof.enable()
@@ -138,10 +139,12 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     if prof:
         prof.disable()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     result: dict[str, Any] = {
         "plan": name,
         "deploys": len(verdicts),
         "wall_s": wall,
+        "cpu_s": cpu,
         "queries": queries,
         "fallback_queries": fallback,
         "points": points,
@@ -283,7 +286,7 @@ def run_size(params: FleetParams, *, profile: bool, log: Any = print) -> dict[st
             res["process_s"] = time.perf_counter() - t
             res["prometheus_cpu_s"] = _proc_cpu_s(pid) - cpu0
             out[name] = res
-            log(f"  {name}: {res['wall_s']:.1f} s, {res['queries']:,} queries, {res['points']:,} points, "
+            log(f"  {name}: {res['wall_s']:.1f} s (CPU {res['cpu_s']:.1f} s), {res['queries']:,} queries, {res['points']:,} points, "
                 f"peak RSS {res['rss_peak_mib']:.0f} MiB")
     out["agreement"] = compare(plan, out["batched"], out["naive"])
     for name in PLANS:
@@ -293,22 +296,24 @@ def run_size(params: FleetParams, *, profile: bool, log: Any = print) -> dict[st
 
 def markdown(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| services | deploys | plan | wall s | queries | points | query s (server) | stats s | other s "
+        "| services | deploys | plan | wall s | CPU s | queries | points | query s (server) | stats s | other s "
         "| Prometheus CPU s | peak RSS MiB |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for name in PLANS:
             p = r[name]
             other = p["wall_s"] - p["query_s"] - p["stats_s"]
             rows.append(
-                f"| {r['services']} | {r['deploys']:,} | {name} | {p['wall_s']:.1f} | {p['queries']:,} | {p['points']:,} "
+                f"| {r['services']} | {r['deploys']:,} | {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['queries']:,} "
+                f"| {p['points']:,} "
                 f"| {p['query_s']:.1f} ({p['server_s']:.1f}) | {p['stats_s']:.1f} | {other:.1f} "
                 f"| {p['prometheus_cpu_s']:.1f} | {p['rss_peak_mib']:.0f} |"
             )
         b, n = r["batched"], r["naive"]
         rows.append(
-            f"| {r['services']} | | naive/batched | {n['wall_s'] / b['wall_s']:.2f}x | {n['queries'] / max(1, b['queries']):.1f}x "
+            f"| {r['services']} | | naive/batched | {n['wall_s'] / b['wall_s']:.2f}x | {n['cpu_s'] / b['cpu_s']:.2f}x "
+            f"| {n['queries'] / max(1, b['queries']):.1f}x "
             f"| {n['points'] / max(1, b['points']):.1f}x | {n['query_s'] / max(1e-9, b['query_s']):.1f}x | | | "
             f"{n['prometheus_cpu_s'] / max(1e-9, b['prometheus_cpu_s']):.1f}x | |"
         )
