@@ -308,9 +308,11 @@ def test_overload_answers_503_with_retry_after_instead_of_queueing(tmp_path) -> 
     store = open_store(f"sqlite:///{tmp_path / 'o.db'}")
     body = encode_event(event())
     release = threading.Event()
+    first_sent = threading.Event()
 
     def slow_body() -> Iterator[bytes]:
         yield body[:10]
+        first_sent.set()
         release.wait(10)
         yield body[10:]
 
@@ -319,6 +321,8 @@ def test_overload_answers_503_with_retry_after_instead_of_queueing(tmp_path) -> 
         slow = threading.Thread(target=lambda: result.setdefault("slow", requests.post(
             base + "/webhooks/deploys", data=slow_body(), headers=signed_headers(body, SECRET), timeout=20)))
         slow.start()
+        assert first_sent.wait(5)
+        time.sleep(0.2)  # the slow request now holds the only slot
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             r = send_event(base + "/webhooks/deploys", event(), SECRET)
