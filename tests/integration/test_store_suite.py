@@ -212,3 +212,21 @@ def test_postgres_down_is_unavailable_with_a_clear_message() -> None:
 
     with pytest.raises(StoreUnavailable, match="unavailable"):
         open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", connect_timeout_s=1)
+
+
+def test_sqlite_full_database_is_unavailable_keeps_what_was_acknowledged_and_recovers(tmp_path) -> None:
+    """SQLITE_FULL, produced for real by capping the file size on the store's connection."""
+    store = open_store(f"sqlite:///{tmp_path / 'full.db'}")
+    store.record_event("ci", "first", {}, deploy("d0"))
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]  # type: ignore[attr-defined]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
+    with pytest.raises(StoreUnavailable, match="full"):
+        for i in range(1, 200):
+            store.record_event("ci", f"e{i}", {"pad": "x" * 2000}, deploy(f"d{i}", description="y" * 2000))
+    acknowledged = store.count_events()
+    _, new = store.record_event("ci", "after", {}, deploy("after"))  # reconnected: the cap is gone
+    assert new is True
+    assert store.count_events() == acknowledged + 1
+    assert store.get_deploy("d0") is not None
+    assert store.integrity_check() == "ok"  # type: ignore[attr-defined]
+    store.close()
