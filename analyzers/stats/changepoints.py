@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: Clip band around the running median, in robust noise scales.
-CLIP_K = 4.0
+CLIP_K = 3.0
 #: Penalty per change point, as a multiple of log(n) (BIC-like, 3 parameters per change).
 PENALTY_LOG_N = 3.0
 #: Segments shorter than this are never created.

@@ -148,10 +148,12 @@ def _seasonal(family: str, rng: np.random.Generator, shift: float, lag: int = 0)
     # Put the deploy on the steepest part of the daily ramp (+-1 h).
     phase = (d + rng.uniform(-60, 60)) / 1440.0
     amp = 4.0
+    if days == 8:  # each weekday has its own amplitude, weekends sit lower
+        dow = np.asarray(idx.day_of_week, dtype=float)
+        amp = 4.0 * (1.0 + 0.5 * np.sin(2 * np.pi * dow / 7.0))
     x = 20 + amp * np.sin(2 * np.pi * (minute / 1440.0 - phase)) + ar1(n, 0.5, rng)
     if days == 8:
-        weekday = np.asarray(idx.dayofweek >= 5, dtype=float)
-        x = x - 2.0 * weekday
+        x = x - 2.0 * np.asarray(idx.day_of_week >= 5, dtype=float)
     direction = None
     change = None
     if shift:

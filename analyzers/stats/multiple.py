@@ -45,7 +45,7 @@ def adjust_pvalues(pvalues: Iterable[float | None], method: str = "holm") -> lis
     if method_l == "holm":
         adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ps))
     elif method_l in ("bh", "fdr_bh", "benjamini-hochberg"):
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * ps[::-1]))[::-1]
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ps[::-1])[::-1]
         adj = np.minimum(1.0, adj)
     else:
         raise ValueError(f"unknown method {method!r}: use 'holm' (family-wise) or 'bh' (false discovery rate)")

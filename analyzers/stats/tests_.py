@@ -1,5 +1,5 @@
 """Significance tests used by ``verify_series``: an AR(1)-aware robust shift test,
-a spread test on prewhitened residuals, and a Poisson rate test for low counts.
+a spread (median) test on prewhitened residuals, and a Poisson rate test for low counts.
 
 Model and assumption (state it, test it): around the deploy, the (baseline-adjusted)
 series is a level ``a`` (optionally plus a linear trend ``b t``) plus noise that is a
@@ -13,9 +13,11 @@ from the joint Gaussian law of all candidates (Monte Carlo with a fixed seed), s
 scanning several shapes does not inflate false alarms.
 
 ``phi`` is estimated on the pre-deploy window only, bias-corrected (Kendall:
-``+ (1 + 3 phi) / n``) and capped at ``PHI_MAX``. Where the assumption breaks (a
-random walk, long memory, oscillating noise) the estimate tends towards the cap and
-the test loses power rather than crying wolf; the unit tests check both.
+``+ (1 + 3 phi) / n``), raised by one standard error (conservative) and capped at ``PHI_MAX``. Where the assumption breaks (a
+random walk, long memory, oscillating noise) the estimate tends towards the cap; when it exceeds
+``UNIT_ROOT_PHI`` the same test is also run under a random-walk model (differences)
+and the larger p-value is kept, so wandering series lose power rather than cry wolf.
+The unit tests check both.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from scipy import stats as sps
 
 #: Upper cap on the AR(1) coefficient (0.99 ~ a 100-step memory).
 PHI_MAX = 0.99
+#: Above this AR(1) estimate, the level test must also reject under a random walk.
+UNIT_ROOT_PHI = 0.9
 #: Huber clipping constant for prewhitened residuals, in robust scales.
 HUBER_C = 3.0
 #: Monte Carlo draws for the max-statistic p-value.
@@ -65,6 +69,8 @@ def estimate_phi(e: np.ndarray) -> float:
         return 0.0
     phi = num / den
     phi = phi + (1.0 + 3.0 * phi) / n
+    # Add one standard error: under-estimating memory is what makes such tests cry wolf.
+    phi = phi + float(np.sqrt(max(0.0, 1.0 - min(phi, 1.0) ** 2) / n))
     return float(min(max(phi, 0.0), PHI_MAX))
 
 
@@ -80,6 +86,13 @@ def ar1_transform(tpos: np.ndarray, m: np.ndarray, phi: float) -> np.ndarray:
     if phi <= 0:
         return m.copy()
     k = np.diff(tpos).astype(float)
+    if phi >= 1.0:  # random walk: differences scaled by the gap, first row carries nothing
+        out[0] = 0.0
+        if m.ndim == 1:
+            out[1:] = (m[1:] - m[:-1]) / np.sqrt(k)
+        else:
+            out[1:] = (m[1:] - m[:-1]) / np.sqrt(k)[:, None]
+        return out
     a = phi**k
     s = np.sqrt((1.0 - phi ** (2 * k)) / (1.0 - phi * phi))
     out[0] = m[0] * np.sqrt(1.0 - phi * phi)
@@ -103,13 +116,14 @@ class NullFit:
     resid: np.ndarray  # prewhitened residuals
     pre_rows: np.ndarray  # boolean mask of rows before the deploy
     trend: bool
+    weights: np.ndarray  # row weights after prewhitening (1, or 1/spread ratio after the deploy)
 
     def scores(self, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robust score z-statistics for each column of ``shapes`` (rows = window positions).
 
         Returns the statistics and the normalised residualised regressors (for correlations).
         """
-        g = ar1_transform(self.tpos, shapes[self.tpos], self.phi)
+        g = ar1_transform(self.tpos, shapes[self.tpos], self.phi) * self.weights[:, None]
         h = g - self.q @ (self.q.T @ g)
         norm = np.sqrt(np.sum(h * h, axis=0))
         norm = np.where(norm > 0, norm, np.inf)
@@ -117,22 +131,32 @@ class NullFit:
         return t, h / norm
 
 
-def fit_null(r: np.ndarray, deploy: int, trend: bool | None, phi: float) -> NullFit | None:
+def fit_null(
+    r: np.ndarray, deploy: int, trend: bool | None, phi: float, post_scale: float = 1.0
+) -> NullFit | None:
     """Fit level (+ trend) under AR(1) noise on window ``r``; ``deploy`` indexes its first post point.
 
     ``trend=None`` decides by a robust score test of a slope on the pre-deploy rows
-    (kept when |z| > 3). Returns None when the pre part has no spread at all.
+    (kept when |z| > 3). ``phi >= 1`` fits a random walk (differences, with a drift).
+    ``post_scale`` down-weights rows after the deploy when their spread grew (a weighted
+    test, so a pure spread change is not read as a level change). Returns None when the
+    pre part has no spread at all.
     """
     tpos = np.flatnonzero(np.isfinite(r))
     y = r[tpos]
     pre_rows = tpos < deploy
     t = (tpos - deploy).astype(float) / max(1.0, float(deploy))
     x = np.column_stack([np.ones_like(t), t])
-    xt = ar1_transform(tpos, x, phi)
-    yt = ar1_transform(tpos, y, phi)
-    if trend is None:
-        trend = _slope_z(xt[pre_rows], yt[pre_rows]) > 3.0
-    cols = xt if trend else xt[:, :1]
+    w = np.where(pre_rows, 1.0, 1.0 / max(post_scale, 1e-9))
+    xt = ar1_transform(tpos, x, phi) * w[:, None]
+    yt = ar1_transform(tpos, y, phi) * w
+    if phi >= 1.0:
+        trend = True
+        cols = xt[:, 1:2]
+    else:
+        if trend is None:
+            trend = _slope_z(xt[pre_rows], yt[pre_rows]) > 3.0
+        cols = xt if trend else xt[:, :1]
     q, _ = np.linalg.qr(cols)
     resid = yt - q @ (q.T @ yt)
     pre_res = resid[pre_rows]
@@ -145,7 +169,7 @@ def fit_null(r: np.ndarray, deploy: int, trend: bool | None, phi: float) -> Null
     epsi2 = float(np.mean(psi[pre_rows] ** 2))
     if epsi2 <= 0:
         return None
-    return NullFit(tpos, phi, q, psi, epsi2, scale, resid, pre_rows, bool(trend))
+    return NullFit(tpos, phi, q, psi, epsi2, scale, resid, pre_rows, bool(trend), w)
 
 
 def _slope_z(xt: np.ndarray, yt: np.ndarray) -> float:
@@ -186,10 +210,13 @@ def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int) -> float:
 
 
 def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
-    """Change in spread of prewhitened residuals: Mann-Whitney on absolute deviations.
+    """Change in spread of prewhitened residuals: a median test on absolute deviations.
 
-    Returns (two-sided p-value, ratio of robust scales after/before). Rank-based, so
-    heavy tails do not make it fire; it assumes the prewhitened rows are independent.
+    Counts how many absolute deviations after the deploy exceed the median one before
+    (Fisher's exact test on the 2x2 table). A few bursts move the count by a few points
+    only, so GC pauses do not read as a spread change, while a real change in spread
+    moves most points. Returns (two-sided p-value, ratio of robust scales after/before);
+    assumes the prewhitened rows are independent.
     """
     before = before[np.isfinite(before)]
     after = after[np.isfinite(after)]
@@ -198,7 +225,9 @@ def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
     c = float(np.median(before))
     a = np.abs(before - c)
     b = np.abs(after - c)
-    p = float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+    m = float(np.median(a))
+    table = [[int(np.sum(b > m)), int(np.sum(b <= m))], [int(np.sum(a > m)), int(np.sum(a <= m))]]
+    p = float(sps.fisher_exact(table).pvalue)
     sa, sb = robust_scale(before), robust_scale(after)
     return p, (sb / sa if sa > 0 else float("inf"))
 

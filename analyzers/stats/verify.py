@@ -29,7 +29,7 @@ level (+ linear drift) with AR(1) noise would produce, in the chosen baseline.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,15 @@ from . import baselines as bl
 from .changepoints import _running_median5, changepoints, robust_noise_scale
 from .effects import shift_with_ci
 from .result import NotASeries, SeriesResult
-from .tests_ import estimate_phi, fit_null, max_stat_pvalue, poisson_rate_test, spread_test
+from .tests_ import (
+    UNIT_ROOT_PHI,
+    ar1_transform,
+    estimate_phi,
+    fit_null,
+    max_stat_pvalue,
+    poisson_rate_test,
+    spread_test,
+)
 
 __all__ = ["verify_series"]
 
@@ -52,6 +60,10 @@ STEP_LAGS_MIN = (0, 1, 2, 3, 5, 7, 10, 15)
 RAMP_LEN_MIN = (5, 10, 20, 30)
 #: An earlier change point is cut off when its own step z-score exceeds this.
 EARLIER_CHANGE_Z = 4.5
+#: Squared-z tolerance within which the earliest change start is preferred.
+LOCATION_TIE = 2.0
+#: ... and its z-score once a straight-line trend is allowed must exceed this.
+EARLIER_CHANGE_TREND_Z = 3.0
 #: Clip band for outliers, in robust noise scales around a running median of 5.
 CLIP_K = 5.0
 #: The effect compares the settled level after the change with this much history before it.
@@ -338,13 +350,17 @@ def _verify_level(
     cps = [c for c in changepoints(rc[:dw]) if 0 < c < dw]
     if cps:
         phi0 = estimate_phi(_detrend(rc[:dw]))
-        nf = fit_null(rc[:dw], dw, None, phi0)
-        if nf is not None:
+        nf = fit_null(rc[:dw], dw, False, phi0)
+        nf_trend = fit_null(rc[:dw], dw, True, phi0)
+        if nf is not None and nf_trend is not None:
             shapes = np.zeros((dw, len(cps)))
             for j, c in enumerate(cps):
                 shapes[c:, j] = 1.0
             tz, _ = nf.scores(shapes)
-            sig = [c for c, z in zip(cps, tz, strict=True) if abs(z) > EARLIER_CHANGE_Z]
+            tz_trend, _ = nf_trend.scores(shapes)
+            # A step, not a drift: significant alone and still clear of a straight line.
+            sig = [c for c, z, zt in zip(cps, tz, tz_trend, strict=True)
+                   if abs(z) > EARLIER_CHANGE_Z and abs(zt) > EARLIER_CHANGE_TREND_Z]
             if sig:
                 pre_lo = max(sig)
                 earlier = [_iso_str(ctx.at(pre_start + c)) for c in sig]
@@ -370,21 +386,30 @@ def _verify_level(
     p_mean = max_stat_pvalue(tstat, hn, seed)
     best = int(np.argmax(np.abs(tstat)))
     sign = 1.0 if tstat[best] > 0 else -1.0
+    # Spread: residuals of the best level-change model, after vs before.
+    u_alt = _residual_with(fit, shapes[:, best])
+    post_rows = fit.tpos >= dloc
+    p_var, spread_ratio = spread_test(u_alt[fit.pre_rows], u_alt[post_rows])
+    if p_var / (1.0 - LEVEL_WEIGHT) <= alpha and spread_ratio > 1.3:
+        # The spread grew: weight rows after the deploy down so noise is not read as a level shift.
+        wfit = fit_null(w, dloc, fit.trend, phi, post_scale=spread_ratio)
+        if wfit is not None:
+            fit = wfit
+            tstat, hn = fit.scores(shapes)
+            p_mean = max_stat_pvalue(tstat, hn, seed)
+            best = int(np.argmax(np.abs(tstat)))
+            sign = 1.0 if tstat[best] > 0 else -1.0
+    unit_root = phi >= UNIT_ROOT_PHI
+    if unit_root:
+        # Near a unit root the AR(1) fit may be too kind: also require rejection as a random walk.
+        rw = fit_null(w, dloc, True, 1.0)
+        if rw is not None:
+            trw, hrw = rw.scores(shapes)
+            p_mean = max(p_mean, max_stat_pvalue(trw, hrw, seed))
     # Refine where the change begins: every start within the ramp window, steps and ramps.
     tau, length_best = _refine_start(fit, nw, dloc, step_s, ramp_s, sign)
     kind_best = "ramp" if length_best else "step"
     shape = _shape(nw, tau, length_best)
-    # Residuals of the model with the change, for the spread test.
-    g = shape[fit.tpos]
-    from .tests_ import ar1_transform
-
-    gt = ar1_transform(fit.tpos, g, phi)
-    h = gt - fit.q @ (fit.q.T @ gt)
-    beta = float(h @ fit.resid / (h @ h)) if float(h @ h) > 0 else 0.0
-    u_alt = fit.resid - beta * h
-    post_rows = fit.tpos >= dloc
-    p_var, spread_ratio = spread_test(u_alt[fit.pre_rows], u_alt[post_rows])
-
     # Effect on the (de-trended) baseline-adjusted series, original (unclipped) values.
     v = r[pre_lo:].copy()
     if fit.trend:
@@ -403,7 +428,8 @@ def _verify_level(
     p_spread = min(1.0, p_var / (1.0 - LEVEL_WEIGHT))
     p_value = min(p_level, p_spread)
     method = (f"AR(1)-prewhitened robust max-score test over {len(labels)} change shapes"
-              f"{' with linear trend' if fit.trend else ''} (phi={phi:.2f}) + spread test")
+              f"{' with linear trend' if fit.trend else ''} (phi={phi:.2f})"
+              f"{', also as a random walk' if unit_root else ''} + spread test")
     change_kind = None
     direction: str | None = None
     significant = False
@@ -444,8 +470,17 @@ def _verify_level(
         change_kind=change_kind if status == "shifted" else None, details=details, **common)
 
 
+def _residual_with(fit: Any, shape: np.ndarray) -> np.ndarray:
+    """Prewhitened residuals once a level change of the given shape is fitted too."""
+    gt = ar1_transform(fit.tpos, shape[fit.tpos], fit.phi) * fit.weights
+    h = gt - fit.q @ (fit.q.T @ gt)
+    hh = float(h @ h)
+    beta = float(h @ fit.resid) / hh if hh > 0 else 0.0
+    return fit.resid - beta * h
+
+
 def _iso_str(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _detrend(x: np.ndarray) -> np.ndarray:
@@ -519,8 +554,12 @@ def _refine_start(fit: Any, n: int, dloc: int, step_s: float, ramp_s: float, sig
             continue
         cand += [(int(s0), length) for s0 in starts if s0 + length <= hi + length // 2]
     shapes = np.column_stack([_shape(n, s0, L) for s0, L in cand])
-    t, _ = fit.scores(shapes)
-    return cand[int(np.argmax(sign * t))]
+    t = sign * fit.scores(shapes)[0]
+    # Near-ties (within LOCATION_TIE in squared z, about one log-likelihood unit): the change
+    # begins at the earliest start that explains the data about as well.
+    tmax = float(np.max(t))
+    ok = [i for i in range(len(cand)) if t[i] > 0 and t[i] ** 2 >= tmax**2 - LOCATION_TIE]
+    return min((cand[i] for i in ok), key=lambda c: (c[0], -t[cand.index(c)]))
 
 
 def _constant_pre(pre_fin: np.ndarray, post_fin: np.ndarray, raw: np.ndarray, dw: int, kind: str,

@@ -1,0 +1,80 @@
+"""changepoints: positions of new segments, robust to outliers, NaN and unknown scale."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzers.stats import changepoints
+
+
+def steps(seed: int = 0, scale: float = 1.0) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.normal(0, 1, 200), rng.normal(4, 1, 150), rng.normal(-1, 1, 250)]) * scale
+    return x, [200, 350]
+
+
+def close(found: list[int], truth: list[int], tol: int = 3) -> bool:
+    return len(found) == len(truth) and all(abs(a - b) <= tol for a, b in zip(found, truth, strict=True))
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_finds_steps_whatever_the_noise_level(scale: float) -> None:
+    x, truth = steps(scale=scale)
+    assert close(changepoints(x), truth)
+
+
+def test_outliers_do_not_open_segments() -> None:
+    # Known limit: an outlier within a few points of a real step can split off a short segment.
+    x, truth = steps(1)
+    rng = np.random.default_rng(2)
+    away = np.array([i for i in range(x.size) if min(abs(i - t) for t in truth) > 8])
+    x[rng.choice(away, 12, replace=False)] += rng.choice([-1, 1], 12) * 25
+    assert close(changepoints(x), truth)
+
+
+def test_nan_is_skipped_and_positions_refer_to_the_input() -> None:
+    x, truth = steps(3)
+    x[[10, 199, 200, 201, 400]] = np.nan
+    x[50] = np.inf
+    found = changepoints(x)
+    assert len(found) == 2 and abs(found[0] - 200) <= 3 and abs(found[1] - 350) <= 3
+    assert all(np.isfinite(x[p]) for p in found)
+
+
+def test_variance_change_is_found() -> None:
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(0, 1, 300), rng.normal(0, 4, 300)])
+    assert close(changepoints(x), [300], tol=10)
+
+
+def test_pure_noise_and_heavy_tails_give_no_changes() -> None:
+    rng = np.random.default_rng(5)
+    assert changepoints(rng.normal(size=2000)) == []
+    assert changepoints(rng.standard_t(3, size=2000)) == []
+
+
+@pytest.mark.parametrize("values", [[], [1.0], [1.0] * 50, [np.nan] * 30, list(range(8))])
+def test_degenerate_input_gives_no_changes(values) -> None:
+    assert changepoints(values) == []
+
+
+def test_returns_sorted_python_ints_never_zero_and_accepts_series() -> None:
+    x, _ = steps(6)
+    found = changepoints(pd.Series(x, index=pd.date_range("2026-01-01", periods=x.size, freq="1min")))
+    assert found == sorted(found) and 0 not in found and all(type(p) is int for p in found)
+
+
+def test_near_linear_speed() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=100_000)
+    x[::10_000] += 5
+    x[50_000:] += 2
+    t = time.perf_counter()
+    found = changepoints(x)
+    elapsed = time.perf_counter() - t
+    assert any(abs(p - 50_000) <= 3 for p in found)
+    assert elapsed < 0.5  # ~30 ms alone; generous for a shared machine

@@ -1,0 +1,169 @@
+"""verify_series behaviour on seeded scenario families (analyzers.stats.generators).
+
+Null families must not flag (rate checks over fixed seeds), real shifts and ramps must
+be found with the right direction and where they begin, and changes that are not the
+deploy's doing (drift, an earlier change) must not be attributed to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu
+
+from analyzers.stats import verify_series
+from analyzers.stats.generators import effect_scenario, null_scenario, scenario
+
+SEEDS = range(30)
+
+
+def flag_rate(family: str, seeds=SEEDS, **opts) -> float:
+    hits = 0
+    for s in seeds:
+        sc = null_scenario(family, s)
+        res = verify_series(sc.series, sc.deploy_at, **{**sc.options(), **opts})
+        hits += res.status == "shifted"
+    return hits / len(seeds)
+
+
+def naive_rate(family: str, seeds=SEEDS) -> float:
+    hits = 0
+    for s in seeds:
+        sc = null_scenario(family, s)
+        x = sc.series
+        before = x[(x.index < sc.deploy_at) & (x.index >= sc.deploy_at - pd.Timedelta("60min"))].dropna()
+        after = x[x.index >= sc.deploy_at].dropna()
+        hits += mannwhitneyu(before, after).pvalue < 0.05
+    return hits / len(seeds)
+
+
+@pytest.mark.parametrize(
+    "family", ["iid", "ar05", "ar08", "ar095", "seasonal", "heavy", "gaps", "lowcount", "drift", "earlier"]
+)
+def test_null_family_does_not_flag_beyond_alpha(family: str) -> None:
+    # 30 fixed seeds at alpha=0.05: a calibrated test flags ~1.5; allow up to 4 (10 %+).
+    assert flag_rate(family) <= 4 / 30
+
+
+@pytest.mark.parametrize("family", ["randomwalk", "ar2"])
+def test_noise_that_breaks_the_ar1_assumption_loses_power_not_honesty(family: str) -> None:
+    assert flag_rate(family, alpha=0.05) <= 4 / 30
+
+
+@pytest.mark.parametrize("family", ["ar08", "ar095", "drift"])
+def test_beats_the_naive_before_after_test_on_memory_and_drift(family: str) -> None:
+    assert naive_rate(family) >= 0.3
+    assert flag_rate(family) <= naive_rate(family) / 3
+
+
+def test_weekly_cycle_uses_a_seasonal_baseline_and_says_which() -> None:
+    sc = null_scenario("weekly", 3)
+    res = verify_series(sc.series, sc.deploy_at)
+    assert res.baseline in ("same time 7 days earlier", "seasonal fit")
+    assert res.status == "unchanged" and res.baseline in res.reason
+    daily = null_scenario("seasonal", 3)
+    assert verify_series(daily.series, daily.deploy_at).baseline in ("seasonal fit", "same time 1 day earlier")
+
+
+@pytest.mark.parametrize("family", ["step_up", "step_down", "step_heavy", "step_seasonal", "big4"])
+def test_real_steps_are_found_with_direction_and_start(family: str) -> None:
+    found, errs = 0, []
+    for s in range(12):
+        sc = effect_scenario(family, s)
+        res = verify_series(sc.series, sc.deploy_at, **sc.options())
+        if res.status == "shifted":
+            found += 1
+            assert res.direction == sc.direction
+            errs.append(abs((res.change_at - sc.change_at).total_seconds()) / 60)
+            lo, hi = res.effect_ci
+            assert (lo > 0) == (sc.direction == "increase")
+    assert found >= 11
+    assert float(np.median(errs)) <= 3 and sum(e <= 5 for e in errs) >= 0.75 * found
+
+
+def test_step_on_strong_memory_is_usually_found() -> None:
+    hits = sum(
+        verify_series(sc.series, sc.deploy_at).direction == sc.direction
+        for sc in (effect_scenario("step_ar08", s) for s in range(12))
+    )
+    assert hits >= 8
+
+
+def test_rollout_ramp_is_attributed_to_the_deploy_and_starts_at_it() -> None:
+    errs = []
+    for s in range(12):
+        sc = effect_scenario("ramp20", s)
+        res = verify_series(sc.series, sc.deploy_at)
+        if res.status == "shifted":
+            assert res.direction == sc.direction
+            errs.append(abs((res.change_at - sc.change_at).total_seconds()) / 60)
+    assert len(errs) >= 10
+    assert float(np.median(errs)) <= 5
+
+
+def test_earlier_change_is_named_but_not_blamed() -> None:
+    named = blamed = 0
+    for s in range(10):
+        sc = null_scenario("earlier", s)
+        res = verify_series(sc.series, sc.deploy_at)
+        blamed += res.status == "shifted"
+        named += bool(res.to_dict()["details"].get("earlier_changes"))
+    assert blamed <= 1 and named >= 3
+
+
+def test_gap_right_at_the_deploy_still_finds_the_shift() -> None:
+    sc = effect_scenario("step_up", 4)
+    s = sc.series.copy()
+    at = s.index.get_indexer([sc.deploy_at], method="bfill")[0]
+    v = s.to_numpy().copy()
+    v[at - 2 : at + 6] = np.nan
+    res = verify_series(pd.Series(v, index=s.index), sc.deploy_at)
+    assert res.status == "shifted" and res.direction == "increase"
+
+
+def test_low_counts_use_a_poisson_rate_test() -> None:
+    found = 0
+    for s in range(10):
+        sc = effect_scenario("lowcount_up", s)
+        res = verify_series(sc.series, sc.deploy_at, **sc.options())
+        assert "Poisson" in res.method
+        found += res.status == "shifted" and res.direction == "increase"
+    assert found >= 9
+
+
+def test_ratio_with_denominators_tests_the_event_rate() -> None:
+    rng = np.random.default_rng(11)
+    idx = pd.date_range("2026-03-02T09:00Z", periods=210, freq="1min")
+    requests = pd.Series(rng.poisson(200, 210).astype(float), index=idx)
+    p = np.where(np.arange(210) >= 180, 0.004, 0.002)
+    errors = rng.binomial(requests.astype(int), p)
+    ratio = pd.Series(errors / requests.to_numpy(), index=idx)
+    deploy = idx[180]
+    res = verify_series(ratio, deploy, kind="ratio", counts=requests)
+    assert "Poisson" in res.method
+    assert res.status == "shifted" and res.direction == "increase"
+    assert res.effect == pytest.approx(0.002, abs=0.0015)
+    flagged = 0
+    for seed in range(200):
+        r2 = np.random.default_rng(seed)
+        same = pd.Series(r2.binomial(requests.to_numpy().astype(int), 0.002) / requests.to_numpy(), index=idx)
+        flagged += verify_series(same, deploy, kind="ratio", counts=requests).status == "shifted"
+    assert flagged <= 16  # exact test: 5 % expected
+
+
+def test_variance_change_is_reported_as_spread_without_direction() -> None:
+    hits = 0
+    for s in range(8):
+        sc = effect_scenario("variance", s)
+        res = verify_series(sc.series, sc.deploy_at)
+        if res.status == "shifted" and res.change_kind == "variance":
+            hits += 1
+            assert res.direction is None and "spread" in res.reason
+    assert hits >= 5
+
+
+def test_scenarios_are_reproducible() -> None:
+    a, b = scenario("heavy", 5), scenario("heavy", 5)
+    pd.testing.assert_series_equal(a.series, b.series)
+    assert not a.series.equals(scenario("heavy", 6).series)
