@@ -39,7 +39,7 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import ndtr
 
-from .model import Deploy, iso
+from .model import Deploy, iso, to_utc
 
 #: Finite upper bounds of the classic histogram (``+Inf`` is implicit).
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -394,10 +394,13 @@ def generate(
     """
     if step_s <= 0 or 3600 % step_s:
         raise ValueError(f"step_s must divide 3600 (15, 30, 60 ...), got {step_s}")
-    end = end.astimezone(UTC)
+    end = to_utc(end)  # naive means UTC, as everywhere in the project
     end = datetime.fromtimestamp(int(end.timestamp()) // step_s * step_s, UTC)
     n_steps = int(days * 86400) // step_s + 1
     start = end - timedelta(seconds=step_s * (n_steps - 1))
+    unknown = {c.service for c in cases} - {s.name for s in services}
+    if unknown:
+        raise ValueError(f"cases name unknown services {sorted(unknown)}; known: {sorted(s.name for s in services)}")
     rng = np.random.default_rng(seed)
     t_rel = np.arange(n_steps, dtype=np.float64) * step_s
 
@@ -407,7 +410,6 @@ def generate(
     local_h = ((start.timestamp() + t_rel) / 3600.0 + utc_offset) % 24.0
     load = daily_load(local_h)
 
-    profiles = {s.name: s for s in services}
     deploys: list[ScenarioDeploy] = []
     series: list[PodSeries] = []
     for svc in services:
@@ -415,9 +417,6 @@ def generate(
         svc_series, svc_deploys = _service(svc, svc_cases, rng, name, seed, start, step_s, n_steps, load)
         series.extend(svc_series)
         deploys.extend(svc_deploys)
-    unknown = {c.service for c in cases} - set(profiles)
-    if unknown:
-        raise ValueError(f"cases name unknown services {sorted(unknown)}; known: {sorted(profiles)}")
     deploys.sort(key=lambda d: (d.started_at, d.service))
     return Scenario(
         name=name, seed=seed, start=start, step_s=step_s, n_steps=n_steps, utc_offset_h=utc_offset,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
 
-from analyzers.promserver import PrometheusServer, PrometheusStartError
+from analyzers.promserver import PrometheusServer, PrometheusStartError, find_binaries
 from analyzers.scenarios import ScenarioDeploy
 from tests.fixtures.prom import PromFixture
 
@@ -150,3 +151,10 @@ def test_context_manager_stops_the_server_and_keeps_the_tsdb(tmp_path) -> None:
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/-/ready", timeout=2)
     assert (tmp_path / "tsdb").is_dir()
+
+
+def test_binaries_are_found_in_usr_bin_without_path(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # e.g. cron or a stripped service environment
+    prometheus, promtool = find_binaries()
+    assert Path(prometheus).name == "prometheus" and Path(promtool).name == "promtool"
+    assert Path(promtool).exists()

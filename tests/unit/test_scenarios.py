@@ -384,3 +384,8 @@ def test_demo_generates_and_writes_in_well_under_a_minute(tmp_path: Path) -> Non
     names = {s.pod for s in sc.series}
     assert len(sc.series) * (len(LE_LABELS) + 4) < 2000, "cardinality crept up"
     assert len(names) <= 40
+
+
+def test_naive_end_is_taken_as_utc() -> None:
+    naive = datetime(2026, 11, 20, 12, 0)
+    assert small_scenario(end=naive, step_s=300).end == naive.replace(tzinfo=UTC)
