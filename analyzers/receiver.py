@@ -9,7 +9,8 @@ Run it::
 allow_unsigned=False, max_body=262144, metric_keys=None, read_token=None, workers=1,
 log_level="info", source_secrets=None)`` runs uvicorn until interrupted. ``secrets=None``
 reads ``$DEPLOY_WEBHOOK_SECRET`` (comma/space-separated list: several secrets are valid at
-once while rotating). With ``workers > 1`` each worker is its own process on the same store.
+once while rotating); ``read_token=None`` reads ``$DEPLOY_READ_TOKEN`` (unset: the read
+API is open, which suits loopback only). With ``workers > 1`` each worker is its own process on the same store.
 
 Endpoints (``create_app``):
 
@@ -481,6 +482,8 @@ def main(
     """Serve the receiver with uvicorn until interrupted (see the module docstring)."""
     import uvicorn
 
+    if read_token is None:
+        read_token = os.environ.get("DEPLOY_READ_TOKEN") or None
     # Fail now, in the foreground, on a bad secret or an unreachable store.
     sec = parse_secrets(os.environ.get(ENV_SECRET) if secrets is None else secrets)
     if not sec and not allow_unsigned:
@@ -517,7 +520,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     cfg = load_config(args.config)
     main(args.host, args.port, args.store or cfg.store_url, allow_unsigned=args.allow_unsigned,
          max_body=args.max_body, metric_keys=sorted(cfg.metrics), workers=args.workers,
-         log_level=args.log_level, read_token=os.environ.get("DEPLOY_READ_TOKEN") or None)
+         log_level=args.log_level)
 
 
 if __name__ == "__main__":

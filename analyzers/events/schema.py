@@ -208,12 +208,13 @@ def check_tree(data: Any, path: str = "", depth: int = 0) -> None:
 
 def _check_text(s: str, path: str, *, key: bool = False) -> None:
     what = "key" if key else "value"
-    name = _printable(path)
     if "\x00" in s:
+        name = _printable(path)
         raise EventError(f"{name}: NUL character (\\u0000) in {what} is not allowed", field=name, status_code=400)
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
+        name = _printable(path)
         raise EventError(
             f"{name}: lone UTF-16 surrogate in {what} (\\ud800-\\udfff without its pair) is not allowed",
             field=name,
