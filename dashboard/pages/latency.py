@@ -299,9 +299,15 @@ def before_after(deploys: list[Deploy]) -> None:
     if not deploys:
         st.info("No deploy of this service in the range: widen the range to compare one.")
         return
-    labels = {d.deploy_id: f"{d.version} · {common.fmt_time(d.started_at, zone)}" for d in deploys}
-    picked = st.selectbox("Deploy", list(labels), format_func=labels.__getitem__, key="cmp")
-    deploy = next(d for d in deploys if d.deploy_id == picked)
+    # Options are plain strings (no format_func): a bound widget puts its *shown* value in the URL,
+    # so the label must be the same for every viewer (UTC, not the viewer's zone).
+    by_label: dict[str, Deploy] = {}
+    for d in deploys:
+        label = f"{d.version} · {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC"
+        by_label[label if label not in by_label else f"{label} · {d.deploy_id}"] = d
+    picked = st.selectbox("Deploy", list(by_label), key="cmp", bind="query-params",
+                          help="Compares the 30 minutes before the deploy with the 30 minutes after it settled.")
+    deploy = by_label[picked]
     window_s = int(config.verification.window_after_s)
     t0 = int(deploy.started_at.timestamp())
     settle = int((deploy.finished_at - deploy.started_at).total_seconds()) if deploy.finished_at else 0

@@ -1,0 +1,214 @@
+"""Latency page (AppTest) against the real Prometheus of the ``prom`` fixture.
+
+The scenario's ground truth drives the assertions: /checkout is the slowest endpoint of
+checkout by construction, the ``improvement`` deploy narrows payments' latency, the ``noop``
+deploy changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from streamlit.testing.v1 import AppTest
+
+from analyzers.events.schema import parse_event
+from analyzers.events.store import open_store
+from analyzers.scenarios import SERVICES
+
+from .conftest import APP, StoreData
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def scenario_store(prom: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The scenario's deploys in a fresh SQLite store; the app pointed at it and at ``prom``."""
+    url = f"sqlite:///{tmp_path / 'deploys.db'}"
+    store = open_store(url)
+    deploys = {}
+    try:
+        for i, sd in enumerate(prom.scenario.deploys):
+            deploy = parse_event(sd.event).to_deploy(signed=True)
+            store.record_event("generic", f"lat-{i}", sd.event, deploy)
+            deploys[sd.case] = deploy
+    finally:
+        store.close()
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("DEPLOY_STORE_URL", url)
+    monkeypatch.setenv("PROMETHEUS_URL", prom.url)
+    return deploys
+
+
+def open_latency(query: dict[str, Any], tz: str = "UTC") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.context = {"timezone": tz}
+    at.query_params.update(query)
+    at.run()
+    at.switch_page("pages/latency.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict[str, Any]:
+    for c in at.get("plotly_chart"):
+        if c.proto.id.endswith(key) or f"-{key}" in c.proto.id or key in c.proto.id:
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart {key!r}")
+
+
+def arr(value: Any) -> np.ndarray:
+    """A Plotly array from a spec: plain list or Plotly's typed-array form (dtype + base64)."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            out = out.reshape([int(n) for n in str(shape).split(",")])
+        return out
+    return np.asarray(value)
+
+
+def cmp_label(deploy: Any) -> str:
+    return f"{deploy.version} · {deploy.started_at.strftime('%Y-%m-%d %H:%M')} UTC"
+
+
+def test_shared_link_reopens_the_same_view(scenario_store: dict[str, Any]) -> None:
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "pct": ["p50", "p99"]})
+    assert not at.error
+    assert at.selectbox(key="svc").value == "checkout"
+    assert at.selectbox(key="lat_range").value == "24h"
+    assert at.multiselect(key="pct").value == ["p50", "p99"]
+    spec = chart(at, "percentiles")
+    names = [t.get("name") for t in spec["data"]]
+    assert [n for n in names if n and n.startswith("p")] == ["p50", "p99"]
+    x0, x1 = (pd.Timestamp(x) for x in spec["layout"]["xaxis"]["range"])
+    assert x1 - x0 == pd.Timedelta(hours=24)
+    markers = next(t for t in spec["data"] if t.get("name") == "deploys")
+    checkout = {d.deploy_id for d in scenario_store.values() if d.service == "checkout"}
+    assert set(arr(markers["customdata"]).tolist()) == checkout  # every checkout deploy in range, no other service
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    assert "ms" in spec["layout"]["yaxis"]["title"]["text"]
+    assert any("step 1m" in c.value for c in at.caption)
+
+
+def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_store: dict[str, Any]) -> None:
+    """The page computes quantiles from buckets; they must equal Prometheus's own answer."""
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "pct": ["p99"]})
+    spec = chart(at, "percentiles")
+    line = next(t for t in spec["data"] if t.get("name") == "p99")
+    xs, ys = arr(line["x"]), arr(line["y"]).astype(float)
+    bounds = arr(line["customdata"]).astype(float)
+    i = int(np.flatnonzero(~np.isnan(ys))[-1])  # the latest point with data
+    at_ts = pd.Timestamp(xs[i]).tz_localize("UTC").timestamp()
+    r = requests.post(
+        prom.url + "/api/v1/query",
+        data={"query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
+                       '{service="checkout"}[1m])))', "time": f"{at_ts:.0f}"},
+        timeout=10,
+    )
+    expected_ms = float(r.json()["data"]["result"][0]["value"][1]) * 1000
+    assert ys[i] == pytest.approx(expected_ms, rel=1e-6)
+    lower, upper = bounds[i]
+    assert lower <= ys[i] <= upper  # the band is the bucket holding the quantile
+
+
+def test_heatmap_is_per_bucket_rate_on_a_log_axis(scenario_store: dict[str, Any]) -> None:
+    at = open_latency({"svc": "search", "lat_range": "6h"})
+    spec = chart(at, "heatmap")
+    heat = next(t for t in spec["data"] if t["type"] == "heatmap")
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    assert heat["colorbar"]["title"]["text"] == "req/s"
+    edges = arr(heat["y"]).astype(float)
+    assert list(edges) == sorted(edges) and len(edges) == arr(heat["z"]).shape[0] + 1
+    assert {5.0, 10000.0} <= {round(float(e), 6) for e in edges}  # bucket bounds in ms
+
+
+def test_breakdown_names_the_slow_endpoint_first(scenario_store: dict[str, Any]) -> None:
+    profile = next(s for s in SERVICES if s.name == "checkout")
+    slowest = max(profile.endpoints[:2], key=lambda e: e.median_s).path  # the small scenario's endpoints
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "endpoint"})
+    frames = [df.value for df in at.dataframe if "endpoint" in df.value.columns]
+    assert frames, "the breakdown table is missing"
+    top = frames[0].iloc[0]
+    assert top["endpoint"] == slowest
+    assert top["share of slow requests"] > top["share of all requests"]
+
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "version"})
+    versions = next(df.value for df in at.dataframe if "version" in df.value.columns)["version"]
+    assert {"v1.14.0", "v1.14.1"} <= set(versions)
+
+
+def _gap_pp(at: AppTest) -> tuple[str, float]:
+    text = next(m.value for m in at.markdown if "between the two CDFs" in m.value)
+    m = re.search(r"CDFs ([0-9.]+) percentage points", text)
+    assert m, text
+    return text, float(m.group(1))
+
+
+def test_before_after_sees_the_improvement_and_not_the_noop(scenario_store: dict[str, Any]) -> None:
+    at = open_latency({"svc": "payments", "lat_range": "24h", "cmp": cmp_label(scenario_store["improvement"])})
+    text, gap = _gap_pp(at)
+    assert "The distributions differ" in text
+    assert gap >= 5
+    shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns).set_index("percentile")
+    assert shifts.loc["p99", "change (ms)"] < 0  # the improvement cut the tail
+
+    at = open_latency({"svc": "search", "lat_range": "24h", "cmp": cmp_label(scenario_store["noop"])})
+    _, gap = _gap_pp(at)
+    assert gap < 2
+
+
+def test_slo_good_ratio_and_burn_rates(prom: Any, scenario_store: dict[str, Any]) -> None:
+    end = prom.scenario.end.astimezone(UTC)
+    at = open_latency({
+        "svc": "checkout", "lat_range": "custom",
+        "lat_from": (end - timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M"),
+        "lat_to": end.strftime("%Y-%m-%dT%H:%M"), "slo_le": "0.5", "slo_obj": "0.99",
+    })
+    metrics = {m.label: m.value for m in at.metric}
+    good = float(metrics["Good ratio (latest)"].rstrip(" %"))
+    assert 80 < good < 100
+    for label in ("Burn rate 1h / 5m", "Burn rate 6h / 30m"):
+        long_rate, short_rate = (float(v.rstrip("×")) for v in metrics[label].split(" / "))
+        assert long_rate >= 0 and short_rate >= 0
+    spec = chart(at, "slo_chart")
+    assert "500 ms" in spec["layout"]["yaxis"]["title"]["text"]
+
+
+def test_prometheus_down_every_panel_says_so(store_data: StoreData) -> None:
+    at = open_latency({"svc": "checkout"})
+    errors = [e.value for e in at.error]
+    assert {e.split(":")[0] for e in errors} == {"Percentiles", "Breakdown", "Before/after"}
+    assert all("Prometheus is unreachable" in e for e in errors)
+    assert [s.value for s in at.subheader] == [
+        "Percentiles over time", "Bucket heatmap", "Who is slow?", "Before / after a deploy", "SLO",
+    ]
+
+
+def test_deploy_page_verifies_for_real_and_draws_the_evidence(scenario_store: dict[str, Any]) -> None:
+    regression = scenario_store["regression"]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["deploy"] = regression.deploy_id
+    at.run()
+    assert ":gray-badge[NOT VERIFIED YET]" in "\n".join(m.value for m in at.markdown)
+    at.button(key="reverify").click().run()
+    assert not at.exception
+    md = "\n".join(m.value for m in at.markdown)
+    assert ":red-badge[FAIL]" in md and ":red-badge[regressed]" in md
+    assert any("Verified again" in s.value for s in at.success)
+    spec = chart(at, "chart_error_ratio")
+    shapes = spec["layout"]["shapes"]
+    kinds = sorted(s["type"] for s in shapes)
+    assert kinds.count("rect") == 2 and kinds.count("line") >= 2  # windows, deploy line, change point
+    assert spec["layout"]["yaxis"]["title"]["text"] == "error_ratio (%)"
+    assert [b.proto.label for b in at.get("download_button")] == [
+        "Download report (Markdown)", "Download report (JSON)",
+    ]
