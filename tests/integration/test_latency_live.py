@@ -13,6 +13,7 @@ Every lognormal has sigma 0.5 and 20 requests per scrape per series.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,17 @@ def _write(path: Path, start_s: int, n: int, mid_idx: int) -> None:
         out.write("# EOF\n")
 
 
+def _wait_for_data(url: str, at: datetime, timeout_s: float = 60.0) -> None:
+    """Blocks found just after start-up may answer empty for a moment: poll until all 3 series do."""
+    client = PrometheusClient(PrometheusSettings(url=url, timeout_s=10.0))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(client.query(f"{H}_count", at).series) == 3:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"backfilled histograms did not become queryable at {url} within {timeout_s:.0f} s")
+
+
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Truth]:
     base = tmp_path_factory.mktemp("latency-truth")
@@ -112,6 +124,7 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Truth]:
     backfill(base / "data.om", base / "tsdb")
     server = PrometheusServer(base / "tsdb").start()
     try:
+        _wait_for_data(server.url, datetime.fromtimestamp(end_s, UTC))
         yield Truth(
             server.url,
             datetime.fromtimestamp(start_s, UTC),
