@@ -266,16 +266,16 @@ def create_app(
             try:
                 body = await read_body(request, max_body)
                 signed, msg_id = authenticate(body)
-                data = loads_strict(body)
+                raw = data = loads_strict(body)
                 if to_generic is not None:
-                    data = to_generic(data, request)
+                    data = to_generic(raw, request)
                     if data is None:
                         metrics.events.labels(source, "ignored", "not_a_deploy").inc()
                         return JSONResponse({"status": "ignored", "reason": "not a deploy event"}, status_code=202)
                 event = parse_event(data, source=source, metric_keys=keys)
                 event_id = event.event_id or msg_id or body_event_id(body)
                 deploy = event.to_deploy(signed)
-                stored, new = await run_in_threadpool(store.record_event, event.source, event_id, dict(data), deploy)
+                stored, new = await run_in_threadpool(store.record_event, event.source, event_id, raw, deploy)
             except HTTPProblem as p:
                 metrics.events.labels(source, "rejected", p.reason).inc()
                 raise

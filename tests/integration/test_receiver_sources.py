@@ -144,3 +144,27 @@ def test_source_without_secret_is_refused_unless_unsigned_is_allowed(tmp_path) -
         r = requests.post(base + "/api/annotations", json=payload, timeout=10)
         assert r.status_code == 200 and r.json()["signed"] is False
     store.close()
+
+
+def test_gitlab_standard_webhooks_signature_is_accepted(app_store: tuple[str, Store]) -> None:
+    from analyzers.events.send import signed_headers
+
+    base, store = app_store
+    payload = {"object_kind": "deployment", "status": "running", "status_changed_at": "2026-11-27 10:00:00 UTC",
+               "deployment_id": 16, "environment": "production", "short_sha": "def5678",
+               "project": {"name": "search", "path_with_namespace": "acme/search"}}
+    body = json.dumps(payload).encode()
+    r = requests.post(base + "/webhooks/gitlab", data=body, headers=signed_headers(body, "gl-token"), timeout=10)
+    assert r.status_code == 201, r.text
+    forged = signed_headers(body, "other-token")
+    assert requests.post(base + "/webhooks/gitlab", data=body, headers=forged, timeout=10).status_code == 401
+    assert store.get_deploy("gitlab:acme/search:16").status == "started"  # type: ignore[union-attr]
+
+
+def test_source_events_keep_the_original_payload(app_store: tuple[str, Store]) -> None:
+    base, store = app_store
+    dep = {**DEPLOYMENT, "id": 6161}
+    assert github_post(base, "deployment", {"action": "created", "deployment": dep, "repository": REPO},
+                       "g-raw").status_code == 201
+    raw = store.event_payload("github", "g-raw")  # type: ignore[attr-defined]
+    assert raw is not None and raw["deployment"]["id"] == 6161 and raw["repository"] == REPO

@@ -50,6 +50,8 @@ def test_new_event_is_stored_and_read_back_whole(store: Store) -> None:
     stored, new = store.record_event("generic", "e1", {"service": "checkout"}, d)
     assert new is True
     assert store.get_deploy("d1") == stored == d
+    assert store.event_payload("generic", "e1") == {"service": "checkout"}
+    assert store.event_payload("generic", "nope") is None
 
 
 def test_duplicate_event_changes_nothing_and_returns_the_stored_deploy(store: Store) -> None:

@@ -108,6 +108,7 @@ class Store(Protocol):
     def latest_verdicts(self, deploy_ids: Sequence[str]) -> dict[str, DeployVerdict]: ...
     def verdict_history(self, deploy_id: str) -> list[DeployVerdict]: ...
     def count_events(self) -> int: ...
+    def event_payload(self, source: str, event_id: str) -> dict[str, Any] | None: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
 
@@ -292,6 +293,13 @@ class SQLStore(ABC):
         with self._tx(write=False) as cur:
             rows = self._exec(cur, "SELECT data FROM verdicts WHERE deploy_id = ? ORDER BY id", (deploy_id,)).fetchall()
         return [DeployVerdict.from_dict(json.loads(r[0])) for r in rows]
+
+    def event_payload(self, source: str, event_id: str) -> dict[str, Any] | None:
+        """The JSON body exactly as first received for ``(source, event_id)`` (audit, re-mapping)."""
+        with self._tx(write=False) as cur:
+            row = self._exec(cur, "SELECT payload FROM events WHERE source = ? AND event_id = ?",
+                             (source, event_id)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def count_events(self) -> int:
         """How many distinct events were ever accepted (duplicates excluded)."""
