@@ -51,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -247,6 +248,13 @@ def create_app(
     @app.exception_handler(HTTPProblem)
     async def _problem_handler(request: Request, exc: HTTPProblem) -> JSONResponse:
         return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "header", "body")]
+        name = ".".join(loc) or None
+        return _error_response(HTTPProblem(422, f"{name or 'request'}: {first.get('msg', 'invalid')}", field=name))
 
     @app.exception_handler(AnalyzerError)
     async def _analyzer_handler(request: Request, exc: AnalyzerError) -> JSONResponse:

@@ -265,6 +265,8 @@ def test_read_api_relative_since_and_bad_parameters(receiver: ReceiverInfo) -> N
     bad = requests.get(url, params={"since": "last tuesday"}, timeout=10)
     assert bad.status_code == 422 and bad.json()["field"] == "since"
     assert requests.get(url, params={"limit": 0}, timeout=10).status_code == 422
+    not_int = requests.get(url, params={"limit": "ten"}, timeout=10)
+    assert not_int.status_code == 422 and not_int.json()["field"] == "limit" and "integer" in not_int.json()["error"]
     missing = requests.get(f"{url}/nope", timeout=10)
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
 
