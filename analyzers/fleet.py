@@ -26,13 +26,19 @@ import pandas as pd
 from .config import Config
 from .errors import AnalyzerError
 from .model import Deploy, DeployVerdict
-from .verification import analysis_window, metric_query, plan_metrics, series_from_result, verify_deploy
+from .verification import (
+    DirectFetcher,
+    align,
+    analysis_window,
+    fetch_grid,
+    grid_series,
+    metric_query,
+    plan_metrics,
+    verify_deploy,
+)
 
 if TYPE_CHECKING:
     from .prom import PrometheusClient
-
-MAX_POINTS = 11_000
-
 
 @dataclass
 class _Range:
@@ -70,8 +76,7 @@ class BatchedFetcher:
         self.fallback_queries = 0
 
     def _align(self, t: float, up: bool) -> float:
-        q = t / self.step_s
-        return (int(q) + (1 if up and q != int(q) else 0)) * self.step_s
+        return align(t, self.step_s, up=up)
 
     def prefetch(self, wanted: Iterable[tuple[str, str, datetime, datetime]]) -> None:
         """``wanted``: (query, metric_key, start, end) for every deploy and metric to verify."""
@@ -81,29 +86,20 @@ class BatchedFetcher:
             by_query[query].append((self._align(start.timestamp(), False), self._align(end.timestamp(), True)))
             keys[query] = key
         for query, intervals in by_query.items():
-            parts: list[pd.Series] = []
             cached = _Cached(series=pd.Series(dtype=float))
             try:
+                pieces = []
                 for rng in _merge(intervals, self.merge_gap_s):
-                    span = (MAX_POINTS - 1) * self.step_s
-                    t = rng.start
-                    while t <= rng.end:
-                        t_end = min(rng.end, t + span)
-                        start = datetime.fromtimestamp(t, UTC)
-                        end = datetime.fromtimestamp(t_end, UTC)
-                        result = self.client.query_range(query, start, end, self.step_s)
-                        self.queries += 1
-                        self.points += sum(len(s.values) for s in result.series)
-                        parts.append(series_from_result(result, keys[query], start, end, self.step_s))
-                        if result.warnings:
-                            cached.warnings.append((t, t_end, tuple(result.warnings)))
-                        t = t_end + self.step_s
+                    parts, warns, q, n = fetch_grid(self.client, query, keys[query], rng.start, rng.end, self.step_s)
+                    self.queries += q
+                    self.points += n
+                    cached.warnings.extend(warns)
+                    pieces.append(grid_series(parts, rng.start, rng.end, self.step_s))
             except AnalyzerError as exc:
                 self.errors[query] = exc
                 continue
-            if parts:
-                s = pd.concat(parts)
-                cached.series = s[~s.index.duplicated(keep="last")].sort_index()
+            if pieces:
+                cached.series = pd.concat(pieces).sort_index()
             self.cache[query] = cached
 
     def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]:
@@ -115,10 +111,11 @@ class BatchedFetcher:
             cached.series.index[0].timestamp() > a or cached.series.index[-1].timestamp() < b
         ):
             self.fallback_queries += 1
-            result = self.client.query_range(query, start, end, step_s)
-            self.queries += 1
-            self.points += sum(len(s.values) for s in result.series)
-            return series_from_result(result, metric_key, start, end, step_s), tuple(result.warnings)
+            direct = DirectFetcher(self.client)
+            out = direct.fetch(query, metric_key, start, end, step_s)
+            self.queries += direct.queries
+            self.points += direct.points
+            return out
         index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"), freq=pd.Timedelta(seconds=self.step_s))
         part = cached.series.reindex(index)
         warns: list[str] = []
