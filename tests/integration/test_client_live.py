@@ -52,6 +52,15 @@ def test_long_range_at_a_fine_step_is_raised_instead_of_refused(client: Promethe
     assert 1000 < len(result.series[0].values) <= 11000
 
 
+def test_automatic_step_keeps_a_chart_near_1200_points_on_an_aligned_grid(client: PrometheusClient, prom: Any) -> None:
+    scenario = prom.scenario
+    result = client.query_range('sum(rate(http_requests_total{service="checkout"}[5m]))', scenario.start, scenario.end)
+    values = result.series[0].values
+    assert result.step_s is not None and result.start.timestamp() % result.step_s == 0
+    assert 600 <= len(values) <= 1200
+    assert set(values.index.to_series().diff().dropna().dt.total_seconds()) == {result.step_s}
+
+
 def test_bad_query_raises_bad_data_naming_the_query(client: PrometheusClient, prom: Any) -> None:
     query = 'sum(rate(http_requests_total{service="checkout"}[5m])'
     with pytest.raises(BadDataError) as info:
