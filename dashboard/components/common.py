@@ -152,8 +152,10 @@ def time_range_picker(
 ) -> TimeRange:
     """Sidebar picker: presets plus "custom"; every choice bound to the URL.
 
-    Custom bounds are entered in the viewer's zone (the help text names it). Query
-    parameter names: ``{prefix}range``, ``{prefix}from``, ``{prefix}to``.
+    Custom bounds are entered and kept in UTC (and labelled so): a link pasted in the
+    incident channel must mean the same instants for a viewer in another zone, and the URL
+    holds the widget's naive value. Charts still draw in the viewer's zone. Query parameter
+    names: ``{prefix}range``, ``{prefix}from``, ``{prefix}to``.
     """
     options = [*presets, "custom"]
     label = st.sidebar.selectbox(
@@ -162,30 +164,41 @@ def time_range_picker(
         index=options.index(default),
         key=f"{key_prefix}range",
         bind="query-params",
-        help="The last 1h, 24h, ... up to now, or a custom range. Kept in the URL.",
+        help="The last 1h, 24h, ... up to now, or a custom range (in UTC). Kept in the URL.",
     )  # no format_func: a bound widget writes its *formatted* value into the URL
     end = floor_now(granularity_s)
     if label != "custom":
         return TimeRange(end - preset_seconds(label), end, label)
-    tz_help = f"In {zone.name}."
-    naive_now = datetime.fromtimestamp(end, tz=zone.tz).replace(tzinfo=None, second=0, microsecond=0)
+    utc_help = f"UTC, so shared links mean the same time everywhere. You are in {zone.name}."
+    naive_now = datetime.fromtimestamp(end, tz=UTC).replace(tzinfo=None, second=0, microsecond=0)
     start_in = st.sidebar.datetime_input(
-        "From", value=naive_now - timedelta(days=1), key=f"{key_prefix}from", bind="query-params", help=tz_help
+        "From (UTC)", value=naive_now - timedelta(days=1), key=f"{key_prefix}from", bind="query-params",
+        help=utc_help,
     )
     end_in = st.sidebar.datetime_input(
-        "To", value=naive_now, key=f"{key_prefix}to", bind="query-params", help=tz_help
+        "To (UTC)", value=naive_now, key=f"{key_prefix}to", bind="query-params", help=utc_help
     )
-    start_ts = _local_to_unix(start_in, zone) if start_in else end - 86400
-    end_ts = _local_to_unix(end_in, zone) if end_in else end
+    start_ts = _utc_to_unix(start_in) if start_in else end - 86400
+    end_ts = _utc_to_unix(end_in) if end_in else end
     if end_ts <= start_ts:
         st.sidebar.warning("'To' is before 'From': showing the day before 'To' instead.")
         start_ts = end_ts - 86400
     return TimeRange(start_ts, end_ts, "custom")
 
 
-def _local_to_unix(value: datetime, zone: ViewerZone) -> int:
+def url_time(ts: datetime) -> str:
+    """A UTC minute as the custom-range URL parameters hold it (``2026-11-27T06:15``)."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def deploy_choice_label(version: str, started_at: datetime) -> str:
+    """The Latency page's label (and URL value) for a deploy to compare: same for every viewer."""
+    return f"{version} · {started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
+
+
+def _utc_to_unix(value: datetime) -> int:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=zone.tz)
+        value = value.replace(tzinfo=UTC)
     return int(value.timestamp())
 
 

@@ -282,7 +282,7 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
                 key="dl_json",
             )
     label = "Re-verify now" if verdict is not None else "Verify now"
-    if cols[2].button(label, key="reverify", type="primary",
+    if cols[2 if verdict is not None else 0].button(label, key="reverify", type="primary",
                       help="Fetch the metrics again, test them and store the new verdict."):
         with common.panel("Verifying"), st.spinner("Fetching metrics and testing…"):
             from analyzers.verification import verify_deploy
@@ -328,6 +328,18 @@ def main() -> None:
             st.caption(f"Multiple testing: {esc(verdict.multiple_testing)}")
         if verdict.retry_after_s:
             st.info(f"Not enough data yet: check again in about {common.fmt_duration(verdict.retry_after_s)}.")
+    st.page_link(
+        "pages/latency.py",
+        label="Latency around this deploy (percentiles, heatmap, before/after)",
+        icon=":material/speed:",
+        query_params={
+            "svc": deploy.service,
+            "lat_range": "custom",
+            "lat_from": common.url_time(deploy.started_at - timedelta(hours=3)),
+            "lat_to": common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC))),
+            "cmp": common.deploy_choice_label(deploy.version, deploy.started_at),
+        },
+    )
     _overlaps(detail)
     if verdict is not None:
         st.header("Evidence per metric")

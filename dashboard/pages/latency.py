@@ -303,7 +303,7 @@ def before_after(deploys: list[Deploy]) -> None:
     # so the label must be the same for every viewer (UTC, not the viewer's zone).
     by_label: dict[str, Deploy] = {}
     for d in deploys:
-        label = f"{d.version} · {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC"
+        label = common.deploy_choice_label(d.version, d.started_at)
         by_label[label if label not in by_label else f"{label} · {d.deploy_id}"] = d
     picked = st.selectbox("Deploy", list(by_label), key="cmp", bind="query-params",
                           help="Compares the 30 minutes before the deploy with the 30 minutes after it settled.")

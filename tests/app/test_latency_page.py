@@ -77,7 +77,7 @@ def arr(value: Any) -> np.ndarray:
 
 
 def cmp_label(deploy: Any) -> str:
-    return f"{deploy.version} · {deploy.started_at.strftime('%Y-%m-%d %H:%M')} UTC"
+    return f"{deploy.version} · {deploy.started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
 
 
 def test_shared_link_reopens_the_same_view(scenario_store: dict[str, Any]) -> None:
@@ -212,3 +212,23 @@ def test_deploy_page_verifies_for_real_and_draws_the_evidence(scenario_store: di
     assert [b.proto.label for b in at.get("download_button")] == [
         "Download report (Markdown)", "Download report (JSON)",
     ]
+
+
+def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: dict[str, Any]) -> None:
+    from urllib.parse import parse_qs
+
+    improvement = scenario_store["improvement"]
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["deploy"] = improvement.deploy_id
+    at.run()
+    link = next(p for p in at.get("page_link") if p.proto.label.startswith("Latency around this deploy"))
+    params = {k: v[0] for k, v in parse_qs(link.proto.query_string).items()}
+    assert params["svc"] == "payments" and params["lat_range"] == "custom"
+
+    at = open_latency(params, tz="Asia/Kolkata")  # the link means the same instants in any zone
+    assert at.selectbox(key="cmp").value == cmp_label(improvement)
+    text, gap = _gap_pp(at)
+    assert "The distributions differ" in text and gap >= 5
+    x0, x1 = (pd.Timestamp(x) for x in chart(at, "percentiles")["layout"]["xaxis"]["range"])
+    start_local = improvement.started_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
+    assert x0 == pd.Timestamp(start_local.replace(tzinfo=None)) - pd.Timedelta(hours=3)

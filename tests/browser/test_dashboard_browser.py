@@ -118,6 +118,7 @@ def test_click_a_failed_deploy_on_the_timeline_opens_its_verdict(
     assert "error_ratio" in text and "95% CI" in text
     assert "Traceback" not in text
     shot(browser, tmp_path / "deploy.png")
+    assert_clean_log(dashboard)
 
 
 def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
@@ -145,6 +146,13 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
                 lambda: "deploy=" in browser.current_url, "the deploy page after clicking a deploy marker")
     wait_for(lambda: "Deploy: checkout" in body_text(browser), "the deploy header")
     shot(browser, tmp_path / "latency-marker-deploy.png")
+    assert_clean_log(dashboard)
+
+
+def assert_clean_log(dashboard: Dashboard) -> None:
+    """No panel hit an unexpected error: those are logged server-side with a traceback."""
+    log = dashboard.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
 
 
 def _ts(value: str) -> float:
