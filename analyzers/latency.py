@@ -44,6 +44,7 @@ __all__ = [
     "compare_bucket_distributions",
     "heatmap_query",
     "le_matcher",
+    "native_quantile_query",
     "quantile_from_buckets",
     "quantile_query",
     "quantiles_frame",
@@ -111,6 +112,21 @@ def quantile_query(histogram: str, selector: str, q: float, window: str | float,
     return (
         f"histogram_quantile({_q(q)}, sum by ({_by(by, keep_le=True)}) "
         f"(rate({_base(histogram)}_bucket{_sel(selector)}[{_window(window)}])))"
+    )
+
+
+def native_quantile_query(histogram: str, selector: str, q: float, window: str | float, by: Sequence[str] = ()) -> str:
+    """``histogram_quantile(q, sum by (...) (rate(h{sel}[window])))`` for a *native* histogram.
+
+    Native histograms have no ``_bucket`` series and no ``le`` label (the buckets travel inside
+    each sample), so nothing is kept in ``by()`` but the breakdown labels. Their exponential
+    buckets are much finer, so the interpolation error is far smaller than with classic ones.
+    """
+    labels = _by(by, keep_le=False)
+    grouping = f" by ({labels}) " if labels else ""
+    return (
+        f"histogram_quantile({_q(q)}, sum{grouping}"
+        f"(rate({validate_metric_name(histogram)}{_sel(selector)}[{_window(window)}])))"
     )
 
 

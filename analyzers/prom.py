@@ -503,6 +503,8 @@ class PrometheusClient:
         warnings = tuple(str(w) for w in body.get("warnings") or ()) + tuple(
             f"info: {i}" for i in body.get("infos") or ()
         )
+        if body.get("isPartial") is True:  # VictoriaMetrics cluster: some vmstorage nodes missing
+            warnings += ("partial response: some storage nodes did not answer, the result may be incomplete",)
         if body.get("status") == "success" and code < 400:
             data = body.get("data")
             if not isinstance(data, dict):

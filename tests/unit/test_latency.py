@@ -20,6 +20,7 @@ from analyzers.latency import (
     compare_bucket_distributions,
     heatmap_query,
     le_matcher,
+    native_quantile_query,
     quantile_from_buckets,
     quantile_query,
     quantiles_frame,
@@ -53,6 +54,15 @@ def test_quantile_query_keeps_le_and_rates_before_summing() -> None:
     assert quantile_query(H + "_bucket", "{" + sel + "}", 0.999, 120, by=("endpoint", "le", "endpoint")) == (
         "histogram_quantile(0.999, sum by (le, endpoint) "
         '(rate(http_request_duration_seconds_bucket{service="checkout"}[2m])))'
+    )
+
+
+def test_native_quantile_query_has_no_bucket_suffix_or_le() -> None:
+    assert native_quantile_query("rpc_seconds", 'job="a"', 0.99, "5m") == (
+        'histogram_quantile(0.99, sum(rate(rpc_seconds{job="a"}[5m])))'
+    )
+    assert native_quantile_query("rpc_seconds", "", 0.5, "1m", by=("le", "pod")) == (
+        "histogram_quantile(0.5, sum by (pod) (rate(rpc_seconds[1m])))"
     )
 
 

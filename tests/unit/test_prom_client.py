@@ -232,6 +232,14 @@ def test_thanos_partial_response_warnings_are_surfaced(replay: Replay) -> None:
     assert form["partial_response"] == ["true"] and form["dedup"] == ["false"]
 
 
+def test_victoriametrics_partial_results_are_surfaced(replay: Replay) -> None:
+    replay.play("victoriametrics_partial")
+    result = client_for(replay, path_prefix="/select/0/prometheus").query("sum(up)", T0)
+    assert result.warnings == ("partial response: some storage nodes did not answer, the result may be incomplete",)
+    assert result.series[0].values.iloc[0] == 7.0
+    assert replay.requests[0]["path"] == "/select/0/prometheus/api/v1/query"
+
+
 def test_infos_are_surfaced_as_warnings(replay: Replay) -> None:
     replay.play("infos")
     result = client_for(replay).query("rate(u[5m])", T0)
