@@ -40,6 +40,8 @@ URL it is given.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -138,6 +140,51 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
+class _GroupCommitter:
+    """Batches concurrent ``record_event`` calls into one store transaction (one fsync).
+
+    While a commit runs, new events queue; when it ends, the queue is committed together.
+    An idle receiver commits each event at once (no added latency); a busy one pays one
+    fsync per batch instead of one per event. Every caller still gets its own answer only
+    after the commit that holds its event.
+    """
+
+    def __init__(self, store: Store, max_batch: int = 64) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
+        if not hasattr(self.store, "record_events"):
+            return await run_in_threadpool(self.store.record_event, source, event_id, payload, deploy)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append(((source, event_id, payload, deploy), fut))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        return await asyncio.shield(fut)
+
+    async def _drain(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+            try:
+                results = await run_in_threadpool(self.store.record_events, [item for item, _ in batch])  # type: ignore[attr-defined]
+            except BaseException as exc:  # the whole batch failed: nothing of it was committed
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+
 async def read_body(request: Request, max_body: int) -> bytes:
     """The request body, refusing more than ``max_body`` bytes before reading it all.
 
@@ -233,6 +280,7 @@ def create_app(
     keys = frozenset(metric_keys) if metric_keys is not None else None
     metrics = _Metrics()
     inflight = 0
+    committer = _GroupCommitter(store)
 
     app = FastAPI(
         title="deploy-verify receiver",
@@ -283,7 +331,7 @@ def create_app(
                 event = parse_event(data, source=source, metric_keys=keys)
                 event_id = event.event_id or msg_id or body_event_id(body)
                 deploy = event.to_deploy(signed)
-                stored, new = await run_in_threadpool(store.record_event, event.source, event_id, raw, deploy)
+                stored, new = await committer.record(event.source, event_id, raw, deploy)
             except HTTPProblem as p:
                 metrics.events.labels(source, "rejected", p.reason).inc()
                 raise
@@ -462,8 +510,9 @@ def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory analyzers.receiver:app_from_env``); reads what main() set."""
     env = os.environ
     keys = env.get(_ENV_PREFIX + "METRIC_KEYS")
-    store = open_store(env.get(_ENV_PREFIX + "STORE_URL") or env.get("DEPLOY_STORE_URL") or "sqlite:///data/deploys.db")
-    return create_app(
+    store_url = env.get(_ENV_PREFIX + "STORE_URL") or env.get("DEPLOY_STORE_URL") or "sqlite:///data/deploys.db"
+    store = open_store(store_url)
+    app = create_app(
         store,
         secrets=None,
         allow_unsigned=env.get(_ENV_PREFIX + "ALLOW_UNSIGNED") == "1",
@@ -471,6 +520,45 @@ def app_from_env() -> FastAPI:
         metric_keys=None if keys is None else [k for k in keys.split(",") if k],
         read_token=env.get(_ENV_PREFIX + "READ_TOKEN") or None,
     )
+    if env.get("ANALYZERS_WORKER") == "1":
+        attach_worker(app, store_url, poll_s=float(env.get("ANALYZERS_WORKER_POLL") or 5.0))
+    return app
+
+
+def attach_worker(app: FastAPI, store_url: str, *, poll_s: float = 5.0) -> None:
+    """Run the verification scheduler inside this receiver process (``ANALYZERS_WORKER=1``).
+
+    Verdicts are counted on this app's ``/metrics``: ``deploy_verdicts_total{service,overall}``
+    and ``deploy_verification_seconds`` (time to verify one deploy).
+    """
+    from prometheus_client import Counter as _Counter
+    from prometheus_client import Histogram as _Histogram
+
+    from .config import load_config
+    from .scheduler import start_background_worker
+
+    registry = app.state.metrics.registry
+    verdicts = _Counter("deploy_verdicts", "Deploy verdicts produced, by service and result",
+                        ["service", "overall"], registry=registry)
+    seconds = _Histogram("deploy_verification_seconds", "Time to verify one deploy", registry=registry,
+                         buckets=(.1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+
+    def on_verdict(v: Any, elapsed_s: float) -> None:
+        verdicts.labels(v.service, v.overall).inc()
+        seconds.observe(elapsed_s)
+
+    _thread, stop = start_background_worker(store_url, load_config(), poll_s=poll_s, on_verdict=on_verdict)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> Any:
+        async with inner(a) as state:
+            try:
+                yield state
+            finally:
+                stop.set()
+
+    app.router.lifespan_context = lifespan
 
 
 def main(
