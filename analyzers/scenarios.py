@@ -61,6 +61,10 @@ _K8S_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # --------------------------------------------------------------------------- profiles
 
 
+class ScheduleError(ValueError):
+    """The requested cases do not fit into the scenario's time span."""
+
+
 @dataclass(frozen=True)
 class EndpointProfile:
     """One endpoint: ``peak_rps`` for the whole service at peak load, median latency at night."""
@@ -341,14 +345,24 @@ def small_cases() -> tuple[CaseSpec, ...]:
 def demo_scenario(
     seed: int = 7, end: datetime | None = None, days: float = 3, step_s: int = 15, *, now: datetime | None = None
 ) -> Scenario:
-    """Three services over ``days`` (>= 2.2, <= 14) ending at ``end`` (default
-    :func:`default_end`), eleven deploys with ground truth, morning ramp at 06:00-09:00 UTC."""
-    if not 2.2 <= days <= 14:
-        raise ValueError(f"days must be between 2.2 and 14 (deploys start 27 h in; retention), got {days}")
-    return generate(
-        name="demo", seed=seed, end=end or default_end(now), days=days, step_s=step_s,
-        services=SERVICES, cases=demo_cases(), utc_offset_h=0.0, cross_service_gap_s=2.5 * 3600,
-    )
+    """Three services over ``days`` (2.5 to 14) ending at ``end`` (default
+    :func:`default_end`), eleven deploys with ground truth, morning ramp at 06:00-09:00 UTC.
+
+    Deploys of different services are spread 2 h apart when the data is long enough,
+    closer (down to 45 min) on short spans.
+    """
+    if not 2.5 <= days <= 14:
+        raise ValueError(f"days must be between 2.5 and 14 (deploys start 27 h in; retention), got {days}")
+    end = end or default_end(now)
+    for gap_h in (2.0, 1.5, 1.0, 0.75):
+        try:
+            return generate(
+                name="demo", seed=seed, end=end, days=days, step_s=step_s, services=SERVICES,
+                cases=demo_cases(), utc_offset_h=0.0, cross_service_gap_s=gap_h * 3600,
+            )
+        except ScheduleError:
+            continue
+    raise ScheduleError(f"the demo deploys do not fit into {days} days ending {end.isoformat()}: use days >= 3")
 
 
 def small_scenario(
@@ -388,8 +402,9 @@ def generate(
     land where the schedule puts them; otherwise they are placed at that local hour.
 
     Deploys start ``first_deploy_after_s`` into the data (a full day plus a 3 h window, so a
-    1-day seasonal baseline exists), same-service deploys are ``same_service_gap_s`` apart
-    (3 h before / 1 h after windows stay clean), other services ``cross_service_gap_s``
+    1-day seasonal baseline exists), same-service deploys are ``same_service_gap_s`` apart,
+    also modulo one day (3 h before / 1 h after windows stay clean, today and at the same
+    time yesterday), other services ``cross_service_gap_s``
     apart except ``after_previous_s`` pairs, and the last one ends ``tail_s`` before the end.
     """
     if step_s <= 0 or 3600 % step_s:
@@ -458,8 +473,8 @@ def _schedule(
     def fits(c: CaseSpec, t: datetime, partner: CaseSpec | None = None) -> bool:
         for other, ot in placed:
             gap = abs((t - ot).total_seconds())
-            if other.service == c.service and gap < same_gap:
-                return False
+            if other.service == c.service and min(gap, abs(gap - 86400)) < same_gap:
+                return False  # also keeps the same windows a day earlier clean (seasonal baseline)
             if other is not partner and other.service != c.service and gap < cross_gap:
                 return False
         return lo <= t <= hi
@@ -473,7 +488,7 @@ def _schedule(
             while t < lo or not fits(c, t):
                 t += timedelta(days=1)
                 if t > hi:
-                    raise ValueError(f"no {c.local_hour:.2f} h local slot for case {c.case!r}: make days larger")
+                    raise ScheduleError(f"no {c.local_hour:.2f} h local slot for case {c.case!r}: make days larger")
             t = t.replace(second=0, microsecond=0)
             placed.append((c, t))
     cursor = lo
@@ -490,16 +505,16 @@ def _schedule(
 
         if c.after_previous_s is not None:
             if previous is None:
-                raise ValueError(f"case {c.case!r} pairs with a previous case but is first")
+                raise ScheduleError(f"case {c.case!r} pairs with a previous case but is first")
             t = previous[1] + timedelta(seconds=c.after_previous_s)
             if not fits(c, t, partner=previous[0]):
-                raise ValueError(f"case {c.case!r} cannot follow {previous[0].case!r} {c.after_previous_s} s later")
+                raise ScheduleError(f"case {c.case!r} cannot follow {previous[0].case!r} {c.after_previous_s} s later")
         else:
             t = cursor
             while not fits_with_follower(t):
                 t += grid
                 if t > hi:
-                    raise ValueError(f"no room for case {c.case!r} before {hi.isoformat()}: make days larger")
+                    raise ScheduleError(f"no room for case {c.case!r} before {hi.isoformat()}: make days larger")
         placed.append((c, t))
         previous = (c, t)
         cursor = _ceil_to(t + timedelta(seconds=cross_gap), grid)

@@ -141,6 +141,8 @@ def test_deploy_windows_are_clean_and_have_a_day_of_history(demo: Scenario, smal
                 gap = abs(other.started_at - d.started_at)
                 if other.service == d.service:
                     assert gap >= timedelta(hours=3), (sc.name, d.case, other.case)
+                    # the seasonal baseline (same windows a day earlier) is clean too
+                    assert abs(gap - timedelta(days=1)) >= timedelta(hours=3), (sc.name, d.case, other.case)
                 elif {d.case, other.case} != {"pair_first", "pair_second"}:
                     assert gap >= timedelta(minutes=40), (sc.name, d.case, other.case)
 
@@ -213,27 +215,21 @@ def _window(sc: Scenario, inc: dict[str, np.ndarray], start: datetime, seconds: 
 def _seasonal_log_changes(sc: Scenario, d: ScenarioDeploy, seconds: int = 3600) -> dict[str, float]:
     """log(after/before) around the deploy minus the same at the same clock time a day earlier.
 
-    The error ratio barely follows load but has few counts, so it is compared without the
-    seasonal term (which would double its Poisson noise) over 2 h before / 1 h after.
+    ``error_ratio_se`` is the standard error of the error-ratio term under Poisson counts
+    (errors are few, so an unchanged ratio is judged against it).
     """
     inc = sc.service_increments(d.service)
     out: dict[str, float] = {}
+    inv_errors = 0.0
     for lag, sign in ((timedelta(0), 1.0), (timedelta(days=1), -1.0)):
         t = d.started_at - lag
-        before = _window(sc, inc, t - timedelta(seconds=seconds), seconds)
-        after = _window(sc, inc, t + timedelta(seconds=d.rollout_s + 120), seconds)
-        for k in before:
-            out[k] = out.get(k, 0.0) + sign * math.log(after[k] / before[k])
-    a0 = sc.index_of(d.started_at - timedelta(seconds=2 * seconds))
-    a1 = sc.index_of(d.started_at)
-    b0 = sc.index_of(d.started_at + timedelta(seconds=d.rollout_s + 120))
-    b1 = b0 + seconds // sc.step_s
-    err_before, err_after = inc["errors"][a0:a1].sum(), inc["errors"][b0:b1].sum()
-    out["error_ratio"] = math.log(
-        (err_after / inc["requests"][b0:b1].sum()) / (err_before / inc["requests"][a0:a1].sum())
-    )
-    # standard error of that log ratio under Poisson counts
-    out["error_ratio_se"] = math.sqrt(1 / max(err_after, 1) + 1 / max(err_before, 1))
+        for start, sgn in ((t - timedelta(seconds=seconds), -sign), (t + timedelta(seconds=d.rollout_s + 120), sign)):
+            w = _window(sc, inc, start, seconds)
+            for k, v in w.items():
+                out[k] = out.get(k, 0.0) + sgn * math.log(v)
+            a = sc.index_of(start)
+            inv_errors += 1 / max(int(inc["errors"][a : a + seconds // sc.step_s].sum()), 1)
+    out["error_ratio_se"] = math.sqrt(inv_errors)
     return out
 
 
@@ -264,6 +260,39 @@ def test_truth_is_what_the_generated_data_shows(scenario_name: str, case: str, d
             assert abs(v) <= 3.5 * changes["error_ratio_se"], (metric, truth, v, changes["error_ratio_se"])
         else:
             assert abs(v) <= _THRESHOLD[metric], (metric, truth, v)
+
+
+def _truth_mismatches(sc: Scenario) -> list[str]:
+    wrong = []
+    for d in sc.deploys:
+        changes = _seasonal_log_changes(sc, d)
+        for metric, truth in d.truth.items():
+            v, t = changes[metric], _THRESHOLD[metric]
+            if metric == "error_ratio" and truth == "unchanged":
+                t = 3.5 * changes["error_ratio_se"]
+            ok = {"increase": v >= t, "decrease": v <= -t, "unchanged": abs(v) <= t}[truth]
+            if not ok:
+                wrong.append(f"{d.case}/{metric}: truth {truth}, log change {v:+.2f}")
+    return wrong
+
+
+@pytest.mark.parametrize("hours_later", [5, 11, 19])
+def test_demo_truth_holds_whatever_hour_it_is_generated(hours_later: int) -> None:
+    """The demo's deploy times follow the clock (the ramp case sits at 07:20 UTC), so the
+    noise differs with the hour ``make demo`` runs; the truth must hold for every one."""
+    sc = demo_scenario(now=NOW + timedelta(hours=hours_later))
+    assert _truth_mismatches(sc) == []
+
+
+def test_small_scenario_data_does_not_depend_on_the_hour() -> None:
+    """The fixture regenerates it every session: only the timestamps may move."""
+    a = small_scenario(now=NOW, step_s=60)
+    b = small_scenario(now=NOW + timedelta(hours=7), step_s=60)
+    assert b.start - a.start == timedelta(hours=7)
+    assert [(d.case, d.truth) for d in a.deploys] == [(d.case, d.truth) for d in b.deploys]
+    for sa, sb in zip(a.series, b.series, strict=True):
+        np.testing.assert_array_equal(sa.buckets, sb.buckets)
+        np.testing.assert_array_equal(sa.errors, sb.errors)
 
 
 def test_improvement_cuts_p99_by_about_forty_percent_at_the_deploy(demo: Scenario) -> None:
