@@ -232,3 +232,10 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
     x0, x1 = (pd.Timestamp(x) for x in chart(at, "percentiles")["layout"]["xaxis"]["range"])
     start_local = improvement.started_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
     assert x0 == pd.Timestamp(start_local.replace(tzinfo=None)) - pd.Timedelta(hours=3)
+
+
+def test_auto_refresh_from_the_url_keeps_the_panels(scenario_store: dict[str, Any]) -> None:
+    at = open_latency({"svc": "search", "lat_range": "1h", "live": "true"})
+    assert at.toggle(key="live").value is True
+    assert not at.error
+    assert [s.value for s in at.subheader][:2] == ["Percentiles over time", "Bucket heatmap"]
