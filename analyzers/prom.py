@@ -511,6 +511,8 @@ class PrometheusClient:
                 data = {}
             return data, warnings
         error_type = str(body.get("errorType") or "")
+        if error_type.isdigit():  # VictoriaMetrics puts the HTTP status here ("422")
+            error_type = ""
         error = str(body.get("error") or "(no error message)")
         cls = ERROR_TYPES.get(error_type) or _STATUS_CLASSES.get(code, PrometheusQueryError)
         if code in (401, 403):

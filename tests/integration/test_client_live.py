@@ -149,3 +149,22 @@ def test_stopped_server_is_unreachable(tmp_path: Path) -> None:
     assert msg.startswith(f"cannot reach Prometheus at {url}: ") and "Connection refused" in msg
     assert msg.endswith("check prometheus.url in the config or that the server is up")
     assert client.ready() is False
+
+
+def test_victoriametrics_round_trip_and_typed_errors(victoria: Any) -> None:
+    """The same client against VictoriaMetrics (fixture filled with the same scenario)."""
+    client = PrometheusClient(PrometheusSettings(url=victoria.url, timeout_s=20.0))
+    scenario = victoria.scenario
+    pod = scenario.series[0]
+    stamps = scenario.timestamps[pod.start_idx : pod.start_idx + len(pod.requests)]
+    k0 = len(stamps) // 2
+    result = client.query_range(
+        selector("http_requests_total", **pod.labels), _at(int(stamps[k0])), _at(int(stamps[k0 + 40])), step_s=scenario.step_s
+    )
+    (series,) = result.series
+    np.testing.assert_array_equal(series.values.to_numpy(), np.cumsum(pod.requests)[k0 : k0 + 41].astype(float))
+    query = "sum(rate(http_requests_total[5m]"
+    with pytest.raises(ExecutionError) as info:  # VictoriaMetrics answers parse errors with 422
+        client.query(query, scenario.end)
+    assert f"(query: {query})" in str(info.value) and info.value.status_code == 422
+    assert client.ready() is True

@@ -140,6 +140,14 @@ def test_each_error_type_raises_its_class_with_server_query_and_advice(
     assert isinstance(err, PrometheusError)
 
 
+def test_victoriametrics_numeric_error_type_maps_by_status(replay: Replay) -> None:
+    replay.play("victoriametrics_parse_error")
+    with pytest.raises(ExecutionError) as info:
+        client_for(replay).query("sum(rate(x[5m]", T0)
+    assert str(info.value).startswith(f"Prometheus at {replay.url} answered 422 execution: error when executing")
+    assert info.value.error_type == "execution" and info.value.status_code == 422
+
+
 def test_a_503_timeout_is_not_retried(replay: Replay) -> None:
     replay.play("timeout")
     with pytest.raises(QueryTimeoutError):
