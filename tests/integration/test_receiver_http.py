@@ -336,3 +336,29 @@ def test_overload_answers_503_with_retry_after_instead_of_queueing(tmp_path) -> 
         assert r.status_code == 503 and r.headers["Retry-After"] == "1" and "overloaded" in r.json()["error"]
         assert result["slow"].status_code == 201  # the slow sender still got through
     store.close()
+
+
+def test_concurrent_events_are_group_committed_and_each_answered(tmp_path) -> None:
+    """While one commit is slow (50 ms here), the events arriving meanwhile share the next one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from analyzers.events.store.sqlite import SQLiteStore
+
+    class SlowFirstCommit(SQLiteStore):
+        batches: list[int] = []
+
+        def record_events(self, items):  # type: ignore[no-untyped-def]
+            self.batches.append(len(items))
+            if len(self.batches) == 1:
+                time.sleep(0.05)
+            return super().record_events(items)
+
+    store = SlowFirstCommit(str(tmp_path / "g.db"))
+    with serve_app(create_app(store, secrets=[SECRET])) as base:
+        evs = [event(f"group-{i}") for i in range(24)]
+        with ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(lambda ev: send_event(base + "/webhooks/deploys", ev, SECRET).status_code, evs))
+    assert codes == [201] * 24
+    assert store.count_events() == 24 and sum(store.batches) == 24
+    assert max(store.batches) > 1, store.batches
+    store.close()

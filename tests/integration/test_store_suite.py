@@ -232,3 +232,20 @@ def test_sqlite_full_database_is_unavailable_keeps_what_was_acknowledged_and_rec
     assert store.get_deploy("d0") is not None
     assert store.integrity_check() == "ok"  # type: ignore[attr-defined]
     store.close()
+
+
+def test_group_commit_isolates_a_bad_item_and_sees_duplicates_within_the_batch(store: Store) -> None:
+    from analyzers.errors import StoreError
+
+    items = [
+        ("ci", "a", {}, deploy("d1", status="started")),
+        ("ci", "bad", {}, deploy("d2", service="lone \ud800 surrogate")),
+        ("ci", "a", {}, deploy("d1", status="started")),  # the same delivery twice in one batch
+        ("ci", "b", {}, deploy("d1", status="succeeded")),
+    ]
+    results = store.record_events(items)  # type: ignore[attr-defined]
+    assert isinstance(results[1], StoreError)
+    assert [r[1] for r in (results[0], results[2], results[3])] == [True, False, True]
+    assert store.get_deploy("d1").status == "succeeded"  # type: ignore[union-attr]
+    assert store.get_deploy("d2") is None
+    assert store.count_events() == 2

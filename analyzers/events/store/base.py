@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ...errors import StoreError
+from ...errors import StoreError, StoreUnavailable
 from ...model import Deploy, DeployVerdict
 
 #: How far each status is along a deploy's life; updates never move a deploy to a lower rank.
@@ -78,6 +78,9 @@ def merge_deploys(old: Deploy, new: Deploy) -> Deploy:
     )
 
 
+#: One event to record: (source, event_id, payload, deploy).
+EventItem = tuple[str, str, dict[str, Any], Deploy]
+
 _DEPLOY_FIELDS = tuple(Deploy.__dataclass_fields__)
 _TIME_FIELDS = ("started_at", "finished_at", "received_at", "updated_at")
 
@@ -99,6 +102,7 @@ class Store(Protocol):
     url: str
 
     def record_event(self, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]: ...
+    def record_events(self, items: Sequence[EventItem]) -> list[tuple[Deploy, bool] | StoreError]: ...
     def list_deploys(self, service: str | None = None, environment: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
                      limit: int = 1000) -> list[Deploy]: ...
@@ -197,33 +201,68 @@ class SQLStore(ABC):
     # -- public API -----------------------------------------------------------------
     def record_event(self, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:
         """Store one event and merge it into its deploy, atomically; (deploy, False) if seen."""
-        now = deploy.received_at or datetime.now(UTC)
+        result = self.record_events([(source, event_id, payload, deploy)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def record_events(self, items: Sequence[EventItem]) -> list[tuple[Deploy, bool] | StoreError]:
+        """Group commit: record several events in one transaction (one fsync), each in a savepoint.
+
+        Returns one result per item, in order: ``(deploy, new)`` or the :class:`StoreError`
+        that refused that item alone (its savepoint is rolled back, the others commit).
+        Raises :class:`StoreUnavailable` when the whole batch could not be committed: then
+        nothing of it is stored. The same event twice in one batch is a duplicate the second
+        time, exactly as in two transactions.
+        """
+        out: list[tuple[Deploy, bool] | StoreError] = []
         with self._tx(write=True) as cur:
-            self._lock_deploy(cur, deploy.deploy_id)
-            row = self._exec(
-                cur,
-                "INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (source, event_id) DO NOTHING RETURNING deploy_id",
-                (source, event_id, deploy.deploy_id, to_us(now), _dumps(payload)),
+            for deploy_id in sorted({item[3].deploy_id for item in items}):  # one lock order: no deadlocks
+                self._lock_deploy(cur, deploy_id)
+            for source, event_id, payload, deploy in items:
+                if len(items) == 1:
+                    out.append(self._record(cur, source, event_id, payload, deploy))
+                    continue
+                self._exec(cur, "SAVEPOINT event")
+                try:
+                    out.append(self._record(cur, source, event_id, payload, deploy))
+                except Exception as exc:
+                    err = self._translate(exc)
+                    if err is None and isinstance(exc, TypeError | ValueError):  # incl. UnicodeEncodeError
+                        err = StoreError(f"event {source}/{event_id[:80]} cannot be stored: {exc}")
+                    if err is None or isinstance(err, StoreUnavailable):
+                        raise
+                    self._exec(cur, "ROLLBACK TO SAVEPOINT event")
+                    out.append(err)
+                self._exec(cur, "RELEASE SAVEPOINT event")
+        return out
+
+    def _record(self, cur: Any, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:
+        now = deploy.received_at or datetime.now(UTC)
+        row = self._exec(
+            cur,
+            "INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, event_id) DO NOTHING RETURNING deploy_id",
+            (source, event_id, deploy.deploy_id, to_us(now), _dumps(payload)),
+        ).fetchone()
+        if row is None:
+            first = self._exec(
+                cur, "SELECT deploy_id FROM events WHERE source = ? AND event_id = ?", (source, event_id)
             ).fetchone()
-            if row is None:
-                first = self._exec(
-                    cur, "SELECT deploy_id FROM events WHERE source = ? AND event_id = ?", (source, event_id)
-                ).fetchone()
-                stored = self._get(cur, first[0]) if first else None
-                return (stored or deploy), False
-            old = self._get(cur, deploy.deploy_id)
-            merged = deploy if old is None else merge_deploys(old, deploy)
-            self._exec(
-                cur,
-                "INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (deploy_id) DO UPDATE SET "
-                "started_us = excluded.started_us, status = excluded.status, "
-                "updated_us = excluded.updated_us, data = excluded.data",
-                (merged.deploy_id, merged.service, merged.environment, to_us(merged.started_at),
-                 merged.status, to_us(merged.updated_at or now), _dumps(deploy_dict(merged))),
-            )
-            return merged, True
+            stored = self._get(cur, first[0]) if first else None
+            return (stored or deploy), False
+        old = self._get(cur, deploy.deploy_id)
+        merged = deploy if old is None else merge_deploys(old, deploy)
+        self._exec(
+            cur,
+            "INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (deploy_id) DO UPDATE SET "
+            "started_us = excluded.started_us, status = excluded.status, "
+            "updated_us = excluded.updated_us, data = excluded.data",
+            (merged.deploy_id, merged.service, merged.environment, to_us(merged.started_at),
+             merged.status, to_us(merged.updated_at or now), _dumps(deploy_dict(merged))),
+        )
+        return merged, True
 
     def _get(self, cur: Any, deploy_id: str) -> Deploy | None:
         row = self._exec(cur, "SELECT data FROM deploys WHERE deploy_id = ?", (deploy_id,)).fetchone()
