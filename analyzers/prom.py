@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -334,6 +335,13 @@ class PrometheusClient:
         self._auth = settings.basic_auth
         self._verify = settings.verify_tls
         self._timeout = (min(10.0, settings.timeout_s), settings.timeout_s + min(5.0, settings.timeout_s))
+        self._count_lock = threading.Lock()
+        self._query_count = 0
+
+    @property
+    def query_count(self) -> int:
+        """Queries sent so far by this client (for "one query per panel" budgets and benchmarks)."""
+        return self._query_count
 
     def __repr__(self) -> str:
         return f"PrometheusClient({self.describe()!r})"
@@ -443,6 +451,8 @@ class PrometheusClient:
     def _post(self, path: str, params: dict[str, str], query: str) -> tuple[Mapping[str, Any], tuple[str, ...]]:
         url = self.base_url + path
         where = self.describe()
+        with self._count_lock:
+            self._query_count += 1
         try:
             resp = self._session.post(
                 url,

@@ -310,6 +310,17 @@ def test_query_range_posts_an_aligned_form_with_auth_and_tenant(replay: Replay) 
     assert result.step_s == 30.0 and result.start.timestamp() == int(form["start"])
 
 
+def test_query_count_counts_every_query_sent_including_failed_ones(replay: Replay) -> None:
+    client = client_for(replay)
+    replay.success({"resultType": "vector", "result": []})
+    client.query("up", T0)
+    client.query_range("up", T0, T0 + timedelta(hours=1))
+    replay.play("bad_data")
+    with pytest.raises(BadDataError):
+        client.query("up(", T0)
+    assert client.query_count == 3 == len(replay.requests)
+
+
 def test_basic_auth_is_sent_and_describe_hides_credentials(replay: Replay) -> None:
     replay.success({"resultType": "vector", "result": []})
     url = replay.url.replace("http://", "http://user:pw@")
