@@ -409,7 +409,6 @@ def _verify_level(
     # Refine where the change begins: every start within the ramp window, steps and ramps.
     tau, length_best = _refine_start(fit, nw, dloc, step_s, ramp_s, sign)
     kind_best = "ramp" if length_best else "step"
-    shape = _shape(nw, tau, length_best)
     # Effect on the (de-trended) baseline-adjusted series, original (unclipped) values.
     v = r[pre_lo:].copy()
     if fit.trend:

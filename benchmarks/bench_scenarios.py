@@ -1,0 +1,77 @@
+"""Scenario benchmark: false-positive rate per null family, power per effect family.
+
+verify_series beside the naive Mann-Whitney and Welch tests of the hour before vs the
+(30 min) after, all on the same seeded scenarios (analyzers.stats.generators).
+
+    .venv/bin/python benchmarks/bench_scenarios.py [--n 50] [--alpha 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu, ttest_ind
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analyzers.stats import verify_series  # noqa: E402
+from analyzers.stats.generators import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
+
+
+def naive(sc, alpha: float) -> tuple[bool, bool]:
+    x = sc.series
+    before = x[(x.index < sc.deploy_at) & (x.index >= sc.deploy_at - pd.Timedelta("60min"))].dropna()
+    after = x[x.index >= sc.deploy_at].dropna()
+    mw = mannwhitneyu(before, after).pvalue <= alpha
+    we = ttest_ind(before, after, equal_var=False).pvalue <= alpha
+    return bool(mw), bool(we)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--alpha", type=float, default=0.05)
+    a = ap.parse_args()
+    rows = []
+    for fam in NULL_FAMILIES + EFFECT_FAMILIES:
+        hits = mw = we = dir_ok = inc = 0
+        loc: list[float] = []
+        secs = 0.0
+        for s in range(a.n):
+            sc = scenario(fam, s)
+            t = time.perf_counter()
+            r = verify_series(sc.series, sc.deploy_at, alpha=a.alpha, **sc.options())
+            secs += time.perf_counter() - t
+            m, w = naive(sc, a.alpha)
+            mw += m
+            we += w
+            inc += r.status == "inconclusive"
+            if r.status == "shifted":
+                hits += 1
+                dir_ok += sc.direction is None or r.direction == sc.direction
+                if sc.change_at is not None and r.change_at is not None:
+                    loc.append(abs((r.change_at - sc.change_at).total_seconds()) / 60)
+        rows.append(dict(family=fam, null=fam in NULL_FAMILIES, verify=hits / a.n, mann_whitney=mw / a.n,
+                         welch=we / a.n, inconclusive=inc / a.n, direction_ok=f"{dir_ok}/{hits}",
+                         median_loc_err_min=float(np.median(loc)) if loc else float("nan"),
+                         ms_per_case=1e3 * secs / a.n))
+    df = pd.DataFrame(rows)
+    nul = df[df.null]
+    print(f"alpha={a.alpha}, n={a.n} seeded cases per family; rates are shares of cases flagged 'shifted'")
+    print("\nNull families (false-positive rate):")
+    print(nul[["family", "verify", "mann_whitney", "welch", "inconclusive", "ms_per_case"]].to_string(
+        index=False, float_format="%.2f"))
+    print(f"\nAll null families together: verify {nul.verify.mean():.3f}, "
+          f"Mann-Whitney {nul.mann_whitney.mean():.3f}, Welch {nul.welch.mean():.3f}")
+    eff = df[~df.null]
+    print("\nEffect families (power):")
+    print(eff[["family", "verify", "mann_whitney", "welch", "direction_ok", "median_loc_err_min",
+               "ms_per_case"]].to_string(index=False, float_format="%.2f"))
+
+
+if __name__ == "__main__":
+    main()
