@@ -39,8 +39,12 @@ def check_store(store_url: str, acked: set[str], tag: str) -> None:
         store.close()
 
 
-def test_two_receiver_processes_on_one_sqlite_file(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_receiver_processes_on_one_store(tmp_path, request: pytest.FixtureRequest, backend: str) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = new_database(request.getfixturevalue("postgres_url"))
     tag = "two"
     acked: set[str] = set()
     lock = threading.Lock()
