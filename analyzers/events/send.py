@@ -1,4 +1,4 @@
-"""Sign and POST a deploy event: for the demo, CI scripts and tests.
+r"""Sign and POST a deploy event: for the demo, CI scripts and tests.
 
 ::
 
@@ -11,6 +11,17 @@
 
 Retrying with the same ``msg_id`` is safe: the receiver deduplicates on it (when the
 event has no ``event_id``), so a retry after a timeout never stores a deploy twice.
+
+From a shell (bash, openssl, curl; :data:`SHELL_RECIPE`, tested against the receiver)::
+
+    SECRET=whsec_...   # the receiver's DEPLOY_WEBHOOK_SECRET
+    URL=http://127.0.0.1:8000/webhooks/deploys
+    BODY='{"service":"checkout","environment":"production","version":"v42","started_at":"2026-11-27T10:00:00Z"}'
+    ID="msg_$(date +%s%N)"; TS=$(date +%s)
+    KEY=$(printf '%s' "${SECRET#whsec_}" | base64 -d | od -An -tx1 | tr -d ' \n')
+    SIG=$(printf '%s' "$ID.$TS.$BODY" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$KEY" -binary | base64)
+    curl -sS -X POST "$URL" -H 'content-type: application/json' -H "webhook-id: $ID" \
+         -H "webhook-timestamp: $TS" -H "webhook-signature: v1,$SIG" -d "$BODY"
 """
 
 from __future__ import annotations
@@ -24,6 +35,15 @@ from typing import Any
 import requests
 
 from .signatures import parse_secrets, sign
+
+#: Sign and POST ``$BODY`` to ``$URL`` with ``$SECRET`` from a shell (needs bash, openssl, curl).
+SHELL_RECIPE = r"""
+ID="msg_$(date +%s%N)"; TS=$(date +%s)
+KEY=$(printf '%s' "${SECRET#whsec_}" | base64 -d | od -An -tx1 | tr -d ' \n')
+SIG=$(printf '%s' "$ID.$TS.$BODY" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$KEY" -binary | base64)
+curl -sS -X POST "$URL" -H 'content-type: application/json' -H "webhook-id: $ID" \
+     -H "webhook-timestamp: $TS" -H "webhook-signature: v1,$SIG" -d "$BODY"
+"""
 
 
 def signed_headers(body: bytes, secret: str, *, msg_id: str | None = None,

@@ -362,3 +362,19 @@ def test_concurrent_events_are_group_committed_and_each_answered(tmp_path) -> No
     assert store.count_events() == 24 and sum(store.batches) == 24
     assert max(store.batches) > 1, store.batches
     store.close()
+
+
+def test_documented_shell_recipe_is_accepted(receiver: ReceiverInfo) -> None:
+    """The bash/openssl/curl example in analyzers.events.send (and the README) really signs."""
+    import shutil
+    import subprocess
+
+    from analyzers.events.send import SHELL_RECIPE
+
+    for tool in ("bash", "openssl", "curl"):
+        assert shutil.which(tool), f"{tool} is needed by the documented recipe"
+    ev = event()
+    out = subprocess.run(["bash", "-c", SHELL_RECIPE], capture_output=True, text=True, timeout=30, check=True,
+                         env={"PATH": "/usr/bin:/bin", "SECRET": receiver.secret, "URL": receiver.webhook_url,
+                              "BODY": json.dumps(ev)})
+    assert json.loads(out.stdout)["status"] == "created", out.stdout + out.stderr
