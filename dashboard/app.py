@@ -21,16 +21,14 @@ _HERE = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="Deploy verification", page_icon="🚦", layout="wide")
 
-# A bare `/?deploy=<id>` link (as reports and chat messages build it) opens the deploy page;
-# `/deploy?deploy=<id>` works too (the default page keeps its own path as well).
-_wants_deploy = "deploy" in st.query_params
-
 deploys_page = st.Page(
-    str(_HERE / "pages" / "deploys.py"), title="Deploys", icon=":material/rocket_launch:", url_path="deploys", default=not _wants_deploy
+    str(_HERE / "pages" / "deploys.py"), title="Deploys", icon=":material/rocket_launch:", url_path="deploys", default=True
 )
-deploy_page = st.Page(
-    str(_HERE / "pages" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy", default=_wants_deploy
-)
+deploy_page = st.Page(str(_HERE / "pages" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy")
 latency_page = st.Page(str(_HERE / "pages" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
 
-st.navigation([deploys_page, deploy_page, latency_page]).run()
+page = st.navigation([deploys_page, deploy_page, latency_page])
+# Reports and chat messages link to `/deploy?deploy=<id>`; a bare `/?deploy=<id>` opens it too.
+if page.title == deploys_page.title and "deploy" in st.query_params:
+    st.switch_page(deploy_page, query_params={"deploy": st.query_params["deploy"]})
+page.run()

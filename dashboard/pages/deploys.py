@@ -30,7 +30,7 @@ except Exception as exc:  # noqa: BLE001 - a broken config file gets a banner, n
     st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
     st.stop()
 
-time_range = common.time_range_picker(("24h", "3d", "7d", "30d"), default="24h", zone=zone)
+time_range = common.time_range_picker(("24h", "3d", "7d", "30d"), default="7d", zone=zone)
 
 environments: list[str] = []
 with common.panel("Listing environments"):

@@ -204,7 +204,7 @@ def panels() -> None:
 
     st.subheader("SLO")
     with common.panel("SLO"):
-        slo(lat, start, end, step)
+        slo(lat, start, end, step, deploys, verdicts)
 
 
 def breakdown(tr: common.TimeRange) -> None:
@@ -249,7 +249,8 @@ def breakdown(tr: common.TimeRange) -> None:
     st.code(bd.query, language=None, wrap_lines=True)
 
 
-def slo(lat: data.LatencyData | None, start: int, end: int, step: int) -> None:
+def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: list[Deploy],
+        verdicts: dict) -> None:
     finite = [le for le in (lat.les if lat else ()) if np.isfinite(le) and le > 0]
     if not finite:
         st.info("No bucket bounds known for this histogram in the range.")
@@ -287,8 +288,11 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int) -> None:
                       annotation_text=f"objective {objective * 100:g} %")
         fig.update_yaxes(title_text=f"requests ≤ {threshold * 1000:g} ms (%)")
         fig.update_xaxes(title_text=f"time ({zone.name})")
-        fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10})
-        st.plotly_chart(fig, key="slo_chart")
+        fig.update_xaxes(range=[charts.local_time(data.to_dt(start), zone), charts.local_time(data.to_dt(end), zone)])
+        fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                          legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+        charts.add_deploy_markers(fig, deploys, verdicts, zone)
+        show_chart(fig, "slo_chart")
 
 
 def _rate(x: float) -> str:
