@@ -270,6 +270,8 @@ def _parse_result(data: Mapping[str, Any]) -> tuple[str, tuple[PromSeries, ...]]
 def _strip_credentials(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
@@ -308,7 +310,13 @@ class PrometheusClient:
         scheme = urlsplit(settings.url).scheme
         if scheme not in ("http", "https") or not urlsplit(settings.url).hostname:
             raise ConfigError(
-                f"prometheus.url must be an http:// or https:// URL such as http://127.0.0.1:9090, got {settings.url!r}"
+                "prometheus.url must be an http:// or https:// URL such as http://127.0.0.1:9090, got "
+                f"{(_strip_credentials(settings.url) if '@' in settings.url else settings.url)!r}"
+            )
+        if urlsplit(settings.url).query or urlsplit(settings.url).fragment:
+            raise ConfigError(
+                f"prometheus.url must not carry a query string or fragment ({_strip_credentials(settings.url)}?...): "
+                "put tokens in prometheus.bearer_token_env or prometheus.headers"
             )
         self.settings = settings
         self.base_url = settings.base_url

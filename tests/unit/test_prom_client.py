@@ -331,6 +331,18 @@ def test_basic_auth_is_sent_and_describe_hides_credentials(replay: Replay) -> No
     assert "pa55" not in repr(client) and "pw" not in client.describe()
 
 
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("https://bob:hunter2@prom.example:9443/", "https://prom.example:9443"),
+        ("http://[::1]:9090", "http://[::1]:9090"),
+        ("http://u:p@[::1]:9090/x/", "http://[::1]:9090/x"),
+    ],
+)
+def test_describe_never_shows_credentials(url: str, shown: str) -> None:
+    assert PrometheusClient(PrometheusSettings(url=url)).describe() == shown
+
+
 def test_ready_uses_the_ready_endpoint(replay: Replay) -> None:
     replay.answer = {"status": 200, "content_type": "text/plain", "body": "Prometheus Server is Ready.\n"}
     assert client_for(replay, path_prefix="/prom").ready() is True
@@ -356,10 +368,11 @@ def test_not_ready_when_neither_endpoint_answers(replay: Replay) -> None:
         client_for(replay).check()
 
 
-@pytest.mark.parametrize("url", ["", "127.0.0.1:9090", "ftp://host", "http://"])
+@pytest.mark.parametrize("url", ["", "127.0.0.1:9090", "ftp://host", "http://", "http://h:9090/?token=s3cret"])
 def test_bad_urls_are_refused_naming_the_setting(url: str) -> None:
-    with pytest.raises(ConfigError, match="prometheus.url"):
+    with pytest.raises(ConfigError, match="prometheus.url") as info:
         PrometheusClient(PrometheusSettings(url=url))
+    assert "s3cret" not in str(info.value)
 
 
 def test_naive_datetimes_are_refused() -> None:
