@@ -6,6 +6,47 @@ answers 202 and stores nothing. Missing or wrong-typed fields raise
 :class:`EventError` (422) naming the source's field, so the sender's admin sees what the
 template or webhook must add. ``deploy_id`` is derived from the source's own deployment
 id, so a deploy's status updates merge into one record.
+
+Set-up per source (secrets: ``DEPLOY_WEBHOOK_SECRET_<SOURCE>`` in the receiver's
+environment; a source without one is refused unless the receiver allows unsigned events):
+
+- GitHub: repository Settings > Webhooks > Add webhook: Payload URL
+  ``https://RECEIVER/webhooks/github``, content type ``application/json``, secret =
+  ``$DEPLOY_WEBHOOK_SECRET_GITHUB``, events "Deployments" and "Deployment statuses".
+  Name the service/version/expectations in the deployment payload::
+
+      gh api repos/OWNER/REPO/deployments -f ref=main -f environment=production \
+         -F 'payload[service]=checkout' -F 'payload[version]=v42'
+
+- GitLab: project Settings > Webhooks: URL ``https://RECEIVER/webhooks/gitlab``, secret
+  token = ``$DEPLOY_WEBHOOK_SECRET_GITLAB``, trigger "Deployment events" (a Standard
+  Webhooks signing token works too).
+- Argo CD (argocd-notifications-cm; the body is a template, so broken JSON gets a 400
+  saying where)::
+
+      service.webhook.deploy-verify: |
+        url: https://RECEIVER/webhooks/argocd
+        headers:
+        - {name: Authorization, value: "Bearer $deploy-verify-token"}
+        - {name: Content-Type, value: application/json}
+      template.deploy-verify: |
+        webhook:
+          deploy-verify:
+            method: POST
+            body: |
+              {"app": "{{.app.metadata.name}}", "environment": "production",
+               "revision": "{{.app.status.operationState.syncResult.revision}}",
+               "phase": "{{.app.status.operationState.phase}}",
+               "started_at": "{{.app.status.operationState.startedAt}}",
+               "finished_at": "{{.app.status.operationState.finishedAt}}"}
+
+- Spinnaker: a pipeline webhook notification to ``https://RECEIVER/webhooks/spinnaker``
+  with header ``Authorization: Bearer $DEPLOY_WEBHOOK_SECRET_SPINNAKER``, on pipeline
+  starting/complete/failed; the pipeline's parameters ``environment`` and ``version``
+  name the deploy, the application is the service.
+- Grafana annotation senders: point the tool's Grafana URL at ``https://RECEIVER`` with
+  API key ``$DEPLOY_WEBHOOK_SECRET_GRAFANA`` (sent as ``Authorization: Bearer``) and tag
+  the annotation ``service:<name>``, ``env:<name>``, ``version:<v>``.
 """
 
 from __future__ import annotations
