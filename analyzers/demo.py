@@ -131,6 +131,7 @@ def run_demo(
         prom_url = f"http://127.0.0.1:{prometheus_port}"
         if _up(prom_url + "/-/ready"):
             _say(f"Prometheus already answering at {prom_url}; reusing it")
+            _check_has_demo_data(prom_url, deploys)
         else:
             _say(f"starting Prometheus at {prom_url} ...")
             server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d")
@@ -206,6 +207,24 @@ def run_demo(
         return 0
     finally:
         stop_all()
+
+
+def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
+    """A Prometheus we did not start (Debian's service on 9090, say) may hold none of the demo data."""
+    if not deploys:
+        return
+    at = deploys[0]["event"]["started_at"]
+    try:
+        resp = requests.post(prom_url + "/api/v1/query", data={"query": "count(http_requests_total)", "time": at}, timeout=10)
+        result = resp.json().get("data", {}).get("result", [])
+    except (requests.RequestException, ValueError):
+        result = []
+    if not result:
+        raise AnalyzerError(
+            f"the Prometheus already running at {prom_url} does not hold the demo data (Debian's prometheus "
+            "service starts on 9090 after install). Stop it (`service prometheus stop`) or run "
+            "`make demo PROMETHEUS_PORT=19090`."
+        )
 
 
 def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]]) -> None:
