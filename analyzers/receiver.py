@@ -332,15 +332,15 @@ def create_app(
                 event_id = event.event_id or msg_id or body_event_id(body)
                 deploy = event.to_deploy(signed)
                 stored, new = await committer.record(event.source, event_id, raw, deploy)
-            except HTTPProblem as p:
-                metrics.events.labels(source, "rejected", p.reason).inc()
+            except HTTPProblem as problem:
+                metrics.events.labels(source, "rejected", problem.reason).inc()
                 raise
             except (EventError, StoreError) as exc:
-                p = _problem_from(exc)
-                metrics.events.labels(source, "rejected", p.reason).inc()
-                if p.status >= 500:
+                refused = _problem_from(exc)
+                metrics.events.labels(source, "rejected", refused.reason).inc()
+                if refused.status >= 500:
                     log.warning("event not stored: %s", exc)
-                raise p from None
+                raise refused from None
         finally:
             inflight -= 1
         metrics.events.labels(source, "accepted" if new else "duplicate", "ok" if new else "duplicate").inc()

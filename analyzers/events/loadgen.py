@@ -136,13 +136,13 @@ def raw_rates(store_url: str, n: int = 500) -> dict[str, float]:
     else:
         import psycopg
 
-        with psycopg.connect(store_url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS bench_raw (k TEXT PRIMARY KEY, v TEXT)")
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute("CREATE TABLE IF NOT EXISTS bench_raw (k TEXT PRIMARY KEY, v TEXT)")
             t0 = time.perf_counter()
             for i in range(n):
-                conn.execute("INSERT INTO bench_raw VALUES (%s, %s)", (f"{run}-{i}", "x" * 300))
+                pg.execute("INSERT INTO bench_raw VALUES (%s, %s)", (f"{run}-{i}", "x" * 300))
             raw = n / (time.perf_counter() - t0)
-            conn.execute("DROP TABLE bench_raw")
+            pg.execute("DROP TABLE bench_raw")
     return {"raw_insert_per_s": round(raw, 1), "record_event_per_s": round(record_rate, 1)}
 
 

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -27,7 +28,7 @@ VECTOR_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 KEYS = {"latency_p99", "error_ratio"}
 
 
-def event(service: str | None = None, **kw: object) -> dict[str, object]:
+def event(service: str | None = None, **kw: object) -> dict[str, Any]:
     return {"service": service or f"svc-{uuid.uuid4().hex[:8]}", "environment": "production", "version": "v1",
             "started_at": "2026-11-27T10:00:00Z", **kw}
 
@@ -237,7 +238,7 @@ def test_read_api_filters_and_includes_the_latest_verdict(receiver: ReceiverInfo
     s.close()
     url = f"{receiver.base_url}/v1/deploys"
 
-    def ids_for(**params: object) -> list[str]:
+    def ids_for(**params: Any) -> list[str]:
         r = requests.get(url, params={"service": svc, **params}, timeout=10)
         assert r.status_code == 200, r.text
         return [d["deploy_id"] for d in r.json()["deploys"]]
@@ -248,7 +249,7 @@ def test_read_api_filters_and_includes_the_latest_verdict(receiver: ReceiverInfo
     assert ids_for(until="2026-11-27T11:00:00Z") == [ids[0]]
     assert ids_for(since=str(int(datetime(2026, 11, 27, 12, tzinfo=UTC).timestamp()))) == [ids[2]]
     assert ids_for(limit=1) == [ids[2]]
-    first = requests.get(url, params={"service": svc, "limit": 1}, timeout=10).json()["deploys"][0]
+    first = requests.get(url, params={"service": svc, "limit": "1"}, timeout=10).json()["deploys"][0]
     assert first["verdict"]["overall"] == "fail"
     detail = requests.get(f"{url}/{ids[2]}", timeout=10).json()
     assert [v["overall"] for v in detail["verdict_history"]] == ["inconclusive", "fail"]

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 import requests
@@ -20,7 +21,7 @@ from tests.fixtures.postgres import new_database
 from tests.fixtures.receiver import ReceiverProcess, start_receiver
 
 
-def make_event(i: int, tag: str) -> dict[str, object]:
+def make_event(i: int, tag: str) -> dict[str, Any]:
     return {"event_id": f"{tag}-{i}", "service": f"svc-{i % 5}", "environment": "production",
             "version": f"v{i}", "started_at": 1795773600 + i}
 

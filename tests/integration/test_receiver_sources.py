@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -26,7 +27,7 @@ def app_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, S
     store.close()
 
 
-def github_post(base: str, event: str, payload: dict[str, object], delivery: str,
+def github_post(base: str, event: str, payload: dict[str, Any], delivery: str,
                 secret: str = "gh-secret") -> requests.Response:
     body = json.dumps(payload).encode()
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -61,7 +62,7 @@ def test_github_deployment_then_status_merge_into_one_deploy(app_store: tuple[st
 def test_github_redelivery_is_a_duplicate(app_store: tuple[str, Store]) -> None:
     base, store = app_store
     dep = {**DEPLOYMENT, "id": 5151}
-    payload = {"action": "created", "deployment": dep, "repository": REPO}
+    payload: dict[str, Any] = {"action": "created", "deployment": dep, "repository": REPO}
     assert github_post(base, "deployment", payload, "g-redeliver").status_code == 201
     again = github_post(base, "deployment", payload, "g-redeliver")
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
@@ -69,7 +70,7 @@ def test_github_redelivery_is_a_duplicate(app_store: tuple[str, Store]) -> None:
 
 def test_github_bad_signature_ping_and_inactive(app_store: tuple[str, Store]) -> None:
     base, _ = app_store
-    payload = {"action": "created", "deployment": DEPLOYMENT, "repository": REPO}
+    payload: dict[str, Any] = {"action": "created", "deployment": DEPLOYMENT, "repository": REPO}
     assert github_post(base, "deployment", payload, "g-bad", secret="wrong").status_code == 401
     assert github_post(base, "ping", {"zen": "hi"}, "g-ping").status_code == 202
     inactive = {"action": "created", "deployment_status": {"state": "inactive", "created_at": "2026-11-27T11:00:00Z"},
@@ -79,7 +80,7 @@ def test_github_bad_signature_ping_and_inactive(app_store: tuple[str, Store]) ->
 
 def test_gitlab_deployment_with_token(app_store: tuple[str, Store]) -> None:
     base, store = app_store
-    payload = {"object_kind": "deployment", "status": "success", "status_changed_at": "2026-11-27 12:00:00 +0200",
+    payload: dict[str, Any] = {"object_kind": "deployment", "status": "success", "status_changed_at": "2026-11-27 12:00:00 +0200",
                "deployment_id": 15, "environment": "production", "short_sha": "abc1234",
                "project": {"name": "search", "path_with_namespace": "acme/search"}, "user_username": "ana",
                "deployable_url": "https://gitlab.example/acme/search/-/jobs/1"}
@@ -101,7 +102,7 @@ def test_argocd_broken_template_json_is_a_clear_400(app_store: tuple[str, Store]
 
 def test_argocd_template_shape_is_stored(app_store: tuple[str, Store]) -> None:
     base, store = app_store
-    payload = {"app": "payments", "revision": "b" * 40, "environment": "production", "phase": "Succeeded",
+    payload: dict[str, Any] = {"app": "payments", "revision": "b" * 40, "environment": "production", "phase": "Succeeded",
                "started_at": "2026-11-27T09:00:00Z", "finished_at": "2026-11-27T09:03:00Z"}
     assert requests.post(base + "/webhooks/argocd", json=payload, timeout=10).status_code == 401
     r = requests.post(base + "/webhooks/argocd", json=payload, headers={"Authorization": "Bearer argo-token"}, timeout=10)
@@ -111,7 +112,7 @@ def test_argocd_template_shape_is_stored(app_store: tuple[str, Store]) -> None:
 
 def test_spinnaker_pipeline_complete(app_store: tuple[str, Store]) -> None:
     base, _ = app_store
-    payload = {"details": {"type": "orca:pipeline:complete", "application": "search"},
+    payload: dict[str, Any] = {"details": {"type": "orca:pipeline:complete", "application": "search"},
                "content": {"execution": {"id": "01HX", "startTime": 1795773600000, "endTime": 1795773900000,
                                          "trigger": {"user": "bob", "parameters": {"environment": "production",
                                                                                    "version": "v9"}}}}}
@@ -123,7 +124,7 @@ def test_spinnaker_pipeline_complete(app_store: tuple[str, Store]) -> None:
 
 def test_grafana_annotation_shape_works_unchanged(app_store: tuple[str, Store]) -> None:
     base, _ = app_store
-    payload = {"time": 1795773600000, "tags": ["deploy", "service:checkout", "env:production", "version:v5"],
+    payload: dict[str, Any] = {"time": 1795773600000, "tags": ["deploy", "service:checkout", "env:production", "version:v5"],
                "text": "Deployed v5"}
     r = requests.post(base + "/api/annotations", json=payload, headers={"Authorization": "Bearer graf-token"},
                       timeout=10)
@@ -136,7 +137,7 @@ def test_grafana_annotation_shape_works_unchanged(app_store: tuple[str, Store]) 
 
 def test_source_without_secret_is_refused_unless_unsigned_is_allowed(tmp_path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
-    payload = {"time": 1795773600000, "tags": ["service:checkout"]}
+    payload: dict[str, Any] = {"time": 1795773600000, "tags": ["service:checkout"]}
     with serve_app(create_app(store, secrets=[SECRET], source_secrets={})) as base:
         r = requests.post(base + "/api/annotations", json=payload, timeout=10)
         assert r.status_code == 401 and "DEPLOY_WEBHOOK_SECRET_GRAFANA" in r.json()["error"]
@@ -150,7 +151,7 @@ def test_gitlab_standard_webhooks_signature_is_accepted(app_store: tuple[str, St
     from analyzers.events.send import signed_headers
 
     base, store = app_store
-    payload = {"object_kind": "deployment", "status": "running", "status_changed_at": "2026-11-27 10:00:00 UTC",
+    payload: dict[str, Any] = {"object_kind": "deployment", "status": "running", "status_changed_at": "2026-11-27 10:00:00 UTC",
                "deployment_id": 16, "environment": "production", "short_sha": "def5678",
                "project": {"name": "search", "path_with_namespace": "acme/search"}}
     body = json.dumps(payload).encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,8 @@ from analyzers.model import Deploy, Expectation
 T = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 
-def gh(state: str | None) -> dict[str, object]:
-    d: dict[str, object] = {
+def gh(state: str | None) -> dict[str, Any]:
+    d: dict[str, Any] = {
         "deployment": {"id": 1, "sha": "f" * 40, "ref": "main", "environment": "production",
                        "created_at": "2026-11-27T10:00:00Z", "creator": {"login": "octocat"}, "payload": {}},
         "repository": {"name": "shop", "full_name": "acme/shop"},

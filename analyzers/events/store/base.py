@@ -276,7 +276,8 @@ class SQLStore(ABC):
                      since: datetime | None = None, until: datetime | None = None,
                      limit: int = 1000) -> list[Deploy]:
         """Deploys started in ``[since, until)``, newest first, at most ``limit`` (<= 10,000)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if service is not None:
             where.append("service = ?")
             params.append(service)
