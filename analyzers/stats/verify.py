@@ -95,11 +95,16 @@ def _coerce_series(series: Any) -> pd.Series:
         raise NotASeries(f"the series values must be numeric: {exc}") from exc
     idx = series.index
     idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
-    out = pd.Series(values.to_numpy(), index=idx)
-    out = out[~out.index.isna()]
-    out = out.replace([np.inf, -np.inf], np.nan)
-    out = out.sort_index()
-    return out.groupby(level=0).mean()
+    v = values.to_numpy(dtype=float, copy=True)
+    v[~np.isfinite(v)] = np.nan
+    out = pd.Series(v, index=idx)
+    if idx.hasnans:
+        out = out[~out.index.isna()]
+    if not out.index.is_monotonic_increasing:
+        out = out.sort_index()
+    if not out.index.is_unique:
+        out = out.groupby(level=0).mean()
+    return out
 
 
 def _coerce_time(ts: Any) -> pd.Timestamp:
@@ -542,23 +547,35 @@ def _candidate_shapes(
     return np.column_stack(cols), labels
 
 
+def _shapes(n: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Columns of step (length 0) or ramp shapes, vectorised: rows are window positions."""
+    t = np.arange(n, dtype=float)[:, None] - starts[None, :] + 1.0
+    return np.clip(t / (lengths[None, :] + 1.0), 0.0, 1.0) * (t > 0)
+
+
 def _refine_start(fit: Any, n: int, dloc: int, step_s: float, ramp_s: float, sign: float) -> tuple[int, int]:
     """Best (start, ramp length) over every start in the ramp window: steps and ramps."""
     hi = min(int(fit.tpos[-1]) - 1, dloc + int(round(ramp_s / step_s)))
     starts = np.arange(dloc, max(dloc, hi) + 1)
-    cand: list[tuple[int, int]] = [(int(s0), 0) for s0 in starts]
+    cs, cl = [starts], [np.zeros(starts.size)]
     for m in RAMP_LEN_MIN:
         length = int(round(m * 60 / step_s))
         if length < 2 or m * 60 > ramp_s:
             continue
-        cand += [(int(s0), length) for s0 in starts if s0 + length <= hi + length // 2]
-    shapes = np.column_stack([_shape(n, s0, L) for s0, L in cand])
-    t = sign * fit.scores(shapes)[0]
+        ok = starts[starts + length <= hi + length // 2]
+        cs.append(ok)
+        cl.append(np.full(ok.size, float(length)))
+    all_s, all_l = np.concatenate(cs), np.concatenate(cl)
+    t = sign * fit.scores(_shapes(n, all_s, all_l))[0]
     # Near-ties (within LOCATION_TIE in squared z, about one log-likelihood unit): the change
     # begins at the earliest start that explains the data about as well.
     tmax = float(np.max(t))
-    ok = [i for i in range(len(cand)) if t[i] > 0 and t[i] ** 2 >= tmax**2 - LOCATION_TIE]
-    return min((cand[i] for i in ok), key=lambda c: (c[0], -t[cand.index(c)]))
+    ok = np.flatnonzero((t > 0) & (t**2 >= tmax**2 - LOCATION_TIE))
+    if ok.size == 0:
+        ok = np.array([int(np.argmax(t))])
+    first = ok[all_s[ok] == all_s[ok].min()]
+    i = int(first[np.argmax(t[first])])
+    return int(all_s[i]), int(all_l[i])
 
 
 def _constant_pre(pre_fin: np.ndarray, post_fin: np.ndarray, raw: np.ndarray, dw: int, kind: str,
