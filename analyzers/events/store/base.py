@@ -238,7 +238,10 @@ class SQLStore(ABC):
         return out
 
     def _record(self, cur: Any, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:
-        now = deploy.received_at or datetime.now(UTC)
+        # received_us is taken inside the write transaction: on SQLite (writers serialised) it
+        # then grows in commit order, so a scanner keeping a high-water mark misses nothing.
+        # On PostgreSQL concurrent transactions may commit out of timestamp order: scan with overlap.
+        now = datetime.now(UTC)
         row = self._exec(
             cur,
             "INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES (?, ?, ?, ?, ?) "
