@@ -358,13 +358,50 @@ def quantile_from_buckets(les: Sequence[float], cumulative_counts: Sequence[floa
 
 
 def quantiles_frame(frame: pd.DataFrame, q: float) -> pd.DataFrame:
-    """:func:`quantile_from_buckets` for each row of a :func:`buckets_frame`: value, lower, upper."""
-    les = [float(c) for c in frame.columns]
-    rows = [quantile_from_buckets(les, row, q) for row in frame.to_numpy(dtype="float64")]
-    return pd.DataFrame(
-        {"value": [r.value for r in rows], "lower": [r.lower for r in rows], "upper": [r.upper for r in rows]},
-        index=frame.index,
-    )
+    """:func:`quantile_from_buckets` for each row of a :func:`buckets_frame`: value, lower, upper.
+
+    Vectorised over rows (a 24-hour chart is ~1,200 rows per percentile); rows with a missing
+    bucket (NaN) take the row-by-row path, which skips that bucket as Prometheus does.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be between 0 and 1, got {q}")
+    les = np.array([float(c) for c in frame.columns])
+    counts = frame.to_numpy(dtype="float64")
+    n, k = counts.shape
+    value = np.full(n, np.nan)
+    lower = np.full(n, np.nan)
+    upper = np.full(n, np.nan)
+    if k >= 2 and np.all(np.diff(les) > 0) and math.isinf(les[-1]):
+        gaps = np.isnan(counts).any(axis=1)
+        ok = ~gaps
+        c = np.maximum.accumulate(counts[ok], axis=1)
+        total = c[:, -1]
+        rank = q * total
+        reached = c[:, :-1] >= rank[:, None]
+        b = np.where(reached.any(axis=1), reached.argmax(axis=1), k - 1)
+        rows = np.arange(len(b))
+        prev = np.maximum(b - 1, 0)
+        below = np.where(b > 0, c[rows, prev], 0.0)
+        start = np.where(b > 0, les[prev], 0.0)
+        end = les[np.minimum(b, k - 2)]
+        count = c[rows, np.minimum(b, k - 2)] - below
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.where(count > 0, start + (end - start) * ((rank - below) / count), np.nan)
+        lo, hi = start.copy(), end.copy()
+        in_inf = b == k - 1
+        v[in_inf], lo[in_inf], hi[in_inf] = les[k - 2], les[k - 2], np.inf
+        non_pos = (b == 0) & (les[0] <= 0)
+        v[non_pos], lo[non_pos], hi[non_pos] = les[0], -np.inf, les[0]
+        empty = ~(total > 0)
+        v[empty], lo[empty], hi[empty] = np.nan, np.nan, np.nan
+        value[ok], lower[ok], upper[ok] = v, lo, hi
+        slow_rows = np.flatnonzero(gaps)
+    else:  # unsorted or duplicate bounds: let the scalar path sort and coalesce
+        slow_rows = np.arange(n)
+    for i in slow_rows:
+        est = quantile_from_buckets(les, counts[i], q)
+        value[i], lower[i], upper[i] = est.value, est.lower, est.upper
+    return pd.DataFrame({"value": value, "lower": lower, "upper": upper}, index=frame.index)
 
 
 # --- comparing two windows -------------------------------------------------------------

@@ -207,6 +207,24 @@ def test_buckets_frame_sorts_le_as_floats_and_adds_up_shared_bounds() -> None:
     assert q.iloc[0].tolist() == pytest.approx([0.42, 0.1, 0.5])
 
 
+def test_vectorised_quantiles_equal_the_row_by_row_ones() -> None:
+    rng = np.random.default_rng(7)
+    les = [0.0, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, INF]
+    increments = rng.poisson(rng.uniform(0, 8, size=len(les)), size=(400, len(les))).astype(float)
+    increments[rng.random(increments.shape) < 0.3] = 0.0  # sparse buckets, empty rows
+    cumulative = np.cumsum(increments, axis=1)
+    cumulative[rng.random(cumulative.shape) < 0.05] -= 1.5  # rate wobble: non-monotonic rows
+    cumulative[rng.random(cumulative.shape) < 0.02] = np.nan  # missing bucket series
+    cumulative[:5] = 0.0
+    frame = pd.DataFrame(cumulative, columns=les)
+    for q in (0.0, 0.3, 0.5, 0.9, 0.99, 1.0):
+        fast = quantiles_frame(frame, q)
+        slow = [quantile_from_buckets(les, row, q) for row in cumulative]
+        np.testing.assert_array_equal(fast["value"].to_numpy(), [e.value for e in slow])
+        np.testing.assert_array_equal(fast["lower"].to_numpy(), [e.lower for e in slow])
+        np.testing.assert_array_equal(fast["upper"].to_numpy(), [e.upper for e in slow])
+
+
 def test_buckets_frame_demands_the_le_label() -> None:
     with pytest.raises(ValueError, match="keep le"):
         buckets_frame(result_of([({"service": "s"}, [1.0])]))
