@@ -93,9 +93,9 @@ def _problem_from(exc: AnalyzerError) -> HTTPProblem:
     if isinstance(exc, EventError):
         reason = "malformed" if exc.status_code == 400 else "invalid_event"
         return HTTPProblem(exc.status_code, str(exc), field=exc.field, reason=reason)
-    if isinstance(exc, StoreUnavailable):
-        return HTTPProblem(503, f"{exc}", reason="store_unavailable",
-                           headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(exc, StoreUnavailable):  # details go to the log, not to the sender
+        return HTTPProblem(503, "deploy store unavailable (locked, full or unreachable): nothing was stored, "
+                                "retry later", reason="store_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
     return HTTPProblem(500, f"internal error ({type(exc).__name__}); the event was not stored", reason="internal")
 
 

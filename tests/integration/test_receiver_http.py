@@ -379,3 +379,27 @@ def test_documented_shell_recipe_is_accepted(receiver: ReceiverInfo) -> None:
                          env={"PATH": "/usr/bin:/bin", "SECRET": receiver.secret, "URL": receiver.webhook_url,
                               "BODY": json.dumps(ev)})
     assert json.loads(out.stdout)["status"] == "created", out.stdout + out.stderr
+
+
+@pytest.mark.postgres
+def test_postgres_connection_loss_answers_503_then_recovers(postgres_url: str) -> None:
+    import psycopg
+
+    from tests.fixtures.postgres import new_database
+
+    url = new_database(postgres_url)
+    store = open_store(url)
+    with serve_app(create_app(store, secrets=[SECRET])) as base:
+        assert send_event(base + "/webhooks/deploys", event(), SECRET).status_code == 201
+        with psycopg.connect(url, autocommit=True) as admin:  # the database drops every other session
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        ev = event()
+        r = send_event(base + "/webhooks/deploys", ev, SECRET, msg_id="m-pg")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+        assert "retry later" in r.json()["error"] and "127.0.0.1" not in r.json()["error"]
+        again = send_event(base + "/webhooks/deploys", ev, SECRET, msg_id="m-pg")  # the sender's retry
+        assert again.status_code == 201
+        assert requests.get(base + "/healthz", timeout=10).status_code == 200
+    assert store.count_events() == 2
+    store.close()

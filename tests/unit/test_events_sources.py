@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzers.errors import EventError
 from analyzers.events import sources
@@ -109,3 +111,19 @@ def test_fast_deploy_dict_equals_the_model_serialisation() -> None:
                    expectations=(Expectation("latency_p99", "decrease", 0.1),), description="<b>")
     for d in (BASE, full):
         assert deploy_dict(d) == d.to_dict()
+
+
+STATUSES = ["started", "succeeded", "failed", "cancelled", "rolled_back"]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(STATUSES), min_size=1, max_size=8))
+def test_merge_in_any_arrival_order_ends_at_the_furthest_status(order: list[str]) -> None:
+    from analyzers.events.store import STATUS_RANK
+
+    merged = replace(BASE, status=order[0])
+    for status in order[1:]:
+        merged = merge_deploys(merged, replace(BASE, status=status))
+    top = max(STATUS_RANK[s] for s in order)
+    assert STATUS_RANK[merged.status] == top
+    assert merged.status == [s for s in order if STATUS_RANK[s] == top][-1]  # ties: the latest word wins
