@@ -18,14 +18,16 @@ if str(_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` only puts das
     sys.path.insert(0, str(_ROOT))
 
 _HERE = Path(__file__).resolve().parent
+# Page scripts live in views/, not pages/: Streamlit auto-discovers a pages/ directory (the old
+# multipage mode) and can run such a page without this entrypoint for a fresh session.
 
 st.set_page_config(page_title="Deploy verification", page_icon="🚦", layout="wide")
 
 deploys_page = st.Page(
-    str(_HERE / "pages" / "deploys.py"), title="Deploys", icon=":material/rocket_launch:", url_path="deploys", default=True
+    str(_HERE / "views" / "deploys.py"), title="Deploys", icon=":material/rocket_launch:", url_path="deploys", default=True
 )
-deploy_page = st.Page(str(_HERE / "pages" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy")
-latency_page = st.Page(str(_HERE / "pages" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
+deploy_page = st.Page(str(_HERE / "views" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy")
+latency_page = st.Page(str(_HERE / "views" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
 
 page = st.navigation([deploys_page, deploy_page, latency_page])
 # Reports and chat messages link to `/deploy?deploy=<id>`; a bare `/?deploy=<id>` opens it too.

@@ -108,7 +108,7 @@ def test_unknown_deploy_says_so(store_data: StoreData) -> None:
 
 def test_without_id_offers_a_picker(store_data: StoreData) -> None:
     at = AppTest.from_file(APP, default_timeout=30).run()
-    at.switch_page("pages/deploy.py").run()
+    at.switch_page("views/deploy.py").run()
     assert not at.exception
     picker = at.selectbox(key="deploy_pick")
     assert any(o.startswith("checkout v2.4.0 · production") for o in picker.options)

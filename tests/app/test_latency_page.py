@@ -53,7 +53,7 @@ def open_latency(query: dict[str, Any], tz: str = "UTC") -> AppTest:
     at.context = {"timezone": tz}
     at.query_params.update(query)
     at.run()
-    at.switch_page("pages/latency.py").run()
+    at.switch_page("views/latency.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -104,7 +104,7 @@ def pick_range(driver: Any, label: str) -> None:
     box = next(e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSelectbox"]')
                if "Time range" in e.text)
     box.find_element(By.CSS_SELECTOR, "input, [role='combobox']").click()
-    option = next(o for o in driver.find_elements(By.CSS_SELECTOR, "li[role='option']") if o.text.strip() == label)
+    option = next(o for o in driver.find_elements(By.CSS_SELECTOR, "[role='option']") if o.text.strip() == label)
     option.click()
 
 

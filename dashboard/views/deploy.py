@@ -17,7 +17,7 @@ from analyzers.model import Deploy, DeployVerdict, MetricVerdict, to_utc
 from dashboard import data
 from dashboard.components import charts, common
 
-DEPLOY_PAGE = "pages/deploy.py"
+DEPLOY_PAGE = "views/deploy.py"
 OUTCOME_COLORS = {
     "confirmed": "green",
     "ok": "green",
@@ -316,7 +316,7 @@ def main() -> None:
                 f"No deploy with id {esc(deploy_id)} in the store. It may not have arrived yet (events are "
                 "stored when the receiver acknowledges them), or the link is wrong."
             )
-            st.page_link("pages/deploys.py", label="Back to all deploys")
+            st.page_link("views/deploys.py", label="Back to all deploys")
     if detail is None:
         return
     deploy, verdict = detail.deploy, detail.verdict
@@ -329,7 +329,7 @@ def main() -> None:
         if verdict.retry_after_s:
             st.info(f"Not enough data yet: check again in about {common.fmt_duration(verdict.retry_after_s)}.")
     st.page_link(
-        "pages/latency.py",
+        "views/latency.py",
         label="Latency around this deploy (percentiles, heatmap, before/after)",
         icon=":material/speed:",
         query_params={

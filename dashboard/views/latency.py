@@ -21,7 +21,7 @@ from analyzers.model import Deploy
 from dashboard import data
 from dashboard.components import charts, common
 
-DEPLOY_PAGE = "pages/deploy.py"
+DEPLOY_PAGE = "views/deploy.py"
 TARGET_POINTS = 1500
 PRESETS = ("1h", "6h", "24h", "7d")
 REFRESH_S = 60
@@ -146,8 +146,10 @@ def bucket_edges(les: tuple[float, ...]) -> list[float]:
 def panels() -> None:
     tr = current_range()
     step = choose_step(tr.seconds)
-    start = tr.start // step * step
-    end = tr.end // step * step
+    # Align to the step: the same (start, end, step) for every rerun within one step, so reruns
+    # and other viewers hit the cache, and Prometheus gets aligned queries.
+    tr = common.TimeRange(tr.start // step * step, tr.end // step * step, tr.label)
+    start, end = tr.start, tr.end
     st.caption(
         f"{common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · step {format_duration(step)}"
     )
@@ -317,7 +319,7 @@ def before_after(deploys: list[Deploy]) -> None:
     settle = int((deploy.finished_at - deploy.started_at).total_seconds()) if deploy.finished_at else 0
     settle = max(0, min(settle, 3600))
     after_start = t0 + settle
-    now = common.floor_now(scrape_s)
+    now = common.floor_now(60)
     after_end = min(after_start + window_s, now)
     if after_end - after_start < 4 * scrape_s:
         st.info("Too little time has passed since this deploy to compare: try again in a few minutes.")

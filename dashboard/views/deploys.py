@@ -14,7 +14,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.components import charts, common
 
-DEPLOY_PAGE = "pages/deploy.py"
+DEPLOY_PAGE = "views/deploy.py"
 ALL_ENVIRONMENTS = "(all)"
 
 zone = common.viewer_zone()
