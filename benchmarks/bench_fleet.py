@@ -105,15 +105,25 @@ def _near(times: list[datetime], ordered: list[Any], at: datetime, overlap: time
     return ordered[bisect_left(times, at - overlap): bisect_right(times, at + overlap)]
 
 
-def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datetime, profile: Path | None) -> dict[str, Any]:
-    """Verify the whole fleet with one plan; returns timings, counts and every verdict."""
+def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datetime, profile: Path | None,
+             history_s: float = 86400.0, fleet_max_points: int | None = None) -> dict[str, Any]:
+    """Verify the whole fleet with one plan; returns timings, counts and every verdict.
+
+    ``fleet_max_points`` replaces :data:`analyzers.fleet.MAX_POINTS` for this process: with
+    10,999 the batched chunks stay at the verification step (the library's 11,000 lets the
+    client raise a full chunk's step from 60 s to 61 s; see docs/scaling.md).
+    """
+    import analyzers.fleet
     from analyzers.fleet import verify_fleet
+
+    if fleet_max_points is not None:
+        analyzers.fleet.MAX_POINTS = fleet_max_points
     from analyzers.prom import PrometheusClient
     from analyzers.verification import DirectFetcher, verify_deploy
 
     rss_start = _rss_mib()
     plan = plan_fleet(params, end)
-    config = fleet_config(plan, url)
+    config = fleet_config(plan, url, history_s=history_s)
     client = PrometheusClient(config.prometheus)
     clock = _Clock()
     _instrument(client, clock)
@@ -193,12 +203,12 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def expected_ranges(plan: FleetPlan, merge_gap_s: float = 6 * 3600.0) -> tuple[int, int]:
+def expected_ranges(plan: FleetPlan, merge_gap_s: float = 6 * 3600.0, history_s: float = 86400.0) -> tuple[int, int]:
     """(contiguous ranges, range queries at the 11,000-point cap) the batched plan should need,
     counted from the deploys' analysis windows the way :mod:`analyzers.fleet` merges them."""
     from analyzers.verification import analysis_window
 
-    config = fleet_config(plan)
+    config = fleet_config(plan, history_s=history_s)
     step = config.verification.step_s
     now = datetime.now(UTC)
     by_service: dict[str, list[tuple[float, float]]] = {}
@@ -248,11 +258,13 @@ def compare(plan: FleetPlan, batched: dict[str, Any], naive: dict[str, Any]) -> 
     }
 
 
-def run_size(params: FleetParams, *, profile: bool, log: Any = print) -> dict[str, Any]:
+def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, fleet_max_points: int | None = None,
+             log: Any = print) -> dict[str, Any]:
     from analyzers.prom import PrometheusClient
     from analyzers.promserver import PrometheusServer
 
-    log(f"== {params.services} services x {params.days} days ({params.key})")
+    log(f"== {params.services} services x {params.days} days, {params.deploys_per_30d} deploys/30 d, "
+        f"history {history_s / 86400:g} d ({params.key})")
     t = time.perf_counter()
     data = ensure_fleet(params)
     log(f"  data ready in {time.perf_counter() - t:.1f} s "
@@ -260,8 +272,10 @@ def run_size(params: FleetParams, *, profile: bool, log: Any = print) -> dict[st
     plan = data.plan
     now = datetime.now(UTC)
     out: dict[str, Any] = {"services": params.services, "days": params.days, "deploys": len(plan.fleet),
+                           "deploys_per_30d": params.deploys_per_30d, "history_days": history_s / 86400,
+                           "fleet_max_points": fleet_max_points,
                            "samples": data.samples, "generated_s": data.generated_s, "now": now.isoformat()}
-    ranges, capped = expected_ranges(plan)
+    ranges, capped = expected_ranges(plan, history_s=history_s)
     out["expected_ranges"], out["expected_capped_queries"] = ranges, capped
     with PrometheusServer(data.tsdb_dir, port=0, retention="60d", ready_timeout_s=600) as prom:
         assert prom._proc is not None
@@ -274,10 +288,14 @@ def run_size(params: FleetParams, *, profile: bool, log: Any = print) -> dict[st
         log(f"  Prometheus ready at {prom.url}; warm-up query {time.perf_counter() - warm:.1f} s")
         for name in PLANS:
             cpu0 = _proc_cpu_s(pid)
-            res_path = CACHE_DIR / f"plan-{params.key}-{name}.json"
+            fix = "" if fleet_max_points is None else f"-cap{fleet_max_points}"
+            res_path = CACHE_DIR / f"plan-{params.key}-h{history_s / 86400:g}{fix}-{name}.json"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--services", str(params.services),
                    "--days", str(params.days), "--seed", str(params.seed), "--end", plan.end.isoformat(),
+                   "--deploys-per-30d", str(params.deploys_per_30d), "--history-days", str(history_s / 86400),
                    "--url", prom.url, "--now", now.isoformat(), "--out", str(res_path)]
+            if fleet_max_points is not None:
+                cmd += ["--fleet-max-points", str(fleet_max_points)]
             if profile:
                 cmd += ["--profile-out", str(CACHE_DIR / f"profile-{params.key}-{name}.txt")]
             t = time.perf_counter()
@@ -294,6 +312,18 @@ def run_size(params: FleetParams, *, profile: bool, log: Any = print) -> dict[st
     return out
 
 
+def _label(r: dict[str, Any]) -> str:
+    """``200`` for the default fleet shape, ``20, 60/30d, 7d hist`` when deploys or history differ."""
+    text = str(r["services"])
+    if r.get("deploys_per_30d", 15) != 15:
+        text += f", {r['deploys_per_30d']}/30d"
+    if r.get("history_days", 1.0) != 1.0:
+        text += f", {r['history_days']:g}d hist"
+    if r.get("fleet_max_points"):
+        text += ", cap fix"
+    return text
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     rows = [
         "| services | deploys | plan | wall s | CPU s | queries | points | query s (server) | stats s | other s "
@@ -305,14 +335,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
             p = r[name]
             other = p["wall_s"] - p["query_s"] - p["stats_s"]
             rows.append(
-                f"| {r['services']} | {r['deploys']:,} | {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['queries']:,} "
+                f"| {_label(r)} | {r['deploys']:,} | {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['queries']:,} "
                 f"| {p['points']:,} "
                 f"| {p['query_s']:.1f} ({p['server_s']:.1f}) | {p['stats_s']:.1f} | {other:.1f} "
                 f"| {p['prometheus_cpu_s']:.1f} | {p['rss_peak_mib']:.0f} |"
             )
         b, n = r["batched"], r["naive"]
         rows.append(
-            f"| {r['services']} | | naive/batched | {n['wall_s'] / b['wall_s']:.2f}x | {n['cpu_s'] / b['cpu_s']:.2f}x "
+            f"| {_label(r)} | | naive/batched | {n['wall_s'] / b['wall_s']:.2f}x | {n['cpu_s'] / b['cpu_s']:.2f}x "
             f"| {n['queries'] / max(1, b['queries']):.1f}x "
             f"| {n['points'] / max(1, b['points']):.1f}x | {n['query_s'] / max(1e-9, b['query_s']):.1f}x | | | "
             f"{n['prometheus_cpu_s'] / max(1e-9, b['prometheus_cpu_s']):.1f}x | |"
@@ -327,7 +357,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         inc = b["incremental"]
         med = sorted(inc["runs_s"])[1]
         lines.append(
-            f"| {r['services']} | {b['queries']:,} | {r['expected_ranges']:,} | {r['expected_capped_queries']:,} "
+            f"| {_label(r)} | {b['queries']:,} | {r['expected_ranges']:,} | {r['expected_capped_queries']:,} "
             f"| {b['fallback_queries']} | {a['same_overall']}/{a['deploys']} / {a['same_metric_outcomes']}/{a['deploys']} "
             f"| {a['truth_matches']}/{a['deploys']} | {a['improvements_confirmed'][0]}/{a['improvements_confirmed'][1]} "
             f"| {a['regressions_on_right_metric'][0]}/{a['regressions_on_right_metric'][1]} "
@@ -336,7 +366,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     lines.append("")
     lines.append("Truth vs batched verdict (deploy kind -> overall):")
     for r in results:
-        lines.append(f"- {r['services']} services: " + ", ".join(f"{k} {v}" for k, v in r["agreement"]["confusion"].items()))
+        lines.append(f"- {_label(r)}: " + ", ".join(f"{k} {v}" for k, v in r["agreement"]["confusion"].items()))
     return "\n".join(lines)
 
 
@@ -345,7 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--services", type=int, nargs="+", default=[200], help="fleet sizes to measure (default: 200)")
     ap.add_argument("--days", type=int, default=30, help="days of data (default 30)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--deploys-per-30d", type=int, default=15, help="deploys per service per 30 days (default 15)")
+    ap.add_argument("--history-days", type=float, default=1.0,
+                    help="verification history fetched per deploy, in days (default 1)")
     ap.add_argument("--profile", action="store_true", help="cProfile each plan (slower); top 25 under benchmarks/.cache/")
+    ap.add_argument("--fleet-max-points", type=int,
+                    help="override analyzers.fleet.MAX_POINTS (10999 simulates the chunk-step fix, see docs/scaling.md)")
+    ap.add_argument("--report", nargs="+", metavar="JSON", help="only print the tables of saved results files")
     ap.add_argument("--worker", choices=PLANS, help=argparse.SUPPRESS)
     ap.add_argument("--end", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -354,20 +390,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        params = FleetParams(services=args.services[0], days=args.days, seed=args.seed)
+        params = FleetParams(services=args.services[0], days=args.days, seed=args.seed,
+                             deploys_per_30d=args.deploys_per_30d)
         res = run_plan(args.worker, params, datetime.fromisoformat(args.end), args.url,
-                       datetime.fromisoformat(args.now), Path(args.profile_out) if args.profile_out else None)
+                       datetime.fromisoformat(args.now), Path(args.profile_out) if args.profile_out else None,
+                       history_s=args.history_days * 86400, fleet_max_points=args.fleet_max_points)
         Path(args.out).write_text(json.dumps(res))
+        return 0
+    if args.report:
+        print(markdown([r for path in args.report for r in json.loads(Path(path).read_text())]))
         return 0
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     results = []
     for n in args.services:
-        results.append(run_size(FleetParams(services=n, days=args.days, seed=args.seed), profile=args.profile))
+        params = FleetParams(services=n, days=args.days, seed=args.seed, deploys_per_30d=args.deploys_per_30d)
+        results.append(run_size(params, profile=args.profile, history_s=args.history_days * 86400,
+                                fleet_max_points=args.fleet_max_points))
         tag = "-".join(str(r["services"]) for r in results)
-        (CACHE_DIR / f"results-{tag}-d{args.days}.json").write_text(json.dumps(results, indent=1))
+        fix = "" if args.fleet_max_points is None else f"-cap{args.fleet_max_points}"
+        name = f"results-{tag}-d{args.days}-k{args.deploys_per_30d}-h{args.history_days:g}{fix}.json"
+        (CACHE_DIR / name).write_text(json.dumps(results, indent=1))
     print()
+    extra = (f" --seed {args.seed}" if args.seed != 7 else "") + (
+        f" --deploys-per-30d {args.deploys_per_30d}" if args.deploys_per_30d != 15 else "") + (
+        f" --history-days {args.history_days:g}" if args.history_days != 1 else "") + (
+        f" --fleet-max-points {args.fleet_max_points}" if args.fleet_max_points is not None else "")
     print(f"Command: .venv/bin/python benchmarks/bench_fleet.py --services {' '.join(map(str, args.services))} "
-          f"--days {args.days}" + (f" --seed {args.seed}" if args.seed != 7 else ""))
+          f"--days {args.days}{extra}")
     print(markdown(results))
     return 0
 
