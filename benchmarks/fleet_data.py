@@ -312,12 +312,13 @@ def write_openmetrics(plan: FleetPlan, path: Path, *, services: range | None = N
     return n
 
 
-def fleet_config(plan: FleetPlan, url: str = "http://127.0.0.1:9090") -> Config:
+def fleet_config(plan: FleetPlan, url: str = "http://127.0.0.1:9090", *, history_s: float = 86400.0) -> Config:
     """The catalog of the 5 fleet metrics (all guards), 60 s steps and a 1-day history.
 
     ``history_s`` is 1 day, not the default 8: each deploy fetches its own recent past (one
     daily cycle for the seasonal baseline), which keeps a naive per-deploy query at ~1,500
-    points. Every service is declared (no dependencies) so overlap warnings only name deploys
+    points (the benchmark's ``--history-days`` varies it; deploys are placed at least 1 day
+    after the data starts, so longer histories are cut by the start of the data). Every service is declared (no dependencies) so overlap warnings only name deploys
     of the same service, as in a fleet where services are independent.
     """
     metrics = (
@@ -348,7 +349,7 @@ def fleet_config(plan: FleetPlan, url: str = "http://127.0.0.1:9090") -> Config:
     )
     return Config(
         prometheus=PrometheusSettings(url=url, scrape_interval_s=float(STEP_S), timeout_s=60.0),
-        verification=VerificationSettings(history_s=86400.0, step_s=float(STEP_S)),
+        verification=VerificationSettings(history_s=history_s, step_s=float(STEP_S)),
         metrics={m.key: m for m in metrics},
         services={s.name: ServiceSpec(name=s.name) for s in plan.services},
     )
