@@ -101,6 +101,16 @@ def _instrument(client: Any, clock: _Clock) -> None:
     stats_pkg.verify_series = verify_series  # verification imports it at call time
 
 
+def library_fingerprint() -> str:
+    """Short hash of the analyzers sources a plan ran (the statistics core may change between runs)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for path in sorted((ROOT / "analyzers").rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def _near(times: list[datetime], ordered: list[Any], at: datetime, overlap: timedelta) -> list[Any]:
     return ordered[bisect_left(times, at - overlap): bisect_right(times, at + overlap)]
 
@@ -155,6 +165,7 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
         "deploys": len(verdicts),
         "wall_s": wall,
         "cpu_s": cpu,
+        "library": library_fingerprint(),
         "queries": queries,
         "fallback_queries": fallback,
         "points": points,
