@@ -74,6 +74,15 @@ def build_demo(work: Path) -> tuple[str, str, Any]:
 
 
 def rendered(driver: Any, charts: int) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return _rendered(driver, charts)
+    except StaleElementReferenceException:  # Streamlit replaced the element mid-check
+        return False
+
+
+def _rendered(driver: Any, charts: int) -> bool:
     from selenium.webdriver.common.by import By
 
     if driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'):
