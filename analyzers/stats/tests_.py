@@ -1,5 +1,5 @@
 """Significance tests used by ``verify_series``: an AR(1)-aware robust shift test,
-a spread (median) test on prewhitened residuals, and a Poisson rate test for low counts.
+a spread test on prewhitened residuals, and a Poisson rate test for low counts.
 
 Model and assumption (state it, test it): around the deploy, the (baseline-adjusted)
 series is a level ``a`` (optionally plus a linear trend ``b t``) plus noise that is a
@@ -29,8 +29,13 @@ from scipy import stats as sps
 
 #: Upper cap on the AR(1) coefficient (0.99 ~ a 100-step memory).
 PHI_MAX = 0.99
+#: Standard errors added to the bias-corrected AR(1) estimate (conservative margin).
+PHI_SE_MARGIN = 1.0
 #: Above this AR(1) estimate, the level test must also reject under a random walk.
 UNIT_ROOT_PHI = 0.9
+#: Trend kept above this |z| (pre-deploy slope), dropped below NO_TREND_Z; both tried between.
+TREND_Z = 2.5
+NO_TREND_Z = 1.0
 #: Huber clipping constant for prewhitened residuals, in robust scales.
 HUBER_C = 3.0
 #: Monte Carlo draws for the max-statistic p-value.
@@ -70,7 +75,7 @@ def estimate_phi(e: np.ndarray) -> float:
     phi = num / den
     phi = phi + (1.0 + 3.0 * phi) / n
     # Add one standard error: under-estimating memory is what makes such tests cry wolf.
-    phi = phi + float(np.sqrt(max(0.0, 1.0 - min(phi, 1.0) ** 2) / n))
+    phi = phi + PHI_SE_MARGIN * float(np.sqrt(max(0.0, 1.0 - min(phi, 1.0) ** 2) / n))
     return float(min(max(phi, 0.0), PHI_MAX))
 
 
@@ -137,7 +142,7 @@ def fit_null(
     """Fit level (+ trend) under AR(1) noise on window ``r``; ``deploy`` indexes its first post point.
 
     ``trend=None`` decides by a robust score test of a slope on the pre-deploy rows
-    (kept when |z| > 3). ``phi >= 1`` fits a random walk (differences, with a drift).
+    (kept when |z| > ``TREND_Z``); see :func:`slope_z` for the ambiguous middle. ``phi >= 1`` fits a random walk (differences, with a drift).
     ``post_scale`` down-weights rows after the deploy when their spread grew (a weighted
     test, so a pure spread change is not read as a level change). Returns None when the
     pre part has no spread at all.
@@ -155,7 +160,7 @@ def fit_null(
         cols = xt[:, 1:2]
     else:
         if trend is None:
-            trend = _slope_z(xt[pre_rows], yt[pre_rows]) > 3.0
+            trend = _slope_z(xt[pre_rows], yt[pre_rows]) > TREND_Z
         cols = xt if trend else xt[:, :1]
     q, _ = np.linalg.qr(cols)
     resid = yt - q @ (q.T @ yt)
@@ -170,6 +175,21 @@ def fit_null(
     if epsi2 <= 0:
         return None
     return NullFit(tpos, phi, q, psi, epsi2, scale, resid, pre_rows, bool(trend), w)
+
+
+def slope_z(r: np.ndarray, deploy: int, phi: float) -> float:
+    """|z| of a linear trend on the pre-deploy part of ``r`` under AR(1) noise.
+
+    ``verify_series`` keeps a trend above ``TREND_Z``, drops it below ``NO_TREND_Z``, and
+    in between requires the change to be significant both with and without it.
+    """
+    pre = r[:deploy]
+    tpos = np.flatnonzero(np.isfinite(pre))
+    if tpos.size < 6:
+        return 0.0
+    t = (tpos - deploy).astype(float) / max(1.0, float(deploy))
+    x = np.column_stack([np.ones_like(t), t])
+    return _slope_z(ar1_transform(tpos, x, phi), ar1_transform(tpos, pre[tpos], phi))
 
 
 def _slope_z(xt: np.ndarray, yt: np.ndarray) -> float:
@@ -210,37 +230,24 @@ def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int) -> float:
 
 
 def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
-    """Change in spread of prewhitened residuals: a median test on absolute deviations.
+    """Change in spread of prewhitened residuals: Mann-Whitney on absolute deviations.
 
-    Counts how many absolute deviations after the deploy exceed the median one before
-    (Fisher's exact test on the 2x2 table). A few bursts move the count by a few points
-    only, so GC pauses do not read as a spread change, while a real change in spread
-    moves most points. Returns (two-sided p-value, ratio of robust scales after/before);
-    assumes the prewhitened rows are independent.
+    Each side is centred on its own median, so a level shift (which moves the centre of
+    the prewhitened residuals after the deploy) does not read as a spread change. Rank
+    based, so heavy tails and bursts (which arrive at random times) keep it calibrated.
+    Returns (two-sided p-value, ratio of robust scales after/before); assumes the
+    prewhitened rows are independent.
     """
     before = before[np.isfinite(before)]
     after = after[np.isfinite(after)]
     if before.size < 5 or after.size < 5:
         return 1.0, float("nan")
-    c = float(np.median(before))
-    a = np.abs(before - c)
-    b = np.abs(after - c)
-    m = float(np.median(a))
-    table = [[int(np.sum(b > m)), int(np.sum(b <= m))], [int(np.sum(a > m)), int(np.sum(a <= m))]]
-    p = _fisher_two_sided(table)
+    # Each side around its own median: a level shift moves the centre, not the spread.
+    a = np.abs(before - np.median(before))
+    b = np.abs(after - np.median(after))
+    p = float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
     sa, sb = robust_scale(before), robust_scale(after)
     return p, (sb / sa if sa > 0 else float("inf"))
-
-
-def _fisher_two_sided(table: list[list[int]]) -> float:
-    """Fisher's exact test (two-sided, sum of tables no more likely than the observed one)."""
-    (a, b), (c, d) = table
-    n1, n2, k = a + b, c + d, a + c
-    lo, hi = max(0, k - n2), min(k, n1)
-    support = np.arange(lo, hi + 1)
-    pmf = sps.hypergeom.pmf(support, n1 + n2, n1, k)
-    obs = pmf[a - lo]
-    return float(min(1.0, pmf[pmf <= obs * (1 + 1e-7)].sum()))
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,15 @@ from .changepoints import _running_median5, changepoints, robust_noise_scale
 from .effects import shift_with_ci
 from .result import NotASeries, SeriesResult
 from .tests_ import (
+    NO_TREND_Z,
+    TREND_Z,
     UNIT_ROOT_PHI,
     ar1_transform,
     estimate_phi,
     fit_null,
     max_stat_pvalue,
     poisson_rate_test,
+    slope_z,
     spread_test,
 )
 
@@ -56,7 +59,7 @@ EXPECTS = ("increase", "decrease", "any")
 #: Share of alpha spent on the level test; the rest goes to the spread test.
 LEVEL_WEIGHT = 0.8
 #: Step lags (minutes after the deploy) and ramp lengths (minutes) scanned as change shapes.
-STEP_LAGS_MIN = (0, 1, 2, 3, 5, 7, 10, 15)
+STEP_LAGS_MIN = (0, 1, 2, 3, 4, 5, 6, 7, 10, 15)
 RAMP_LEN_MIN = (5, 10, 20, 30)
 #: An earlier change point is cut off when its own step z-score exceeds this.
 EARLIER_CHANGE_Z = 4.5
@@ -381,7 +384,8 @@ def _verify_level(
     w = rc[pre_lo:]
     dloc = dw - pre_lo
     phi = estimate_phi(_detrend(w[:dloc]))
-    fit = fit_null(w, dloc, None, phi)
+    z_trend = slope_z(w, dloc, phi)
+    fit = fit_null(w, dloc, z_trend > TREND_Z, phi)
     if fit is None:
         return _constant_pre(pre_fin, post_fin, raw, dw, kind, level, base.name, alpha, expect, min_effect,
                              min_effect_rel, details, common, ctx, pre_start)
@@ -391,10 +395,15 @@ def _verify_level(
     p_mean = max_stat_pvalue(tstat, hn, seed)
     best = int(np.argmax(np.abs(tstat)))
     sign = 1.0 if tstat[best] > 0 else -1.0
-    # Spread: residuals of the best level-change model, after vs before.
-    u_alt = _residual_with(fit, shapes[:, best])
+    if NO_TREND_Z < z_trend <= TREND_Z:
+        # A slope that may or may not be there: the change must stand with it too.
+        alt = fit_null(w, dloc, True, phi)
+        if alt is not None:
+            ta, ha = alt.scores(shapes)
+            p_mean = max(p_mean, max_stat_pvalue(ta, ha, seed))
+    # Spread: prewhitened residuals after vs before, each side around its own median.
     post_rows = fit.tpos >= dloc
-    p_var, spread_ratio = spread_test(u_alt[fit.pre_rows], u_alt[post_rows])
+    p_var, spread_ratio = spread_test(fit.resid[fit.pre_rows], fit.resid[post_rows])
     if p_var / (1.0 - LEVEL_WEIGHT) <= alpha and spread_ratio > 1.3:
         # The spread grew: weight rows after the deploy down so noise is not read as a level shift.
         wfit = fit_null(w, dloc, fit.trend, phi, post_scale=spread_ratio)
