@@ -46,6 +46,10 @@ EXPECTS = ("increase", "decrease", "unchanged")
 _SECONDS = (1e9, 1e10)
 _MILLIS = (1e12, 1e13)
 
+#: Plausible deploy times for RFC 3339 strings (the numeric ranges above span the same).
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2287, 1, 1, tzinfo=UTC)
+
 _SHORT = 200  # service, environment, version, ids, flag keys
 _LONG = 4000  # description
 _URL = 2000
@@ -260,10 +264,14 @@ def parse_timestamp(value: Any, name: str) -> datetime:
     if s[-1] in "Zz":
         s = s[:-1] + "+00:00"
     try:
-        ts = datetime.fromisoformat(s)
+        ts = datetime.fromisoformat(s).astimezone(UTC)
     except ValueError as exc:
         raise _bad(name, f"{value!r} is not a valid date/time: {exc}") from None
-    return ts.astimezone(UTC)
+    except OverflowError:
+        ts = None
+    if ts is None or not _EARLIEST <= ts < _LATEST:
+        raise _bad(name, f"{value!r} is outside the plausible range {_EARLIEST.year}..{_LATEST.year - 1}")
+    return ts
 
 
 # --------------------------------------------------------------------------- validation

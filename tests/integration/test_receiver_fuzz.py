@@ -23,19 +23,26 @@ from tests.fixtures.receiver import SECRET, ReceiverInfo, serve_app
 
 FIELDS = ["service", "environment", "version", "started_at", "finished_at", "status", "kind", "flag", "from",
           "to", "event_id", "deploy_id", "labels", "expectations", "url", "description", "bogus"]
+timestamps = st.builds(lambda d, h: d.isoformat() + f"{h:+03d}:00", st.datetimes(), st.integers(-14, 14))
 scalars = st.one_of(
+    timestamps, st.integers(min_value=0, max_value=10**14),
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
     st.sampled_from(["2026-11-27T10:00:00Z", "2026-11-27T10:00:00", "1795773600", "succeeded", "started",
-                     "release", "latency_p99", "decrease", "\ud800", "a\x00b", "<script>", "https://x.example"]),
+                     "release", "latency_p99", "decrease", "\ud800", "a\x00b", "<script>", "https://x.example",
+                     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00", "2026-02-29T00:00:00Z"]),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
                       max_leaves=8)
 VALID = {"service": "fuzz", "environment": "production", "version": "v1", "started_at": "2026-11-27T10:00:00Z"}
-events = st.builds(lambda base, extra: {**base, **extra},
-                   st.sampled_from([VALID, {}, {"service": "fuzz"}]),
-                   st.dictionaries(st.sampled_from(FIELDS), values, max_size=5))
+events = st.one_of(
+    st.builds(lambda base, extra: {**base, **extra},
+              st.sampled_from([VALID, {}, {"service": "fuzz"}]),
+              st.dictionaries(st.sampled_from(FIELDS), values, max_size=5)),
+    st.builds(lambda started, finished: {**VALID, "started_at": started, "finished_at": finished},
+              timestamps, st.one_of(st.none(), timestamps)),
+)
 
 
 def encode(obj: Any) -> bytes:

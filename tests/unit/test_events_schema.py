@@ -77,6 +77,9 @@ def test_timestamps_are_normalised_to_utc(value: object, expected: datetime) -> 
     (179577360000, "neither plausible seconds nor milliseconds"),
     (True, "boolean"),
     ("2026-13-27T10:00:00Z", "not a valid date"),
+    ("0001-01-01T00:00:00+01:00", "plausible range"),
+    ("9999-12-31T23:59:59-01:00", "plausible range"),
+    ("1999-12-31T23:59:59Z", "plausible range"),
     ({"t": 1}, "string"),
 ])
 def test_ambiguous_or_bad_timestamps_are_refused(value: object, message: str) -> None:
@@ -105,6 +108,9 @@ BAD = [
     (body(service="x" * 201), 422, "service", "limit is 200"),
     (body(service="a\nb"), 422, "service", "control characters"),
     (body(status="done"), 422, "status", "must be one of"),
+    (body(started_at="0001-01-01T00:00:00+01:00"), 422, "started_at", "plausible range"),
+    (body(finished_at="9999-12-31T23:59:59-01:00"), 422, "finished_at", "plausible range"),
+    (body(started_at=17957736), 422, "started_at", "neither plausible seconds nor milliseconds"),
     (body(kind="rollout"), 422, "kind", "must be one of"),
     (body(kind="release"), 422, "flag", "required for kind 'release'"),
     (body(flag="f"), 422, "flag", "belong to kind 'release'"),
