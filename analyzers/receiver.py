@@ -324,7 +324,12 @@ def create_app(
                 signed, msg_id = authenticate(body)
                 raw = data = loads_strict(body)
                 if to_generic is not None:
-                    data = to_generic(raw, request)
+                    try:
+                        data = to_generic(raw, request)
+                    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # hostile shapes
+                        log.warning("%s payload of unexpected shape (%s)", source, type(exc).__name__)
+                        raise EventError(f"{source} payload does not have the shape this endpoint maps; see "
+                                         "the per-source set-up in the docs", status_code=422) from None
                     if data is None:
                         metrics.events.labels(source, "ignored", "not_a_deploy").inc()
                         return JSONResponse({"status": "ignored", "reason": "not a deploy event"}, status_code=202)

@@ -226,7 +226,8 @@ def from_spinnaker(data: Any) -> dict[str, Any] | None:
         return None
     status = _SPINNAKER_TYPES[m.group(1)]
     ex = _get(d, "content.execution", "spinnaker")
-    params = _get(ex, "trigger.parameters", "spinnaker", required=False) or {}
+    params = _get(ex, "trigger.parameters", "spinnaker", required=False)
+    params = params if isinstance(params, Mapping) else {}
     return _drop_none({
         "source": "spinnaker",
         "deploy_id": f"spinnaker:{_get(ex, 'id', 'spinnaker')}",

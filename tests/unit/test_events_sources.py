@@ -127,3 +127,41 @@ def test_merge_in_any_arrival_order_ends_at_the_furthest_status(order: list[str]
     top = max(STATUS_RANK[s] for s in order)
     assert STATUS_RANK[merged.status] == top
     assert merged.status == [s for s in order if STATUS_RANK[s] == top][-1]  # ties: the latest word wins
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.text(max_size=12),
+              st.sampled_from(["2026-11-27T10:00:00Z", "success", "deployment", "orca:pipeline:complete"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(
+        ["deployment", "deployment_status", "repository", "state", "id", "sha", "environment", "created_at",
+         "payload", "name", "full_name", "object_kind", "status", "project", "details", "content", "execution",
+         "trigger", "parameters", "type", "application", "app", "revision", "phase", "started_at", "time",
+         "tags", "text", "startTime", "path_with_namespace", "deployment_id", "status_changed_at"]), inner,
+        max_size=6)),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(json_values)
+def test_adapters_on_arbitrary_json_return_a_dict_none_or_a_clear_event_error(data: Any) -> None:
+    adapters = [lambda d: sources.from_github(d, "deployment"), lambda d: sources.from_github(d, "deployment_status"),
+                sources.from_gitlab, sources.from_argocd, sources.from_spinnaker, sources.from_grafana_annotation]
+    for adapt in adapters:
+        try:
+            out = adapt(data)
+        except EventError as exc:
+            assert exc.status_code == 422
+            continue
+        assert out is None or isinstance(out, dict)
+        if out is not None:
+            try:
+                parse_event(out)
+            except EventError:
+                pass
+
+
+def test_spinnaker_parameters_of_the_wrong_type_are_a_clear_error() -> None:
+    payload = {"details": {"type": "orca:pipeline:complete", "application": "a"},
+               "content": {"execution": {"id": "x", "startTime": 1795773600000, "trigger": {"parameters": [1]}}}}
+    with pytest.raises(EventError, match="environment is required"):
+        sources.from_spinnaker(payload)
