@@ -372,6 +372,8 @@ def create_app(
         ],
     }
 
+    source_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
     @app.post("/webhooks/deploys", status_code=201, openapi_extra=webhook_doc,
               summary="Receive one deploy-event/v1 (Standard Webhooks signed)")
     async def post_deploy(request: Request) -> JSONResponse:
@@ -386,7 +388,7 @@ def create_app(
         raise SignatureError(f"no secret configured for source {name}: set {ENV_SECRET}_{name.upper()} "
                              "or start the receiver allowing unsigned events")
 
-    @app.post("/webhooks/github", status_code=201, summary="GitHub deployment / deployment_status events")
+    @app.post("/webhooks/github", status_code=201, openapi_extra=source_doc, summary="GitHub deployment / deployment_status events")
     async def post_github(request: Request) -> JSONResponse:
         def auth(body: bytes) -> tuple[bool, str | None]:
             delivery = request.headers.get("x-github-delivery")
@@ -400,7 +402,7 @@ def create_app(
                             lambda d, r: sources.from_github(d, r.headers.get("x-github-event", ""),
                                                              r.headers.get("x-github-delivery")))
 
-    @app.post("/webhooks/gitlab", status_code=201, summary="GitLab deployment events")
+    @app.post("/webhooks/gitlab", status_code=201, openapi_extra=source_doc, summary="GitLab deployment events")
     async def post_gitlab(request: Request) -> JSONResponse:
         def auth(body: bytes) -> tuple[bool, str | None]:
             secrets_ = source_secret("gitlab")
@@ -422,17 +424,17 @@ def create_app(
             return True, None
         return unsigned_or(name)
 
-    @app.post("/webhooks/argocd", status_code=201, summary="Argo CD notifications (template JSON)")
+    @app.post("/webhooks/argocd", status_code=201, openapi_extra=source_doc, summary="Argo CD notifications (template JSON)")
     async def post_argocd(request: Request) -> JSONResponse:
         return await ingest(request, "argocd", lambda b: bearer_auth("argocd", request),
                             lambda d, r: sources.from_argocd(d))
 
-    @app.post("/webhooks/spinnaker", status_code=201, summary="Spinnaker pipeline notifications")
+    @app.post("/webhooks/spinnaker", status_code=201, openapi_extra=source_doc, summary="Spinnaker pipeline notifications")
     async def post_spinnaker(request: Request) -> JSONResponse:
         return await ingest(request, "spinnaker", lambda b: bearer_auth("spinnaker", request),
                             lambda d, r: sources.from_spinnaker(d))
 
-    @app.post("/api/annotations", status_code=201, summary="Grafana annotation API shape")
+    @app.post("/api/annotations", status_code=201, openapi_extra=source_doc, summary="Grafana annotation API shape")
     async def post_grafana(request: Request) -> JSONResponse:
         resp = await ingest(request, "grafana", lambda b: bearer_auth("grafana", request),
                             lambda d, r: sources.from_grafana_annotation(d))
