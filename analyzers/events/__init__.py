@@ -6,7 +6,8 @@ Modules (each usable alone)::
     signatures  sign() / verify(): Standard Webhooks HMAC signatures, key rotation
     sources     adapters from GitHub, GitLab, Argo CD, Spinnaker, Grafana shapes to deploy-event/v1
     store       open_store("sqlite:///..." | "postgresql://..."): idempotent, durable store
-    send        send_event(): sign and POST an event (demo, users' scripts)
+    send        send_event(): sign and POST an event (demo, users' scripts); a tested curl recipe
+    loadgen     python -m analyzers.events.loadgen: events/s and latency benchmark of the receiver
 
 The HTTP receiver that ties them together is :mod:`analyzers.receiver`.
 """
