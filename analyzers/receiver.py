@@ -25,6 +25,8 @@ Endpoints (``create_app``):
   ``/webhooks/argocd`` and ``/webhooks/spinnaker`` (``Authorization: Bearer``), and
   ``POST /api/annotations`` (Grafana's annotation API shape). Secrets per source from
   ``$DEPLOY_WEBHOOK_SECRET_<SOURCE>`` (e.g. ``..._GITHUB``) or ``source_secrets``.
+  Payloads that are not about a deploy (GitHub ``ping``) get 202 and are not stored;
+  ``/api/annotations`` answers 200 like Grafana. Set-up per source: :mod:`analyzers.events.sources`.
 - ``GET /healthz`` (checks the store), ``GET /metrics`` (Prometheus text, this app's own
   registry), ``GET /v1/deploys`` (filters ``service``, ``environment``, ``since``,
   ``until``, ``limit``; each with its latest verdict), ``GET /v1/deploys/{id}`` (with the
@@ -35,6 +37,10 @@ Bodies are capped at ``max_body`` bytes before being read whole (Content-Length 
 streamed count), and gzip bodies (``Content-Encoding: gzip``) are capped again after
 decompression. The signature covers the decompressed body. The receiver never fetches a
 URL it is given.
+
+Events arriving while a commit is in progress are committed together in the next
+transaction (group commit: one fsync for many events, a savepoint each); every sender
+still gets its answer only after the commit holding its event.
 """
 
 from __future__ import annotations
