@@ -334,39 +334,37 @@ def load_breakdown(
 
 
 @dataclass(frozen=True)
-class SloView:
-    """Good-request ratio over time and the multi-window burn rates now."""
+class BurnRates:
+    """Error-budget burn rates now, per standard window pair (long, short, alert factor, rates)."""
 
     threshold_le: float
     objective: float
-    good_ratio: pd.Series
-    burn_rates: tuple[tuple[str, str, float, float, float], ...]  # (long, short, factor, long rate, short rate)
+    rates: tuple[tuple[str, str, float, float, float], ...]  # (long, short, factor, long rate, short rate)
     queries: tuple[str, ...]
     warnings: tuple[str, ...]
 
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
-def load_slo(
-    config_key: str, _config: Config, histogram: str, service: str, threshold_le: float, objective: float,
-    start: int, end: int, step: int,
-) -> SloView:
-    """Good ratio (``requests <= threshold`` / all) over the range and burn rates at ``end``."""
+def load_burn_rates(
+    config_key: str, _config: Config, histogram: str, service: str, threshold_le: float, objective: float, at: int
+) -> BurnRates:
+    """The multi-window burn rates at ``at`` (Unix s): one instant query per window.
+
+    The good-ratio line needs no query of its own: it is the threshold bucket over the
+    ``+Inf`` bucket of the counts :func:`load_latency` already fetched.
+    """
     from analyzers import latency
 
     sel = histogram_selector(service)
-    window = latency.rate_window(step, _config.prometheus.scrape_interval_s)
-    good_q = latency.slo_good_ratio_query(histogram, sel, threshold_le, window)
-    good = query_range(config_key, _config, good_q, start, end, step)
-    series = good.series[0].values.astype(float) if good.series else pd.Series(dtype=float)
-    warnings = list(good.warnings)
-    queries = [good_q]
+    warnings: list[str] = []
+    queries: list[str] = []
     rates = []
     for pair, long_q, short_q in latency.burn_rate_queries(histogram, sel, threshold_le, objective):
         values = []
         for q in (long_q, short_q):
-            r = query_instant(config_key, _config, q, end)
+            r = query_instant(config_key, _config, q, at)
             warnings.extend(r.warnings)
             values.append(float(r.series[0].values.iloc[-1]) if r.series and len(r.series[0].values) else float("nan"))
         queries.extend((long_q, short_q))
         rates.append((pair.long, pair.short, float(pair.factor), values[0], values[1]))
-    return SloView(threshold_le, objective, series, tuple(rates), tuple(queries), tuple(dict.fromkeys(warnings)))
+    return BurnRates(threshold_le, objective, tuple(rates), tuple(queries), tuple(dict.fromkeys(warnings)))

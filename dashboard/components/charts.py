@@ -337,6 +337,24 @@ def heatmap_chart(
     return _layout(fig, zone=zone, y_title="latency bucket (ms, log scale)", height=380)
 
 
+def good_ratio_chart(
+    good_ratio: pd.Series, *, objective: float, threshold_s: float, zone: ViewerZone,
+    x_range: tuple[datetime, datetime] | None = None,
+) -> go.Figure:
+    """Share of requests at most the SLO threshold over time (percent), with the objective line."""
+    fig = go.Figure(
+        go.Scatter(
+            x=local_times(good_ratio.index, zone), y=good_ratio.astype(float) * 100, mode="lines", name="good ratio",
+            hovertemplate="%{y:.2f} %<extra>good ratio</extra>",
+        )
+    )
+    fig.add_hline(y=objective * 100, line={"dash": "dash", "color": "#d62728"},
+                  annotation_text=f"objective {objective * 100:g} %")
+    if x_range is not None:
+        fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
+    return _layout(fig, zone=zone, y_title=f"requests ≤ {threshold_s * 1000:g} ms (%)", height=300)
+
+
 def _alpha(hex_color: str, a: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))

@@ -254,7 +254,7 @@ def breakdown(tr: common.TimeRange) -> None:
 def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: list[Deploy],
         verdicts: dict) -> None:
     finite = [le for le in (lat.les if lat else ()) if np.isfinite(le) and le > 0]
-    if not finite:
+    if lat is None or not finite:
         st.info("No bucket bounds known for this histogram in the range.")
         return
     c1, c2 = st.columns(2)
@@ -263,16 +263,17 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
                              bind="query-params")
     objective = c2.selectbox("Objective", OBJECTIVES, index=1, key="slo_obj", bind="query-params",
                              help="Share of requests that must be at most the threshold.")
-    with st.spinner("Querying the SLO…"):
-        view = data.load_slo(config_key, config, histogram, service, float(threshold), float(objective),
-                             start, end, step)
-    for w in view.warnings:
+    with st.spinner("Querying the burn rates…"):
+        burn = data.load_burn_rates(config_key, config, histogram, service, float(threshold), float(objective), end)
+    for w in burn.warnings:
         st.warning(f"Prometheus warning: {esc(w)}")
-    cols = st.columns(len(view.burn_rates) + 1)
-    good_now = view.good_ratio.dropna()
+    good_ratio = (lat.cumulative[float(threshold)] / lat.cumulative[float("inf")]).replace(
+        [np.inf, -np.inf], np.nan)
+    cols = st.columns(len(burn.rates) + 1)
+    good_now = good_ratio.dropna()
     cols[0].metric("Good ratio (latest)", f"{good_now.iloc[-1] * 100:.2f} %" if len(good_now) else "n/a",
-                   help=f"Share of requests at most {threshold * 1000:g} ms.")
-    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], view.burn_rates, strict=True):
+                   help=f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}.")
+    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], burn.rates, strict=True):
         firing = long_rate > factor and short_rate > factor
         col.metric(
             f"Burn rate {long} / {short}",
@@ -284,17 +285,13 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
                  "the SLO period. n/a: no requests in that window.",
         )
     if len(good_now):
-        fig = go.Figure(go.Scatter(x=charts.local_times(view.good_ratio.index, zone), y=view.good_ratio * 100,
-                                   mode="lines", name="good ratio"))
-        fig.add_hline(y=objective * 100, line={"dash": "dash", "color": "#d62728"},
-                      annotation_text=f"objective {objective * 100:g} %")
-        fig.update_yaxes(title_text=f"requests ≤ {threshold * 1000:g} ms (%)")
-        fig.update_xaxes(title_text=f"time ({zone.name})")
-        fig.update_xaxes(range=[charts.local_time(data.to_dt(start), zone), charts.local_time(data.to_dt(end), zone)])
-        fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                          legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+        fig = charts.good_ratio_chart(good_ratio, objective=float(objective), threshold_s=float(threshold),
+                                      zone=zone, x_range=(data.to_dt(start), data.to_dt(end)))
         charts.add_deploy_markers(fig, deploys, verdicts, zone)
         show_chart(fig, "slo_chart")
+    with st.expander("Burn-rate PromQL"):
+        for q in burn.queries:
+            st.code(q, language=None, wrap_lines=True)
 
 
 def _rate(x: float) -> str:
