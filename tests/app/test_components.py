@@ -1,0 +1,90 @@
+"""Dashboard helpers that every page relies on: safe text, time zones, error banners, charts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+from analyzers.errors import BadDataError, PrometheusUnreachable, StoreUnavailable
+from dashboard.components import charts, common
+from dashboard.data import _redact
+
+BERLIN = common.ViewerZone(ZoneInfo("Europe/Berlin"), "Europe/Berlin", True)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "[click](javascript:alert(1))",
+        "<img src=x onerror=alert(1)>",
+        "# Heading\n\n**bold**",
+        "$x^2$ and :red[colour] and ![img](http://evil/x.png)",
+        "`code` | table |",
+    ],
+)
+def test_md_escape_leaves_no_markup(hostile: str) -> None:
+    """Every Markdown/HTML metacharacter is backslash-escaped and newlines are gone."""
+    out = common.md_escape(hostile)
+    assert "\n" not in out
+    unescaped = [out[i] for i in range(len(out)) if out[i] in "[]()<>#*`|$:!" and (i == 0 or out[i - 1] != "\\")]
+    assert unescaped == []
+
+
+def test_md_escape_cuts_overlong_values() -> None:
+    assert len(common.md_escape("a" * 10_000, max_len=100)) == 100
+
+
+def test_local_times_follow_daylight_saving() -> None:
+    """Wall-clock times in the viewer's zone, across the October DST change in Berlin."""
+    utc = pd.DatetimeIndex([datetime(2026, 10, 24, 12, tzinfo=UTC), datetime(2026, 10, 26, 12, tzinfo=UTC)])
+    local = charts.local_times(utc, BERLIN)
+    assert [t.hour for t in local] == [14, 13]  # CEST (+2) then CET (+1)
+    assert local.tz is None  # Plotly would ignore an offset: we hand it wall-clock times
+
+
+def test_fmt_time_names_the_zone() -> None:
+    assert common.fmt_time(datetime(2026, 7, 1, 10, 0, tzinfo=UTC), BERLIN) == "2026-07-01 12:00 CEST"
+    assert common.fmt_time(None, BERLIN) == "—"
+
+
+def test_presets_and_floor_now() -> None:
+    assert common.preset_seconds("24h") == 86400 and common.preset_seconds("7d") == 604800
+    with pytest.raises(ValueError):
+        common.preset_seconds("24 hours; drop table")
+    assert common.floor_now(60, now=1_000_000_059.9) == 1_000_000_020
+
+
+def test_error_banners_say_what_to_do() -> None:
+    down = common.explain_error(PrometheusUnreachable("connection refused", url="http://p:9090"), what="Chart")
+    assert down.startswith("Chart: Prometheus is unreachable") and "PROMETHEUS_URL" in down
+    bad = common.explain_error(BadDataError("parse error", query='up{a="]"}'), what="Percentiles")
+    assert "refused the query (bad_data)" in bad and "Query:" in bad
+    store = common.explain_error(StoreUnavailable("database is locked"), what="Loading deploys")
+    assert "deploy store is unavailable" in store and "DEPLOY_STORE_URL" in store
+    bug = common.explain_error(KeyError("x"), what="Heatmap")
+    assert "This is a bug" in bug and "KeyError" in bug
+
+
+def test_store_url_password_is_redacted() -> None:
+    assert _redact("postgresql://dash:s3cr3t@db:5432/deploys") == "postgresql://dash:***@db:5432/deploys"
+    assert _redact("sqlite:////var/lib/deploys.db") == "sqlite:////var/lib/deploys.db"
+
+
+def test_unit_scales() -> None:
+    assert charts.unit_scale("s") == charts.UnitScale(1000.0, "ms")
+    assert charts.unit_scale("ratio") == charts.UnitScale(100.0, "%")
+    assert charts.unit_scale("req/s").label == "req/s"
+
+
+def test_hover_text_escapes_event_fields() -> None:
+    from analyzers.model import Deploy
+
+    d = Deploy(deploy_id="x", service="<b>svc</b>", environment="prod", version="v1<script>",
+               started_at=datetime(2026, 1, 1, tzinfo=UTC), author="<i>eve</i>", signed=False)
+    hover = charts.deploy_hover(d, None, BERLIN)
+    assert "<script>" not in hover and "&lt;script&gt;" in hover
+    assert "&lt;i&gt;eve&lt;/i&gt;" in hover
+    assert "UNSIGNED" in hover and "verdict: unverified" in hover
