@@ -159,3 +159,12 @@ def _ts(value: str) -> float:
     import pandas as pd
 
     return pd.Timestamp(value).timestamp()
+
+
+def test_report_links_to_the_root_open_the_deploy_page(dashboard: Dashboard, browser: Any, tmp_path: Path) -> None:
+    """Reports and chat messages link ``/?deploy=<id>``: that must land on the verdict."""
+    browser.get(f"{dashboard.url}/?deploy={dashboard.regression_id}")
+    wait_for(lambda: "Deploy: checkout" in body_text(browser) and "FAIL" in body_text(browser), "the deploy page")
+    assert parse_qs(urlparse(browser.current_url).query)["deploy"] == [dashboard.regression_id]
+    shot(browser, tmp_path / "root-link.png")
+    assert_clean_log(dashboard)
