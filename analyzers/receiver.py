@@ -533,6 +533,17 @@ def app_from_env() -> FastAPI:
         metric_keys=None if keys is None else [k for k in keys.split(",") if k],
         read_token=env.get(_ENV_PREFIX + "READ_TOKEN") or None,
     )
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def close_store_at_exit(a: Any) -> Any:  # this factory opened the store, so it closes it
+        async with inner(a) as state:
+            try:
+                yield state
+            finally:
+                store.close()
+
+    app.router.lifespan_context = close_store_at_exit
     if env.get("ANALYZERS_WORKER") == "1":
         attach_worker(app, store_url, poll_s=float(env.get("ANALYZERS_WORKER_POLL") or 5.0))
     return app
