@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
@@ -38,7 +39,8 @@ VERDICT_COLORS: dict[str, str] = {
     "inconclusive": "#e0a100",
     "unverified": "#8c8c8c",
 }
-BADGE_COLORS: dict[str, str] = {"pass": "green", "fail": "red", "inconclusive": "orange", "unverified": "gray"}
+BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
+BADGE_COLORS: dict[str, BadgeColor] = {"pass": "green", "fail": "red", "inconclusive": "orange", "unverified": "gray"}
 
 
 # --------------------------------------------------------------------------- time zone
@@ -267,6 +269,25 @@ def panel(what: str) -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - one broken panel must not take the page down
         log.exception("%s failed", what)
         st.error(explain_error(exc, what=what), icon=":material/error:")
+
+
+def clicked_deploy(event: Any) -> str | None:
+    """The deploy id of a clicked deploy marker in a Plotly selection event, if any.
+
+    Deploy markers carry the id as a string in ``customdata``; other traces carry numbers
+    (or nothing), so clicking a data point never navigates away.
+    """
+    try:
+        points = event["selection"]["points"] if event else []
+    except (KeyError, TypeError):
+        return None
+    for p in points:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(cd, list) and len(cd) == 1:
+            cd = cd[0]
+        if isinstance(cd, str) and cd:
+            return cd
+    return None
 
 
 def query_value(name: str) -> str | None:

@@ -18,7 +18,7 @@ from dashboard import data
 from dashboard.components import charts, common
 
 DEPLOY_PAGE = "views/deploy.py"
-OUTCOME_COLORS = {
+OUTCOME_COLORS: dict[str, common.BadgeColor] = {
     "confirmed": "green",
     "ok": "green",
     "no_effect": "orange",

@@ -76,12 +76,9 @@ if not deploys:
 with common.panel("Drawing the timeline"):
     fig = charts.deploy_timeline(deploys, verdicts, zone, start=time_range.start_dt, end=time_range.end_dt)
     event = st.plotly_chart(fig, key="timeline", on_select="rerun", selection_mode="points")
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    picked = next((p.get("customdata") for p in points if p.get("customdata")), None)
-    if isinstance(picked, list):
-        picked = picked[0] if picked else None
+    picked = common.clicked_deploy(event)
     if picked:
-        st.switch_page(DEPLOY_PAGE, query_params={"deploy": str(picked)})
+        st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
 
 rows = []
 for d in deploys:

@@ -124,10 +124,9 @@ def deploys_in(tr: common.TimeRange) -> tuple[list[Deploy], dict]:
 def show_chart(fig: go.Figure, key: str) -> None:
     """Draw a chart; a click on a deploy marker opens that deploy's page."""
     event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
-    for p in (event or {}).get("selection", {}).get("points", []) if event else []:
-        cd = p.get("customdata")
-        if isinstance(cd, str) and cd:
-            st.switch_page(DEPLOY_PAGE, query_params={"deploy": cd})
+    picked = common.clicked_deploy(event)
+    if picked:
+        st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
 
 
 def bucket_edges(les: tuple[float, ...]) -> list[float]:
@@ -188,7 +187,7 @@ def panels() -> None:
         elif not lat.cumulative.empty:
             from analyzers import latency
 
-            rates = latency.bucket_increments(lat.cumulative) / lat.window_s
+            rates = pd.DataFrame(latency.bucket_increments(lat.cumulative)) / lat.window_s
             edges = bucket_edges(lat.les)
             rates = rates.iloc[:, : len(edges) - 1]
             fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt))
@@ -340,7 +339,7 @@ def _compare(before: data.Distribution, after: data.Distribution) -> None:
     if b[-1] <= 0 or a[-1] <= 0:
         st.info("No requests on one side of the deploy.")
         return
-    cmp = latency.compare_bucket_distributions(les, b, a, cumulative=True)
+    cmp = latency.compare_bucket_distributions(les, b.tolist(), a.tolist(), cumulative=True)
     p = cmp.p_value
     if p != p:  # NaN: too few requests to form two groups
         verdict = "Too few requests to test"
@@ -355,7 +354,7 @@ def _compare(before: data.Distribution, after: data.Distribution) -> None:
     )
     rows = []
     for label, q in data.PERCENTILES.items():
-        eb, ea = latency.quantile_from_buckets(les, b, q), latency.quantile_from_buckets(les, a, q)
+        eb, ea = latency.quantile_from_buckets(les, b.tolist(), q), latency.quantile_from_buckets(les, a.tolist(), q)
         rows.append({
             "percentile": label,
             "before (ms)": round(eb.value * 1000, 2),

@@ -88,3 +88,13 @@ def test_hover_text_escapes_event_fields() -> None:
     assert "<script>" not in hover and "&lt;script&gt;" in hover
     assert "&lt;i&gt;eve&lt;/i&gt;" in hover
     assert "UNSIGNED" in hover and "verdict: unverified" in hover
+
+
+def test_only_deploy_markers_navigate() -> None:
+    marker = {"selection": {"points": [{"curve_number": 3, "customdata": "dep-1"}]}}
+    line_point = {"selection": {"points": [{"curve_number": 0, "customdata": [12.5, 25.0]}]}}
+    assert common.clicked_deploy(marker) == "dep-1"
+    assert common.clicked_deploy({"selection": {"points": [{"customdata": ["dep-2"]}]}}) == "dep-2"
+    assert common.clicked_deploy(line_point) is None
+    assert common.clicked_deploy({"selection": {"points": []}}) is None
+    assert common.clicked_deploy(None) is None
