@@ -119,15 +119,19 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
              history_s: float = 86400.0, fleet_max_points: int | None = None) -> dict[str, Any]:
     """Verify the whole fleet with one plan; returns timings, counts and every verdict.
 
-    ``fleet_max_points`` replaces :data:`analyzers.fleet.MAX_POINTS` for this process: with
-    10,999 the batched chunks stay at the verification step (the library's 11,000 lets the
-    client raise a full chunk's step from 60 s to 61 s; see docs/scaling.md).
+    ``fleet_max_points`` replaces the chunking cap (``MAX_POINTS`` of :mod:`analyzers.verification`,
+    or of :mod:`analyzers.fleet` in older versions) for this process: with 10,999 a full chunk
+    stays at the verification step (with 11,000 the client raises a full chunk's step from 60 s
+    to 61 s, and the 60 s grid is then mostly empty; see docs/scaling.md).
     """
     import analyzers.fleet
+    import analyzers.verification
     from analyzers.fleet import verify_fleet
 
-    if fleet_max_points is not None:
-        analyzers.fleet.MAX_POINTS = fleet_max_points
+    if fleet_max_points is not None:  # where the chunking lives depends on the library version
+        for module in (analyzers.fleet, analyzers.verification):
+            if hasattr(module, "MAX_POINTS"):
+                module.MAX_POINTS = fleet_max_points  # type: ignore[attr-defined]
     from analyzers.prom import PrometheusClient
     from analyzers.verification import DirectFetcher, verify_deploy
 
@@ -391,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="verification history fetched per deploy, in days (default 1)")
     ap.add_argument("--profile", action="store_true", help="cProfile each plan (slower); top 25 under benchmarks/.cache/")
     ap.add_argument("--fleet-max-points", type=int,
-                    help="override analyzers.fleet.MAX_POINTS (10999 simulates the chunk-step fix, see docs/scaling.md)")
+                    help="override the range-chunking cap (10999 simulates the chunk-step fix, see docs/scaling.md)")
     ap.add_argument("--report", nargs="+", metavar="JSON", help="only print the tables of saved results files")
     ap.add_argument("--worker", choices=PLANS, help=argparse.SUPPRESS)
     ap.add_argument("--end", help=argparse.SUPPRESS)
