@@ -210,7 +210,10 @@ def panels() -> None:
 
 def breakdown(tr: common.TimeRange) -> None:
     c1, c2 = st.columns(2)
-    label = c1.selectbox("Break down by", BREAKDOWN_LABELS, key="by", bind="query-params")
+    label = c1.selectbox(
+        "Break down by", BREAKDOWN_LABELS, key="by", bind="query-params", accept_new_options=True,
+        help="endpoint, version or pod, or type any other label of the histogram.",
+    ).strip()
     quantile = c2.selectbox("Slow means above", list(data.PERCENTILES), index=2, key="tail", bind="query-params")
     with st.spinner("Ranking contributors…"):
         bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end)

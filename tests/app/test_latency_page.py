@@ -239,3 +239,14 @@ def test_auto_refresh_from_the_url_keeps_the_panels(scenario_store: dict[str, An
     assert at.toggle(key="live").value is True
     assert not at.error
     assert [s.value for s in at.subheader][:2] == ["Percentiles over time", "Bucket heatmap"]
+
+
+def test_breakdown_by_any_label_and_a_bad_label_fails_alone(scenario_store: dict[str, Any]) -> None:
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "pod"})
+    pods = next(df.value for df in at.dataframe if "pod" in df.value.columns)["pod"]
+    assert len(pods) >= 2 and all(p.startswith("checkout-") for p in pods)
+
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": 'le"}) or up{a="'})
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Breakdown:")  # refused before any query ran
+    assert chart(at, "percentiles")  # the other panels still work
