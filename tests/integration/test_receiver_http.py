@@ -403,3 +403,22 @@ def test_postgres_connection_loss_answers_503_then_recovers(postgres_url: str) -
         assert requests.get(base + "/healthz", timeout=10).status_code == 200
     assert store.count_events() == 2
     store.close()
+
+
+def test_rotation_via_environment_list_and_secrets_never_logged(tmp_path) -> None:
+    """DEPLOY_WEBHOOK_SECRET="old, new": both sign valid events during a rotation; the log
+    (at debug level) never shows a secret, even after refused and failed requests."""
+    from tests.fixtures.receiver import start_receiver
+
+    old = "whsec_" + "b2xkLXNlY3JldC1vbGQtc2VjcmV0LW9sZC1zZWNyZXQ="
+    new = "whsec_" + "bmV3LXNlY3JldC1uZXctc2VjcmV0LW5ldy1zZWNyZXQ="
+    log_path = tmp_path / "receiver.log"
+    with start_receiver(f"sqlite:///{tmp_path / 'rot.db'}", secret=f"{old}, {new}", log_path=str(log_path),
+                        extra_args=["--log-level", "debug"]) as rx:
+        assert send_event(rx.webhook_url, event(), old).status_code == 201
+        assert send_event(rx.webhook_url, event(), new).status_code == 201
+        assert send_event(rx.webhook_url, event(), SECRET).status_code == 401
+        post_raw(rx.webhook_url, b"{broken", secret=new)
+    text = log_path.read_text(errors="replace")
+    for secret in (old, new):
+        assert secret not in text and secret[6:] not in text
