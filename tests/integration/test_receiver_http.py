@@ -420,5 +420,6 @@ def test_rotation_via_environment_list_and_secrets_never_logged(tmp_path) -> Non
         assert send_event(rx.webhook_url, event(), SECRET).status_code == 401
         post_raw(rx.webhook_url, b"{broken", secret=new)
     text = log_path.read_text(errors="replace")
+    assert "Uvicorn running" in text  # the log was written, at debug level
     for secret in (old, new):
         assert secret not in text and secret[6:] not in text
