@@ -355,6 +355,29 @@ def good_ratio_chart(
     return _layout(fig, zone=zone, y_title=f"requests ≤ {threshold_s * 1000:g} ms (%)", height=300)
 
 
+def cdf_overlay_chart(les: Sequence[float], cumulative: Mapping[str, np.ndarray]) -> go.Figure:
+    """Bucket CDFs of several windows on one log latency axis (share of requests <= each ``le``).
+
+    ``cumulative`` maps a window name to its cumulative bucket counts aligned with ``les``
+    (seconds, ``inf`` last); shares are counts over the ``+Inf`` bucket.
+    """
+    colors = ["#8c8c8c", "#1f77b4", "#ff7f0e"]
+    finite = [i for i, x in enumerate(les) if np.isfinite(x)]
+    fig = go.Figure()
+    for k, (name, counts) in enumerate(cumulative.items()):
+        total = float(counts[-1]) or float("nan")
+        fig.add_trace(go.Scatter(
+            x=[les[i] * 1000 for i in finite], y=[float(counts[i]) / total for i in finite], name=name,
+            mode="lines+markers", line={"color": colors[k % len(colors)]},
+            hovertemplate="≤ %{x:g} ms: %{y:.2%}<extra>" + name + "</extra>",
+        ))
+    fig.update_xaxes(type="log", title_text="latency bucket bound le (ms, log scale)")
+    fig.update_yaxes(title_text="share of requests ≤ le (%)", tickformat=".0%", range=[0, 1.02])
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, font={"family": _FONT},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    return fig
+
+
 def _alpha(hex_color: str, a: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))

@@ -10,6 +10,7 @@ nobody reads interpolation error as signal. Every choice is bound to the URL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, timedelta
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ REFRESH_S = 60
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
 DEFAULT_SLO_S = 0.25
+WINDOW_LENGTHS = ("15m", "30m", "1h", "3h", "1d")
 
 esc = common.md_escape
 zone = common.viewer_zone()
@@ -201,7 +203,7 @@ def panels() -> None:
 
     st.subheader("Before / after a deploy")
     with common.panel("Before/after"):
-        before_after(deploys)
+        before_after(deploys, tr)
 
     st.subheader("SLO")
     with common.panel("SLO"):
@@ -300,9 +302,16 @@ def _rate(x: float) -> str:
     return "n/a" if x != x else f"{x:.2f}×"
 
 
-def before_after(deploys: list[Deploy]) -> None:
+def before_after(deploys: list[Deploy], tr: common.TimeRange) -> None:
+    mode = st.segmented_control(
+        "Compare", ["deploy", "windows"], default="deploy", key="cmp_mode", bind="query-params",
+        help="Around a deploy, or any two windows of the same length (e.g. today vs yesterday).",
+    ) or "deploy"
+    if mode == "windows":
+        _two_windows(tr)
+        return
     if not deploys:
-        st.info("No deploy of this service in the range: widen the range to compare one.")
+        st.info("No deploy of this service in the range: widen the range, or compare two windows.")
         return
     # Options are plain strings (no format_func): a bound widget puts its *shown* value in the URL,
     # so the label must be the same for every viewer (UTC, not the viewer's zone).
@@ -311,36 +320,57 @@ def before_after(deploys: list[Deploy]) -> None:
         label = common.deploy_choice_label(d.version, d.started_at)
         by_label[label if label not in by_label else f"{label} · {d.deploy_id}"] = d
     picked = st.selectbox("Deploy", list(by_label), key="cmp", bind="query-params",
-                          help="Compares the 30 minutes before the deploy with the 30 minutes after it settled.")
+                          help="Compares the window before the deploy with the same length after it settled.")
     deploy = by_label[picked]
     window_s = int(config.verification.window_after_s)
     t0 = int(deploy.started_at.timestamp())
     settle = int((deploy.finished_at - deploy.started_at).total_seconds()) if deploy.finished_at else 0
     settle = max(0, min(settle, 3600))
     after_start = t0 + settle
-    now = common.floor_now(60)
-    after_end = min(after_start + window_s, now)
+    after_end = min(after_start + window_s, common.floor_now(60))
     if after_end - after_start < 4 * scrape_s:
         st.info("Too little time has passed since this deploy to compare: try again in a few minutes.")
         return
-    before = data.load_distribution(config_key, config, histogram, service, t0 - window_s, t0)
-    after = data.load_distribution(config_key, config, histogram, service, after_start, after_end)
+    _load_and_compare(t0 - window_s, t0, after_start, after_end)
+
+
+def _two_windows(tr: common.TimeRange) -> None:
+    """Two windows of one length, each given by its end (UTC, so shared links agree)."""
+    c1, c2, c3 = st.columns(3)
+    length = c1.selectbox("Window length", WINDOW_LENGTHS, index=1, key="cmp_len", bind="query-params")
+    length_s = common.preset_seconds(length)
+    naive_end = data.to_dt(tr.end).replace(tzinfo=None)
+    a_end = c3.datetime_input("Second window ends (UTC)", value=naive_end, key="cmp_a", bind="query-params")
+    b_end = c2.datetime_input("First window ends (UTC)", value=naive_end - timedelta(days=1), key="cmp_b",
+                              bind="query-params")
+    if a_end is None or b_end is None:
+        st.info("Pick where both windows end.")
+        return
+    b1 = int(b_end.replace(tzinfo=UTC).timestamp()) // 60 * 60
+    a1 = int(a_end.replace(tzinfo=UTC).timestamp()) // 60 * 60
+    _load_and_compare(b1 - length_s, b1, a1 - length_s, a1, names=("first", "second"))
+
+
+def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str] = ("before", "after")) -> None:
+    before = data.load_distribution(config_key, config, histogram, service, b0, b1)
+    after = data.load_distribution(config_key, config, histogram, service, a0, a1)
     for w in (*before.warnings, *after.warnings):
         st.warning(f"Prometheus warning: {esc(w)}")
     if not before.les or not after.les or before.les != after.les:
-        st.info("No bucket data on one side of the deploy.")
+        st.info(f"No bucket data in the {names[0]} or the {names[1]} window.")
         return
-    _compare(before, after)
+    _compare(before, after, names)
 
 
-def _compare(before: data.Distribution, after: data.Distribution) -> None:
+def _compare(before: data.Distribution, after: data.Distribution, names: tuple[str, str]) -> None:
     from analyzers import latency
 
+    first, second = names
     les = before.les
     b = np.asarray(before.cumulative, dtype=float)
     a = np.asarray(after.cumulative, dtype=float)
     if b[-1] <= 0 or a[-1] <= 0:
-        st.info("No requests on one side of the deploy.")
+        st.info(f"No requests in the {first} or the {second} window.")
         return
     cmp = latency.compare_bucket_distributions(les, b.tolist(), a.tolist(), cumulative=True)
     p = cmp.p_value
@@ -352,36 +382,28 @@ def _compare(before: data.Distribution, after: data.Distribution) -> None:
         verdict = "No detectable difference"
     st.markdown(
         f"**{verdict}** ({cmp.method} on bucket counts: p = {p:.3g}; largest gap between the two CDFs "
-        f"{cmp.max_cdf_diff * 100:.1f} percentage points; {cmp.n_before:,.0f} requests before, "
-        f"{cmp.n_after:,.0f} after). With many requests tiny gaps are significant: read the gap too."
+        f"{cmp.max_cdf_diff * 100:.1f} percentage points; {cmp.n_before:,.0f} requests {first}, "
+        f"{cmp.n_after:,.0f} {second}). With many requests tiny gaps are significant: read the gap too."
     )
     rows = []
     for label, q in data.PERCENTILES.items():
         eb, ea = latency.quantile_from_buckets(les, b.tolist(), q), latency.quantile_from_buckets(les, a.tolist(), q)
         rows.append({
             "percentile": label,
-            "before (ms)": round(eb.value * 1000, 2),
-            "after (ms)": round(ea.value * 1000, 2),
+            f"{first} (ms)": round(eb.value * 1000, 2),
+            f"{second} (ms)": round(ea.value * 1000, 2),
             "change (ms)": round((ea.value - eb.value) * 1000, 2),
-            "before bucket (ms)": f"{eb.lower * 1000:g}–{eb.upper * 1000:g}",
-            "after bucket (ms)": f"{ea.lower * 1000:g}–{ea.upper * 1000:g}",
+            f"{first} bucket (ms)": f"{eb.lower * 1000:g}–{eb.upper * 1000:g}",
+            f"{second} bucket (ms)": f"{ea.lower * 1000:g}–{ea.upper * 1000:g}",
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    finite = [i for i, x in enumerate(les) if np.isfinite(x)]
-    fig = go.Figure()
-    for name, counts, color in (("before", b, "#8c8c8c"), ("after", a, "#1f77b4")):
-        fig.add_trace(go.Scatter(
-            x=[les[i] * 1000 for i in finite], y=[counts[i] / counts[-1] for i in finite], name=name,
-            mode="lines+markers", line={"shape": "linear", "color": color},
-            hovertemplate="≤ %{x:g} ms: %{y:.2%}<extra>" + name + "</extra>",
-        ))
-    fig.update_xaxes(type="log", title_text="latency bucket bound le (ms, log scale)")
-    fig.update_yaxes(title_text="share of requests ≤ le (%)", tickformat=".0%", range=[0, 1.02])
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    fig = charts.cdf_overlay_chart(les, {first: b, second: a})
     st.plotly_chart(fig, key="before_after")
     st.caption(
-        f"Before: {common.fmt_time(data.to_dt(before.start), zone)} → {common.fmt_time(data.to_dt(before.end), zone)}; "
-        f"after: {common.fmt_time(data.to_dt(after.start), zone)} → {common.fmt_time(data.to_dt(after.end), zone)}."
+        f"{first.capitalize()}: {common.fmt_time(data.to_dt(before.start), zone)} → "
+        f"{common.fmt_time(data.to_dt(before.end), zone)}; {second}: {common.fmt_time(data.to_dt(after.start), zone)}"
+        f" → {common.fmt_time(data.to_dt(after.end), zone)}. Each window's counts come from one "
+        "increase() over the whole window, never from averaged per-step percentiles."
     )
 
 

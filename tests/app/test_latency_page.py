@@ -250,3 +250,18 @@ def test_breakdown_by_any_label_and_a_bad_label_fails_alone(scenario_store: dict
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("Breakdown:")  # refused before any query ran
     assert chart(at, "percentiles")  # the other panels still work
+
+
+def test_two_windows_from_the_url(prom: Any, scenario_store: dict[str, Any]) -> None:
+    """Compare the improvement's hour after with the hour before it, given as two windows."""
+    t0 = scenario_store["improvement"].started_at.astimezone(UTC)
+    fmt = "%Y-%m-%dT%H:%M"
+    at = open_latency({
+        "svc": "payments", "lat_range": "24h", "cmp_mode": "windows", "cmp_len": "30m",
+        "cmp_b": t0.strftime(fmt), "cmp_a": (t0 + timedelta(minutes=40)).strftime(fmt),
+    })
+    assert at.get("segmented_control")[0].value == "windows"
+    text, gap = _gap_pp(at)
+    assert "requests first" in text and "The distributions differ" in text and gap >= 5
+    shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns)
+    assert {"first (ms)", "second (ms)", "change (ms)"} <= set(shifts.columns)
