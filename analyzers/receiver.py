@@ -345,12 +345,16 @@ def create_app(
                 stored, new = await committer.record(event.source, event_id, raw, deploy)
             except HTTPProblem as problem:
                 metrics.events.labels(source, "rejected", problem.reason).inc()
+                log.info("refused %s event: %d %s (field %r)", source, problem.status, problem.reason, problem.field)
                 raise
             except (EventError, StoreError) as exc:
                 refused = _problem_from(exc)
                 metrics.events.labels(source, "rejected", refused.reason).inc()
                 if refused.status >= 500:
                     log.warning("event not stored: %s", exc)
+                else:
+                    log.info("refused %s event: %d %s (field %r)", source, refused.status, refused.reason,
+                             refused.field)
                 raise refused from None
         finally:
             inflight -= 1
