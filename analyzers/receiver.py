@@ -526,6 +526,13 @@ _ENV_PREFIX = "ANALYZERS_RECEIVER_"
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory analyzers.receiver:app_from_env``); reads what main() set."""
     env = os.environ
+    level = (env.get(_ENV_PREFIX + "LOG_LEVEL") or "info").upper()
+    pkg_log = logging.getLogger("analyzers")
+    if not pkg_log.handlers:  # uvicorn configures only its own loggers
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        pkg_log.addHandler(handler)
+        pkg_log.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     keys = env.get(_ENV_PREFIX + "METRIC_KEYS")
     store_url = env.get(_ENV_PREFIX + "STORE_URL") or env.get("DEPLOY_STORE_URL") or "sqlite:///data/deploys.db"
     store = open_store(store_url)
@@ -620,6 +627,7 @@ def main(
         os.environ[f"{ENV_SECRET}_{name.upper()}"] = value if isinstance(value, str) else ",".join(value)
     os.environ[_ENV_PREFIX + "ALLOW_UNSIGNED"] = "1" if allow_unsigned else "0"
     os.environ[_ENV_PREFIX + "MAX_BODY"] = str(int(max_body))
+    os.environ[_ENV_PREFIX + "LOG_LEVEL"] = log_level
     if metric_keys is not None:
         os.environ[_ENV_PREFIX + "METRIC_KEYS"] = ",".join(metric_keys)
     if read_token:

@@ -421,5 +421,6 @@ def test_rotation_via_environment_list_and_secrets_never_logged(tmp_path) -> Non
         post_raw(rx.webhook_url, b"{broken", secret=new)
     text = log_path.read_text(errors="replace")
     assert "Uvicorn running" in text  # the log was written, at debug level
+    assert "refused generic event: 401 signature (field 'webhook-signature')" in text
     for secret in (old, new):
         assert secret not in text and secret[6:] not in text
