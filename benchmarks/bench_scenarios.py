@@ -72,7 +72,7 @@ def main() -> None:
     eff = df[~df.null]
     big = eff[eff.family.isin(["step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal", "ramp20",
                                "big4"])]
-    locs = [x for fam_locs in eff[eff.family != "variance"].loc for x in fam_locs]
+    locs = [x for fam_locs in eff[eff.family != "variance"]["loc"] for x in fam_locs]
     print(f"Worst null family: {nul.verify.max():.3f} ({nul.family[nul.verify.idxmax()]})")
     print(f"Power on shifts of 2 SD or more (steps, AR 0.8, heavy tails, ramp, seasonal): min "
           f"{big.verify.min():.2f} ({big.family[big.verify.idxmin()]}), mean {big.verify.mean():.2f}")

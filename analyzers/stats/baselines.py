@@ -32,8 +32,8 @@ SEASONAL = "seasonal fit"
 
 #: A lagged baseline is used when it leaves less than this share of the variance of a day.
 SEASONAL_RATIO = 0.5
-#: 7 days is preferred over 1 day when it leaves less than this share of the 1-day variance.
-WEEKLY_RATIO = 0.8
+#: 7 days is used when its residual variance is below this multiple of the daily fit's.
+WEEKLY_RATIO = 1.3
 #: Lagged values must be present for at least this share of the analysis window.
 MIN_COVERAGE = 0.8
 
@@ -72,11 +72,14 @@ def choose_baseline(y: np.ndarray, start: int, deploy: int, end: int, step_s: fl
     """Pick the baseline for the analysis window ``y[start:end]`` (deploy at index ``deploy``).
 
     ``y`` is the whole regular series (NaN for gaps); positions before ``start`` supply
-    the lagged copies. Seasonality is judged on the day before the window: a lagged
-    baseline is used only when ``y - y(1 day earlier)`` has less than ``SEASONAL_RATIO``
-    of the variance of ``y`` there (a cycle dominates the noise); 7 days is used instead
-    of 1 day when it explains clearly more (a weekday pattern); otherwise the mean of
-    the earlier days ("seasonal fit") when two or more are available.
+    the lagged copies. Everything is judged on the day of history just before the window
+    (never on data after the deploy): a lagged baseline is used only when the best of
+    ``y - y(1 day earlier)`` and ``y - y(7 days earlier)`` keeps less than
+    ``SEASONAL_RATIO`` of the variance of ``y`` there (a cycle dominates the noise).
+    Then 7 days is used when it is within ``WEEKLY_RATIO`` of the mean-of-earlier-days
+    fit (pure noise would make it ~1.7 times worse: two noisy terms against 1 + 1/6), so
+    weekday shapes and weekend levels are matched; otherwise the mean of the earlier days
+    ("seasonal fit") when two or more are available, else the day before.
     """
     window = y[start:end]
     n = end - start
@@ -85,28 +88,33 @@ def choose_baseline(y: np.ndarray, start: int, deploy: int, end: int, step_s: fl
     day = int(round(86400.0 / step_s))
     if day < 60 or start - 2 * day < 0:
         return best
-    hist = slice(start - day, start)
-    v0 = _robust_var(y[hist])
-    v1 = _robust_var(y[hist] - y[start - 2 * day : start - day])
-    if not (v1 < SEASONAL_RATIO * v0):
+    hist = y[start - day : start]
+
+    def lag(k: int, lo: int, length: int) -> np.ndarray | None:
+        if lo - k * day < 0:
+            return None
+        v = y[lo - k * day : lo - k * day + length]
+        return v if np.isfinite(v).mean() >= MIN_COVERAGE else None
+
+    v0 = _robust_var(hist)
+    h1, h7 = lag(1, start - day, day), lag(7, start - day, day)
+    v1 = _robust_var(hist - h1) if h1 is not None else np.inf
+    v7 = _robust_var(hist - h7) if h7 is not None else np.inf
+    if not min(v1, v7) < SEASONAL_RATIO * v0:
         return best
-    lagged: dict[int, np.ndarray] = {}
-    for k in range(1, 8):
-        lo = start - k * day
-        if lo < 0:
-            break
-        lag = y[lo : lo + n]
-        if np.isfinite(lag).mean() >= MIN_COVERAGE:
-            lagged[k] = lag
-    if 1 not in lagged:
-        return best
-    if 7 in lagged and start - 8 * day >= 0:
-        v7 = _robust_var(y[hist] - y[start - 8 * day : start - 7 * day])
-        if v7 < WEEKLY_RATIO * v1:
-            return Baseline(WEEK, lagged[7], _line_scatter(window[pre] - lagged[7][pre]))
+    lagged = {k: v for k in range(1, 8) if (v := lag(k, start, n)) is not None}
     daily = [lagged[k] for k in sorted(lagged) if k < 7]
+    hist_daily = [v for k in range(1, 7) if (v := lag(k, start - day, day)) is not None]
+    v_fit = np.inf
+    if len(hist_daily) >= 2:
+        with np.errstate(all="ignore"):
+            v_fit = _robust_var(hist - np.nanmean(np.vstack(hist_daily), axis=0))
+    if 7 in lagged and v7 < WEEKLY_RATIO * min(v_fit, v1):
+        return Baseline(WEEK, lagged[7], _line_scatter(window[pre] - lagged[7][pre]))
     if len(daily) >= 2:
         with np.errstate(all="ignore"):
             mean = np.nanmean(np.vstack(daily), axis=0)
         return Baseline(SEASONAL, mean, _line_scatter(window[pre] - mean[pre]))
-    return Baseline(DAY, lagged[1], _line_scatter(window[pre] - lagged[1][pre]))
+    if 1 in lagged:
+        return Baseline(DAY, lagged[1], _line_scatter(window[pre] - lagged[1][pre]))
+    return best

@@ -36,7 +36,7 @@ PHI_SE_MARGIN = 1.0
 UNIT_ROOT_PHI = 0.9
 #: Trend kept above this |z| (pre-deploy slope), dropped below NO_TREND_Z; both tried between.
 TREND_Z = 2.5
-NO_TREND_Z = 1.0
+NO_TREND_Z = 1.5
 #: Huber clipping constant for prewhitened residuals, in robust scales.
 HUBER_C = 3.0
 #: Monte Carlo draws for the max-statistic p-value.
