@@ -250,3 +250,11 @@ def test_group_commit_isolates_a_bad_item_and_sees_duplicates_within_the_batch(s
     assert store.get_deploy("d1").status == "succeeded"  # type: ignore[union-attr]
     assert store.get_deploy("d2") is None
     assert store.count_events() == 2
+
+
+def test_unstorable_single_event_is_a_store_error_and_stores_nothing(store: Store) -> None:
+    from analyzers.errors import StoreError
+
+    with pytest.raises(StoreError, match="cannot be stored"):
+        store.record_event("ci", "bad", {}, deploy("d9", service="lone \ud800"))
+    assert store.count_events() == 0 and store.get_deploy("d9") is None

@@ -220,8 +220,11 @@ class SQLStore(ABC):
             for deploy_id in sorted({item[3].deploy_id for item in items}):  # one lock order: no deadlocks
                 self._lock_deploy(cur, deploy_id)
             for source, event_id, payload, deploy in items:
-                if len(items) == 1:
-                    out.append(self._record(cur, source, event_id, payload, deploy))
+                if len(items) == 1:  # no savepoint needed: the transaction is the item
+                    try:
+                        out.append(self._record(cur, source, event_id, payload, deploy))
+                    except (TypeError, ValueError) as exc:  # incl. UnicodeEncodeError: not a DB fault
+                        raise StoreError(f"event {source}/{event_id[:80]} cannot be stored: {exc}") from exc
                     continue
                 self._exec(cur, "SAVEPOINT event")
                 try:
