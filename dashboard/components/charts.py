@@ -326,7 +326,9 @@ def heatmap_chart(
             y=[e * 1000 for e in edges],
             z=z,
             colorscale="Viridis",
-            colorbar={"title": {"text": "req/s"}},
+            # Horizontal colour bar under the plot: keeps the time axis aligned with the charts above.
+            colorbar={"title": {"text": "req/s", "side": "right"}, "orientation": "h", "y": -0.32,
+                      "yanchor": "top", "thickness": 10, "len": 0.5, "x": 1, "xanchor": "right"},
             hovertemplate="%{x}<br>bucket up to %{y:.4g} ms<br>%{z:.3g} req/s<extra></extra>",
             zsmooth=False,
         )
@@ -334,7 +336,7 @@ def heatmap_chart(
     fig.update_yaxes(type="log")
     if x_range is not None:
         fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
-    return _layout(fig, zone=zone, y_title="latency bucket (ms, log scale)", height=380)
+    return _layout(fig, zone=zone, y_title="latency bucket (ms, log scale)", height=420)
 
 
 def good_ratio_chart(
