@@ -10,7 +10,9 @@ allow_unsigned=False, max_body=262144, metric_keys=None, read_token=None, worker
 log_level="info", source_secrets=None)`` runs uvicorn until interrupted. ``secrets=None``
 reads ``$DEPLOY_WEBHOOK_SECRET`` (comma/space-separated list: several secrets are valid at
 once while rotating); ``read_token=None`` reads ``$DEPLOY_READ_TOKEN`` (unset: the read
-API is open, which suits loopback only). With ``workers > 1`` each worker is its own process on the same store.
+API is open, which suits loopback only). ``allow_unsigned`` is True (every source) or a set of
+source names (``{"argocd"}``). With ``workers > 1`` each worker is its own process on the
+same store.
 
 Endpoints (``create_app``):
 
@@ -262,7 +264,7 @@ def create_app(
     store: Store,
     *,
     secrets: str | Sequence[str] | None = None,
-    allow_unsigned: bool = False,
+    allow_unsigned: bool | Collection[str] = False,
     max_body: int = DEFAULT_MAX_BODY,
     metric_keys: Collection[str] | None = None,
     read_token: str | None = None,
@@ -274,7 +276,10 @@ def create_app(
 
     ``secrets``: Standard Webhooks secrets (``whsec_...`` or raw); None reads
     ``$DEPLOY_WEBHOOK_SECRET``. Without any secret every post is refused (401) unless
-    ``allow_unsigned`` is True; unsigned posts are then stored with ``signed=False``.
+    ``allow_unsigned`` is True (every endpoint) or names the endpoint's source
+    (``{"generic", "github", "gitlab", "argocd", "spinnaker", "grafana"}``, e.g.
+    ``{"argocd"}`` for a sender that cannot sign); unsigned posts are then stored with
+    ``signed=False``.
     With secrets *and* ``allow_unsigned``, a request that carries a signature must still
     carry a valid one. ``metric_keys``: the metric catalog (expectations naming other keys
     get 422). ``max_inflight``: concurrent webhook posts before answering 503.
@@ -284,6 +289,7 @@ def create_app(
     src_secrets = {k: parse_secrets(v) for k, v in (source_secrets if source_secrets is not None
                                                    else _env_source_secrets()).items()}
     keys = frozenset(metric_keys) if metric_keys is not None else None
+    unsigned_sources = frozenset(("generic", *SOURCE_NAMES)) if allow_unsigned is True else frozenset(allow_unsigned or ())
     metrics = _Metrics()
     inflight = 0
     committer = _GroupCommitter(store)
@@ -367,9 +373,10 @@ def create_app(
 
     def standard_auth(body: bytes, request: Request, secrets_: Sequence[str]) -> tuple[bool, str | None]:
         has_sig = "webhook-signature" in request.headers
-        if secrets_ and (has_sig or not allow_unsigned):
+        unsigned_ok = "generic" in unsigned_sources
+        if secrets_ and (has_sig or not unsigned_ok):
             return True, verify(secrets_, request.headers, body, now=clock())
-        if not secrets_ and not allow_unsigned:
+        if not secrets_ and not unsigned_ok:
             raise SignatureError(f"this receiver has no webhook secret: set {ENV_SECRET} (whsec_...) and sign "
                                  "requests, or start it explicitly allowing unsigned events")
         return False, request.headers.get("webhook-id") or None
@@ -393,7 +400,7 @@ def create_app(
         return src_secrets.get(name, ())
 
     def unsigned_or(name: str) -> tuple[bool, str | None]:
-        if allow_unsigned:
+        if name in unsigned_sources:
             return False, None
         raise SignatureError(f"no secret configured for source {name}: set {ENV_SECRET}_{name.upper()} "
                              "or start the receiver allowing unsigned events")
@@ -523,6 +530,15 @@ def create_app(
 _ENV_PREFIX = "ANALYZERS_RECEIVER_"
 
 
+def _unsigned_from_env(value: str | None) -> bool | frozenset[str]:
+    """``1`` (every source), ``0``/unset (none) or a comma list of sources."""
+    if not value or value == "0":
+        return False
+    if value == "1":
+        return True
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory analyzers.receiver:app_from_env``); reads what main() set."""
     env = os.environ
@@ -539,7 +555,7 @@ def app_from_env() -> FastAPI:
     app = create_app(
         store,
         secrets=None,
-        allow_unsigned=env.get(_ENV_PREFIX + "ALLOW_UNSIGNED") == "1",
+        allow_unsigned=_unsigned_from_env(env.get(_ENV_PREFIX + "ALLOW_UNSIGNED")),
         max_body=int(env.get(_ENV_PREFIX + "MAX_BODY") or DEFAULT_MAX_BODY),
         metric_keys=None if keys is None else [k for k in keys.split(",") if k],
         read_token=env.get(_ENV_PREFIX + "READ_TOKEN") or None,
@@ -602,7 +618,7 @@ def main(
     store_url: str = "sqlite:///data/deploys.db",
     *,
     secrets: str | Sequence[str] | None = None,
-    allow_unsigned: bool = False,
+    allow_unsigned: bool | Collection[str] = False,
     max_body: int = DEFAULT_MAX_BODY,
     metric_keys: Collection[str] | None = None,
     read_token: str | None = None,
@@ -617,7 +633,7 @@ def main(
         read_token = os.environ.get("DEPLOY_READ_TOKEN") or None
     # Fail now, in the foreground, on a bad secret or an unreachable store.
     sec = parse_secrets(os.environ.get(ENV_SECRET) if secrets is None else secrets)
-    if not sec and not allow_unsigned:
+    if not sec and not (allow_unsigned is True or (allow_unsigned and "generic" in allow_unsigned)):
         log.warning("no %s set: every webhook post will be refused (401)", ENV_SECRET)
     open_store(store_url).close()
     os.environ[_ENV_PREFIX + "STORE_URL"] = store_url
@@ -625,7 +641,10 @@ def main(
         os.environ[ENV_SECRET] = ",".join(sec)
     for name, value in (source_secrets or {}).items():
         os.environ[f"{ENV_SECRET}_{name.upper()}"] = value if isinstance(value, str) else ",".join(value)
-    os.environ[_ENV_PREFIX + "ALLOW_UNSIGNED"] = "1" if allow_unsigned else "0"
+    if allow_unsigned is True or allow_unsigned is False:
+        os.environ[_ENV_PREFIX + "ALLOW_UNSIGNED"] = "1" if allow_unsigned else "0"
+    else:
+        os.environ[_ENV_PREFIX + "ALLOW_UNSIGNED"] = ",".join(sorted(allow_unsigned))
     os.environ[_ENV_PREFIX + "MAX_BODY"] = str(int(max_body))
     os.environ[_ENV_PREFIX + "LOG_LEVEL"] = log_level
     if metric_keys is not None:
@@ -645,12 +664,15 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--store", default=None, help="store URL (default: config store.url / $DEPLOY_STORE_URL)")
     p.add_argument("--config", default=None, help="TOML config (metric catalog for expectation checks)")
     p.add_argument("--allow-unsigned", action="store_true", help="accept unsigned events (stored as signed=false)")
+    p.add_argument("--allow-unsigned-source", action="append", default=[], metavar="SOURCE",
+                   help="accept unsigned events from this source only (generic, github, gitlab, argocd, ...)")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
-    main(args.host, args.port, args.store or cfg.store_url, allow_unsigned=args.allow_unsigned,
+    unsigned: bool | frozenset[str] = True if args.allow_unsigned else frozenset(args.allow_unsigned_source)
+    main(args.host, args.port, args.store or cfg.store_url, allow_unsigned=unsigned,
          max_body=args.max_body, metric_keys=sorted(cfg.metrics), workers=args.workers,
          log_level=args.log_level)
 

@@ -169,3 +169,20 @@ def test_source_events_keep_the_original_payload(app_store: tuple[str, Store]) -
                        "g-raw").status_code == 201
     raw = store.event_payload("github", "g-raw")  # type: ignore[attr-defined]
     assert raw is not None and raw["deployment"]["id"] == 6161 and raw["repository"] == REPO
+
+
+def test_unsigned_can_be_allowed_for_one_source_only(tmp_path) -> None:
+    from analyzers.events.send import encode_event
+
+    store = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    annotation = {"time": 1795773600000, "tags": ["service:checkout"]}
+    argo = {"app": "a", "revision": "r1", "environment": "production", "started_at": "2026-11-27T10:00:00Z"}
+    generic = encode_event({"service": "s", "environment": "p", "version": "1", "started_at": 1795773600})
+    with serve_app(create_app(store, secrets=[SECRET], source_secrets={}, allow_unsigned={"grafana"})) as base:
+        r = requests.post(base + "/api/annotations", json=annotation, timeout=10)
+        assert r.status_code == 200 and r.json()["signed"] is False
+        assert requests.post(base + "/webhooks/argocd", json=argo, timeout=10).status_code == 401
+        unsigned_generic = requests.post(base + "/webhooks/deploys", data=generic, timeout=10,
+                                         headers={"content-type": "application/json"})
+        assert unsigned_generic.status_code == 401
+    store.close()
