@@ -166,6 +166,9 @@ def main() -> int:
 
         driver.get(url + "/deploys")  # warm the Streamlit session machinery and imports
         time.sleep(3)
+        # Baseline: the Deploys page (one chart, store only) shows what any page load costs here.
+        results.append(("open Deploys page (baseline)", timed(driver, lambda: driver.get(url + "/deploys?range=7d"),
+                                                             charts=1), "store only"))
         for rng in ("24h", "7d"):
             before = query_counts(prom_url)
             cold = timed(driver, lambda r=rng: driver.get(link(r)))
