@@ -175,7 +175,7 @@ def test_unsigned_can_be_allowed_for_one_source_only(tmp_path) -> None:
     from analyzers.events.send import encode_event
 
     store = open_store(f"sqlite:///{tmp_path / 'one.db'}")
-    annotation = {"time": 1795773600000, "tags": ["service:checkout"]}
+    annotation: dict[str, Any] = {"time": 1795773600000, "tags": ["service:checkout"]}
     argo = {"app": "a", "revision": "r1", "environment": "production", "started_at": "2026-11-27T10:00:00Z"}
     generic = encode_event({"service": "s", "environment": "p", "version": "1", "started_at": 1795773600})
     with serve_app(create_app(store, secrets=[SECRET], source_secrets={}, allow_unsigned={"grafana"})) as base:
