@@ -265,3 +265,17 @@ def test_two_windows_from_the_url(prom: Any, scenario_store: dict[str, Any]) -> 
     assert "requests first" in text and "The distributions differ" in text and gap >= 5
     shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns)
     assert {"first (ms)", "second (ms)", "change (ms)"} <= set(shifts.columns)
+
+
+def test_fresh_install_without_deploys_still_drills_down(
+    prom: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No deploys stored yet: the service is typed (and kept in the URL), the panels still work."""
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("PROMETHEUS_URL", prom.url)
+    at = open_latency({"svc": "search", "lat_range": "24h"})
+    assert at.text_input(key="svc").value == "search"
+    assert not at.error
+    assert chart(at, "percentiles") and chart(at, "heatmap")
+    assert any("No deploy of this service" in i.value for i in at.info)
