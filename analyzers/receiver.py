@@ -227,6 +227,9 @@ async def read_body(request: Request, max_body: int) -> bytes:
                           reason="too_large")
     if not d.eof:
         raise HTTPProblem(400, "gzip body is truncated", field="content-encoding", reason="malformed")
+    if d.unused_data:  # a second gzip member or junk: refuse rather than ignore bytes the sender sent
+        raise HTTPProblem(400, "gzip body has data after its end: send one gzip member",
+                          field="content-encoding", reason="malformed")
     return out
 
 

@@ -180,6 +180,15 @@ def test_gzip_bomb_is_413_after_decompression(receiver: ReceiverInfo) -> None:
 
 def test_corrupt_gzip_and_unknown_encoding(receiver: ReceiverInfo) -> None:
     assert post_raw(receiver.webhook_url, b"not gzip", extra={"content-encoding": "gzip"}).status_code == 400
+    body = encode_event(event())
+    two = gzip.compress(body) + gzip.compress(b"more")
+    r = requests.post(receiver.webhook_url, data=two, timeout=10,
+                      headers={**signed_headers(body, SECRET), "content-encoding": "gzip"})
+    assert r.status_code == 400 and "after its end" in r.json()["error"]
+    truncated = gzip.compress(body)[:-6]
+    r = requests.post(receiver.webhook_url, data=truncated, timeout=10,
+                      headers={**signed_headers(body, SECRET), "content-encoding": "gzip"})
+    assert r.status_code == 400 and "truncated" in r.json()["error"]
     r = post_raw(receiver.webhook_url, b"{}", extra={"content-encoding": "br"})
     assert r.status_code == 415 and r.json()["field"] == "content-encoding"
 
