@@ -10,7 +10,8 @@ form")::
 Input comes from the internet, so parsing is strict and every refusal is an
 :class:`~analyzers.errors.EventError` whose ``field`` names the offending field and
 whose ``status_code`` is 400 (the body is not acceptable JSON: invalid UTF-8, ``NaN``,
-NUL, lone surrogates, nesting deeper than :data:`MAX_DEPTH`, integers beyond 64 bits)
+NUL, lone surrogates, nesting deeper than :data:`MAX_DEPTH`, integers beyond 64 bits, a key
+twice in one object)
 or 422 (valid JSON, wrong content: missing field, bad enum, unknown metric key).
 
 Timestamps: RFC 3339 strings with ``Z`` or an offset, or Unix time as a number (or a
@@ -161,6 +162,16 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise EventError(f"key {_printable(dup)!r} appears twice in one object: send it once",
+                         field=_printable(dup), status_code=400)
+    return out
+
+
 def loads_strict(body: bytes) -> Any:
     """Decode a request body as strict UTF-8 JSON; raises EventError (400) naming the problem."""
     try:
@@ -173,7 +184,8 @@ def loads_strict(body: bytes) -> Any:
         text = text[1:]
     try:
         data = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float,
+            object_pairs_hook=_unique_keys,
         )
     except EventError:
         raise

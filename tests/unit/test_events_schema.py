@@ -99,6 +99,7 @@ BAD = [
     (b'{"n": 123456789012345678901234567890}', 400, None, "64 bits"),
     (b'{"a":' * 40 + b"1" + b"}" * 40, 400, None, "nested too deeply"),
     (b'{"service": "a\\u0000b"}', 400, "service", "NUL"),
+    (b'{"service": "a", "environment": "p", "service": "b"}', 400, "service", "appears twice"),
     (b'{"service": "a\\ud800b"}', 400, "service", "surrogate"),
     (b'{"labels": {"k\\u0000": "v"}}', 400, "labels.k\\u0000", "NUL"),
     (json.dumps({k: v for k, v in MIN.items() if k != "service"}).encode(), 422, "service", "required"),
