@@ -304,7 +304,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 print(f"{v.overall.upper():13s} {v.service} {v.version} ({v.check_kind}): {v.reason}")
             return 0
         stop = threading.Event()
-        print(f"worker {worker.worker_id} polling {store.describe()} every {args.poll:g} s; Ctrl-C to stop", file=sys.stderr)
+        print(f"worker {worker.worker_id} polling {getattr(store, 'describe', lambda: 'the store')()} every {args.poll:g} s; Ctrl-C to stop", file=sys.stderr)
         try:
             worker.run_forever(stop, args.poll)
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ the verdicts; print the URLs. Ctrl-C stops what this run started.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import secrets
@@ -154,7 +155,7 @@ def run_demo(
                 stdout=log.open("ab"),
                 stderr=subprocess.STDOUT,
             )
-            started.append(lambda p=proc: _terminate(p))
+            started.append(functools.partial(_terminate, proc))
             _wait(receiver_url + "/healthz", "the receiver", proc, log=log)
 
         from .events.send import send_event
@@ -186,7 +187,7 @@ def run_demo(
                 stdout=log.open("ab"),
                 stderr=subprocess.STDOUT,
             )
-            started.append(lambda p=proc: _terminate(p))
+            started.append(functools.partial(_terminate, proc))
             _wait(dash_url + "/_stcore/health", "the dashboard", proc, timeout=90, log=log)
 
         print()

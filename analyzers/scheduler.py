@@ -132,7 +132,7 @@ class Worker:
     def run_once(self) -> list[DeployVerdict]:
         """Discover, then run every check that is due now; returns the verdicts produced."""
         self.discover()
-        out = []
+        out: list[DeployVerdict] = []
         while True:
             now = self.clock()
             check = self.jobs.claim(self.worker_id, now, self.lease_s)

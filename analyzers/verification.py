@@ -386,7 +386,7 @@ def verify_deploy(
             continue
         min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
         try:
-            res = verify_series(
+            tested_res = verify_series(
                 series,
                 deploy.started_at,
                 expect="any",
@@ -403,10 +403,10 @@ def verify_deploy(
         if warns:
             quoted = "; ".join(warns)
             warnings.append(f"{plan.spec.key}: back end warned: {quoted}")
-            raw.append((plan, query, res, "inconclusive", f"the back end returned partial data ({quoted}); not judged"))
+            raw.append((plan, query, tested_res, "inconclusive", f"the back end returned partial data ({quoted}); not judged"))
             continue
         charts[plan.spec.key] = chart_points(series, deploy, config)
-        raw.append((plan, query, res, None, None))
+        raw.append((plan, query, tested_res, None, None))
 
     # Family-wise error control across this deploy's tested metrics.
     tested = [i for i, r in enumerate(raw) if r[2] is not None and r[3] is None and r[2].get("p_value") is not None]
@@ -415,7 +415,8 @@ def verify_deploy(
     alpha = config.verification.alpha
 
     metrics: list[MetricVerdict] = []
-    for i, (plan, query, res, forced, note) in enumerate(raw):
+    for i, (plan, query, raw_res, forced, note) in enumerate(raw):
+        res: dict[str, Any] | None = dict(raw_res) if raw_res is not None else None
         if forced is not None:
             outcome = forced
             reason = f"{plan.spec.key}: {note}"
@@ -426,7 +427,6 @@ def verify_deploy(
             status = res.get("status", "inconclusive")
             if status == "shifted" and i in p_adj and p_adj[i] > alpha:
                 status = "unchanged"
-                res = dict(res)
                 res["reason"] = (
                     f"the shift (p={res.get('p_value'):.3g}) is not significant after Holm correction "
                     f"across {len(tested)} metrics (adjusted p={p_adj[i]:.3g})"
