@@ -148,12 +148,9 @@ def run_demo(
         else:
             _say(f"starting the webhook receiver at {receiver_url} ...")
             log = data / "receiver.log"
-            proc = subprocess.Popen(
+            proc = _spawn(
                 [sys.executable, "-m", "analyzers", "serve", "--host", "127.0.0.1", "--port", str(receiver_port), "--store", store_url],
-                cwd=ROOT,
-                env=env,
-                stdout=log.open("ab"),
-                stderr=subprocess.STDOUT,
+                env, log,
             )
             started.append(functools.partial(_terminate, proc))
             _wait(receiver_url + "/healthz", "the receiver", proc, log=log)
@@ -176,16 +173,13 @@ def run_demo(
         else:
             _say(f"starting the dashboard at {dash_url} ...")
             log = data / "dashboard.log"
-            proc = subprocess.Popen(
+            proc = _spawn(
                 [
                     sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                     "--server.address", "127.0.0.1", "--server.port", str(dashboard_port),
                     "--server.headless", "true", "--browser.gatherUsageStats", "false",
                 ],
-                cwd=ROOT,
-                env=env,
-                stdout=log.open("ab"),
-                stderr=subprocess.STDOUT,
+                env, log,
             )
             started.append(functools.partial(_terminate, proc))
             _wait(dash_url + "/_stcore/health", "the dashboard", proc, timeout=90, log=log)
@@ -246,6 +240,11 @@ def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]]) ->
             _say(f"  {v.overall.upper():13s} {v.service} {v.version}{expected}")
     finally:
         store.close()
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[Any]:
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _terminate(proc: subprocess.Popen[Any]) -> None:

@@ -73,6 +73,21 @@ def p_text(m: MetricVerdict) -> str:
     return s
 
 
+def metric_cells(m: MetricVerdict) -> tuple[str, ...]:
+    """The report's columns for one metric: metric, role, expected, outcome, effect, p, baseline, why."""
+    r = m.result or {}
+    return (
+        m.metric,
+        m.role,
+        m.expect,
+        OUTCOME_LABEL.get(m.outcome, m.outcome),
+        effect_text(m),
+        p_text(m),
+        str(r.get("baseline") or "n/a"),
+        m.reason,
+    )
+
+
 def _md_cell(text: str) -> str:
     """Markdown table cell: no pipes or newlines, no HTML interpretation."""
     return html.escape(str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " "), quote=False)
@@ -106,22 +121,9 @@ def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, das
     lines.append("| metric | role | expected | outcome | effect [95% CI] | p-value | baseline | why |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for m in verdict.metrics:
-        r = m.result or {}
         lines.append(
             "| "
-            + " | ".join(
-                _md_cell(c)
-                for c in (
-                    m.metric,
-                    m.role,
-                    m.expect,
-                    OUTCOME_LABEL.get(m.outcome, m.outcome),
-                    effect_text(m),
-                    p_text(m),
-                    r.get("baseline") or "n/a",
-                    m.reason,
-                )
-            )
+            + " | ".join(_md_cell(c) for c in metric_cells(m))
             + " |"
         )
     lines.append("")
@@ -226,22 +228,9 @@ def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
     deploy_at = deploy.started_at.timestamp() if deploy is not None else None
     rows = []
     for m in verdict.metrics:
-        r = m.result or {}
         rows.append(
             "<tr>"
-            + "".join(
-                f"<td>{e(str(c))}</td>"
-                for c in (
-                    m.metric,
-                    m.role,
-                    m.expect,
-                    OUTCOME_LABEL.get(m.outcome, m.outcome),
-                    effect_text(m),
-                    p_text(m),
-                    r.get("baseline") or "n/a",
-                    m.reason,
-                )
-            )
+            + "".join(f"<td>{e(c)}</td>" for c in metric_cells(m))
             + f"<td>{svg_chart(m, deploy_at)}</td><td><code>{e(m.query)}</code></td></tr>"
         )
     facts = ""
