@@ -348,23 +348,30 @@ class BurnRates:
 def load_burn_rates(
     config_key: str, _config: Config, histogram: str, service: str, threshold_le: float, objective: float, at: int
 ) -> BurnRates:
-    """The multi-window burn rates at ``at`` (Unix s): one instant query per window.
+    """The multi-window burn rates at ``at`` (Unix s) in one instant query.
 
-    The good-ratio line needs no query of its own: it is the threshold bucket over the
-    ``+Inf`` bucket of the counts :func:`load_latency` already fetched.
+    Each window's query (built by :func:`analyzers.latency.burn_rate_queries`) is tagged with a
+    ``burn_window`` label via ``label_replace`` and the tagged vectors are joined with ``or``,
+    so the panel costs one round trip. The good-ratio line needs no query of its own: it is
+    the threshold bucket over the ``+Inf`` bucket of the counts :func:`load_latency` fetched.
     """
     from analyzers import latency
 
     sel = histogram_selector(service)
-    warnings: list[str] = []
-    queries: list[str] = []
-    rates = []
-    for pair, long_q, short_q in latency.burn_rate_queries(histogram, sel, threshold_le, objective):
-        values = []
-        for q in (long_q, short_q):
-            r = query_instant(config_key, _config, q, at)
-            warnings.extend(r.warnings)
-            values.append(float(r.series[0].values.iloc[-1]) if r.series and len(r.series[0].values) else float("nan"))
-        queries.extend((long_q, short_q))
-        rates.append((pair.long, pair.short, float(pair.factor), values[0], values[1]))
-    return BurnRates(threshold_le, objective, tuple(rates), tuple(queries), tuple(dict.fromkeys(warnings)))
+    pairs = latency.burn_rate_queries(histogram, sel, threshold_le, objective)
+    parts = []
+    for pair, long_q, short_q in pairs:
+        for window, q in ((pair.long, long_q), (pair.short, short_q)):
+            parts.append(f'label_replace({q}, "burn_window", "{window}", "", "")')
+    query = " or ".join(parts)
+    result = query_instant(config_key, _config, query, at)
+    by_window: dict[str, float] = {}
+    for s in result.series:
+        if len(s.values):
+            by_window[s.labels.get("burn_window", "")] = float(s.values.iloc[-1])
+    nan = float("nan")
+    rates = tuple(
+        (pair.long, pair.short, float(pair.factor), by_window.get(pair.long, nan), by_window.get(pair.short, nan))
+        for pair, _, _ in pairs
+    )
+    return BurnRates(threshold_le, objective, rates, (query,), tuple(result.warnings))
