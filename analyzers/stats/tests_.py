@@ -39,6 +39,8 @@ TREND_Z = 2.5
 NO_TREND_Z = 1.5
 #: Huber clipping constant for prewhitened residuals, in robust scales.
 HUBER_C = 3.0
+#: Share of the level test's alpha given to a declared direction (the rest to the opposite).
+EXPECT_WEIGHT = 0.8
 #: Monte Carlo draws for the max-statistic p-value.
 MC_DRAWS = 2000
 
@@ -216,25 +218,49 @@ def _normals(seed: int, k: int) -> np.ndarray:
     return z
 
 
-def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int) -> float:
-    """Two-sided p-value of max |t| over correlated standard normal statistics.
+def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, side: int = 0) -> float:
+    """p-value of the largest of correlated standard normal statistics ``t``.
 
+    ``side=0``: two-sided, max |t|; ``side=+1``/``-1``: one-sided, max t / max -t.
     Correlations come from the normalised regressors ``hn``; Monte Carlo with a fixed
     seed, switching to the Bonferroni bound (also valid) in the far tail.
     """
     k = t.size
-    tmax = float(np.max(np.abs(t)))
-    bonf = min(1.0, k * 2.0 * float(sps.norm.sf(tmax)))
+    stat = np.abs(t) if side == 0 else side * t
+    tmax = float(np.max(stat))
+    tails = 2.0 if side == 0 else 1.0
+    bonf = min(1.0, k * tails * float(sps.norm.sf(tmax)))
     if k == 1 or bonf <= 1e-3:
         return bonf
     corr = hn.T @ hn
     w, v = np.linalg.eigh(corr)
     lmat = v * np.sqrt(np.clip(w, 0.0, None))
     z = _normals(seed, k) @ lmat.T
-    exceed = int(np.sum(np.max(np.abs(z), axis=1) >= tmax))
+    zs = np.abs(z) if side == 0 else side * z
+    exceed = int(np.sum(np.max(zs, axis=1) >= tmax))
     if exceed < 10:
         return bonf
     return min(bonf, (exceed + 1) / (MC_DRAWS + 1))
+
+
+def directional_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, expect: str) -> tuple[float, float]:
+    """(p-value, sign of the change) for the max-statistic, using a declared direction.
+
+    With ``expect="any"`` the test is two-sided. With ``"increase"``/``"decrease"``
+    alpha is split ``EXPECT_WEIGHT`` : ``1 - EXPECT_WEIGHT`` between the declared and
+    the opposite direction (a weighted Bonferroni, valid whatever the truth): more power
+    for the change the deploy announced, while a move the other way is still caught.
+    """
+    if expect not in ("increase", "decrease"):
+        p = max_stat_pvalue(t, hn, seed)
+        best = int(np.argmax(np.abs(t)))
+        return p, (1.0 if t[best] > 0 else -1.0)
+    s = 1 if expect == "increase" else -1
+    p_exp = max_stat_pvalue(t, hn, seed, side=s) / EXPECT_WEIGHT
+    p_opp = max_stat_pvalue(t, hn, seed, side=-s) / (1.0 - EXPECT_WEIGHT)
+    if p_exp <= p_opp:
+        return min(1.0, p_exp), float(s)
+    return min(1.0, p_opp), float(-s)
 
 
 def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:

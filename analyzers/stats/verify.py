@@ -44,9 +44,9 @@ from .tests_ import (
     TREND_Z,
     UNIT_ROOT_PHI,
     ar1_transform,
+    directional_pvalue,
     estimate_phi,
     fit_null,
-    max_stat_pvalue,
     poisson_rate_test,
     slope_z,
     spread_test,
@@ -171,6 +171,12 @@ class _Ctx:
 
 def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: Any) -> SeriesResult:
     """Test whether ``series`` changed at ``deploy_at`` (see the module docstring for the method).
+
+    ``expect``: ``"any"`` tests both directions alike; ``"increase"``/``"decrease"`` gives
+    80 % of the level test's alpha to the declared direction and 20 % to the opposite one
+    (more power for the announced change; a move the other way is still reported, as
+    ``direction``). ``status`` never depends on whether the direction matches: compare
+    ``direction`` with the expectation to tell "confirmed" from "opposite".
 
     Options: ``min_effect`` (absolute, metric units), ``min_effect_rel`` (fraction of the
     level before), ``alpha`` (0.05), ``kind`` (gauge, ratio, rate, latency, count, or
@@ -392,15 +398,12 @@ def _verify_level(
     nw = w.size
     shapes, labels = _candidate_shapes(nw, dloc, step_s, ramp_s, fit.tpos)
     tstat, hn = fit.scores(shapes)
-    p_mean = max_stat_pvalue(tstat, hn, seed)
-    best = int(np.argmax(np.abs(tstat)))
-    sign = 1.0 if tstat[best] > 0 else -1.0
+    p_mean, sign = directional_pvalue(tstat, hn, seed, expect)
     if NO_TREND_Z < z_trend <= TREND_Z:
         # A slope that may or may not be there: the change must stand with it too.
         alt = fit_null(w, dloc, True, phi)
         if alt is not None:
-            ta, ha = alt.scores(shapes)
-            p_mean = max(p_mean, max_stat_pvalue(ta, ha, seed))
+            p_mean = max(p_mean, directional_pvalue(*alt.scores(shapes), seed, expect)[0])
     # Spread: prewhitened residuals after vs before, each side around its own median.
     post_rows = fit.tpos >= dloc
     p_var, spread_ratio = spread_test(fit.resid[fit.pre_rows], fit.resid[post_rows])
@@ -410,16 +413,13 @@ def _verify_level(
         if wfit is not None:
             fit = wfit
             tstat, hn = fit.scores(shapes)
-            p_mean = max_stat_pvalue(tstat, hn, seed)
-            best = int(np.argmax(np.abs(tstat)))
-            sign = 1.0 if tstat[best] > 0 else -1.0
+            p_mean, sign = directional_pvalue(tstat, hn, seed, expect)
     unit_root = phi >= UNIT_ROOT_PHI
     if unit_root:
         # Near a unit root the AR(1) fit may be too kind: also require rejection as a random walk.
         rw = fit_null(w, dloc, True, 1.0)
         if rw is not None:
-            trw, hrw = rw.scores(shapes)
-            p_mean = max(p_mean, max_stat_pvalue(trw, hrw, seed))
+            p_mean = max(p_mean, directional_pvalue(*rw.scores(shapes), seed, expect)[0])
     # Refine where the change begins: every start within the ramp window, steps and ramps.
     tau, length_best = _refine_start(fit, nw, dloc, step_s, ramp_s, sign)
     kind_best = "ramp" if length_best else "step"

@@ -167,3 +167,23 @@ def test_scenarios_are_reproducible() -> None:
     a, b = scenario("heavy", 5), scenario("heavy", 5)
     pd.testing.assert_series_equal(a.series, b.series)
     assert not a.series.equals(scenario("heavy", 6).series)
+
+
+def test_declared_direction_gains_power_and_still_reports_the_opposite() -> None:
+    sc = effect_scenario("step_ar08", 3)
+    declared = verify_series(sc.series, sc.deploy_at, sc.direction)
+    undeclared = verify_series(sc.series, sc.deploy_at, "any")
+    assert declared.p_value < undeclared.p_value
+    wrong = "increase" if sc.direction == "decrease" else "decrease"
+    big = effect_scenario("big4", 3)
+    opposite = verify_series(big.series, big.deploy_at, "increase" if big.direction == "decrease" else "decrease")
+    assert opposite.status == "shifted" and opposite.direction == big.direction
+    assert verify_series(sc.series, sc.deploy_at, wrong).p_value > declared.p_value
+
+
+def test_declaring_a_direction_does_not_raise_false_alarms() -> None:
+    flagged = 0
+    for s in SEEDS:
+        sc = null_scenario("ar08", s)
+        flagged += verify_series(sc.series, sc.deploy_at, "increase" if s % 2 else "decrease").status == "shifted"
+    assert flagged <= 4
