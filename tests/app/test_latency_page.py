@@ -267,7 +267,7 @@ def test_two_windows_from_the_url(prom: Any, scenario_store: dict[str, Any]) -> 
         "svc": "payments", "lat_range": "24h", "cmp_mode": "windows", "cmp_len": "30m",
         "cmp_b": t0.strftime(fmt), "cmp_a": (t0 + timedelta(minutes=40)).strftime(fmt),
     })
-    assert at.get("segmented_control")[0].value == "windows"
+    assert at.segmented_control(key="cmp_mode").value == "windows"
     text, gap = _gap_pp(at)
     assert "requests first" in text and "The distributions differ" in text and gap >= 5
     shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns)
