@@ -315,8 +315,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, stop_demo
 
+    if args.stop:
+        return stop_demo(args.data_dir)
     return run_demo(
         prometheus_port=args.prometheus_port,
         receiver_port=args.receiver_port,
@@ -325,6 +327,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         fresh=args.fresh,
         block=not args.no_block,
+        scenario=args.scenario,
     )
 
 
@@ -393,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--fresh", action="store_true", help="regenerate the demo data")
     d.add_argument("--no-block", action="store_true", help="start, load, print URLs and exit (leave servers running)")
+    d.add_argument("--stop", action="store_true", help="stop what a --no-block run left running")
+    d.add_argument("--scenario", choices=("demo", "small"), default="demo", help="small: 34 h, 6 deploys (fast, for tests)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -65,25 +65,25 @@ def _secret(data: Path) -> str:
     return value
 
 
-def _prepare_data(data: Path, seed: int, fresh: bool) -> list[dict[str, Any]]:
+def _prepare_data(data: Path, seed: int, fresh: bool, scenario_name: str = "demo") -> list[dict[str, Any]]:
     """Generate + backfill once; returns the scenario deploys (event, truth, expected_overall)."""
     from .promserver import backfill
-    from .scenarios import demo_scenario
+    from .scenarios import demo_scenario, small_scenario
 
     marker = data / "scenario.json"
     tsdb = data / "tsdb"
     if marker.exists() and tsdb.exists() and not fresh:
         saved = json.loads(marker.read_text())
-        if saved.get("seed") == seed:
+        if saved.get("seed") == seed and saved.get("scenario", "demo") == scenario_name:
             _say(f"reusing demo data in {data} (generated {saved.get('generated_at')}; --fresh to regenerate)")
             return list(saved["deploys"])
     if tsdb.exists():
         import shutil
 
         shutil.rmtree(tsdb)
-    _say("generating 3 days of demo metrics (seeded) ...")
+    _say(f"generating the {scenario_name} scenario's metrics (seeded) ...")
     t0 = time.monotonic()
-    scenario = demo_scenario(seed=seed)
+    scenario = demo_scenario(seed=seed) if scenario_name == "demo" else small_scenario(seed=seed)
     om = data / "demo.om"
     n = scenario.write_openmetrics(om)
     _say(f"wrote {n:,} samples in {time.monotonic() - t0:.0f} s; backfilling with promtool ...")
@@ -96,7 +96,7 @@ def _prepare_data(data: Path, seed: int, fresh: bool) -> list[dict[str, Any]]:
         {"event": d.event, "truth": dict(d.truth), "expected_overall": d.expected_overall} for d in scenario.deploys
     ]
     marker.write_text(
-        json.dumps({"seed": seed, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "deploys": deploys}, indent=2)
+        json.dumps({"seed": seed, "scenario": scenario_name, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "deploys": deploys}, indent=2)
     )
     return deploys
 
@@ -110,12 +110,14 @@ def run_demo(
     seed: int = 7,
     fresh: bool = False,
     block: bool = True,
+    scenario: str = "demo",
 ) -> int:
     from .promserver import PrometheusServer, ensure_installed
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     started: list[Callable[[], None]] = []
+    pids: list[int] = []
 
     def stop_all() -> None:
         for stop in reversed(started):
@@ -127,7 +129,7 @@ def run_demo(
 
     try:
         ensure_installed()
-        deploys = _prepare_data(data, seed, fresh)
+        deploys = _prepare_data(data, seed, fresh, scenario)
 
         prom_url = f"http://127.0.0.1:{prometheus_port}"
         if _up(prom_url + "/-/ready"):
@@ -138,10 +140,15 @@ def run_demo(
             server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d")
             server.start()
             started.append(server.stop)
+            if server._proc is not None:
+                pids.append(server._proc.pid)
 
         store_url = f"sqlite:///{data / 'deploys.db'}"
         secret = _secret(data)
-        env = dict(os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url)
+        env = dict(
+            os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url,
+            ANALYZERS_WORKER="1",  # new events you send are verified on their own
+        )
         receiver_url = f"http://127.0.0.1:{receiver_port}"
         if _up(receiver_url + "/healthz"):
             _say(f"receiver already answering at {receiver_url}; reusing it")
@@ -153,6 +160,7 @@ def run_demo(
                 env, log,
             )
             started.append(functools.partial(_terminate, proc))
+            pids.append(proc.pid)
             _wait(receiver_url + "/healthz", "the receiver", proc, log=log)
 
         from .events.send import send_event
@@ -182,6 +190,7 @@ def run_demo(
                 env, log,
             )
             started.append(functools.partial(_terminate, proc))
+            pids.append(proc.pid)
             _wait(dash_url + "/_stcore/health", "the dashboard", proc, timeout=90, log=log)
 
         print()
@@ -191,7 +200,11 @@ def run_demo(
         print(f"  Demo data:   {data}   (webhook secret in {data / 'webhook-secret'})")
         print()
         if not block:
-            started.clear()  # leave them running
+            started.clear()  # leave them running; `demo --stop` ends them
+            pid_file = data / "pids.json"
+            earlier = json.loads(pid_file.read_text()) if pid_file.exists() else []
+            pid_file.write_text(json.dumps(sorted(set(earlier) | set(pids))))
+            print(f"Left running; stop them with: python -m analyzers demo --stop --data-dir {data_dir}")
             return 0
         print("Press Ctrl-C to stop everything this run started.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -202,6 +215,22 @@ def run_demo(
         return 0
     finally:
         stop_all()
+
+
+def stop_demo(data_dir: str = ".demo") -> int:
+    """End the processes a ``demo --no-block`` run left running (recorded in pids.json)."""
+    path = Path(data_dir) / "pids.json"
+    if not path.exists():
+        _say(f"nothing to stop: {path} does not exist")
+        return 0
+    for pid in json.loads(path.read_text()):
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+            _say(f"stopped process {pid}")
+        except ProcessLookupError:
+            pass
+    path.unlink()
+    return 0
 
 
 def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:

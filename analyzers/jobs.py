@@ -65,17 +65,21 @@ class JobStore:
         return self.store._exec(cur, sql, params)
 
     # -- scheduling -----------------------------------------------------------------
-    def schedule(self, deploy_id: str, kind: str, due_at: datetime, *, reschedule: bool = False) -> bool:
-        """Add a pending check; an existing (deploy, kind) is kept unless ``reschedule`` (then it is
-        made pending again at ``due_at``). Returns True if something changed."""
+    def schedule(self, deploy_id: str, kind: str, due_at: datetime, *, reschedule: bool = False,
+                 cause_us: int | None = None) -> bool:
+        """Add a pending check; an existing (deploy, kind) is kept unless ``reschedule``: then a
+        check that already ran before ``cause_us`` (the arrival of the event that asks for it) is
+        made pending again at ``due_at``. Returns True if something changed."""
         self._ensure()
         with self.store._tx(write=True) as cur:
             if reschedule:
                 sql = (
                     "INSERT INTO checks (deploy_id, kind, due_us, state) VALUES (?, ?, ?, 'pending') "
                     "ON CONFLICT (deploy_id, kind) DO UPDATE SET due_us = excluded.due_us, state = 'pending', "
-                    "error = NULL RETURNING deploy_id"
+                    "error = NULL WHERE checks.state = 'done' AND checks.done_us < ? RETURNING deploy_id"
                 )
+                cause = cause_us if cause_us is not None else to_us(due_at)
+                return self._exec(cur, sql, (deploy_id, kind, to_us(due_at), cause)).fetchone() is not None
             else:
                 sql = (
                     "INSERT INTO checks (deploy_id, kind, due_us, state) VALUES (?, ?, ?, 'pending') "

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 MAX_ATTEMPTS = 30
+DISCOVERY_OVERLAP_US = 60_000_000
 _MARK = "events_received_us"
 
 
@@ -107,16 +108,18 @@ class Worker:
     def discover(self) -> int:
         """Schedule checks for deploys whose events arrived since the last scan."""
         mark = self.jobs.get_mark(_MARK)
+        # Look back a little: on PostgreSQL concurrent commits can land out of time order.
+        # Re-scanning is harmless: scheduling is idempotent.
         with self.store._tx(write=False) as cur:
             rows = self.store._exec(
                 cur,
                 "SELECT deploy_id, MAX(received_us) FROM events WHERE received_us > ? GROUP BY deploy_id",
-                (mark,),
+                (max(mark - DISCOVERY_OVERLAP_US, 0),),
             ).fetchall()
         if not rows:
             return 0
         n = 0
-        for deploy_id, _received in rows:
+        for deploy_id, received in rows:
             deploy = self.store.get_deploy(deploy_id)
             if deploy is None:
                 continue
@@ -124,8 +127,8 @@ class Worker:
             n += self.jobs.schedule(deploy_id, "final", final_due(deploy, self.config))
             if deploy.status in TERMINAL and (deploy.finished_at or deploy.updated_at):
                 when = max(self.clock(), first_due(deploy, self.config))
-                n += self.jobs.schedule(deploy_id, "finished", when, reschedule=True)
-        self.jobs.set_mark(_MARK, max(int(r[1]) for r in rows))
+                n += self.jobs.schedule(deploy_id, "finished", when, reschedule=True, cause_us=int(received))
+        self.jobs.set_mark(_MARK, max(mark, max(int(r[1]) for r in rows)))
         return n
 
     # -- running checks -------------------------------------------------------------

@@ -86,3 +86,22 @@ def test_deliveries_are_recorded_per_deploy(store_url: str) -> None:
     assert [d["target"] for d in jobs.deliveries("d1")] == ["oncall", "grafana"]
     assert jobs.deliveries("other") == []
     s.close()
+
+
+def test_a_new_status_update_reopens_a_finished_check_once(store_url: str) -> None:
+    from analyzers.events.store.base import to_us
+
+    s = open_store(store_url)
+    jobs = JobStore(s)
+    assert jobs.schedule("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
+    c = jobs.claim("w", T0)
+    assert c is not None
+    jobs.complete(c, "w", T0 + timedelta(minutes=1))
+    # the same (already handled) event seen again by a re-scan: nothing to do
+    assert not jobs.schedule("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
+    # a later event (e.g. rolled back) asks for a new check
+    later = T0 + timedelta(minutes=5)
+    assert jobs.schedule("d1", "finished", later, reschedule=True, cause_us=to_us(later))
+    (check,) = jobs.checks("d1")
+    assert check.state == "pending" and check.due_at == later
+    s.close()
