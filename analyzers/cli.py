@@ -48,12 +48,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     store_url = args.store or cfg.store_url
+    unsigned: bool | set[str] = True if args.allow_unsigned else set(args.allow_unsigned_source or ())
+    if args.worker:
+        os.environ["ANALYZERS_WORKER"] = "1"
     receiver.main(
         host=args.host,
         port=args.port,
         store_url=store_url,
-        allow_unsigned=args.allow_unsigned,
+        allow_unsigned=unsigned or False,
         metric_keys=set(cfg.metrics),
+        max_body=args.max_body,
+        workers=args.workers,
+        log_level=args.log_level,
     )
     return 0
 
@@ -341,7 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")))
     s.add_argument("--store", help="sqlite:///path or postgresql://... (default: config store.url)")
     s.add_argument("--config", help="TOML config (default: $ANALYZERS_CONFIG or built-in)")
-    s.add_argument("--allow-unsigned", action="store_true", help="accept unsigned events (marked unsigned)")
+    s.add_argument("--allow-unsigned", action="store_true", help="accept unsigned events from every source (marked unsigned)")
+    s.add_argument("--allow-unsigned-source", action="append", metavar="SOURCE",
+                   help="accept unsigned events from this source only, e.g. argocd (repeatable)")
+    s.add_argument("--max-body", type=int, default=262144, help="largest accepted body in bytes, after gzip (default 256 KiB)")
+    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    s.add_argument("--worker", action="store_true", help="also run the verification scheduler in this process")
     s.set_defaults(func=cmd_serve)
 
     v = sub.add_parser("verify", help="verify deploys against Prometheus (exit 0 pass, 1 fail, 2 inconclusive, 3 error)")
