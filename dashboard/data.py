@@ -24,7 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from analyzers.config import Config, load_config
-from analyzers.errors import AnalyzerError, StoreError, StoreUnavailable
+from analyzers.errors import AnalyzerError, StoreUnavailable
 from analyzers.model import Deploy, DeployVerdict
 
 if TYPE_CHECKING:
@@ -151,17 +151,6 @@ def save_verdict(store_url: str, verdict: DeployVerdict) -> None:
     load_environments.clear()
 
 
-def check_store(store_url: str) -> None:
-    """Raise :class:`StoreError` when the store cannot be reached."""
-    try:
-        with _store(store_url) as store:
-            store.ping()
-    except StoreError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - adapters should wrap, but never show a traceback
-        raise StoreError(f"cannot open the deploy store: {exc}") from exc
-
-
 # --------------------------------------------------------------------------- Prometheus
 
 
@@ -194,11 +183,6 @@ def load_metric_series(
     return fetch_metric_series(
         get_client(_config), _config, metric_key, _deploy, to_dt(start), to_dt(end), float(step)
     )
-
-
-def clear_all() -> None:
-    """Forget every cached answer (tests, and the page's "refresh" button)."""
-    st.cache_data.clear()
 
 
 # --------------------------------------------------------------------------- latency
