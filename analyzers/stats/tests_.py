@@ -302,9 +302,11 @@ def poisson_rate_test(
     exposure_before: np.ndarray,
     exposure_after: np.ndarray,
     alpha: float = 0.05,
+    expect: str = "any",
 ) -> RateTest:
     """Compare event rates before/after for low counts (errors a minute, rare events).
 
+    A declared ``expect`` direction gets ``EXPECT_WEIGHT`` of alpha, as in the level test.
     With little overdispersion (Pearson dispersion <= 1.5 on the pre-deploy points) the
     exact conditional test is used: given the total, events after are binomial with the
     after share of the exposure. With more, a quasi-Poisson z-test on the log rate ratio
@@ -329,7 +331,23 @@ def poisson_rate_test(
         return RateTest(1.0, rb, ra, ci, disp, "exact Poisson rate test (no events)")
     if disp <= 1.5:
         share = ea / (ea + eb)
-        p = float(sps.binomtest(int(round(sa)), total, share).pvalue)
-        return RateTest(p, rb, ra, ci, disp, "exact Poisson rate test (conditional binomial)")
-    p = float(2 * sps.norm.sf(abs(lr) / se))
-    return RateTest(p, rb, ra, ci, disp, f"quasi-Poisson rate test (dispersion {disp:.1f})")
+        k = int(round(sa))
+
+        def one_sided(up: bool) -> float:
+            return float(sps.binomtest(k, total, share, alternative="greater" if up else "less").pvalue)
+
+        two_sided = float(sps.binomtest(k, total, share).pvalue)
+        method = "exact Poisson rate test (conditional binomial)"
+    else:
+
+        def one_sided(up: bool) -> float:
+            return float(sps.norm.sf((lr if up else -lr) / se))
+
+        two_sided = float(2 * sps.norm.sf(abs(lr) / se))
+        method = f"quasi-Poisson rate test (dispersion {disp:.1f})"
+    if expect in ("increase", "decrease"):  # same alpha split as the level test
+        up = expect == "increase"
+        p = min(1.0, one_sided(up) / EXPECT_WEIGHT, one_sided(not up) / (1.0 - EXPECT_WEIGHT))
+    else:
+        p = two_sided
+    return RateTest(p, rb, ra, ci, disp, method)

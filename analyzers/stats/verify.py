@@ -670,7 +670,7 @@ def _verify_counts(
     if ex_b.sum() <= 0 or ex_a.sum() <= 0:
         return SeriesResult("inconclusive", "No exposure (zero denominators) before or after the deploy.",
                             method="Poisson rate test", baseline=bl.PRE_WINDOW, details=details, **common)
-    rt = poisson_rate_test(ev_b, ev_a, ex_b, ex_a, alpha)
+    rt = poisson_rate_test(ev_b, ev_a, ex_b, ex_a, alpha, expect)
     if cnt is None or kind == "ratio":
         scale_units = 1.0
     else:  # express the change in the series' own units
