@@ -73,8 +73,8 @@ def test_near_linear_speed() -> None:
     x = rng.normal(size=100_000)
     x[::10_000] += 5
     x[50_000:] += 2
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: other jobs on the machine do not inflate it
     found = changepoints(x)
-    elapsed = time.perf_counter() - t
+    elapsed = time.process_time() - t
     assert any(abs(p - 50_000) <= 3 for p in found)
     assert elapsed < 0.5  # ~30 ms alone; generous for a shared machine
