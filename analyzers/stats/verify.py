@@ -314,6 +314,16 @@ def _decide(
     return "shifted", None
 
 
+def _meaningful(min_effect: float | None, min_effect_rel: float | None, level: float) -> float | None:
+    """The smallest change that matters, in metric units (the larger of the two floors)."""
+    floors = []
+    if min_effect is not None:
+        floors.append(abs(float(min_effect)))
+    if min_effect_rel is not None and math.isfinite(level) and level != 0:
+        floors.append(abs(float(min_effect_rel) * level))
+    return max(floors) if floors else None
+
+
 def _rel(effect: float, level: float) -> float | None:
     if not (math.isfinite(effect) and math.isfinite(level)) or abs(level) < 1e-12:
         return None
@@ -476,6 +486,10 @@ def _verify_level(
                   f"(CI {_fmt(ci[0])} to {_fmt(ci[1])}), p={p_value:.2g}.")
         if earlier:
             reason = reason[:-1] + f"; an earlier change at {earlier[-1]} is not attributed to the deploy."
+        floor = _meaningful(min_effect, min_effect_rel, level)
+        if floor is not None and max(abs(ci[0]), abs(ci[1])) >= floor:
+            reason = reason[:-1] + (f"; a change of {_fmt(floor)} (the minimum meaningful effect) cannot "
+                                    "be ruled out yet: more data after the deploy would narrow it.")
     return SeriesResult(
         status=status, reason=reason, direction=direction if status == "shifted" else None,
         change_at=change_at if status == "shifted" else None, effect=effect, effect_rel=eff_rel,
@@ -551,8 +565,6 @@ def _candidate_shapes(
         seen.add(("ramp", length))
         cols.append(_shape(n, dloc, length))
         labels.append(("ramp", length))
-    # Keep the step label's start offset in the label for refinement.
-    labels = [(k, L) for k, L in labels]
     return np.column_stack(cols), labels
 
 

@@ -173,3 +173,12 @@ def test_counter_resets_do_not_look_like_a_change() -> None:
     idx = pd.date_range(DEPLOY - pd.Timedelta("180min"), periods=210, freq="1min")
     res = verify_series(pd.Series(total, index=idx), DEPLOY, kind="counter")
     assert res.status == "unchanged"
+
+
+def test_unchanged_with_a_wide_interval_says_a_meaningful_change_is_not_ruled_out() -> None:
+    s = series(before=60, after=12, seed=8)
+    res = verify_series(s, DEPLOY, min_effect=1.0)
+    assert res.status == "unchanged"
+    assert "cannot be ruled out" in res.reason
+    tight = verify_series(series(before=600, after=240, seed=0), DEPLOY, min_effect=1.0)
+    assert tight.status == "unchanged" and "ruled out" not in tight.reason
