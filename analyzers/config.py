@@ -101,11 +101,20 @@ class VerificationSettings:
 
 
 @dataclass(frozen=True)
+class SLOSettings:
+    """Latency SLO: requests at most ``threshold_s`` (use a bucket bound) for ``objective`` of them."""
+
+    threshold_s: float = 0.25
+    objective: float = 0.995
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     environment: str | None = None
     guards: tuple[str, ...] | None = None  # overrides the catalog's guard flags
     depends_on: tuple[str, ...] = ()
+    slo: SLOSettings | None = None  # overrides the global [slo]
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,11 @@ class Config:
     source_path: str | None = None
     routes: tuple[NotifyRoute, ...] = ()
     grafana: GrafanaSettings | None = None
+    slo: SLOSettings = field(default_factory=SLOSettings)
+
+    def slo_for(self, service: str) -> SLOSettings:
+        spec = self.services.get(service)
+        return spec.slo if spec is not None and spec.slo is not None else self.slo
 
     def metric(self, key: str) -> MetricSpec:
         try:
@@ -257,6 +271,16 @@ def _metric_from(key: str, raw: dict[str, Any]) -> MetricSpec:
     return MetricSpec(key=key, **raw)
 
 
+def _slo_from(raw: dict[str, Any], where: str) -> SLOSettings:
+    threshold = parse_duration(raw.get("threshold", 0.25), key=f"{where}.threshold")
+    objective = float(raw.get("objective", 0.995))
+    if not 0 < objective < 1:
+        raise ConfigError(f"{where}.objective must be between 0 and 1 (e.g. 0.995), got {objective}")
+    if threshold <= 0:
+        raise ConfigError(f"{where}.threshold must be a positive latency such as '250ms'")
+    return SLOSettings(threshold_s=threshold, objective=objective)
+
+
 def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
     where = f"notify.routes[{i}]"
     url = raw.get("url") or _env_secret(raw, "url_env", where)
@@ -333,6 +357,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
             environment=sraw.get("environment"),
             guards=tuple(guards) if guards is not None else None,
             depends_on=tuple(sraw.get("depends_on", ())),
+            slo=_slo_from(sraw["slo"], f"services.{name}.slo") if "slo" in sraw else None,
         )
     routes = tuple(_route_from(i, dict(r)) for i, r in enumerate((raw.get("notify") or {}).get("routes", [])))
     grafana = None
@@ -358,6 +383,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         source_path=source_path,
         routes=routes,
         grafana=grafana,
+        slo=_slo_from(raw["slo"], "slo") if "slo" in raw else base.slo,
     )
 
 

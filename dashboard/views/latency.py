@@ -28,7 +28,6 @@ PRESETS = ("1h", "6h", "24h", "7d")
 REFRESH_S = 60
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
-DEFAULT_SLO_S = 0.25
 WINDOW_LENGTHS = ("15m", "30m", "1h", "3h", "1d")
 
 esc = common.md_escape
@@ -262,11 +261,14 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
         st.info("No bucket bounds known for this histogram in the range.")
         return
     c1, c2 = st.columns(2)
-    default = min(range(len(finite)), key=lambda i: abs(finite[i] - DEFAULT_SLO_S))
+    slo_cfg = config.slo_for(service)
+    default = min(range(len(finite)), key=lambda i: abs(finite[i] - slo_cfg.threshold_s))
     threshold = c1.selectbox("Threshold (a bucket bound, seconds)", finite, index=default, key="slo_le",
                              bind="query-params")
-    objective = c2.selectbox("Objective", OBJECTIVES, index=1, key="slo_obj", bind="query-params",
-                             help="Share of requests that must be at most the threshold.")
+    objectives = sorted(set(OBJECTIVES) | {slo_cfg.objective})
+    objective = c2.selectbox("Objective", objectives, index=objectives.index(slo_cfg.objective), key="slo_obj",
+                             bind="query-params",
+                             help="Share of requests that must be at most the threshold (default from [slo] in the config).")
     with st.spinner("Querying the burn rates…"):
         burn = data.load_burn_rates(config_key, config, histogram, service, float(threshold), float(objective), end)
     for w in burn.warnings:
