@@ -1,0 +1,48 @@
+"""Run every benchmark, one after the other (`make bench`). Each also runs alone:
+
+    .venv/bin/python benchmarks/bench_scenarios.py     # verdict accuracy vs naive tests
+    .venv/bin/python benchmarks/bench_changepoints.py  # speed vs ruptures
+    .venv/bin/python benchmarks/bench_tcpd.py          # TCPD F1 / cover
+    .venv/bin/python benchmarks/bench_fleet.py         # fleet scale: batched vs naive
+    .venv/bin/python -m tests.browser.bench_latency    # latency page in headless Chromium
+    .venv/bin/python -m analyzers.events.loadgen --workers 2 --seconds 10   # receiver load
+
+Figures and the commands that made them: benchmarks/README_stats.md, docs/scaling.md,
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = [
+    [sys.executable, "benchmarks/bench_scenarios.py"],
+    [sys.executable, "benchmarks/bench_changepoints.py"],
+    [sys.executable, "benchmarks/bench_tcpd.py"],
+    [sys.executable, "benchmarks/bench_fleet.py"],
+    [sys.executable, "-m", "tests.browser.bench_latency"],
+    [sys.executable, "-m", "analyzers.events.loadgen", "--workers", "2", "--seconds", "10"],
+]
+
+
+def main() -> int:
+    failed = []
+    for cmd in COMMANDS:
+        print(f"\n=== {' '.join(cmd[1:])} ===", flush=True)
+        t0 = time.monotonic()
+        rc = subprocess.call(cmd, cwd=ROOT)
+        print(f"=== exit {rc} after {time.monotonic() - t0:.0f} s ===", flush=True)
+        if rc != 0:
+            failed.append(" ".join(cmd[1:]))
+    if failed:
+        print("failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
