@@ -46,6 +46,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+#: Workers import ``analyzers`` from this snapshot (set by the driver), so both plans of a run
+#: measure the same code even while the working tree changes under a long benchmark.
+LIB_ENV = "FLEET_BENCH_LIB"
+if os.environ.get(LIB_ENV):
+    sys.path.insert(0, os.environ[LIB_ENV])
 
 from benchmarks.fleet_data import CACHE_DIR, FleetParams, FleetPlan, ensure_fleet, fleet_config, plan_fleet  # noqa: E402
 
@@ -105,10 +110,22 @@ def library_fingerprint() -> str:
     """Short hash of the analyzers sources a plan ran (the statistics core may change between runs)."""
     import hashlib
 
+    import analyzers
+
     h = hashlib.sha1()
-    for path in sorted((ROOT / "analyzers").rglob("*.py")):
+    for path in sorted(Path(analyzers.__file__).parent.rglob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:10]
+
+
+def snapshot_library() -> Path:
+    """Copy ``analyzers/`` once per run under ``benchmarks/.cache/lib-<pid>/`` for the workers."""
+    import shutil
+
+    dest = CACHE_DIR / f"lib-{os.getpid()}"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(ROOT / "analyzers", dest / "analyzers", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
 
 
 def _near(times: list[datetime], ordered: list[Any], at: datetime, overlap: timedelta) -> list[Any]:
@@ -274,7 +291,7 @@ def compare(plan: FleetPlan, batched: dict[str, Any], naive: dict[str, Any]) -> 
 
 
 def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, fleet_max_points: int | None = None,
-             log: Any = print) -> dict[str, Any]:
+             lib: Path | None = None, log: Any = print) -> dict[str, Any]:
     from analyzers.prom import PrometheusClient
     from analyzers.promserver import PrometheusServer
 
@@ -314,7 +331,7 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
             if profile:
                 cmd += ["--profile-out", str(CACHE_DIR / f"profile-{params.key}-{name}.txt")]
             t = time.perf_counter()
-            subprocess.run(cmd, check=True)
+            subprocess.run(cmd, check=True, env={**os.environ, LIB_ENV: str(lib)} if lib else None)
             res = json.loads(res_path.read_text())
             res["process_s"] = time.perf_counter() - t
             res["prometheus_cpu_s"] = _proc_cpu_s(pid) - cpu0
@@ -378,11 +395,28 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {a['regressions_on_right_metric'][0]}/{a['regressions_on_right_metric'][1]} "
             f"| {med * 1000:.0f} ms, {inc['queries']} queries, {inc['overall']} |"
         )
+    libs = sorted({r[p].get("library", "?") for r in results for p in PLANS})
+    lines.append("")
+    lines.append(f"analyzers sources (sha1 prefix): {', '.join(libs)}")
     lines.append("")
     lines.append("Truth vs batched verdict (deploy kind -> overall):")
     for r in results:
         lines.append(f"- {_label(r)}: " + ", ".join(f"{k} {v}" for k, v in r["agreement"]["confusion"].items()))
     return "\n".join(lines)
+
+
+def _run_sizes(args: argparse.Namespace, lib: Path) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for n in args.services:
+        params = FleetParams(services=n, days=args.days, seed=args.seed, deploys_per_30d=args.deploys_per_30d)
+        results.append(run_size(params, profile=args.profile, history_s=args.history_days * 86400,
+                                fleet_max_points=args.fleet_max_points, lib=lib))
+        tag = "-".join(str(r["services"]) for r in results)
+        fix = "" if args.fleet_max_points is None else f"-cap{args.fleet_max_points}"
+        name = f"results-{tag}-d{args.days}-k{args.deploys_per_30d}-h{args.history_days:g}{fix}.json"
+        (CACHE_DIR / name).write_text(json.dumps(results, indent=1))
+    print()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,16 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown([r for path in args.report for r in json.loads(Path(path).read_text())]))
         return 0
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    results = []
-    for n in args.services:
-        params = FleetParams(services=n, days=args.days, seed=args.seed, deploys_per_30d=args.deploys_per_30d)
-        results.append(run_size(params, profile=args.profile, history_s=args.history_days * 86400,
-                                fleet_max_points=args.fleet_max_points))
-        tag = "-".join(str(r["services"]) for r in results)
-        fix = "" if args.fleet_max_points is None else f"-cap{args.fleet_max_points}"
-        name = f"results-{tag}-d{args.days}-k{args.deploys_per_30d}-h{args.history_days:g}{fix}.json"
-        (CACHE_DIR / name).write_text(json.dumps(results, indent=1))
-    print()
+    lib = snapshot_library()
+    try:
+        results = _run_sizes(args, lib)
+    finally:
+        import shutil
+
+        shutil.rmtree(lib, ignore_errors=True)
     extra = (f" --seed {args.seed}" if args.seed != 7 else "") + (
         f" --deploys-per-30d {args.deploys_per_30d}" if args.deploys_per_30d != 15 else "") + (
         f" --history-days {args.history_days:g}" if args.history_days != 1 else "") + (
