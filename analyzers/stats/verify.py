@@ -324,6 +324,15 @@ def _meaningful(min_effect: float | None, min_effect_rel: float | None, level: f
     return max(floors) if floors else None
 
 
+def _unit_scale(x: np.ndarray) -> float:
+    """A power of two bringing extreme magnitudes (beyond 1e+-100) near 1; else 1.0 (exact)."""
+    fin = np.abs(x[np.isfinite(x)])
+    m = float(fin.max()) if fin.size else 0.0
+    if m == 0.0 or 1e-100 <= m <= 1e100:
+        return 1.0
+    return float(2.0 ** round(math.log2(m)))
+
+
 def _rel(effect: float, level: float) -> float | None:
     if not (math.isfinite(effect) and math.isfinite(level)) or abs(level) < 1e-12:
         return None
@@ -348,20 +357,23 @@ def _verify_level(
     ctx: _Ctx,
 ) -> SeriesResult:
     step_s = ctx.step_s
+    unit = _unit_scale(y[pre_start:post_end])
+    if unit != 1.0:  # keep 1e300 or 1e-300 metrics away from overflow and underflow
+        y = y / unit
     base = bl.choose_baseline(y, pre_start, d, post_end, step_s)
     raw = y[pre_start:post_end]
     r = raw - base.values
     dw = d - pre_start
-    details = dict(details, baseline_score=base.score)
+    details = dict(details, baseline_score=base.score * unit)
 
     ok = np.flatnonzero(np.isfinite(r))
     scale = robust_noise_scale(r[ok])
     pre_fin = r[:dw][np.isfinite(r[:dw])]
     post_fin = r[dw:][np.isfinite(r[dw:])]
-    level = float(np.nanmedian(raw[:dw]))
+    level = float(np.nanmedian(raw[:dw])) * unit
     if scale <= 0 or np.ptp(pre_fin) == 0:
-        return _constant_pre(pre_fin, post_fin, raw, dw, kind, level, base.name, alpha, expect, min_effect,
-                             min_effect_rel, details, common, ctx, pre_start)
+        return _constant_pre(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
+                             expect, min_effect, min_effect_rel, details, common, ctx, pre_start)
     # Clip outliers around a running median of the finite points.
     rc = r.copy()
     med = _running_median5(r[ok])
@@ -403,8 +415,8 @@ def _verify_level(
     z_trend = slope_z(w, dloc, phi)
     fit = fit_null(w, dloc, z_trend > TREND_Z, phi)
     if fit is None:
-        return _constant_pre(pre_fin, post_fin, raw, dw, kind, level, base.name, alpha, expect, min_effect,
-                             min_effect_rel, details, common, ctx, pre_start)
+        return _constant_pre(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
+                             expect, min_effect, min_effect_rel, details, common, ctx, pre_start)
     nw = w.size
     shapes, labels = _candidate_shapes(nw, dloc, step_s, ramp_s, fit.tpos)
     tstat, hn = fit.scores(shapes)
@@ -446,6 +458,7 @@ def _verify_level(
     bi = before_idx[np.isfinite(v[before_idx])]
     ai = after_idx[np.isfinite(v[after_idx])]
     effect, ci = shift_with_ci(v[bi], v[ai], bi, ai, sigma, phi, alpha, seed)
+    effect, ci = effect * unit, (ci[0] * unit, ci[1] * unit)
 
     p_level = min(1.0, p_mean / LEVEL_WEIGHT)
     p_spread = min(1.0, p_var / (1.0 - LEVEL_WEIGHT))

@@ -182,3 +182,14 @@ def test_unchanged_with_a_wide_interval_says_a_meaningful_change_is_not_ruled_ou
     assert "cannot be ruled out" in res.reason
     tight = verify_series(series(before=600, after=240, seed=0), DEPLOY, min_effect=1.0)
     assert tight.status == "unchanged" and "ruled out" not in tight.reason
+
+
+@pytest.mark.parametrize("unit", [1e-250, 1e250])
+def test_extreme_magnitudes_give_the_same_verdict_in_their_units(unit: float) -> None:
+    s = series(shift=3.0) - 100
+    ref = verify_series(s, DEPLOY)
+    with np.errstate(all="raise"):
+        res = verify_series(s * unit, DEPLOY)
+    assert res.status == ref.status == "shifted" and res.direction == ref.direction
+    assert res.effect == pytest.approx(ref.effect * unit, rel=1e-9)
+    assert res.p_value == pytest.approx(ref.p_value, rel=1e-6)
