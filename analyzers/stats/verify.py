@@ -61,8 +61,11 @@ LEVEL_WEIGHT = 0.8
 #: Step lags (minutes after the deploy) and ramp lengths (minutes) scanned as change shapes.
 STEP_LAGS_MIN = (0, 1, 2, 3, 4, 5, 6, 7, 10, 15)
 RAMP_LEN_MIN = (5, 10, 20, 30)
+RAMP_LAGS_MIN = (0,)
 #: An earlier change point is cut off when its own step z-score exceeds this.
 EARLIER_CHANGE_Z = 4.5
+#: At most this many change starts are scored in one pass of the change_at refinement.
+REFINE_STARTS = 40
 #: Squared-z tolerance within which the earliest change start is preferred.
 LOCATION_TIE = 2.0
 #: ... and its z-score once a straight-line trend is allowed must exceed this.
@@ -557,7 +560,7 @@ def _candidate_shapes(
     last = int(tpos[-1])
     cols: list[np.ndarray] = []
     labels: list[tuple[str, int]] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int] | tuple[str, int, int]] = set()
     max_lag = max(0.0, ramp_s)
     for m in STEP_LAGS_MIN:
         if m * 60 > max_lag and m > 0:
@@ -573,11 +576,13 @@ def _candidate_shapes(
         if m * 60 > max(ramp_s, 0.0):
             continue
         length = int(round(m * 60 / step_s))
-        if length < 2 or ("ramp", length) in seen:
-            continue
-        seen.add(("ramp", length))
-        cols.append(_shape(n, dloc, length))
-        labels.append(("ramp", length))
+        for lag_m in RAMP_LAGS_MIN:
+            start = dloc + int(round(lag_m * 60 / step_s))
+            if length < 2 or ("ramp", length, start) in seen or start > last - 2:
+                continue
+            seen.add(("ramp", length, start))
+            cols.append(_shape(n, start, length))
+            labels.append(("ramp", length))
     return np.column_stack(cols), labels
 
 
@@ -588,15 +593,28 @@ def _shapes(n: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _refine_start(fit: Any, n: int, dloc: int, step_s: float, ramp_s: float, sign: float) -> tuple[int, int]:
-    """Best (start, ramp length) over every start in the ramp window: steps and ramps."""
+    """Best (start, ramp length) over the starts in the ramp window: steps and ramps.
+
+    Fine series (1 s steps: 1,800 starts) are scanned coarse to fine: every
+    ``stride``-th start first, then a finer grid around the best one, down to every start.
+    """
     hi = min(int(fit.tpos[-1]) - 1, dloc + int(round(ramp_s / step_s)))
     starts = np.arange(dloc, max(dloc, hi) + 1)
-    cs, cl = [starts], [np.zeros(starts.size)]
-    for m in RAMP_LEN_MIN:
-        length = int(round(m * 60 / step_s))
-        if length < 2 or m * 60 > ramp_s:
-            continue
-        ok = starts[starts + length <= hi + length // 2]
+    lengths = [0] + [
+        int(round(m * 60 / step_s)) for m in RAMP_LEN_MIN if m * 60 <= ramp_s and int(round(m * 60 / step_s)) >= 2
+    ]
+    while True:
+        stride = max(1, -(-starts.size // REFINE_STARTS))
+        best = _best_start(fit, n, starts[::stride], lengths, hi, sign)
+        if stride == 1:
+            return best
+        starts = starts[(starts >= best[0] - stride) & (starts <= best[0] + stride)]
+
+
+def _best_start(fit: Any, n: int, starts: np.ndarray, lengths: list[int], hi: int, sign: float) -> tuple[int, int]:
+    cs, cl = [], []
+    for length in lengths:
+        ok = starts if length == 0 else starts[starts + length <= hi + length // 2]
         cs.append(ok)
         cl.append(np.full(ok.size, float(length)))
     all_s, all_l = np.concatenate(cs), np.concatenate(cl)
