@@ -452,10 +452,13 @@ def _verify_level(
     v = r[pre_lo:].copy()
     if fit.trend:
         v = v - _trend_line(rc[pre_lo:], dloc)
-    settle = tau + (length_best if kind_best == "ramp" else 0)
+    # A level change: its settled part (after the ramp). No level change: everything after
+    # the deploy (the best-fitting shape of noise says nothing about where to look).
+    level_found = p_mean / LEVEL_WEIGHT <= alpha
+    settle = tau + (length_best if kind_best == "ramp" else 0) if level_found else dloc
     after_idx = np.arange(settle, nw)
     if np.isfinite(v[after_idx]).sum() < 3:
-        after_idx = np.arange(tau, nw)
+        after_idx = np.arange(tau if level_found else dloc, nw)
     before_idx = np.arange(max(0, dloc - int(round(EFFECT_BEFORE_S / step_s))), dloc)
     sigma = fit.scale * math.sqrt(fit.epsi2) / math.sqrt(max(1e-6, 1 - phi * phi))
     bi = before_idx[np.isfinite(v[before_idx])]
