@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -109,9 +109,8 @@ def null_scenario(family: str, seed: int) -> Scenario:
     n = idx.size
     if family == "iid":
         x = rng.standard_normal(n)
-    elif family.startswith("ar") and family[2:].isdigit():
-        phi = float("0." + family[3:]) if family != "ar2" else 0.0
-        x = ar1(n, phi, rng)
+    elif family in ("ar05", "ar08", "ar095"):
+        x = ar1(n, float("0." + family[3:]), rng)
     elif family == "ar2":  # oscillating memory: breaks the AR(1) assumption
         w = rng.standard_normal(n + 500)
         x = lfilter([1.0], [1.0, -1.2, 0.5], w)[500:]
@@ -168,7 +167,8 @@ def effect_scenario(family: str, seed: int) -> Scenario:
     rng = np.random.default_rng([seed, zlib.crc32(family.encode()), 1])
     lag = int(rng.integers(0, 6))
     if family == "step_seasonal":
-        return _seasonal("seasonal", rng, shift=float(rng.choice([-2.0, 2.0])), lag=lag)._replace_family(family)
+        sc = _seasonal("seasonal", rng, shift=float(rng.choice([-2.0, 2.0])), lag=lag)
+        return replace(sc, family=family, series=sc.series.rename(family))
     idx, deploy, d = _frame(rng)
     n = idx.size
     at = d + lag
@@ -197,14 +197,6 @@ def effect_scenario(family: str, seed: int) -> Scenario:
         raise ValueError(f"unknown effect family {family!r}; known: {', '.join(EFFECT_FAMILIES)}")
     return _mk(family, idx, 10.0 + x, deploy, True, "increase" if size > 0 else "decrease", at)
 
-
-def _replace_family(self: Scenario, family: str) -> Scenario:
-    from dataclasses import replace
-
-    return replace(self, family=family, series=self.series.rename(family))
-
-
-Scenario._replace_family = _replace_family  # type: ignore[attr-defined]
 
 NULL_FAMILIES: tuple[str, ...] = ("iid", "ar05", "ar08", "ar095", "seasonal", "weekly", "heavy", "gaps",
                                   "lowcount", "drift", "earlier", "randomwalk", "ar2")
