@@ -55,7 +55,7 @@ from .tests_ import (
 __all__ = ["verify_series"]
 
 KINDS = ("gauge", "ratio", "rate", "latency", "count", "counter")
-EXPECTS = ("increase", "decrease", "any")
+EXPECTS = ("increase", "decrease", "any", "unchanged")
 #: Share of alpha spent on the level test; the rest goes to the spread test.
 LEVEL_WEIGHT = 0.8
 #: Step lags (minutes after the deploy) and ramp lengths (minutes) scanned as change shapes.
@@ -175,7 +175,8 @@ class _Ctx:
 def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: Any) -> SeriesResult:
     """Test whether ``series`` changed at ``deploy_at`` (see the module docstring for the method).
 
-    ``expect``: ``"any"`` tests both directions alike; ``"increase"``/``"decrease"`` gives
+    ``expect``: ``"any"`` (or ``"unchanged"``, a deploy that declares no effect) tests
+    both directions alike; ``"increase"``/``"decrease"`` gives
     80 % of the level test's alpha to the declared direction and 20 % to the opposite one
     (more power for the announced change; a move the other way is still reported, as
     ``direction``). ``status`` never depends on whether the direction matches: compare

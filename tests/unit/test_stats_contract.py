@@ -193,3 +193,10 @@ def test_extreme_magnitudes_give_the_same_verdict_in_their_units(unit: float) ->
     assert res.status == ref.status == "shifted" and res.direction == ref.direction
     assert res.effect == pytest.approx(ref.effect * unit, rel=1e-9)
     assert res.p_value == pytest.approx(ref.p_value, rel=1e-6)
+
+
+def test_expect_unchanged_is_a_two_sided_test() -> None:
+    s = series(shift=-4.0)
+    res = verify_series(s, DEPLOY, expect="unchanged")
+    assert res.status == "shifted" and res.direction == "decrease"
+    assert res.p_value == verify_series(s, DEPLOY, expect="any").p_value
