@@ -8,10 +8,12 @@ Public API::
     changepoints(values)                # [positions where new segments start]
     adjust_pvalues([0.01, 0.2], "holm") # across the metrics of one deploy
 
-Modules: :mod:`.verify` (orchestration), :mod:`.tests_` (AR(1)-aware and Poisson tests),
-:mod:`.baselines` (pre-window vs same time earlier), :mod:`.effects` (Hodges-Lehmann with
-intervals), :mod:`.changepoints`, :mod:`.multiple`, :mod:`.generators` (scenarios with
-ground truth for tests and benchmarks).
+Modules: :mod:`.verify` (orchestration and the level path), :mod:`.counts` (Poisson and
+constant-history paths), :mod:`.tests_` (AR(1)-aware, spread and Poisson tests),
+:mod:`.shapes` (change shapes, ``change_at``), :mod:`.baselines` (pre-window vs same time
+earlier), :mod:`.effects` (Hodges-Lehmann with intervals), :mod:`.reporting`,
+:mod:`.changepoints`, :mod:`.multiple`, :mod:`.generators` (scenarios with ground truth
+for tests and benchmarks). Method and benchmark figures: ``benchmarks/README_stats.md``.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ level (+ linear drift) with AR(1) noise would produce, in the chosen baseline.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -37,17 +36,18 @@ import pandas as pd
 
 from . import baselines as bl
 from .changepoints import _running_median5, changepoints, robust_noise_scale
+from .counts import verify_constant, verify_counts
 from .effects import shift_with_ci
+from .reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
 from .result import NotASeries, SeriesResult
+from .shapes import candidate_shapes, refine_start
 from .tests_ import (
     NO_TREND_Z,
     TREND_Z,
     UNIT_ROOT_PHI,
-    ar1_transform,
     directional_pvalue,
     estimate_phi,
     fit_null,
-    poisson_rate_test,
     slope_z,
     spread_test,
 )
@@ -58,16 +58,8 @@ KINDS = ("gauge", "ratio", "rate", "latency", "count", "counter")
 EXPECTS = ("increase", "decrease", "any", "unchanged")
 #: Share of alpha spent on the level test; the rest goes to the spread test.
 LEVEL_WEIGHT = 0.8
-#: Step lags (minutes after the deploy) and ramp lengths (minutes) scanned as change shapes.
-STEP_LAGS_MIN = (0, 1, 2, 3, 4, 5, 6, 7, 10, 15)
-RAMP_LEN_MIN = (5, 10, 20, 30)
-RAMP_LAGS_MIN = (0,)
 #: An earlier change point is cut off when its own step z-score exceeds this.
 EARLIER_CHANGE_Z = 4.5
-#: At most this many change starts are scored in one pass of the change_at refinement.
-REFINE_STARTS = 40
-#: Squared-z tolerance within which the earliest change start is preferred.
-LOCATION_TIE = 2.0
 #: ... and its z-score once a straight-line trend is allowed must exceed this.
 EARLIER_CHANGE_TREND_Z = 3.0
 #: Clip band for outliers, in robust noise scales around a running median of 5.
@@ -148,30 +140,6 @@ def _counter_increases(y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fmt(x: float | None, unit: str = "") -> str:
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    ax = abs(x)
-    s = f"{x:.3g}" if (ax >= 1e-3 or ax == 0) and ax < 1e5 else f"{x:.2e}"
-    return s + unit
-
-
-def _minutes(seconds: float) -> str:
-    m = seconds / 60.0
-    return f"{m:.0f} min" if m >= 1.5 else f"{seconds:.0f} s"
-
-
-class _Ctx:
-    """Shared state of one verification (kept small; not part of the API)."""
-
-    def __init__(self, t0: pd.Timestamp, step_s: float) -> None:
-        self.t0 = t0
-        self.step_s = step_s
-
-    def at(self, pos: int) -> datetime:
-        return (self.t0 + pd.Timedelta(seconds=pos * self.step_s)).to_pydatetime()
-
-
 def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: Any) -> SeriesResult:
     """Test whether ``series`` changed at ``deploy_at`` (see the module docstring for the method).
 
@@ -236,7 +204,7 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     t0, y = _grid(s, step_s)
     if kind == "counter":
         y = _counter_increases(y)
-    ctx = _Ctx(t0, step_s)
+    ctx = Ctx(t0, step_s)
     base_details["step_s"] = step_s
     d = int(math.ceil((deploy - t0).total_seconds() / step_s - 1e-9))
     n = y.size
@@ -265,7 +233,7 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
             frac = n_after / span if span > 0 and n_after > 0 else 1.0
             needed = (min_points - n_after) * step_s / max(frac, 0.5)
             return SeriesResult("inconclusive", f"Only {n_after} points after the deploy (need {min_points}): "
-                                f"wait about {_minutes(needed)} more.", method="none",
+                                f"wait about {minutes(needed)} more.", method="none",
                                 needed_more_s=float(needed), details=base_details, **common)
         return SeriesResult("inconclusive", f"Too many gaps after the deploy: {n_after} of {span} points "
                             f"present (need {min_points}); check scraping of this metric.", method="none",
@@ -294,38 +262,8 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     args = dict(alpha=alpha, expect=expect, min_effect=min_effect, min_effect_rel=min_effect_rel,
                 seed=seed, ramp_s=ramp_s, details=base_details, common=common, ctx=ctx)
     if use_poisson:
-        return _verify_counts(y, cnt_arr, kind, pre_start, d, post_end, **args)
+        return verify_counts(y, cnt_arr, kind, pre_start, d, post_end, **args)
     return _verify_level(y, pre_start, d, post_end, kind, **args)
-
-
-def _decide(
-    *,
-    significant: bool,
-    effect: float,
-    level: float,
-    direction: str | None,
-    min_effect: float | None,
-    min_effect_rel: float | None,
-) -> tuple[str, str | None]:
-    """Apply the minimum meaningful effect. Returns (status, why-not note or None)."""
-    if not significant:
-        return "unchanged", None
-    if min_effect is not None and math.isfinite(effect) and abs(effect) < float(min_effect):
-        return "unchanged", f"below the minimum meaningful effect of {_fmt(float(min_effect))}"
-    if min_effect_rel is not None and math.isfinite(effect) and level != 0 and math.isfinite(level):
-        if abs(effect) / abs(level) < float(min_effect_rel):
-            return "unchanged", f"below the minimum meaningful effect of {float(min_effect_rel):.0%}"
-    return "shifted", None
-
-
-def _meaningful(min_effect: float | None, min_effect_rel: float | None, level: float) -> float | None:
-    """The smallest change that matters, in metric units (the larger of the two floors)."""
-    floors = []
-    if min_effect is not None:
-        floors.append(abs(float(min_effect)))
-    if min_effect_rel is not None and math.isfinite(level) and level != 0:
-        floors.append(abs(float(min_effect_rel) * level))
-    return max(floors) if floors else None
 
 
 def _unit_scale(x: np.ndarray) -> float:
@@ -335,12 +273,6 @@ def _unit_scale(x: np.ndarray) -> float:
     if m == 0.0 or 1e-100 <= m <= 1e100:
         return 1.0
     return float(2.0 ** round(math.log2(m)))
-
-
-def _rel(effect: float, level: float) -> float | None:
-    if not (math.isfinite(effect) and math.isfinite(level)) or abs(level) < 1e-12:
-        return None
-    return effect / abs(level)
 
 
 def _verify_level(
@@ -358,7 +290,7 @@ def _verify_level(
     ramp_s: float,
     details: dict[str, Any],
     common: dict[str, Any],
-    ctx: _Ctx,
+    ctx: Ctx,
 ) -> SeriesResult:
     step_s = ctx.step_s
     unit = _unit_scale(y[pre_start:post_end])
@@ -376,7 +308,7 @@ def _verify_level(
     post_fin = r[dw:][np.isfinite(r[dw:])]
     level = float(np.nanmedian(raw[:dw])) * unit
     if scale <= 0 or np.ptp(pre_fin) == 0:
-        return _constant_pre(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
+        return verify_constant(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
                              expect, min_effect, min_effect_rel, details, common, ctx, pre_start)
     # Clip outliers around a running median of the finite points.
     rc = r.copy()
@@ -403,13 +335,13 @@ def _verify_level(
                    if abs(z) > EARLIER_CHANGE_Z and abs(zt) > EARLIER_CHANGE_TREND_Z]
             if sig:
                 pre_lo = max(sig)
-                earlier = [_iso_str(ctx.at(pre_start + c)) for c in sig]
+                earlier = [iso_str(ctx.at(pre_start + c)) for c in sig]
     if dw - pre_lo < MIN_STABLE_PRE and int(np.isfinite(rc[pre_lo:dw]).sum()) < MIN_STABLE_PRE:
         when = ctx.at(pre_start + pre_lo)
         mins = (dw - pre_lo) * step_s
         return SeriesResult(
             "inconclusive",
-            f"The series changed at {_iso_str(when)}, {_minutes(mins)} before the deploy, leaving too little "
+            f"The series changed at {iso_str(when)}, {minutes(mins)} before the deploy, leaving too little "
             "stable history to judge the deploy; look at what changed then, or rerun later.",
             change_at=None, baseline=base.name, method="change-point attribution",
             details=dict(details, earlier_changes=earlier), **common)
@@ -419,10 +351,10 @@ def _verify_level(
     z_trend = slope_z(w, dloc, phi)
     fit = fit_null(w, dloc, z_trend > TREND_Z, phi)
     if fit is None:
-        return _constant_pre(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
+        return verify_constant(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
                              expect, min_effect, min_effect_rel, details, common, ctx, pre_start)
     nw = w.size
-    shapes, labels = _candidate_shapes(nw, dloc, step_s, ramp_s, fit.tpos)
+    shapes, labels = candidate_shapes(nw, dloc, step_s, ramp_s, fit.tpos)
     tstat, hn = fit.scores(shapes)
     p_mean, sign = directional_pvalue(tstat, hn, seed, expect)
     if NO_TREND_Z < z_trend <= TREND_Z:
@@ -447,7 +379,7 @@ def _verify_level(
         if rw is not None:
             p_mean = max(p_mean, directional_pvalue(*rw.scores(shapes), seed, expect)[0])
     # Refine where the change begins: every start within the ramp window, steps and ramps.
-    tau, length_best = _refine_start(fit, nw, dloc, step_s, ramp_s, sign)
+    tau, length_best = refine_start(fit, nw, dloc, step_s, ramp_s, sign)
     kind_best = "ramp" if length_best else "step"
     # Effect on the (de-trended) baseline-adjusted series, original (unclipped) values.
     v = r[pre_lo:].copy()
@@ -481,53 +413,40 @@ def _verify_level(
         direction = "increase" if sign > 0 else "decrease"
     elif p_spread <= alpha:
         significant, change_kind = True, "variance"
-    status, below = _decide(significant=significant, effect=effect if change_kind == "level" else math.inf,
+    status, below = decide(significant=significant, effect=effect if change_kind == "level" else math.inf,
                             level=level, direction=direction, min_effect=min_effect,
                             min_effect_rel=min_effect_rel)
     change_at = ctx.at(pre_start + pre_lo + tau)
     details = dict(details, phi=phi, trend=fit.trend, clipped=n_clipped, earlier_changes=earlier,
                    shape=kind_best if kind_best == "step" else f"ramp {length_best * step_s / 60:.0f} min",
                    p_level=p_level, p_spread=p_spread, spread_ratio=spread_ratio,
-                   pre_used_from=_iso_str(ctx.at(pre_start + pre_lo)))
-    eff_rel = _rel(effect, level)
+                   pre_used_from=iso_str(ctx.at(pre_start + pre_lo)))
+    eff_rel = rel(effect, level)
     base_txt = "" if base.name == bl.PRE_WINDOW else f" against the {base.name} baseline"
     if status == "shifted" and change_kind == "level":
-        reason = (f"{direction.capitalize() if direction else 'Change'} of {_fmt(effect)}"
-                  f"{'' if eff_rel is None else f' ({eff_rel:+.0%})'} starting {_iso_str(change_at)}"
+        reason = (f"{direction.capitalize() if direction else 'Change'} of {fmt(effect)}"
+                  f"{'' if eff_rel is None else f' ({eff_rel:+.0%})'} starting {iso_str(change_at)}"
                   f"{base_txt} (p={p_value:.2g}).")
     elif status == "shifted":
-        reason = (f"The spread changed by a factor of {_fmt(spread_ratio)} at the deploy{base_txt} "
+        reason = (f"The spread changed by a factor of {fmt(spread_ratio)} at the deploy{base_txt} "
                   f"while the level did not move significantly (p={p_value:.2g}).")
     elif below:
-        reason = f"A change of {_fmt(effect)} at the deploy is significant but {below}."
+        reason = f"A change of {fmt(effect)} at the deploy is significant but {below}."
         change_kind = change_kind or "level"
     else:
-        reason = (f"No change at the deploy{base_txt}: shift {_fmt(effect)} "
-                  f"(CI {_fmt(ci[0])} to {_fmt(ci[1])}), p={p_value:.2g}.")
+        reason = (f"No change at the deploy{base_txt}: shift {fmt(effect)} "
+                  f"(CI {fmt(ci[0])} to {fmt(ci[1])}), p={p_value:.2g}.")
         if earlier:
             reason = reason[:-1] + f"; an earlier change at {earlier[-1]} is not attributed to the deploy."
-        floor = _meaningful(min_effect, min_effect_rel, level)
+        floor = meaningful(min_effect, min_effect_rel, level)
         if floor is not None and max(abs(ci[0]), abs(ci[1])) >= floor:
-            reason = reason[:-1] + (f"; a change of {_fmt(floor)} (the minimum meaningful effect) cannot "
+            reason = reason[:-1] + (f"; a change of {fmt(floor)} (the minimum meaningful effect) cannot "
                                     "be ruled out yet: more data after the deploy would narrow it.")
     return SeriesResult(
         status=status, reason=reason, direction=direction if status == "shifted" else None,
         change_at=change_at if status == "shifted" else None, effect=effect, effect_rel=eff_rel,
         effect_ci=ci, p_value=p_value, baseline=base.name, method=method,
         change_kind=change_kind if status == "shifted" else None, details=details, **common)
-
-
-def _residual_with(fit: Any, shape: np.ndarray) -> np.ndarray:
-    """Prewhitened residuals once a level change of the given shape is fitted too."""
-    gt = ar1_transform(fit.tpos, shape[fit.tpos], fit.phi) * fit.weights
-    h = gt - fit.q @ (fit.q.T @ gt)
-    hh = float(h @ h)
-    beta = float(h @ fit.resid) / hh if hh > 0 else 0.0
-    return fit.resid - beta * h
-
-
-def _iso_str(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _detrend(x: np.ndarray) -> np.ndarray:
@@ -549,202 +468,3 @@ def _trend_line(x: np.ndarray, dloc: int) -> np.ndarray:
     coef = np.polyfit(t, pre[ok], 1)
     line = np.polyval(coef, np.arange(x.size, dtype=float))
     return line - np.polyval(coef, float(dloc))
-
-
-def _shape(n: int, start: int, length: int) -> np.ndarray:
-    t = np.arange(n, dtype=float)
-    if length <= 0:
-        return (t >= start).astype(float)
-    return np.clip((t - start + 1) / (length + 1), 0.0, 1.0)
-
-
-def _candidate_shapes(
-    n: int, dloc: int, step_s: float, ramp_s: float, tpos: np.ndarray
-) -> tuple[np.ndarray, list[tuple[str, int]]]:
-    last = int(tpos[-1])
-    cols: list[np.ndarray] = []
-    labels: list[tuple[str, int]] = []
-    seen: set[tuple[str, int] | tuple[str, int, int]] = set()
-    max_lag = max(0.0, ramp_s)
-    for m in STEP_LAGS_MIN:
-        if m * 60 > max_lag and m > 0:
-            continue
-        lag = int(round(m * 60 / step_s))
-        start = dloc + lag
-        if start > last - 2 or ("step", start) in seen:
-            continue
-        seen.add(("step", start))
-        cols.append(_shape(n, start, 0))
-        labels.append(("step", 0))
-    for m in RAMP_LEN_MIN:
-        if m * 60 > max(ramp_s, 0.0):
-            continue
-        length = int(round(m * 60 / step_s))
-        for lag_m in RAMP_LAGS_MIN:
-            start = dloc + int(round(lag_m * 60 / step_s))
-            if length < 2 or ("ramp", length, start) in seen or start > last - 2:
-                continue
-            seen.add(("ramp", length, start))
-            cols.append(_shape(n, start, length))
-            labels.append(("ramp", length))
-    return np.column_stack(cols), labels
-
-
-def _shapes(n: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Columns of step (length 0) or ramp shapes, vectorised: rows are window positions."""
-    t = np.arange(n, dtype=float)[:, None] - starts[None, :] + 1.0
-    return np.clip(t / (lengths[None, :] + 1.0), 0.0, 1.0) * (t > 0)
-
-
-def _refine_start(fit: Any, n: int, dloc: int, step_s: float, ramp_s: float, sign: float) -> tuple[int, int]:
-    """Best (start, ramp length) over the starts in the ramp window: steps and ramps.
-
-    Fine series (1 s steps: 1,800 starts) are scanned coarse to fine: every
-    ``stride``-th start first, then a finer grid around the best one, down to every start.
-    """
-    hi = min(int(fit.tpos[-1]) - 1, dloc + int(round(ramp_s / step_s)))
-    starts = np.arange(dloc, max(dloc, hi) + 1)
-    lengths = [0] + [
-        int(round(m * 60 / step_s)) for m in RAMP_LEN_MIN if m * 60 <= ramp_s and int(round(m * 60 / step_s)) >= 2
-    ]
-    while True:
-        stride = max(1, -(-starts.size // REFINE_STARTS))
-        best = _best_start(fit, n, starts[::stride], lengths, hi, sign)
-        if stride == 1:
-            return best
-        starts = starts[(starts >= best[0] - stride) & (starts <= best[0] + stride)]
-
-
-def _best_start(fit: Any, n: int, starts: np.ndarray, lengths: list[int], hi: int, sign: float) -> tuple[int, int]:
-    cs, cl = [], []
-    for length in lengths:
-        ok = starts if length == 0 else starts[starts + length <= hi + length // 2]
-        cs.append(ok)
-        cl.append(np.full(ok.size, float(length)))
-    all_s, all_l = np.concatenate(cs), np.concatenate(cl)
-    t = sign * fit.scores(_shapes(n, all_s, all_l))[0]
-    # Near-ties (within LOCATION_TIE in squared z, about one log-likelihood unit): the change
-    # begins at the earliest start that explains the data about as well.
-    tmax = float(np.max(t))
-    ok = np.flatnonzero((t > 0) & (t**2 >= tmax**2 - LOCATION_TIE))
-    if ok.size == 0:
-        ok = np.array([int(np.argmax(t))])
-    first = ok[all_s[ok] == all_s[ok].min()]
-    i = int(first[np.argmax(t[first])])
-    return int(all_s[i]), int(all_l[i])
-
-
-def _constant_pre(pre_fin: np.ndarray, post_fin: np.ndarray, raw: np.ndarray, dw: int, kind: str,
-                  level: float, baseline: str, alpha: float, expect: str, min_effect: float | None,
-                  min_effect_rel: float | None, details: dict[str, Any], common: dict[str, Any],
-                  ctx: _Ctx, pre_start: int) -> SeriesResult:
-    """No spread before the deploy: a constant metric (0 errors, a fixed gauge)."""
-    c = float(np.median(pre_fin)) if pre_fin.size else float("nan")
-    differs = np.abs(post_fin - c) > 1e-12 * max(1.0, abs(c))
-    k = int(differs.sum())
-    method = "exact test against a constant history"
-    if k == 0:
-        if kind in ("ratio", "rate", "count", "counter"):
-            return SeriesResult("unchanged", f"Constant at {_fmt(c)} before and after the deploy.",
-                                effect=0.0, effect_rel=0.0 if c else None, effect_ci=(0.0, 0.0), p_value=1.0,
-                                baseline=baseline, method=method, details=details, **common)
-        return SeriesResult("inconclusive", f"The series is constant at {_fmt(c)} before and after the "
-                            "deploy: nothing varies, so no test can run; check the query.",
-                            baseline=baseline, method=method, details=details, **common)
-    # Chance that a post point leaves a constant that held for n_pre points (Laplace rule).
-    from scipy import stats as sps
-
-    p0 = 1.0 / (pre_fin.size + 2)
-    p = float(sps.binom.sf(k - 1, post_fin.size, p0))
-    effect = float(np.median(post_fin) - c) if np.median(post_fin) != c else float(np.mean(post_fin) - c)
-    direction = "increase" if effect > 0 else "decrease"
-    status, below = _decide(significant=p <= alpha, effect=effect, level=level, direction=direction,
-                            min_effect=min_effect, min_effect_rel=min_effect_rel)
-    first = int(np.flatnonzero(np.isfinite(raw[dw:]) & (np.abs(raw[dw:] - c) > 0))[0]) + dw
-    if status == "shifted":
-        reason = (f"Constant at {_fmt(c)} before the deploy; {k} of {post_fin.size} points after it differ "
-                  f"({direction} of {_fmt(effect)}, p={p:.2g}).")
-    elif below:
-        reason = f"Constant at {_fmt(c)} before; the change of {_fmt(effect)} after is {below}."
-    else:
-        reason = (f"Constant at {_fmt(c)} before; {k} of {post_fin.size} points after differ, "
-                  f"not enough to call a change (p={p:.2g}).")
-    return SeriesResult(status, reason, direction=direction if status == "shifted" else None,
-                        change_at=ctx.at(pre_start + first) if status == "shifted" else None,
-                        effect=effect, effect_rel=_rel(effect, level), effect_ci=None, p_value=p,
-                        baseline=baseline, method=method,
-                        change_kind="level" if status == "shifted" else None, details=details, **common)
-
-
-def _verify_counts(
-    y: np.ndarray,
-    cnt: np.ndarray | None,
-    kind: str,
-    pre_start: int,
-    d: int,
-    post_end: int,
-    *,
-    alpha: float,
-    expect: str,
-    min_effect: float | None,
-    min_effect_rel: float | None,
-    seed: int,
-    ramp_s: float,
-    details: dict[str, Any],
-    common: dict[str, Any],
-    ctx: _Ctx,
-) -> SeriesResult:
-    """Low counts: Poisson rate test on events before vs after (exposure = steps or ``counts``)."""
-    del seed, ramp_s
-    yb, ya = y[pre_start:d], y[d:post_end]
-    if cnt is None:
-        ok_b, ok_a = np.isfinite(yb), np.isfinite(ya)
-        ev_b, ev_a = yb[ok_b], ya[ok_a]
-        ex_b, ex_a = np.ones(ev_b.size), np.ones(ev_a.size)
-        unit_note = "per step"
-    else:
-        cb, ca = cnt[pre_start:d], cnt[d:post_end]
-        ok_b = np.isfinite(yb) & np.isfinite(cb) & (cb >= 0)
-        ok_a = np.isfinite(ya) & np.isfinite(ca) & (ca >= 0)
-        if kind == "ratio":
-            ev_b, ev_a = yb[ok_b] * cb[ok_b], ya[ok_a] * ca[ok_a]
-            ex_b, ex_a = cb[ok_b], ca[ok_a]
-            unit_note = "per unit of the denominator"
-        else:
-            ev_b, ev_a = cb[ok_b], ca[ok_a]
-            ex_b, ex_a = np.ones(ev_b.size), np.ones(ev_a.size)
-            unit_note = "events per step"
-    if ex_b.sum() <= 0 or ex_a.sum() <= 0:
-        return SeriesResult("inconclusive", "No exposure (zero denominators) before or after the deploy.",
-                            method="Poisson rate test", baseline=bl.PRE_WINDOW, details=details, **common)
-    rt = poisson_rate_test(ev_b, ev_a, ex_b, ex_a, alpha, expect)
-    if cnt is None or kind == "ratio":
-        scale_units = 1.0
-    else:  # express the change in the series' own units
-        mb, me = float(np.nanmean(yb[ok_b])), float(np.mean(ev_b)) if ev_b.size else 0.0
-        scale_units = mb / me if me > 0 else 1.0
-    level = rt.rate_before * scale_units
-    effect = (rt.rate_after - rt.rate_before) * scale_units
-    ci = (level * (rt.ratio_ci[0] - 1.0), level * (rt.ratio_ci[1] - 1.0))
-    if level == 0:
-        ci = (0.0, float(rt.rate_after * scale_units * 2))
-    direction = "increase" if effect > 0 else "decrease" if effect < 0 else None
-    status, below = _decide(significant=rt.p_value <= alpha and direction is not None, effect=effect,
-                            level=level, direction=direction, min_effect=min_effect,
-                            min_effect_rel=min_effect_rel)
-    details = dict(details, rate_before=rt.rate_before, rate_after=rt.rate_after, dispersion=rt.dispersion,
-                   events_before=float(ev_b.sum()), events_after=float(ev_a.sum()), rate_unit=unit_note)
-    ev_txt = f"{ev_b.sum():.0f} events before, {ev_a.sum():.0f} after"
-    if status == "shifted":
-        reason = (f"Event rate {'rose' if effect > 0 else 'fell'} from {_fmt(level)} to "
-                  f"{_fmt(level + effect)} ({ev_txt}, p={rt.p_value:.2g}).")
-    elif below:
-        reason = f"The rate change of {_fmt(effect)} is significant but {below}."
-    else:
-        reason = f"No change in event rate at the deploy ({ev_txt}, p={rt.p_value:.2g})."
-    first_after = d + int(np.flatnonzero(np.isfinite(ya))[0]) if np.isfinite(ya).any() else d
-    return SeriesResult(
-        status=status, reason=reason, direction=direction if status == "shifted" else None,
-        change_at=ctx.at(first_after) if status == "shifted" else None, effect=effect,
-        effect_rel=_rel(effect, level), effect_ci=ci, p_value=rt.p_value, baseline=bl.PRE_WINDOW,
-        method=rt.method, change_kind="rate" if status == "shifted" else None, details=details, **common)
