@@ -10,7 +10,7 @@ from scipy import stats as sps
 
 from . import baselines as bl
 from .reporting import Ctx, decide, fmt, rel
-from .result import SeriesResult
+from .result import Direction, SeriesResult
 from .tests_ import poisson_rate_test
 
 __all__ = ["verify_constant", "verify_counts"]
@@ -37,7 +37,7 @@ def verify_constant(pre_fin: np.ndarray, post_fin: np.ndarray, raw: np.ndarray, 
     p0 = 1.0 / (pre_fin.size + 2)
     p = float(sps.binom.sf(k - 1, post_fin.size, p0))
     effect = float(np.median(post_fin) - c) if np.median(post_fin) != c else float(np.mean(post_fin) - c)
-    direction = "increase" if effect > 0 else "decrease"
+    direction: Direction = "increase" if effect > 0 else "decrease"
     status, below = decide(significant=p <= alpha, effect=effect, level=level, direction=direction,
                             min_effect=min_effect, min_effect_rel=min_effect_rel)
     first = int(np.flatnonzero(np.isfinite(raw[dw:]) & (np.abs(raw[dw:] - c) > 0))[0]) + dw
@@ -108,7 +108,7 @@ def verify_counts(
     ci = (level * (rt.ratio_ci[0] - 1.0), level * (rt.ratio_ci[1] - 1.0))
     if level == 0:
         ci = (0.0, float(rt.rate_after * scale_units * 2))
-    direction = "increase" if effect > 0 else "decrease" if effect < 0 else None
+    direction: Direction | None = "increase" if effect > 0 else "decrease" if effect < 0 else None
     status, below = decide(significant=rt.p_value <= alpha and direction is not None, effect=effect,
                             level=level, direction=direction, min_effect=min_effect,
                             min_effect_rel=min_effect_rel)

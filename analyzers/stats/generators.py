@@ -24,6 +24,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,7 @@ def _seasonal(family: str, rng: np.random.Generator, shift: float, lag: int = 0)
     minute = np.arange(n, dtype=float)
     # Put the deploy on the steepest part of the daily ramp (+-1 h).
     phase = (d + rng.uniform(-60, 60)) / 1440.0
-    amp = 4.0
+    amp: float | np.ndarray = 4.0
     if days == 8:  # each weekday has its own amplitude, weekends sit lower
         dow = np.asarray(idx.day_of_week, dtype=float)
         amp = 4.0 * (1.0 + 0.5 * np.sin(2 * np.pi * dow / 7.0))
@@ -204,8 +205,8 @@ EFFECT_FAMILIES: tuple[str, ...] = ("step_up", "step_down", "step_ar08", "step_h
                                     "ramp20", "variance", "lowcount_up", "small1", "big4")
 
 GENERATORS: dict[str, Callable[[int], Scenario]] = {
-    **{f: (lambda s, f=f: null_scenario(f, s)) for f in NULL_FAMILIES},
-    **{f: (lambda s, f=f: effect_scenario(f, s)) for f in EFFECT_FAMILIES},
+    **{f: partial(null_scenario, f) for f in NULL_FAMILIES},
+    **{f: partial(effect_scenario, f) for f in EFFECT_FAMILIES},
 }
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from .result import Status
+
 __all__ = ["Ctx", "decide", "fmt", "iso_str", "meaningful", "minutes", "rel"]
 
 
@@ -47,7 +49,7 @@ def decide(
     direction: str | None,
     min_effect: float | None,
     min_effect_rel: float | None,
-) -> tuple[str, str | None]:
+) -> tuple[Status, str | None]:
     """Apply the minimum meaningful effect. Returns (status, why-not note or None)."""
     if not significant:
         return "unchanged", None

@@ -13,8 +13,9 @@ from ..errors import AnalyzerError
 
 Status = Literal["shifted", "unchanged", "inconclusive"]
 Direction = Literal["increase", "decrease"]
+ChangeKind = Literal["level", "variance", "rate"]
 
-__all__ = ["SeriesResult", "NotASeries", "Status", "Direction"]
+__all__ = ["SeriesResult", "NotASeries", "Status", "Direction", "ChangeKind"]
 
 
 class NotASeries(AnalyzerError, TypeError):
@@ -86,7 +87,7 @@ class SeriesResult:
     needed_more_s: float | None = None
     before_window: tuple[datetime, datetime] | None = None
     after_window: tuple[datetime, datetime] | None = None
-    change_kind: Literal["level", "variance", "rate"] | None = None
+    change_kind: ChangeKind | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -39,7 +39,7 @@ from .changepoints import _running_median5, changepoints, robust_noise_scale
 from .counts import verify_constant, verify_counts
 from .effects import shift_with_ci
 from .reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
-from .result import NotASeries, SeriesResult
+from .result import ChangeKind, Direction, NotASeries, SeriesResult
 from .shapes import candidate_shapes, refine_start
 from .tests_ import (
     NO_TREND_Z,
@@ -405,8 +405,8 @@ def _verify_level(
     method = (f"AR(1)-prewhitened robust max-score test over {len(labels)} change shapes"
               f"{' with linear trend' if fit.trend else ''} (phi={phi:.2f})"
               f"{', also as a random walk' if unit_root else ''} + spread test")
-    change_kind = None
-    direction: str | None = None
+    change_kind: ChangeKind | None = None
+    direction: Direction | None = None
     significant = False
     if p_level <= alpha:
         significant, change_kind = True, "level"
