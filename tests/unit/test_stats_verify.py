@@ -187,3 +187,15 @@ def test_declaring_a_direction_does_not_raise_false_alarms() -> None:
         sc = null_scenario("ar08", s)
         flagged += verify_series(sc.series, sc.deploy_at, "increase" if s % 2 else "decrease").status == "shifted"
     assert flagged <= 4
+
+
+def test_a_counter_reset_spike_in_a_rate_series_is_not_a_shift() -> None:
+    # A naive delta over a counter restart gives one huge negative point right after the deploy.
+    hits = 0
+    for s in range(10):
+        sc = null_scenario("ar05", s)
+        v = sc.series.to_numpy().copy()
+        at = sc.series.index.get_indexer([sc.deploy_at], method="bfill")[0]
+        v[at + 1] = -1e4
+        hits += verify_series(pd.Series(v, index=sc.series.index), sc.deploy_at).status == "shifted"
+    assert hits <= 1
