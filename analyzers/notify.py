@@ -26,9 +26,9 @@ import requests
 
 from .config import Config, GrafanaSettings, NotifyRoute
 from .model import Deploy, DeployVerdict, iso
-from .reports import BADGES, OUTCOME_LABEL, effect_text, report_dict
+from .reports import BADGES, OUTCOME_LABEL, REPORT_SCHEMA, effect_text, levels_text, report_dict
 
-SCHEMA = "deploy-verdict/v1"
+SCHEMA = REPORT_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
     lines = []
     for m in verdict.metrics:
         lines.append(
-            f"• *{e(m.metric)}* ({m.role}) — {OUTCOME_LABEL.get(m.outcome, m.outcome)}: {e(effect_text(m))}\n   {e(m.reason)}"
+            f"• *{e(m.metric)}* ({m.role}) — {OUTCOME_LABEL.get(m.outcome, m.outcome)}: {e(levels_text(m))}, "
+            f"effect {e(effect_text(m))}\n   {e(m.reason)}"
         )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{e(verdict.reason)}"}},
@@ -93,7 +94,7 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
 
 
 def json_message(verdict: DeployVerdict, deploy: Deploy | None) -> dict[str, Any]:
-    return {"schema": SCHEMA, **report_dict(verdict, deploy)}
+    return report_dict(verdict, deploy)
 
 
 def annotation_body(verdict: DeployVerdict, deploy: Deploy, grafana: GrafanaSettings) -> dict[str, Any]:

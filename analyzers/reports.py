@@ -62,6 +62,19 @@ def effect_text(m: MetricVerdict) -> str:
     return out
 
 
+def levels_text(m: MetricVerdict) -> str:
+    """``"12.0 ms -> 18.0 ms"`` (medians of the compared windows), with missing data called out."""
+    r = m.result or {}
+    if r.get("before_value") is None and r.get("after_value") is None:
+        return "n/a"
+    out = f"{format_value(r.get('before_value'), m.unit)} → {format_value(r.get('after_value'), m.unit)}"
+    gaps = [f"{k} {float(r[k + '_missing']) * 100:.0f}% missing" for k in ("before", "after")
+            if r.get(k + "_missing") and float(r[k + "_missing"]) >= 0.05]
+    if gaps:
+        out += " (" + ", ".join(gaps) + ")"
+    return out
+
+
 def p_text(m: MetricVerdict) -> str:
     r = m.result or {}
     p = r.get("p_value")
@@ -74,13 +87,14 @@ def p_text(m: MetricVerdict) -> str:
 
 
 def metric_cells(m: MetricVerdict) -> tuple[str, ...]:
-    """The report's columns for one metric: metric, role, expected, outcome, effect, p, baseline, why."""
+    """The report's columns: metric, role, expected, outcome, before -> after, effect, p, baseline, why."""
     r = m.result or {}
     return (
         m.metric,
         m.role,
         m.expect,
         OUTCOME_LABEL.get(m.outcome, m.outcome),
+        levels_text(m),
         effect_text(m),
         p_text(m),
         str(r.get("baseline") or "n/a"),
@@ -118,8 +132,8 @@ def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, das
             facts.append("**unsigned source**")
         lines.append("; ".join(facts) + ".")
         lines.append("")
-    lines.append("| metric | role | expected | outcome | effect [95% CI] | p-value | baseline | why |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| metric | role | expected | outcome | before → after (median) | effect [95% CI] | p-value | baseline | why |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for m in verdict.metrics:
         lines.append(
             "| "
@@ -155,8 +169,12 @@ def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, das
     return "\n".join(lines) + "\n"
 
 
+#: Version of the JSON report (``schema`` key); documented in docs/report-schema.md.
+REPORT_SCHEMA = "deploy-verdict/v1"
+
+
 def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None) -> dict[str, Any]:
-    return {"deploy": deploy.to_dict() if deploy else None, "verdict": verdict.to_dict()}
+    return {"schema": REPORT_SCHEMA, "deploy": deploy.to_dict() if deploy else None, "verdict": verdict.to_dict()}
 
 
 def render_json(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
@@ -254,7 +272,7 @@ def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
 <title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
 <p>{e(verdict.reason)}</p>{facts}{warns}
-<table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>effect [95% CI]</th>
+<table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>before → after (median)</th><th>effect [95% CI]</th>
 <th>p-value</th><th>baseline</th><th>why</th><th>around the deploy</th><th>PromQL</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
 <p><small>Checked {e(iso(verdict.checked_at) or '')} (UTC). {e(verdict.multiple_testing)}</small></p>
 </body></html>

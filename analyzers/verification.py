@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from .config import Config, MetricSpec, format_duration
@@ -219,6 +220,24 @@ def fetch_metric_series(
     return query, series, warnings
 
 
+def window_levels(series: pd.Series, res: dict[str, Any]) -> dict[str, Any]:
+    """Median level in the compared windows and the share of missing points in each.
+
+    Reported next to the effect so a reader sees "12 ms -> 18 ms" and whether gaps (scrape
+    failures, often right at the deploy) thinned the evidence.
+    """
+    out: dict[str, Any] = {}
+    for name in ("before", "after"):
+        window = res.get(f"{name}_window")
+        if not window or window[0] is None or window[1] is None:
+            continue
+        part = series[(series.index >= pd.Timestamp(window[0])) & (series.index <= pd.Timestamp(window[1]))]
+        finite = part[np.isfinite(part.to_numpy(dtype=float))]
+        out[f"{name}_value"] = float(finite.median()) if len(finite) else None
+        out[f"{name}_missing"] = round(1 - len(finite) / len(part), 4) if len(part) else None
+    return out
+
+
 def chart_points(series: pd.Series, deploy: Deploy, config: Config, max_points: int = 240) -> dict[str, list[Any]]:
     """The series from ``window_before`` before the deploy to the end, thinned to ``max_points``."""
     lo = deploy.started_at - timedelta(seconds=config.verification.window_before_s)
@@ -406,6 +425,7 @@ def verify_deploy(
             raw.append((plan, query, tested_res, "inconclusive", f"the back end returned partial data ({quoted}); not judged"))
             continue
         charts[plan.spec.key] = chart_points(series, deploy, config)
+        tested_res.update(window_levels(series, tested_res))
         raw.append((plan, query, tested_res, None, None))
 
     # Family-wise error control across this deploy's tested metrics.

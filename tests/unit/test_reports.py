@@ -85,3 +85,18 @@ def test_html_embeds_an_inline_chart_with_the_deploy_marker() -> None:
     assert "<svg" in page and "polyline" in page
     assert 'stroke-dasharray' in page  # the deploy marker
     assert "5.00%" in page  # y axis labelled in the metric's unit
+
+
+def test_before_after_levels_and_gaps_are_shown() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    m = replace(v.metrics[0], result={**(v.metrics[0].result or {}), "before_value": 0.005, "after_value": 0.05,
+                                      "before_missing": 0.0, "after_missing": 0.2})
+    md = render_markdown(replace(v, metrics=(m,)), _deploy())
+    assert "0.50% → 5.00%" in md
+    assert "after 20% missing" in md
+
+
+def test_json_report_is_versioned() -> None:
+    assert json.loads(render_json(_verdict(), _deploy()))["schema"] == "deploy-verdict/v1"
