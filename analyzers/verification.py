@@ -408,7 +408,9 @@ def verify_deploy(
             tested_res = verify_series(
                 series,
                 deploy.started_at,
-                expect="any",
+                # the declared (or, for guards, the bad) direction gets most of alpha; the other
+                # direction is still tested, so a move the wrong way is reported too
+                expect=plan.expect if plan.expect in ("increase", "decrease") else "any",
                 min_effect=min_effect,
                 min_effect_rel=plan.spec.min_effect_rel,
                 alpha=config.verification.alpha,

@@ -28,8 +28,9 @@ deploys_page = st.Page(
 )
 deploy_page = st.Page(str(_HERE / "views" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy")
 latency_page = st.Page(str(_HERE / "views" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
+history_page = st.Page(str(_HERE / "views" / "history.py"), title="Service history", icon=":material/history:", url_path="history")
 
-page = st.navigation([deploys_page, deploy_page, latency_page])
+page = st.navigation([deploys_page, deploy_page, latency_page, history_page])
 # Reports and chat messages link to `/deploy?deploy=<id>`; a bare `/?deploy=<id>` opens it too.
 if page.title == deploys_page.title and "deploy" in st.query_params:
     st.switch_page(deploy_page, query_params={"deploy": st.query_params["deploy"]})

@@ -124,6 +124,7 @@ class DeployDetail:
     verdict: DeployVerdict | None
     history: tuple[DeployVerdict, ...]
     neighbours: tuple[Deploy, ...]
+    deliveries: tuple[dict[str, Any], ...] = ()
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
@@ -137,9 +138,29 @@ def load_deploy(store_url: str, deploy_id: str, neighbour_s: int) -> DeployDetai
         history = store.verdict_history(deploy_id)
         around = timedelta(seconds=neighbour_s)
         others = store.list_deploys(since=deploy.started_at - around, until=deploy.started_at + around, limit=500)
+        deliveries = _deliveries(store, deploy_id)
     history = sorted(history, key=lambda v: v.checked_at)
     neighbours = tuple(d for d in others if d.deploy_id != deploy_id)
-    return DeployDetail(deploy, verdict, tuple(history), neighbours)
+    return DeployDetail(deploy, verdict, tuple(history), neighbours, tuple(deliveries))
+
+
+def _deliveries(store: Any, deploy_id: str) -> list[dict[str, Any]]:
+    """Where this deploy's verdicts were sent (chat, Grafana) and whether it worked."""
+    from analyzers.jobs import JobStore
+
+    try:
+        return JobStore(store).deliveries(deploy_id)
+    except TypeError:  # not a SQL store
+        return []
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
+def load_service_history(store_url: str, service: str, limit: int = 50) -> DeployList:
+    """The last ``limit`` deploys of one service with their latest verdicts (newest first)."""
+    with _store(store_url) as store:
+        deploys = store.list_deploys(service=service, limit=limit)
+        verdicts = store.latest_verdicts([d.deploy_id for d in deploys]) if deploys else {}
+    return DeployList(tuple(deploys), dict(verdicts), len(deploys) >= limit)
 
 
 def save_verdict(store_url: str, verdict: DeployVerdict) -> None:

@@ -247,7 +247,9 @@ def _history(history: tuple[DeployVerdict, ...]) -> None:
             [
                 {
                     f"checked at ({zone.name})": common.fmt_time(v.checked_at, zone, seconds=True),
+                    "check": v.check_kind,
                     "verdict": v.overall,
+                    "what changed": "; ".join(v.changes),
                     "reason": v.reason,
                     "metrics": ", ".join(f"{m.metric}: {m.outcome}" for m in v.metrics),
                 }
@@ -258,11 +260,36 @@ def _history(history: tuple[DeployVerdict, ...]) -> None:
     )
 
 
+def _deliveries(deliveries: tuple[dict[str, Any], ...]) -> None:
+    if not deliveries:
+        return
+    st.subheader("Deliveries")
+    st.caption("Where the verdicts of this deploy were sent (config: notify.routes, grafana).")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    f"sent at ({zone.name})": common.fmt_time(to_utc(d["at"]), zone, seconds=True) if d.get("at") else "",
+                    "target": d.get("target"),
+                    "kind": d.get("kind"),
+                    "verdict": d.get("overall"),
+                    "delivered": "yes" if d.get("ok") else "no",
+                    "attempts": d.get("attempts"),
+                    "HTTP status": d.get("status_code"),
+                    "error": d.get("error") or "",
+                }
+                for d in reversed(deliveries)
+            ]
+        ),
+        hide_index=True,
+    )
+
+
 def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[Deploy, ...]) -> None:
-    from analyzers.reports import render_json, render_markdown
+    from analyzers.reports import render_html, render_json, render_markdown
 
     st.subheader("Report and actions")
-    cols = st.columns(3)
+    cols = st.columns(4)
     if verdict is not None:
         with common.panel("Building the report"):
             cols[0].download_button(
@@ -281,8 +308,16 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
                 on_click="ignore",
                 key="dl_json",
             )
+            cols[2].download_button(
+                "Download report (HTML)",
+                render_html(verdict, deploy),
+                file_name=f"deploy-{deploy.deploy_id}.html",
+                mime="text/html",
+                on_click="ignore",
+                key="dl_html",
+            )
     label = "Re-verify now" if verdict is not None else "Verify now"
-    if cols[2 if verdict is not None else 0].button(label, key="reverify", type="primary",
+    if cols[3 if verdict is not None else 0].button(label, key="reverify", type="primary",
                       help="Fetch the metrics again, test them and store the new verdict."):
         with common.panel("Verifying"), st.spinner("Fetching metrics and testing…"):
             from analyzers.verification import verify_deploy
@@ -346,6 +381,7 @@ def main() -> None:
         for mv in verdict.metrics:
             _metric_section(deploy, mv)
     _history(detail.history)
+    _deliveries(detail.deliveries)
     _actions(deploy, verdict, detail.neighbours)
 
 

@@ -65,7 +65,7 @@ def test_overlapping_and_history_and_times(store_data: StoreData) -> None:
 def test_report_downloads_are_offered(store_data: StoreData) -> None:
     at = open_deploy("dep-regression")
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Download report (Markdown)", "Download report (JSON)"]
+    assert labels == ["Download report (Markdown)", "Download report (JSON)", "Download report (HTML)"]
     assert at.button(key="reverify").proto.label == "Re-verify now"
 
 

@@ -217,7 +217,7 @@ def test_deploy_page_verifies_for_real_and_draws_the_evidence(scenario_store: di
     assert kinds.count("rect") == 2 and kinds.count("line") >= 2  # windows, deploy line, change point
     assert spec["layout"]["yaxis"]["title"]["text"] == "error_ratio (%)"
     assert [b.proto.label for b in at.get("download_button")] == [
-        "Download report (Markdown)", "Download report (JSON)",
+        "Download report (Markdown)", "Download report (JSON)", "Download report (HTML)",
     ]
 
 

@@ -1,0 +1,82 @@
+"""History: the last N deploys of one service with their verdicts and effect sizes.
+
+Answers "has this service been getting slower release by release?" and "which release
+moved the error ratio?" at a glance. The service and N are in the URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from analyzers.reports import effect_text
+from dashboard import data
+from dashboard.components import common
+
+zone = common.viewer_zone()
+st.title("Service history")
+st.caption(f"{zone.note()} Effects are the shift at each deploy in the metric's unit (relative change, 95% CI).")
+
+try:
+    config = data.get_config()
+except Exception as exc:  # noqa: BLE001 - a broken config file gets a banner, not a traceback
+    st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
+    st.stop()
+
+recent: data.DeployList | None = None
+with common.panel("Listing services"):
+    end = common.floor_now(60)
+    recent = data.load_deploys(config.store_url, end - 90 * 86400, end, None)
+services = sorted(set(config.services) | ({d.service for d in recent.deploys} if recent else set()))
+if not services:
+    st.info("No deploys stored yet: send deploy events to the receiver (README, 'Send real deploy events').")
+    st.stop()
+if "hist_svc" not in st.session_state and "hist_svc" not in st.query_params:
+    st.session_state["hist_svc"] = services[0]
+service = st.sidebar.selectbox("Service", services, key="hist_svc", bind="query-params")
+limit = st.sidebar.selectbox("Last N deploys", (10, 20, 50, 100), index=1, key="hist_n", bind="query-params")
+
+history: data.DeployList | None = None
+with common.panel("Loading the history"), st.spinner("Loading deploys…"):
+    history = data.load_service_history(config.store_url, service, int(limit))
+if history is None:
+    st.stop()
+if not history.deploys:
+    st.info(f"No deploys of {common.md_escape(service)} stored yet.")
+    st.stop()
+
+metric_keys: list[str] = []
+for v in history.verdicts.values():
+    for m in v.metrics:
+        if m.metric not in metric_keys:
+            metric_keys.append(m.metric)
+
+rows: list[dict[str, Any]] = []
+for d in history.deploys:
+    v = history.verdicts.get(d.deploy_id)
+    row: dict[str, Any] = {
+        f"started ({zone.name})": common.fmt_time(d.started_at, zone),
+        "version": d.version,
+        "kind": d.kind,
+        "verdict": v.overall if v else "not verified",
+        "open": f"/deploy?deploy={d.deploy_id}",
+    }
+    by_metric = {m.metric: m for m in v.metrics} if v else {}
+    for key in metric_keys:
+        m = by_metric.get(key)
+        row[key] = f"{m.outcome}: {effect_text(m)}" if m is not None else ""
+    rows.append(row)
+
+counts = pd.Series([r["verdict"] for r in rows]).value_counts()
+cols = st.columns(4)
+for col, name in zip(cols, ("pass", "fail", "inconclusive", "not verified"), strict=True):
+    col.metric(name.capitalize(), int(counts.get(name, 0)))
+st.dataframe(
+    pd.DataFrame(rows),
+    hide_index=True,
+    column_config={"open": st.column_config.LinkColumn("deploy page", display_text="open")},
+)
+if history.truncated:
+    st.caption(f"Showing the newest {limit} deploys; raise N in the sidebar for more.")

@@ -1,0 +1,47 @@
+"""Service history page and delivery status on the deploy page (AppTest, real SQLite store)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from streamlit.testing.v1 import AppTest
+
+from analyzers.events.store import open_store
+from analyzers.jobs import JobStore
+
+from .conftest import APP, StoreData
+
+
+def test_history_lists_a_services_deploys_with_verdicts_and_effects(store_data: StoreData) -> None:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["hist_svc"] = "checkout"
+    at.switch_page("views/history.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Service history"
+    table = at.dataframe[0].value
+    assert set(table["version"]) == {"v2.4.0", "v2.4.1"}  # checkout's two deploys, nothing else
+    row = table[table["version"] == "v2.4.0"].iloc[0]
+    assert row["verdict"] == "fail"
+    assert row["error_ratio"].startswith("regressed: +4.10%")
+    assert table[table["version"] == "v2.4.1"].iloc[0]["verdict"] == "not verified"
+    assert {m.label: m.value for m in at.metric}["Fail"] == "1"
+
+
+def test_deploy_page_shows_where_the_verdict_was_delivered(store_data: StoreData) -> None:
+    store = open_store(store_data.url)
+    try:
+        JobStore(store).save_delivery(
+            "dep-regression", datetime.now(UTC), "oncall",
+            {"target": "oncall", "kind": "chat", "ok": False, "attempts": 4, "status_code": 503,
+             "error": "HTTP 503: busy", "at": datetime.now(UTC).isoformat(), "overall": "fail"},
+        )
+    finally:
+        store.close()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["deploy"] = "dep-regression"
+    at.run()
+    assert not at.exception
+    assert "Deliveries" in [s.value for s in at.subheader]
+    deliveries = next(df.value for df in at.dataframe if "target" in df.value.columns)
+    row = deliveries.iloc[0]
+    assert (row["target"], row["delivered"], row["attempts"], row["HTTP status"]) == ("oncall", "no", 4, 503)
