@@ -7,6 +7,7 @@ Truth comes from the seeded scenario generator (analyzers.scenarios.small_scenar
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,9 +49,9 @@ def loaded(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         v = verify_deploy(dep, prom.config, client, others=list(deploys.values()))
         store.save_verdict(v)
         verdicts[sd.case] = v
-    # Attach the rendered reports to the test output, as files.
-    out = tmp / "reports"
-    out.mkdir()
+    # Attach the rendered reports to the test output, as files (kept after the run).
+    out = ROOT / "test-artifacts" / "reports"
+    out.mkdir(parents=True, exist_ok=True)
     for case, v in verdicts.items():
         dep = deploys[v.deploy_id]
         (out / f"{case}.md").write_text(render_markdown(v, dep))
@@ -134,3 +135,36 @@ def test_stopped_prometheus_is_inconclusive_with_a_clear_reason(loaded: dict[str
 def test_unknown_deploy_id_is_an_error_exit_3(loaded: dict[str, Any], prom: Any) -> None:
     r = _cli("verify", "--deploy", "nope", "--store", loaded["store_url"], "--prometheus-url", prom.url)
     assert r.returncode == 3 and "no deploy with id" in r.stderr
+
+
+def test_wait_gate_exits_at_once_on_a_regression(loaded: dict[str, Any], prom: Any) -> None:
+    reg = prom.scenario.deploy("regression")
+    r = _cli("verify", "--service", reg.service, "--version", reg.event["version"], "--wait", "10m", "--poll", "1",
+             "--store", loaded["store_url"], "--prometheus-url", prom.url, "--no-save")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL" in r.stdout
+
+
+def test_wait_gate_passes_the_improvement(loaded: dict[str, Any], prom: Any) -> None:
+    imp = prom.scenario.deploy("improvement")
+    r = _cli("verify", "--service", imp.service, "--version", imp.event["version"], "--wait", "1m", "--poll", "1",
+             "--store", loaded["store_url"], "--prometheus-url", prom.url, "--no-save", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["verdict"]["overall"] == "pass"
+
+
+def test_wait_gate_without_a_deploy_event_is_inconclusive(loaded: dict[str, Any], prom: Any) -> None:
+    r = _cli("verify", "--service", "checkout", "--version", "never-deployed", "--wait", "2s", "--poll", "0.5",
+             "--store", loaded["store_url"], "--prometheus-url", prom.url)
+    assert r.returncode == 2
+    assert "No matching deploy arrived" in r.stderr
+
+
+def test_replay_counts_verdicts_and_lists_changes(loaded: dict[str, Any], prom: Any) -> None:
+    r = _cli("replay", "--since", "30d", "--store", loaded["store_url"], "--prometheus-url", prom.url)
+    assert r.returncode == 0, r.stderr
+    n = len(prom.scenario.deploys)
+    assert f"Replayed {n} deploys" in r.stdout
+    fails = sum(1 for d in prom.scenario.deploys if d.expected_overall == "fail")
+    assert re.search(rf"fail\s+{fails}\b", r.stdout), r.stdout
+    assert "0 verdicts differ" in r.stdout  # same config, same data: same verdicts as stored
