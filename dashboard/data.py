@@ -101,7 +101,7 @@ class DeployList:
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
-def load_deploys(store_url: str, since: int, until: int, environment: str | None, limit: int = 2000) -> DeployList:
+def load_deploys(store_url: str, since: int, until: int, environment: str | None, limit: int = 10000) -> DeployList:
     """Deploys started in ``[since, until]`` (Unix s), optionally in one environment."""
     with _store(store_url) as store:
         deploys = store.list_deploys(environment=environment, since=to_dt(since), until=to_dt(until), limit=limit)

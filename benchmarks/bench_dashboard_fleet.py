@@ -1,0 +1,159 @@
+"""Dashboard at fleet scale (issue 7), in headless Chromium. Not part of the test run.
+
+    .venv/bin/python benchmarks/bench_dashboard_fleet.py [--deploys 3000 --services 200]
+
+The store holds the demo deploys (verified against the demo Prometheus) plus ``--deploys``
+synthetic deploys of ``--services`` services over 30 days, each with a stored verdict. Measured:
+the Deploys page over 30 days (timeline + table of every deploy) and the deploy page of the
+demo's regression deploy (header, evidence and one chart per metric from Prometheus), cold
+and warm, side by side with the same pages on the demo store alone (11 deploys) as the
+baseline. "Rendered" = Streamlit's run finished and every Plotly chart is drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from analyzers.config import default_config  # noqa: E402
+from analyzers.events.store import open_store  # noqa: E402
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict  # noqa: E402
+from analyzers.promserver import free_port  # noqa: E402
+from tests.browser.bench_latency import build_demo, timed  # noqa: E402
+from tests.browser.conftest import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM  # noqa: E402
+
+
+def fill_fleet(store_url: str, n: int, services: int, seed: int = 7) -> None:
+    """``n`` synthetic deploys with verdicts (seeded), spread over the last 30 days."""
+    rng = random.Random(seed)
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    store = open_store(store_url)
+    try:
+        items = []
+        verdicts = []
+        for i in range(n):
+            svc = f"svc-{rng.randrange(services):03d}"
+            at = end - timedelta(seconds=rng.uniform(0, 29 * 86400))
+            d = Deploy(deploy_id=f"fleet-{i:05d}", service=svc, environment="production", version=f"v1.{i}",
+                       started_at=at, finished_at=at + timedelta(minutes=3), author="bench", received_at=end)
+            items.append(("bench", f"fleet-{i}", {"bench": i}, d))
+            overall = rng.choices(["pass", "fail", "inconclusive"], weights=[90, 6, 4])[0]
+            mv = MetricVerdict(metric="error_ratio", role="guard", expect="increase",
+                               outcome="regressed" if overall == "fail" else ("ok" if overall == "pass" else "inconclusive"),
+                               reason="synthetic", unit="ratio", result={"effect": rng.gauss(0, 0.001), "effect_ci": [None, None]})
+            verdicts.append(DeployVerdict(deploy_id=d.deploy_id, overall=overall, reason="synthetic verdict", metrics=(mv,),  # type: ignore[arg-type]
+                                          checked_at=end, service=svc, version=d.version))
+        for k in range(0, n, 500):
+            store.record_events(items[k:k + 500])
+        for v in verdicts:
+            store.save_verdict(v)
+    finally:
+        store.close()
+
+
+def verify_demo(store_url: str, prom_url: str) -> str:
+    """Verify the demo deploys (real verdicts); returns the regression deploy's id."""
+    from analyzers.prom import PrometheusClient
+    from analyzers.verification import verify_deploy
+
+    cfg = default_config().with_prometheus_url(prom_url)
+    store = open_store(store_url)
+    try:
+        demo = [d for d in store.list_deploys(limit=100) if not d.deploy_id.startswith("fleet-")]
+        client = PrometheusClient(cfg.prometheus)
+        reg = ""
+        for d in demo:
+            v = verify_deploy(d, cfg, client, others=demo)
+            store.save_verdict(v)
+            if v.overall == "fail" and not reg:
+                reg = d.deploy_id
+        return reg
+    finally:
+        store.close()
+
+
+def measure(store_url: str, prom_url: str, deploy_id: str, work: Path, tag: str) -> list[tuple[str, float]]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
+    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url})
+    log = (work / f"streamlit-{tag}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver: Any = None
+    out: list[tuple[str, float]] = []
+    try:
+        for _ in range(240):
+            try:
+                if requests.get(url + "/_stcore/health", timeout=1).text.strip() == "ok":
+                    break
+            except requests.RequestException:
+                time.sleep(0.25)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver.get(url + "/latency")  # warm imports and the session machinery on another page
+        time.sleep(4)
+        for label in ("cold", "warm"):
+            out.append((f"Deploys page, 30 days ({label})",
+                        timed(driver, lambda: driver.get(url + "/deploys?range=30d"), charts=1)))
+        for label in ("cold", "warm"):
+            out.append((f"deploy page of the regression ({label})",
+                        timed(driver, lambda: driver.get(f"{url}/deploy?deploy={deploy_id}"), charts=2)))
+        driver.save_screenshot(str(work / f"deploys-{tag}.png"))
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(timeout=15)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--deploys", type=int, default=3000)
+    ap.add_argument("--services", type=int, default=200)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-dash-fleet-"))
+    print("building the demo data (3 days, 3 services) ...", flush=True)
+    prom_url, store_url, server = build_demo(work)
+    try:
+        reg = verify_demo(store_url, prom_url)
+        base = measure(store_url, prom_url, reg, work, "demo")
+        t0 = time.perf_counter()
+        fill_fleet(store_url, args.deploys, args.services)
+        print(f"added {args.deploys} deploys of {args.services} services with verdicts in {time.perf_counter() - t0:.1f} s")
+        fleet = measure(store_url, prom_url, reg, work, "fleet")
+    finally:
+        server.stop()
+    print(f"\n{'page':<42} {'11 deploys':>11} {args.deploys + 11:>7} deploys")
+    for (name, a), (_, b) in zip(base, fleet, strict=True):
+        print(f"  {name:<40} {a:9.2f} s {b:9.2f} s")
+    print(f"screenshots: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
