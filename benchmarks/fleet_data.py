@@ -122,6 +122,8 @@ class Truth:
 
 @dataclass(frozen=True)
 class FleetDeploy:
+    """A deploy as the verifier sees it, with what the generator really did at that time."""
+
     deploy: Deploy
     truth: Truth
 
@@ -140,6 +142,8 @@ class ServiceBase:
 
 @dataclass(frozen=True)
 class FleetPlan:
+    """Everything but the samples: time span (UTC, on the 60 s grid), services, deploys, truth."""
+
     params: FleetParams
     start: datetime
     end: datetime
