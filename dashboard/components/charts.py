@@ -120,6 +120,10 @@ def deploy_timeline(
     Points carry the deploy id in ``customdata`` so a click can open the deploy page.
     """
     fig = go.Figure()
+    n_services = len({d.service for d in deploys})
+    # Fleet scale: hundreds of services would make a chart thousands of pixels tall, slow to
+    # draw and to read; rows and markers shrink as the service count grows.
+    row_px, size = (48, 14) if n_services <= 15 else (26, 10) if n_services <= 40 else (13, 7)
     for state in ("fail", "inconclusive", "pass", "unverified"):
         rows = [d for d in deploys if verdict_state(verdicts.get(d.deploy_id)) == state]
         if not rows:
@@ -132,7 +136,7 @@ def deploy_timeline(
                 name=state,
                 marker={
                     "color": VERDICT_COLORS[state],
-                    "size": 14,
+                    "size": size,
                     "symbol": [_symbol(d, verdicts.get(d.deploy_id)) for d in rows],
                     "line": {"width": 2, "color": VERDICT_COLORS[state]},
                 },
@@ -149,16 +153,17 @@ def deploy_timeline(
                 y=[d.service for d in unsigned],
                 mode="markers",
                 name="unsigned",
-                marker={"symbol": "x-thin", "size": 18, "line": {"width": 2, "color": "#111111"}},
+                marker={"symbol": "x-thin", "size": size + 4, "line": {"width": 2, "color": "#111111"}},
                 customdata=[d.deploy_id for d in unsigned],
                 hovertext=[deploy_hover(d, verdicts.get(d.deploy_id), zone) for d in unsigned],
                 hoverinfo="text",
             )
         )
     services = sorted({d.service for d in deploys})
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=services)
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=services,
+                     tickfont={"size": 12 if row_px >= 26 else 9})
     fig.update_xaxes(range=[local_time(start, zone), local_time(end, zone)])
-    return _layout(fig, zone=zone, y_title="service", height=max(220, 80 + 48 * len(services)))
+    return _layout(fig, zone=zone, y_title="service", height=max(220, 80 + row_px * len(services)))
 
 
 # --------------------------------------------------------------------------- deploy markers
