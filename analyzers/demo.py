@@ -24,7 +24,6 @@ from typing import Any
 
 import requests
 
-from .config import default_config
 from .errors import AnalyzerError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,8 +144,10 @@ def run_demo(
 
         store_url = f"sqlite:///{data / 'deploys.db'}"
         secret = _secret(data)
+        config_path = _write_demo_config(data, prom_url, store_url, dashboard_port)
         env = dict(
             os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url,
+            ANALYZERS_CONFIG=str(config_path),
             ANALYZERS_WORKER="1",  # new events you send are verified on their own
         )
         receiver_url = f"http://127.0.0.1:{receiver_port}"
@@ -173,7 +174,7 @@ def run_demo(
                     f"the receiver refused demo event {d['event'].get('deploy_id')}: {resp.status_code} {resp.text[:300]}"
                 )
 
-        _verify_all(store_url, prom_url, deploys)
+        _verify_all(store_url, prom_url, deploys, config_path)
 
         dash_url = f"http://127.0.0.1:{dashboard_port}"
         if _up(dash_url + "/_stcore/health"):
@@ -251,12 +252,27 @@ def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
         )
 
 
-def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]]) -> None:
+def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port: int) -> Path:
+    """The demo's config file: the built-in catalog plus the demo's one dependency."""
+    path = data / "config.toml"
+    path.write_text(
+        "# Written by `python -m analyzers demo`; a starting point for your own config (README).\n"
+        f'[prometheus]\nurl = "{prom_url}"\nscrape_interval = "15s"\n\n'
+        f'[store]\nurl = "{store_url}"\n\n'
+        f'[dashboard]\nurl = "http://127.0.0.1:{dashboard_port}"\n\n'
+        '[services.checkout]\ndepends_on = ["payments"]   # checkout calls payments\n\n'
+        "[services.payments]\n\n[services.search]\n"
+    )
+    return path
+
+
+def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]], config_path: Path) -> None:
     from .cli import verify_many
+    from .config import load_config
     from .events.store import open_store
     from .prom import PrometheusClient
 
-    cfg = default_config().with_prometheus_url(prom_url)
+    cfg = load_config(config_path).with_prometheus_url(prom_url)
     store = open_store(store_url)
     try:
         stored = store.list_deploys(limit=100000)

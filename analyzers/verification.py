@@ -331,7 +331,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def find_overlaps(deploy: Deploy, others: Iterable[Deploy], config: Config) -> list[Deploy]:
-    """Other deploys close enough in time, on the same or a dependent service, to confound."""
+    """Other deploys close enough in time, on the same or a dependent service, to confound.
+
+    Dependencies come from ``services.<name>.depends_on`` (either direction); unrelated
+    services deploying at the same time are not blamed (at fleet scale every deploy has
+    some), so declare the dependencies that matter.
+    """
     window = timedelta(seconds=config.verification.overlap_s)
     related = {deploy.service}
     spec = config.services.get(deploy.service)
@@ -344,7 +349,7 @@ def find_overlaps(deploy: Deploy, others: Iterable[Deploy], config: Config) -> l
     for o in others:
         if o.deploy_id == deploy.deploy_id:
             continue
-        if abs(o.started_at - deploy.started_at) <= window and (o.service in related or not config.services):
+        if abs(o.started_at - deploy.started_at) <= window and o.service in related:
             out.append(o)
     return sorted(out, key=lambda d: d.started_at)
 

@@ -141,19 +141,18 @@ def _header(deploy: Deploy, verdict: DeployVerdict | None) -> None:
 
 
 def _overlaps(detail: data.DeployDetail) -> None:
+    from analyzers.verification import find_overlaps
+
     verdict = detail.verdict
     ids = set(verdict.overlapping) if verdict else set()
-    close = [
-        d for d in detail.neighbours
-        if d.deploy_id in ids
-        or abs((d.started_at - detail.deploy.started_at).total_seconds()) <= config.verification.overlap_s
-    ]
+    related = {d.deploy_id for d in find_overlaps(detail.deploy, detail.neighbours, config)}
+    close = [d for d in detail.neighbours if d.deploy_id in ids or d.deploy_id in related]
     if not close:
         return
     st.subheader("Overlapping deploys")
     st.caption(
-        f"Deploys within {common.fmt_duration(config.verification.overlap_s)}: a change cannot be pinned "
-        "on one of them alone."
+        f"Deploys of this service or of services it depends on (config: services.<name>.depends_on) within "
+        f"{common.fmt_duration(config.verification.overlap_s)}: a change cannot be pinned on one of them alone."
     )
     for d in sorted(close, key=lambda x: x.started_at):
         st.page_link(
