@@ -153,7 +153,9 @@ def fetch_grid(
     parts: list[pd.Series] = []
     warns: list[tuple[float, float, tuple[str, ...]]] = []
     queries = points = 0
-    span = (MAX_POINTS - 1) * step_s
+    # The client raises the step once an aligned range could exceed the cap (it allows one
+    # extra step at each end for alignment), so stay three points under it.
+    span = (MAX_POINTS - 3) * step_s
     t = a
     while t <= b:
         t_end = min(b, t + span)
@@ -162,6 +164,11 @@ def fetch_grid(
         result = client.query_range(query, start, end, step_s)
         queries += 1
         points += sum(len(x.values) for x in result.series)
+        if result.step_s is not None and abs(result.step_s - step_s) > 1e-9:
+            raise AnalyzerError(
+                f"the back end answered {metric_key!r} at a {result.step_s:g} s step instead of {step_s:g} s; "
+                "lower verification.history or raise verification.step"
+            )
         parts.append(series_from_result(result, metric_key, start, end, step_s))
         if result.warnings:
             warns.append((t, t_end, tuple(result.warnings)))

@@ -31,3 +31,23 @@ def test_batched_verdicts_equal_direct_ones_with_fewer_queries(prom: Any) -> Non
                 assert a.result["effect"] == pytest.approx(b.result["effect"], rel=1e-6, abs=1e-12)
     assert stats.fallback_queries == 0
     assert stats.queries < direct.queries, (stats.queries, direct.queries)
+
+
+def test_long_ranges_are_split_at_the_point_cap_without_coarsening(prom: Any) -> None:
+    """A range longer than 11,000 steps comes back in chunks, every point on the 60 s grid."""
+    from datetime import timedelta
+
+    from analyzers.verification import fetch_grid, grid_series
+
+    client = PrometheusClient(prom.config.prometheus)
+    sd = prom.scenario.deploy("regression")
+    start = (sd.started_at.timestamp() - 20 * 3600) // 60 * 60  # the first chunk holds the data
+    end = start + 12 * 86400  # 17,280 steps: two chunks
+    query = f'sum(rate(http_requests_total{{service="{sd.service}"}}[2m]))'
+    parts, _, queries, _ = fetch_grid(client, query, "request_rate", start, end, 60.0)
+    series = grid_series(parts, start, end, 60.0)
+    assert queries == 2
+    assert len(series) == 12 * 1440 + 1
+    assert (series.index.to_series().diff().dropna() == timedelta(seconds=60)).all()
+    first_hours = series[series.index < series.index[0] + timedelta(hours=20)]
+    assert first_hours.notna().mean() > 0.95  # the data is there, not thinned by a coarser step
