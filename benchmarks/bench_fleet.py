@@ -55,6 +55,9 @@ if os.environ.get(LIB_ENV):
 from benchmarks.fleet_data import CACHE_DIR, FleetParams, FleetPlan, ensure_fleet, fleet_config, plan_fleet  # noqa: E402
 
 MAX_POINTS = 11_000
+#: Points per chunk of a long range: ``analyzers.verification.fetch_grid`` stays 3 steps under
+#: the cap (the client keeps one step of slack at each end for alignment).
+CHUNK_POINTS = MAX_POINTS - 2
 PLANS = ("batched", "naive")
 
 
@@ -236,7 +239,7 @@ def _proc_cpu_s(pid: int) -> float:
 
 
 def expected_ranges(plan: FleetPlan, merge_gap_s: float = 6 * 3600.0, history_s: float = 86400.0) -> tuple[int, int]:
-    """(contiguous ranges, range queries at the 11,000-point cap) the batched plan should need,
+    """(contiguous ranges, range queries at the point cap) the batched plan should need,
     counted from the deploys' analysis windows the way :mod:`analyzers.fleet` merges them."""
     from analyzers.verification import analysis_window
 
@@ -257,7 +260,7 @@ def expected_ranges(plan: FleetPlan, merge_gap_s: float = 6 * 3600.0, history_s:
             else:
                 merged.append([s, e])
         ranges += len(merged)
-        chunks += sum(math.ceil(((e - s) / step + 1) / MAX_POINTS) for s, e in merged)
+        chunks += sum(math.ceil(((e - s) / step + 1) / CHUNK_POINTS) for s, e in merged)
     n_metrics = len(config.metrics)
     return ranges * n_metrics, chunks * n_metrics
 
