@@ -95,22 +95,31 @@ def verify_many(
     show_progress: bool = True,
     context: Sequence[Deploy] | None = None,
 ) -> list[DeployVerdict]:
-    """Verify deploys one by one with a progress bar on stderr; store each verdict if a store is given."""
+    """Verify deploys with a progress bar on stderr; store each verdict if a store is given.
+
+    Many deploys go through :func:`analyzers.fleet.verify_fleet` (one range query per service,
+    metric and contiguous range); verdicts come back in the order of ``deploys``.
+    """
     from tqdm import tqdm
 
-    from .verification import verify_deploy
+    from .fleet import verify_fleet
 
     now = now or datetime.now(UTC)
-    others = list(context) if context is not None else list(deploys)
-    out = []
-    bar = tqdm(deploys, desc="verifying", unit="deploy", file=sys.stderr, disable=not show_progress or len(deploys) < 2)
-    for d in bar:
-        bar.set_postfix_str(f"{d.service} {d.version}")
-        v = verify_deploy(d, cfg, client, others=others, now=now)
+    bar = tqdm(total=len(deploys), desc="verifying", unit="deploy", file=sys.stderr,
+               disable=not show_progress or len(deploys) < 2)
+
+    def on_verdict(v: DeployVerdict) -> None:
+        bar.set_postfix_str(f"{v.service} {v.version}")
         if store is not None:
             store.save_verdict(v)
-        out.append(v)
-    return out
+
+    try:
+        verdicts, _stats = verify_fleet(deploys, cfg, client, now=now, context=context,
+                                        on_verdict=on_verdict, progress=bar.update)
+    finally:
+        bar.close()
+    by_id = {v.deploy_id: v for v in verdicts}
+    return [by_id[d.deploy_id] for d in deploys]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
