@@ -291,30 +291,14 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
     cols = st.columns(4)
     if verdict is not None:
         with common.panel("Building the report"):
-            cols[0].download_button(
-                "Download report (Markdown)",
-                render_markdown(verdict, deploy, dashboard_url=config.dashboard_url),
-                file_name=f"deploy-{deploy.deploy_id}.md",
-                mime="text/markdown",
-                on_click="ignore",
-                key="dl_md",
+            reports = (
+                ("Markdown", "md", "text/markdown", render_markdown(verdict, deploy, dashboard_url=config.dashboard_url)),
+                ("JSON", "json", "application/json", render_json(verdict, deploy)),
+                ("HTML", "html", "text/html", render_html(verdict, deploy)),
             )
-            cols[1].download_button(
-                "Download report (JSON)",
-                render_json(verdict, deploy),
-                file_name=f"deploy-{deploy.deploy_id}.json",
-                mime="application/json",
-                on_click="ignore",
-                key="dl_json",
-            )
-            cols[2].download_button(
-                "Download report (HTML)",
-                render_html(verdict, deploy),
-                file_name=f"deploy-{deploy.deploy_id}.html",
-                mime="text/html",
-                on_click="ignore",
-                key="dl_html",
-            )
+            for col, (name, ext, mime, body) in zip(cols, reports, strict=False):
+                col.download_button(f"Download report ({name})", body, file_name=f"deploy-{deploy.deploy_id}.{ext}",
+                                    mime=mime, on_click="ignore", key=f"dl_{ext}")
     label = "Re-verify now" if verdict is not None else "Verify now"
     if cols[3 if verdict is not None else 0].button(label, key="reverify", type="primary",
                       help="Fetch the metrics again, test them and store the new verdict."):
