@@ -105,3 +105,30 @@ def test_a_new_status_update_reopens_a_finished_check_once(store_url: str) -> No
     (check,) = jobs.checks("d1")
     assert check.state == "pending" and check.due_at == later
     s.close()
+
+
+def test_worker_schedules_first_final_and_a_recheck_when_the_deploy_is_rolled_back(store_url: str) -> None:
+    from dataclasses import replace
+
+    from analyzers.config import default_config
+    from analyzers.model import Deploy
+    from analyzers.scheduler import Worker, final_due, first_due
+
+    s = open_store(store_url)
+    cfg = default_config()
+    started = Deploy(deploy_id="d9", service="checkout", environment="production", version="v9",
+                     started_at=T0, status="started")
+    s.record_event("generic", "e1", {"n": 1}, started)
+    worker = Worker(s, cfg, client=object(), clock=lambda: T0 + timedelta(minutes=1))
+    worker.discover()
+    kinds = {c.kind: c for c in worker.jobs.checks("d9")}
+    assert set(kinds) == {"first", "final"}
+    assert kinds["first"].due_at == first_due(started, cfg) and kinds["final"].due_at == final_due(started, cfg)
+    assert T0 < kinds["first"].due_at < kinds["final"].due_at
+    worker.discover()  # a re-scan schedules nothing new
+    assert len(worker.jobs.checks("d9")) == 2
+    rolled = replace(started, status="rolled_back", finished_at=T0 + timedelta(minutes=20))
+    s.record_event("generic", "e2", {"n": 2}, rolled)
+    worker.discover()
+    assert {c.kind for c in worker.jobs.checks("d9")} == {"first", "final", "finished"}
+    s.close()
