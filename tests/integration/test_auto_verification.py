@@ -71,8 +71,12 @@ def test_regression_is_reported_on_its_own(prom: Any, sink: Sink, tmp_path: Path
         assert any("FAIL" in m["text"] and reg.service in m["text"] for m in chat)
         assert not any(imp.event["version"] in m["text"] for m in chat)  # passes are not routed to on-call
 
-        audit = _wait_for(lambda: len(sink.bodies("/audit")) >= 2 and sink.bodies("/audit"))
-        assert audit and {b["verdict"]["overall"] for b in audit} >= {"fail", "pass"}
+        both = {reg.event["deploy_id"], imp.event["deploy_id"]}
+        audit = _wait_for(lambda: {b["deploy"]["deploy_id"] for b in sink.bodies("/audit")} >= both
+                          and sink.bodies("/audit"))
+        assert audit, "the audit route did not get a verdict for both deploys"
+        overall = {b["deploy"]["deploy_id"]: b["verdict"]["overall"] for b in audit}
+        assert overall[reg.event["deploy_id"]] == "fail" and overall[imp.event["deploy_id"]] == "pass"
 
         notes = sink.bodies("/api/annotations")
         assert any("verdict:fail" in n["tags"] for n in notes)
