@@ -399,7 +399,7 @@ def quantiles_frame(frame: pd.DataFrame, q: float) -> pd.DataFrame:
     else:  # unsorted or duplicate bounds: let the scalar path sort and coalesce
         slow_rows = np.arange(n)
     for i in slow_rows:
-        est = quantile_from_buckets(les, counts[i], q)
+        est = quantile_from_buckets(les.tolist(), counts[i].tolist(), q)
         value[i], lower[i], upper[i] = est.value, est.lower, est.upper
     return pd.DataFrame({"value": value, "lower": lower, "upper": upper}, index=frame.index)
 

@@ -55,18 +55,18 @@ for v in history.verdicts.values():
 
 rows: list[dict[str, Any]] = []
 for d in history.deploys:
-    v = history.verdicts.get(d.deploy_id)
+    latest = history.verdicts.get(d.deploy_id)
     row: dict[str, Any] = {
         f"started ({zone.name})": common.fmt_time(d.started_at, zone),
         "version": d.version,
         "kind": d.kind,
-        "verdict": v.overall if v else "not verified",
+        "verdict": latest.overall if latest else "not verified",
         "open": f"/deploy?deploy={d.deploy_id}",
     }
-    by_metric = {m.metric: m for m in v.metrics} if v else {}
+    by_metric = {mv.metric: mv for mv in latest.metrics} if latest else {}
     for key in metric_keys:
-        m = by_metric.get(key)
-        row[key] = f"{m.outcome}: {effect_text(m)}" if m is not None else ""
+        found = by_metric.get(key)
+        row[key] = f"{found.outcome}: {effect_text(found)}" if found is not None else ""
     rows.append(row)
 
 counts = pd.Series([r["verdict"] for r in rows]).value_counts()
