@@ -35,6 +35,7 @@ import pandas as pd
 from .config import Config, MetricSpec, format_duration
 from .errors import AnalyzerError, PrometheusError, PrometheusUnreachable
 from .model import Deploy, DeployVerdict, MetricVerdict
+from .reports import format_value
 
 if TYPE_CHECKING:
     from .prom import PrometheusClient
@@ -280,17 +281,6 @@ def _outcome(plan: MetricPlan, status: str, direction: str | None) -> str:
     return "confirmed"
 
 
-def _fmt(x: Any, unit: str = "") -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    if unit == "ratio":
-        return f"{100 * float(x):.2f}%"
-    if unit == "s":
-        v = float(x)
-        return f"{v * 1000:.1f} ms" if abs(v) < 1 else f"{v:.3f} s"
-    return f"{float(x):.4g}" + (f" {unit}" if unit else "")
-
-
 def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
     unit = plan.spec.unit
     key = plan.spec.key
@@ -300,11 +290,11 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
     rel = res.get("effect_rel")
     size = ""
     if eff is not None:
-        size = f"{'+' if eff >= 0 else '-'}{_fmt(abs(eff), unit)}"
+        size = f"{'+' if eff >= 0 else '-'}{format_value(abs(eff), unit)}"
         if rel is not None and math.isfinite(rel):
             size += f" ({rel * 100:+.0f}%)"
         if ci[0] is not None and ci[1] is not None:
-            size += f", 95% CI {_fmt(ci[0], unit)} to {_fmt(ci[1], unit)}"
+            size += f", 95% CI {format_value(ci[0], unit)} to {format_value(ci[1], unit)}"
     text = {
         "confirmed": f"{key} moved as declared ({plan.expect})" if plan.expect != "unchanged" else f"{key} stayed unchanged as declared",
         "opposite": f"{key} moved the wrong way (declared {plan.expect})",
@@ -318,23 +308,6 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
     if base:
         text += f". {base[0].upper()}{base[1:]}" if not base.endswith(".") else f". {base[0].upper()}{base[1:-1]}"
     return text + "."
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (controls the family-wise error rate)."""
-    try:
-        from .stats import adjust_pvalues
-
-        return [float(p) for p in adjust_pvalues(list(pvalues), method="holm")]
-    except ImportError:  # pragma: no cover - the stats core always ships adjust_pvalues
-        m = len(pvalues)
-        order = sorted(range(m), key=lambda i: pvalues[i])
-        out = [1.0] * m
-        running = 0.0
-        for rank, i in enumerate(order):
-            running = max(running, min(1.0, (m - rank) * pvalues[i]))
-            out[i] = running
-        return out
 
 
 def find_overlaps(deploy: Deploy, others: Iterable[Deploy], config: Config) -> list[Deploy]:
@@ -377,7 +350,7 @@ def verify_deploy(
     ``fetcher`` replaces the one-query-per-metric default (see :mod:`analyzers.fleet` for the
     batched fetcher that serves many deploys of one service from one range query).
     """
-    from .stats import verify_series
+    from .stats import adjust_pvalues, verify_series
 
     if fetcher is None:
         fetcher = DirectFetcher(client)
@@ -444,7 +417,8 @@ def verify_deploy(
 
     # Family-wise error control across this deploy's tested metrics.
     tested = [i for i, r in enumerate(raw) if r[2] is not None and r[3] is None and r[2].get("p_value") is not None]
-    adjusted = holm([float(raw[i][2]["p_value"]) for i in tested]) if tested else []  # type: ignore[index]
+    pvalues = [float(raw[i][2]["p_value"]) for i in tested]  # type: ignore[index]
+    adjusted = [float(p) for p in adjust_pvalues(pvalues, method="holm")] if tested else []
     p_adj: dict[int, float] = dict(zip(tested, adjusted, strict=True))
     alpha = config.verification.alpha
 
