@@ -563,20 +563,25 @@ def app_from_env() -> FastAPI:
         metric_keys=None if keys is None else [k for k in keys.split(",") if k],
         read_token=env.get(_ENV_PREFIX + "READ_TOKEN") or None,
     )
+    on_shutdown(app, store.close)  # this factory opened the store, so it closes it
+    if env.get("ANALYZERS_WORKER") == "1":
+        attach_worker(app, store_url, poll_s=float(env.get("ANALYZERS_WORKER_POLL") or 5.0))
+    return app
+
+
+def on_shutdown(app: FastAPI, callback: Callable[[], object]) -> None:
+    """Run ``callback`` when the app's lifespan ends (FastAPI has no shutdown hook of its own here)."""
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
-    async def close_store_at_exit(a: Any) -> Any:  # this factory opened the store, so it closes it
+    async def lifespan(a: Any) -> Any:
         async with inner(a) as state:
             try:
                 yield state
             finally:
-                store.close()
+                callback()
 
-    app.router.lifespan_context = close_store_at_exit
-    if env.get("ANALYZERS_WORKER") == "1":
-        attach_worker(app, store_url, poll_s=float(env.get("ANALYZERS_WORKER_POLL") or 5.0))
-    return app
+    app.router.lifespan_context = lifespan
 
 
 def attach_worker(app: FastAPI, store_url: str, *, poll_s: float = 5.0) -> None:
@@ -602,17 +607,7 @@ def attach_worker(app: FastAPI, store_url: str, *, poll_s: float = 5.0) -> None:
         seconds.observe(elapsed_s)
 
     _thread, stop = start_background_worker(store_url, load_config(), poll_s=poll_s, on_verdict=on_verdict)
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> Any:
-        async with inner(a) as state:
-            try:
-                yield state
-            finally:
-                stop.set()
-
-    app.router.lifespan_context = lifespan
+    on_shutdown(app, stop.set)
 
 
 def main(

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ...errors import StoreError, StoreUnavailable
 from ...model import Deploy, DeployVerdict
@@ -167,10 +167,7 @@ class SQLStore(ABC):
                 cur = conn.cursor()
             except Exception as exc:
                 self._drop()
-                err = self._translate(exc)
-                if err is None:
-                    raise
-                raise err from exc
+                self._raise_translated(exc)
             try:
                 yield cur
                 conn.commit()
@@ -185,6 +182,26 @@ class SQLStore(ABC):
                 if getattr(err, "broken", False):
                     self._drop()
                 raise err from exc
+
+    def _raise_translated(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc`` as the store's StoreError/StoreUnavailable, or unchanged if it is no DB error."""
+        err = self._translate(exc)
+        if err is None:
+            raise exc
+        raise err from exc
+
+    def _start(self) -> None:
+        """Connect and migrate now, so a bad URL or a down server fails at construction."""
+        with self._lock:
+            try:
+                self._conn = self._connect()
+                self._migrate(self._conn)
+            except Exception as exc:
+                self._drop()
+                self._raise_translated(exc)
+
+    def _migrate(self, conn: Any) -> None:  # noqa: B027 - back ends with a schema override it
+        """Create or upgrade the schema on a fresh connection."""
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

@@ -46,16 +46,7 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
         super().__init__(url.replace("postgres://", "postgresql://", 1))
         self.connect_timeout_s = connect_timeout_s
-        with self._lock:
-            try:
-                self._conn = self._connect()
-                self._migrate(self._conn)
-            except Exception as exc:
-                self._drop()
-                err = self._translate(exc)
-                if err is None:
-                    raise
-                raise err from exc
+        self._start()
 
     def _connect(self) -> Any:
         import psycopg

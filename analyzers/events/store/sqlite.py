@@ -52,13 +52,7 @@ class SQLiteStore(SQLStore):
             raise ConfigError("an in-memory SQLite store loses every deploy on exit: give a file path")
         self.path = path
         self.busy_timeout_s = busy_timeout_s
-        with self._lock:
-            try:
-                self._conn = self._connect()
-                self._migrate(self._conn)
-            except sqlite3.Error as exc:
-                self._drop()
-                raise self._translate(exc) or StoreError(str(exc)) from exc
+        self._start()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
