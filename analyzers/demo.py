@@ -136,11 +136,10 @@ def run_demo(
             _check_has_demo_data(prom_url, deploys)
         else:
             _say(f"starting Prometheus at {prom_url} ...")
-            server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d")
-            server.start()
+            server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d").start()
             started.append(server.stop)
-            if server._proc is not None:
-                pids.append(server._proc.pid)
+            if server.pid is not None:
+                pids.append(server.pid)
 
         store_url = f"sqlite:///{data / 'deploys.db'}"
         secret = _secret(data)
@@ -151,18 +150,10 @@ def run_demo(
             ANALYZERS_WORKER="1",  # new events you send are verified on their own
         )
         receiver_url = f"http://127.0.0.1:{receiver_port}"
-        if _up(receiver_url + "/healthz"):
-            _say(f"receiver already answering at {receiver_url}; reusing it")
-        else:
-            _say(f"starting the webhook receiver at {receiver_url} ...")
-            log = data / "receiver.log"
-            proc = _spawn(
-                [sys.executable, "-m", "analyzers", "serve", "--host", "127.0.0.1", "--port", str(receiver_port), "--store", store_url],
-                env, log,
-            )
-            started.append(functools.partial(_terminate, proc))
-            pids.append(proc.pid)
-            _wait(receiver_url + "/healthz", "the receiver", proc, log=log)
+        serve = [sys.executable, "-m", "analyzers", "serve", "--host", "127.0.0.1", "--port", str(receiver_port),
+                 "--store", store_url]
+        _reuse_or_start("the webhook receiver", receiver_url, "/healthz", serve, env, data / "receiver.log",
+                        started, pids)
 
         from .events.send import send_event
 
@@ -177,22 +168,13 @@ def run_demo(
         _verify_all(store_url, prom_url, deploys, config_path)
 
         dash_url = f"http://127.0.0.1:{dashboard_port}"
-        if _up(dash_url + "/_stcore/health"):
-            _say(f"dashboard already answering at {dash_url}; reusing it")
-        else:
-            _say(f"starting the dashboard at {dash_url} ...")
-            log = data / "dashboard.log"
-            proc = _spawn(
-                [
-                    sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                    "--server.address", "127.0.0.1", "--server.port", str(dashboard_port),
-                    "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                ],
-                env, log,
-            )
-            started.append(functools.partial(_terminate, proc))
-            pids.append(proc.pid)
-            _wait(dash_url + "/_stcore/health", "the dashboard", proc, timeout=90, log=log)
+        streamlit = [
+            sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+            "--server.address", "127.0.0.1", "--server.port", str(dashboard_port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        ]
+        _reuse_or_start("the dashboard", dash_url, "/_stcore/health", streamlit, env, data / "dashboard.log",
+                        started, pids, timeout=90)
 
         print()
         print(f"  Dashboard:   {dash_url}")
@@ -238,12 +220,16 @@ def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
     """A Prometheus we did not start (Debian's service on 9090, say) may hold none of the demo data."""
     if not deploys:
         return
-    at = deploys[0]["event"]["started_at"]
+    from .config import PrometheusSettings
+    from .model import to_utc
+    from .prom import PrometheusClient
+
     try:
-        resp = requests.post(prom_url + "/api/v1/query", data={"query": "count(http_requests_total)", "time": at}, timeout=10)
-        result = resp.json().get("data", {}).get("result", [])
-    except (requests.RequestException, ValueError):
-        result = []
+        result = PrometheusClient(PrometheusSettings(url=prom_url, timeout_s=10)).query(
+            "count(http_requests_total)", to_utc(deploys[0]["event"]["started_at"])
+        ).series
+    except AnalyzerError:
+        result = ()
     if not result:
         raise AnalyzerError(
             f"the Prometheus already running at {prom_url} does not hold the demo data (Debian's prometheus "
@@ -285,6 +271,29 @@ def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]], co
             _say(f"  {v.overall.upper():13s} {v.service} {v.version}{expected}")
     finally:
         store.close()
+
+
+def _reuse_or_start(
+    what: str,
+    url: str,
+    health: str,
+    cmd: list[str],
+    env: dict[str, str],
+    log: Path,
+    started: list[Callable[[], None]],
+    pids: list[int],
+    *,
+    timeout: float = 60.0,
+) -> None:
+    """Reuse a server already answering at ``url``, else start ``cmd`` and wait until it is healthy."""
+    if _up(url + health):
+        _say(f"{what} already answering at {url}; reusing it")
+        return
+    _say(f"starting {what} at {url} ...")
+    proc = _spawn(cmd, env, log)
+    started.append(functools.partial(_terminate, proc))
+    pids.append(proc.pid)
+    _wait(url + health, what, proc, timeout=timeout, log=log)
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[Any]:

@@ -166,6 +166,11 @@ class PrometheusServer:
         return self._work / "prometheus.log" if self._work else None
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the demo records it for ``demo --stop``)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
