@@ -8,7 +8,6 @@ an accidental query fails loudly instead of reaching some real server.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ import streamlit as st
 
 from analyzers.events.store import open_store
 from analyzers.model import Deploy, DeployVerdict, Expectation, MetricVerdict
+from analyzers.promserver import free_port
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
@@ -34,12 +34,6 @@ class StoreData:
     improvement: Deploy
     release: Deploy
     unverified: Deploy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mv(metric: str, role: str, expect: str, outcome: str, reason: str, unit: str, effect: float,
