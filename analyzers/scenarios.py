@@ -184,18 +184,17 @@ class ScenarioDeploy:
 
     @property
     def started_at(self) -> datetime:
-        return datetime.fromisoformat(str(self.event["started_at"]).replace("Z", "+00:00"))
+        return to_utc(str(self.event["started_at"]))
 
     @property
     def finished_at(self) -> datetime:
-        return datetime.fromisoformat(str(self.event["finished_at"]).replace("Z", "+00:00"))
+        return to_utc(str(self.event["finished_at"]))
 
     def to_deploy(self) -> Deploy:
-        """The stored form of :attr:`event` (what the receiver would record), signed."""
-        d = dict(self.event)
-        d["flag_from"] = d.pop("from", None)
-        d["flag_to"] = d.pop("to", None)
-        return Deploy.from_dict(d)
+        """The stored form of :attr:`event` (what the receiver records), signed."""
+        from .events.schema import parse_event
+
+        return parse_event(self.event).to_deploy(signed=True)
 
 
 @dataclass(frozen=True, eq=False)
