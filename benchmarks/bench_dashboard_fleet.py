@@ -13,9 +13,7 @@ baseline. "Rendered" = Streamlit's run finished and every Plotly chart is drawn.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,17 +21,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analyzers.config import default_config  # noqa: E402
 from analyzers.events.store import open_store  # noqa: E402
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict  # noqa: E402
-from analyzers.promserver import free_port  # noqa: E402
-from tests.browser.bench_latency import build_demo, timed  # noqa: E402
-from tests.browser.conftest import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM  # noqa: E402
+from tests.browser.bench_latency import build_demo, chrome, start_dashboard, timed  # noqa: E402
 
 
 def fill_fleet(store_url: str, n: int, services: int, seed: int = 7) -> None:
@@ -86,34 +80,11 @@ def verify_demo(store_url: str, prom_url: str) -> str:
 
 
 def measure(store_url: str, prom_url: str, deploy_id: str, work: Path, tag: str) -> list[tuple[str, float]]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url})
-    log = (work / f"streamlit-{tag}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
+    proc, url = start_dashboard(store_url, prom_url, work / f"streamlit-{tag}.log")
     driver: Any = None
     out: list[tuple[str, float]] = []
     try:
-        for _ in range(240):
-            try:
-                if requests.get(url + "/_stcore/health", timeout=1).text.strip() == "ok":
-                    break
-            except requests.RequestException:
-                time.sleep(0.25)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver = chrome()
         driver.get(url + "/latency")  # warm imports and the session machinery on another page
         time.sleep(4)
         for label in ("cold", "warm"):

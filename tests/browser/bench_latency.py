@@ -117,16 +117,46 @@ def pick_range(driver: Any, label: str) -> None:
     option.click()
 
 
+def start_dashboard(store_url: str, prom_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``streamlit run dashboard/app.py`` on a free loopback port; returns once it is healthy."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
+    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url})
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
+             "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if requests.get(url + "/_stcore/health", timeout=1).text.strip() == "ok":
+                break
+        except requests.RequestException:
+            time.sleep(0.25)
+    return proc, url
+
+
+def chrome() -> Any:
+    """Headless Debian Chromium through Selenium, with the project's flags."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prometheus-url")
     ap.add_argument("--store-url")
     ap.add_argument("--service", default="checkout")
     args = ap.parse_args()
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     server = None
@@ -135,29 +165,10 @@ def main() -> int:
     else:
         print("building the demo data (3 days, 3 services) ...", flush=True)
         prom_url, store_url, server = build_demo(work)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url})
-    log = (work / "streamlit.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
+    proc, url = start_dashboard(store_url, prom_url, work / "streamlit.log")
     driver = None
     try:
-        for _ in range(240):
-            try:
-                if requests.get(url + "/_stcore/health", timeout=1).text.strip() == "ok":
-                    break
-            except requests.RequestException:
-                time.sleep(0.25)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver = chrome()
         pct = "&".join(f"pct={p}" for p in ("p50", "p90", "p99", "p99.9"))
         results: list[tuple[str, float, str]] = []
 
