@@ -14,21 +14,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from .config import Config, load_config, parse_duration
-from .errors import AnalyzerError, ConfigError
+from .errors import AnalyzerError, ConfigError, EventError
 from .model import EXIT_CODES, Deploy, DeployVerdict, to_utc
 
 
 def _parse_time(value: str, *, now: datetime) -> datetime:
-    """RFC 3339 / ISO timestamp, Unix seconds, or a duration ago (``24h``)."""
+    """A time as the receiver reads it (RFC 3339, Unix seconds or milliseconds), else a duration
+    back from now (``24h``); a timestamp without zone is taken as UTC."""
+    from .events.schema import parse_timestamp
+
     v = value.strip()
+    try:
+        return parse_timestamp(v, "time")
+    except EventError:
+        pass
     try:
         return now - timedelta(seconds=parse_duration(v, key="--since"))
     except ConfigError:
-        pass
-    try:
-        f = float(v)
-        return datetime.fromtimestamp(f / 1000 if f > 1e11 else f, tz=UTC)
-    except ValueError:
         pass
     try:
         return to_utc(v)
