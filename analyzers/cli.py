@@ -179,41 +179,40 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     from .events.store import open_store
     from .prom import PrometheusClient
     from .scheduler import final_due
-    from .verification import verify_deploy
+    from .verification import nearby_deploys, verify_deploy
 
     wait_s = parse_duration(args.wait, key="--wait")
     start = time.monotonic()
     client = PrometheusClient(cfg.prometheus)
     verdict: DeployVerdict | None = None
     deploy: Deploy | None = None
-    while True:
-        now = datetime.now(UTC)
-        store = open_store(args.store or cfg.store_url)
-        try:
-            if not (args.deploy or args.version):
-                raise ConfigError("--wait needs --deploy ID or --service S --version V")
+    if not (args.deploy or args.version):
+        raise ConfigError("--wait needs --deploy ID or --service S --version V")
+    store = open_store(args.store or cfg.store_url)
+    try:
+        while True:
+            now = datetime.now(UTC)
             try:
                 found = _select_deploys(store, args, now)
             except ConfigError:
                 found = []  # the deploy event has not arrived yet
             if found:
                 deploy = found[0]
-                window = timedelta(seconds=cfg.verification.overlap_s)
-                others = store.list_deploys(since=deploy.started_at - window, until=deploy.started_at + window, limit=1000)
-                verdict = verify_deploy(deploy, cfg, client, others=others, now=now)
+                verdict = verify_deploy(deploy, cfg, client, others=nearby_deploys(store, deploy, cfg), now=now)
                 if not args.no_save:
                     store.save_verdict(verdict)
-        finally:
-            store.close()
-        elapsed = time.monotonic() - start
-        done = verdict is not None and (
-            verdict.overall == "fail" or (deploy is not None and now >= final_due(deploy, cfg))
-        )
-        if done or elapsed >= wait_s:
-            break
-        state = "waiting for the deploy event" if verdict is None else f"currently {verdict.overall}"
-        print(f"[{int(elapsed)} s / {int(wait_s)} s] {state}; checking again in {args.poll:g} s", file=sys.stderr, flush=True)
-        time.sleep(min(args.poll, max(wait_s - elapsed, 0.1)))
+            elapsed = time.monotonic() - start
+            done = verdict is not None and (
+                verdict.overall == "fail" or (deploy is not None and now >= final_due(deploy, cfg))
+            )
+            if done or elapsed >= wait_s:
+                break
+            state = "waiting for the deploy event" if verdict is None else f"currently {verdict.overall}"
+            print(f"[{int(elapsed)} s / {int(wait_s)} s] {state}; checking again in {args.poll:g} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(min(args.poll, max(wait_s - elapsed, 0.1)))
+    finally:
+        store.close()
     if verdict is None or deploy is None:
         print(f"No matching deploy arrived within {args.wait}; check the pipeline sends its deploy event (exit 2).", file=sys.stderr)
         return EXIT_CODES["inconclusive"]

@@ -31,7 +31,7 @@ from .config import Config
 from .errors import AnalyzerError
 from .jobs import Check, JobStore
 from .model import Deploy, DeployVerdict
-from .verification import plan_metrics, rate_window, verify_deploy
+from .verification import nearby_deploys, plan_metrics, rate_window, verify_deploy
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,7 @@ class Worker:
             return None
         t0 = time.monotonic()
         try:
-            window = timedelta(seconds=self.config.verification.overlap_s)
-            others = self.store.list_deploys(since=deploy.started_at - window, until=deploy.started_at + window, limit=1000)
+            others = nearby_deploys(self.store, deploy, self.config)
             verdict = verify_deploy(deploy, self.config, self.client, others=others, now=now)
         except AnalyzerError as exc:
             log.warning("check %s of %s failed: %s", check.kind, check.deploy_id, exc)

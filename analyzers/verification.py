@@ -334,6 +334,12 @@ def find_overlaps(deploy: Deploy, others: Iterable[Deploy], config: Config) -> l
     return sorted(out, key=lambda d: d.started_at)
 
 
+def nearby_deploys(store: Any, deploy: Deploy, config: Config) -> list[Deploy]:
+    """Deploys stored within the overlap window of ``deploy``: the candidates for ``others``."""
+    window = timedelta(seconds=config.verification.overlap_s)
+    return list(store.list_deploys(since=deploy.started_at - window, until=deploy.started_at + window, limit=1000))
+
+
 def verify_deploy(
     deploy: Deploy,
     config: Config,
