@@ -110,6 +110,13 @@ def load_deploys(store_url: str, since: int, until: int, environment: str | None
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
+def load_services(store_url: str) -> list[str]:
+    """Services with at least one stored deploy (for the pickers)."""
+    with _store(store_url) as store:
+        return list(store.services())
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
 def load_environments(store_url: str, since: int, until: int) -> list[str]:
     """Environments seen in the range, for the filter's options."""
     data = load_deploys(store_url, since, until, None)
@@ -169,6 +176,7 @@ def save_verdict(store_url: str, verdict: DeployVerdict) -> None:
         store.save_verdict(verdict)
     load_deploy.clear()
     load_deploys.clear()
+    load_services.clear()
     load_environments.clear()
 
 

@@ -25,11 +25,10 @@ except Exception as exc:  # noqa: BLE001 - a broken config file gets a banner, n
     st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
     st.stop()
 
-recent: data.DeployList | None = None
+stored: list[str] = []
 with common.panel("Listing services"):
-    end = common.floor_now(60)
-    recent = data.load_deploys(config.store_url, end - 90 * 86400, end, None)
-services = sorted(set(config.services) | ({d.service for d in recent.deploys} if recent else set()))
+    stored = data.load_services(config.store_url)
+services = sorted(set(config.services) | set(stored))
 if not services:
     st.info("No deploys stored yet: send deploy events to the receiver (README, 'Send real deploy events').")
     st.stop()

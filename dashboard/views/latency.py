@@ -48,9 +48,8 @@ scrape_s = int(config.prometheus.scrape_interval_s)
 
 def _known_services() -> list[str]:
     names = set(config.services)
-    end = common.floor_now(300)
     try:
-        names |= {d.service for d in data.load_deploys(config.store_url, end - 30 * 86400, end, None).deploys}
+        names |= set(data.load_services(config.store_url))
     except Exception:  # noqa: BLE001 - the options only; the store banner shows below if it matters
         pass
     return sorted(names)

@@ -258,3 +258,11 @@ def test_unstorable_single_event_is_a_store_error_and_stores_nothing(store: Stor
     with pytest.raises(StoreError, match="cannot be stored"):
         store.record_event("ci", "bad", {}, deploy("d9", service="lone \ud800"))
     assert store.count_events() == 0 and store.get_deploy("d9") is None
+
+
+def test_services_lists_each_deployed_service_once(store: Store) -> None:
+    assert store.services() == []
+    store.record_event("generic", "e1", {}, deploy("d1", service="search"))
+    store.record_event("generic", "e2", {}, deploy("d2", service="checkout"))
+    store.record_event("generic", "e3", {}, deploy("d3", service="search", version="v2"))
+    assert store.services() == ["checkout", "search"]

@@ -107,6 +107,7 @@ class Store(Protocol):
                      since: datetime | None = None, until: datetime | None = None,
                      limit: int = 1000) -> list[Deploy]: ...
     def get_deploy(self, deploy_id: str) -> Deploy | None: ...
+    def services(self) -> list[str]: ...
     def save_verdict(self, verdict: DeployVerdict) -> None: ...
     def latest_verdict(self, deploy_id: str) -> DeployVerdict | None: ...
     def latest_verdicts(self, deploy_ids: Sequence[str]) -> dict[str, DeployVerdict]: ...
@@ -290,6 +291,12 @@ class SQLStore(ABC):
     def _get(self, cur: Any, deploy_id: str) -> Deploy | None:
         row = self._exec(cur, "SELECT data FROM deploys WHERE deploy_id = ?", (deploy_id,)).fetchone()
         return Deploy.from_dict(json.loads(row[0])) if row else None
+
+    def services(self) -> list[str]:
+        """Every service that has a stored deploy, sorted (one indexed query, no deploy bodies)."""
+        with self._tx(write=False) as cur:
+            rows = self._exec(cur, "SELECT DISTINCT service FROM deploys ORDER BY service").fetchall()
+        return [str(r[0]) for r in rows]
 
     def get_deploy(self, deploy_id: str) -> Deploy | None:
         with self._tx(write=False) as cur:
