@@ -45,6 +45,7 @@ def _free_port() -> int:
 
 
 def _request(host: str, port: int, i: int, run: str) -> bytes:
+    """One signed POST /webhooks/deploys, as raw HTTP/1.1 bytes (unique event_id per ``i``)."""
     event = {"event_id": f"{run}-{i}", "service": f"svc-{i % 20}", "environment": "production",
              "version": f"v{i}", "started_at": 1795773600 + i, "status": "succeeded"}
     body = encode_event(event)
@@ -54,48 +55,139 @@ def _request(host: str, port: int, i: int, run: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _connection(host: str, port: int, deadline: float, counter: list[int], run: str,
-                      latencies: list[float], statuses: Counter[int]) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        while time.perf_counter() < deadline:
-            counter[0] += 1
-            req = _request(host, port, counter[0], run)
-            t0 = time.perf_counter()
-            writer.write(req)
-            await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            close = False
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value.strip())
-                elif name.lower() == "connection" and value.strip().lower() == "close":
-                    close = True
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - t0)
-            statuses[int(status_line.split()[1])] += 1
-            if close:
-                writer.close()
-                reader, writer = await asyncio.open_connection(host, port)
-    finally:
-        writer.close()
+class _Requests:
+    """Pre-signed requests handed out in order; signing happens before the timed phase.
+
+    Signatures carry the build time, well inside the receiver's 5-minute tolerance for a
+    run of minutes. If the pool runs out, further requests are signed on the fly (counted
+    in ``signed_late`` so a run that outpaced its pool is visible).
+    """
+
+    def __init__(self, host: str, port: int, run: str, size: int) -> None:
+        self.host, self.port, self.run = host, port, run
+        self.pool = [_request(host, port, i, run) for i in range(size)]
+        self.next = 0
+        self.signed_late = 0
+
+    def take(self) -> bytes:
+        i = self.next
+        self.next += 1
+        if i < len(self.pool):
+            req = self.pool[i]
+            self.pool[i] = b""  # each request once: free it
+            return req
+        self.signed_late += 1
+        return _request(self.host, self.port, i, self.run)
 
 
-async def _drive(host: str, port: int, seconds: float, connections: int) -> tuple[list[float], Counter[int], float]:
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    run = uuid.uuid4().hex[:8]
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection sending one request at a time, callback-driven (no per-request task)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.r = run
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.t0 = 0.0
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        if time.perf_counter() >= self.r.deadline:
+            self.busy = False
+            self.transport.close()
+            return
+        req = self.r.requests.take()
+        self.busy = True
+        self.t0 = time.perf_counter()
+        self.transport.write(req)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buf[:end]).lower() + b"\r\n"
+        at = head.find(b"\r\ncontent-length:")
+        length = int(head[at + 17:head.index(b"\r\n", at + 2)]) if at >= 0 else 0
+        if len(self.buf) < end + 4 + length:
+            return
+        del self.buf[:end + 4 + length]
+        self.r.latencies.append(time.perf_counter() - self.t0)
+        self.r.statuses[int(head[9:12])] += 1
+        self.busy = False
+        if b"\r\nconnection: close" in head:
+            assert self.transport is not None
+            self.transport.close()
+            self.r.reconnect()
+            return
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.busy:  # the server closed while we waited: count it, keep the load going
+            self.r.statuses[0] += 1
+            self.busy = False
+            self.r.reconnect()
+        self.r.closed()
+
+
+class _Run:
+    def __init__(self, host: str, port: int, deadline: float, requests: _Requests) -> None:
+        self.host, self.port, self.deadline, self.requests = host, port, deadline, requests
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.open = 0
+        self.pending: set[asyncio.Future[None]] = set()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def reconnect(self) -> None:
+        if time.perf_counter() < self.deadline:
+            self.open += 1  # before the old connection's closed(): the run is not over
+            self.pending.add(asyncio.ensure_future(self.connect(counted=True)))
+
+    async def connect(self, counted: bool = False) -> None:
+        if not counted:
+            self.open += 1
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: _Conn(self), self.host, self.port)
+        except OSError:
+            self.open -= 1
+            self.statuses[0] += 1
+            if not self.open and not self.done.done():
+                self.done.set_result(None)
+
+    def closed(self) -> None:
+        self.open -= 1
+        if self.open <= 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _drive(host: str, port: int, seconds: float, connections: int, requests: _Requests | None = None,
+                 ) -> tuple[list[float], Counter[int], float]:
+    """Keep ``connections`` requests in flight for ``seconds``: (latencies s, status counts, elapsed s).
+
+    Status 0 counts connections lost or refused (never a success).
+    """
+    if requests is None:
+        requests = _Requests(host, port, uuid.uuid4().hex[:8], 0)
     start = time.perf_counter()
-    deadline = start + seconds
-    counter = [0]
-    await asyncio.gather(*(_connection(host, port, deadline, counter, run, latencies, statuses)
-                           for _ in range(connections)))
-    return latencies, statuses, time.perf_counter() - start
+    run = _Run(host, port, start + seconds, requests)
+    await asyncio.gather(*(run.connect() for _ in range(connections)))
+    await run.done
+    return run.latencies, run.statuses, time.perf_counter() - start
+
+
+def _run_loop(coro: Any) -> Any:
+    """asyncio.run on uvloop when installed (the client then costs less of the CPU it shares)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -146,9 +238,33 @@ def raw_rates(store_url: str, n: int = 500) -> dict[str, float]:
     return {"raw_insert_per_s": round(raw, 1), "record_event_per_s": round(record_rate, 1)}
 
 
+def _cpu_ticks(pid: int) -> int | None:
+    """User+system clock ticks of ``pid`` and its live child processes (Linux /proc), or None."""
+    total = 0
+    try:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: ppid
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return None
+    return total
+
+
 def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
-                  warmup_s: float = 2.0, raw_n: int = 500) -> dict[str, Any]:
-    """Start a receiver on ``store_url``, load it, stop it; return the figures."""
+                  warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0) -> dict[str, Any]:
+    """Start a receiver on ``store_url``, load it, stop it; return the figures.
+
+    Requests are signed before the timed phase (``max_rate`` x ``seconds`` of them), so the
+    client's CPU during the run is little more than socket writes and reads;
+    ``client_cpu_us_per_req`` and ``receiver_cpu_us_per_req`` say what each side spent.
+    """
     port = _free_port()
     env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -169,8 +285,13 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("receiver did not start")
             time.sleep(0.1)
-        asyncio.run(_drive("127.0.0.1", port, warmup_s, connections))
-        latencies, statuses, elapsed = asyncio.run(_drive("127.0.0.1", port, seconds, connections))
+        run = uuid.uuid4().hex[:8]
+        warm = _Requests("127.0.0.1", port, run + "w", int(max_rate * warmup_s))
+        _run_loop(_drive("127.0.0.1", port, warmup_s, connections, warm))
+        pool = _Requests("127.0.0.1", port, run, int(max_rate * seconds))
+        ticks0, cpu0 = _cpu_ticks(proc.pid), time.process_time()
+        latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool))
+        ticks1, cpu1 = _cpu_ticks(proc.pid), time.process_time()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -178,12 +299,18 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         except subprocess.TimeoutExpired:
             proc.kill()
     ok = statuses.get(201, 0) + statuses.get(200, 0)
+    n = max(1, sum(statuses.values()))
     result: dict[str, Any] = {
         "backend": store_url.split(":", 1)[0], "workers": workers, "connections": connections,
         "seconds": round(elapsed, 2), "accepted_per_s": round(ok / elapsed, 1),
         "p50_ms": round(_pct(latencies, 0.50) * 1000, 2), "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "client_cpu_us_per_req": round((cpu1 - cpu0) / n * 1e6, 1),
+        "receiver_cpu_us_per_req": (round((ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / n * 1e6, 1)
+                                    if ticks0 is not None and ticks1 is not None else None),
+        "signed_during_run": pool.signed_late,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     result.update(raw_rates(store_url, raw_n))
     return result
