@@ -38,7 +38,7 @@ def naive(sc, alpha: float) -> tuple[bool, bool]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50)
-    ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument("--alpha", type=float, default=0.01)
     a = ap.parse_args()
     rows = []
     for fam in NULL_FAMILIES + EFFECT_FAMILIES:
@@ -83,7 +83,7 @@ def main() -> None:
           f"Mann-Whitney {nul.mann_whitney.mean():.3f}, Welch {nul.welch.mean():.3f}")
     eff = df[~df.null]
     big = eff[eff.family.isin(["step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal", "ramp20",
-                               "big4"])]
+                               "ramp30", "big4"])]
     locs = [x for fam_locs in eff[eff.family != "variance"]["loc"] for x in fam_locs]
     print(f"Worst null family: {nul.verify.max():.3f} ({nul.family[nul.verify.idxmax()]})")
     print(f"Power on shifts of 2 SD or more (steps, AR 0.8, heavy tails, ramp, seasonal): min "

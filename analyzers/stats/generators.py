@@ -1,8 +1,8 @@
 """Seeded deploy scenarios with ground truth, shared by unit tests and benchmarks.
 
 Every generator returns a :class:`Scenario`: a metric series on a UTC 1-minute grid
-(3 h before the deploy and 30 min after by default, longer history for seasonal
-families), the deploy time, and the truth (did the deploy change it, which way, where
+(27 h before the deploy, i.e. a day of history before the 3 h analysis window, as the
+verifier fetches, and 30 min after; 2 or 8 days of history for the seasonal families), the deploy time, and the truth (did the deploy change it, which way, where
 the change begins). Noise has unit marginal standard deviation, so "2 SD" shifts are
 ``shift=2``.
 
@@ -15,7 +15,7 @@ the deploy), ``randomwalk`` and ``ar2`` (noise that breaks the AR(1) assumption)
 
 Effect families (the deploy changes the metric): ``step_up``/``step_down`` (2 SD,
 0-5 min lag), ``step_ar08`` (2 SD on AR(1) 0.8), ``step_heavy``, ``step_seasonal``,
-``ramp20`` (20-min linear rollout), ``variance`` (spread x3), ``lowcount_up`` (rate x3),
+``ramp20``/``ramp30`` (20/30-min linear rollout), ``variance`` (spread x3), ``lowcount_up`` (rate x3),
 ``small1`` (1 SD), ``big4`` (4 SD).
 """
 
@@ -32,8 +32,12 @@ import pandas as pd
 from scipy.signal import lfilter
 
 STEP_S = 60.0
+#: The analysis window before the deploy (what ``verify_series`` compares against).
 BEFORE_S = 3 * 3600.0
-AFTER_S = 30 * 60.0
+#: History given before the deploy: a day before the analysis window, as the verifier
+#: fetches (it passes 1-8 days; ``verify_series`` estimates the noise memory on it).
+HISTORY_S = 86400.0 + BEFORE_S
+AFTER_S = 60 * 60.0
 EPOCH = pd.Timestamp("2026-03-02T00:00:00Z")  # a Monday
 
 
@@ -67,7 +71,7 @@ def ar1(n: int, phi: float, rng: np.random.Generator, innov: np.ndarray | None =
     return x[burn:]
 
 
-def _frame(rng: np.random.Generator, history_s: float = BEFORE_S, after_s: float = AFTER_S,
+def _frame(rng: np.random.Generator, history_s: float = HISTORY_S, after_s: float = AFTER_S,
            jitter_s: float = 0.0) -> tuple[pd.DatetimeIndex, pd.Timestamp, int]:
     n_before = int(history_s / STEP_S)
     n_after = int(after_s / STEP_S)
@@ -183,9 +187,9 @@ def effect_scenario(family: str, seed: int) -> Scenario:
     elif family == "step_heavy":
         size = 2.0 * sign
         x = _noise("heavy", n, rng) + _step(n, at, size)
-    elif family == "ramp20":
+    elif family in ("ramp20", "ramp30"):
         size = 2.0 * sign
-        x = ar1(n, 0.5, rng) + _step(n, at, size, ramp=20)
+        x = ar1(n, 0.5, rng) + _step(n, at, size, ramp=int(family[4:]))
     elif family == "variance":
         x = ar1(n, 0.5, rng)
         x[at:] *= 3.0
@@ -202,7 +206,7 @@ def effect_scenario(family: str, seed: int) -> Scenario:
 NULL_FAMILIES: tuple[str, ...] = ("iid", "ar05", "ar08", "ar095", "seasonal", "weekly", "heavy", "gaps",
                                   "lowcount", "drift", "earlier", "randomwalk", "ar2")
 EFFECT_FAMILIES: tuple[str, ...] = ("step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal",
-                                    "ramp20", "variance", "lowcount_up", "small1", "big4")
+                                    "ramp20", "ramp30", "variance", "lowcount_up", "small1", "big4")
 
 GENERATORS: dict[str, Callable[[int], Scenario]] = {
     **{f: partial(null_scenario, f) for f in NULL_FAMILIES},

@@ -32,6 +32,12 @@ from scipy import stats as sps
 PHI_MAX = 0.99
 #: Standard errors added to the bias-corrected AR(1) estimate (conservative margin).
 PHI_SE_MARGIN = 1.0
+#: phi from history: blocks as long as the pre-deploy window, within these bounds (points) ...
+PHI_BLOCK_MIN = 60
+PHI_BLOCK_MAX = 360
+#: ... at least this many usable blocks (else the window's own estimate), at most this many.
+MIN_PHI_BLOCKS = 4
+PHI_MAX_BLOCKS = 16
 #: Above this AR(1) estimate, the level test must also reject under a random walk.
 UNIT_ROOT_PHI = 0.9
 #: Trend kept above this |z| (pre-deploy slope), dropped below NO_TREND_Z; both tried between.
@@ -54,32 +60,106 @@ def robust_scale(x: np.ndarray) -> float:
     return s if s > 0 else float(np.std(x))
 
 
-def estimate_phi(e: np.ndarray) -> float:
-    """Bias-corrected lag-1 autocorrelation of residuals ``e`` (NaN allowed), in [0, PHI_MAX].
-
-    Values are winsorised at 3.5 robust scales first so a burst does not fake memory.
-    Negative estimates are set to 0, which is conservative for tests of a mean.
-    """
+def _phi_raw(e: np.ndarray) -> tuple[float, int]:
+    """(Kendall bias-corrected lag-1 autocorrelation, number of lag pairs); (0, 0) if undefined."""
     e = np.asarray(e, dtype=float)
     s = robust_scale(e)
     if s <= 0:
-        return 0.0
+        return 0.0, 0
     c = np.nanmedian(e)
     z = np.clip(e - c, -3.5 * s, 3.5 * s)
     z = z - np.nanmean(z)
     ok = np.isfinite(z[1:]) & np.isfinite(z[:-1])
     n = int(ok.sum())
     if n < 5:
-        return 0.0
+        return 0.0, 0
     num = float(np.sum(z[1:][ok] * z[:-1][ok]))
     den = float(np.nansum(z * z))
     if den <= 0:
-        return 0.0
+        return 0.0, 0
     phi = num / den
-    phi = phi + (1.0 + 3.0 * phi) / n
+    return phi + (1.0 + 3.0 * phi) / n, n
+
+
+def _phi_se(phi: float, n: float) -> float:
+    return float(np.sqrt(max(0.0, 1.0 - min(phi, 1.0) ** 2) / max(n, 1.0)))
+
+
+def estimate_phi(e: np.ndarray) -> float:
+    """Bias-corrected lag-1 autocorrelation of residuals ``e`` (NaN allowed), in [0, PHI_MAX].
+
+    Values are winsorised at 3.5 robust scales first so a burst does not fake memory.
+    Negative estimates are set to 0, which is conservative for tests of a mean.
+    """
+    phi, n = _phi_raw(e)
+    if n == 0:
+        return 0.0
     # Add one standard error: under-estimating memory is what makes such tests cry wolf.
-    phi = phi + PHI_SE_MARGIN * float(np.sqrt(max(0.0, 1.0 - min(phi, 1.0) ** 2) / n))
+    phi = phi + PHI_SE_MARGIN * _phi_se(phi, n)
     return float(min(max(phi, 0.0), PHI_MAX))
+
+
+def _detrend(x: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(x)
+    out = np.full_like(x, np.nan)
+    if ok.sum() < 3:
+        return out
+    t = np.flatnonzero(ok).astype(float)
+    coef = np.polyfit(t, x[ok], 1)
+    out[ok] = x[ok] - np.polyval(coef, t)
+    return out
+
+
+@dataclass(frozen=True)
+class PhiEstimate:
+    """The AR(1) coefficient used by the level test and where it came from."""
+
+    phi: float
+    source: str  # "history" (median over blocks of the days before) or "window"
+    blocks: int  # history blocks used (0 for "window")
+    window_phi: float  # bias-corrected estimate on the pre-deploy window alone (no margin)
+
+
+def estimate_phi_history(window_pre: np.ndarray, history: np.ndarray) -> PhiEstimate:
+    """phi for the level test, from the history before the window when there is enough of it.
+
+    ``window_pre`` is the (baseline-adjusted, de-trended) pre-deploy window; ``history``
+    the raw series before the deploy (NaN for gaps), as long as the caller passed (the
+    verifier passes 1-8 days). The history is cut into blocks as long as the window,
+    each de-trended by a straight line (the test's own nuisance model, so slow cycles and
+    drift do not read as memory); phi is the **median** of the per-block bias-corrected
+    estimates (a block holding a step or an incident cannot drag it), raised by one
+    standard error of that median (``1.25 * SE / sqrt(blocks)``, a third of the window's
+    own SE with 9 blocks). Assumption: the noise memory is stable over the history; when
+    the window's own estimate exceeds that by more than two of its standard errors, the
+    window is trusted instead (memory changed; the old conservative window estimate).
+    With fewer than ``MIN_PHI_BLOCKS`` usable blocks the window estimate is used.
+    The ACF of ``y(t) - y(t - day)`` equals that of ``y`` when the memory is much shorter
+    than a day, so the raw history also serves lagged (seasonal) baselines.
+    """
+    w_phi, w_n = _phi_raw(window_pre)
+    win = estimate_phi(window_pre)
+    length = int(np.clip(np.isfinite(window_pre).sum(), PHI_BLOCK_MIN, PHI_BLOCK_MAX))
+    ests: list[float] = []
+    hist = np.asarray(history, dtype=float)
+    for end in range(hist.size, length - 1, -length):
+        if len(ests) >= PHI_MAX_BLOCKS:
+            break
+        blk = hist[end - length : end]
+        if np.isfinite(blk).sum() < 0.6 * length:
+            continue
+        ph, n = _phi_raw(_detrend(blk))
+        if n >= 0.5 * length:
+            # Kendall's correction assumes a known slope; a fitted line costs about (1 + 2 phi) / n more.
+            ests.append(ph + (1.0 + 2.0 * max(ph, 0.0)) / n)
+    if len(ests) < MIN_PHI_BLOCKS or w_n == 0:
+        return PhiEstimate(win, "window", 0, float(max(w_phi, 0.0)))
+    med = float(np.median(ests))
+    phi = med + PHI_SE_MARGIN * 1.2533 * _phi_se(med, length) / np.sqrt(len(ests))
+    phi = float(min(max(phi, 0.0), PHI_MAX))
+    if w_phi > phi + 2.0 * _phi_se(w_phi, w_n):
+        return PhiEstimate(max(win, phi), "window", 0, float(max(w_phi, 0.0)))
+    return PhiEstimate(phi, "history", len(ests), float(max(w_phi, 0.0)))
 
 
 def ar1_transform(tpos: np.ndarray, m: np.ndarray, phi: float) -> np.ndarray:

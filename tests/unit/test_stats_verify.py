@@ -140,7 +140,8 @@ def test_ratio_with_denominators_tests_the_event_rate() -> None:
     errors = rng.binomial(requests.astype(int), p)
     ratio = pd.Series(errors / requests.to_numpy(), index=idx)
     deploy = idx[180]
-    res = verify_series(ratio, deploy, kind="ratio", counts=requests)
+    # alpha=0.05 explicitly: the false-alarm count below is checked against 5 %.
+    res = verify_series(ratio, deploy, kind="ratio", counts=requests, alpha=0.05)
     assert "Poisson" in res.method
     assert res.status == "shifted" and res.direction == "increase"
     assert res.effect == pytest.approx(0.002, abs=0.0015)
@@ -148,7 +149,7 @@ def test_ratio_with_denominators_tests_the_event_rate() -> None:
     for seed in range(200):
         r2 = np.random.default_rng(seed)
         same = pd.Series(r2.binomial(requests.to_numpy().astype(int), 0.002) / requests.to_numpy(), index=idx)
-        flagged += verify_series(same, deploy, kind="ratio", counts=requests).status == "shifted"
+        flagged += verify_series(same, deploy, kind="ratio", counts=requests, alpha=0.05).status == "shifted"
     assert flagged <= 16  # exact test: 5 % expected
 
 
