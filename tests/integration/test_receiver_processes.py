@@ -145,6 +145,9 @@ def test_load_generator_reports_rates_and_only_commits(tmp_path) -> None:
     assert set(result["statuses"]) == {"201"}
     assert result["accepted_per_s"] > 0 and result["p99_ms"] >= result["p50_ms"] > 0
     assert result["raw_insert_per_s"] > 0 and result["record_event_per_s"] > 0
+    # every request was signed before the timed phase, and both sides' CPU is reported
+    assert result["signed_during_run"] == 0
+    assert result["client_cpu_us_per_req"] > 0 and result["receiver_cpu_us_per_req"] > 0
     store = open_store(url)
     try:
         assert store.integrity_check() == "ok"  # type: ignore[attr-defined]

@@ -192,6 +192,44 @@ def test_sqlite_locked_database_is_unavailable_then_recovers(tmp_path) -> None:
     store.close()
 
 
+def test_sqlite_writer_gets_the_lock_within_milliseconds_of_its_release(tmp_path) -> None:
+    """Two receiver processes take turns on the write lock: a waiter must not oversleep it.
+
+    SQLite's default busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms in
+    turn: a lock released after 200 ms is noticed 28 ms late at best (cumulative 228 ms).
+    The store polls every 0.1-1 ms instead, so the write follows the release closely.
+    """
+    import threading
+    import time
+
+    path = tmp_path / "turns.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout_s=5.0)
+    lags = []
+    try:
+        for i in range(3):
+            blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            blocker.execute("BEGIN IMMEDIATE")
+            released: list[float] = []
+
+            def release(conn: sqlite3.Connection = blocker, out: list[float] = released) -> None:
+                time.sleep(0.2)
+                conn.execute("ROLLBACK")
+                out.append(time.perf_counter())
+
+            t = threading.Thread(target=release)
+            t.start()
+            _, new = store.record_event("ci", f"turn-{i}", {}, deploy(f"d{i}"))
+            done = time.perf_counter()
+            t.join()
+            blocker.close()
+            assert new is True
+            lags.append(done - released[0])
+        assert min(lags) < 0.015, f"writer noticed the released lock {min(lags) * 1000:.1f} ms late (best of 3)"
+        assert store.count_events() == 3
+    finally:
+        store.close()
+
+
 @pytest.mark.postgres
 def test_postgres_dropped_connection_is_unavailable_then_reconnects(postgres_url: str) -> None:
     import psycopg
