@@ -43,6 +43,21 @@ def local_time(ts: datetime, zone: ViewerZone) -> pd.Timestamp:
     return local_times([ts], zone)[0]
 
 
+_EPOCH = pd.Timestamp(0)
+_MS = pd.Timedelta(milliseconds=1)
+
+
+def plot_x(values: Iterable[datetime] | pd.DatetimeIndex, zone: ViewerZone) -> np.ndarray:
+    """Times as Plotly wants them on a date axis, cheaply: wall-clock milliseconds (float64).
+
+    Same instants as :func:`local_times` (naive wall-clock times in the viewer's zone), but a
+    numeric array travels base64-encoded (~11 bytes a point instead of ~28 for an ISO string)
+    and the browser does not parse 10,000s of date strings. Every axis that gets these is set
+    to ``type="date"`` (:func:`_layout`), so Plotly draws and hovers them as dates.
+    """
+    return ((local_times(values, zone) - _EPOCH) / _MS).to_numpy(dtype="float64")
+
+
 @dataclass(frozen=True)
 class UnitScale:
     """How a unit is drawn: multiply values by ``factor``, label the axis ``label``."""
@@ -99,7 +114,7 @@ def _layout(fig: go.Figure, *, zone: ViewerZone, y_title: str, height: int = 360
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         hovermode="closest",
     )
-    fig.update_xaxes(title_text=f"time ({zone.name})")
+    fig.update_xaxes(title_text=f"time ({zone.name})", type="date")
     fig.update_yaxes(title_text=y_title)
     return fig
 
@@ -130,7 +145,7 @@ def deploy_timeline(
             continue
         fig.add_trace(
             go.Scatter(
-                x=local_times([d.started_at for d in rows], zone),
+                x=plot_x([d.started_at for d in rows], zone),
                 y=[d.service for d in rows],
                 mode="markers",
                 name=state,
@@ -149,7 +164,7 @@ def deploy_timeline(
     if unsigned:
         fig.add_trace(
             go.Scatter(
-                x=local_times([d.started_at for d in unsigned], zone),
+                x=plot_x([d.started_at for d in unsigned], zone),
                 y=[d.service for d in unsigned],
                 mode="markers",
                 name="unsigned",
@@ -196,7 +211,7 @@ def add_deploy_markers(
         )
     fig.add_trace(
         go.Scatter(
-            x=local_times([d.started_at for d in deploys], zone),
+            x=plot_x([d.started_at for d in deploys], zone),
             y=[0.97] * len(deploys),
             yaxis="y2",
             mode="markers",
@@ -239,7 +254,7 @@ def metric_chart(
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=local_times(s.index, zone),
+            x=plot_x(s.index, zone),
             y=s.to_numpy(),
             mode="lines",
             name=metric,
@@ -290,7 +305,7 @@ def percentile_chart(
     fig = go.Figure()
     for i, (label, frame) in enumerate(quantiles.items()):
         color = palette[i % len(palette)]
-        x = local_times(frame.index, zone)
+        x = plot_x(frame.index, zone)
         upper = (frame["upper"].astype(float) * 1000).replace([np.inf, -np.inf], np.nan)
         lower = frame["lower"].astype(float) * 1000
         fig.add_trace(go.Scatter(x=x, y=upper, mode="lines", line={"width": 0}, showlegend=False,
@@ -327,7 +342,7 @@ def heatmap_chart(
     z = np.where(z > 0, z, np.nan)
     fig = go.Figure(
         go.Heatmap(
-            x=local_times(rates.index, zone),
+            x=plot_x(rates.index, zone),
             y=[e * 1000 for e in edges],
             z=z,
             colorscale="Viridis",
@@ -351,7 +366,7 @@ def good_ratio_chart(
     """Share of requests at most the SLO threshold over time (percent), with the objective line."""
     fig = go.Figure(
         go.Scatter(
-            x=local_times(good_ratio.index, zone), y=good_ratio.astype(float) * 100, mode="lines", name="good ratio",
+            x=plot_x(good_ratio.index, zone), y=good_ratio.astype(float) * 100, mode="lines", name="good ratio",
             hovertemplate="%{y:.2f} %<extra>good ratio</extra>",
         )
     )

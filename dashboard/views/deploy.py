@@ -197,7 +197,7 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
             expect += f" · method: {result['method']}"
         st.caption(expect)
         if mv.query:
-            st.code(mv.query, language=None, wrap_lines=True)
+            common.show_query(mv.query)
         before, after = _window(result, "before_window"), _window(result, "after_window")
         change_at = to_utc(result["change_at"]) if result.get("change_at") else None
         with common.panel(f"Chart of {mv.metric}"):

@@ -178,7 +178,7 @@ def panels() -> None:
                                help=f"At {common.fmt_time(s.index[-1].to_pydatetime(), zone)}; bucket "
                                     f"{row['lower'] * 1000:g}–{row['upper'] * 1000:g} ms.")
         st.caption(f"Rate window {lat.window}, step {step} s. PromQL:")
-        st.code(lat.query, language=None, wrap_lines=True)
+        common.show_query(lat.query)
 
     st.subheader("Bucket heatmap")
     with common.panel("Heatmap"):
@@ -250,7 +250,7 @@ def breakdown(tr: common.TimeRange) -> None:
             "its requests that were slow": st.column_config.NumberColumn(format="percent"),
         },
     )
-    st.code(bd.query, language=None, wrap_lines=True)
+    common.show_query(bd.query)
 
 
 def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: list[Deploy],
@@ -296,7 +296,7 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
         show_chart(fig, "slo_chart")
     with st.expander("Burn-rate PromQL"):
         for q in burn.queries:
-            st.code(q, language=None, wrap_lines=True)
+            common.show_query(q)
 
 
 def _rate(x: float) -> str:

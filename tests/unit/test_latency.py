@@ -305,3 +305,18 @@ def test_slow_share_breakdown_needs_the_threshold_bucket() -> None:
     result = result_of([({"endpoint": "/a", "le": "+Inf"}, [900]), ({"endpoint": "/a", "le": "1"}, [800])])
     with pytest.raises(ValueError, match="no bucket le=0.5"):
         slow_share_breakdown(result, "endpoint", 0.5)
+
+
+def test_g_test_equals_scipy_chi2_contingency_log_likelihood() -> None:
+    """The local G-test (kept free of scipy.stats for the dashboard's import time) is scipy's."""
+    from scipy import stats
+
+    from analyzers.latency import _g_test
+
+    rng = np.random.default_rng(3)
+    for k in (2, 3, 7, 12):
+        table = rng.uniform(0, 500, size=(2, k))
+        table[0, 0] = 0.0  # an empty cell contributes nothing, as in scipy
+        g, p, dof = _g_test(table)
+        want = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+        assert (g, p, dof) == (pytest.approx(want[0], rel=1e-12), pytest.approx(want[1], rel=1e-9), want[2])
