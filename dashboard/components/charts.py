@@ -199,19 +199,23 @@ def add_deploy_markers(
     """
     if not deploys:
         return fig
-    for d in deploys:
-        state = verdict_state(verdicts.get(d.deploy_id))
-        fig.add_vline(
-            x=local_time(d.started_at, zone),
-            line={
-                "color": VERDICT_COLORS[state],
+    # One layout update for every line (what fig.add_vline draws, without its ~15 ms per call).
+    xs = plot_x([d.started_at for d in deploys], zone)
+    lines = [
+        {
+            "type": "line", "xref": "x", "yref": "y domain", "x0": x, "x1": x, "y0": 0, "y1": 1,
+            "line": {
+                "color": VERDICT_COLORS[verdict_state(verdicts.get(d.deploy_id))],
                 "width": 3 if d.deploy_id == highlight else 1.5,
                 "dash": "dot" if d.kind == "release" else "dash",
             },
-        )
+        }
+        for d, x in zip(deploys, xs.tolist(), strict=True)
+    ]
+    fig.update_layout(shapes=[*fig.layout.shapes, *lines])
     fig.add_trace(
         go.Scatter(
-            x=plot_x([d.started_at for d in deploys], zone),
+            x=xs,
             y=[0.97] * len(deploys),
             yaxis="y2",
             mode="markers",

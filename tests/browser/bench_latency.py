@@ -198,16 +198,18 @@ def pick_range(driver: Any, label: str) -> None:
     option.click()
 
 
-def start_dashboard(store_url: str, prom_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``streamlit run dashboard/app.py`` on a free loopback port; returns once it is healthy."""
+def start_dashboard(store_url: str, prom_url: str, log_path: Path, root: Path = ROOT
+                    ) -> tuple[subprocess.Popen[bytes], str]:
+    """``streamlit run dashboard/app.py`` (of checkout ``root``) on a free loopback port; returns once
+    it is healthy."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
     env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url})
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
+            [sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"), "--server.address",
              "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
@@ -243,11 +245,11 @@ def fmt(t: Timing) -> str:
 
 
 def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: str, work: Path,
-                 add: Any, counted: Any) -> None:
+                 add: Any, counted: Any, root: Path = ROOT) -> None:
     """One run on a fresh dashboard process: empty data caches ("cold"), but the process has run
     the Latency page once for another service, as a dashboard that has been up a while has."""
     pct = "&".join(f"pct={p}" for p in ("p50", "p90", "p99", "p99.9"))
-    proc, url = start_dashboard(store_url, prom_url, work / f"streamlit-{run}.log")
+    proc, url = start_dashboard(store_url, prom_url, work / f"streamlit-{run}.log", root)
 
     def link(rng: str, svc: str = args.service) -> str:
         return f"{url}/latency?svc={svc}&lat_range={rng}&{pct}"
@@ -295,6 +297,9 @@ def main() -> int:
     ap.add_argument("--warm-service", default="payments", help="the service a just-started dashboard serves first")
     ap.add_argument("--first-service", default="search", help="the service a first-time visitor opens")
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is reported)")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="another checkout (e.g. `git worktree add DIR <commit>`) measured in the same run, "
+                         "alternating with this one")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
@@ -305,6 +310,7 @@ def main() -> int:
         print("building the demo data (3 days, 3 services) ...", flush=True)
         prom_url, store_url, server = build_demo(work)
     rows: dict[str, list[Timing]] = {}
+    base_rows: dict[str, list[Timing]] = {}
     queries: dict[str, str] = {}
 
     def add(name: str, t: Timing) -> None:
@@ -321,12 +327,19 @@ def main() -> int:
 
     try:
         for run in range(args.repeat):
+            if args.baseline:
+                measure_once(run, args, store_url, prom_url, work,
+                             lambda name, t: base_rows.setdefault(name, []).append(t), lambda _n, fn: fn(),
+                             args.baseline.resolve())
             measure_once(run, args, store_url, prom_url, work, add, counted)
         print(f"\nLatency page, service {args.service}: 4 percentiles + heatmap + breakdown + before/after + SLO;"
               f" median of {args.repeat} runs; load average now {os.getloadavg()[0]:.1f}")
         for name, ts in rows.items():
             med = sorted(ts, key=lambda t: t.total)[len(ts) // 2]
             print(f"  {name:<50} {fmt(med)}")
+            if name in base_rows:
+                bmed = sorted(base_rows[name], key=lambda t: t.total)[len(base_rows[name]) // 2]
+                print(f"  {'   baseline ' + str(args.baseline):<50} {fmt(bmed)}")
         print("Prometheus queries per render: " + "; ".join(f"{k}: {v}" for k, v in queries.items()))
         print(f"screenshot: {work / 'latency-24h.png'}")
     finally:
