@@ -326,7 +326,7 @@ def _verify_level(
     pre_lo = 0
     earlier: list[str] = []
     hist = y[max(0, d - PHI_MAX_BLOCKS * PHI_BLOCK_MAX):d]
-    cps = [c for c in changepoints(rc[:dw]) if 0 < c < dw]
+    cps = [c for c in changepoints(rc[:dw], model="mean") if 0 < c < dw]
     if cps:
         phi0 = estimate_phi_history(_detrend(rc[:dw]), hist).phi
         nf = fit_null(rc[:dw], dw, False, phi0)
