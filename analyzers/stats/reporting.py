@@ -32,9 +32,11 @@ class Ctx:
     def __init__(self, t0: pd.Timestamp, step_s: float) -> None:
         self.t0 = t0
         self.step_s = step_s
+        self._t0_ns = int(t0.value)  # nanoseconds since the epoch (UTC)
 
     def at(self, pos: int) -> datetime:
-        return (self.t0 + pd.Timedelta(seconds=pos * self.step_s)).to_pydatetime()
+        ns = self._t0_ns + int(round(pos * self.step_s * 1e9))
+        return pd.Timestamp(ns, tz="UTC").to_pydatetime()
 
 
 def iso_str(t: datetime) -> str:

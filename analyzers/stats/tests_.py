@@ -120,46 +120,98 @@ class PhiEstimate:
     window_phi: float  # bias-corrected estimate on the pre-deploy window alone (no margin)
 
 
-def estimate_phi_history(window_pre: np.ndarray, history: np.ndarray) -> PhiEstimate:
+@dataclass(frozen=True)
+class HistoryPhi:
+    """Median of the per-block phi estimates over the history, and how many blocks."""
+
+    median: float
+    blocks: int
+    length: int  # points per block
+
+
+def block_length(window_points: int) -> int:
+    """History blocks are as long as the pre-deploy window, within the configured bounds."""
+    return int(np.clip(window_points, PHI_BLOCK_MIN, PHI_BLOCK_MAX))
+
+
+def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
+    """Per-block phi on the history (vectorised over blocks); None with too few usable blocks.
+
+    Each block of ``length`` points (the most recent ``PHI_MAX_BLOCKS`` usable ones) is
+    de-trended by its own least-squares line, winsorised at 3.5 robust scales, and its
+    lag-1 autocorrelation bias-corrected (Kendall ``(1 + 3 phi) / n``, plus
+    ``(1 + 2 phi) / n`` for the fitted line). Blocks with under 60 % of their points are skipped.
+    """
+    h = np.asarray(history, dtype=float)
+    k = h.size // length
+    if k < MIN_PHI_BLOCKS:
+        return None
+    b = h[h.size - k * length :].reshape(k, length)
+    w = np.isfinite(b)
+    cnt = w.sum(axis=1)
+    good = cnt >= 0.6 * length
+    if good.sum() < MIN_PHI_BLOCKS:
+        return None
+    b, w, cnt = b[good], w[good], cnt[good].astype(float)
+    t = np.arange(length, dtype=float)
+    bz = np.where(w, b, 0.0)
+    st, stt = w @ t, w @ (t * t)
+    sy, sty = bz.sum(axis=1), bz @ t
+    den_t = cnt * stt - st * st
+    slope = np.where(den_t > 0, (cnt * sty - st * sy) / np.where(den_t > 0, den_t, 1.0), 0.0)
+    icpt = (sy - slope * st) / cnt
+    e = np.where(w, b - icpt[:, None] - slope[:, None] * t, np.nan)
+    full = bool(w.all())  # no gaps: the plain (faster) reductions give the same numbers
+    med, std, mean = (np.median, np.std, np.mean) if full else (np.nanmedian, np.nanstd, np.nanmean)
+    c = med(e, axis=1)
+    s = 1.4826 * med(np.abs(e - c[:, None]), axis=1)
+    s = np.where(s > 0, s, std(e, axis=1))
+    z = np.clip(e - c[:, None], -3.5 * s[:, None], 3.5 * s[:, None])
+    z = z - mean(z, axis=1)[:, None]
+    ok = np.isfinite(z[:, 1:]) & np.isfinite(z[:, :-1])
+    n = ok.sum(axis=1).astype(float)
+    num = np.where(ok, z[:, 1:] * z[:, :-1], 0.0).sum(axis=1)
+    den = np.nansum(z * z, axis=1)
+    use = (s > 0) & (den > 0) & (n >= 0.5 * length)
+    if use.sum() < MIN_PHI_BLOCKS:
+        return None
+    phi = num[use] / den[use]
+    n = n[use]
+    phi = phi + (1.0 + 3.0 * phi) / n
+    # Kendall's correction assumes a known slope; a fitted line costs about (1 + 2 phi) / n more.
+    phi = phi + (1.0 + 2.0 * np.maximum(phi, 0.0)) / n
+    phi = phi[-PHI_MAX_BLOCKS:]  # the most recent blocks
+    return HistoryPhi(float(np.median(phi)), int(phi.size), length)
+
+
+def estimate_phi_history(window_pre: np.ndarray, hist: HistoryPhi | None) -> PhiEstimate:
     """phi for the level test, from the history before the window when there is enough of it.
 
-    ``window_pre`` is the (baseline-adjusted, de-trended) pre-deploy window; ``history``
-    the raw series before the deploy (NaN for gaps), as long as the caller passed (the
-    verifier passes 1-8 days). The history is cut into blocks as long as the window,
-    each de-trended by a straight line (the test's own nuisance model, so slow cycles and
-    drift do not read as memory); phi is the **median** of the per-block bias-corrected
-    estimates (a block holding a step or an incident cannot drag it), raised by one
-    standard error of that median (``1.25 * SE / sqrt(blocks)``, a third of the window's
-    own SE with 9 blocks). Assumption: the noise memory is stable over the history; when
-    the window's own estimate exceeds that by more than two of its standard errors, the
-    window is trusted instead (memory changed; the old conservative window estimate).
-    With fewer than ``MIN_PHI_BLOCKS`` usable blocks the window estimate is used.
-    The ACF of ``y(t) - y(t - day)`` equals that of ``y`` when the memory is much shorter
-    than a day, so the raw history also serves lagged (seasonal) baselines.
+    ``window_pre`` is the (baseline-adjusted, de-trended) pre-deploy window; ``hist`` the
+    result of :func:`history_phi` on the raw series before the deploy (NaN for gaps), as
+    long as the caller passed (the verifier passes 1-8 days). The history is cut into
+    blocks as long as the window, each de-trended by a straight line (the test's own
+    nuisance model, so slow cycles and drift do not read as memory); phi is the
+    **median** of the per-block bias-corrected estimates (a block holding a step or an
+    incident cannot drag it), raised by one standard error of that median
+    (``1.25 * SE / sqrt(blocks)``, a third of the window's own SE with 9 blocks).
+    Assumption: the noise memory is stable over the history; when the window's own
+    estimate exceeds that by more than two of its standard errors, the window is trusted
+    instead (memory changed; the old conservative window estimate). With fewer than
+    ``MIN_PHI_BLOCKS`` usable blocks the window estimate is used. The ACF of
+    ``y(t) - y(t - day)`` equals that of ``y`` when the memory is much shorter than a
+    day, so the raw history also serves lagged (seasonal) baselines.
     """
     w_phi, w_n = _phi_raw(window_pre)
-    win = estimate_phi(window_pre)
-    length = int(np.clip(np.isfinite(window_pre).sum(), PHI_BLOCK_MIN, PHI_BLOCK_MAX))
-    ests: list[float] = []
-    hist = np.asarray(history, dtype=float)
-    for end in range(hist.size, length - 1, -length):
-        if len(ests) >= PHI_MAX_BLOCKS:
-            break
-        blk = hist[end - length : end]
-        if np.isfinite(blk).sum() < 0.6 * length:
-            continue
-        ph, n = _phi_raw(_detrend(blk))
-        if n >= 0.5 * length:
-            # Kendall's correction assumes a known slope; a fitted line costs about (1 + 2 phi) / n more.
-            ests.append(ph + (1.0 + 2.0 * max(ph, 0.0)) / n)
-    if len(ests) < MIN_PHI_BLOCKS or w_n == 0:
+    win = float(min(max(w_phi + PHI_SE_MARGIN * _phi_se(w_phi, w_n), 0.0), PHI_MAX)) if w_n else 0.0
+    if hist is None or w_n == 0:
         return PhiEstimate(win, "window", 0, float(max(w_phi, 0.0)))
-    med = float(np.median(ests))
-    phi = med + PHI_SE_MARGIN * 1.2533 * _phi_se(med, length) / np.sqrt(len(ests))
+    med = hist.median
+    phi = med + PHI_SE_MARGIN * 1.2533 * _phi_se(med, hist.length) / np.sqrt(hist.blocks)
     phi = float(min(max(phi, 0.0), PHI_MAX))
     if w_phi > phi + 2.0 * _phi_se(w_phi, w_n):
         return PhiEstimate(max(win, phi), "window", 0, float(max(w_phi, 0.0)))
-    return PhiEstimate(phi, "history", len(ests), float(max(w_phi, 0.0)))
+    return PhiEstimate(phi, "history", hist.blocks, float(max(w_phi, 0.0)))
 
 
 def ar1_transform(tpos: np.ndarray, m: np.ndarray, phi: float) -> np.ndarray:
@@ -343,6 +395,29 @@ def directional_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, expect: str) ->
     return min(1.0, p_opp), float(-s)
 
 
+def mann_whitney_two_sided(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided Mann-Whitney p-value, equal to ``scipy.stats.mannwhitneyu(x, y).pvalue``.
+
+    Both samples above 8 points: the same normal approximation (tie-corrected, with
+    continuity correction) computed directly, without scipy's per-call overhead (this
+    runs once per verification). Smaller samples defer to scipy (exact method).
+    """
+    n1, n2 = x.size, y.size
+    if n1 <= 8 or n2 <= 8:
+        return float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    both = np.concatenate([x, y])
+    ranks = sps.rankdata(both)
+    u1 = float(np.sum(ranks[:n1])) - n1 * (n1 + 1) / 2.0
+    u = max(u1, n1 * n2 - u1)
+    _, counts = np.unique(both, return_counts=True)
+    n = n1 + n2
+    tie = float(np.sum(counts.astype(float) ** 3 - counts))
+    sd = np.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1))))
+    if sd <= 0:
+        return 1.0
+    return float(min(1.0, 2.0 * sps.norm.sf((u - n1 * n2 / 2.0 - 0.5) / sd)))
+
+
 def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
     """Change in spread of prewhitened residuals: Mann-Whitney on absolute deviations.
 
@@ -359,7 +434,7 @@ def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
     # Each side around its own median: a level shift moves the centre, not the spread.
     a = np.abs(before - np.median(before))
     b = np.abs(after - np.median(after))
-    p = float(sps.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+    p = mann_whitney_two_sided(b, a)
     sa, sb = robust_scale(before), robust_scale(after)
     return p, (sb / sa if sa > 0 else float("inf"))
 

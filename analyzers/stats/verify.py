@@ -43,14 +43,15 @@ from .result import ChangeKind, Direction, NotASeries, SeriesResult
 from .shapes import candidate_shapes, refine_start
 from .tests_ import (
     NO_TREND_Z,
-    PHI_BLOCK_MAX,
     PHI_MAX_BLOCKS,
     TREND_Z,
     UNIT_ROOT_PHI,
     _detrend,
+    block_length,
     directional_pvalue,
     estimate_phi_history,
     fit_null,
+    history_phi,
     slope_z,
     spread_test,
 )
@@ -325,7 +326,8 @@ def _verify_level(
     # Drop history before a significant earlier change.
     pre_lo = 0
     earlier: list[str] = []
-    hist = y[max(0, d - PHI_MAX_BLOCKS * PHI_BLOCK_MAX):d]
+    length = block_length(dw)
+    hist = history_phi(y[max(0, d - PHI_MAX_BLOCKS * length):d], length)
     cps = [c for c in changepoints(rc[:dw], model="mean") if 0 < c < dw]
     if cps:
         phi0 = estimate_phi_history(_detrend(rc[:dw]), hist).phi
