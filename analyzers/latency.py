@@ -28,7 +28,7 @@ from scipy.special import chdtrc
 
 from .config import format_duration
 from .errors import ConfigError
-from .prom import QueryResult
+from .prom import PromSeries, QueryResult
 from .promql import escape_regex_value, is_duration, validate_label_name, validate_metric_name
 
 __all__ = [
@@ -44,14 +44,19 @@ __all__ = [
     "burn_rate_query",
     "compare_bucket_distributions",
     "heatmap_query",
+    "latency_query",
     "le_matcher",
+    "native_buckets_frame",
     "native_quantile_query",
     "quantile_from_buckets",
+    "quantile_matcher",
     "quantile_query",
     "quantiles_frame",
     "rate_window",
     "slo_good_ratio_query",
     "slow_share_breakdown",
+    "split_latency_result",
+    "summary_quantiles",
     "summary_quantile_query",
     "window_quantile_query",
 ]
@@ -169,6 +174,35 @@ def summary_quantile_query(metric: str, selector: str, q: float, *, aggregate: s
     raise ConfigError(f"aggregate must be 'none' or 'max', got {aggregate!r}")
 
 
+def quantile_matcher(quantiles: Iterable[float]) -> str:
+    """``quantile=~"0.5|0.99"`` matching a summary's quantile label however a client spells it."""
+    spellings: list[str] = []
+    for q in quantiles:
+        spellings += [_q(q), repr(float(q))]
+    unique = list(dict.fromkeys(spellings))
+    if not unique:
+        raise ConfigError("pick at least one quantile")
+    return 'quantile=~"' + "|".join(escape_regex_value(s) for s in unique) + '"'
+
+
+def latency_query(histogram: str, selector: str, window: str | float, quantiles: Iterable[float]) -> str:
+    """The percentile/heatmap panel's one query, whatever the service exposes.
+
+    ``sum by (le) (increase(h_bucket{sel}[w]))`` (classic histogram) ``or``
+    ``sum(increase(h{sel, quantile=""}[w]))`` (native histogram: the server returns histogram
+    samples) ``or`` ``h{sel, quantile=~"..."}`` (summary: precomputed per-instance quantiles).
+    A name is only ever one of the three, so exactly one part answers; split the answer with
+    :func:`split_latency_result`.
+    """
+    base, w, sel = _base(histogram), _window(window), _sel(selector)
+    no_quantile = _sel(selector, 'quantile=""')
+    return (
+        f"sum by (le) (increase({base}_bucket{sel}[{w}]))"
+        f" or sum(increase({base}{no_quantile}[{w}]))"
+        f" or {base}{_sel(selector, quantile_matcher(quantiles))}"
+    )
+
+
 def le_matcher(threshold_le: float | str) -> str:
     """``le=~"0.5|0\\\\.5|5e-01"`` matching the ways client libraries spell a bucket bound.
 
@@ -270,8 +304,12 @@ def buckets_frame(result: QueryResult) -> pd.DataFrame:
     ``math.inf``. Raises ValueError when a series has no ``le`` label (``le`` missing from
     ``by()``).
     """
+    return _buckets_frame(result.series)
+
+
+def _buckets_frame(series: Iterable[PromSeries]) -> pd.DataFrame:
     columns: dict[float, pd.Series] = {}
-    for s in result.series:
+    for s in series:
         if "le" not in s.labels:
             raise ValueError(
                 f"series {s.name} has no 'le' label: keep le in the query's by() (sum by (le) (...))"
@@ -284,6 +322,67 @@ def buckets_frame(result: QueryResult) -> pd.DataFrame:
     frame.columns = pd.Index([float(c) for c in frame.columns], name="le")
     frame.index.name = "time"
     return frame
+
+
+def native_buckets_frame(series: PromSeries) -> pd.DataFrame:
+    """A native histogram series as a :func:`buckets_frame`: cumulative counts per upper bound.
+
+    Columns are every bucket bound seen in the range (exponential, so much finer than classic
+    buckets) plus ``inf`` holding each sample's total count; a bucket absent from a sample counts
+    0. The same quantile code then gives Prometheus 2.x's native ``histogram_quantile`` (linear
+    interpolation inside the bucket), and the heatmap code draws the fine buckets.
+    """
+    samples = series.histograms
+    if not samples:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"), dtype="float64")
+    # Lower bounds too: a sparse histogram skips empty buckets, and a quantile must be interpolated
+    # from its own bucket's lower bound (as Prometheus does), not from the previous populated one.
+    bounds = sorted({x for _, h in samples for b in h.buckets for x in (b.lower, b.upper) if math.isfinite(x)})
+    col = {u: i for i, u in enumerate(bounds)}
+    per = np.zeros((len(samples), len(bounds) + 1))
+    for i, (_, h) in enumerate(samples):
+        for b in h.buckets:
+            per[i, col[b.upper] if math.isfinite(b.upper) else len(bounds)] += b.count
+    cumulative = np.cumsum(per, axis=1)
+    cumulative[:, -1] = [h.count for _, h in samples]
+    index = pd.DatetimeIndex([t for t, _ in samples], name="time")
+    return pd.DataFrame(cumulative, index=index, columns=pd.Index([*bounds, math.inf], name="le", dtype="float64"))
+
+
+def _instance(labels: dict[str, str]) -> str:
+    rest = {k: v for k, v in labels.items() if k not in ("__name__", "quantile")}
+    return ", ".join(f"{k}={v}" for k, v in sorted(rest.items())) or "(one series)"
+
+
+def summary_quantiles(series: Iterable[PromSeries], q: float) -> pd.DataFrame:
+    """A summary's ``q`` quantile per instance: index time, one column per instance (label set)."""
+    cols = {
+        _instance(s.labels): s.values
+        for s in series
+        if "quantile" in s.labels and math.isclose(float(s.labels["quantile"]), q, rel_tol=1e-9)
+    }
+    if not cols:
+        return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"), dtype="float64")
+    frame = pd.DataFrame(cols).sort_index(axis=1)
+    frame.index.name = "time"
+    return frame
+
+
+def split_latency_result(result: QueryResult) -> tuple[str, pd.DataFrame, list[PromSeries]]:
+    """Which part of :func:`latency_query` answered: ``(kind, cumulative frame, summary series)``.
+
+    ``kind`` is ``"histogram"`` (classic ``le`` buckets), ``"native histogram"`` (turned into the
+    same cumulative frame by :func:`native_buckets_frame`), ``"summary"`` (the frame is empty; the
+    per-instance quantile series are returned) or ``""`` when nothing answered.
+    """
+    classic = [s for s in result.series if "le" in s.labels]
+    if classic:
+        return "histogram", _buckets_frame(classic), []
+    native = [s for s in result.series if s.histograms]
+    if native:
+        return "native histogram", native_buckets_frame(native[0]), []
+    summary = [s for s in result.series if "quantile" in s.labels]
+    return ("summary" if summary else ""), _buckets_frame(()), summary
 
 
 @overload

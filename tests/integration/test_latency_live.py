@@ -6,6 +6,12 @@ latencies are drawn from log-normal distributions, so the true quantiles are ana
 - service ``lat-a``: endpoint ``/fast`` (median 50 ms) all along; endpoint ``/slow`` median
   50 ms for the first hour, then 250 ms (the regression at ``T_MID``).
 - service ``lat-b``: one endpoint, median 50 ms all along (a deploy at ``T_MID`` changed nothing).
+- service ``lat-s`` exposes a *summary* ``rpc_duration_seconds`` (no histogram) from two pods:
+  pod ``a`` reports the exact quantiles of a log-normal with median 50 ms, pod ``b`` of one with
+  median 50 ms, then 250 ms from ``T_MID``.
+
+Native histograms cannot be backfilled by promtool; a second Prometheus
+(``--enable-feature=native-histograms``) gets them over remote write (``native`` fixture).
 
 Every lognormal has sigma 0.5 and 20 requests per scrape per series.
 """
@@ -18,8 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import optimize, stats
 
@@ -29,11 +37,14 @@ from analyzers.latency import (
     buckets_frame,
     compare_bucket_distributions,
     heatmap_query,
+    latency_query,
     quantile_from_buckets,
     quantile_query,
     quantiles_frame,
     slo_good_ratio_query,
     slow_share_breakdown,
+    split_latency_result,
+    summary_quantiles,
     window_quantile_query,
 )
 from analyzers.openmetrics import write_family_header, write_histogram_series
@@ -99,7 +110,29 @@ def _write(path: Path, start_s: int, n: int, mid_idx: int) -> None:
                 sums[i] = x.sum()
             cumulative = np.cumsum(np.cumsum(per_bucket, axis=1), axis=0)
             write_histogram_series(out, H, labels, LE_LABELS, cumulative, np.cumsum(sums), timestamps)
+        _write_summary(out, timestamps, mid_idx)
         out.write("# EOF\n")
+
+
+SUMMARY = "rpc_duration_seconds"
+SUMMARY_QS = (0.5, 0.9, 0.99)
+
+
+def _summary_median(pod: str, i: int, mid_idx: int) -> float:
+    return 0.25 if pod == "b" and i >= mid_idx else 0.05
+
+
+def _write_summary(out: Any, timestamps: list[str], mid_idx: int) -> None:
+    """Two pods' summaries: each reports its own exact log-normal quantiles (what a client computes)."""
+    out.write(f"# TYPE {SUMMARY} summary\n# HELP {SUMMARY} RPC latency in seconds (a summary).\n")
+    for pod in ("a", "b"):
+        for i, ts in enumerate(timestamps):
+            median = _summary_median(pod, i, mid_idx)
+            for q in SUMMARY_QS:
+                out.write(f'{SUMMARY}{{service="lat-s",pod="{pod}",quantile="{q:g}"}} '
+                          f"{_lognormal_quantile(median, q)!r} {ts}\n")
+            out.write(f'{SUMMARY}_sum{{service="lat-s",pod="{pod}"}} {0.06 * PER_SCRAPE * (i + 1)!r} {ts}\n')
+            out.write(f'{SUMMARY}_count{{service="lat-s",pod="{pod}"}} {PER_SCRAPE * (i + 1)} {ts}\n')
 
 
 def _wait_for_data(url: str, at: datetime, timeout_s: float = 60.0) -> None:
@@ -201,3 +234,91 @@ def test_slo_good_ratio_matches_the_true_share(client: PrometheusClient, truth: 
     result = client.query(slo_good_ratio_query(H, matchers(service="lat-b"), 0.25, "1h"), truth.end)
     true_good = stats.norm.cdf((math.log(0.25) - math.log(0.05)) / SIGMA)  # 0.99936
     assert float(result.series[0].values.iloc[0]) == pytest.approx(true_good, abs=0.002)
+
+
+def test_summary_quantiles_answer_the_latency_query_per_instance(client: PrometheusClient, truth: Truth) -> None:
+    """A service with only a summary: the panel's one query returns each pod's own quantiles."""
+    start, end = truth.mid - timedelta(minutes=10), truth.mid + timedelta(minutes=10)
+    query = latency_query(SUMMARY, matchers(service="lat-s"), "1m", [0.5, 0.99, 0.999])
+    result = client.query_range(query, start, end, step_s=60)
+    kind, frame, series = split_latency_result(result)
+    assert kind == "summary" and frame.empty
+    assert {s.labels["quantile"] for s in series} == {"0.5", "0.99"}  # 0.999 is not exported: absent
+    p99 = summary_quantiles(series, 0.99)
+    assert list(p99.columns) == ["pod=a, service=lat-s", "pod=b, service=lat-s"]
+    before, after = p99.loc[:truth.mid - timedelta(minutes=1)], p99.loc[truth.mid + timedelta(minutes=1):]
+    np.testing.assert_allclose(before.to_numpy(), _lognormal_quantile(0.05, 0.99), rtol=1e-12)
+    np.testing.assert_allclose(after["pod=a, service=lat-s"], _lognormal_quantile(0.05, 0.99), rtol=1e-12)
+    np.testing.assert_allclose(after["pod=b, service=lat-s"], _lognormal_quantile(0.25, 0.99), rtol=1e-12)
+    assert summary_quantiles(series, 0.999).empty
+
+
+def test_histogram_services_still_answer_with_buckets(client: PrometheusClient, truth: Truth) -> None:
+    """The combined query changes nothing for a classic histogram: the same frame as heatmap_query."""
+    sel = matchers(service="lat-a")
+    start, end = truth.mid - timedelta(minutes=10), truth.mid + timedelta(minutes=10)
+    kind, frame, series = split_latency_result(client.query_range(latency_query(H, sel, "1m", [0.99]), start, end, 60))
+    expected = buckets_frame(client.query_range(heatmap_query(H, sel, "1m"), start, end, 60))
+    assert kind == "histogram" and not series
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+# --- native histograms (remote write into a Prometheus with the feature on) ---------------------
+
+NATIVE_SCHEMA = 3  # 8 buckets per power of two, bucket bounds 2**(i/8)
+
+
+@dataclass(frozen=True)
+class Native:
+    url: str
+    end: datetime
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
+    """The last hour at 15 s of a native histogram ``rpc_native_seconds{service="nat"}``: 40
+    log-normal (median 80 ms, sigma 0.5) requests per scrape, seeded."""
+    from tests.integration.remote_write import NativeSample, bucket_index, remote_write
+
+    base = tmp_path_factory.mktemp("native")
+    server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"]).start()
+    try:
+        end_s = int(time.time()) // STEP * STEP
+        rng = np.random.default_rng(SEED)
+        counts: dict[int, int] = {}
+        total = 0.0
+        samples = []
+        for k in range(240, -1, -1):
+            x = rng.lognormal(math.log(0.08), SIGMA, 40)
+            for i in (bucket_index(NATIVE_SCHEMA, v) for v in x):
+                counts[i] = counts.get(i, 0) + 1
+            total += float(x.sum())
+            samples.append(NativeSample((end_s - k * STEP) * 1000, NATIVE_SCHEMA, dict(counts), total))
+        remote_write(server.url, [({"__name__": "rpc_native_seconds", "service": "nat"}, samples)])
+        yield Native(server.url, datetime.fromtimestamp(end_s, UTC))
+    finally:
+        server.stop()
+
+
+def test_native_histograms_feed_percentiles_and_heatmap(native: Native) -> None:
+    client = PrometheusClient(PrometheusSettings(url=native.url, timeout_s=20.0))
+    sel = matchers(service="nat")
+    start = native.end - timedelta(minutes=50)
+    result = client.query_range(latency_query("rpc_native_seconds", sel, "5m", [0.99]), start, native.end, 60)
+    kind, frame, series = split_latency_result(result)
+    assert kind == "native histogram" and not series
+    assert len(frame) >= 50 and frame.columns[-1] == math.inf  # one row per step of the 50 minutes
+    finite = [float(c) for c in frame.columns[:-1]]
+    assert finite == sorted(finite) and len(finite) > 12  # exponential buckets: finer than the classic 11
+    # every bound is a schema-3 bucket bound 2**(i/8)
+    assert all(abs(math.log2(b) * 8 - round(math.log2(b) * 8)) < 1e-9 for b in finite)
+    for q in (0.5, 0.99):
+        ours = quantiles_frame(frame, q)
+        server = client.query_range(f"histogram_quantile({q}, sum(increase(rpc_native_seconds{{{sel}}}[5m])))",
+                                    start, native.end, 60)
+        (line,) = server.series
+        np.testing.assert_allclose(ours["value"].reindex(line.values.index), line.values, rtol=1e-9)
+        assert (ours["lower"] <= ours["value"]).all() and (ours["value"] <= ours["upper"]).all()
+        true_q = _lognormal_quantile(0.08, q)
+        # each bucket spans a factor 2**(1/8) = 1.09: the estimate is within a few % of the truth
+        assert ours["value"].median() == pytest.approx(true_q, rel=0.1)
