@@ -78,3 +78,38 @@ def test_near_linear_speed() -> None:
     elapsed = time.process_time() - t
     assert any(abs(p - 50_000) <= 3 for p in found)
     assert elapsed < 0.5  # ~30 ms alone; generous for a shared machine
+
+
+def test_a_bend_in_a_trend_is_found_where_it_bends() -> None:
+    # Growth that slows at 300 (no jump): a mean model cuts the lines into steps; the
+    # default ("auto") keeps the piecewise-linear segmentation, which has the lower BIC.
+    rng = np.random.default_rng(21)
+    t = np.arange(600, dtype=float)
+    x = np.where(t < 300, 0.05 * t, 15 + 0.005 * (t - 300)) + rng.normal(0, 0.5, 600)
+    found = changepoints(x)
+    assert len(found) == 1 and abs(found[0] - 300) <= 10
+    assert len(changepoints(x, model="mean")) != 1 or abs(changepoints(x, model="mean")[0] - 300) > 10
+
+
+def test_steps_keep_the_mean_model() -> None:
+    x, truth = steps(4)
+    assert changepoints(x) == changepoints(x, model="mean")
+    assert close(changepoints(x), truth)
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="model must be one of"):
+        changepoints([1.0] * 20, model="quadratic")
+
+
+def test_coarse_to_fine_search_finds_the_same_changes_as_the_exact_one(monkeypatch) -> None:
+    import importlib
+
+    cp = importlib.import_module("analyzers.stats.changepoints")
+    rng = np.random.default_rng(22)
+    x = rng.normal(size=50_000)
+    for k in range(1, 8):
+        x[k * 6_000 + int(rng.integers(-500, 500)) :] += rng.choice([-1.5, 1.5])
+    fast = changepoints(x)
+    monkeypatch.setattr(cp, "COARSE_MIN", 10**9)
+    assert changepoints(x) == fast and len(fast) >= 7
