@@ -106,6 +106,7 @@ def test_ramp30_rollout_is_found_and_starts_at_the_deploy() -> None:
         res = verify_series(sc.series, sc.deploy_at)
         if res.status == "shifted":
             assert res.direction == sc.direction
+            assert res.change_at is not None and sc.change_at is not None
             errs.append(abs((res.change_at - sc.change_at).total_seconds()) / 60)
     assert len(errs) >= 9
     assert float(np.median(errs)) <= 5
