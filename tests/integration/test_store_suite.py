@@ -290,6 +290,36 @@ def test_group_commit_isolates_a_bad_item_and_sees_duplicates_within_the_batch(s
     assert store.count_events() == 2
 
 
+def test_group_commit_gives_the_same_answers_and_rows_as_one_event_at_a_time(store_url: str, tmp_path) -> None:
+    """A batch is written in a few multi-row statements: it must behave exactly like the
+    events recorded one by one (merges in order, duplicates within the batch and from an
+    earlier batch, out-of-order status updates). Random batches, seeded."""
+    import random
+
+    rng = random.Random(5)
+    statuses = ["started", "succeeded", "failed", "rolled_back", "started"]
+    batched = open_store(store_url)
+    single = open_store(f"sqlite:///{tmp_path / 'one-by-one.db'}")
+    try:
+        for b in range(12):
+            items: list[tuple[str, str, dict[str, Any], Deploy]] = []
+            for _ in range(rng.randint(2, 12)):
+                n = rng.randint(0, 15)  # small id spaces: many duplicates and updates of one deploy
+                at = T0 + timedelta(minutes=rng.randint(0, 30))
+                items.append((rng.choice(["ci", "github"]), f"e{n}", {"n": n, "b": b},
+                              deploy(f"d{rng.randint(0, 5)}", status=rng.choice(statuses), at=at,
+                                     commit_sha=rng.choice([None, f"sha{n}"]), labels={f"k{n % 3}": str(b)})))
+            got = batched.record_events(items)  # type: ignore[attr-defined]
+            want = [single.record_event(*item) for item in items]
+            assert got == want, f"batch {b}"
+        assert batched.count_events() == single.count_events()
+        assert batched.list_deploys() == single.list_deploys()
+        assert batched.event_ids() == single.event_ids()  # type: ignore[attr-defined]
+    finally:
+        batched.close()
+        single.close()
+
+
 def test_unstorable_single_event_is_a_store_error_and_stores_nothing(store: Store) -> None:
     from analyzers.errors import StoreError
 
