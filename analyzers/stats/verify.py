@@ -369,9 +369,13 @@ def _verify_level(
     shapes, labels = candidate_shapes(nw, dloc, step_s, ramp_s, fit.tpos)
     tstat, hn = fit.scores(shapes)
     p_mean, sign = directional_pvalue(tstat, hn, seed, expect)
-    # Spread: prewhitened residuals after vs before, each side around its own median.
+    # Spread: prewhitened residuals after vs before, each side around its own median, once
+    # the best-fitting change shape is taken out (a level shift under memory leaves a burst
+    # of large prewhitened residuals at the change, which is not a change of spread).
     post_rows = fit.tpos >= dloc
-    p_var, spread_ratio = spread_test(fit.resid[fit.pre_rows], fit.resid[post_rows])
+    h_best = hn[:, int(np.argmax(np.abs(tstat)))]
+    res_alt = fit.resid - h_best * float(h_best @ fit.resid)
+    p_var, spread_ratio = spread_test(res_alt[fit.pre_rows], res_alt[post_rows])
     post_scale = 1.0
     if p_var / (1.0 - LEVEL_WEIGHT) <= alpha and spread_ratio > 1.3:
         # The spread grew: weight rows after the deploy down so noise is not read as a level shift.
