@@ -8,19 +8,30 @@ contiguous ranges, fetches each range once (split only where a range would excee
 back end's 11,000-point cap), and serves each deploy a slice of it. :func:`verify_fleet` does
 that one service at a time, so memory is bounded by the largest service, not the fleet.
 
+Two things keep a fleet replay fast without changing any verdict:
+
+* while one service is verified, a thread already fetches the next service's ranges, so
+  the back end's evaluation overlaps the statistics (``prefetch_ahead``);
+* ``workers=N`` verifies services in N processes (the statistics hold the GIL, so threads
+  cannot share them out); every service is independent, and verdicts come back in the same
+  order as with one process.
+
 Slices are taken on the same step-aligned grid the direct path uses, so a deploy gets the
 same values either way (asserted by the tests).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .config import Config
@@ -48,7 +59,11 @@ class _Range:
 
 @dataclass
 class _Cached:
-    series: pd.Series
+    """One query's fetched ranges: ``starts[i]``/``ends[i]`` (aligned seconds) and the values on the step grid."""
+
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
     warnings: list[tuple[float, float, tuple[str, ...]]] = field(default_factory=list)
 
 
@@ -86,20 +101,19 @@ class BatchedFetcher:
             by_query[query].append((self._align(start.timestamp(), False), self._align(end.timestamp(), True)))
             keys[query] = key
         for query, intervals in by_query.items():
-            cached = _Cached(series=pd.Series(dtype=float))
+            cached = _Cached()
             try:
-                pieces = []
                 for rng in _merge(intervals, self.merge_gap_s):
                     parts, warns, q, n = fetch_grid(self.client, query, keys[query], rng.start, rng.end, self.step_s)
                     self.queries += q
                     self.points += n
                     cached.warnings.extend(warns)
-                    pieces.append(grid_series(parts, rng.start, rng.end, self.step_s))
+                    cached.starts.append(rng.start)
+                    cached.ends.append(rng.end)
+                    cached.values.append(grid_series(parts, rng.start, rng.end, self.step_s).to_numpy(dtype=float))
             except AnalyzerError as exc:
                 self.errors[query] = exc
                 continue
-            if pieces:
-                cached.series = pd.concat(pieces).sort_index()
             self.cache[query] = cached
 
     def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]:
@@ -107,17 +121,19 @@ class BatchedFetcher:
             raise self.errors[query]
         cached = self.cache.get(query)
         a, b = self._align(start.timestamp(), False), self._align(end.timestamp(), True)
-        if cached is None or step_s != self.step_s or cached.series.empty or (
-            cached.series.index[0].timestamp() > a or cached.series.index[-1].timestamp() < b
-        ):
+        i = bisect_right(cached.starts, a) - 1 if cached is not None else -1
+        if cached is None or step_s != self.step_s or i < 0 or cached.ends[i] < b:
             self.fallback_queries += 1
             direct = DirectFetcher(self.client)
             out = direct.fetch(query, metric_key, start, end, step_s)
             self.queries += direct.queries
             self.points += direct.points
             return out
+        # The range is on the same grid as the deploy's window: slice by position.
+        lo = round((a - cached.starts[i]) / self.step_s)
+        hi = round((b - cached.starts[i]) / self.step_s) + 1
         index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"), freq=pd.Timedelta(seconds=self.step_s))
-        part = cached.series.reindex(index)
+        part = pd.Series(cached.values[i][lo:hi].copy(), index=index, dtype=float)
         warns: list[str] = []
         for ws, we, w in cached.warnings:
             if ws <= b and we >= a:
@@ -138,6 +154,82 @@ class FleetStats:
     fallback_queries: int
 
 
+def _wanted(group: Sequence[Deploy], config: Config, now: datetime) -> list[tuple[str, str, datetime, datetime]]:
+    step = config.verification.step_s
+    wanted = []
+    for d in group:
+        start, end = analysis_window(d, config, now)
+        try:
+            plans = plan_metrics(d, config)
+        except AnalyzerError:
+            continue
+        for p in plans:
+            try:
+                wanted.append((metric_query(config, p.spec.key, d, step_s=step), p.spec.key, start, end))
+            except AnalyzerError:
+                continue
+    return wanted
+
+
+@dataclass
+class _Run:
+    """What one process needs to verify services: the config, a client and the deploys around."""
+
+    config: Config
+    client: PrometheusClient
+    now: datetime
+    ordered: list[Deploy]
+    times: list[datetime]
+    prefetch_ahead: bool
+
+
+def _prefetched(run: _Run, group: Sequence[Deploy]) -> BatchedFetcher:
+    fetcher = BatchedFetcher(run.client, run.config.verification.step_s)
+    fetcher.prefetch(_wanted(group, run.config, run.now))
+    return fetcher
+
+
+def _verify_groups(run: _Run, groups: Sequence[Sequence[Deploy]]) -> Iterator[tuple[list[DeployVerdict], BatchedFetcher]]:
+    """Verdicts of each group (one service), in order; the next group's ranges are fetched meanwhile."""
+    overlap = timedelta(seconds=run.config.verification.overlap_s)
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-prefetch") if run.prefetch_ahead else None
+    try:
+        pending: Future[BatchedFetcher] | None = None
+        for k, group in enumerate(groups):
+            fetcher = pending.result() if pending is not None else _prefetched(run, group)
+            pending = ahead.submit(_prefetched, run, groups[k + 1]) if ahead is not None and k + 1 < len(groups) else None
+            verdicts = []
+            for d in sorted(group, key=lambda x: x.started_at):
+                near = run.ordered[bisect_left(run.times, d.started_at - overlap): bisect_right(run.times, d.started_at + overlap)]
+                verdicts.append(verify_deploy(d, run.config, run.client, others=near, now=run.now, fetcher=fetcher))
+            fetcher.clear()
+            yield verdicts, fetcher
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
+
+
+# -- worker processes: the run is set once per process (inherited on fork, pickled otherwise)
+
+_WORKER_RUN: _Run | None = None
+
+
+def _init_worker(run: _Run, inherited_client: bool) -> None:
+    global _WORKER_RUN
+    if inherited_client:
+        run.client.reset_connections()  # never share the parent's keep-alive sockets
+    else:
+        from .prom import PrometheusClient
+
+        run.client = PrometheusClient(run.config.prometheus)
+    _WORKER_RUN = run
+
+
+def _worker_task(groups: list[list[Deploy]]) -> list[tuple[list[DeployVerdict], int, int, int]]:
+    assert _WORKER_RUN is not None, "worker not initialised"
+    return [(v, f.queries, f.points, f.fallback_queries) for v, f in _verify_groups(_WORKER_RUN, groups)]
+
+
 def verify_fleet(
     deploys: Sequence[Deploy],
     config: Config,
@@ -147,48 +239,60 @@ def verify_fleet(
     context: Sequence[Deploy] | None = None,
     on_verdict: Callable[[DeployVerdict], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+    prefetch_ahead: bool = True,
 ) -> tuple[list[DeployVerdict], FleetStats]:
-    """Verify many deploys with batched queries, one service at a time."""
+    """Verify many deploys with batched queries, one service at a time.
+
+    ``workers``: processes verifying services in parallel (1: this process only). With more
+    than one, each worker uses its own connections to the back end (a copy of ``client`` on
+    Linux, where workers are forked; a new client from ``config.prometheus`` elsewhere), and
+    ``on_verdict``/``progress`` are still called in this process, in the same order.
+    ``prefetch_ahead``: fetch the next service's ranges in a thread while one is verified.
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a whole number of processes, 1 or more, got {workers!r}")
     now = now or datetime.now(UTC)
-    step = config.verification.step_s
     ordered = sorted(context if context is not None else deploys, key=lambda o: o.started_at)
-    times = [o.started_at for o in ordered]
     by_service: dict[str, list[Deploy]] = defaultdict(list)
     for d in deploys:
         by_service[d.service].append(d)
+    groups = [group for _service, group in sorted(by_service.items())]
+    run = _Run(config, client, now, ordered, [o.started_at for o in ordered], prefetch_ahead)
     verdicts: list[DeployVerdict] = []
-    fetcher = BatchedFetcher(client, step)
-    overlap = timedelta(seconds=config.verification.overlap_s)
-    for _service, group in sorted(by_service.items()):
-        wanted = []
-        for d in group:
-            start, end = analysis_window(d, config, now)
-            try:
-                plans = plan_metrics(d, config)
-            except AnalyzerError:
-                continue
-            for p in plans:
-                try:
-                    wanted.append((metric_query(config, p.spec.key, d, step_s=step), p.spec.key, start, end))
-                except AnalyzerError:
-                    continue
-        fetcher.prefetch(wanted)
-        for d in sorted(group, key=lambda x: x.started_at):
-            lo = bisect_left(times, d.started_at - overlap)
-            hi = bisect_right(times, d.started_at + overlap)
-            near = ordered[lo:hi]
-            v = verify_deploy(d, config, client, others=near, now=now, fetcher=fetcher)
+    queries = points = fallback = 0
+
+    def collect(batch: list[DeployVerdict]) -> None:
+        for v in batch:
             verdicts.append(v)
             if on_verdict is not None:
                 on_verdict(v)
             if progress is not None:
                 progress(1)
-        fetcher.clear()
+
+    if workers == 1 or len(groups) < 2:
+        for batch, fetcher in _verify_groups(run, groups):
+            collect(batch)
+            queries, points, fallback = queries + fetcher.queries, points + fetcher.points, fallback + fetcher.fallback_queries
+    else:
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if fork else "spawn")
+        worker_run: Any = run if fork else _Run(config, None, now, ordered, run.times, prefetch_ahead)  # type: ignore[arg-type]
+        with ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=ctx,
+                                 initializer=_init_worker, initargs=(worker_run, fork)) as pool:
+            # a few services per task: the worker prefetches ahead within its task, and
+            # several tasks per worker even out services of different sizes
+            size = max(1, -(-len(groups) // (4 * workers)))
+            tasks = [groups[i: i + size] for i in range(0, len(groups), size)]
+            for results in pool.map(_worker_task, tasks):
+                for batch, q, n, f in results:
+                    collect(batch)
+                    queries, points, fallback = queries + q, points + n, fallback + f
     stats = FleetStats(
         deploys=len(verdicts),
         services=len(by_service),
-        queries=fetcher.queries,
-        points=fetcher.points,
-        fallback_queries=fetcher.fallback_queries,
+        queries=queries,
+        points=points,
+        fallback_queries=fallback,
     )
     return verdicts, stats

@@ -22,6 +22,7 @@ was one. Messages name the server, the status, the query and what to do.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -340,11 +341,28 @@ class PrometheusClient:
         # PrometheusConnect mounts on its url; mount again so an injected session gets no retries too.
         self._session.mount(self.base_url, HTTPAdapter(max_retries=no_retry))
         self._headers = headers
-        self._auth = settings.basic_auth
-        self._verify = settings.verify_tls
+        self._auth: Any = settings.basic_auth
+        self._verify: Any = settings.verify_tls
+        if session is None:
+            self._settle_environment()
         self._timeout = (min(10.0, settings.timeout_s), settings.timeout_s + min(5.0, settings.timeout_s))
         self._count_lock = threading.Lock()
         self._query_count = 0
+
+    def _settle_environment(self) -> None:
+        """Read what requests takes from the environment (proxies and NO_PROXY, ~/.netrc, the CA
+        bundle variables) once, with requests' own rules, instead of on every request (about
+        1 ms each, thousands of times in a fleet replay): every request goes to ``base_url``."""
+        s = self._session
+        if not s.trust_env:
+            return
+        for scheme, proxy in requests.utils.get_environ_proxies(self.base_url).items():
+            s.proxies.setdefault(scheme, proxy)
+        if self._auth is None:
+            self._auth = requests.utils.get_netrc_auth(self.base_url)
+        if self._verify is True or self._verify is None:
+            self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or self._verify
+        s.trust_env = False
 
     @property
     def query_count(self) -> int:
@@ -363,6 +381,15 @@ class PrometheusClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def reset_connections(self) -> None:
+        """Forget pooled connections without closing them on the server's side (new ones are
+        opened on demand). Call it in a forked child: the parent's keep-alive sockets must
+        not carry two processes' requests."""
+        for adapter in self._session.adapters.values():
+            pm = getattr(adapter, "poolmanager", None)
+            if pm is not None:
+                pm.pools.clear()
 
     # -- public queries --
 

@@ -131,8 +131,11 @@ def series_from_result(result: Any, metric_key: str, start: datetime, end: datet
             f"aggregate its query in the catalog (e.g. sum(...)) so it returns one series"
         )
     values = result.series[0].values.astype(float)
-    values = values[~values.index.duplicated()]
-    return values.reindex(index.union(values.index)).reindex(index)
+    if values.index.has_duplicates:
+        values = values[~values.index.duplicated()]
+    if len(values) == len(index) and values.index.equals(index):  # no gaps: nothing to align
+        return pd.Series(values.to_numpy(), index=index, dtype=float)
+    return values.reindex(index)
 
 
 MAX_POINTS = 11_000
@@ -181,6 +184,10 @@ def grid_series(parts: list[pd.Series], a: float, b: float, step_s: float) -> pd
     index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"), freq=pd.Timedelta(seconds=step_s))
     if not parts:
         return pd.Series(float("nan"), index=index, dtype=float)
+    if len(parts) == 1:  # one chunk (the common case): it is on the grid already
+        s = parts[0]
+        if len(s) == len(index) and s.index.equals(index):
+            return pd.Series(s.to_numpy(dtype=float), index=index, dtype=float)
     s = pd.concat(parts)
     s = s[~s.index.duplicated(keep="last")]
     return s.reindex(index)
@@ -235,26 +242,41 @@ def window_levels(series: pd.Series, res: dict[str, Any]) -> dict[str, Any]:
     failures, often right at the deploy) thinned the evidence.
     """
     out: dict[str, Any] = {}
+    index = series.index
+    sorted_index = isinstance(index, pd.DatetimeIndex) and index.is_monotonic_increasing
+    values = series.to_numpy(dtype=float)
     for name in ("before", "after"):
         window = res.get(f"{name}_window")
         if not window or window[0] is None or window[1] is None:
             continue
-        part = series[(series.index >= pd.Timestamp(window[0])) & (series.index <= pd.Timestamp(window[1]))]
-        finite = part[np.isfinite(part.to_numpy(dtype=float))]
-        out[f"{name}_value"] = float(finite.median()) if len(finite) else None
+        lo, hi = pd.Timestamp(window[0]), pd.Timestamp(window[1])
+        if sorted_index:  # the usual grid: two binary searches instead of two full comparisons
+            part = values[index.searchsorted(lo, side="left"): index.searchsorted(hi, side="right")]
+        else:
+            part = values[np.asarray((index >= lo) & (index <= hi))]
+        finite = part[np.isfinite(part)]
+        out[f"{name}_value"] = float(np.median(finite)) if len(finite) else None
         out[f"{name}_missing"] = round(1 - len(finite) / len(part), 4) if len(part) else None
     return out
 
 
 def chart_points(series: pd.Series, deploy: Deploy, config: Config, max_points: int = 240) -> dict[str, list[Any]]:
     """The series from ``window_before`` before the deploy to the end, thinned to ``max_points``."""
-    lo = deploy.started_at - timedelta(seconds=config.verification.window_before_s)
-    part = series[series.index >= pd.Timestamp(lo)]
+    lo = pd.Timestamp(deploy.started_at - timedelta(seconds=config.verification.window_before_s))
+    index = series.index
+    if isinstance(index, pd.DatetimeIndex) and index.is_monotonic_increasing:
+        part = series.iloc[index.searchsorted(lo, side="left"):]
+    else:
+        part = series[index >= lo]
     if len(part) > max_points:
         stride = -(-len(part) // max_points)
         part = part.iloc[::stride]
-    ts = [int(t.timestamp()) for t in part.index]
-    vs = [None if not math.isfinite(float(v)) else round(float(v), 9) for v in part.to_numpy()]
+    if isinstance(part.index, pd.DatetimeIndex) and part.index.tz is not None:
+        ts = (part.index.as_unit("us").asi8 // 1_000_000).tolist()  # whole seconds, as int(t.timestamp())
+    else:
+        ts = [int(t.timestamp()) for t in part.index]
+    values = part.to_numpy(dtype=float)
+    vs = [round(v, 9) if ok else None for v, ok in zip(values.tolist(), np.isfinite(values).tolist(), strict=True)]
     return {"t": ts, "v": vs}
 
 

@@ -33,6 +33,7 @@ import math
 import os
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -66,28 +67,58 @@ PLANS = ("batched", "naive")
 
 @dataclass
 class _Clock:
+    """Time inside ``query_range`` and ``verify_series``: wall (``*_s``) and the calling thread's CPU
+    (``*_cpu_s``; fetching runs in a prefetch thread next to the statistics, so wall times overlap)."""
+
     query_s: float = 0.0
+    query_cpu_s: float = 0.0
     server_s: float = 0.0
     stats_s: float = 0.0
+    stats_cpu_s: float = 0.0
     stats_calls: int = 0
+
+    def add(self, other: dict[str, Any]) -> None:
+        for k, v in other.items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+#: Forked workers write their clocks here at exit (``clock-<pid>.json``); the plan process adds them up.
+CLOCK_DIR_ENV = "FLEET_BENCH_CLOCKS"
 
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _dump_clock(clock: _Clock) -> None:
+    folder = os.environ.get(CLOCK_DIR_ENV)
+    if folder:
+        Path(folder, f"clock-{os.getpid()}.json").write_text(json.dumps(clock.__dict__))
+
+
+def _in_forked_worker(clock: _Clock) -> None:
+    from multiprocessing import util
+
+    clock.__dict__.update(_Clock().__dict__)  # count this worker's own time from zero
+    util.Finalize(None, _dump_clock, args=(clock,), exitpriority=100)
+
+
 def _instrument(client: Any, clock: _Clock) -> None:
-    """Time ``query_range``, the server's answer and ``verify_series`` without changing them."""
+    """Time ``query_range``, the server's answer and ``verify_series`` without changing them
+    (in this process and in the workers ``verify_fleet`` forks)."""
+    from multiprocessing import util
+
     import analyzers.stats as stats_pkg
 
     original_query = client.query_range
 
     def query_range(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         try:
             return original_query(*args, **kwargs)
         finally:
             clock.query_s += time.perf_counter() - t
+            clock.query_cpu_s += time.thread_time() - c
 
     client.query_range = query_range
 
@@ -99,14 +130,69 @@ def _instrument(client: Any, clock: _Clock) -> None:
     original_verify = stats_pkg.verify_series
 
     def verify_series(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         try:
             return original_verify(*args, **kwargs)
         finally:
             clock.stats_s += time.perf_counter() - t
+            clock.stats_cpu_s += time.thread_time() - c
             clock.stats_calls += 1
 
     stats_pkg.verify_series = verify_series  # verification imports it at call time
+    util.register_after_fork(clock, _in_forked_worker)
+
+
+class _TreeMemory:
+    """Peak memory of this process and its workers together, sampled every 0.2 s from ``/proc``:
+    the sum of RSS (counts pages shared after fork once per process) and of PSS (shares them out)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_rss_mib = 0.0
+        self.peak_pss_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _tree(pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            for task in Path(f"/proc/{p}/task").glob("*"):
+                try:
+                    todo.extend(int(c) for c in (task / "children").read_text().split())
+                except OSError:
+                    pass
+        return out
+
+    def sample(self) -> None:
+        rss = pss = 0.0
+        for pid in self._tree(os.getpid()):
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) / 1024.0
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) / 1024.0
+            except OSError:
+                continue
+        self.peak_rss_mib = max(self.peak_rss_mib, rss)
+        self.peak_pss_mib = max(self.peak_pss_mib, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.sample()
+
+    def __enter__(self) -> _TreeMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def library_fingerprint() -> str:
@@ -123,8 +209,6 @@ def library_fingerprint() -> str:
 
 def snapshot_library() -> Path:
     """Copy ``analyzers/`` once per run under ``benchmarks/.cache/lib-<pid>/`` for the workers."""
-    import shutil
-
     dest = CACHE_DIR / f"lib-{os.getpid()}"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ROOT / "analyzers", dest / "analyzers", ignore=shutil.ignore_patterns("__pycache__"))
@@ -135,15 +219,41 @@ def _near(times: list[datetime], ordered: list[Any], at: datetime, overlap: time
     return ordered[bisect_left(times, at - overlap): bisect_right(times, at + overlap)]
 
 
+_NAIVE: dict[str, Any] = {}
+
+
+def _naive_init() -> None:
+    _NAIVE["client"].reset_connections()  # forked: never share the parent's sockets
+
+
+def _naive_task(group: list[Any]) -> tuple[dict[str, Any], int, int]:
+    """The naive plan for some deploys in a forked worker: compact verdicts, queries, points."""
+    from analyzers.verification import DirectFetcher, verify_deploy
+
+    n = _NAIVE
+    direct = DirectFetcher(n["client"])
+    out = {}
+    for d in group:
+        v = verify_deploy(d, n["config"], n["client"], others=_near(n["times"], n["ordered"], d.started_at, n["overlap"]),
+                          now=n["now"], fetcher=direct)
+        out[v.deploy_id] = [v.overall, {m.metric: m.outcome for m in v.metrics}]
+    return out, direct.queries, direct.points
+
+
 def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datetime, profile: Path | None,
-             history_s: float = 86400.0, fleet_max_points: int | None = None) -> dict[str, Any]:
+             history_s: float = 86400.0, fleet_max_points: int | None = None, workers: int = 1) -> dict[str, Any]:
     """Verify the whole fleet with one plan; returns timings, counts and every verdict.
 
+    ``workers``: processes over services (both plans split the fleet by service the same way).
     ``fleet_max_points`` replaces the chunking cap (``MAX_POINTS`` of :mod:`analyzers.verification`,
     or of :mod:`analyzers.fleet` in older versions) for this process: with 10,999 a full chunk
     stays at the verification step (with 11,000 the client raises a full chunk's step from 60 s
     to 61 s, and the 60 s grid is then mostly empty; see docs/scaling.md).
     """
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
     import analyzers.fleet
     import analyzers.verification
     from analyzers.fleet import verify_fleet
@@ -160,6 +270,8 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     config = fleet_config(plan, url, history_s=history_s)
     client = PrometheusClient(config.prometheus)
     clock = _Clock()
+    clocks = Path(tempfile.mkdtemp(prefix="clocks-", dir=CACHE_DIR))
+    os.environ[CLOCK_DIR_ENV] = str(clocks)
     _instrument(client, clock)
     deploys = [f.deploy for f in plan.fleet]
     ordered = sorted(deploys, key=lambda d: d.started_at)
@@ -170,22 +282,43 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     t0 = time.perf_counter()
     if prof:
         prof.enable()
-    if name == "batched":
-        verdicts, fstats = verify_fleet(deploys, config, client, now=now, context=deploys)
-        queries, points, fallback = fstats.queries, fstats.points, fstats.fallback_queries
-    else:
-        direct = DirectFetcher(client)
-        verdicts = [
-            verify_deploy(d, config, client, others=_near(times, ordered, d.started_at, overlap), now=now, fetcher=direct)
-            for d in deploys
-        ]
-        queries, points, fallback = direct.queries, direct.points, 0
+    with _TreeMemory() as memory:
+        if name == "batched":
+            fleet_verdicts, fstats = verify_fleet(deploys, config, client, now=now, context=deploys, workers=workers)
+            verdicts = {v.deploy_id: [v.overall, {m.metric: m.outcome for m in v.metrics}] for v in fleet_verdicts}
+            queries, points, fallback = fstats.queries, fstats.points, fstats.fallback_queries
+        elif workers == 1:
+            direct = DirectFetcher(client)
+            verdicts = {}
+            for d in deploys:
+                v = verify_deploy(d, config, client, others=_near(times, ordered, d.started_at, overlap), now=now,
+                                  fetcher=direct)
+                verdicts[v.deploy_id] = [v.overall, {m.metric: m.outcome for m in v.metrics}]
+            queries, points, fallback = direct.queries, direct.points, 0
+        else:  # the same split as verify_fleet: services in order, a few per task
+            _NAIVE.update(client=client, config=config, times=times, ordered=ordered, overlap=overlap, now=now)
+            by_service: dict[str, list[Any]] = {}
+            for d in deploys:
+                by_service.setdefault(d.service, []).append(d)
+            groups = [by_service[k] for k in sorted(by_service)]
+            size = max(1, -(-len(groups) // (4 * workers)))
+            tasks = [[d for g in groups[i: i + size] for d in g] for i in range(0, len(groups), size)]
+            verdicts, queries, points, fallback = {}, 0, 0, 0
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_naive_init) as pool:
+                for part, q, n in pool.map(_naive_task, tasks):
+                    verdicts.update(part)
+                    queries, points = queries + q, points + n
     if prof:
         prof.disable()
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, all joined by now
+    cpu = time.process_time() - cpu0 + children.ru_utime + children.ru_stime
+    for path in clocks.glob("clock-*.json"):
+        clock.add(json.loads(path.read_text()))
+    shutil.rmtree(clocks, ignore_errors=True)
     result: dict[str, Any] = {
         "plan": name,
+        "workers": workers,
         "deploys": len(verdicts),
         "wall_s": wall,
         "cpu_s": cpu,
@@ -193,13 +326,13 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
         "queries": queries,
         "fallback_queries": fallback,
         "points": points,
-        "query_s": clock.query_s,
-        "server_s": clock.server_s,
-        "stats_s": clock.stats_s,
-        "stats_calls": clock.stats_calls,
+        **clock.__dict__,
         "rss_start_mib": rss_start,
         "rss_peak_mib": _rss_mib(),
-        "verdicts": {v.deploy_id: [v.overall, {m.metric: m.outcome for m in v.metrics}] for v in verdicts},
+        "worker_rss_peak_mib": children.ru_maxrss / 1024.0,
+        "tree_rss_peak_mib": memory.peak_rss_mib,
+        "tree_pss_peak_mib": memory.peak_pss_mib,
+        "verdicts": verdicts,
     }
     if prof and profile:
         buf = io.StringIO()
@@ -294,7 +427,7 @@ def compare(plan: FleetPlan, batched: dict[str, Any], naive: dict[str, Any]) -> 
 
 
 def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, fleet_max_points: int | None = None,
-             lib: Path | None = None, log: Any = print) -> dict[str, Any]:
+             lib: Path | None = None, log: Any = print, workers: int = 1) -> dict[str, Any]:
     from analyzers.prom import PrometheusClient
     from analyzers.promserver import PrometheusServer
 
@@ -308,7 +441,7 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
     now = datetime.now(UTC)
     out: dict[str, Any] = {"services": params.services, "days": params.days, "deploys": len(plan.fleet),
                            "deploys_per_30d": params.deploys_per_30d, "history_days": history_s / 86400,
-                           "fleet_max_points": fleet_max_points,
+                           "fleet_max_points": fleet_max_points, "workers": workers, "load_before": os.getloadavg(),
                            "samples": data.samples, "generated_s": data.generated_s, "now": now.isoformat()}
     ranges, capped = expected_ranges(plan, history_s=history_s)
     out["expected_ranges"], out["expected_capped_queries"] = ranges, capped
@@ -328,7 +461,7 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--services", str(params.services),
                    "--days", str(params.days), "--seed", str(params.seed), "--end", plan.end.isoformat(),
                    "--deploys-per-30d", str(params.deploys_per_30d), "--history-days", str(history_s / 86400),
-                   "--url", prom.url, "--now", now.isoformat(), "--out", str(res_path)]
+                   "--url", prom.url, "--now", now.isoformat(), "--out", str(res_path), "--workers", str(workers)]
             if fleet_max_points is not None:
                 cmd += ["--fleet-max-points", str(fleet_max_points)]
             if profile:
@@ -338,9 +471,11 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
             res = json.loads(res_path.read_text())
             res["process_s"] = time.perf_counter() - t
             res["prometheus_cpu_s"] = _proc_cpu_s(pid) - cpu0
+            res["load_after"] = os.getloadavg()
             out[name] = res
-            log(f"  {name}: {res['wall_s']:.1f} s (CPU {res['cpu_s']:.1f} s), {res['queries']:,} queries, {res['points']:,} points, "
-                f"peak RSS {res['rss_peak_mib']:.0f} MiB")
+            log(f"  {name}: {res['wall_s']:.1f} s (CPU {res['cpu_s']:.1f} s + Prometheus {res['prometheus_cpu_s']:.1f} s), "
+                f"{res['queries']:,} queries, {res['points']:,} points, peak PSS {res['tree_pss_peak_mib']:.0f} MiB, "
+                f"load {res['load_after'][0]:.1f}")
     out["agreement"] = compare(plan, out["batched"], out["naive"])
     for name in PLANS:
         out[name].pop("verdicts")
@@ -361,26 +496,34 @@ def _label(r: dict[str, Any]) -> str:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| services | deploys | plan | wall s | CPU s | queries | points | query s (server) | stats s | other s "
-        "| Prometheus CPU s | peak RSS MiB |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| services | deploys | plan | workers | wall s | verifier CPU s | fetch CPU s | stats CPU s (ms/call) | other CPU s "
+        "| Prometheus CPU s | queries | points | server s | peak PSS MiB (RSS sum) | load |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for name in PLANS:
             p = r[name]
-            other = p["wall_s"] - p["query_s"] - p["stats_s"]
+            if "query_cpu_s" in p:
+                fetch_cpu, stats_cpu = p["query_cpu_s"], p["stats_cpu_s"]
+                per_call = 1000 * stats_cpu / max(1, p["stats_calls"])
+                split = f"{fetch_cpu:.1f} | {stats_cpu:.1f} ({per_call:.1f}) | {p['cpu_s'] - fetch_cpu - stats_cpu:.1f}"
+            else:  # results of older versions: no CPU split
+                split = "| |"
+            memory = (f"{p['tree_pss_peak_mib']:.0f} ({p['tree_rss_peak_mib']:.0f})" if "tree_pss_peak_mib" in p
+                      else f"{p['rss_peak_mib']:.0f} (RSS)")
+            load = f"{p['load_after'][0]:.1f}" if p.get("load_after") else ""
             rows.append(
-                f"| {_label(r)} | {r['deploys']:,} | {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['queries']:,} "
-                f"| {p['points']:,} "
-                f"| {p['query_s']:.1f} ({p['server_s']:.1f}) | {p['stats_s']:.1f} | {other:.1f} "
-                f"| {p['prometheus_cpu_s']:.1f} | {p['rss_peak_mib']:.0f} |"
+                f"| {_label(r)} | {r['deploys']:,} | {name} | {p.get('workers', 1)} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} "
+                f"| {split} | {p['prometheus_cpu_s']:.1f} "
+                f"| {p['queries']:,} | {p['points']:,} | {p['server_s']:.1f} | {memory} "
+                f"| {load} |"
             )
         b, n = r["batched"], r["naive"]
         rows.append(
-            f"| {_label(r)} | | naive/batched | {n['wall_s'] / b['wall_s']:.2f}x | {n['cpu_s'] / b['cpu_s']:.2f}x "
-            f"| {n['queries'] / max(1, b['queries']):.1f}x "
-            f"| {n['points'] / max(1, b['points']):.1f}x | {n['query_s'] / max(1e-9, b['query_s']):.1f}x | | | "
-            f"{n['prometheus_cpu_s'] / max(1e-9, b['prometheus_cpu_s']):.1f}x | |"
+            f"| {_label(r)} | | naive/batched | | {n['wall_s'] / b['wall_s']:.2f}x | {n['cpu_s'] / b['cpu_s']:.2f}x "
+            f"| {n.get('query_cpu_s', 0) / max(1e-9, b.get('query_cpu_s', 0)):.1f}x | | "
+            f"| {n['prometheus_cpu_s'] / max(1e-9, b['prometheus_cpu_s']):.1f}x "
+            f"| {n['queries'] / max(1, b['queries']):.1f}x | {n['points'] / max(1, b['points']):.1f}x | | | |"
         )
     lines = ["\n".join(rows), ""]
     lines.append("| services | batched queries | contiguous (service, metric) ranges | at the 11,000-point cap "
@@ -413,7 +556,7 @@ def _run_sizes(args: argparse.Namespace, lib: Path) -> list[dict[str, Any]]:
     for n in args.services:
         params = FleetParams(services=n, days=args.days, seed=args.seed, deploys_per_30d=args.deploys_per_30d)
         results.append(run_size(params, profile=args.profile, history_s=args.history_days * 86400,
-                                fleet_max_points=args.fleet_max_points, lib=lib))
+                                fleet_max_points=args.fleet_max_points, lib=lib, workers=args.workers))
         tag = "-".join(str(r["services"]) for r in results)
         fix = "" if args.fleet_max_points is None else f"-cap{args.fleet_max_points}"
         name = f"results-{tag}-d{args.days}-k{args.deploys_per_30d}-h{args.history_days:g}{fix}.json"
@@ -430,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deploys-per-30d", type=int, default=15, help="deploys per service per 30 days (default 15)")
     ap.add_argument("--history-days", type=float, default=1.0,
                     help="verification history fetched per deploy, in days (default 1)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="processes verifying services in parallel, in both plans (default: the CPU count)")
     ap.add_argument("--profile", action="store_true", help="cProfile each plan (slower); top 25 under benchmarks/.cache/")
     ap.add_argument("--fleet-max-points", type=int,
                     help="override the range-chunking cap (10999 simulates the chunk-step fix, see docs/scaling.md)")
@@ -446,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
                              deploys_per_30d=args.deploys_per_30d)
         res = run_plan(args.worker, params, datetime.fromisoformat(args.end), args.url,
                        datetime.fromisoformat(args.now), Path(args.profile_out) if args.profile_out else None,
-                       history_s=args.history_days * 86400, fleet_max_points=args.fleet_max_points)
+                       history_s=args.history_days * 86400, fleet_max_points=args.fleet_max_points,
+                       workers=args.workers)
         Path(args.out).write_text(json.dumps(res))
         return 0
     if args.report:
@@ -457,13 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = _run_sizes(args, lib)
     finally:
-        import shutil
-
         shutil.rmtree(lib, ignore_errors=True)
     extra = (f" --seed {args.seed}" if args.seed != 7 else "") + (
         f" --deploys-per-30d {args.deploys_per_30d}" if args.deploys_per_30d != 15 else "") + (
         f" --history-days {args.history_days:g}" if args.history_days != 1 else "") + (
-        f" --fleet-max-points {args.fleet_max_points}" if args.fleet_max_points is not None else "")
+        f" --fleet-max-points {args.fleet_max_points}" if args.fleet_max_points is not None else "") + (
+        f" --workers {args.workers}" if args.workers != (os.cpu_count() or 1) else "")
     print(f"Command: .venv/bin/python benchmarks/bench_fleet.py --services {' '.join(map(str, args.services))} "
           f"--days {args.days}{extra}")
     print(markdown(results))

@@ -33,6 +33,34 @@ def test_batched_verdicts_equal_direct_ones_with_fewer_queries(prom: Any) -> Non
     assert stats.queries < direct.queries, (stats.queries, direct.queries)
 
 
+def test_worker_processes_return_the_same_verdicts_in_the_same_order(prom: Any) -> None:
+    """``workers=2`` forks two processes over the services: same verdicts, same order, same queries,
+    and ``on_verdict``/``progress`` still called in this process for every deploy."""
+    deploys = [d.to_deploy() for d in prom.scenario.deploys]
+    assert len({d.service for d in deploys}) >= 2  # otherwise there is nothing to share out
+    client = PrometheusClient(prom.config.prometheus)
+    now = datetime.now(UTC)
+    serial, serial_stats = verify_fleet(deploys, prom.config, client, now=now, prefetch_ahead=False)
+    seen: list[str] = []
+    ticks: list[int] = []
+    parallel, stats = verify_fleet(deploys, prom.config, client, now=now, workers=2,
+                                   on_verdict=lambda v: seen.append(v.deploy_id), progress=ticks.append)
+    assert [v.deploy_id for v in parallel] == [v.deploy_id for v in serial] == seen
+    assert sum(ticks) == len(deploys)
+    for a, b in zip(parallel, serial, strict=True):
+        assert a.to_dict() == b.to_dict()
+    assert (stats.queries, stats.points, stats.fallback_queries) == (
+        serial_stats.queries, serial_stats.points, serial_stats.fallback_queries)
+    # the parent's connections still work after the workers forked from it
+    assert client.query("1", now).series
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_workers_must_be_a_positive_whole_number(prom: Any, workers: Any) -> None:
+    with pytest.raises(ValueError, match="workers must be"):
+        verify_fleet([], prom.config, PrometheusClient(prom.config.prometheus), workers=workers)
+
+
 def test_long_ranges_are_split_at_the_point_cap_without_coarsening(prom: Any) -> None:
     """A range longer than 11,000 steps comes back in chunks, every point on the 60 s grid."""
     from datetime import timedelta

@@ -407,3 +407,26 @@ def test_a_long_range_at_a_fine_step_is_raised_not_refused(replay: Replay) -> No
     form = {k: v[0] for k, v in replay.requests[0]["form"].items()}
     points = (int(form["end"]) - int(form["start"])) / float(form["step"]) + 1
     assert points <= 11000 and result.step_s == float(form["step"]) > 15.0
+
+
+def test_proxy_and_no_proxy_from_the_environment_are_honoured(replay: Replay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client reads the environment once (not per request) but with requests' own rules."""
+    proxy = Replay()
+    try:
+        proxy.success({"resultType": "vector", "result": []})
+        replay.success({"resultType": "vector", "result": []})
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        via_proxy = client_for(replay)
+        via_proxy.query("up", T0)
+        via_proxy.query("up", T0)
+        assert [r["path"] for r in proxy.requests] == [f"{replay.url}/api/v1/query"] * 2
+        assert replay.requests == []
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        client_for(replay).query("up", T0)
+        assert len(proxy.requests) == 2 and [r["path"] for r in replay.requests] == ["/api/v1/query"]
+    finally:
+        proxy.close()
