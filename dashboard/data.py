@@ -239,6 +239,13 @@ class LatencyData:
     step: int
     window: str
     window_s: float
+    #: What answered: "histogram" (classic ``le`` buckets), "native histogram", "summary", or ""
+    #: (nothing). For a summary ``cumulative`` is empty and each quantile frame's ``value`` is the
+    #: highest instance's quantile, ``lower``/``upper`` the lowest/highest instance's.
+    source: str = "histogram"
+    instances: int = 0
+    #: Percentiles asked for that the summary does not export.
+    missing: tuple[str, ...] = ()
 
 
 def histogram_selector(service: str) -> str:
@@ -259,23 +266,44 @@ def load_latency(
     step: int,
     percentiles: tuple[str, ...],
 ) -> LatencyData:
-    """One ``query_range`` of ``sum by (le) (increase(<histogram>_bucket[w]))`` and the percentiles
-    computed from it with Prometheus's interpolation (:func:`analyzers.latency.quantiles_frame`).
+    """One ``query_range`` (:func:`analyzers.latency.latency_query`) answered by whichever the
+    service exposes: classic buckets ``sum by (le) (increase(<histogram>_bucket[w]))``, a native
+    histogram ``sum(increase(<histogram>[w]))`` (turned into the same cumulative counts), or a
+    summary's per-instance quantile series.
 
-    ``w`` is at least 4 scrape intervals and at least the step. Percentiles are scale-free, so
-    the same counts serve the percentile lines and (divided by ``w``) the heatmap's req/s.
+    From buckets, percentiles are computed with Prometheus's interpolation
+    (:func:`analyzers.latency.quantiles_frame`); ``w`` is at least 4 scrape intervals and at least
+    the step. Percentiles are scale-free, so the same counts serve the percentile lines and
+    (divided by ``w``) the heatmap's req/s. A summary's quantiles cannot be aggregated across
+    instances: the line is the highest instance's (an upper bound of the service-wide quantile,
+    which lies between the instances' lowest and highest) and the band spans all instances.
+    The query asks for every offered percentile, so picking others reuses the cached answer.
     """
     from analyzers import latency
     from analyzers.config import parse_duration
 
     window = latency.rate_window(step, _config.prometheus.scrape_interval_s)
-    query = latency.heatmap_query(histogram, histogram_selector(service), window)
+    query = latency.latency_query(histogram, histogram_selector(service), window, PERCENTILES.values())
     result = query_range(config_key, _config, query, start, end, step)
-    frame = latency.buckets_frame(result)
-    quantiles = {label: latency.quantiles_frame(frame, PERCENTILES[label]) for label in percentiles}
+    source, frame, summary = latency.split_latency_result(result)
+    quantiles: dict[str, pd.DataFrame] = {}
+    missing: list[str] = []
+    instances = 0
+    if source == "summary":
+        for label in percentiles:
+            per = latency.summary_quantiles(summary, PERCENTILES[label])
+            if per.empty:
+                missing.append(label)
+                continue
+            instances = max(instances, per.shape[1])
+            quantiles[label] = pd.DataFrame({"value": per.max(axis=1), "lower": per.min(axis=1),
+                                             "upper": per.max(axis=1)})
+    else:
+        quantiles = {label: latency.quantiles_frame(frame, PERCENTILES[label]) for label in percentiles}
     return LatencyData(
         query=query, les=tuple(float(c) for c in frame.columns), cumulative=frame, quantiles=quantiles,
         warnings=tuple(result.warnings), step=step, window=window, window_s=parse_duration(window),
+        source=source, instances=instances, missing=tuple(missing),
     )
 
 

@@ -297,13 +297,15 @@ def metric_chart(
 
 
 def percentile_chart(
-    quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, *, x_range: tuple[datetime, datetime] | None = None
+    quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, *, x_range: tuple[datetime, datetime] | None = None,
+    band: str = "bucket",
 ) -> go.Figure:
     """Percentile lines (seconds in, ms drawn) with the bucket bounds holding each as a band.
 
     ``quantiles`` maps a label (``p99``) to a frame indexed by time with columns ``value``,
     ``lower``, ``upper`` in seconds. The band is the histogram bucket the quantile falls in:
-    any wiggle inside it is interpolation, not signal.
+    any wiggle inside it is interpolation, not signal. ``band`` names what the band is in the
+    hover text ("instances" for a summary: lowest to highest instance).
     """
     palette = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd"]
     fig = go.Figure()
@@ -323,7 +325,7 @@ def percentile_chart(
                 line={"color": color, "width": 1.6}, legendgroup=label,
                 customdata=np.stack([lower.to_numpy(), upper.to_numpy()], axis=-1),
                 hovertemplate=(
-                    f"{label} %{{y:.1f}} ms<br>bucket %{{customdata[0]:.1f}}–%{{customdata[1]:.1f}} ms"
+                    f"{label} %{{y:.1f}} ms<br>{band} %{{customdata[0]:.1f}}–%{{customdata[1]:.1f}} ms"
                     "<extra></extra>"
                 ),
             )

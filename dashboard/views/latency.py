@@ -29,6 +29,8 @@ REFRESH_S = 60
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
 WINDOW_LENGTHS = ("15m", "30m", "1h", "3h", "1d")
+NEEDS_BUCKETS = ("{what} needs histogram buckets (`_bucket` series with `le`); this service exposes {source} "
+                 "under this name, so there is nothing to break down by bucket here.")
 
 esc = common.md_escape
 zone = common.viewer_zone()
@@ -160,13 +162,26 @@ def panels() -> None:
         lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
         for w in lat.warnings:
             st.warning(f"Prometheus warning: {esc(w)}")
-        if lat.cumulative.empty:
-            st.info(
-                f"No {esc(histogram)}\\_bucket series for service {esc(service)} in this range. Check the service "
-                "name and that Prometheus scrapes it."
+        band = "instances" if lat.source == "summary" else "bucket"
+        if lat.source == "summary":
+            st.caption(
+                f"From a **summary** ({lat.instances} instances): each instance computes its own quantiles and "
+                "they cannot be combined across instances, so the line is the highest instance's value (an upper "
+                "bound of the service-wide percentile, which lies between the instances' lowest and highest) and "
+                "the band spans the lowest to the highest instance."
             )
-        elif percentiles:
-            fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt))
+            if lat.missing:
+                st.info(f"{', '.join(lat.missing)} not exported by this summary (it only has the quantiles its "
+                        "clients were configured with).")
+        elif lat.source == "native histogram":
+            st.caption("From a **native histogram**: exponential buckets, so the bands are narrow.")
+        if not lat.source:
+            st.info(
+                f"No {esc(histogram)}\\_bucket series, native histogram or summary {esc(histogram)} for service "
+                f"{esc(service)} in this range. Check the service name and that Prometheus scrapes it."
+            )
+        elif percentiles and lat.quantiles:
+            fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band)
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
             show_chart(fig, "percentiles")
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
@@ -175,7 +190,7 @@ def panels() -> None:
                 if len(s):
                     row = lat.quantiles[label].loc[s.index[-1]]
                     col.metric(f"{label} latest", f"{row['value'] * 1000:.1f} ms",
-                               help=f"At {common.fmt_time(s.index[-1].to_pydatetime(), zone)}; bucket "
+                               help=f"At {common.fmt_time(s.index[-1].to_pydatetime(), zone)}; {band} "
                                     f"{row['lower'] * 1000:g}–{row['upper'] * 1000:g} ms.")
         st.caption(f"Rate window {lat.window}, step {step} s. PromQL:")
         common.show_query(lat.query)
@@ -184,6 +199,8 @@ def panels() -> None:
     with common.panel("Heatmap"):
         if lat is None:
             st.info("No bucket data: see the error above.")
+        elif lat.source == "summary":
+            st.info(NEEDS_BUCKETS.format(what="The heatmap", source="a summary"))
         elif not lat.cumulative.empty:
             from analyzers import latency
 
@@ -195,17 +212,29 @@ def panels() -> None:
             show_chart(fig, "heatmap")
             st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
 
+    # Breakdown, before/after and burn rates query the classic `_bucket` series by `le`.
+    classic = lat is None or lat.source in ("histogram", "")
+    source = lat.source if lat is not None else ""
     st.subheader("Who is slow?")
     with common.panel("Breakdown"):
-        breakdown(tr)
+        if classic:
+            breakdown(tr)
+        else:
+            st.info(NEEDS_BUCKETS.format(what="The breakdown", source=f"a {source}"))
 
     st.subheader("Before / after a deploy")
     with common.panel("Before/after"):
-        before_after(deploys, tr)
+        if classic:
+            before_after(deploys, tr)
+        else:
+            st.info(NEEDS_BUCKETS.format(what="The before/after comparison", source=f"a {source}"))
 
     st.subheader("SLO")
     with common.panel("SLO"):
-        slo(lat, start, end, step, deploys, verdicts)
+        if classic:
+            slo(lat, start, end, step, deploys, verdicts)
+        else:
+            st.info(NEEDS_BUCKETS.format(what="The SLO view", source=f"a {source}"))
 
 
 def breakdown(tr: common.TimeRange) -> None:

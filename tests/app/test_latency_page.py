@@ -286,3 +286,89 @@ def test_fresh_install_without_deploys_still_drills_down(
     assert not at.error
     assert chart(at, "percentiles") and chart(at, "heatmap")
     assert any("No deploy of this service" in i.value for i in at.info)
+
+
+# --- services without classic buckets: a summary, a native histogram --------------------------
+
+H = "http_request_duration_seconds"
+
+
+@pytest.fixture(scope="module")
+def other_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Prometheus (native histograms on) holding, for the last 2 hours at 15 s, service ``sumsvc``
+    with only a *summary* (pods a and b: p50 50/200 ms, p99 120/500 ms; no p99.9) and service
+    ``natsvc`` with only a *native histogram* (40 requests a scrape, log-normal, seeded)."""
+    import math
+    import time
+
+    from analyzers.promserver import PrometheusServer
+    from tests.integration.remote_write import NativeSample, bucket_index, float_request, post, write_request
+
+    base = tmp_path_factory.mktemp("other-sources")
+    server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"]).start()
+    try:
+        end_s = int(time.time()) // 15 * 15
+        rng = np.random.default_rng(4)
+        counts: dict[int, int] = {}
+        total = 0.0
+        native = []
+        for k in range(480, -1, -1):
+            x = rng.lognormal(math.log(0.08), 0.5, 40)
+            for i in (bucket_index(3, v) for v in x):
+                counts[i] = counts.get(i, 0) + 1
+            total += float(x.sum())
+            native.append(NativeSample((end_s - k * 15) * 1000, 3, dict(counts), total))
+        # The summary goes over remote write too, as float samples (a summary is plain series), in
+        # the same request: once the head holds "now", samples over an hour older are out of bounds.
+        values = {"a": {"0.5": 0.05, "0.99": 0.12}, "b": {"0.5": 0.2, "0.99": 0.5}}
+        summary = [
+            ({"__name__": H, "service": "sumsvc", "pod": pod, "quantile": q}, [((end_s - k * 15) * 1000, v)
+                                                                              for k in range(480, -1, -1)])
+            for pod, qs in values.items() for q, v in qs.items()
+        ]
+        post(server.url, write_request([({"__name__": H, "service": "natsvc"}, native)]) + float_request(summary))
+        yield server
+    finally:
+        server.stop()
+
+
+def _open_other(other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: dict[str, Any]) -> AppTest:
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("PROMETHEUS_URL", other_sources.url)
+    return open_latency(query)
+
+
+def test_summary_only_service_draws_per_instance_quantiles_and_says_so(
+    other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _open_other(other_sources, tmp_path, monkeypatch,
+                     {"svc": "sumsvc", "lat_range": "6h", "pct": ["p50", "p99", "p99.9"]})
+    assert not at.error
+    spec = chart(at, "percentiles")
+    lines = {t["name"]: t for t in spec["data"] if t.get("name") in ("p50", "p99", "p99.9")}
+    assert set(lines) == {"p50", "p99"}  # the summary exports no 0.999 quantile
+    p99 = arr(lines["p99"]["y"]).astype(float)
+    p99 = p99[~np.isnan(p99)]
+    assert len(p99) > 100 and np.allclose(p99, 500.0)  # the highest pod's p99, in ms
+    band = arr(lines["p99"]["customdata"]).astype(float)
+    assert np.allclose(band[~np.isnan(band[:, 0])], [120.0, 500.0])  # lowest .. highest pod
+    text = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
+    assert "summary" in text and "cannot be combined" in text and "2 instances" in text
+    assert "p99.9" in text and "not exported" in text
+    assert any("needs histogram buckets" in i.value for i in at.info)  # heatmap, breakdown, SLO say why
+
+
+def test_native_histogram_service_draws_percentiles_and_heatmap(
+    other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _open_other(other_sources, tmp_path, monkeypatch, {"svc": "natsvc", "lat_range": "1h", "pct": ["p50", "p99"]})
+    assert not at.error
+    spec = chart(at, "percentiles")
+    line = next(t for t in spec["data"] if t.get("name") == "p99")
+    ys = arr(line["y"]).astype(float)
+    ys = ys[~np.isnan(ys)]
+    assert len(ys) > 30 and 150 < float(np.median(ys)) < 330  # true p99 of the log-normal: 256 ms
+    heat = next(t for t in chart(at, "heatmap")["data"] if t["type"] == "heatmap")
+    assert len(arr(heat["y"])) > 12  # exponential buckets, finer than any classic layout here
+    assert any("native histogram" in c.value for c in at.caption)

@@ -131,23 +131,53 @@ def _histogram(s: NativeSample) -> bytes:
 
 
 def write_request(series: Sequence[tuple[Mapping[str, str], Sequence[NativeSample]]]) -> bytes:
-    """A ``WriteRequest`` body (protobuf, not yet compressed) of native-histogram series."""
+    """A ``WriteRequest`` body (protobuf, not yet compressed) of native-histogram series.
+
+    Bodies concatenate into one request (protobuf merges repeated fields): send history in one
+    request, since once the head holds "now" the receiver refuses samples older than about an
+    hour ("out of bounds").
+    """
     out = bytearray()
     for labels, samples in series:
-        ts = bytearray()
-        for name in sorted(labels):
-            ts += _len_field(1, _len_field(1, name.encode()) + _len_field(2, labels[name].encode()))
+        ts = bytearray(_labels(labels))
         for s in samples:
             ts += _len_field(4, _histogram(s))
         out += _len_field(1, bytes(ts))
     return bytes(out)
 
 
+def _labels(labels: Mapping[str, str]) -> bytes:
+    return b"".join(
+        _len_field(1, _len_field(1, name.encode()) + _len_field(2, labels[name].encode())) for name in sorted(labels)
+    )
+
+
+def float_request(series: Sequence[tuple[Mapping[str, str], Sequence[tuple[int, float]]]]) -> bytes:
+    """A ``WriteRequest`` body of plain float series: (labels, [(timestamp ms, value), ...])."""
+    out = bytearray()
+    for labels, points in series:
+        ts = bytearray(_labels(labels))
+        for t, v in points:
+            ts += _len_field(2, _double(1, v) + _key(2, 0) + _varint(t))
+        out += _len_field(1, bytes(ts))
+    return bytes(out)
+
+
 def remote_write(url: str, series: Sequence[tuple[Mapping[str, str], Sequence[NativeSample]]]) -> None:
-    """POST the series to ``url``/api/v1/write; raises with the server's answer if refused."""
+    """POST native-histogram series to ``url``/api/v1/write; raises with the server's answer if refused."""
+    post(url, write_request(series))
+
+
+def remote_write_floats(url: str, series: Sequence[tuple[Mapping[str, str], Sequence[tuple[int, float]]]]) -> None:
+    """POST plain float series (e.g. a summary's quantile series) to ``url``/api/v1/write."""
+    post(url, float_request(series))
+
+
+def post(url: str, body: bytes) -> None:
+    """One remote-write request (snappy-framed protobuf); raises with the server's answer if refused."""
     resp = requests.post(
         url.rstrip("/") + "/api/v1/write",
-        data=snappy_literal(write_request(series)),
+        data=snappy_literal(body),
         headers={
             "Content-Encoding": "snappy",
             "Content-Type": "application/x-protobuf",
