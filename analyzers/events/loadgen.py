@@ -2,8 +2,9 @@
 
 ::
 
-    python -m analyzers.events.loadgen --backend sqlite --workers 2 --seconds 10
-    python -m analyzers.events.loadgen --backend postgresql --store postgresql://... --workers 2
+    python -m analyzers.events.loadgen --workers 2 --seconds 10 [--connections 16]
+    python -m analyzers.events.loadgen --backend postgresql --workers 2   # throwaway server, fsync on
+    python -m analyzers.events.loadgen --store postgresql://user@host:5432/db --workers 2
 
 It starts ``python -m analyzers.receiver --workers N`` on a temp store (or the given one),
 drives it over loopback with keep-alive connections (plain asyncio, so the client costs
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -318,13 +320,24 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
 
 def _cli(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m analyzers.events.loadgen", description=__doc__.split("\n\n")[0])
-    p.add_argument("--store", default=None, help="store URL (default: a temp SQLite file)")
+    p.add_argument("--store", default=None, help="store URL (default: a temp SQLite file, or with --backend "
+                                                     "postgresql a throwaway local server)")
+    p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="without --store: postgresql starts a temporary PostgreSQL (fsync on, as in production) "
+                        "with the test suite's helper (needs the repository checkout and PostgreSQL installed)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--connections", type=int, default=16)
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as d:
-        url = args.store or f"sqlite:///{d}/bench.db"
+    with contextlib.ExitStack() as stack:
+        if args.store:
+            url = args.store
+        elif args.backend == "postgresql":
+            from tests.fixtures.postgres import new_database, run_postgres
+
+            url = new_database(stack.enter_context(run_postgres(fsync=True)))
+        else:
+            url = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory())}/bench.db"
         print(json.dumps(run_benchmark(url, workers=args.workers, seconds=args.seconds,
                                        connections=args.connections)))
 
