@@ -110,12 +110,7 @@ class Worker:
         mark = self.jobs.get_mark(_MARK)
         # Look back a little: on PostgreSQL concurrent commits can land out of time order.
         # Re-scanning is harmless: scheduling is idempotent.
-        with self.store._tx(write=False) as cur:
-            rows = self.store._exec(
-                cur,
-                "SELECT deploy_id, MAX(received_us) FROM events WHERE received_us > ? GROUP BY deploy_id",
-                (max(mark - DISCOVERY_OVERLAP_US, 0),),
-            ).fetchall()
+        rows = self.jobs.deploys_with_events_since(max(mark - DISCOVERY_OVERLAP_US, 0))
         if not rows:
             return 0
         n = 0

@@ -132,3 +132,51 @@ def test_worker_schedules_first_final_and_a_recheck_when_the_deploy_is_rolled_ba
     worker.discover()
     assert {c.kind for c in worker.jobs.checks("d9")} == {"first", "final", "finished"}
     s.close()
+
+
+def _set_schema_version(store_url: str, version: int, *, drop_scheduler_tables: bool) -> None:
+    """Make the database look as an older program (schema 1) left it."""
+    tables = ("checks", "leases", "deliveries", "scheduler_state")
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(store_url[len("sqlite:///"):], isolation_level=None)
+        if drop_scheduler_tables:
+            for t in tables:
+                conn.execute(f"DROP TABLE {t}")
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            if drop_scheduler_tables:
+                for t in tables:
+                    pg.execute(f"DROP TABLE {t}")
+            pg.execute("DELETE FROM schema_version WHERE version > %s", (version,))
+
+
+def test_scheduler_tables_come_with_the_store_migrations(store_url: str) -> None:
+    """The checks/leases/deliveries tables are part of the store's schema (version 2): a
+    schema-1 database without them gets them on open, and one where an older program had
+    created them on first use keeps its rows."""
+    s = open_store(store_url)
+    JobStore(s).schedule("d1", "first", T0)
+    s.close()
+
+    _set_schema_version(store_url, 1, drop_scheduler_tables=False)  # tables made by the old JobStore
+    s = open_store(store_url)
+    assert [c.deploy_id for c in JobStore(s).checks()] == ["d1"]
+    s.close()
+
+    _set_schema_version(store_url, 1, drop_scheduler_tables=True)  # a schema-1 store never scheduled
+    s = open_store(store_url)
+    jobs = JobStore(s)
+    assert jobs.checks() == [] and jobs.deliveries("d1") == [] and jobs.get_mark("m") == 0
+    assert jobs.schedule("d1", "first", T0) and jobs.claim("w", T0) is not None
+    s.close()
+
+
+def test_jobstore_needs_a_sql_store() -> None:
+    with pytest.raises(TypeError, match="SQL store"):
+        JobStore(object())

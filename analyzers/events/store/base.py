@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Protocol
 
 from ...errors import StoreError, StoreUnavailable
 from ...model import Deploy, DeployVerdict
+from .scheduling import SchedulerTables
 
 #: How far each status is along a deploy's life; updates never move a deploy to a lower rank.
 STATUS_RANK: dict[str, int] = {"started": 0, "succeeded": 1, "failed": 1, "cancelled": 1, "rolled_back": 2}
@@ -123,8 +124,12 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
 
 
-class SQLStore(ABC):
-    """One connection guarded by a lock; every public method is one transaction."""
+class SQLStore(SchedulerTables, ABC):
+    """One connection guarded by a lock; every public method is one transaction.
+
+    Besides deploys, events and verdicts it holds the verification scheduler's tables
+    (:class:`~.scheduling.SchedulerTables`: checks, leases, deliveries, marks).
+    """
 
     placeholder = "?"
 

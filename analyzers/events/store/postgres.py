@@ -16,8 +16,9 @@ from typing import Any
 
 from ...errors import StoreError, StoreUnavailable
 from .base import SQLStore
+from .scheduling import SCHEDULER_DDL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATION_LOCK = 0x6465706C  # "depl"
 _MIGRATIONS = [
     [
@@ -35,6 +36,7 @@ _MIGRATIONS = [
             checked_us BIGINT NOT NULL, overall TEXT NOT NULL, data TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id)",
     ],
+    list(SCHEDULER_DDL),  # 2: the verification scheduler's tables
 ]
 
 

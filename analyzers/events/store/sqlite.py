@@ -23,8 +23,9 @@ from typing import Any
 
 from ...errors import ConfigError, StoreError, StoreUnavailable
 from .base import SQLStore
+from .scheduling import SCHEDULER_DDL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS = [
     """
     CREATE TABLE IF NOT EXISTS events (
@@ -44,6 +45,7 @@ _MIGRATIONS = [
     );
     CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id);
     """,
+    ";\n".join(SCHEDULER_DDL),  # 2: the verification scheduler's tables
 ]
 
 #: Write-lock polling: first sleep and the longest one (seconds).
