@@ -12,8 +12,11 @@ lags after the deploy, linear ramps). The p-value of the largest statistic comes
 from the joint Gaussian law of all candidates (Monte Carlo with a fixed seed), so
 scanning several shapes does not inflate false alarms.
 
-``phi`` is estimated on the pre-deploy window only, bias-corrected (Kendall:
-``+ (1 + 3 phi) / n``), raised by one standard error (conservative) and capped at ``PHI_MAX``. Where the assumption breaks (a
+``phi`` is estimated on the days of history before the deploy when the caller passes
+them (median of per-block estimates, see :func:`estimate_phi_history`; the verifier
+passes 1-8 days), else on the pre-deploy window; either way bias-corrected (Kendall:
+``+ (1 + 3 phi) / n``), raised by one standard error of that estimate (conservative)
+and capped at ``PHI_MAX``. Where the assumption breaks (a
 random walk, long memory, oscillating noise) the estimate tends towards the cap; when it exceeds
 ``UNIT_ROOT_PHI`` the same test is also run under a random-walk model (differences)
 and the larger p-value is kept, so wandering series lose power rather than cry wolf.

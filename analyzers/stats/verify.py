@@ -16,8 +16,12 @@ Pipeline (pure numpy/pandas, no IO):
    earlier change point is dropped, so a change hours before the deploy is not
    compared against the deploy.
 6. AR(1)-aware robust max-score test over change shapes that start at the deploy
-   (steps at 0-25 min lags, linear ramps up to ``ramp_s``) plus a spread test
-   (:mod:`.tests_`); ``change_at`` is refined on every step of the ramp window.
+   (steps at 0-15 min lags, linear ramps up to ``ramp_s``) plus a spread test
+   (:mod:`.tests_`); ``change_at`` is refined on every step of the ramp window. phi
+   (the noise memory) comes from the days of history before the deploy when given
+   (median over 3 h blocks), else from the window. A linear trend suggested by the
+   pre-deploy slope must not create the change alone: the change must stand both with
+   and without it.
 7. Effect: Hodges-Lehmann shift with an AR-aware, block-bootstrap interval
    (:mod:`.effects`); a significant shift below ``min_effect``/``min_effect_rel`` is
    reported ``unchanged`` with that reason.
