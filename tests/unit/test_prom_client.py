@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pandas as pd
@@ -105,7 +106,7 @@ def replay(server: Replay) -> Replay:
     return server
 
 
-def client_for(replay: Replay, **settings: object) -> PrometheusClient:
+def client_for(replay: Replay, **settings: Any) -> PrometheusClient:
     return PrometheusClient(replace(PrometheusSettings(url=replay.url, timeout_s=5.0), **settings))
 
 
@@ -430,3 +431,17 @@ def test_proxy_and_no_proxy_from_the_environment_are_honoured(replay: Replay, mo
         assert len(proxy.requests) == 2 and [r["path"] for r in replay.requests] == ["/api/v1/query"]
     finally:
         proxy.close()
+
+
+def test_loopback_answers_are_asked_uncompressed_unless_configured(replay: Replay) -> None:
+    """Compressing costs Prometheus more CPU than the query on the same host: plain JSON there,
+    and the configured header wins."""
+    replay.success({"resultType": "vector", "result": []})
+    client_for(replay).query("up", T0)
+    client_for(replay, headers={"accept-encoding": "gzip"}).query("up", T0)
+    localhost = client_for(replay, url=replay.url.replace("127.0.0.1", "localhost"))
+    localhost.query("up", T0)
+    sent = [{k.lower(): v for k, v in r["headers"].items()}.get("accept-encoding") for r in replay.requests]
+    assert sent == ["identity", "gzip", "identity"]
+    remote = PrometheusClient(PrometheusSettings(url="http://prometheus.monitoring:9090"))
+    assert "Accept-Encoding" not in remote._headers  # requests' default (gzip, deflate) applies
