@@ -13,7 +13,7 @@ symmetric noise. The interval is the wider of two honest intervals:
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sps
+from scipy.special import ndtri
 
 #: Bootstrap replicates (seeded).
 BOOT = 200
@@ -78,7 +78,7 @@ def shift_with_ci(
     hl = hodges_lehmann(before, after, seed)
     a = before[np.isfinite(before)]
     b = after[np.isfinite(after)]
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(ndtri(1 - alpha / 2))
     se_model = ar1_diff_se(tpos_before, tpos_after, sigma, phi)
     se_boot = 0.0
     if a.size >= 3 and b.size >= 3:
