@@ -230,6 +230,33 @@ def test_sqlite_writer_gets_the_lock_within_milliseconds_of_its_release(tmp_path
         store.close()
 
 
+def test_sqlite_background_checkpoints_copy_the_wal_into_the_database(tmp_path) -> None:
+    """With checkpoints in a background thread, commits no longer checkpoint (until a safety
+    limit), yet the WAL still reaches the database file: the data is there, integrity ok."""
+    import os
+    import time
+
+    from analyzers.events.store.sqlite import SQLiteStore
+
+    sizes = {}
+    for background in (False, True):
+        path = tmp_path / f"ckpt-{background}.db"
+        store = SQLiteStore(str(path))
+        store._autocheckpoint_pages = 100000  # no checkpoint on the commit path in either run
+        store._drop()
+        if background:
+            store.start_background_checkpoints(interval_s=0.05, safety_pages=100000)
+        start = os.path.getsize(path)
+        for i in range(300):
+            store.record_event("ci", f"e{i}", {"pad": "x" * 500}, deploy(f"d{i}"))
+        time.sleep(0.5)
+        sizes[background] = os.path.getsize(path) - start
+        assert store.count_events() == 300 and store.integrity_check() == "ok"
+        store.close()
+    assert sizes[False] == 0, "without a checkpoint the database file does not grow"
+    assert sizes[True] > 300 * 500, "the background thread copied the WAL into the database"
+
+
 @pytest.mark.postgres
 def test_postgres_dropped_connection_is_unavailable_then_reconnects(postgres_url: str) -> None:
     import psycopg
