@@ -18,7 +18,8 @@ inside the bucket that holds it, so its error can be as large as that bucket's w
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -59,6 +60,7 @@ __all__ = [
     "summary_quantiles",
     "summary_quantile_query",
     "window_quantile_query",
+    "windows_query",
 ]
 
 
@@ -144,6 +146,31 @@ def heatmap_query(histogram: str, selector: str, window: str | float) -> str:
     an instant query over a whole window gives that window's bucket counts.
     """
     return f"sum by (le) (increase({_base(histogram)}_bucket{_sel(selector)}[{_window(window)}]))"
+
+
+def windows_query(histogram: str, selector: str, windows: Mapping[str, tuple[int, int]]) -> tuple[str, int]:
+    """Bucket counts of several windows in ONE instant query: ``(query, evaluation time)``.
+
+    Each window ``name: (start, end)`` (Unix seconds) becomes
+    ``label_replace(sum by (le) (increase(h_bucket{sel}[end-start] offset (at-end))), "window", name, "", "")``
+    and the parts are joined with ``or``; evaluated at ``at`` = the latest end, each part counts
+    exactly its own window (the same numbers as one instant query per window at its end).
+    Split the answer by the ``window`` label.
+    """
+    if not windows:
+        raise ConfigError("windows_query needs at least one window")
+    at = max(end for _, end in windows.values())
+    base, sel = _base(histogram), _sel(selector)
+    parts = []
+    for name, (start, end) in windows.items():
+        if end <= start:
+            raise ConfigError(f"window {name!r} must end after it starts (got {start}..{end})")
+        if not re.fullmatch(r"[A-Za-z0-9_ -]+", name):
+            raise ConfigError(f"window name {name!r}: letters, digits, spaces, '-' and '_' only")
+        offset = f" offset {format_duration(at - end)}" if at > end else ""
+        inner = f"sum by (le) (increase({base}_bucket{sel}[{format_duration(end - start)}]{offset}))"
+        parts.append(f'label_replace({inner}, "window", "{name}", "", "")')
+    return " or ".join(parts), at
 
 
 def window_quantile_query(histogram: str, selector: str, q: float, window: str | float) -> str:

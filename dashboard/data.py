@@ -320,20 +320,25 @@ class Distribution:
 
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
-def load_distribution(config_key: str, _config: Config, histogram: str, service: str, start: int, end: int
-                      ) -> Distribution:
-    """Requests per bucket over one window: one instant query of ``increase(...[end-start])`` at ``end``."""
+def load_distributions(config_key: str, _config: Config, histogram: str, service: str,
+                       windows: tuple[tuple[str, int, int], ...]) -> tuple[Distribution, ...]:
+    """Requests per bucket over each ``(name, start, end)`` window, in ONE instant query
+    (:func:`analyzers.latency.windows_query`: each window's ``increase(...[end-start])`` shifted
+    with ``offset`` to its end). A window without data gets empty ``les``."""
     from analyzers import latency
-    from analyzers.config import format_duration
 
-    query = latency.heatmap_query(histogram, histogram_selector(service), format_duration(end - start))
-    result = query_instant(config_key, _config, query, end)
-    pairs = sorted(
-        (float(s.labels.get("le", "nan")), float(s.values.iloc[-1]) if len(s.values) else float("nan"))
-        for s in result.series
-    )
-    return Distribution(start, end, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), query,
-                        tuple(result.warnings))
+    query, at = latency.windows_query(histogram, histogram_selector(service), {n: (a, b) for n, a, b in windows})
+    result = query_instant(config_key, _config, query, at)
+    out = []
+    for name, start, end in windows:
+        pairs = sorted(
+            (float(s.labels.get("le", "nan")), float(s.values.iloc[-1]) if len(s.values) else float("nan"))
+            for s in result.series
+            if s.labels.get("window") == name
+        )
+        out.append(Distribution(start, end, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), query,
+                                tuple(result.warnings)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ if not service:
     st.stop()
 if not percentiles:
     st.info("Pick at least one percentile in the sidebar.")
+unload_plotly = charts.preload_plotly()  # after the sidebar's widgets, so they show first
 
 
 # --------------------------------------------------------------------------- helpers
@@ -382,9 +383,9 @@ def _two_windows(tr: common.TimeRange) -> None:
 
 
 def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str] = ("before", "after")) -> None:
-    before = data.load_distribution(config_key, config, histogram, service, b0, b1)
-    after = data.load_distribution(config_key, config, histogram, service, a0, a1)
-    for w in (*before.warnings, *after.warnings):
+    before, after = data.load_distributions(config_key, config, histogram, service,
+                                            ((names[0], b0, b1), (names[1], a0, a1)))
+    for w in before.warnings:
         st.warning(f"Prometheus warning: {esc(w)}")
     if not before.les or not after.les or before.les != after.les:
         st.info(f"No bucket data in the {names[0]} or the {names[1]} window.")
@@ -441,3 +442,4 @@ run: Callable[[], None] = panels
 if live and time_range.label != "custom":
     run = st.fragment(run_every=REFRESH_S)(panels)
 run()
+unload_plotly()

@@ -46,6 +46,7 @@ from analyzers.latency import (
     split_latency_result,
     summary_quantiles,
     window_quantile_query,
+    windows_query,
 )
 from analyzers.openmetrics import write_family_header, write_histogram_series
 from analyzers.prom import PrometheusClient
@@ -322,3 +323,18 @@ def test_native_histograms_feed_percentiles_and_heatmap(native: Native) -> None:
         true_q = _lognormal_quantile(0.08, q)
         # each bucket spans a factor 2**(1/8) = 1.09: the estimate is within a few % of the truth
         assert ours["value"].median() == pytest.approx(true_q, rel=0.1)
+
+
+def test_two_windows_in_one_query_equal_one_query_per_window(client: PrometheusClient, truth: Truth) -> None:
+    """The before/after panel's single query (``offset``) counts exactly what two queries did."""
+    sel = matchers(service="lat-a")
+    mid = int(truth.mid.timestamp())
+    windows = {"before": (mid - 1800, mid), "after": (mid + 600, mid + 2400)}
+    query, at = windows_query(H, sel, windows)
+    combined = client.query(query, datetime.fromtimestamp(at, UTC))
+    assert {s.labels["window"] for s in combined.series} == {"before", "after"}
+    for name, (start, end) in windows.items():
+        alone = buckets_frame(client.query(heatmap_query(H, sel, end - start), datetime.fromtimestamp(end, UTC)))
+        mine = [s for s in combined.series if s.labels["window"] == name]
+        got = {float(s.labels["le"]): float(s.values.iloc[-1]) for s in mine}
+        assert got == pytest.approx(dict(zip(alone.columns, alone.iloc[-1], strict=True)), rel=1e-12)

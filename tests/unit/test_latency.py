@@ -320,3 +320,18 @@ def test_g_test_equals_scipy_chi2_contingency_log_likelihood() -> None:
         g, p, dof = _g_test(table)
         want = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
         assert (g, p, dof) == (pytest.approx(want[0], rel=1e-12), pytest.approx(want[1], rel=1e-9), want[2])
+
+
+def test_windows_query_shifts_each_window_to_its_end_and_checks_names() -> None:
+    from analyzers.latency import windows_query
+
+    q, at = windows_query("h", matchers(service='a"b'), {"before": (0, 3600), "after": (7200, 9000)})
+    assert at == 9000
+    assert q == (
+        'label_replace(sum by (le) (increase(h_bucket{service="a\\"b"}[1h] offset 90m)), "window", "before", "", "")'
+        ' or label_replace(sum by (le) (increase(h_bucket{service="a\\"b"}[30m])), "window", "after", "", "")'
+    )
+    with pytest.raises(ConfigError, match="must end after"):
+        windows_query("h", "", {"x": (10, 10)})
+    with pytest.raises(ConfigError, match="letters"):
+        windows_query("h", "", {'x", "y': (0, 10)})
