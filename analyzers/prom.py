@@ -219,7 +219,7 @@ def align_range(start_s: float, end_s: float, step_s: float) -> tuple[float, flo
 def _index(timestamps: list[float]) -> pd.DatetimeIndex:
     # Prometheus timestamps are milliseconds written as float seconds: round to ms, exactly.
     ms = np.round(np.asarray(timestamps, dtype="float64") * 1000.0).astype("int64")
-    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True), name="time")
+    return pd.DatetimeIndex((ms * 1000).view("M8[us]"), name="time").tz_localize("UTC")
 
 
 def _float(v: Any) -> float:
@@ -244,8 +244,10 @@ def _series_from(item: Mapping[str, Any], result_type: str) -> PromSeries:
         hist_pairs = [item["histogram"]] if "histogram" in item else []
     # float() reads "NaN", "+Inf" and "-Inf" as Prometheus writes them (inlined: the hot loop).
     values = pd.Series([float(v) for _, v in pairs], index=_index([t for t, _ in pairs]), dtype="float64")
-    hist_index = _index([t for t, _ in hist_pairs])
-    histograms = tuple((ts, _native(h)) for ts, (_, h) in zip(hist_index, hist_pairs, strict=True))
+    histograms: tuple[tuple[pd.Timestamp, NativeHistogram], ...] = ()
+    if hist_pairs:
+        hist_index = _index([t for t, _ in hist_pairs])
+        histograms = tuple((ts, _native(h)) for ts, (_, h) in zip(hist_index, hist_pairs, strict=True))
     return PromSeries(labels=labels, values=values, histograms=histograms)
 
 
