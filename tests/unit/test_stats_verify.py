@@ -42,8 +42,10 @@ def naive_rate(family: str, seeds=SEEDS) -> float:
     "family", ["iid", "ar05", "ar08", "ar095", "seasonal", "heavy", "gaps", "lowcount", "drift", "earlier"]
 )
 def test_null_family_does_not_flag_beyond_alpha(family: str) -> None:
-    # 30 fixed seeds at alpha=0.05: a calibrated test flags ~1.5; allow up to 4 (10 %+).
-    assert flag_rate(family) <= 4 / 30
+    # 30 fixed seeds at the default alpha (0.01): a calibrated test flags ~0.3; allow 2.
+    assert flag_rate(family) <= 2 / 30
+    # and at alpha=0.05 ~1.5; allow up to 4 (10 %+).
+    assert flag_rate(family, alpha=0.05) <= 4 / 30
 
 
 @pytest.mark.parametrize("family", ["randomwalk", "ar2"])
