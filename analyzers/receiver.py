@@ -67,6 +67,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from .config import parse_duration
 from .errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
@@ -436,6 +437,9 @@ def create_app(
             response = _error_response(problem)
         except AnalyzerError as exc:
             response = _error_response(_problem_from(exc))
+        except ClientDisconnect:  # the sender hung up before its body arrived: nothing stored, no one to answer
+            metrics.requests.labels("POST", "/webhooks/deploys", "499").inc()
+            return
         except Exception:
             log.exception("unexpected error on POST /webhooks/deploys")
             response = _error_response(HTTPProblem(500, "internal error; the event was not stored",

@@ -433,3 +433,28 @@ def test_rotation_via_environment_list_and_secrets_never_logged(tmp_path) -> Non
     assert "refused generic event: 401 signature (field 'webhook-signature')" in text
     for secret in (old, new):
         assert secret not in text and secret[6:] not in text
+
+
+def test_sender_hanging_up_mid_body_stores_nothing_and_logs_no_error(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """A sender that closes its connection before the whole body arrived is no server error:
+    nothing is stored, nothing is logged as an error, and the next post works."""
+    import logging
+    import socket
+
+    store = open_store(f"sqlite:///{tmp_path / 'hangup.db'}")
+    app = create_app(store, secrets=[SECRET])
+    body = encode_event(event("hangup"))
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, SECRET).items())
+    with caplog.at_level(logging.WARNING, logger="analyzers"), serve_app(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(f"POST /webhooks/deploys HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+                      .encode() + body[:10])
+            time.sleep(0.2)
+        time.sleep(0.3)
+        metrics = requests.get(base + "/metrics", timeout=5).text
+        assert send_event(base + "/webhooks/deploys", event("after"), SECRET).status_code == 201
+    assert 'path="/webhooks/deploys",status="499"' in metrics
+    assert store.count_events() == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    store.close()
