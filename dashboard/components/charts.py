@@ -141,27 +141,39 @@ def deploy_timeline(
     # Fleet scale: hundreds of services would make a chart thousands of pixels tall, slow to
     # draw and to read; rows and markers shrink as the service count grows.
     row_px, size = (48, 14) if n_services <= 15 else (26, 10) if n_services <= 40 else (13, 7)
+    # One trace per (verdict state, symbol), the state's traces sharing one legend entry: a scalar
+    # marker symbol instead of a per-point array, which Plotly validates point by point (~0.1 s
+    # for 3,000 deploys on the server).
+    groups: dict[tuple[str, str], list[Deploy]] = {}
+    for d in deploys:
+        v = verdicts.get(d.deploy_id)
+        groups.setdefault((verdict_state(v), _symbol(d, v)), []).append(d)
     for state in ("fail", "inconclusive", "pass", "unverified"):
-        rows = [d for d in deploys if verdict_state(verdicts.get(d.deploy_id)) == state]
-        if not rows:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=plot_x([d.started_at for d in rows], zone),
-                y=[d.service for d in rows],
-                mode="markers",
-                name=state,
-                marker={
-                    "color": VERDICT_COLORS[state],
-                    "size": size,
-                    "symbol": [_symbol(d, verdicts.get(d.deploy_id)) for d in rows],
-                    "line": {"width": 2, "color": VERDICT_COLORS[state]},
-                },
-                customdata=[d.deploy_id for d in rows],
-                hovertext=[deploy_hover(d, verdicts.get(d.deploy_id), zone) for d in rows],
-                hoverinfo="text",
+        first = True
+        for symbol in ("circle", "circle-open", "diamond", "diamond-open"):
+            rows = groups.get((state, symbol))
+            if not rows:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=plot_x([d.started_at for d in rows], zone),
+                    y=[d.service for d in rows],
+                    mode="markers",
+                    name=state,
+                    legendgroup=state,
+                    showlegend=first,
+                    marker={
+                        "color": VERDICT_COLORS[state],
+                        "size": size,
+                        "symbol": symbol,
+                        "line": {"width": 2, "color": VERDICT_COLORS[state]},
+                    },
+                    customdata=[d.deploy_id for d in rows],
+                    hovertext=[deploy_hover(d, verdicts.get(d.deploy_id), zone) for d in rows],
+                    hoverinfo="text",
+                )
             )
-        )
+            first = False
     unsigned = [d for d in deploys if not d.signed]
     if unsigned:
         fig.add_trace(

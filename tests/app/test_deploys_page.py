@@ -79,8 +79,11 @@ def test_timeline_colours_by_verdict_and_marks_releases_and_unsigned(store_data:
     assert traces["fail"]["marker"]["color"] == "#d62728"
     assert traces["pass"]["marker"]["color"] == "#2e9e44"
     assert traces["fail"]["customdata"] == ["dep-regression"]
-    unverified = dict(zip(traces["unverified"]["customdata"], traces["unverified"]["marker"]["symbol"], strict=True))
+    # one trace per symbol, one legend entry per verdict state
+    unverified = {c: t["marker"]["symbol"] for t in spec["data"] if t["name"] == "unverified" for c in t["customdata"]}
     assert unverified == {"rel-flag": "diamond-open", "dep-unverified": "circle-open"}
+    legend = [t["name"] for t in spec["data"] if t.get("showlegend", True)]
+    assert sorted(legend) == sorted(set(legend))
     assert traces["unsigned"]["customdata"] == ["rel-flag"]
     hover = " ".join(traces["fail"]["hovertext"])
     assert "checkout" in hover and "v2.4.0" in hover and "alice" in hover and "verdict: fail" in hover

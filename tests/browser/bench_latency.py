@@ -138,6 +138,7 @@ class Timing:
     ws_bytes: int  # bytes Streamlit sent for the run
     js_bytes: int  # bytes of static files fetched over the network (0 = all from the HTTP cache)
     long_tasks: float  # main-thread long tasks (> 50 ms) during the render, seconds
+    wall: float = 0.0  # the same render seen from the WebDriver client (polling, round trips included)
 
 
 def rendered(driver: Any, charts: int) -> bool:
@@ -158,12 +159,13 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
         driver.execute_script("sessionStorage.setItem('want', arguments[0])", str(charts))
     if not navigates:
         driver.execute_script("window.__bench.ready = null; window.__bench.plots = [];")
+    t0 = time.perf_counter()
     action()
     driver.execute_script("sessionStorage.setItem('want', arguments[0])", str(charts))
-    t0 = time.perf_counter()
     while True:
         r = driver.execute_script("return window.__bench.ready")
         if r is not None:
+            seen = time.perf_counter() - t0
             time.sleep(settle_s)
             if driver.execute_script("return window.__bench.ready") == r:
                 break
@@ -183,7 +185,7 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
     long_ms = sum(d for s, d in b["long"] if mark <= s <= end)
     return Timing(total=(end - mark) / 1000, boot=boot / 1000, server=(last - boot) / 1000,
                   browser=(end - mark - last) / 1000, ws_bytes=int(sum(w[2] for w in msgs)), js_bytes=int(js),
-                  long_tasks=long_ms / 1000)
+                  long_tasks=long_ms / 1000, wall=seen)
 
 
 def pick_range(driver: Any, label: str) -> None:
@@ -239,7 +241,7 @@ def chrome() -> Any:
 
 
 def fmt(t: Timing) -> str:
-    return (f"{t.total:6.2f} s  (boot {t.boot:4.2f} + server {t.server:4.2f} + browser {t.browser:4.2f}; "
+    return (f"{t.total:6.2f} s  [WebDriver view {t.wall:5.2f} s]  (boot {t.boot:4.2f} + server {t.server:4.2f} + browser {t.browser:4.2f}; "
             f"long tasks {t.long_tasks:4.2f} s; {t.ws_bytes / 1e3:5.0f} kB over WS, "
             f"{t.js_bytes / 1e6:4.1f} MB static fetched)")
 
