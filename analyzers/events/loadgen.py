@@ -60,20 +60,28 @@ def _request(host: str, port: int, i: int, run: str) -> bytes:
 class _Requests:
     """Pre-signed requests handed out in order; signing happens before the timed phase.
 
-    Signatures carry the build time, well inside the receiver's 5-minute tolerance for a
-    run of minutes. If the pool runs out, further requests are signed on the fly (counted
-    in ``signed_late`` so a run that outpaced its pool is visible).
+    Signatures carry the build time, inside the receiver's 5-minute tolerance: after
+    :attr:`MAX_AGE_S`, or when the pool runs out, requests are signed on the fly (counted in
+    ``signed_late``, so a run whose client did more work than planned is visible).
     """
+
+    #: Pre-signed requests older than this are signed afresh (the receiver allows 300 s).
+    MAX_AGE_S = 240.0
+    #: At most this many are pre-signed (memory: about 0.5 KB each).
+    MAX_POOL = 100_000
 
     def __init__(self, host: str, port: int, run: str, size: int) -> None:
         self.host, self.port, self.run = host, port, run
-        self.pool = [_request(host, port, i, run) for i in range(size)]
+        self.signed_at = time.monotonic()
+        self.pool = [_request(host, port, i, run) for i in range(min(size, self.MAX_POOL))]
         self.next = 0
         self.signed_late = 0
 
     def take(self) -> bytes:
         i = self.next
         self.next += 1
+        if not i & 1023 and time.monotonic() - self.signed_at > self.MAX_AGE_S:  # checked every 1,024
+            self.pool = []
         if i < len(self.pool):
             req = self.pool[i]
             self.pool[i] = b""  # each request once: free it
