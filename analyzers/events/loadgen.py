@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -299,9 +300,12 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         warm = _Requests("127.0.0.1", port, run + "w", int(max_rate * warmup_s))
         _run_loop(_drive("127.0.0.1", port, warmup_s, connections, warm))
         pool = _Requests("127.0.0.1", port, run, int(max_rate * seconds))
+        gc.collect()
+        gc.freeze()  # the client's collector never walks the pool mid-run (its pauses would count as latency)
         ticks0, cpu0 = _cpu_ticks(proc.pid), time.process_time()
         latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool))
         ticks1, cpu1 = _cpu_ticks(proc.pid), time.process_time()
+        gc.unfreeze()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
