@@ -30,6 +30,17 @@ Why these choices:
   segmentation has the lower BIC (``3k + 2`` parameters for ``k`` mean changes,
   ``4k + 3`` for ``k`` linear ones). ``model="mean"`` or ``"linear"`` forces one.
 
+* **Seasonality.** A repeating pattern (monthly data with a yearly cycle) looks
+  like a change every few points, or, with the memory-aware penalty, hides real
+  changes. With ``model="auto"`` the period is detected from the autocorrelation
+  of the first differences (the first lag of at least 3 that is a local maximum
+  above ``SEASON_ACF_MIN`` and ``4 / sqrt(n)``, with at least ``SEASON_CYCLES``
+  whole cycles in the data) and each phase's median deviation from a centred
+  moving average of one period is subtracted before the search (on the log
+  scale when every value is positive, so a cycle that grows with the level is
+  removed too). ``period=`` sets or (``0``) disables it; ``model="mean"`` and
+  ``"linear"`` adjust only when a period is given.
+
 Caveat: like every mean/variance segmentation, strongly autocorrelated series
 (slow wander, AR(1) near 1) are cut into several segments: the cost assumes
 independent noise within a segment. ``verify_series`` does not rely on this
@@ -42,6 +53,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import fft as sp_fft
 
 #: Clip band around the running median, in robust noise scales.
 CLIP_K = 3.0
@@ -61,6 +73,12 @@ COARSE_MIN = 8192
 COARSE_N = 2048
 #: Variance floor, as a fraction of the robust noise variance.
 VAR_FLOOR = 0.01
+#: Seasonality: autocorrelation of first differences a period must reach (and 4 / sqrt(n)).
+SEASON_ACF_MIN = 0.3
+#: ... and the number of whole cycles the data must cover.
+SEASON_CYCLES = 3
+#: Points searched for a period (the first ones): periods up to a third of this are found.
+SEASON_WINDOW = 65_536
 
 
 def _running_median5(x: np.ndarray) -> np.ndarray:
@@ -96,6 +114,60 @@ def robust_noise_scale(x: np.ndarray) -> float:
     if mad_d > 0:
         return mad_d
     return float(np.std(x))
+
+
+def seasonal_period(x: np.ndarray) -> int:
+    """Period of a repeating pattern in ``x`` (finite values), or 0 when there is none.
+
+    The first lag ``k >= 3`` at which the autocorrelation of the first differences is a
+    local maximum above ``max(SEASON_ACF_MIN, 4 / sqrt(n))``, with at least
+    ``SEASON_CYCLES`` cycles in the data. Differences remove trends and level shifts, which
+    would otherwise make every lag look correlated. Computed by FFT on the first
+    ``SEASON_WINDOW`` points (a few ms, whatever the length of the series).
+    """
+    d = np.diff(np.asarray(x[:SEASON_WINDOW], dtype=float))
+    n = d.size
+    max_lag = n // SEASON_CYCLES
+    if max_lag < 4:
+        return 0
+    d = d - d.mean()
+    den = float(d @ d)
+    if den <= 0:
+        return 0
+    size = sp_fft.next_fast_len(2 * n, real=True)
+    f = sp_fft.rfft(d.astype(np.float32), size)  # single precision: ample for a 0.3 threshold
+    acf = sp_fft.irfft(f.real * f.real + f.imag * f.imag, size)[: max_lag + 1] / den
+    k = np.arange(3, max_lag)
+    peak = (acf[k] > max(SEASON_ACF_MIN, 4.0 / np.sqrt(n))) & (acf[k] >= acf[k - 1]) & (acf[k] >= acf[k + 1])
+    hits = k[peak]
+    return int(hits[0]) if hits.size else 0
+
+
+def deseasonalise(x: np.ndarray, period: int) -> np.ndarray:
+    """``x`` minus each phase's median deviation from a centred moving average of one period.
+
+    Multiplicative (on the log scale) when every value is positive, additive otherwise.
+    The moving average (2 x ``period`` for an even period) follows trends and steps, so
+    the per-phase medians estimate the cycle alone; they are centred to sum to zero.
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    if period < 2 or n < period + 2:
+        return x.copy()
+    log = bool(np.all(x > 0))
+    y = np.log(x) if log else x
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    ma = (c[period:] - c[:-period]) / period  # ma[i]: mean of y[i : i + period]
+    if period % 2 == 0:
+        trend, start = 0.5 * (ma[:-1] + ma[1:]), period // 2
+    else:
+        trend, start = ma, (period - 1) // 2
+    dev = np.full(-(-n // period) * period, np.nan)
+    dev[start : start + trend.size] = y[start : start + trend.size] - trend
+    profile = np.nanmedian(dev.reshape(-1, period), axis=0)
+    profile -= profile.mean()
+    out = y - np.resize(profile, n)
+    return np.exp(out) if log else out
 
 
 def _prepare(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +229,8 @@ def _split_costs_mean(s1: np.ndarray, s2: np.ndarray, floor: float, a: int, b: i
     return float(total), cost
 
 
-def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto") -> list[int]:
+def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto",
+                 period: int | None = None) -> list[int]:
     """Sorted 0-based positions where new segments start (never 0), one default setting.
 
     ``values`` is a 1-D array, list or pandas Series (its index is ignored). NaN and
@@ -165,14 +238,23 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
     Fewer than ``2 * MIN_SIZE`` finite points, or a constant series, give ``[]``.
     ``model``: ``"auto"`` (piecewise-constant or piecewise-linear, whichever has the
     lower BIC), ``"mean"`` (changes in mean and variance) or ``"linear"`` (changes in
-    level, slope and variance).
+    level, slope and variance). ``period``: length of a seasonal cycle in points to remove
+    before the search; ``None`` (default) detects it with ``model="auto"`` and removes none
+    otherwise, ``0`` removes none.
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if period is not None and (isinstance(period, bool) or not isinstance(period, (int, np.integer))
+                               or period < 0):
+        raise ValueError(f"period must be None or a whole number of points >= 0, got {period!r}")
     x, keep = _prepare(values)
     n = x.size
     if n < 2 * MIN_SIZE:
         return []
+    if period is None:
+        period = seasonal_period(x) if model == "auto" else 0
+    if period >= 2:
+        x = deseasonalise(x, int(period))
     z = _clean(x)
     if not np.any(z):
         return []

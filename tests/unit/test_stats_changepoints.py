@@ -113,3 +113,55 @@ def test_coarse_to_fine_search_finds_the_same_changes_as_the_exact_one(monkeypat
     fast = changepoints(x)
     monkeypatch.setattr(cp, "COARSE_MIN", 10**9)
     assert changepoints(x) == fast and len(fast) >= 7
+
+
+def seasonal_step(seed: int, multiplicative: bool) -> np.ndarray:
+    # Monthly-like data: a yearly cycle (period 12) three times the noise, a gentle trend,
+    # and a level step of 3 noise SD at 150 of 240.
+    rng = np.random.default_rng(seed)
+    t = np.arange(240, dtype=float)
+    cycle = 3.0 * np.sin(2 * np.pi * t / 12) + 1.5 * np.cos(4 * np.pi * t / 12)
+    level = 100 + 0.02 * t + np.where(t >= 150, 3.0, 0.0)
+    if multiplicative:  # the cycle grows with the level (passenger counts, sales)
+        return level * (1 + cycle / 100) * np.exp(rng.normal(0, 0.01, t.size))
+    return level + cycle + rng.normal(0, 1, t.size)
+
+
+@pytest.mark.parametrize("multiplicative", [False, True])
+def test_a_step_under_a_yearly_cycle_is_found_once(multiplicative: bool) -> None:
+    from analyzers.stats.changepoints import seasonal_period
+
+    x = seasonal_step(31, multiplicative)
+    assert seasonal_period(x) == 12
+    assert close(changepoints(x), [150])
+    assert close(changepoints(x, period=12), [150])
+    # Without the adjustment the cycle is read as changes (or hides the step).
+    assert not close(changepoints(x, period=0), [150])
+
+
+def test_no_period_is_detected_in_noise_memory_steps_or_trends() -> None:
+    from analyzers.stats.changepoints import seasonal_period
+
+    rng = np.random.default_rng(32)
+    ar = np.zeros(3000)
+    e = rng.normal(size=3000)
+    for i in range(1, 3000):
+        ar[i] = 0.8 * ar[i - 1] + e[i]
+    x, _ = steps(33)
+    for series in (rng.normal(size=3000), rng.standard_t(3, 3000), ar, np.cumsum(e), x,
+                   0.01 * np.arange(500.0) ** 1.5 + rng.normal(size=500)):
+        assert seasonal_period(series) == 0
+
+
+def test_explicit_models_do_not_remove_seasonality_unless_asked() -> None:
+    # verify_series relies on model="mean" segmenting the values as they are.
+    x = seasonal_step(34, False)
+    assert changepoints(x, model="mean") == changepoints(x, model="mean", period=0)
+    assert changepoints(x, model="linear") == changepoints(x, model="linear", period=0)
+    assert close(changepoints(x, model="linear", period=12), [150])
+
+
+@pytest.mark.parametrize("period", [-1, 2.5, True, "12"])
+def test_bad_period_is_a_clear_error(period) -> None:
+    with pytest.raises(ValueError, match="period must be None or a whole number"):
+        changepoints([1.0] * 20, period=period)
