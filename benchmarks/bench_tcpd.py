@@ -7,14 +7,22 @@ against the union of annotators, recall is averaged over annotators; cover is th
 Jaccard-weighted segmentation covering, averaged over annotators. Series: the
 univariate non-synthetic ones shipped there, uk_coal_employ excluded (25).
 
-    .venv/bin/python benchmarks/bench_tcpd.py [--data /work/shared/data/tcpd]
+    .venv/bin/python benchmarks/bench_tcpd.py [--data /work/shared/data/tcpd] [--per-series]
+        [--before GIT_REV]
+
+``--before REV`` also scores ``analyzers/stats/changepoints.py`` as it was at git revision
+REV (loaded from ``git show``, nothing checked out), side by side in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,31 +88,56 @@ def ruptures_default(algo: str, x: np.ndarray) -> list[int]:
     return [c for c in cls(model="l2").fit(x).predict(pen=pen) if c < x.size]
 
 
+def changepoints_at(rev: str) -> Callable[..., list[int]]:
+    """``changepoints`` from analyzers/stats/changepoints.py at git revision ``rev``."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        code = subprocess.run(["git", "show", f"{rev}:analyzers/stats/changepoints.py"], cwd=root,
+                              check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"--before {rev}: git could not show changepoints.py there: {e.stderr.strip()}") from e
+    path = Path(tempfile.mkdtemp()) / f"changepoints_{rev}.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(f"changepoints_{rev}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.changepoints  # type: ignore[no-any-return]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/work/shared/data/tcpd")
     ap.add_argument("--per-series", action="store_true", help="also print one row per series")
+    ap.add_argument("--before", metavar="GIT_REV", help="also score changepoints as it was at this revision")
     a = ap.parse_args()
     series = load(Path(a.data))
-    methods = {
+    methods: dict[str, Callable[[np.ndarray], list[int]]] = {
         "changepoints (ours)": lambda x: changepoints(x),
         "ruptures binseg l2 (BIC pen)": lambda x: ruptures_default("binseg", x),
         "ruptures pelt l2 (BIC pen)": lambda x: ruptures_default("pelt", x),
         "zero": lambda x: [],
     }
+    if a.before:
+        methods[f"changepoints at {a.before}"] = changepoints_at(a.before)
+    before = f"changepoints at {a.before}"
     scores: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
     per_series = []
     for name, x, ann in series:
         for m, f in methods.items():
             pred = f(x)
             scores[m].append((f_measure(ann, pred), cover(ann, pred, x.size)))
+        old = (len(methods[before](x)), *scores[before][-1]) if a.before else None
         per_series.append((name, x.size, len(methods["changepoints (ours)"](x)), scores["changepoints (ours)"][-1],
-                           scores["zero"][-1]))
+                           scores["zero"][-1], old))
     if a.per_series:
-        print("| series | n | changes found | F1 ours | F1 zero | cover ours | cover zero |")
-        print("|---|---|---|---|---|---|---|")
-        for name, n, k, (f1, cv), (f0, c0) in per_series:
-            print(f"| {name} | {n} | {k} | {f1:.2f} | {f0:.2f} | {cv:.2f} | {c0:.2f} |")
+        extra = (" | changes before", " | F1 before", " | cover before") if a.before else ("", "", "")
+        print(f"| series | n | changes found{extra[0]} | F1 ours{extra[1]} | F1 zero | cover ours{extra[2]} "
+              "| cover zero |")
+        print("|---|---|---|---|---|---|---|" + ("---|---|---|" if a.before else ""))
+        for name, n, k, (f1, cv), (f0, c0), old in per_series:
+            o = (f" | {old[0]}", f" | {old[1]:.2f}", f" | {old[2]:.2f}") if old else ("", "", "")
+            print(f"| {name} | {n} | {k}{o[0]} | {f1:.2f}{o[1]} | {f0:.2f} | {cv:.2f}{o[2]} | {c0:.2f} |")
         print()
     print(f"{len(series)} series: {', '.join(n for n, _, _ in series)}\n")
     print("| method | F1 (margin 5) | cover |")
