@@ -143,12 +143,15 @@ def seasonal_period(x: np.ndarray) -> int:
     return int(hits[0]) if hits.size else 0
 
 
-def deseasonalise(x: np.ndarray, period: int) -> np.ndarray:
+def deseasonalise(x: np.ndarray, period: int, observed: np.ndarray | None = None) -> np.ndarray:
     """``x`` minus each phase's median deviation from a centred moving average of one period.
 
-    Multiplicative (on the log scale) when every value is positive, additive otherwise.
-    The moving average (2 x ``period`` for an even period) follows trends and steps, so
-    the per-phase medians estimate the cycle alone; they are centred to sum to zero.
+    ``x`` is on a regular grid (phase = position modulo ``period``); ``observed`` (boolean,
+    optional) marks the points that were measured rather than filled in, and only those
+    enter the medians. Multiplicative (on the log scale) when every value is positive,
+    additive otherwise. The moving average (2 x ``period`` for an even period) follows
+    trends and steps, so the per-phase medians estimate the cycle alone; they are centred
+    to sum to zero.
     """
     x = np.asarray(x, dtype=float)
     n = x.size
@@ -164,6 +167,8 @@ def deseasonalise(x: np.ndarray, period: int) -> np.ndarray:
         trend, start = ma, (period - 1) // 2
     dev = np.full(-(-n // period) * period, np.nan)
     dev[start : start + trend.size] = y[start : start + trend.size] - trend
+    if observed is not None:
+        dev[: n][~np.asarray(observed, dtype=bool)] = np.nan
     profile = np.nanmedian(dev.reshape(-1, period), axis=0)
     profile -= profile.mean()
     out = y - np.resize(profile, n)
@@ -251,10 +256,20 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
     n = x.size
     if n < 2 * MIN_SIZE:
         return []
-    if period is None:
-        period = seasonal_period(x) if model == "auto" else 0
-    if period >= 2:
-        x = deseasonalise(x, int(period))
+    if period is None or period >= 2:
+        # Gaps: the period is found and removed on the original positions (gaps filled by
+        # linear interpolation for the moving average, left out of the phase medians).
+        gap = keep.size < keep[-1] - keep[0] + 1
+        grid = np.interp(np.arange(keep[0], keep[-1] + 1), keep, x) if gap else x
+        if period is None:
+            period = seasonal_period(grid) if model == "auto" else 0
+        if period >= 2:
+            if gap:
+                observed = np.zeros(grid.size, dtype=bool)
+                observed[keep - keep[0]] = True
+                x = deseasonalise(grid, int(period), observed)[keep - keep[0]]
+            else:
+                x = deseasonalise(x, int(period))
     z = _clean(x)
     if not np.any(z):
         return []

@@ -165,3 +165,14 @@ def test_explicit_models_do_not_remove_seasonality_unless_asked() -> None:
 def test_bad_period_is_a_clear_error(period) -> None:
     with pytest.raises(ValueError, match="period must be None or a whole number"):
         changepoints([1.0] * 20, period=period)
+
+
+def test_gaps_do_not_shift_the_seasonal_phase() -> None:
+    # 30 scattered missing points and a 7-point run: phases follow the original positions,
+    # and the step is reported at its original index.
+    x = seasonal_step(35, True)
+    rng = np.random.default_rng(36)
+    x[rng.choice(np.r_[0:140, 160:240], 30, replace=False)] = np.nan
+    x[100:107] = np.nan
+    found = changepoints(x)
+    assert close(found, [150]) and all(np.isfinite(x[p]) for p in found)
