@@ -1,6 +1,9 @@
 """Speed: analyzers.changepoints beside ruptures Pelt and Binseg, and verify_series, same data.
 
-    .venv/bin/python benchmarks/bench_changepoints.py
+    .venv/bin/python benchmarks/bench_changepoints.py [--before GIT_REV]
+
+``--before REV`` adds a column: changepoints.py as it was at git revision REV, timed
+interleaved with the current one (best of 5 each, alternating), so load affects both alike.
 
 Signal: Gaussian noise with a mean step every 10 % of the length and 0.1 % outliers
 (seed 0). ruptures runs with model "l2", min_size 5, jump 1 and a BIC-like penalty; its
@@ -15,10 +18,13 @@ changepoints runs with its default model ("auto": piecewise-constant or -linear 
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +32,7 @@ import ruptures as rpt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analyzers.stats import changepoints, verify_series  # noqa: E402
+from benchmarks.bench_tcpd import changepoints_at  # noqa: E402
 
 RUPTURES_MAX = {"pelt": 1_000, "binseg": 10_000}
 
@@ -48,14 +55,31 @@ def cpu(f: Callable[[], object], repeat: int = 1) -> float:
     return best
 
 
+def ruptures_fit(algo: Any, x: np.ndarray, pen: float) -> list[int]:
+    return list(algo(model="l2", min_size=5, jump=1).fit(x).predict(pen=pen))
+
+
 def main() -> None:
-    print("| n | changepoints (CPU s) | changes found (true 9) | ruptures Pelt l2 | ruptures Binseg l2 "
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--before", metavar="GIT_REV", help="also time changepoints as it was at this revision")
+    a = ap.parse_args()
+    old = changepoints_at(a.before) if a.before else None
+    extra = f" | changepoints at {a.before} (CPU s)" if a.before else ""
+    print(f"| n | changepoints (CPU s){extra} | changes found (true 9) | ruptures Pelt l2 | ruptures Binseg l2 "
           "| verify_series (CPU ms) |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|" + ("---|" if a.before else ""))
     for n in (1_000, 10_000, 100_000, 1_000_000):
         x = signal(n)
         changepoints(x[:1000])  # warm-up
-        t_ours = cpu(lambda x=x: changepoints(x), repeat=3)
+        if old is not None:
+            old(x[:1000])
+            t_ours, t_old = float("inf"), float("inf")
+            for _ in range(5):  # alternate, so a burst of load hits both
+                t_ours = min(t_ours, cpu(partial(changepoints, x)))
+                t_old = min(t_old, cpu(partial(old, x)))
+            col = f"{t_ours:.4f} | {t_old:.4f}"
+        else:
+            col = f"{cpu(partial(changepoints, x), repeat=3):.4f}"
         found = len(changepoints(x))
         pen = 3 * np.log(n) * float(np.var(np.diff(x)) / 2)
         cells = []
@@ -63,12 +87,12 @@ def main() -> None:
             if n > RUPTURES_MAX[name]:
                 cells.append("not run (pure Python, minutes)")
                 continue
-            t = cpu(lambda algo=algo, x=x, pen=pen: algo(model="l2", min_size=5, jump=1).fit(x).predict(pen=pen))
+            t = cpu(partial(ruptures_fit, algo, x, pen))
             cells.append(f"{t:.3f} s")
         idx = pd.date_range("2026-01-01", periods=n, freq="1min", tz="UTC")
         s = pd.Series(x, index=idx)
-        t_v = cpu(lambda s=s, idx=idx: verify_series(s, idx[-100]), repeat=3) * 1e3
-        print(f"| {n:,} | {t_ours:.4f} | {found} | {cells[0]} | {cells[1]} | {t_v:.1f} |")
+        t_v = cpu(partial(verify_series, s, idx[-100]), repeat=3) * 1e3
+        print(f"| {n:,} | {col} | {found} | {cells[0]} | {cells[1]} | {t_v:.1f} |")
     rng = np.random.default_rng(1)
     idx = pd.date_range("2026-01-01", periods=3000, freq="1min", tz="UTC")
     s = pd.Series(rng.normal(size=3000), index=idx)
