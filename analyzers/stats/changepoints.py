@@ -263,6 +263,10 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
         grid = np.interp(np.arange(keep[0], keep[-1] + 1), keep, x) if gap else x
         if period is None:
             period = seasonal_period(grid) if model == "auto" else 0
+        if period >= 2 and grid.size < 2 * period:
+            raise ValueError(f"period={period} needs at least two whole cycles ({2 * period} points from the "
+                             f"first to the last finite value), got {grid.size}; pass a shorter period or "
+                             "period=0 to segment without seasonal adjustment")
         if period >= 2:
             if gap:
                 observed = np.zeros(grid.size, dtype=bool)

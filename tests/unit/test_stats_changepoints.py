@@ -176,3 +176,10 @@ def test_gaps_do_not_shift_the_seasonal_phase() -> None:
     x[100:107] = np.nan
     found = changepoints(x)
     assert close(found, [150]) and all(np.isfinite(x[p]) for p in found)
+
+
+def test_a_period_longer_than_half_the_series_is_a_clear_error() -> None:
+    x = seasonal_step(37, False)
+    with pytest.raises(ValueError, match="needs at least two whole cycles"):
+        changepoints(x, period=121)
+    changepoints(x, period=120)  # two whole cycles exactly: accepted, no error
