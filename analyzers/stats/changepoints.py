@@ -256,13 +256,13 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
     n = x.size
     if n < 2 * MIN_SIZE:
         return []
-    if period is None or period >= 2:
+    if (period is None and model == "auto") or (period is not None and period >= 2):
         # Gaps: the period is found and removed on the original positions (gaps filled by
         # linear interpolation for the moving average, left out of the phase medians).
         gap = keep.size < keep[-1] - keep[0] + 1
         grid = np.interp(np.arange(keep[0], keep[-1] + 1), keep, x) if gap else x
         if period is None:
-            period = seasonal_period(grid) if model == "auto" else 0
+            period = seasonal_period(grid)
         if period >= 2 and grid.size < 2 * period:
             raise ValueError(f"period={period} needs at least two whole cycles ({2 * period} points from the "
                              f"first to the last finite value), got {grid.size}; pass a shorter period or "
