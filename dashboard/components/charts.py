@@ -13,7 +13,7 @@ Conventions every chart follows:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -425,26 +425,6 @@ def cdf_overlay_chart(les: Sequence[float], cumulative: Mapping[str, np.ndarray]
     fig.update_layout(template=TEMPLATE, height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, font={"family": _FONT},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
-
-
-def preload_plotly() -> Callable[[], object]:
-    """Make the browser fetch and start Plotly's code (~4.7 MB of JavaScript, evaluated on every
-    page load) while the page's script still queries and computes, instead of after its first
-    chart arrives. Draws an invisible 10 px chart at the bottom of the sidebar; call the returned
-    function at the end of the script to remove it.
-    """
-    import streamlit as st
-
-    slot = st.sidebar.empty()
-    slot.plotly_chart(_preload_figure(), config={"staticPlot": True, "displayModeBar": False}, key="_plotly_preload",
-                      theme=THEME)
-    return slot.empty
-
-
-def _preload_figure() -> go.Figure:
-    axis = {"visible": False, "fixedrange": True}
-    return go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "xaxis": axis,
-                             "yaxis": axis, "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"})
 
 
 def _alpha(hex_color: str, a: float) -> str:

@@ -93,7 +93,6 @@ if not service:
     st.stop()
 if not percentiles:
     st.info("Pick at least one percentile in the sidebar.")
-unload_plotly = charts.preload_plotly()  # after the sidebar's widgets, so they show first
 
 
 # --------------------------------------------------------------------------- helpers
@@ -442,4 +441,3 @@ run: Callable[[], None] = panels
 if live and time_range.label != "custom":
     run = st.fragment(run_every=REFRESH_S)(panels)
 run()
-unload_plotly()

@@ -301,7 +301,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is reported)")
     ap.add_argument("--baseline", type=Path, metavar="DIR",
                     help="another checkout (e.g. `git worktree add DIR <commit>`) measured in the same run, "
-                         "alternating with this one")
+                         "alternating with this one; it must be able to read the store")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
@@ -330,9 +330,12 @@ def main() -> int:
     try:
         for run in range(args.repeat):
             if args.baseline:
-                measure_once(run, args, store_url, prom_url, work,
-                             lambda name, t: base_rows.setdefault(name, []).append(t), lambda _n, fn: fn(),
-                             args.baseline.resolve())
+                try:
+                    measure_once(run, args, store_url, prom_url, work,
+                                 lambda name, t: base_rows.setdefault(name, []).append(t), lambda _n, fn: fn(),
+                                 args.baseline.resolve())
+                except TimeoutError as exc:  # e.g. an older checkout that cannot read this store
+                    print(f"baseline run {run} did not render: {exc}; see {work}/streamlit-{run}.log", flush=True)
             measure_once(run, args, store_url, prom_url, work, add, counted)
         print(f"\nLatency page, service {args.service}: 4 percentiles + heatmap + breakdown + before/after + SLO;"
               f" median of {args.repeat} runs; load average now {os.getloadavg()[0]:.1f}")
