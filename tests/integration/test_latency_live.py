@@ -338,3 +338,25 @@ def test_two_windows_in_one_query_equal_one_query_per_window(client: PrometheusC
         mine = [s for s in combined.series if s.labels["window"] == name]
         got = {float(s.labels["le"]): float(s.values.iloc[-1]) for s in mine}
         assert got == pytest.approx(dict(zip(alone.columns, alone.iloc[-1], strict=True)), rel=1e-12)
+
+
+def test_latency_page_queries_work_on_victoriametrics(victoria: Any) -> None:
+    """The page's combined query (``or``, ``quantile=""``) and the two-window query (``offset``,
+    ``label_replace``) mean the same on VictoriaMetrics: same frame as the plain bucket query,
+    and each window counts what a query of its own does."""
+    sd = victoria.scenario.deploy("regression")
+    client = PrometheusClient(victoria.config.prometheus)
+    sel = matchers(service=sd.service)
+    start, end = sd.started_at - timedelta(hours=2), sd.started_at + timedelta(minutes=30)
+    kind, frame, series = split_latency_result(client.query_range(latency_query(H, sel, "2m", [0.99]), start, end, 60))
+    plain = buckets_frame(client.query_range(heatmap_query(H, sel, "2m"), start, end, 60))
+    assert kind == "histogram" and not series and len(frame) > 100
+    pd.testing.assert_frame_equal(frame, plain)
+    t0 = int(sd.started_at.timestamp()) // 60 * 60
+    windows = {"before": (t0 - 1800, t0), "after": (t0 + 300, t0 + 1500)}
+    query, at = windows_query(H, sel, windows)
+    combined = client.query(query, datetime.fromtimestamp(at, UTC))
+    for name, (w0, w1) in windows.items():
+        alone = buckets_frame(client.query(heatmap_query(H, sel, w1 - w0), datetime.fromtimestamp(w1, UTC)))
+        got = {float(s.labels["le"]): float(s.values.iloc[-1]) for s in combined.series if s.labels["window"] == name}
+        assert got and got == pytest.approx(dict(zip(alone.columns, alone.iloc[-1], strict=True)), rel=1e-9)
