@@ -26,11 +26,6 @@ from analyzers.model import Deploy, DeployVerdict
 from .common import VERDICT_COLORS, ViewerZone, fmt_time
 
 _FONT = "Source Sans Pro, sans-serif"
-#: Pass as ``st.plotly_chart(..., theme=THEME)``. Streamlit's own chart theme is restyled in the
-#: browser on every draw (about 15 % of the page's main-thread time with 3,000 markers, measured
-#: in headless Chromium); the figures carry Plotly's close "plotly_white" template instead.
-THEME = None
-TEMPLATE = "plotly_white"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -113,7 +108,6 @@ def _symbol(deploy: Deploy, verdict: DeployVerdict | None) -> str:
 
 def _layout(fig: go.Figure, *, zone: ViewerZone, y_title: str, height: int = 360) -> go.Figure:
     fig.update_layout(
-        template=TEMPLATE,
         height=height,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         font={"family": _FONT},
@@ -422,7 +416,7 @@ def cdf_overlay_chart(les: Sequence[float], cumulative: Mapping[str, np.ndarray]
     fig.update_xaxes(type="log", title_text="latency bucket bound le (ms, log scale)", ticklabeloverflow="allow")
     fig.update_yaxes(title_text="share of requests ≤ le (%)", tickformat=".0%", range=[0, 1.02],
                      ticklabeloverflow="allow")
-    fig.update_layout(template=TEMPLATE, height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, font={"family": _FONT},
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, font={"family": _FONT},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
 

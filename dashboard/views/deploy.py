@@ -217,7 +217,7 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                     series, metric=mv.metric, unit=mv.unit, zone=zone, deploy_at=deploy.started_at,
                     before=before, after=after, change_at=change_at,
                 )
-                st.plotly_chart(fig, key=f"chart_{mv.metric}", theme=charts.THEME)
+                st.plotly_chart(fig, key=f"chart_{mv.metric}")
                 lo, hi = result.get("effect_ci") or (None, None)
                 st.caption(
                     f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "

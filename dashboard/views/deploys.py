@@ -75,7 +75,7 @@ if not deploys:
 
 with common.panel("Drawing the timeline"):
     fig = charts.deploy_timeline(deploys, verdicts, zone, start=time_range.start_dt, end=time_range.end_dt)
-    event = st.plotly_chart(fig, key="timeline", on_select="rerun", selection_mode="points", theme=charts.THEME)
+    event = st.plotly_chart(fig, key="timeline", on_select="rerun", selection_mode="points")
     picked = common.clicked_deploy(event)
     if picked:
         st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})

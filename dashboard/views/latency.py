@@ -125,7 +125,7 @@ def deploys_in(tr: common.TimeRange) -> tuple[list[Deploy], dict]:
 
 def show_chart(fig: go.Figure, key: str) -> None:
     """Draw a chart; a click on a deploy marker opens that deploy's page."""
-    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points", theme=charts.THEME)
+    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
     picked = common.clicked_deploy(event)
     if picked:
         st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
@@ -428,7 +428,7 @@ def _compare(before: data.Distribution, after: data.Distribution, names: tuple[s
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     fig = charts.cdf_overlay_chart(les, {first: b, second: a})
-    st.plotly_chart(fig, key="before_after", theme=charts.THEME)
+    st.plotly_chart(fig, key="before_after")
     st.caption(
         f"{first.capitalize()}: {common.fmt_time(data.to_dt(before.start), zone)} → "
         f"{common.fmt_time(data.to_dt(before.end), zone)}; {second}: {common.fmt_time(data.to_dt(after.start), zone)}"
