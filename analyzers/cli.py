@@ -38,6 +38,16 @@ def _parse_time(value: str, *, now: datetime) -> datetime:
         raise ConfigError(f"cannot read time {value!r}: use RFC 3339 (2026-11-27T10:00:00Z), Unix seconds or a duration such as 24h") from None
 
 
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--workers takes a whole number of processes (0: one per CPU), got {text!r}")
+    return n
+
+
 def _config(args: argparse.Namespace) -> Config:
     cfg = load_config(getattr(args, "config", None))
     if getattr(args, "prometheus_url", None):
@@ -96,11 +106,13 @@ def verify_many(
     now: datetime | None = None,
     show_progress: bool = True,
     context: Sequence[Deploy] | None = None,
+    workers: int = 1,
 ) -> list[DeployVerdict]:
     """Verify deploys with a progress bar on stderr; store each verdict if a store is given.
 
     Many deploys go through :func:`analyzers.fleet.verify_fleet` (one range query per service,
-    metric and contiguous range); verdicts come back in the order of ``deploys``.
+    metric and contiguous range; ``workers`` processes over services); verdicts come back in the
+    order of ``deploys``.
     """
     from tqdm import tqdm
 
@@ -117,7 +129,7 @@ def verify_many(
 
     try:
         verdicts, _stats = verify_fleet(deploys, cfg, client, now=now, context=context,
-                                        on_verdict=on_verdict, progress=bar.update)
+                                        on_verdict=on_verdict, progress=bar.update, workers=workers)
     finally:
         bar.close()
     by_id = {v.deploy_id: v for v in verdicts}
@@ -237,7 +249,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"No deploys since {since.isoformat()}; nothing to replay.", file=sys.stderr)
             return 0
         before = store.latest_verdicts([d.deploy_id for d in deploys])
-        verdicts = verify_many(deploys, cfg, PrometheusClient(cfg.prometheus), store=store if args.save else None, now=now)
+        workers = args.workers or os.cpu_count() or 1
+        verdicts = verify_many(deploys, cfg, PrometheusClient(cfg.prometheus), store=store if args.save else None,
+                               now=now, workers=workers)
     finally:
         store.close()
     counts = Counter(v.overall for v in verdicts)
@@ -400,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config")
     r.add_argument("--prometheus-url")
     r.add_argument("--save", action="store_true", help="store the new verdicts")
+    r.add_argument("--workers", type=_workers, default=0,
+                   help="processes verifying services in parallel (default 0: one per CPU)")
     r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run scheduled verifications (first, finished, final) and deliver reports")

@@ -161,7 +161,8 @@ def test_wait_gate_without_a_deploy_event_is_inconclusive(loaded: dict[str, Any]
 
 
 def test_replay_counts_verdicts_and_lists_changes(loaded: dict[str, Any], prom: Any) -> None:
-    r = _cli("replay", "--since", "30d", "--store", loaded["store_url"], "--prometheus-url", prom.url)
+    # two worker processes: their verdicts must equal the ones verified one by one and stored
+    r = _cli("replay", "--since", "30d", "--workers", "2", "--store", loaded["store_url"], "--prometheus-url", prom.url)
     assert r.returncode == 0, r.stderr
     n = len(prom.scenario.deploys)
     assert f"Replayed {n} deploys" in r.stdout

@@ -74,3 +74,9 @@ def test_bad_time_says_what_formats_work(step_csv: tuple[Path, str]) -> None:
     path, _ = step_csv
     res = run_cli("verify-series", str(path), "--deploy-at", "yesterday-ish")
     assert res.returncode == 3 and "RFC 3339" in res.stderr
+
+
+def test_replay_refuses_a_negative_worker_count() -> None:
+    res = run_cli("replay", "--workers", "-2")
+    assert res.returncode == 2  # argparse usage error, before any store or server is touched
+    assert "--workers takes a whole number of processes" in res.stderr and "Traceback" not in res.stderr
