@@ -1,0 +1,65 @@
+"""verify_series results are pinned: a seeded corpus must give exactly the stored answers.
+
+Speed work on :mod:`analyzers.stats` (caching, fewer medians, numpy instead of pandas) must
+not move a single result. The corpus is built by ``benchmarks/bench_verify_speed.py`` from the
+scenario generators (every null and effect family, all three ``expect`` values, two alphas, a
+minimum effect), the fleet benchmark's own series generator (5 catalog metrics around each deploy
+of a small seeded fleet) and edge cases (counter resets, 1e+-250 magnitudes, gaps at the deploy,
+jittered timestamps, a flat series). ``tests/fixtures/recorded/verify_series_reference.json`` holds
+``to_dict()`` of each, recorded at commit 68909be (before the speed work); floats are compared
+exactly (JSON keeps every bit of a float).
+
+A deliberate change of the method's results must regenerate the file (and say why in the
+commit)::
+
+    .venv/bin/python tests/unit/test_stats_reference.py --write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from analyzers.stats import verify_series  # noqa: E402
+from benchmarks.bench_verify_speed import Case, edge_cases, fleet_cases, result_json, scenario_cases  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "recorded" / "verify_series_reference.json"
+
+
+def reference_cases() -> list[Case]:
+    return scenario_cases(range(2)) + fleet_cases(services=2) + edge_cases()
+
+
+def _stored() -> dict[str, dict]:
+    return json.loads(FIXTURE.read_text())
+
+
+CASES = reference_cases()
+
+
+def test_corpus_covers_every_path() -> None:
+    stored = _stored()
+    assert sorted(stored) == sorted(c.name for c in CASES), "the corpus changed: regenerate the fixture (see doc)"
+    statuses = {r["status"] for r in stored.values()}
+    assert statuses == {"shifted", "unchanged", "inconclusive"}
+    methods = {r["method"].split(" ")[0] for r in stored.values()}
+    assert {"AR(1)-prewhitened", "exact"} <= methods
+    fleet = [r for k, r in stored.items() if k.startswith("fleet/")]
+    assert len(fleet) >= 20 and any(r["status"] == "shifted" for r in fleet)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_result_is_unchanged(case: Case) -> None:
+    got = json.loads(result_json(case.run(verify_series)))
+    assert got == _stored()[case.name]
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    FIXTURE.write_text(json.dumps({c.name: json.loads(result_json(c.run(verify_series))) for c in CASES},
+                                  indent=1, sort_keys=True) + "\n")
+    print(f"wrote {len(CASES)} results to {FIXTURE}")
