@@ -41,17 +41,16 @@ def _up(url: str, timeout: float = 1.0) -> bool:
 
 
 def _wait(url: str, what: str, proc: subprocess.Popen[Any] | None, timeout: float = 60.0, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _up(url):
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.3)
+    from .promserver import wait_until_up
+
+    why = wait_until_up(url, proc=proc, timeout_s=timeout, interval_s=0.3)
+    if why is None:
+        return
     tail = ""
     if log is not None and log.exists():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-    raise AnalyzerError(f"{what} did not become ready at {url}; its log ends with:\n{tail}\nFix the cause above or pick another port.")
+    raise AnalyzerError(f"{what} did not become ready at {url} ({why}); its log ends with:\n{tail}\n"
+                        "Fix the cause above or pick another port.")
 
 
 def _secret(data: Path) -> str:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -108,6 +109,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, *, proc: subprocess.Popen[Any] | None = None, timeout_s: float = 30.0,
+                  interval_s: float = 0.1) -> str | None:
+    """Poll ``url`` until it answers 200; ``None`` when it did, else why not (for the caller's error).
+
+    Stops early when ``proc`` (the server being waited for) has exited.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            return f"exited with code {proc.returncode} before it was ready"
+        try:
+            if requests.get(url, timeout=1.0).status_code == 200:
+                return None
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return f"not ready after {timeout_s:g} s"
+        time.sleep(interval_s)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -218,22 +239,17 @@ class PrometheusServer:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout_s
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                tail = self._log_tail()
-                self._cleanup()
-                raise PrometheusStartError(
-                    f"Prometheus exited with code {self._proc.returncode} before it was ready "
-                    f"(port {self.port} in use? TSDB {self.tsdb_dir} locked by another server?). Log:\n{tail}"
-                )
-            try:
-                if requests.get(self.url + "/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
+        assert self._proc is not None
+        why = wait_until_up(self.url + "/-/ready", proc=self._proc, timeout_s=self.ready_timeout_s)
+        if why is None:
+            return
+        if self._proc.poll() is not None:
+            tail = self._log_tail()
+            self._cleanup()
+            raise PrometheusStartError(
+                f"Prometheus exited with code {self._proc.returncode} before it was ready "
+                f"(port {self.port} in use? TSDB {self.tsdb_dir} locked by another server?). Log:\n{tail}"
+            )
         tail = self._log_tail()
         self.stop()
         raise PrometheusStartError(
