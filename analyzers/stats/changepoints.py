@@ -55,6 +55,8 @@ from typing import Any
 import numpy as np
 from scipy import fft as sp_fft
 
+from ._fast import median as _median
+
 #: Clip band around the running median, in robust noise scales.
 CLIP_K = 3.0
 #: Penalty per change point, as a multiple of log(n) (BIC-like, 3 parameters per change).
@@ -104,10 +106,10 @@ def robust_noise_scale(x: np.ndarray) -> float:
     if x.size < 2:
         return 0.0
     d = np.diff(x)
-    s = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0)
+    s = 1.4826 * _median(np.abs(d - _median(d))) / np.sqrt(2.0)
     if s > 0:
         return s
-    s = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    s = 1.4826 * _median(np.abs(x - _median(x)))
     if s > 0:
         return s
     mad_d = float(np.mean(np.abs(d))) / np.sqrt(2.0)
@@ -186,7 +188,7 @@ def _clean(x: np.ndarray) -> np.ndarray:
     scale = robust_noise_scale(x)
     if scale <= 0:
         return np.zeros_like(x)
-    z = (x - np.median(x)) / scale
+    z = (x - _median(x)) / scale
     med = _running_median5(z)
     return np.clip(z, med - CLIP_K, med + CLIP_K)
 

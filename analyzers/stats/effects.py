@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
+from ._fast import median as _median
+
 #: Bootstrap replicates (seeded).
 BOOT = 200
 #: Pairs used for a Hodges-Lehmann estimate beyond which a seeded subsample is used.
@@ -31,8 +33,8 @@ def hodges_lehmann(before: np.ndarray, after: np.ndarray, seed: int = 0) -> floa
         rng = np.random.default_rng(seed)
         i = rng.integers(0, b.size, MAX_PAIRS)
         j = rng.integers(0, a.size, MAX_PAIRS)
-        return float(np.median(b[i] - a[j]))
-    return float(np.median(np.subtract.outer(b, a)))
+        return _median(b[i] - a[j])
+    return _median(np.subtract.outer(b, a).ravel())
 
 
 def _block_resample(x: np.ndarray, block: int, rng: np.random.Generator, reps: int) -> np.ndarray:

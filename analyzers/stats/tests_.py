@@ -32,6 +32,9 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
+from ._fast import median as _median
+from ._fast import nanmedian as _nanmedian
+
 
 def _norm_sf(x: float) -> float:
     """Standard normal upper tail: what ``scipy.stats.norm.sf`` computes, without its per-call overhead."""
@@ -66,7 +69,7 @@ def robust_scale(x: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     if x.size < 2:
         return 0.0
-    s = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    s = 1.4826 * _median(np.abs(x - _median(x)))
     return s if s > 0 else float(np.std(x))
 
 
@@ -76,7 +79,7 @@ def _phi_raw(e: np.ndarray) -> tuple[float, int]:
     s = robust_scale(e)
     if s <= 0:
         return 0.0, 0
-    c = np.nanmedian(e)
+    c = _nanmedian(e)
     z = np.clip(e - c, -3.5 * s, 3.5 * s)
     z = z - np.nanmean(z)
     ok = np.isfinite(z[1:]) & np.isfinite(z[:-1])
@@ -191,7 +194,7 @@ def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
     # Kendall's correction assumes a known slope; a fitted line costs about (1 + 2 phi) / n more.
     phi = phi + (1.0 + 2.0 * np.maximum(phi, 0.0)) / n
     phi = phi[-PHI_MAX_BLOCKS:]  # the most recent blocks
-    return HistoryPhi(float(np.median(phi)), int(phi.size), length)
+    return HistoryPhi(_median(phi), int(phi.size), length)
 
 
 def estimate_phi_history(window_pre: np.ndarray, hist: HistoryPhi | None) -> PhiEstimate:
@@ -313,7 +316,7 @@ def fit_null(
     scale = robust_scale(pre_res)
     if scale <= 0:
         return None
-    centre = float(np.median(pre_res))
+    centre = _median(pre_res)
     psi = np.clip((resid - centre) / scale, -HUBER_C, HUBER_C)
     psi = psi - float(np.mean(psi[pre_rows]))
     epsi2 = float(np.mean(psi[pre_rows] ** 2))
@@ -347,7 +350,7 @@ def _slope_z(xt: np.ndarray, yt: np.ndarray) -> float:
     hn = float(np.sqrt(h @ h))
     if s <= 0 or hn <= 0:
         return 0.0
-    psi = np.clip((res - np.median(res)) / s, -HUBER_C, HUBER_C)
+    psi = np.clip((res - _median(res)) / s, -HUBER_C, HUBER_C)
     e2 = float(np.mean(psi * psi))
     return abs(float(h @ psi)) / (np.sqrt(e2) * hn) if e2 > 0 else 0.0
 
@@ -360,12 +363,15 @@ def _normals(seed: int, k: int) -> np.ndarray:
     return z
 
 
-def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, side: int = 0) -> float:
+def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, side: int = 0,
+                    _draws: list[np.ndarray] | None = None) -> float:
     """p-value of the largest of correlated standard normal statistics ``t``.
 
     ``side=0``: two-sided, max |t|; ``side=+1``/``-1``: one-sided, max t / max -t.
     Correlations come from the normalised regressors ``hn``; Monte Carlo with a fixed
-    seed, switching to the Bonferroni bound (also valid) in the far tail.
+    seed, switching to the Bonferroni bound (also valid) in the far tail. ``_draws``
+    (a list, empty or holding the draws of an earlier call on the same ``hn`` and seed)
+    lets both sides of one test share the correlated draws.
     """
     k = t.size
     stat = np.abs(t) if side == 0 else side * t
@@ -374,12 +380,22 @@ def max_stat_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, side: int = 0) -> 
     bonf = min(1.0, k * tails * float(_norm_sf(tmax)))
     if k == 1 or bonf <= 1e-3:
         return bonf
-    corr = hn.T @ hn
-    w, v = np.linalg.eigh(corr)
-    lmat = v * np.sqrt(np.clip(w, 0.0, None))
-    z = _normals(seed, k) @ lmat.T
-    zs = np.abs(z) if side == 0 else side * z
-    exceed = int(np.sum(np.max(zs, axis=1) >= tmax))
+    if _draws:
+        z = _draws[0]
+    else:
+        corr = hn.T @ hn
+        w, v = np.linalg.eigh(corr)
+        lmat = v * np.sqrt(np.clip(w, 0.0, None))
+        z = _normals(seed, k) @ lmat.T
+        if _draws is not None:
+            _draws.append(z)
+    if side == 0:
+        zmax = np.max(np.abs(z), axis=1)
+    elif side > 0:
+        zmax = np.max(z, axis=1)
+    else:
+        zmax = -np.min(z, axis=1)  # max of -z, exactly
+    exceed = int(np.count_nonzero(zmax >= tmax))
     if exceed < 10:
         return bonf
     return min(bonf, (exceed + 1) / (MC_DRAWS + 1))
@@ -398,8 +414,9 @@ def directional_pvalue(t: np.ndarray, hn: np.ndarray, seed: int, expect: str) ->
         best = int(np.argmax(np.abs(t)))
         return p, (1.0 if t[best] > 0 else -1.0)
     s = 1 if expect == "increase" else -1
-    p_exp = max_stat_pvalue(t, hn, seed, side=s) / EXPECT_WEIGHT
-    p_opp = max_stat_pvalue(t, hn, seed, side=-s) / (1.0 - EXPECT_WEIGHT)
+    draws: list[np.ndarray] = []
+    p_exp = max_stat_pvalue(t, hn, seed, side=s, _draws=draws) / EXPECT_WEIGHT
+    p_opp = max_stat_pvalue(t, hn, seed, side=-s, _draws=draws) / (1.0 - EXPECT_WEIGHT)
     if p_exp <= p_opp:
         return min(1.0, p_exp), float(s)
     return min(1.0, p_opp), float(-s)
@@ -416,11 +433,21 @@ def mann_whitney_two_sided(x: np.ndarray, y: np.ndarray) -> float:
     if n1 <= 8 or n2 <= 8:
         return float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)
     both = np.concatenate([x, y])
-    ranks = sps.rankdata(both)
+    n = n1 + n2
+    # Average ranks from one sort (what scipy.stats.rankdata gives: half-integers, so every
+    # sum below is exact and does not depend on the order of summation).
+    order = np.argsort(both, kind="stable")
+    srt = both[order]
+    new_group = np.empty(n, dtype=bool)
+    new_group[0] = True
+    np.not_equal(srt[1:], srt[:-1], out=new_group[1:])
+    starts = np.flatnonzero(new_group)
+    counts = np.diff(np.append(starts, n))
+    avg = starts + (counts + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(n)
+    ranks[order] = np.repeat(avg, counts)
     u1 = float(np.sum(ranks[:n1])) - n1 * (n1 + 1) / 2.0
     u = max(u1, n1 * n2 - u1)
-    _, counts = np.unique(both, return_counts=True)
-    n = n1 + n2
     tie = float(np.sum(counts.astype(float) ** 3 - counts))
     sd = np.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1))))
     if sd <= 0:
@@ -442,8 +469,8 @@ def spread_test(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
     if before.size < 5 or after.size < 5:
         return 1.0, float("nan")
     # Each side around its own median: a level shift moves the centre, not the spread.
-    a = np.abs(before - np.median(before))
-    b = np.abs(after - np.median(after))
+    a = np.abs(before - _median(before))
+    b = np.abs(after - _median(after))
     p = mann_whitney_two_sided(b, a)
     sa, sb = robust_scale(before), robust_scale(after)
     return p, (sb / sa if sa > 0 else float("inf"))

@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from . import baselines as bl
+from ._fast import median as _median
+from ._fast import nanmedian as _nanmedian
 from .changepoints import _running_median5, changepoints, robust_noise_scale
 from .counts import verify_constant, verify_counts
 from .effects import shift_with_ci
@@ -98,13 +100,16 @@ def _coerce_series(series: Any) -> pd.Series:
             f"the series index must be a DatetimeIndex, got {type(series.index).__name__}: "
             "convert with series.index = pandas.to_datetime(series.index, utc=True)"
         )
-    try:
-        values = pd.to_numeric(series, errors="raise").astype(float)
-    except (TypeError, ValueError) as exc:
-        raise NotASeries(f"the series values must be numeric: {exc}") from exc
+    if series.dtype == np.float64:  # already numeric: to_numeric would return it unchanged
+        v = series.to_numpy(dtype=float, copy=True)
+    else:
+        try:
+            values = pd.to_numeric(series, errors="raise").astype(float)
+        except (TypeError, ValueError) as exc:
+            raise NotASeries(f"the series values must be numeric: {exc}") from exc
+        v = values.to_numpy(dtype=float, copy=True)
     idx = series.index
     idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
-    v = values.to_numpy(dtype=float, copy=True)
     v[~np.isfinite(v)] = np.nan
     out = pd.Series(v, index=idx)
     if idx.hasnans:
@@ -126,9 +131,14 @@ def _coerce_time(ts: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def _grid(s: pd.Series, step_s: float) -> tuple[pd.Timestamp, np.ndarray]:
+def _seconds(s: pd.Series) -> np.ndarray:
+    """Seconds of each sample since the first one."""
+    return np.asarray((s.index - s.index[0]).total_seconds(), dtype=float)
+
+
+def _grid(s: pd.Series, step_s: float, secs: np.ndarray | None = None) -> tuple[pd.Timestamp, np.ndarray]:
     t0 = s.index[0]
-    pos = np.rint((s.index - t0).total_seconds().to_numpy() / step_s).astype(np.int64)
+    pos = np.rint((_seconds(s) if secs is None else secs) / step_s).astype(np.int64)
     n = int(pos[-1]) + 1
     vals = s.to_numpy(dtype=float)
     ok = np.isfinite(vals)
@@ -201,18 +211,20 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     base_details: dict[str, Any] = {"kind": kind, "expect": expect}
     if ignored:
         base_details["ignored_options"] = ignored
-    finite = s.dropna()
-    if finite.empty:
+    finite_mask = np.isfinite(s.to_numpy())
+    if not finite_mask.any():
         return SeriesResult("inconclusive", "No data: the series is empty or all NaN around the deploy; "
                             "check the query and that the metric is scraped.", method="none",
                             details=base_details)
     if len(s) < 2:
+        first = s.index[int(np.argmax(finite_mask))]
         return SeriesResult("inconclusive", "Only one sample: cannot tell the step or compare before and after.",
-                            method="none", n_before=int(finite.index[0] < deploy),
-                            n_after=int(finite.index[0] >= deploy), details=base_details)
-    diffs = np.diff((s.index - s.index[0]).total_seconds().to_numpy())
-    step_s = float(np.median(diffs[diffs > 0])) if np.any(diffs > 0) else 60.0
-    t0, y = _grid(s, step_s)
+                            method="none", n_before=int(first < deploy),
+                            n_after=int(first >= deploy), details=base_details)
+    secs = _seconds(s)
+    diffs = np.diff(secs)
+    step_s = _median(diffs[diffs > 0]) if np.any(diffs > 0) else 60.0
+    t0, y = _grid(s, step_s, secs)
     if kind == "counter":
         y = _counter_increases(y)
     ctx = Ctx(t0, step_s)
@@ -266,9 +278,9 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     fin = window[np.isfinite(window)]
     integer_like = bool(np.all(fin >= 0) and np.all(np.abs(fin - np.rint(fin)) < 1e-9))
     use_poisson = cnt_arr is not None or (
-        integer_like and (kind == "count" or (kind != "counter" and float(np.median(fin)) <= 3.0))
+        integer_like and (kind == "count" or (kind != "counter" and _median(fin) <= 3.0))
     )
-    if kind == "counter" and integer_like and float(np.median(fin)) <= 20:
+    if kind == "counter" and integer_like and _median(fin) <= 20:
         use_poisson = True
     args = dict(alpha=alpha, expect=expect, min_effect=min_effect, min_effect_rel=min_effect_rel,
                 seed=seed, ramp_s=ramp_s, details=base_details, common=common, ctx=ctx)
@@ -317,7 +329,7 @@ def _verify_level(
     scale = robust_noise_scale(r[ok])
     pre_fin = r[:dw][np.isfinite(r[:dw])]
     post_fin = r[dw:][np.isfinite(r[dw:])]
-    level = float(np.nanmedian(raw[:dw])) * unit
+    level = _nanmedian(raw[:dw]) * unit
     if scale <= 0 or np.ptp(pre_fin) == 0:
         return verify_constant(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
                              expect, min_effect, min_effect_rel, details, common, ctx, pre_start)
