@@ -58,9 +58,14 @@ def ar1_diff_se(tpos_before: np.ndarray, tpos_after: np.ndarray, sigma: float, p
     if phi <= 0:
         return sigma * float(np.sqrt(1.0 / nb + 1.0 / na))
     if nb + na <= 3000:
-        t = np.concatenate([tpos_before, tpos_after]).astype(float)
+        t = np.concatenate([tpos_before, tpos_after])
         c = np.concatenate([np.full(nb, -1.0 / nb), np.full(na, 1.0 / na)])
-        cov = phi ** np.abs(t[:, None] - t[None, :])
+        if np.issubdtype(t.dtype, np.integer):  # whole-step lags: phi**lag from a table (the same numbers)
+            lag = np.abs(t[:, None] - t[None, :])
+            cov = (phi ** np.arange(int(lag.max()) + 1, dtype=float))[lag]
+        else:
+            t = t.astype(float)
+            cov = phi ** np.abs(t[:, None] - t[None, :])
         return sigma * float(np.sqrt(max(c @ cov @ c, 0.0)))
     infl = (1 + phi) / (1 - phi)
     return sigma * float(np.sqrt(infl / nb + infl / na))

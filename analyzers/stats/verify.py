@@ -64,6 +64,7 @@ from .tests_ import (
 
 __all__ = ["verify_series"]
 
+_NAT = np.iinfo(np.int64).min  # NaT in DatetimeIndex.asi8
 KINDS = ("gauge", "ratio", "rate", "latency", "count", "counter")
 EXPECTS = ("increase", "decrease", "any", "unchanged")
 #: Default significance level per metric (see benchmarks/README_stats.md: at 0.01 the false
@@ -84,6 +85,12 @@ MIN_STABLE_PRE = 20
 
 
 def _coerce_series(series: Any) -> pd.Series:
+    idx, v = _coerce_arrays(series)
+    return pd.Series(v, index=idx)
+
+
+def _coerce_arrays(series: Any) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """The UTC times (sorted, unique, no NaT) and float values (NaN for non-finite) of ``series``."""
     if isinstance(series, pd.DataFrame):
         if series.shape[1] != 1:
             raise NotASeries(
@@ -111,6 +118,9 @@ def _coerce_series(series: Any) -> pd.Series:
     idx = series.index
     idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
     v[~np.isfinite(v)] = np.nan
+    i8 = idx.asi8
+    if i8.size == 0 or (i8[0] != _NAT and bool(np.all(i8[1:] > i8[:-1]))):
+        return idx, v  # the usual case: strictly increasing times, nothing to clean
     out = pd.Series(v, index=idx)
     if idx.hasnans:
         out = out[~out.index.isna()]
@@ -118,7 +128,7 @@ def _coerce_series(series: Any) -> pd.Series:
         out = out.sort_index()
     if not out.index.is_unique:
         out = out.groupby(level=0).mean()
-    return out
+    return out.index, out.to_numpy(dtype=float)
 
 
 def _coerce_time(ts: Any) -> pd.Timestamp:
@@ -131,16 +141,16 @@ def _coerce_time(ts: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def _seconds(s: pd.Series) -> np.ndarray:
+def _seconds(idx: pd.DatetimeIndex) -> np.ndarray:
     """Seconds of each sample since the first one."""
-    return np.asarray((s.index - s.index[0]).total_seconds(), dtype=float)
+    return np.asarray((idx - idx[0]).total_seconds(), dtype=float)
 
 
-def _grid(s: pd.Series, step_s: float, secs: np.ndarray | None = None) -> tuple[pd.Timestamp, np.ndarray]:
-    t0 = s.index[0]
-    pos = np.rint((_seconds(s) if secs is None else secs) / step_s).astype(np.int64)
+def _grid(idx: pd.DatetimeIndex, vals: np.ndarray, step_s: float,
+          secs: np.ndarray | None = None) -> tuple[pd.Timestamp, np.ndarray]:
+    t0 = idx[0]
+    pos = np.rint((_seconds(idx) if secs is None else secs) / step_s).astype(np.int64)
     n = int(pos[-1]) + 1
-    vals = s.to_numpy(dtype=float)
     ok = np.isfinite(vals)
     sums = np.bincount(pos[ok], weights=vals[ok], minlength=n)
     cnt = np.bincount(pos[ok], minlength=n)
@@ -206,25 +216,25 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
 
-    s = _coerce_series(series)
+    s_idx, s_val = _coerce_arrays(series)
     deploy = _coerce_time(deploy_at)
     base_details: dict[str, Any] = {"kind": kind, "expect": expect}
     if ignored:
         base_details["ignored_options"] = ignored
-    finite_mask = np.isfinite(s.to_numpy())
+    finite_mask = np.isfinite(s_val)
     if not finite_mask.any():
         return SeriesResult("inconclusive", "No data: the series is empty or all NaN around the deploy; "
                             "check the query and that the metric is scraped.", method="none",
                             details=base_details)
-    if len(s) < 2:
-        first = s.index[int(np.argmax(finite_mask))]
+    if s_val.size < 2:
+        first = s_idx[int(np.argmax(finite_mask))]
         return SeriesResult("inconclusive", "Only one sample: cannot tell the step or compare before and after.",
                             method="none", n_before=int(first < deploy),
                             n_after=int(first >= deploy), details=base_details)
-    secs = _seconds(s)
+    secs = _seconds(s_idx)
     diffs = np.diff(secs)
     step_s = _median(diffs[diffs > 0]) if np.any(diffs > 0) else 60.0
-    t0, y = _grid(s, step_s, secs)
+    t0, y = _grid(s_idx, s_val, step_s, secs)
     if kind == "counter":
         y = _counter_increases(y)
     ctx = Ctx(t0, step_s)
@@ -270,8 +280,8 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     cnt_arr = None
     if counts is not None:
         c = _coerce_series(counts)
-        c = c.reindex(s.index) if not c.index.equals(s.index) else c
-        _, cnt_arr = _grid(c, step_s) if len(c) else (t0, None)
+        c = c.reindex(s_idx) if not c.index.equals(s_idx) else c
+        _, cnt_arr = _grid(c.index, c.to_numpy(dtype=float), step_s) if len(c) else (t0, None)
         if cnt_arr is not None and cnt_arr.size < n:
             cnt_arr = np.concatenate([cnt_arr, np.full(n - cnt_arr.size, np.nan)])
     window = y[pre_start:post_end]
