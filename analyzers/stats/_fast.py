@@ -31,3 +31,15 @@ def nanmedian(x: np.ndarray) -> float:
     if ok.size == 0:
         return float(np.nanmedian(x))
     return median(ok)
+
+
+def median_rows(x: np.ndarray) -> np.ndarray:
+    """``np.median(x, axis=1)`` for a 2-D float array."""
+    n = x.shape[1]
+    if n == 0 or x.shape[0] == 0 or np.isnan(x).any():
+        return np.asarray(np.median(x, axis=1))
+    h = n // 2
+    if n % 2:
+        return np.partition(x, h, axis=1)[:, h].copy()
+    p = np.partition(x, (h - 1, h), axis=1)
+    return (p[:, h - 1] + p[:, h]) / 2.0

@@ -33,6 +33,7 @@ from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
 from ._fast import median as _median
+from ._fast import median_rows as _median_rows
 from ._fast import nanmedian as _nanmedian
 
 
@@ -175,9 +176,13 @@ def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
     icpt = (sy - slope * st) / cnt
     e = np.where(w, b - icpt[:, None] - slope[:, None] * t, np.nan)
     full = bool(w.all())  # no gaps: the plain (faster) reductions give the same numbers
-    med, std, mean = (np.median, np.std, np.mean) if full else (np.nanmedian, np.nanstd, np.nanmean)
-    c = med(e, axis=1)
-    s = 1.4826 * med(np.abs(e - c[:, None]), axis=1)
+    std, mean = (np.std, np.mean) if full else (np.nanstd, np.nanmean)
+
+    def med(x: np.ndarray) -> np.ndarray:
+        return _median_rows(x) if full else np.nanmedian(x, axis=1)
+
+    c = med(e)
+    s = 1.4826 * med(np.abs(e - c[:, None]))
     s = np.where(s > 0, s, std(e, axis=1))
     z = np.clip(e - c[:, None], -3.5 * s[:, None], 3.5 * s[:, None])
     z = z - mean(z, axis=1)[:, None]
@@ -227,6 +232,34 @@ def estimate_phi_history(window_pre: np.ndarray, hist: HistoryPhi | None) -> Phi
     return PhiEstimate(phi, "history", hist.blocks, float(max(w_phi, 0.0)))
 
 
+_GAP_LAST: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
+
+
+def _ar1_gap_factors(tpos: np.ndarray, phi: float) -> tuple[np.ndarray, np.ndarray]:
+    """``phi**k`` and ``sqrt((1 - phi**(2k)) / (1 - phi**2))`` for the gaps ``k`` of ``tpos``.
+
+    One verification prewhitens many designs on the same rows with the same phi: the last
+    answer is kept (for the very same ``tpos`` array, which the cache holds alive, so an
+    identity check is safe; one tuple read once, so threads cannot mix entries). The powers
+    come from tables indexed by the gap, the same numbers as ``phi ** k`` elementwise.
+    """
+    global _GAP_LAST
+    last = _GAP_LAST
+    if last is not None and last[0] is tpos and last[1] == phi:
+        return last[2], last[3]
+    gaps = np.diff(tpos)
+    if gaps.size and np.issubdtype(gaps.dtype, np.integer) and gaps.min() >= 0:
+        kmax = int(gaps.max())
+        a = (phi ** np.arange(kmax + 1, dtype=float))[gaps]
+        p2 = (phi ** (2 * np.arange(kmax + 1, dtype=float)))[gaps]
+    else:
+        k = gaps.astype(float)
+        a, p2 = phi**k, phi ** (2 * k)
+    s = np.sqrt((1.0 - p2) / (1.0 - phi * phi))
+    _GAP_LAST = (tpos, phi, a, s)
+    return a, s
+
+
 def ar1_transform(tpos: np.ndarray, m: np.ndarray, phi: float) -> np.ndarray:
     """Prewhiten rows observed at integer positions ``tpos`` (gaps allowed).
 
@@ -238,16 +271,15 @@ def ar1_transform(tpos: np.ndarray, m: np.ndarray, phi: float) -> np.ndarray:
     out = np.empty_like(m)
     if phi <= 0:
         return m.copy()
-    k = np.diff(tpos).astype(float)
     if phi >= 1.0:  # random walk: differences scaled by the gap, first row carries nothing
+        k = np.diff(tpos).astype(float)
         out[0] = 0.0
         if m.ndim == 1:
             out[1:] = (m[1:] - m[:-1]) / np.sqrt(k)
         else:
             out[1:] = (m[1:] - m[:-1]) / np.sqrt(k)[:, None]
         return out
-    a = phi**k
-    s = np.sqrt((1.0 - phi ** (2 * k)) / (1.0 - phi * phi))
+    a, s = _ar1_gap_factors(tpos, phi)
     out[0] = m[0] * np.sqrt(1.0 - phi * phi)
     if m.ndim == 1:
         out[1:] = (m[1:] - a * m[:-1]) / s
