@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Up to this many values a full (SIMD) sort is cheaper than a partition.
+SORT_MAX = 256
+
 
 def median(x: np.ndarray) -> float:
     """``float(np.median(x))`` for a 1-D float array."""
@@ -18,11 +21,13 @@ def median(x: np.ndarray) -> float:
     if n == 0:
         return float(np.median(x))  # numpy's warning and NaN
     h = n // 2
-    if n % 2:
-        p = np.partition(x, (h, n - 1))
-        return float("nan") if p[-1] != p[-1] else float(p[h])
-    p = np.partition(x, (h - 1, h, n - 1))
-    return float("nan") if p[-1] != p[-1] else float((p[h - 1] + p[h]) / 2.0)
+    if n <= SORT_MAX:
+        p = np.sort(x)  # NaN sort last, as partition puts them
+    else:
+        p = np.partition(x, (h, n - 1) if n % 2 else (h - 1, h, n - 1))
+    if p[-1] != p[-1]:
+        return float("nan")
+    return float(p[h]) if n % 2 else float((p[h - 1] + p[h]) / 2.0)
 
 
 def nanmedian(x: np.ndarray) -> float:
@@ -39,7 +44,7 @@ def median_rows(x: np.ndarray) -> np.ndarray:
     if n == 0 or x.shape[0] == 0 or np.isnan(x).any():
         return np.asarray(np.median(x, axis=1))
     h = n // 2
+    p = np.sort(x, axis=1) if n <= SORT_MAX else np.partition(x, (h - 1, h) if n > 1 else (h,), axis=1)
     if n % 2:
-        return np.partition(x, h, axis=1)[:, h].copy()
-    p = np.partition(x, (h - 1, h), axis=1)
+        return p[:, h].copy()
     return (p[:, h - 1] + p[:, h]) / 2.0
