@@ -11,8 +11,9 @@ Pelt and Binseg are pure Python loops, so they run at the smaller sizes only (sa
 the table). Times are CPU seconds of this process (best of 3 for ours), which the other
 jobs sharing the machine do not inflate as much as wall-clock time.
 verify_series: a 1-minute series of that many points, the deploy 100 points before the end.
-Fleet shape: what the fleet benchmark sends ~15,000 times (a day of history at 60 s steps
-plus 60 min after, ~1,500 points, AR(0.5) noise, a 2 SD step in one case of three).
+Fleet shape: what the fleet benchmark sends ~15,000 times, from its own series generator (the 5
+catalog metrics around each deploy, a day of history at 60 s steps plus 35 min after, ~1,476
+points; see benchmarks/bench_verify_speed.py, which also compares against an earlier revision).
 changepoints runs with its default model ("auto": piecewise-constant or -linear by BIC).
 """
 
@@ -99,25 +100,19 @@ def main() -> None:
     verify_series(s, idx[2900])
     t = cpu(lambda: [verify_series(s, idx[2900]) for _ in range(20)]) / 20 * 1e3
     print(f"\nverify_series on 3,000 points (iid, deploy 100 points before the end): {t:.1f} ms CPU per call")
-    print(f"verify_series on the fleet shape (1 day at 60 s + 60 min after, 60 cases): {fleet_shape_ms():.2f} ms CPU "
-          "per call")
+    print(f"verify_series on the fleet shape (fleet_data's generator: the 5 catalog metrics around each deploy of a "
+          f"12-service fleet, 1 day at 60 s + 35 min after, 180 calls): {fleet_shape_ms():.2f} ms CPU per call "
+          "(benchmarks/bench_verify_speed.py --before REV compares revisions)")
 
 
 def fleet_shape_ms() -> float:
-    from analyzers.stats.generators import ar1
+    """CPU ms per ``verify_series`` call on the fleet shape (see ``bench_verify_speed.fleet_cases``)."""
+    from benchmarks.bench_verify_speed import fleet_cases
 
-    rng = np.random.default_rng(0)
-    cases = []
-    for i in range(60):
-        n = 1440 + 60
-        idx = pd.date_range("2026-03-02", periods=n, freq="60s", tz="UTC")
-        x = 10 + ar1(n, 0.5, rng)
-        if i % 3 == 0:
-            x[1440 + int(rng.integers(0, 5)) :] += 2.0
-        cases.append((pd.Series(x, index=idx), idx[1440]))
-    for s, d in cases[:3]:
-        verify_series(s, d, alpha=0.05, window_after_s=1800)
-    t = cpu(lambda: [verify_series(s, d, alpha=0.05, window_after_s=1800) for s, d in cases], repeat=3)
+    cases = fleet_cases()
+    for c in cases[:3]:
+        c.run(verify_series)
+    t = cpu(lambda: [c.run(verify_series) for c in cases], repeat=3)
     return t / len(cases) * 1e3
 
 
