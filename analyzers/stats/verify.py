@@ -142,7 +142,13 @@ def _coerce_time(ts: Any) -> pd.Timestamp:
 
 
 def _seconds(idx: pd.DatetimeIndex) -> np.ndarray:
-    """Seconds of each sample since the first one."""
+    """Seconds of each sample since the first one (exact whole seconds without pandas' overhead)."""
+    per_s = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}.get(str(idx.unit))
+    if per_s is not None:
+        d = idx.asi8 - idx.asi8[0]
+        whole, frac = np.divmod(d, per_s)
+        if not frac.any() and (d.size == 0 or d[-1] < 2**53):
+            return whole.astype(float)
     return np.asarray((idx - idx[0]).total_seconds(), dtype=float)
 
 
