@@ -145,7 +145,7 @@ class HistoryPhi:
 
 def block_length(window_points: int) -> int:
     """History blocks are as long as the pre-deploy window, within the configured bounds."""
-    return int(np.clip(window_points, PHI_BLOCK_MIN, PHI_BLOCK_MAX))
+    return int(min(max(window_points, PHI_BLOCK_MIN), PHI_BLOCK_MAX))  # scalar: np.clip costs ~20 us
 
 
 def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
@@ -189,7 +189,7 @@ def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
     ok = np.isfinite(z[:, 1:]) & np.isfinite(z[:, :-1])
     n = ok.sum(axis=1).astype(float)
     num = np.where(ok, z[:, 1:] * z[:, :-1], 0.0).sum(axis=1)
-    den = np.nansum(z * z, axis=1)
+    den = (np.sum if full else np.nansum)(z * z, axis=1)  # no NaN when full: the same sum
     use = (s > 0) & (den > 0) & (n >= 0.5 * length)
     if use.sum() < MIN_PHI_BLOCKS:
         return None
