@@ -25,11 +25,13 @@ Without it, the current code alone is timed and the digest printed.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,6 +185,7 @@ def stats_at(rev: str) -> Callable[..., Any]:
     files = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "analyzers/stats/"],
                            check=True, capture_output=True, text=True).stdout.split()
     tmp = Path(tempfile.mkdtemp(prefix="stats_before_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     for f in files:
         if f.endswith(".py"):
             src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{f}"], check=True, capture_output=True,

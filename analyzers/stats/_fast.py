@@ -16,7 +16,11 @@ SORT_MAX = 256
 
 
 def median(x: np.ndarray) -> float:
-    """``float(np.median(x))`` for a 1-D float array."""
+    """``float(np.median(x))`` for a 1-D float array.
+
+    (With both -0.0 and 0.0 at the middle of an odd-length array the sign of the zero may
+    differ from numpy's, which is itself arbitrary there; every other value is identical.)
+    """
     n = x.size
     if n == 0:
         return float(np.median(x))  # numpy's warning and NaN
