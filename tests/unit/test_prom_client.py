@@ -445,3 +445,24 @@ def test_loopback_answers_are_asked_uncompressed_unless_configured(replay: Repla
     assert sent == ["identity", "gzip", "identity"]
     remote = PrometheusClient(PrometheusSettings(url="http://prometheus.monitoring:9090"))
     assert "Accept-Encoding" not in remote._headers  # requests' default (gzip, deflate) applies
+
+
+def test_sample_values_parse_to_the_same_floats_as_float() -> None:
+    """The fast path (one orjson array) must give exactly float()'s answer, and odd input falls back."""
+    import numpy as np
+
+    from analyzers.prom import _values
+
+    rng = np.random.default_rng(11)
+    raw = [repr(float(x)) for x in rng.standard_normal(5000) * 10.0 ** rng.integers(-12, 12, 5000)]
+    raw += ["0", "-0", "1e+06", "2.5E-7", "123456789.123456789", "0.1", "3"]
+    fast = _values(raw)
+    slow = np.array([float(v) for v in raw])
+    assert fast.tobytes() == slow.tobytes()  # bit for bit, signs of zero included
+    special = _values(["1", "NaN", "+Inf", "-Inf", "01", "+1", "1."])
+    assert np.isnan(special[1]) and special[2] == np.inf and special[3] == -np.inf
+    assert list(special[[0, 4, 5, 6]]) == [1.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError):
+        _values(["1", "1,2"])  # not a number: refused, not split into two samples
+    with pytest.raises(ValueError):
+        _values(["1", "true"])
