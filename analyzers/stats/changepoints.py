@@ -49,7 +49,7 @@ function for significance, only to trim history that contains an earlier change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -299,7 +299,7 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
 def _segment_mean(z: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> list[int]:
     n = z.size
     pen = PENALTY_LOG_N * np.log(n)
-    tree = _binseg_tree(s1, s2, n, pen)
+    tree = _binseg_tree(n, pen, lambda a, b: _best_split(s1, s2, a, b, MIN_SIZE, VAR_FLOOR))
     found = _prune(tree, pen)
     # Later passes: memory left inside the segments (a smooth trend cut into steps, slow
     # wander) inflates the evidence for a split by the long-run variance factor
@@ -321,18 +321,7 @@ def _segment_linear(z: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> list[int]:
     t = np.arange(n, dtype=float) - 0.5 * n  # centred: keeps the cumulative sums small
     st = np.concatenate([[0.0], np.cumsum(t * z)])
     pen = PENALTY_LOG_N_LINEAR * np.log(n)
-    nodes: list[tuple[int, float, int]] = []
-    stack = [(0, n, -1)]
-    while stack:
-        a, b, parent = stack.pop()
-        if b - a < 2 * MIN_SIZE:
-            continue
-        gain, k = _best_split_linear(s1, s2, st, a, b, n)
-        if gain > pen:
-            nodes.append((parent, gain, k))
-            me = len(nodes) - 1
-            stack.append((a, k, me))
-            stack.append((k, b, me))
+    nodes = _binseg_tree(n, pen, lambda a, b: _best_split_linear(s1, s2, st, a, b, n))
     found = _prune(nodes, pen)
     phi_used = 0.0
     for _ in range(PASSES - 1):
@@ -416,15 +405,19 @@ def _total_cost(z: np.ndarray, cps: list[int], linear: bool) -> float:
     return float(np.sum(lens * np.log(np.maximum(rss / lens, VAR_FLOOR))))
 
 
-def _binseg_tree(s1: np.ndarray, s2: np.ndarray, n: int, pen: float) -> list[tuple[int, float, int]]:
-    """Binary segmentation down to ``pen``: nodes (parent index, gain, split position)."""
+def _binseg_tree(n: int, pen: float, best_split: Callable[[int, int], tuple[float, int]]) -> list[tuple[int, float, int]]:
+    """Binary segmentation down to ``pen``: nodes (parent index, gain, split position).
+
+    ``best_split(a, b)`` gives the best gain and split position of the segment ``[a, b)``
+    (the mean+variance model or the piecewise-linear one).
+    """
     nodes: list[tuple[int, float, int]] = []
     stack = [(0, n, -1)]
     while stack:
         a, b, parent = stack.pop()
         if b - a < 2 * MIN_SIZE:
             continue
-        gain, k = _best_split(s1, s2, a, b, MIN_SIZE, VAR_FLOOR)
+        gain, k = best_split(a, b)
         if gain > pen:
             nodes.append((parent, gain, k))
             me = len(nodes) - 1
