@@ -46,6 +46,22 @@ def format_value(x: Any, unit: str = "") -> str:
     return f"{v:.4g} {unit}".rstrip()
 
 
+def ci_label(result: dict[str, Any] | None) -> str:
+    """"99% CI": the level of a result's effect interval (1 - alpha of its test).
+
+    Verdicts stored before the level was recorded were computed at alpha 0.05: 95 %.
+    """
+    level = (result or {}).get("ci_level", 0.95)
+    return f"{float(level) * 100:g}% CI"
+
+
+def _verdict_ci_label(verdict: DeployVerdict) -> str:
+    for m in verdict.metrics:
+        if m.result:
+            return ci_label(m.result)
+    return ci_label(None)
+
+
 def effect_text(m: MetricVerdict) -> str:
     r = m.result or {}
     eff = r.get("effect")
@@ -132,7 +148,7 @@ def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, das
             facts.append("**unsigned source**")
         lines.append("; ".join(facts) + ".")
         lines.append("")
-    lines.append("| metric | role | expected | outcome | before → after (median) | effect [95% CI] | p-value | baseline | why |")
+    lines.append(f"| metric | role | expected | outcome | before → after (median) | effect [{_verdict_ci_label(verdict)}] | p-value | baseline | why |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for m in verdict.metrics:
         lines.append(
@@ -272,7 +288,7 @@ def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
 <title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
 <p>{e(verdict.reason)}</p>{facts}{warns}
-<table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>before → after (median)</th><th>effect [95% CI]</th>
+<table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>before → after (median)</th><th>effect [{e(_verdict_ci_label(verdict))}]</th>
 <th>p-value</th><th>baseline</th><th>why</th><th>around the deploy</th><th>PromQL</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
 <p><small>Checked {e(iso(verdict.checked_at) or '')} (UTC). {e(verdict.multiple_testing)}</small></p>
 </body></html>

@@ -35,7 +35,7 @@ import pandas as pd
 from .config import Config, MetricSpec, format_duration
 from .errors import AnalyzerError, PrometheusError, PrometheusUnreachable
 from .model import Deploy, DeployVerdict, MetricVerdict
-from .reports import format_value
+from .reports import ci_label, format_value
 
 if TYPE_CHECKING:
     from .prom import PrometheusClient
@@ -316,7 +316,7 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
         if rel is not None and math.isfinite(rel):
             size += f" ({rel * 100:+.0f}%)"
         if ci[0] is not None and ci[1] is not None:
-            size += f", 95% CI {format_value(ci[0], unit)} to {format_value(ci[1], unit)}"
+            size += f", {ci_label(res)} {format_value(ci[0], unit)} to {format_value(ci[1], unit)}"
     text = {
         "confirmed": f"{key} moved as declared ({plan.expect})" if plan.expect != "unchanged" else f"{key} stayed unchanged as declared",
         "opposite": f"{key} moved the wrong way (declared {plan.expect})",
@@ -441,6 +441,7 @@ def verify_deploy(
             continue
         charts[plan.spec.key] = chart_points(series, deploy, config)
         tested_res.update(window_levels(series, tested_res))
+        tested_res["ci_level"] = 1.0 - config.verification.alpha  # effect_ci is a (1 - alpha) interval
         raw.append((plan, query, tested_res, None, None))
 
     # Family-wise error control across this deploy's tested metrics.

@@ -164,7 +164,7 @@ def _overlaps(detail: data.DeployDetail) -> None:
 
 
 def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
-    from analyzers.reports import effect_text, format_value
+    from analyzers.reports import ci_label, effect_text, format_value
 
     result = mv.result or {}
     with st.container(border=True):
@@ -176,7 +176,7 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
         rel = result.get("effect_rel")
         c1, c2, c3, c4, c5 = st.columns(5)
         c1.metric("Effect", _signed(effect, mv.unit), help=f"Shift after the deploy, in {mv.unit or 'metric units'}.")
-        c2.metric("95% CI", f"{format_value(ci[0], mv.unit)} … {format_value(ci[1], mv.unit)}")
+        c2.metric(ci_label(result), f"{format_value(ci[0], mv.unit)} … {format_value(ci[1], mv.unit)}")
         c3.metric("p-value", _p(result.get("p_value")),
                   help="Raw p-value of this metric's test; see the adjusted one beside it.")
         c4.metric("p (Holm-adjusted)", _p(mv.p_adjusted),

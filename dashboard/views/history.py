@@ -17,7 +17,7 @@ from dashboard.components import common
 
 zone = common.viewer_zone()
 st.title("Service history")
-st.caption(f"{zone.note()} Effects are the shift at each deploy in the metric's unit (relative change, 95% CI).")
+st.caption(f"{zone.note()} Effects are the shift at each deploy in the metric's unit (relative change, with its confidence interval at 1 − alpha: 99 % by default).")
 
 try:
     config = data.get_config()

@@ -115,7 +115,7 @@ def test_click_a_failed_deploy_on_the_timeline_opens_its_verdict(
     wait_for(lambda: idle(browser) and plotly_count(browser) >= 2 and "change point" in body_text(browser),
              "the metric charts")
     text = body_text(browser)
-    assert "error_ratio" in text and "95% CI" in text
+    assert "error_ratio" in text and "99% CI" in text  # effect interval at 1 - alpha (0.01)
     assert "Traceback" not in text
     shot(browser, tmp_path / "deploy.png")
     assert_clean_log(dashboard)

@@ -71,6 +71,8 @@ def test_regression_deploy_fails_on_its_error_ratio(loaded: dict[str, Any]) -> N
     (err,) = [m for m in v.metrics if m.metric == "error_ratio"]
     assert err.outcome == "regressed", err.reason
     assert err.result and err.result["direction"] == "increase"
+    # the effect interval is a (1 - alpha) one and says so: 99 % at the default alpha 0.01
+    assert err.result["ci_level"] == 0.99 and "99% CI" in err.reason, err.reason
 
 
 def test_declared_improvement_is_confirmed(loaded: dict[str, Any]) -> None:

@@ -100,3 +100,16 @@ def test_before_after_levels_and_gaps_are_shown() -> None:
 
 def test_json_report_is_versioned() -> None:
     assert json.loads(render_json(_verdict(), _deploy()))["schema"] == "deploy-verdict/v1"
+
+
+def test_effect_interval_is_labelled_with_its_level() -> None:
+    """The interval is a (1 - alpha) one: 99 % at the default alpha 0.01, 95 % for older verdicts."""
+    from dataclasses import replace
+
+    old = _verdict()
+    assert "effect [95% CI]" in render_markdown(old, _deploy())
+    m = replace(old.metrics[0], result={**(old.metrics[0].result or {}), "ci_level": 0.99})
+    new = replace(old, metrics=(m,))
+    assert "effect [99% CI]" in render_markdown(new, _deploy())
+    assert "effect [99% CI]" in render_html(new, _deploy())
+    assert "95%" not in render_markdown(new, _deploy())
