@@ -83,3 +83,23 @@ def test_overlap_detection_uses_window_and_dependencies() -> None:
     near_unrelated = _deploy(deploy_id="d3", service="search", started_at=T0 + timedelta(minutes=1))
     far = _deploy(deploy_id="d4", started_at=T0 + timedelta(hours=3))
     assert [o.deploy_id for o in find_overlaps(d, [d, near_dep, near_unrelated, far], cfg)] == ["d2"]
+
+
+def test_chart_points_start_at_the_before_window_keep_gaps_and_thin_to_the_cap() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from analyzers.verification import chart_points
+
+    d = _deploy()
+    idx = pd.date_range(d.started_at - timedelta(hours=6), periods=480, freq="60s", tz="UTC")
+    values = np.full(480, 1.0 / 3.0)
+    values[360] = np.nan  # a scrape gap at the deploy
+    values[361] = np.inf
+    out = chart_points(pd.Series(values, index=idx), d, CFG, max_points=1000)
+    first = int((d.started_at - timedelta(seconds=CFG.verification.window_before_s)).timestamp())
+    assert out["t"][0] == first and len(out["t"]) == len(out["v"]) == 480 - 180
+    assert out["v"][180] is None and out["v"][181] is None  # gaps stay gaps, never 0
+    assert out["v"][0] == 0.333333333 and isinstance(out["v"][0], float)  # 9 decimals, plain floats
+    thinned = chart_points(pd.Series(values, index=idx), d, CFG, max_points=100)
+    assert len(thinned["t"]) <= 100 and thinned["t"][0] == first
