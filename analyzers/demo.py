@@ -301,9 +301,6 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[A
 
 
 def _terminate(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    from .promserver import stop_process
+
+    stop_process(proc, 10.0)

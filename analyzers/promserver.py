@@ -131,6 +131,18 @@ def wait_until_up(url: str, *, proc: subprocess.Popen[Any] | None = None, timeou
         time.sleep(interval_s)
 
 
+def stop_process(proc: subprocess.Popen[Any] | None, timeout_s: float = 15.0) -> None:
+    """Terminate a server we started; kill it when it has not exited after ``timeout_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 def port_is_free(host: str, port: int) -> bool:
     """True when nothing accepts connections on ``host:port`` and it can be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -260,13 +272,7 @@ class PrometheusServer:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Terminate (then kill after ``timeout_s``); the TSDB directory is kept."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
+        stop_process(proc, timeout_s)
         self._cleanup()
 
     def _cleanup(self) -> None:

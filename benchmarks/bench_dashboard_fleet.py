@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from analyzers.config import default_config  # noqa: E402
 from analyzers.events.store import open_store  # noqa: E402
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict  # noqa: E402
+from analyzers.promserver import stop_process  # noqa: E402
 from tests.browser.bench_latency import Timing, build_demo, chrome, fmt, start_dashboard, timed  # noqa: E402
 
 
@@ -104,8 +105,7 @@ def measure(store_url: str, prom_url: str, deploy_id: str, work: Path, tag: str,
     finally:
         if driver is not None:
             driver.quit()
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_process(proc)
     return out
 
 

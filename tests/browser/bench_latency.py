@@ -41,9 +41,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analyzers.promserver import free_port  # noqa: E402
+from analyzers.promserver import free_port, stop_process  # noqa: E402
 
-from .conftest import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM  # noqa: E402
+from .conftest import new_chrome  # noqa: E402
 
 PANEL_CHARTS = 3  # percentiles, heatmap, SLO (the before/after CDF only shows with a deploy in range)
 
@@ -226,16 +226,7 @@ def start_dashboard(store_url: str, prom_url: str, log_path: Path, root: Path = 
 def chrome() -> Any:
     """Headless Debian Chromium through Selenium, with the project's flags and a fresh profile
     (empty HTTP cache: a first visit ever). The in-page timer is installed in every page."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
+    driver = new_chrome(page_load_timeout_s=120)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_JS})
     return driver
 
@@ -287,8 +278,7 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
         finally:
             driver.quit()
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_process(proc)
 
 
 def main() -> int:

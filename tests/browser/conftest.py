@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from analyzers.events.schema import parse_event
 from analyzers.events.store import open_store
-from analyzers.promserver import free_port
+from analyzers.promserver import free_port, stop_process, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -82,43 +80,35 @@ def dashboard(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(url + "/_stcore/health", timeout=2).text.strip() == "ok":
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit not healthy after 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        why = wait_until_up(url + "/_stcore/health", proc=proc, timeout_s=60, interval_s=0.3)
+        if why is not None:
+            raise RuntimeError(f"streamlit {why}:\n{log.read_text()[-3000:]}")
         yield Dashboard(url, store_url, regression_id, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def new_chrome(page_load_timeout_s: float = 60.0) -> Any:
+    """Headless Debian Chromium through Selenium with the project's flags and a fresh profile."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not shutil.which(path):
-            pytest.fail(f"{path} is missing: install Debian's chromium and chromium-driver (make test does)")
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(page_load_timeout_s)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(path):
+            pytest.fail(f"{path} is missing: install Debian's chromium and chromium-driver (make test does)")
+    driver = new_chrome()
     try:
         yield driver
     finally:
