@@ -1,6 +1,6 @@
 """Automatic verification: every deploy gets checked without anyone asking.
 
-For each deploy the scheduler plans three checks, kept in the store (:mod:`analyzers.jobs`):
+For each deploy the scheduler plans three checks:
 
 * ``first``: as soon as the post-deploy window can hold enough points for every metric
   (the largest ``min_points`` in the plan, times the step, plus one rate window);
@@ -11,6 +11,13 @@ For each deploy the scheduler plans three checks, kept in the store (:mod:`analy
 An inconclusive verdict that only lacks data is retried when the analysis says enough data
 will be there. A verdict is delivered (chat routes, Grafana) when it differs from the
 previous one or is final. Each stored verdict says which check produced it and what changed.
+
+The scheduler's state (checks, leases, deliveries, marks) lives in the same database as the
+deploys (SQLite or PostgreSQL), so it survives restarts and is shared by several workers. Its
+tables are part of the store's schema and migrations, and the worker calls the store's public
+scheduling API directly (``schedule_check``, ``claim_check``, ``complete_check``, ...; each one
+transaction): :mod:`analyzers.events.store.scheduling` describes them, including how a lease
+guarantees that two workers never verify the same deploy at once.
 
 Run it inside the receiver (``ANALYZERS_WORKER=1``) or as ``python -m analyzers worker``;
 several workers on PostgreSQL are safe (per-deploy leases).
@@ -29,7 +36,8 @@ from typing import Any
 
 from .config import Config
 from .errors import AnalyzerError
-from .jobs import Check, JobStore
+from .events.store.base import SQLStore
+from .events.store.scheduling import Check
 from .model import Deploy, DeployVerdict
 from .verification import nearby_deploys, plan_metrics, rate_window, verify_deploy
 
@@ -94,8 +102,10 @@ class Worker:
         from .notify import deliver
         from .prom import PrometheusClient
 
-        self.store = store
-        self.jobs = JobStore(store)
+        if not isinstance(store, SQLStore):
+            raise TypeError("the scheduler needs a SQL store from analyzers.events.store.open_store "
+                            f"(a sqlite:/// or postgresql:// URL), not {type(store).__name__}")
+        self.store: SQLStore = store
         self.config = config
         self.client = client if client is not None else PrometheusClient(config.prometheus)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -107,10 +117,10 @@ class Worker:
     # -- discovery ------------------------------------------------------------------
     def discover(self) -> int:
         """Schedule checks for deploys whose events arrived since the last scan."""
-        mark = self.jobs.get_mark(_MARK)
+        mark = self.store.get_mark(_MARK)
         # Look back a little: on PostgreSQL concurrent commits can land out of time order.
         # Re-scanning is harmless: scheduling is idempotent.
-        rows = self.jobs.deploys_with_events_since(max(mark - DISCOVERY_OVERLAP_US, 0))
+        rows = self.store.deploys_with_events_since(max(mark - DISCOVERY_OVERLAP_US, 0))
         if not rows:
             return 0
         n = 0
@@ -118,12 +128,12 @@ class Worker:
             deploy = self.store.get_deploy(deploy_id)
             if deploy is None:
                 continue
-            n += self.jobs.schedule(deploy_id, "first", first_due(deploy, self.config))
-            n += self.jobs.schedule(deploy_id, "final", final_due(deploy, self.config))
+            n += self.store.schedule_check(deploy_id, "first", first_due(deploy, self.config))
+            n += self.store.schedule_check(deploy_id, "final", final_due(deploy, self.config))
             if deploy.status in TERMINAL and (deploy.finished_at or deploy.updated_at):
                 when = max(self.clock(), first_due(deploy, self.config))
-                n += self.jobs.schedule(deploy_id, "finished", when, reschedule=True, cause_us=int(received))
-        self.jobs.set_mark(_MARK, max(mark, max(int(r[1]) for r in rows)))
+                n += self.store.schedule_check(deploy_id, "finished", when, reschedule=True, cause_us=int(received))
+        self.store.set_mark(_MARK, max(mark, max(int(r[1]) for r in rows)))
         return n
 
     # -- running checks -------------------------------------------------------------
@@ -133,7 +143,7 @@ class Worker:
         out: list[DeployVerdict] = []
         while True:
             now = self.clock()
-            check = self.jobs.claim(self.worker_id, now, self.lease_s)
+            check = self.store.claim_check(self.worker_id, now, self.lease_s)
             if check is None:
                 return out
             v = self.process(check, now)
@@ -143,7 +153,7 @@ class Worker:
     def process(self, check: Check, now: datetime) -> DeployVerdict | None:
         deploy = self.store.get_deploy(check.deploy_id)
         if deploy is None:
-            self.jobs.complete(check, self.worker_id, now, error="deploy not found")
+            self.store.complete_check(check, self.worker_id, now, error="deploy not found")
             return None
         t0 = time.monotonic()
         try:
@@ -152,8 +162,8 @@ class Worker:
         except AnalyzerError as exc:
             log.warning("check %s of %s failed: %s", check.kind, check.deploy_id, exc)
             retry = now + timedelta(seconds=min(60 * 2 ** check.attempts, 3600))
-            self.jobs.complete(check, self.worker_id, now, error=str(exc),
-                               retry_at=retry if check.attempts < MAX_ATTEMPTS else None)
+            self.store.complete_check(check, self.worker_id, now, error=str(exc),
+                                      retry_at=retry if check.attempts < MAX_ATTEMPTS else None)
             return None
         prev = self.store.latest_verdict(deploy.deploy_id)
         from dataclasses import replace
@@ -165,7 +175,7 @@ class Worker:
         final = check.kind == "final"
         if prev is None or prev.overall != verdict.overall or final:
             for d in self.deliver(verdict, deploy, self.config, final=final):
-                self.jobs.save_delivery(deploy.deploy_id, d.at, d.target, d.to_dict())
+                self.store.save_delivery(deploy.deploy_id, d.at, d.target, d.to_dict())
         retry_at = None
         if (
             verdict.overall == "inconclusive"
@@ -174,7 +184,7 @@ class Worker:
             and check.attempts < MAX_ATTEMPTS
         ):
             retry_at = now + timedelta(seconds=max(verdict.retry_after_s, self.config.verification.step_s))
-        self.jobs.complete(check, self.worker_id, now, retry_at=retry_at)
+        self.store.complete_check(check, self.worker_id, now, retry_at=retry_at)
         return verdict
 
     def run_forever(self, stop: threading.Event, poll_s: float = 5.0) -> None:

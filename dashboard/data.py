@@ -145,20 +145,10 @@ def load_deploy(store_url: str, deploy_id: str, neighbour_s: int) -> DeployDetai
         history = store.verdict_history(deploy_id)
         around = timedelta(seconds=neighbour_s)
         others = store.list_deploys(since=deploy.started_at - around, until=deploy.started_at + around, limit=500)
-        deliveries = _deliveries(store, deploy_id)
+        deliveries = store.deliveries(deploy_id)
     history = sorted(history, key=lambda v: v.checked_at)
     neighbours = tuple(d for d in others if d.deploy_id != deploy_id)
     return DeployDetail(deploy, verdict, tuple(history), neighbours, tuple(deliveries))
-
-
-def _deliveries(store: Any, deploy_id: str) -> list[dict[str, Any]]:
-    """Where this deploy's verdicts were sent (chat, Grafana) and whether it worked."""
-    from analyzers.jobs import JobStore
-
-    try:
-        return JobStore(store).deliveries(deploy_id)
-    except TypeError:  # not a SQL store
-        return []
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False)

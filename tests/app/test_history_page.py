@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from streamlit.testing.v1 import AppTest
 
 from analyzers.events.store import open_store
-from analyzers.jobs import JobStore
 
 from .conftest import APP, StoreData
 
@@ -30,7 +29,7 @@ def test_history_lists_a_services_deploys_with_verdicts_and_effects(store_data: 
 def test_deploy_page_shows_where_the_verdict_was_delivered(store_data: StoreData) -> None:
     store = open_store(store_data.url)
     try:
-        JobStore(store).save_delivery(
+        store.save_delivery(
             "dep-regression", datetime.now(UTC), "oncall",
             {"target": "oncall", "kind": "chat", "ok": False, "attempts": 4, "status_code": 503,
              "error": "HTTP 503: busy", "at": datetime.now(UTC).isoformat(), "overall": "fail"},

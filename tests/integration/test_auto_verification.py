@@ -13,7 +13,6 @@ import requests
 
 from analyzers.events.send import send_event
 from analyzers.events.store import open_store
-from analyzers.jobs import JobStore
 from tests.fixtures.receiver import start_receiver
 from tests.fixtures.sink import Sink
 
@@ -89,7 +88,7 @@ def test_regression_is_reported_on_its_own(prom: Any, sink: Sink, tmp_path: Path
     try:
         v = store.latest_verdict(reg.event["deploy_id"])
         assert v is not None and v.overall == "fail" and v.check_kind in ("first", "finished", "final")
-        deliveries = JobStore(store).deliveries(reg.event["deploy_id"])
+        deliveries = store.deliveries(reg.event["deploy_id"])
         assert {d["target"] for d in deliveries} >= {"oncall", "audit", "grafana"}
         assert all(d["ok"] for d in deliveries)
     finally:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from analyzers.events.store import open_store
-from analyzers.jobs import JobStore
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
@@ -26,30 +25,28 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def test_pending_checks_survive_a_restart(store_url: str) -> None:
     s1 = open_store(store_url)
-    jobs = JobStore(s1)
-    assert jobs.schedule("d1", "first", T0)
-    assert not jobs.schedule("d1", "first", T0 + timedelta(hours=1))  # idempotent
+    assert s1.schedule_check("d1", "first", T0)
+    assert not s1.schedule_check("d1", "first", T0 + timedelta(hours=1))  # idempotent
     s1.close()
     s2 = open_store(store_url)
-    (check,) = JobStore(s2).checks("d1")
+    (check,) = s2.list_checks("d1")
     assert (check.kind, check.state, check.due_at) == ("first", "pending", T0)
     s2.close()
 
 
 def test_two_workers_never_hold_the_same_deploy(store_url: str) -> None:
     a, b = open_store(store_url), open_store(store_url)
-    ja, jb = JobStore(a), JobStore(b)
-    ja.schedule("d1", "first", T0)
-    ja.schedule("d1", "final", T0)
-    ja.schedule("d2", "first", T0)
+    a.schedule_check("d1", "first", T0)
+    a.schedule_check("d1", "final", T0)
+    a.schedule_check("d2", "first", T0)
     now = T0 + timedelta(minutes=1)
-    c1 = ja.claim("w1", now)
-    c2 = jb.claim("w2", now)
+    c1 = a.claim_check("w1", now)
+    c2 = b.claim_check("w2", now)
     assert c1 is not None and c2 is not None
     assert c1.deploy_id != c2.deploy_id  # d1 is leased to w1: w2 gets d2
-    assert jb.claim("w2", now) is None  # d1's other check waits for w1's lease
-    ja.complete(c1, "w1", now)
-    c3 = jb.claim("w2", now)
+    assert b.claim_check("w2", now) is None  # d1's other check waits for w1's lease
+    a.complete_check(c1, "w1", now)
+    c3 = b.claim_check("w2", now)
     assert c3 is not None and c3.deploy_id == "d1" and c3.kind != c1.kind
     a.close()
     b.close()
@@ -57,34 +54,31 @@ def test_two_workers_never_hold_the_same_deploy(store_url: str) -> None:
 
 def test_crashed_workers_lease_expires(store_url: str) -> None:
     s = open_store(store_url)
-    jobs = JobStore(s)
-    jobs.schedule("d1", "first", T0)
-    assert jobs.claim("dead-worker", T0, lease_s=60) is not None
-    assert jobs.claim("w2", T0 + timedelta(seconds=30)) is None
-    again = jobs.claim("w2", T0 + timedelta(seconds=61))
+    s.schedule_check("d1", "first", T0)
+    assert s.claim_check("dead-worker", T0, lease_s=60) is not None
+    assert s.claim_check("w2", T0 + timedelta(seconds=30)) is None
+    again = s.claim_check("w2", T0 + timedelta(seconds=61))
     assert again is not None and again.attempts == 2
     s.close()
 
 
 def test_retry_makes_check_pending_again(store_url: str) -> None:
     s = open_store(store_url)
-    jobs = JobStore(s)
-    jobs.schedule("d1", "first", T0)
-    c = jobs.claim("w", T0)
+    s.schedule_check("d1", "first", T0)
+    c = s.claim_check("w", T0)
     assert c is not None
-    jobs.complete(c, "w", T0, error="not enough data", retry_at=T0 + timedelta(minutes=5))
-    assert jobs.claim("w", T0 + timedelta(minutes=4)) is None
-    assert jobs.claim("w", T0 + timedelta(minutes=5)) is not None
+    s.complete_check(c, "w", T0, error="not enough data", retry_at=T0 + timedelta(minutes=5))
+    assert s.claim_check("w", T0 + timedelta(minutes=4)) is None
+    assert s.claim_check("w", T0 + timedelta(minutes=5)) is not None
     s.close()
 
 
 def test_deliveries_are_recorded_per_deploy(store_url: str) -> None:
     s = open_store(store_url)
-    jobs = JobStore(s)
-    jobs.save_delivery("d1", T0, "oncall", {"target": "oncall", "ok": True})
-    jobs.save_delivery("d1", T0 + timedelta(seconds=1), "grafana", {"target": "grafana", "ok": False})
-    assert [d["target"] for d in jobs.deliveries("d1")] == ["oncall", "grafana"]
-    assert jobs.deliveries("other") == []
+    s.save_delivery("d1", T0, "oncall", {"target": "oncall", "ok": True})
+    s.save_delivery("d1", T0 + timedelta(seconds=1), "grafana", {"target": "grafana", "ok": False})
+    assert [d["target"] for d in s.deliveries("d1")] == ["oncall", "grafana"]
+    assert s.deliveries("other") == []
     s.close()
 
 
@@ -92,17 +86,16 @@ def test_a_new_status_update_reopens_a_finished_check_once(store_url: str) -> No
     from analyzers.events.store.base import to_us
 
     s = open_store(store_url)
-    jobs = JobStore(s)
-    assert jobs.schedule("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
-    c = jobs.claim("w", T0)
+    assert s.schedule_check("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
+    c = s.claim_check("w", T0)
     assert c is not None
-    jobs.complete(c, "w", T0 + timedelta(minutes=1))
+    s.complete_check(c, "w", T0 + timedelta(minutes=1))
     # the same (already handled) event seen again by a re-scan: nothing to do
-    assert not jobs.schedule("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
+    assert not s.schedule_check("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
     # a later event (e.g. rolled back) asks for a new check
     later = T0 + timedelta(minutes=5)
-    assert jobs.schedule("d1", "finished", later, reschedule=True, cause_us=to_us(later))
-    (check,) = jobs.checks("d1")
+    assert s.schedule_check("d1", "finished", later, reschedule=True, cause_us=to_us(later))
+    (check,) = s.list_checks("d1")
     assert check.state == "pending" and check.due_at == later
     s.close()
 
@@ -121,16 +114,16 @@ def test_worker_schedules_first_final_and_a_recheck_when_the_deploy_is_rolled_ba
     s.record_event("generic", "e1", {"n": 1}, started)
     worker = Worker(s, cfg, client=object(), clock=lambda: T0 + timedelta(minutes=1))
     worker.discover()
-    kinds = {c.kind: c for c in worker.jobs.checks("d9")}
+    kinds = {c.kind: c for c in worker.store.list_checks("d9")}
     assert set(kinds) == {"first", "final"}
     assert kinds["first"].due_at == first_due(started, cfg) and kinds["final"].due_at == final_due(started, cfg)
     assert T0 < kinds["first"].due_at < kinds["final"].due_at
     worker.discover()  # a re-scan schedules nothing new
-    assert len(worker.jobs.checks("d9")) == 2
+    assert len(worker.store.list_checks("d9")) == 2
     rolled = replace(started, status="rolled_back", finished_at=T0 + timedelta(minutes=20))
     s.record_event("generic", "e2", {"n": 2}, rolled)
     worker.discover()
-    assert {c.kind for c in worker.jobs.checks("d9")} == {"first", "final", "finished"}
+    assert {c.kind for c in worker.store.list_checks("d9")} == {"first", "final", "finished"}
     s.close()
 
 
@@ -161,22 +154,24 @@ def test_scheduler_tables_come_with_the_store_migrations(store_url: str) -> None
     schema-1 database without them gets them on open, and one where an older program had
     created them on first use keeps its rows."""
     s = open_store(store_url)
-    JobStore(s).schedule("d1", "first", T0)
+    s.schedule_check("d1", "first", T0)
     s.close()
 
-    _set_schema_version(store_url, 1, drop_scheduler_tables=False)  # tables made by the old JobStore
+    _set_schema_version(store_url, 1, drop_scheduler_tables=False)  # tables an older program made on first use
     s = open_store(store_url)
-    assert [c.deploy_id for c in JobStore(s).checks()] == ["d1"]
+    assert [c.deploy_id for c in s.list_checks()] == ["d1"]
     s.close()
 
     _set_schema_version(store_url, 1, drop_scheduler_tables=True)  # a schema-1 store never scheduled
     s = open_store(store_url)
-    jobs = JobStore(s)
-    assert jobs.checks() == [] and jobs.deliveries("d1") == [] and jobs.get_mark("m") == 0
-    assert jobs.schedule("d1", "first", T0) and jobs.claim("w", T0) is not None
+    assert s.list_checks() == [] and s.deliveries("d1") == [] and s.get_mark("m") == 0
+    assert s.schedule_check("d1", "first", T0) and s.claim_check("w", T0) is not None
     s.close()
 
 
-def test_jobstore_needs_a_sql_store() -> None:
-    with pytest.raises(TypeError, match="SQL store"):
-        JobStore(object())
+def test_the_scheduler_needs_a_sql_store() -> None:
+    from analyzers.config import default_config
+    from analyzers.scheduler import Worker
+
+    with pytest.raises(TypeError, match="needs a SQL store from analyzers.events.store.open_store"):
+        Worker(object(), default_config(), client=object())

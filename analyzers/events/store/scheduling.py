@@ -13,8 +13,11 @@ so the scheduler's state survives restarts and is shared by several workers:
 * ``deliveries (deploy_id, at_us, target, data)``: what was sent where, for the deploy page.
 * ``scheduler_state (name, value)``: named high-water marks (e.g. the last deploy change seen).
 
-:class:`SchedulerTables` is mixed into :class:`~analyzers.events.store.base.SQLStore`:
-callers (``analyzers.jobs.JobStore``) use these methods, never the store's transactions.
+:class:`SchedulerTables` is mixed into :class:`~analyzers.events.store.base.SQLStore`, and
+this is the one API for the scheduler's state: callers (:class:`analyzers.scheduler.Worker`,
+the dashboard's deploy page, tests) call these methods on the store directly, never the store's
+transactions. Every store :func:`~analyzers.events.store.open_store` returns is a SQLStore;
+the worker checks that once, on construction.
 """
 
 from __future__ import annotations
