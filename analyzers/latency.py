@@ -29,7 +29,7 @@ from scipy.special import chdtrc
 
 from .config import format_duration
 from .errors import ConfigError
-from .prom import PromSeries, QueryResult
+from .prom import NativeHistogram, PromSeries, QueryResult
 from .promql import escape_regex_value, is_duration, validate_label_name, validate_metric_name
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "BreakdownRow",
     "BucketComparison",
     "BurnRateWindow",
+    "NativeFraction",
     "QuantileEstimate",
     "breakdown_query",
     "bucket_increments",
@@ -47,8 +48,15 @@ __all__ = [
     "heatmap_query",
     "latency_query",
     "le_matcher",
+    "native_breakdown_query",
     "native_buckets_frame",
+    "native_burn_rate_query",
+    "native_cumulative",
+    "native_fraction_at_or_below",
+    "native_good_ratio_query",
     "native_quantile_query",
+    "native_slow_share_breakdown",
+    "native_windows_query",
     "quantile_from_buckets",
     "quantile_matcher",
     "quantile_query",
@@ -57,6 +65,7 @@ __all__ = [
     "slo_good_ratio_query",
     "slow_share_breakdown",
     "split_latency_result",
+    "split_native_windows",
     "summary_quantiles",
     "summary_quantile_query",
     "window_quantile_query",
@@ -302,17 +311,114 @@ def burn_rate_query(
 
 
 def burn_rate_queries(
-    histogram: str, selector: str, threshold_le: float | str, objective: float
+    histogram: str, selector: str, threshold_le: float | str, objective: float, *, native: bool = False
 ) -> tuple[tuple[BurnRateWindow, str, str], ...]:
-    """For each standard window pair: (pair, long-window query, short-window query)."""
+    """For each standard window pair: (pair, long-window query, short-window query).
+
+    ``native=True`` builds them for a native histogram (:func:`native_burn_rate_query`), where
+    the threshold may fall inside a bucket.
+    """
+    build = native_burn_rate_query if native else burn_rate_query
     return tuple(
         (
             w,
-            burn_rate_query(histogram, selector, threshold_le, objective, w.long),
-            burn_rate_query(histogram, selector, threshold_le, objective, w.short),
+            build(histogram, selector, threshold_le, objective, w.long),
+            build(histogram, selector, threshold_le, objective, w.short),
         )
         for w in BURN_RATE_WINDOWS
     )
+
+
+# --- PromQL builders for native histograms ---------------------------------------------
+#
+# A native histogram has no ``_bucket`` series and no ``le`` label: every sample carries its own
+# (exponential) buckets, and Prometheus 2.42 offers ``histogram_quantile``, ``histogram_fraction``,
+# ``histogram_count`` and ``histogram_sum`` on them. Two limits of 2.42 shape what follows:
+# ``label_replace`` turns a histogram sample into the float 0 (so two windows cannot be tagged
+# with a label, see :func:`native_windows_query`), and a histogram cannot be joined to a float
+# vector (``* on() group_left`` answers nothing). Buckets are therefore fetched whole and the
+# bucket maths (slow share, G-test, good ratio) is done locally on :func:`native_cumulative`.
+
+def _threshold(threshold_s: float | str) -> str:
+    value = float(threshold_s)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"latency threshold must be a positive number of seconds such as 0.3, got {threshold_s!r}")
+    return repr(value)
+
+
+def native_breakdown_query(histogram: str, selector: str, label: str, window: str | float) -> str:
+    """``sum by (label) (increase(h{sel}[window]))``: one native histogram per value of ``label``.
+
+    Feed the instant answer to :func:`native_slow_share_breakdown`. ``label`` is user-typed: it is
+    validated as a label name, and ``le`` (which a native histogram does not have) is refused.
+    """
+    name = validate_label_name(label)
+    if name == "le":
+        raise ConfigError("a native histogram has no 'le' label (its buckets travel inside each sample): "
+                          "break down by endpoint, version, pod or another label of the series")
+    return f"sum by ({name}) (increase({_base(histogram)}{_sel(selector)}[{_window(window)}]))"
+
+
+def native_windows_query(
+    histogram: str, selector: str, first: tuple[int, int], second: tuple[int, int], tag_label: str
+) -> tuple[str, int]:
+    """Two windows' native histograms in ONE instant query: ``(query, evaluation time)``.
+
+    ``sum(increase(h{sel}[d1] offset o1)) or sum by (tag_label) (increase(h{sel}[d2] offset o2))``
+    evaluated at the later end. Prometheus 2.42's ``label_replace`` drops histogram samples (it
+    answers the float 0), so the windows are told apart by their label sets instead: the first is
+    summed to no labels, the second keeps ``tag_label``. ``tag_label`` must be a label every selected
+    series carries with one value (the selector's own equality matcher, e.g. ``service``); split
+    the answer with :func:`split_native_windows`.
+    """
+    tag = validate_label_name(tag_label)
+    if not re.search(rf'(^|[{{,\s]){re.escape(tag)}\s*="', selector):
+        raise ConfigError(f"tag label {tag!r} must be matched with = in the selector {selector!r}")
+    at = max(first[1], second[1])
+    base, sel = _base(histogram), _sel(selector)
+    parts = []
+    for grouping, (start, end) in (("", first), (f" by ({tag})", second)):
+        if end <= start:
+            raise ConfigError(f"a window must end after it starts (got {start}..{end})")
+        offset = f" offset {format_duration(at - end)}" if at > end else ""
+        parts.append(f"sum{grouping} (increase({base}{sel}[{format_duration(end - start)}]{offset}))")
+    return " or ".join(parts), at
+
+
+def split_native_windows(result: QueryResult, tag_label: str) -> tuple[NativeHistogram | None, NativeHistogram | None]:
+    """The answer of :func:`native_windows_query` as (first window, second window); None = no data."""
+    first: NativeHistogram | None = None
+    second: NativeHistogram | None = None
+    for s in result.series:
+        if not s.histograms:
+            continue
+        if s.labels.get(tag_label):
+            second = s.histograms[-1][1]
+        else:
+            first = s.histograms[-1][1]
+    return first, second
+
+
+def native_good_ratio_query(histogram: str, selector: str, threshold_s: float | str, window: str | float) -> str:
+    """``histogram_fraction(-Inf, t, sum(rate(h{sel}[window])))``: share of requests at most ``t`` s.
+
+    ``t`` need not be a bucket bound: Prometheus 2.x interpolates linearly inside the bucket
+    holding it (:func:`native_fraction_at_or_below` does the same locally).
+    """
+    return (
+        f"histogram_fraction(-Inf, {_threshold(threshold_s)}, "
+        f"sum(rate({_base(histogram)}{_sel(selector)}[{_window(window)}])))"
+    )
+
+
+def native_burn_rate_query(
+    histogram: str, selector: str, threshold_s: float | str, objective: float, window: str | float
+) -> str:
+    """:func:`burn_rate_query` for a native histogram: ``(1 - histogram_fraction(...)) / (1 - objective)``."""
+    if not 0.0 < objective < 1.0:
+        raise ConfigError(f"SLO objective must be a fraction such as 0.999, got {objective}")
+    good = native_good_ratio_query(histogram, selector, threshold_s, window)
+    return f"(1 - {good}) / {format(1.0 - objective, '.12g')}"
 
 
 # --- local maths on bucket counts ------------------------------------------------------
@@ -374,6 +480,122 @@ def native_buckets_frame(series: PromSeries) -> pd.DataFrame:
     cumulative[:, -1] = [h.count for _, h in samples]
     index = pd.DatetimeIndex([t for t, _ in samples], name="time")
     return pd.DataFrame(cumulative, index=index, columns=pd.Index([*bounds, math.inf], name="le", dtype="float64"))
+
+
+def _native_arrays(h: NativeHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A native histogram's buckets as (lower, upper, count) arrays, the zero bucket's bounds
+    adjusted as Prometheus 2.x does for interpolation: ``[0, zt]`` when there are only positive
+    buckets, ``[-zt, 0]`` when there are only negative ones."""
+    lower = np.array([b.lower for b in h.buckets], dtype="float64")
+    upper = np.array([b.upper for b in h.buckets], dtype="float64")
+    count = np.array([b.count for b in h.buckets], dtype="float64")
+    zero = (lower < 0) & (upper > 0)
+    if zero.any():
+        negative, positive = bool((upper[~zero] <= 0).any()), bool((lower[~zero] >= 0).any())
+        if positive and not negative:
+            lower[zero] = 0.0
+        elif negative and not positive:
+            upper[zero] = 0.0
+    return lower, upper, count
+
+
+def _native_at_or_below(h: NativeHistogram, bounds: np.ndarray) -> np.ndarray:
+    """Observations of ``h`` at or below each bound, as Prometheus 2.x's ``histogram_fraction``
+    counts them: whole buckets below the bound, plus the share of the bucket holding it found by
+    linear interpolation; at or above the highest bucket, the histogram's whole count."""
+    lower, upper, count = _native_arrays(h)
+    if not len(count):
+        return np.where(np.isfinite(bounds), 0.0, h.count)
+    width = upper - lower
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(
+            width[None, :] > 0,
+            np.clip((bounds[:, None] - lower[None, :]) / width[None, :], 0.0, 1.0),
+            (bounds[:, None] >= upper[None, :]).astype("float64"),
+        )
+    out = share @ count
+    return np.where(bounds >= upper.max(), h.count, out)
+
+
+def native_cumulative(histograms: Sequence[NativeHistogram]) -> tuple[tuple[float, ...], np.ndarray]:
+    """Several native histograms on common bounds: ``(les, counts)``, ``counts[i, j]`` the
+    observations of histogram ``i`` at or below ``les[j]``; ``les`` are every finite bucket bound
+    (lower and upper) of any of them, sorted, then ``inf`` (each histogram's total count).
+
+    Histograms of one schema share their bounds, so each count is exact; a bucket of a coarser
+    schema that straddles a finer bound is split linearly, as Prometheus interpolates. The result
+    is what :func:`quantile_from_buckets` and :func:`compare_bucket_distributions` take.
+    """
+    finite = sorted({x for h in histograms for b in h.buckets for x in (b.lower, b.upper) if math.isfinite(x)})
+    les = np.array([*finite, math.inf], dtype="float64")
+    counts = np.zeros((len(histograms), len(les)))
+    for i, h in enumerate(histograms):
+        counts[i] = _native_at_or_below(h, les)
+    return tuple(float(x) for x in les), counts
+
+
+@dataclass(frozen=True)
+class NativeFraction:
+    """Share of requests at or below ``threshold`` per row of a native :func:`buckets_frame`.
+
+    ``ratio`` is interpolated linearly inside the bucket ``(lower, upper]`` holding the threshold
+    (Prometheus 2.x's ``histogram_fraction``); the true share lies between ``ratio_lower`` (no
+    request of that bucket at or below the threshold) and ``ratio_upper`` (all of them). When the
+    threshold is a bucket bound, ``lower == upper == threshold`` and the three agree.
+    """
+
+    threshold: float
+    lower: float
+    upper: float
+    ratio: pd.Series
+    ratio_lower: pd.Series
+    ratio_upper: pd.Series
+
+    @property
+    def width(self) -> float:
+        return self.upper - self.lower
+
+
+def native_fraction_at_or_below(cumulative: pd.DataFrame, threshold: float) -> NativeFraction:
+    """:class:`NativeFraction` of ``threshold`` (seconds) for each row of ``cumulative``, a frame of
+    cumulative counts per bucket bound with ``inf`` (the total) last (:func:`native_buckets_frame`).
+
+    Rows without requests are NaN. Between two neighbouring bounds of the frame there is one
+    bucket (or an empty gap), so linear interpolation between the two columns is Prometheus's;
+    a zero bucket straddling 0 is interpolated from 0 when the row has no negative observations.
+    """
+    t = float(threshold)
+    if not math.isfinite(t):
+        raise ValueError(f"threshold must be a finite number of seconds, got {threshold!r}")
+    les = np.array([float(c) for c in cumulative.columns])
+    if not len(les) or not math.isinf(les[-1]):
+        raise ValueError("the frame needs its total count in an inf column last (a native buckets frame)")
+    values = np.maximum.accumulate(np.nan_to_num(cumulative.to_numpy(dtype="float64")), axis=1)
+    total = values[:, -1]
+    finite = les[:-1]
+    j = int(np.searchsorted(finite, t, side="left"))  # first bound >= t
+    if j < len(finite) and finite[j] == t:
+        at = lo_c = hi_c = values[:, j]
+        lower = upper = t
+    elif j == 0:  # below every bucket
+        at = lo_c = hi_c = np.zeros(len(values))
+        lower, upper = -math.inf, (float(finite[0]) if len(finite) else math.inf)
+    elif j == len(finite):  # above every bucket: everything (Prometheus answers the whole count)
+        at = lo_c = hi_c = total
+        lower, upper = float(finite[-1]), math.inf
+    else:
+        lower, upper = float(finite[j - 1]), float(finite[j])
+        lo_c, hi_c = values[:, j - 1], values[:, j]
+        start = np.full(len(values), lower)
+        if lower < 0 < upper:  # the zero bucket: from 0 when nothing is below it (Prometheus 2.x)
+            start = np.where(lo_c <= 0, 0.0, lower)
+        share = np.clip((t - start) / (upper - start), 0.0, 1.0)
+        at = lo_c + (hi_c - lo_c) * share
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def ratio(x: np.ndarray) -> pd.Series:
+            return pd.Series(np.where(total > 0, x / total, np.nan), index=cumulative.index, dtype="float64")
+
+        return NativeFraction(t, lower, upper, ratio(at), ratio(lo_c), ratio(hi_c))
 
 
 def _instance(labels: dict[str, str]) -> str:
@@ -682,6 +904,11 @@ def slow_share_breakdown(result: QueryResult, label: str, threshold_le: float) -
             seen_threshold = True
     if totals and not seen_threshold:
         raise ValueError(f"no bucket le={threshold_le} in the result: pick one of the histogram's bucket bounds")
+    return _rank_breakdown(totals, fast)
+
+
+def _rank_breakdown(totals: Mapping[str, float], fast: Mapping[str, float]) -> tuple[BreakdownRow, ...]:
+    """Rows from each value's request count and its count at or below the threshold, worst first."""
     slow = {v: max(totals[v] - fast.get(v, 0.0), 0.0) for v in totals}
     all_total, all_slow = sum(totals.values()), sum(slow.values())
     rows = []
@@ -700,3 +927,24 @@ def slow_share_breakdown(result: QueryResult, label: str, threshold_le: float) -
             )
         )
     return tuple(sorted(rows, key=lambda r: (-r.excess, -r.slow, r.value)))
+
+
+def native_slow_share_breakdown(result: QueryResult, label: str, threshold: float) -> tuple[BreakdownRow, ...]:
+    """:func:`slow_share_breakdown` for a native histogram: ``result`` is the instant answer to
+    :func:`native_breakdown_query` (one histogram per value of ``label``).
+
+    Requests above ``threshold`` seconds are slow. Pick a bucket bound (the lower bound of the bucket
+    holding the service-wide quantile, from :func:`native_cumulative`) and the counts are exact;
+    a threshold inside a bucket is interpolated linearly, as ``histogram_fraction`` does.
+    """
+    totals: dict[str, float] = {}
+    fast: dict[str, float] = {}
+    bound = np.array([float(threshold)])
+    for s in result.series:
+        if not s.histograms:
+            continue
+        h = s.histograms[-1][1]
+        value = s.labels.get(label, "")
+        totals[value] = totals.get(value, 0.0) + float(h.count)
+        fast[value] = fast.get(value, 0.0) + float(_native_at_or_below(h, bound)[0])
+    return _rank_breakdown(totals, fast)

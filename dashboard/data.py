@@ -307,16 +307,26 @@ class Distribution:
     cumulative: tuple[float, ...]
     query: str
     warnings: tuple[str, ...]
+    #: "histogram" (classic ``le`` buckets) or "native histogram" (``les`` = every bound of both windows).
+    source: str = "histogram"
+    #: Native histogram: how many buckets the window's histogram has (classic: 0).
+    native_buckets: int = 0
 
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
 def load_distributions(config_key: str, _config: Config, histogram: str, service: str,
-                       windows: tuple[tuple[str, int, int], ...]) -> tuple[Distribution, ...]:
+                       windows: tuple[tuple[str, int, int], ...], native: bool = False) -> tuple[Distribution, ...]:
     """Requests per bucket over each ``(name, start, end)`` window, in ONE instant query
     (:func:`analyzers.latency.windows_query`: each window's ``increase(...[end-start])`` shifted
-    with ``offset`` to its end). A window without data gets empty ``les``."""
+    with ``offset`` to its end). A window without data gets empty ``les``.
+
+    ``native=True`` (two windows, a native histogram): :func:`analyzers.latency.native_windows_query`
+    fetches both windows' histograms, and both distributions are put on the same bounds (every
+    bucket bound either window has, :func:`analyzers.latency.native_cumulative`)."""
     from analyzers import latency
 
+    if native:
+        return _native_distributions(config_key, _config, histogram, service, windows)
     query, at = latency.windows_query(histogram, histogram_selector(service), {n: (a, b) for n, a, b in windows})
     result = query_instant(config_key, _config, query, at)
     out = []
@@ -328,6 +338,27 @@ def load_distributions(config_key: str, _config: Config, histogram: str, service
         )
         out.append(Distribution(start, end, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), query,
                                 tuple(result.warnings)))
+    return tuple(out)
+
+
+def _native_distributions(config_key: str, _config: Config, histogram: str, service: str,
+                          windows: tuple[tuple[str, int, int], ...]) -> tuple[Distribution, ...]:
+    from analyzers import latency
+
+    (n0, b0, b1), (n1, a0, a1) = windows
+    query, at = latency.native_windows_query(histogram, histogram_selector(service), (b0, b1), (a0, a1), "service")
+    result = query_instant(config_key, _config, query, at)
+    first, second = latency.split_native_windows(result, "service")
+    present = [h for h in (first, second) if h is not None]
+    les, counts = latency.native_cumulative(present)
+    out = []
+    for h, (start, end) in ((first, (b0, b1)), (second, (a0, a1))):
+        if h is None or h.count <= 0:
+            out.append(Distribution(start, end, (), (), query, tuple(result.warnings), "native histogram", 0))
+            continue
+        row = counts[present.index(h)]
+        out.append(Distribution(start, end, les, tuple(float(c) for c in row), query, tuple(result.warnings),
+                                "native histogram", len(h.buckets)))
     return tuple(out)
 
 
@@ -346,15 +377,22 @@ class Breakdown:
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
 def load_breakdown(
-    config_key: str, _config: Config, histogram: str, service: str, label: str, quantile: str, start: int, end: int
+    config_key: str, _config: Config, histogram: str, service: str, label: str, quantile: str, start: int, end: int,
+    native: bool = False,
 ) -> Breakdown | None:
     """One instant query of every bucket by ``label`` over ``[start, end]``; the slow threshold is
     the lower bound of the bucket holding the service-wide ``quantile`` (so the slow set is the
     tail at and above that bucket). None when there were no requests.
+
+    ``native=True``: one native histogram per label value
+    (:func:`analyzers.latency.native_breakdown_query`), added up locally for the service-wide
+    quantile; the threshold is again a bucket bound, so the slow counts are exact.
     """
     from analyzers import latency
     from analyzers.config import format_duration
 
+    if native:
+        return _native_breakdown(config_key, _config, histogram, service, label, quantile, start, end)
     query = latency.breakdown_query(histogram, histogram_selector(service), label, None, format_duration(end - start))
     result = query_instant(config_key, _config, query, end)
     frame = latency.buckets_frame(result)
@@ -366,6 +404,27 @@ def load_breakdown(
         return None
     threshold = overall.lower if overall.lower > 0 else les[0]
     rows = latency.slow_share_breakdown(result, label, threshold)
+    return Breakdown(label, quantile, threshold, overall, rows, query, tuple(result.warnings))
+
+
+def _native_breakdown(
+    config_key: str, _config: Config, histogram: str, service: str, label: str, quantile: str, start: int, end: int
+) -> Breakdown | None:
+    from analyzers import latency
+    from analyzers.config import format_duration
+
+    query = latency.native_breakdown_query(histogram, histogram_selector(service), label, format_duration(end - start))
+    result = query_instant(config_key, _config, query, end)
+    histograms = [s.histograms[-1][1] for s in result.series if s.histograms]
+    if not histograms:
+        return None
+    les, counts = latency.native_cumulative(histograms)
+    overall = latency.quantile_from_buckets(les, counts.sum(axis=0).tolist(), PERCENTILES[quantile])
+    if overall.value != overall.value:  # NaN: no requests
+        return None
+    positive = [b for b in les if b > 0]
+    threshold = overall.lower if overall.lower > 0 else positive[0]
+    rows = latency.native_slow_share_breakdown(result, label, threshold)
     return Breakdown(label, quantile, threshold, overall, rows, query, tuple(result.warnings))
 
 
@@ -382,7 +441,8 @@ class BurnRates:
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
 def load_burn_rates(
-    config_key: str, _config: Config, histogram: str, service: str, threshold_le: float, objective: float, at: int
+    config_key: str, _config: Config, histogram: str, service: str, threshold_le: float, objective: float, at: int,
+    native: bool = False,
 ) -> BurnRates:
     """The multi-window burn rates at ``at`` (Unix s) in one instant query.
 
@@ -390,11 +450,13 @@ def load_burn_rates(
     ``burn_window`` label via ``label_replace`` and the tagged vectors are joined with ``or``,
     so the panel costs one round trip. The good-ratio line needs no query of its own: it is
     the threshold bucket over the ``+Inf`` bucket of the counts :func:`load_latency` fetched.
+    ``native=True``: the good ratio is ``histogram_fraction`` (interpolated inside the bucket
+    holding the threshold, which need not be a bucket bound).
     """
     from analyzers import latency
 
     sel = histogram_selector(service)
-    pairs = latency.burn_rate_queries(histogram, sel, threshold_le, objective)
+    pairs = latency.burn_rate_queries(histogram, sel, threshold_le, objective, native=native)
     parts = []
     for pair, long_q, short_q in pairs:
         for window, q in ((pair.long, long_q), (pair.short, short_q)):

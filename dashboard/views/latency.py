@@ -29,8 +29,11 @@ REFRESH_S = 60
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
 WINDOW_LENGTHS = ("15m", "30m", "1h", "3h", "1d")
-NEEDS_BUCKETS = ("{what} needs histogram buckets (`_bucket` series with `le`); this service exposes {source} "
-                 "under this name, so there is nothing to break down by bucket here.")
+NEEDS_BUCKETS = ("{what} needs histogram buckets (classic `_bucket` series with `le`, or a native histogram); "
+                 "this service exposes {source} under this name, so there is nothing to break down by bucket here.")
+#: SLO thresholds offered for a native histogram (seconds), besides the configured one: its
+#: exponential bucket bounds are not round numbers, so the ratio is interpolated inside a bucket.
+NATIVE_THRESHOLDS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0, 10.0)
 
 esc = common.md_escape
 zone = common.viewer_zone()
@@ -212,32 +215,35 @@ def panels() -> None:
             show_chart(fig, "heatmap")
             st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
 
-    # Breakdown, before/after and burn rates query the classic `_bucket` series by `le`.
-    classic = lat is None or lat.source in ("histogram", "")
-    source = lat.source if lat is not None else ""
+    # Breakdown, before/after and burn rates query the classic `_bucket` series by `le`, or the
+    # native histogram's samples (its buckets travel inside each sample); a summary has no buckets.
+    native = lat is not None and lat.source == "native histogram"
+    summary = lat is not None and lat.source == "summary"
     st.subheader("Who is slow?")
     with common.panel("Breakdown"):
-        if classic:
-            breakdown(tr)
+        if summary:
+            st.info(NEEDS_BUCKETS.format(what="The breakdown", source="a summary"))
         else:
-            st.info(NEEDS_BUCKETS.format(what="The breakdown", source=f"a {source}"))
+            breakdown(tr, native)
 
     st.subheader("Before / after a deploy")
     with common.panel("Before/after"):
-        if classic:
-            before_after(deploys, tr)
+        if summary:
+            st.info(NEEDS_BUCKETS.format(what="The before/after comparison", source="a summary"))
         else:
-            st.info(NEEDS_BUCKETS.format(what="The before/after comparison", source=f"a {source}"))
+            before_after(deploys, tr, native)
 
     st.subheader("SLO")
     with common.panel("SLO"):
-        if classic:
-            slo(lat, start, end, step, deploys, verdicts)
+        if summary:
+            st.info(NEEDS_BUCKETS.format(what="The SLO view", source="a summary"))
+        elif native and lat is not None:
+            native_slo(lat, start, end, deploys, verdicts)
         else:
-            st.info(NEEDS_BUCKETS.format(what="The SLO view", source=f"a {source}"))
+            slo(lat, start, end, step, deploys, verdicts)
 
 
-def breakdown(tr: common.TimeRange) -> None:
+def breakdown(tr: common.TimeRange, native: bool = False) -> None:
     c1, c2 = st.columns(2)
     label = c1.selectbox(
         "Break down by", BREAKDOWN_LABELS, key="by", bind="query-params", accept_new_options=True,
@@ -245,7 +251,8 @@ def breakdown(tr: common.TimeRange) -> None:
     ).strip()
     quantile = c2.selectbox("Slow means above", list(data.PERCENTILES), index=2, key="tail", bind="query-params")
     with st.spinner("Ranking contributors…"):
-        bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end)
+        bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end,
+                                 native=native)
     if bd is None:
         st.info("No requests in this range.")
         return
@@ -257,6 +264,9 @@ def breakdown(tr: common.TimeRange) -> None:
         f"**{bd.threshold_le * 1000:g} ms** (the bound of that bucket). Ranked by how much more of the slow "
         "requests a value holds than of all requests: the top row is the first suspect."
     )
+    if native:
+        st.caption("From the **native histogram**: one histogram per value, added up for the service-wide "
+                   "percentile; the threshold is a bound of its exponential buckets, so the counts are exact.")
     st.dataframe(
         pd.DataFrame(
             [
@@ -328,17 +338,86 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
             common.show_query(q)
 
 
+def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy], verdicts: dict) -> None:
+    """SLO for a native histogram: the threshold is any latency; the good ratio is interpolated
+    inside the exponential bucket holding it (Prometheus 2.x's ``histogram_fraction``), and the
+    panel says how wide that bucket is and between which ratios the truth lies."""
+    from analyzers import latency
+
+    if lat.cumulative.empty:
+        st.info("No native histogram samples for this service in the range.")
+        return
+    c1, c2 = st.columns(2)
+    slo_cfg = config.slo_for(service)
+    thresholds = sorted(set(NATIVE_THRESHOLDS) | {float(slo_cfg.threshold_s)})
+    threshold = c1.selectbox("Threshold (seconds)", thresholds, index=thresholds.index(float(slo_cfg.threshold_s)),
+                             key="slo_le", bind="query-params",
+                             help="Any latency: a native histogram's bucket bounds are not round numbers, so the "
+                                  "share at or below it is interpolated inside the bucket holding it.")
+    objectives = sorted(set(OBJECTIVES) | {slo_cfg.objective})
+    objective = c2.selectbox("Objective", objectives, index=objectives.index(slo_cfg.objective), key="slo_obj",
+                             bind="query-params",
+                             help="Share of requests that must be at most the threshold (default from [slo] in the config).")
+    with st.spinner("Querying the burn rates…"):
+        burn = data.load_burn_rates(config_key, config, histogram, service, float(threshold), float(objective), end,
+                                    native=True)
+    for w in burn.warnings:
+        st.warning(f"Prometheus warning: {esc(w)}")
+    frac = latency.native_fraction_at_or_below(lat.cumulative, float(threshold))
+    good_now = frac.ratio.dropna()
+    cols = st.columns(len(burn.rates) + 1)
+    cols[0].metric("Good ratio (latest)", f"{good_now.iloc[-1] * 100:.2f} %" if len(good_now) else "n/a",
+                   help=f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}, "
+                        "interpolated inside the bucket holding the threshold.")
+    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], burn.rates, strict=True):
+        firing = long_rate > factor and short_rate > factor
+        col.metric(
+            f"Burn rate {long} / {short}",
+            f"{_rate(long_rate)} / {_rate(short_rate)}",
+            delta=f"alert: both above {factor:g}×" if firing else f"alert at {factor:g}× on both",
+            delta_color="inverse" if firing else "off",
+            delta_arrow="off",
+            help="Error-budget burn over the last long/short window (histogram_fraction, interpolated like the "
+                 "good ratio): 1× spends the budget exactly over the SLO period. n/a: no requests in that window.",
+        )
+    if frac.lower == frac.upper:
+        st.caption(f"From the **native histogram**: {threshold * 1000:g} ms is a bucket bound, so the good ratio "
+                   "is exact (no interpolation).")
+    elif np.isfinite(frac.lower) and np.isfinite(frac.upper):
+        lo_now = frac.ratio_lower.dropna()
+        hi_now = frac.ratio_upper.dropna()
+        span = (f" (the latest true ratio lies between {lo_now.iloc[-1] * 100:.2f} % and "
+                f"{hi_now.iloc[-1] * 100:.2f} %)") if len(lo_now) and len(hi_now) else ""
+        st.caption(
+            f"From the **native histogram**: the good ratio and the burn rates are **interpolated** within the "
+            f"bucket {frac.lower * 1000:.4g}–{frac.upper * 1000:.4g} ms holding the threshold (a bucket of width "
+            f"{frac.width * 1000:.3g} ms), assuming its requests spread evenly, as Prometheus's histogram_fraction "
+            f"does{span}."
+        )
+    else:
+        st.caption(f"From the **native histogram**: {threshold * 1000:g} ms lies outside every bucket seen in the "
+                   "range, so the ratio is 0 or 1 exactly.")
+    if len(good_now):
+        fig = charts.good_ratio_chart(frac.ratio, objective=float(objective), threshold_s=float(threshold),
+                                      zone=zone, x_range=(data.to_dt(start), data.to_dt(end)))
+        charts.add_deploy_markers(fig, deploys, verdicts, zone)
+        show_chart(fig, "slo_chart")
+    with st.expander("Burn-rate PromQL"):
+        for q in burn.queries:
+            common.show_query(q)
+
+
 def _rate(x: float) -> str:
     return "n/a" if x != x else f"{x:.2f}×"
 
 
-def before_after(deploys: list[Deploy], tr: common.TimeRange) -> None:
+def before_after(deploys: list[Deploy], tr: common.TimeRange, native: bool = False) -> None:
     mode = st.segmented_control(
         "Compare", ["deploy", "windows"], default="deploy", key="cmp_mode", bind="query-params",
         help="Around a deploy, or any two windows of the same length (e.g. today vs yesterday).",
     ) or "deploy"
     if mode == "windows":
-        _two_windows(tr)
+        _two_windows(tr, native)
         return
     if not deploys:
         st.info("No deploy of this service in the range: widen the range, or compare two windows.")
@@ -361,10 +440,10 @@ def before_after(deploys: list[Deploy], tr: common.TimeRange) -> None:
     if after_end - after_start < 4 * scrape_s:
         st.info("Too little time has passed since this deploy to compare: try again in a few minutes.")
         return
-    _load_and_compare(t0 - window_s, t0, after_start, after_end)
+    _load_and_compare(t0 - window_s, t0, after_start, after_end, native=native)
 
 
-def _two_windows(tr: common.TimeRange) -> None:
+def _two_windows(tr: common.TimeRange, native: bool = False) -> None:
     """Two windows of one length, each given by its end (UTC, so shared links agree)."""
     c1, c2, c3 = st.columns(3)
     length = c1.selectbox("Window length", WINDOW_LENGTHS, index=1, key="cmp_len", bind="query-params")
@@ -378,12 +457,13 @@ def _two_windows(tr: common.TimeRange) -> None:
         return
     b1 = int(b_end.replace(tzinfo=UTC).timestamp()) // 60 * 60
     a1 = int(a_end.replace(tzinfo=UTC).timestamp()) // 60 * 60
-    _load_and_compare(b1 - length_s, b1, a1 - length_s, a1, names=("first", "second"))
+    _load_and_compare(b1 - length_s, b1, a1 - length_s, a1, names=("first", "second"), native=native)
 
 
-def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str] = ("before", "after")) -> None:
+def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str] = ("before", "after"),
+                      native: bool = False) -> None:
     before, after = data.load_distributions(config_key, config, histogram, service,
-                                            ((names[0], b0, b1), (names[1], a0, a1)))
+                                            ((names[0], b0, b1), (names[1], a0, a1)), native=native)
     for w in before.warnings:
         st.warning(f"Prometheus warning: {esc(w)}")
     if not before.les or not after.les or before.les != after.les:
@@ -415,6 +495,13 @@ def _compare(before: data.Distribution, after: data.Distribution, names: tuple[s
         f"{cmp.max_cdf_diff * 100:.1f} percentage points; {cmp.n_before:,.0f} requests {first}, "
         f"{cmp.n_after:,.0f} {second}). With many requests tiny gaps are significant: read the gap too."
     )
+    if before.source == "native histogram":
+        used = np.count_nonzero(np.diff(b, prepend=0.0) + np.diff(a, prepend=0.0) > 0)
+        st.caption(
+            f"Native histogram: {used} non-empty exponential buckets ({before.native_buckets} {first}, "
+            f"{after.native_buckets} {second}) pooled into {len(cmp.pooled_les)} groups for the test, "
+            "neighbours merged until every group expects at least 5 requests in each window."
+        )
     rows = []
     for label, q in data.PERCENTILES.items():
         eb, ea = latency.quantile_from_buckets(les, b.tolist(), q), latency.quantile_from_buckets(les, a.tolist(), q)

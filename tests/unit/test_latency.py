@@ -20,17 +20,26 @@ from analyzers.latency import (
     compare_bucket_distributions,
     heatmap_query,
     le_matcher,
+    native_breakdown_query,
+    native_buckets_frame,
+    native_burn_rate_query,
+    native_cumulative,
+    native_fraction_at_or_below,
+    native_good_ratio_query,
     native_quantile_query,
+    native_slow_share_breakdown,
+    native_windows_query,
     quantile_from_buckets,
     quantile_query,
     quantiles_frame,
     rate_window,
     slo_good_ratio_query,
     slow_share_breakdown,
+    split_native_windows,
     summary_quantile_query,
     window_quantile_query,
 )
-from analyzers.prom import PromSeries, QueryResult
+from analyzers.prom import NativeBucket, NativeHistogram, PromSeries, QueryResult
 from analyzers.promql import matchers
 
 H = "http_request_duration_seconds"
@@ -335,3 +344,160 @@ def test_windows_query_shifts_each_window_to_its_end_and_checks_names() -> None:
         windows_query("h", "", {"x": (10, 10)})
     with pytest.raises(ConfigError, match="letters"):
         windows_query("h", "", {'x", "y': (0, 10)})
+
+
+# --- native histograms: the maths done locally on hand-built histograms -----------------------
+
+def nh(*buckets: tuple[float, float, float], count: float | None = None) -> NativeHistogram:
+    """A native histogram from (lower, upper, count) buckets; the count defaults to their sum."""
+    built = tuple(NativeBucket(0, lo, hi, c) for lo, hi, c in buckets)
+    return NativeHistogram(count=sum(b.count for b in built) if count is None else count, sum=0.0, buckets=built)
+
+
+def native_result(per_value: dict[str, NativeHistogram], label: str = "endpoint") -> QueryResult:
+    built = tuple(
+        PromSeries({label: v} if v else {}, pd.Series([], dtype="float64"), histograms=((pd.Timestamp(T), h),))
+        for v, h in per_value.items()
+    )
+    return QueryResult("q", built, (), None, T, T, "vector")
+
+
+def frame_of(les: list[float], rows: list[list[float]]) -> pd.DataFrame:
+    index = pd.date_range(T, periods=len(rows), freq="60s", tz="UTC", name="time")
+    return pd.DataFrame(rows, index=index, columns=pd.Index(les, name="le", dtype="float64"))
+
+
+def test_native_builders_fetch_whole_histograms_and_escape_the_selector() -> None:
+    sel = matchers(service='a"b')
+    assert native_breakdown_query("rpc_seconds", sel, "endpoint", "1h") == (
+        'sum by (endpoint) (increase(rpc_seconds{service="a\\"b"}[1h]))'
+    )
+    assert native_good_ratio_query("rpc_seconds", sel, 0.3, "5m") == (
+        'histogram_fraction(-Inf, 0.3, sum(rate(rpc_seconds{service="a\\"b"}[5m])))'
+    )
+    assert native_burn_rate_query("rpc_seconds", sel, 0.25, 0.999, "1h") == (
+        '(1 - histogram_fraction(-Inf, 0.25, sum(rate(rpc_seconds{service="a\\"b"}[1h])))) / 0.001'
+    )
+    (pair, long_q, short_q), _ = burn_rate_queries("rpc_seconds", sel, 0.25, 0.999, native=True)
+    assert long_q.startswith("(1 - histogram_fraction(-Inf, 0.25,") and "[1h]" in long_q and "[5m]" in short_q
+    q, at = native_windows_query("rpc_seconds", sel, (0, 3600), (7200, 9000), "service")
+    assert at == 9000
+    assert q == (
+        'sum (increase(rpc_seconds{service="a\\"b"}[1h] offset 90m))'
+        ' or sum by (service) (increase(rpc_seconds{service="a\\"b"}[30m]))'
+    )
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: native_breakdown_query("h", "", 'le"}) or up{a="', "1h"), "label name"),
+        (lambda: native_breakdown_query("h", "", "le", "1h"), "no 'le' label"),
+        (lambda: native_good_ratio_query("h", "", 0, "5m"), "positive number of seconds"),
+        (lambda: native_good_ratio_query("h", "", "nan", "5m"), "positive number of seconds"),
+        (lambda: native_burn_rate_query("h", "", 0.3, 1.0, "5m"), "fraction such as 0.999"),
+        (lambda: native_windows_query("h", 'service="a"', (0, 10), (20, 30), "pod"), "must be matched with ="),
+        (lambda: native_windows_query("h", 'service="a"', (10, 10), (20, 30), "service"), "must end after"),
+    ],
+)
+def test_native_builders_refuse_bad_input(call, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_split_native_windows_tells_the_windows_apart_by_the_tag_label() -> None:
+    first, second = nh((0.1, 0.2, 3.0)), nh((0.2, 0.4, 5.0))
+    assert split_native_windows(native_result({"": first, "x": second}, "service"), "service") == (first, second)
+    assert split_native_windows(native_result({"x": second}, "service"), "service") == (None, second)
+    assert split_native_windows(native_result({}, "service"), "service") == (None, None)
+
+
+def test_good_ratio_inside_a_bucket_is_interpolated_linearly_and_bounded() -> None:
+    frame = frame_of([0.1, 0.2, 0.4, INF], [[10, 30, 40, 40], [0, 0, 0, 0], [0, 20, 20, 20]])
+    inside = native_fraction_at_or_below(frame, 0.15)
+    assert (inside.lower, inside.upper, inside.width) == (0.1, 0.2, pytest.approx(0.1))
+    # 10 requests below 0.1 s, and half of the 20 in (0.1, 0.2]: 20 of 40
+    assert inside.ratio.iloc[0] == pytest.approx(0.5)
+    assert (inside.ratio_lower.iloc[0], inside.ratio_upper.iloc[0]) == (0.25, 0.75)  # the truth lies in between
+    assert math.isnan(inside.ratio.iloc[1])  # no requests: no ratio, never a pass
+    assert inside.ratio.iloc[2] == pytest.approx(0.5)
+    on_bound = native_fraction_at_or_below(frame, 0.2)
+    assert on_bound.lower == on_bound.upper == 0.2 and on_bound.ratio.iloc[0] == 0.75  # exact
+    assert native_fraction_at_or_below(frame, 0.05).ratio.iloc[0] == 0.0
+    assert native_fraction_at_or_below(frame, 3.0).ratio.iloc[0] == 1.0
+    with pytest.raises(ValueError, match="finite"):
+        native_fraction_at_or_below(frame, math.nan)
+    with pytest.raises(ValueError, match="inf column"):
+        native_fraction_at_or_below(frame.iloc[:, :-1], 0.15)
+
+
+def test_zero_bucket_is_interpolated_from_zero_unless_there_are_negative_observations() -> None:
+    """Prometheus 2.x: with only positive buckets the zero bucket [-zt, zt] counts from 0."""
+    zt = 1e-3
+    positive = nh((-zt, zt, 4.0), (zt, 2 * zt, 4.0))
+    les, counts = native_cumulative([positive])
+    assert les == (-zt, zt, 2 * zt, INF)
+    assert counts.tolist() == [[0.0, 4.0, 8.0, 8.0]]
+    frame = native_buckets_frame(PromSeries({}, pd.Series([], dtype="float64"), histograms=((pd.Timestamp(T), positive),)))
+    assert native_fraction_at_or_below(frame, zt / 2).ratio.iloc[0] == pytest.approx(2 / 8)  # half of [0, zt]
+    rows = native_slow_share_breakdown(native_result({"/a": positive}), "endpoint", zt / 2)
+    assert rows[0].slow == pytest.approx(6.0)
+    with_negative = nh((-2 * zt, -zt, 2.0), (-zt, zt, 4.0), (zt, 2 * zt, 4.0))
+    frame = native_buckets_frame(
+        PromSeries({}, pd.Series([], dtype="float64"), histograms=((pd.Timestamp(T), with_negative),)))
+    # 2 negative, then 3/4 of the zero bucket [-zt, zt] lies at or below zt/2
+    assert native_fraction_at_or_below(frame, zt / 2).ratio.iloc[0] == pytest.approx(5 / 10)
+    assert native_fraction_at_or_below(frame, -1.5 * zt).ratio.iloc[0] == pytest.approx(1 / 10)
+
+
+def test_native_cumulative_puts_histograms_of_two_schemas_on_common_bounds() -> None:
+    coarse = nh((0.5, 1.0, 4.0), (1.0, 2.0, 4.0))  # schema 0
+    fine = nh((2**-0.5, 1.0, 2.0), (1.0, 2**0.5, 2.0))  # schema 1
+    les, counts = native_cumulative([coarse, fine])
+    assert les == (0.5, 2**-0.5, 1.0, 2**0.5, 2.0, INF)
+    share = (2**-0.5 - 0.5) / 0.5  # the coarse (0.5, 1] bucket split linearly at the finer bound
+    assert counts[0].tolist() == pytest.approx([0, 4 * share, 4, 4 + 4 * (2**0.5 - 1), 8, 8])
+    assert counts[1].tolist() == [0, 0, 2, 4, 4, 4]
+    assert native_cumulative([])[1].shape == (0, 1)
+    empty = nh(count=0.0)
+    assert native_cumulative([empty])[1].tolist() == [[0.0]]
+
+
+def test_native_breakdown_ranks_like_the_classic_one_on_the_same_counts() -> None:
+    """Same requests as test_slow_share_breakdown_...: the native rows equal the classic rows."""
+    native = native_result({
+        "/a": nh((0.25, 0.5, 890.0), (0.5, 1.0, 10.0)),
+        "/b": nh((0.25, 0.5, 50.0), (0.5, 1.0, 50.0)),
+    })
+    classic = result_of([
+        ({"endpoint": "/a", "le": "+Inf"}, [900]), ({"endpoint": "/a", "le": "0.5"}, [890]),
+        ({"endpoint": "/b", "le": "+Inf"}, [100]), ({"endpoint": "/b", "le": "0.5"}, [50]),
+    ])
+    assert native_slow_share_breakdown(native, "endpoint", 0.5) == slow_share_breakdown(classic, "endpoint", 0.5)
+    inside = native_slow_share_breakdown(native, "endpoint", 0.75)  # inside (0.5, 1]: half of it is slow
+    assert {r.value: r.slow for r in inside} == {"/a": pytest.approx(5.0), "/b": pytest.approx(25.0)}
+    assert native_slow_share_breakdown(native_result({}), "endpoint", 0.5) == ()
+
+
+def test_native_windows_compare_with_pooled_buckets() -> None:
+    """Many sparse exponential buckets: pooling keeps every tested group's expected count >= 5."""
+    rng = np.random.default_rng(11)
+
+    def hist(median: float, n: int) -> NativeHistogram:
+        idx = np.ceil(np.log2(rng.lognormal(math.log(median), 0.5, n)) * 8).astype(int)
+        values, counts = np.unique(idx, return_counts=True)
+        return nh(*((2 ** ((i - 1) / 8), 2 ** (i / 8), float(c)) for i, c in zip(values, counts, strict=True)))
+
+    before, same, slower = hist(0.08, 150), hist(0.08, 150), hist(0.12, 150)
+    for other, differs in ((same, False), (slower, True)):
+        les, counts = native_cumulative([before, other])
+        cmp = compare_bucket_distributions(les, counts[0].tolist(), counts[1].tolist())
+        b, a = bucket_increments(counts[0]), bucket_increments(counts[1])
+        non_empty = int(np.count_nonzero(b + a))
+        assert non_empty > 25 and 2 <= len(cmp.pooled_les) < non_empty  # sparse buckets were merged
+        edges = [les.index(x) for x in cmp.pooled_les]
+        groups = np.split(np.arange(len(les)), [e + 1 for e in edges[:-1]])
+        assert sum(b[g].sum() + a[g].sum() for g in groups) == 300  # every request in exactly one group
+        for g in groups:
+            assert (b[g].sum() + a[g].sum()) * 150 / 300 >= 5.0
+        assert (cmp.p_value < 0.001) == differs and (cmp.p_value > 0.01) == (not differs)
