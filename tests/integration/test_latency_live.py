@@ -38,12 +38,21 @@ from analyzers.latency import (
     compare_bucket_distributions,
     heatmap_query,
     latency_query,
+    native_breakdown_query,
+    native_buckets_frame,
+    native_burn_rate_query,
+    native_cumulative,
+    native_fraction_at_or_below,
+    native_good_ratio_query,
+    native_slow_share_breakdown,
+    native_windows_query,
     quantile_from_buckets,
     quantile_query,
     quantiles_frame,
     slo_good_ratio_query,
     slow_share_breakdown,
     split_latency_result,
+    split_native_windows,
     summary_quantiles,
     window_quantile_query,
     windows_query,
@@ -269,40 +278,90 @@ def test_histogram_services_still_answer_with_buckets(client: PrometheusClient, 
 NATIVE_SCHEMA = 3  # 8 buckets per power of two, bucket bounds 2**(i/8)
 
 
+NATIVE_MINUTES = 60
+
+
 @dataclass(frozen=True)
 class Native:
     url: str
     end: datetime
+    #: the change: ``natd``'s /slow endpoint goes from a 50 ms to a 250 ms median (the "deploy")
+    mid: datetime
+    #: every generated observation: (service, endpoint) -> [(scrape time s, latencies s)]
+    observations: dict[tuple[str, str], list[tuple[int, np.ndarray]]]
+
+    def true_share_at_or_below(self, service: str, threshold: float, start: datetime, end: datetime) -> float:
+        """Share of the observations scraped in (start, end] at most ``threshold`` (what increase() counts)."""
+        t0, t1 = start.timestamp(), end.timestamp()
+        xs = [x for (svc, _), per in self.observations.items() if svc == service for ts, x in per if t0 < ts <= t1]
+        return float(np.mean(np.concatenate(xs) <= threshold))
+
+
+def _native_series(
+    rng: np.random.Generator, end_s: int, per_scrape: int, median: Any, labels: dict[str, str],
+    observations: dict[tuple[str, str], list[tuple[int, np.ndarray]]],
+) -> tuple[dict[str, str], list[Any]]:
+    from tests.integration.remote_write import NativeSample, bucket_index
+
+    counts: dict[int, int] = {}
+    total = 0.0
+    samples = []
+    for k in range(NATIVE_MINUTES * 60 // STEP, -1, -1):
+        ts = end_s - k * STEP
+        x = rng.lognormal(math.log(median(ts)), SIGMA, per_scrape)
+        observations.setdefault((labels["service"], labels.get("endpoint", "")), []).append((ts, x))
+        for i in (bucket_index(NATIVE_SCHEMA, v) for v in x):
+            counts[i] = counts.get(i, 0) + 1
+        total += float(x.sum())
+        samples.append(NativeSample(ts * 1000, NATIVE_SCHEMA, dict(counts), total))
+    return labels, samples
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
-    """The last hour at 15 s of a native histogram ``rpc_native_seconds{service="nat"}``: 40
-    log-normal (median 80 ms, sigma 0.5) requests per scrape, seeded."""
-    from tests.integration.remote_write import NativeSample, bucket_index, remote_write
+    """The last hour at 15 s of a native histogram ``rpc_native_seconds``, seeded, log-normal
+    latencies with sigma 0.5:
+
+    - ``service="nat"``: 40 requests per scrape, median 80 ms;
+    - ``service="natd"``: endpoints ``/fast`` and ``/slow``, 20 requests each per scrape, median
+      50 ms; ``/slow`` goes to 250 ms from ``mid`` (30 minutes ago), the regression deploy;
+    - ``service="natn"``: 20 requests per scrape, median 50 ms all along (the no-op).
+
+    Written in one remote-write request (the receiver refuses samples about an hour older than
+    the head once it holds "now")."""
+    from tests.integration.remote_write import remote_write
 
     base = tmp_path_factory.mktemp("native")
     server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"]).start()
     try:
         end_s = int(time.time()) // STEP * STEP
+        mid_s = end_s - NATIVE_MINUTES * 60 // 2
         rng = np.random.default_rng(SEED)
-        counts: dict[int, int] = {}
-        total = 0.0
-        samples = []
-        for k in range(240, -1, -1):
-            x = rng.lognormal(math.log(0.08), SIGMA, 40)
-            for i in (bucket_index(NATIVE_SCHEMA, v) for v in x):
-                counts[i] = counts.get(i, 0) + 1
-            total += float(x.sum())
-            samples.append(NativeSample((end_s - k * STEP) * 1000, NATIVE_SCHEMA, dict(counts), total))
-        remote_write(server.url, [({"__name__": "rpc_native_seconds", "service": "nat"}, samples)])
-        yield Native(server.url, datetime.fromtimestamp(end_s, UTC))
+        observations: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
+        name = {"__name__": "rpc_native_seconds"}
+        series = [
+            _native_series(rng, end_s, 40, lambda ts: 0.08, {**name, "service": "nat"}, observations),
+            _native_series(rng, end_s, 20, lambda ts: 0.05, {**name, "service": "natd", "endpoint": "/fast"},
+                           observations),
+            _native_series(rng, end_s, 20, lambda ts: 0.05 if ts < mid_s else 0.25,
+                           {**name, "service": "natd", "endpoint": "/slow"}, observations),
+            _native_series(rng, end_s, 20, lambda ts: 0.05, {**name, "service": "natn", "endpoint": "/only"},
+                           observations),
+        ]
+        remote_write(server.url, series)
+        yield Native(server.url, datetime.fromtimestamp(end_s, UTC), datetime.fromtimestamp(mid_s, UTC),
+                     observations)
     finally:
         server.stop()
 
 
-def test_native_histograms_feed_percentiles_and_heatmap(native: Native) -> None:
-    client = PrometheusClient(PrometheusSettings(url=native.url, timeout_s=20.0))
+@pytest.fixture(scope="module")
+def native_client(native: Native) -> PrometheusClient:
+    return PrometheusClient(PrometheusSettings(url=native.url, timeout_s=20.0))
+
+
+def test_native_histograms_feed_percentiles_and_heatmap(native: Native, native_client: PrometheusClient) -> None:
+    client = native_client
     sel = matchers(service="nat")
     start = native.end - timedelta(minutes=50)
     result = client.query_range(latency_query("rpc_native_seconds", sel, "5m", [0.99]), start, native.end, 60)
@@ -323,6 +382,95 @@ def test_native_histograms_feed_percentiles_and_heatmap(native: Native) -> None:
         true_q = _lognormal_quantile(0.08, q)
         # each bucket spans a factor 2**(1/8) = 1.09: the estimate is within a few % of the truth
         assert ours["value"].median() == pytest.approx(true_q, rel=0.1)
+
+
+NATIVE = "rpc_native_seconds"
+
+
+def test_native_breakdown_ranks_the_endpoint_made_slow_first(native: Native, native_client: PrometheusClient) -> None:
+    """One instant query, one histogram per endpoint; ranked locally as the classic breakdown is."""
+    sel = matchers(service="natd")
+    window = "25m"  # after the regression, clear of its first minutes
+    result = native_client.query(native_breakdown_query(NATIVE, sel, "endpoint", window), native.end)
+    assert {s.labels["endpoint"] for s in result.series} == {"/fast", "/slow"}
+    assert all(s.histograms for s in result.series)
+    les, counts = native_cumulative([s.histograms[-1][1] for s in result.series])
+    overall = quantile_from_buckets(les, counts.sum(axis=0).tolist(), 0.99)
+    server_p99 = native_client.query(f"histogram_quantile(0.99, sum(increase({NATIVE}{{{sel}}}[{window}])))",
+                                     native.end)
+    assert overall.value == pytest.approx(float(server_p99.series[0].values.iloc[0]), rel=1e-9)  # Prometheus's own
+    assert overall.lower < _mixture_quantile([0.05, 0.25], 0.99) * 1.1 and overall.upper / overall.lower < 1.1
+    rows = native_slow_share_breakdown(result, "endpoint", overall.lower)
+    assert [r.value for r in rows] == ["/slow", "/fast"]
+    assert rows[0].slow_share > 0.95 and rows[0].total_share == pytest.approx(0.5, abs=0.01)
+    assert sum(r.total for r in rows) == pytest.approx(counts[:, -1].sum())
+
+
+def _native_compare(native: Native, client: PrometheusClient, service: str) -> tuple[Any, int]:
+    mid = int(native.mid.timestamp())
+    first, second = (mid - 25 * 60, mid), (mid + 2 * 60, mid + 27 * 60)
+    query, at = native_windows_query(NATIVE, matchers(service=service), first, second, "service")
+    before, after = split_native_windows(client.query(query, datetime.fromtimestamp(at, UTC)), "service")
+    assert before is not None and after is not None, query
+    for h, (start, end) in ((before, first), (after, second)):  # each equals a query of its own
+        alone = client.query(f"sum(increase({NATIVE}{{{matchers(service=service)}}}[{(end - start) // 60}m]))",
+                             datetime.fromtimestamp(end, UTC))
+        assert alone.series[0].histograms[-1][1] == h
+    les, counts = native_cumulative([before, after])
+    cmp = compare_bucket_distributions(les, counts[0].tolist(), counts[1].tolist())
+    non_empty = int(np.count_nonzero(np.diff(counts[0], prepend=0.0) + np.diff(counts[1], prepend=0.0) > 0))
+    return cmp, non_empty
+
+
+def test_native_before_after_flags_the_regression_and_not_the_no_op(
+    native: Native, native_client: PrometheusClient
+) -> None:
+    regression, buckets = _native_compare(native, native_client, "natd")
+    no_op, _ = _native_compare(native, native_client, "natn")
+    assert regression.p_value < 1e-6 and regression.max_cdf_diff > 0.2
+    assert no_op.p_value > 0.01 and no_op.max_cdf_diff < 0.05
+    # the exponential buckets are many; pooling merged the sparse ones before the test
+    assert buckets > 30 and 2 <= len(regression.pooled_les) < buckets
+
+
+def test_native_slo_good_ratio_matches_the_true_share(native: Native, native_client: PrometheusClient) -> None:
+    """0.1 s is no schema-3 bound (2**(i/8)): the ratio is interpolated inside its bucket, equals
+    Prometheus's histogram_fraction, and the generated observations' true share lies within the
+    bucket's bounds that the panel states."""
+    sel = matchers(service="natn")
+    threshold = 0.1
+    assert abs(math.log2(threshold) * 2**NATIVE_SCHEMA - round(math.log2(threshold) * 2**NATIVE_SCHEMA)) > 0.1
+    server = native_client.query(native_good_ratio_query(NATIVE, sel, threshold, "30m"), native.end)
+    server_ratio = float(server.series[0].values.iloc[0])
+    result = native_client.query(f"sum(increase({NATIVE}{{{sel}}}[30m]))", native.end)
+    frame = native_buckets_frame(result.series[0])
+    frac = native_fraction_at_or_below(frame, threshold)
+    assert frac.ratio.iloc[0] == pytest.approx(server_ratio, rel=1e-9)
+    assert frac.lower < threshold < frac.upper and frac.upper / frac.lower == pytest.approx(2 ** (1 / 8))
+    true = native.true_share_at_or_below("natn", threshold, native.end - timedelta(minutes=30), native.end)
+    assert frac.ratio_lower.iloc[0] <= true <= frac.ratio_upper.iloc[0]  # the stated interpolation error
+    assert abs(frac.ratio.iloc[0] - true) <= frac.ratio_upper.iloc[0] - frac.ratio_lower.iloc[0]
+    assert 0.9 < true < 0.95  # log-normal, median 50 ms: P(x <= 100 ms) = 0.917
+    burn = native_client.query(native_burn_rate_query(NATIVE, sel, threshold, 0.99, "30m"), native.end)
+    assert float(burn.series[0].values.iloc[0]) == pytest.approx((1 - server_ratio) / 0.01, rel=1e-9)
+
+
+def test_native_good_ratio_line_equals_histogram_fraction_per_step(
+    native: Native, native_client: PrometheusClient
+) -> None:
+    """The SLO chart's line comes from the percentile panel's frame: the same as Prometheus per step."""
+    sel = matchers(service="natd")
+    start = native.end - timedelta(minutes=50)
+    result = native_client.query_range(latency_query(NATIVE, sel, "5m", [0.99]), start, native.end, 60)
+    kind, frame, _ = split_latency_result(result)
+    assert kind == "native histogram"
+    ours = native_fraction_at_or_below(frame, 0.3).ratio
+    server = native_client.query_range(native_good_ratio_query(NATIVE, sel, 0.3, "5m"), start, native.end, 60)
+    (line,) = server.series
+    assert len(line.values) >= 50
+    np.testing.assert_allclose(ours.reindex(line.values.index), line.values, rtol=1e-9)
+    assert ours.loc[: native.mid - timedelta(minutes=6)].min() > 0.99  # before the regression: nearly all fast
+    assert ours.loc[native.mid + timedelta(minutes=6):].max() < 0.85  # after: /slow's median is 250 ms
 
 
 def test_two_windows_in_one_query_equal_one_query_per_window(client: PrometheusClient, truth: Truth) -> None:
