@@ -296,10 +296,13 @@ H = "http_request_duration_seconds"
 @pytest.fixture(scope="module")
 def other_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A Prometheus (native histograms on) holding, for the last 2 hours at 15 s, service ``sumsvc``
-    with only a *summary* (pods a and b: p50 50/200 ms, p99 120/500 ms; no p99.9) and service
-    ``natsvc`` with only a *native histogram* (40 requests a scrape, log-normal, seeded)."""
+    with only a *summary* (pods a and b: p50 50/200 ms, p99 120/500 ms; no p99.9), service
+    ``natsvc`` with only a *native histogram* (40 requests a scrape, log-normal, seeded) and service
+    ``natdrill``, native too: endpoints /fast and /slow (20 requests a scrape each, median 50 ms),
+    /slow slowed to a 250 ms median one hour ago (``change``, a deploy's start)."""
     import math
     import time
+    from types import SimpleNamespace
 
     from analyzers.promserver import PrometheusServer
     from tests.integration.remote_write import NativeSample, bucket_index, float_request, post, write_request
@@ -326,8 +329,22 @@ def other_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
                                                                               for k in range(480, -1, -1)])
             for pod, qs in values.items() for q, v in qs.items()
         ]
-        post(server.url, write_request([({"__name__": H, "service": "natsvc"}, native)]) + float_request(summary))
-        yield server
+        change_s = end_s - 3600
+        drill = []
+        for endpoint in ("/fast", "/slow"):
+            counts, total, samples = {}, 0.0, []
+            for k in range(480, -1, -1):
+                ts = end_s - k * 15
+                median = 0.25 if endpoint == "/slow" and ts >= change_s else 0.05
+                x = rng.lognormal(math.log(median), 0.5, 20)
+                for i in (bucket_index(3, v) for v in x):
+                    counts[i] = counts.get(i, 0) + 1
+                total += float(x.sum())
+                samples.append(NativeSample(ts * 1000, 3, dict(counts), total))
+            drill.append(({"__name__": H, "service": "natdrill", "endpoint": endpoint}, samples))
+        post(server.url, write_request([({"__name__": H, "service": "natsvc"}, native), *drill])
+             + float_request(summary))
+        yield SimpleNamespace(url=server.url, end=end_s, change=change_s)
     finally:
         server.stop()
 
@@ -372,3 +389,69 @@ def test_native_histogram_service_draws_percentiles_and_heatmap(
     heat = next(t for t in chart(at, "heatmap")["data"] if t["type"] == "heatmap")
     assert len(arr(heat["y"])) > 12  # exponential buckets, finer than any classic layout here
     assert any("native histogram" in c.value for c in at.caption)
+
+
+def test_native_histogram_service_gets_breakdown_before_after_and_slo(
+    other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A native-only service: the three bucket panels render from the native histogram, with no
+    "needs histogram buckets" message, and answer the questions (who is slow, did the deploy do it,
+    how much of the budget burns)."""
+    change = pd.Timestamp(other_sources.change, unit="s", tz="UTC").to_pydatetime()
+    event = {
+        "service": "natdrill", "environment": "production", "version": "v2.0.0", "status": "succeeded",
+        "started_at": change.isoformat(), "finished_at": (change + timedelta(minutes=1)).isoformat(),
+        "deploy_id": "natdrill-v2", "event_id": "natdrill-v2:succeeded", "source": "generic",
+    }
+    deploy = parse_event(event).to_deploy(signed=True)
+    store = open_store(f"sqlite:///{tmp_path / 'natdrill.db'}")
+    try:
+        store.record_event("generic", "natdrill-1", event, deploy)
+    finally:
+        store.close()
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'natdrill.db'}")
+    monkeypatch.setenv("PROMETHEUS_URL", other_sources.url)
+    end = pd.Timestamp(other_sources.end // 60 * 60, unit="s", tz="UTC").to_pydatetime()
+    fmt = "%Y-%m-%dT%H:%M"
+    at = open_latency({
+        "svc": "natdrill", "lat_range": "custom", "lat_from": (end - timedelta(hours=2)).strftime(fmt),
+        "lat_to": end.strftime(fmt), "by": "endpoint", "cmp": cmp_label(deploy), "slo_le": "0.3", "slo_obj": "0.99",
+    })
+    assert not at.error, [e.value for e in at.error]
+    assert not any("needs histogram buckets" in i.value for i in at.info)
+    captions = " ".join(c.value for c in at.caption)
+
+    # Who is slow? /slow, which holds nearly all of the tail with half of the traffic
+    table = next(df.value for df in at.dataframe if "endpoint" in df.value.columns)
+    assert list(table["endpoint"]) == ["/slow", "/fast"]
+    assert table.iloc[0]["share of slow requests"] > 0.9
+    assert table.iloc[0]["share of all requests"] == pytest.approx(0.5, abs=0.01)
+    assert "one histogram per value" in captions
+
+    # Before/after the deploy: the distributions differ, the tail grew; the pooling is stated
+    text, gap = _gap_pp(at)
+    assert "The distributions differ" in text and gap >= 20
+    shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns).set_index("percentile")
+    assert shifts.loc["p99", "change (ms)"] > 100
+    m = re.search(r"(\d+) non-empty exponential buckets .* pooled into (\d+) groups", captions)
+    assert m and int(m.group(1)) > 30 and 2 <= int(m.group(2)) < int(m.group(1)), captions
+
+    # SLO at 300 ms (inside a schema-3 bucket): interpolated, and the burn rates are Prometheus's
+    assert "interpolated" in captions and "width" in captions and "true ratio lies between" in captions
+    metrics = {m.label: m.value for m in at.metric}
+    good = float(metrics["Good ratio (latest)"].rstrip(" %"))
+    assert 70 < good < 92  # half the traffic at median 250 ms: P(x <= 300 ms) = 0.64 there, ~1 on /fast
+    from analyzers.latency import native_burn_rate_query
+
+    for label, windows in (("Burn rate 1h / 5m", ("1h", "5m")), ("Burn rate 6h / 30m", ("6h", "30m"))):
+        shown = [float(v.rstrip("×")) for v in metrics[label].split(" / ")]
+        for value, window in zip(shown, windows, strict=True):
+            q = native_burn_rate_query(H, 'service="natdrill"', 0.3, 0.99, window)
+            r = requests.post(other_sources.url + "/api/v1/query",
+                              data={"query": q, "time": str(int(end.timestamp()))}, timeout=10)
+            expected = float(r.json()["data"]["result"][0]["value"][1])
+            assert value == pytest.approx(expected, abs=0.006), (label, window)
+    assert shown[0] > 1  # the 6h window burns faster than the budget allows
+    spec = chart(at, "slo_chart")
+    assert "300 ms" in spec["layout"]["yaxis"]["title"]["text"]
