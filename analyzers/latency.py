@@ -1,4 +1,4 @@
-"""Latency maths: PromQL builders for classic histograms and the same maths done locally.
+"""Latency maths: PromQL builders for classic and native histograms and the same maths done locally.
 
 Builders follow the idioms that keep percentiles honest (field-notes.md "PromQL for
 latency"): ``rate`` before ``sum``, ``le`` always kept in ``by()``, a rate window of at least
@@ -9,6 +9,13 @@ Caveat every reader of a histogram quantile must know: the value is *interpolate
 inside the bucket that holds it, so its error can be as large as that bucket's width.
 :func:`quantile_from_buckets` therefore returns the bucket bounds with the value, and
 :func:`compare_bucket_distributions` compares whole bucket distributions, not just p99.
+
+Native histograms (no ``_bucket`` series; exponential buckets inside each sample) get the same
+panels: the builders fetch whole histograms (``sum by (label) (increase(h[w]))``) and
+:func:`native_cumulative` / :func:`native_buckets_frame` turn them into cumulative counts, so the
+quantile, the G-test and the slow-share ranking are the classic code. A latency threshold inside
+a native bucket is interpolated linearly, as Prometheus 2.x's ``histogram_fraction`` does
+(:func:`native_fraction_at_or_below` says between which ratios the truth lies).
 
 ``selector`` arguments are label matchers as PromQL text, with or without braces
 (``service="checkout"``); build them with :func:`analyzers.promql.matchers` or

@@ -422,8 +422,10 @@ def _native_breakdown(
     overall = latency.quantile_from_buckets(les, counts.sum(axis=0).tolist(), PERCENTILES[quantile])
     if overall.value != overall.value:  # NaN: no requests
         return None
-    positive = [b for b in les if b > 0]
-    threshold = overall.lower if overall.lower > 0 else positive[0]
+    # As the classic path: slow = above the lower bound of the bucket holding the quantile; when that
+    # is the zero bucket (or below), above the first positive bound.
+    positive = [b for b in les if 0 < b < float("inf")]
+    threshold = overall.lower if overall.lower > 0 or not positive else positive[0]
     rows = latency.native_slow_share_breakdown(result, label, threshold)
     return Breakdown(label, quantile, threshold, overall, rows, query, tuple(result.warnings))
 
