@@ -391,6 +391,17 @@ def test_native_histogram_service_draws_percentiles_and_heatmap(
     assert any("native histogram" in c.value for c in at.caption)
 
 
+def _query_counts(prom_url: str) -> dict[str, float]:
+    """Queries the server has answered, per API handler (its own ``/metrics``)."""
+    text = requests.get(prom_url + "/metrics", timeout=10).text
+    return {
+        handler: sum(float(m.group(1)) for m in re.finditer(
+            r'^prometheus_http_requests_total\{[^}]*handler="' + re.escape(handler) + r'"[^}]*\} ([0-9.e+]+)$',
+            text, re.M))
+        for handler in ("/api/v1/query_range", "/api/v1/query")
+    }
+
+
 def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -414,11 +425,15 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     monkeypatch.setenv("PROMETHEUS_URL", other_sources.url)
     end = pd.Timestamp(other_sources.end // 60 * 60, unit="s", tz="UTC").to_pydatetime()
     fmt = "%Y-%m-%dT%H:%M"
+    queries_before = _query_counts(other_sources.url)
     at = open_latency({
         "svc": "natdrill", "lat_range": "custom", "lat_from": (end - timedelta(hours=2)).strftime(fmt),
         "lat_to": end.strftime(fmt), "by": "endpoint", "cmp": cmp_label(deploy), "slo_le": "0.3", "slo_obj": "0.99",
     })
     assert not at.error, [e.value for e in at.error]
+    queries = {k: v - queries_before[k] for k, v in _query_counts(other_sources.url).items()}
+    # one query per panel: the percentile/heatmap range query; breakdown, before/after, burn rates
+    assert queries == {"/api/v1/query_range": 1, "/api/v1/query": 3}
     assert not any("needs histogram buckets" in i.value for i in at.info)
     captions = " ".join(c.value for c in at.caption)
 
