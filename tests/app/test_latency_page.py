@@ -470,3 +470,15 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     assert shown[0] > 1  # the 6h window burns faster than the budget allows
     spec = chart(at, "slo_chart")
     assert "300 ms" in spec["layout"]["yaxis"]["title"]["text"]
+
+    # two windows of the URL: an hour apart before the change differ in nothing; across it they do
+    change_min = pd.Timestamp(other_sources.change // 60 * 60, unit="s", tz="UTC").to_pydatetime()
+    for first_end, second_end, differs in ((change_min - timedelta(minutes=40), change_min, False),
+                                           (change_min, change_min + timedelta(minutes=40), True)):
+        at = open_latency({"svc": "natdrill", "lat_range": "custom",
+                           "lat_from": (end - timedelta(hours=2)).strftime(fmt), "lat_to": end.strftime(fmt),
+                           "cmp_mode": "windows", "cmp_len": "30m", "cmp_b": first_end.strftime(fmt),
+                           "cmp_a": second_end.strftime(fmt)})
+        text, gap = _gap_pp(at)
+        assert ("The distributions differ" in text) == differs and (gap >= 20) == differs, text
+        assert any("pooled into" in c.value for c in at.caption)
