@@ -266,7 +266,8 @@ def breakdown(tr: common.TimeRange, native: bool = False) -> None:
     )
     if native:
         st.caption("From the **native histogram**: one histogram per value, added up for the service-wide "
-                   "percentile; the threshold is a bound of its exponential buckets, so the counts are exact.")
+                   "percentile; the threshold is a bound of its exponential buckets, so the counts are exact "
+                   "(a value whose client uses coarser buckets is split linearly inside the one holding it).")
     st.dataframe(
         pd.DataFrame(
             [
