@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analyzers.config import HTTP_DURATION, format_duration
+from analyzers.errors import ConfigError
 from analyzers.model import Deploy
 from dashboard import data
 from dashboard.components import charts, common
@@ -251,8 +252,13 @@ def breakdown(tr: common.TimeRange, native: bool = False) -> None:
     ).strip()
     quantile = c2.selectbox("Slow means above", list(data.PERCENTILES), index=2, key="tail", bind="query-params")
     with st.spinner("Ranking contributors…"):
-        bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end,
-                                 native=native)
+        try:
+            bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end,
+                                     native=native)
+        except ConfigError as exc:  # the typed label, refused before any query ran: not the config file's fault
+            st.error(f"Breakdown: cannot break down by {esc(label)}: {esc(str(exc).rstrip('.'))}. Pick endpoint, version or "
+                     "pod, or type another label of the histogram.", icon=":material/error:")
+            return
     if bd is None:
         st.info("No requests in this range.")
         return

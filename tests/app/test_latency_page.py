@@ -482,3 +482,11 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
         text, gap = _gap_pp(at)
         assert ("The distributions differ" in text) == differs and (gap >= 20) == differs, text
         assert any("pooled into" in c.value for c in at.caption)
+
+    # a typed label is validated before any query on the native path too; le is no native label
+    for bad, why in (('le"}) or up{a="', "label name"), ("le", "no 'le' label")):
+        at = open_latency({"svc": "natdrill", "lat_range": "1h", "by": bad})
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and errors[0].startswith("Breakdown: cannot break down by"), errors
+        assert why in errors[0].replace("\\", "") and "config file" not in errors[0], errors
+        assert chart(at, "percentiles")  # the other panels still work
