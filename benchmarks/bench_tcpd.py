@@ -8,10 +8,16 @@ Jaccard-weighted segmentation covering, averaged over annotators. Series: the
 univariate non-synthetic ones shipped there, uk_coal_employ excluded (25).
 
     .venv/bin/python benchmarks/bench_tcpd.py [--data /work/shared/data/tcpd] [--per-series]
-        [--before GIT_REV]
+        [--before GIT_REV] [--variant DIFF] [--synthetic]
+
+``--synthetic`` adds a seeded check that TCPD cannot overfit: smooth curves without any
+change (exponential, logistic, square root, half sine; 150-1,000 points; noise 2-10 % of the
+range) should get no change points, and jumps and kinks in a line should be found.
 
 ``--before REV`` also scores ``analyzers/stats/changepoints.py`` as it was at git revision
 REV (loaded from ``git show``, nothing checked out), side by side in the same run.
+``--variant DIFF`` scores today's ``changepoints.py`` with a unified diff applied (the rejected
+variants kept in ``benchmarks/variants/``), also side by side.
 """
 
 from __future__ import annotations
@@ -88,6 +94,22 @@ def ruptures_default(algo: str, x: np.ndarray) -> list[int]:
     return [c for c in cls(model="l2").fit(x).predict(pen=pen) if c < x.size]
 
 
+def _load(code: str, tag: str) -> Callable[..., list[int]]:
+    """``changepoints`` from the source ``code``, imported inside ``analyzers.stats`` (it imports
+    its siblings relatively)."""
+    safe = "".join(c if c.isalnum() else "_" for c in tag)
+    path = Path(tempfile.mkdtemp()) / f"changepoints_{safe}.py"
+    path.write_text(code)
+    name = f"analyzers.stats._changepoints_{safe}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "analyzers.stats"
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod.changepoints  # type: ignore[no-any-return]
+
+
 def changepoints_at(rev: str) -> Callable[..., list[int]]:
     """``changepoints`` from analyzers/stats/changepoints.py at git revision ``rev``."""
     root = Path(__file__).resolve().parents[1]
@@ -96,13 +118,65 @@ def changepoints_at(rev: str) -> Callable[..., list[int]]:
                               check=True, capture_output=True, text=True).stdout
     except subprocess.CalledProcessError as e:
         raise SystemExit(f"--before {rev}: git could not show changepoints.py there: {e.stderr.strip()}") from e
-    path = Path(tempfile.mkdtemp()) / f"changepoints_{rev}.py"
-    path.write_text(code)
-    spec = importlib.util.spec_from_file_location(f"changepoints_{rev}", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.changepoints  # type: ignore[no-any-return]
+    return _load(code, rev)
+
+
+def changepoints_patched(diff: Path) -> Callable[..., list[int]]:
+    """``changepoints`` from today's analyzers/stats/changepoints.py with the unified diff applied."""
+    src = Path(__file__).resolve().parents[1] / "analyzers" / "stats" / "changepoints.py"
+    work = Path(tempfile.mkdtemp()) / "changepoints.py"
+    work.write_text(src.read_text())
+    try:
+        subprocess.run(["patch", "--quiet", "--forward", str(work), str(diff.resolve())], check=True,
+                       capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SystemExit("--variant needs the 'patch' program (apt-get install patch)") from None
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"--variant {diff}: the diff does not apply to today's changepoints.py: "
+                         f"{(e.stdout + e.stderr).strip()}") from e
+    return _load(work.read_text(), diff.stem)
+
+
+SMOOTH = {
+    "exp": lambda t: np.exp(2.5 * t),
+    "logistic": lambda t: 1 / (1 + np.exp(-8 * (t - 0.5))),
+    "sqrt": lambda t: np.sqrt(t + 0.05),
+    "half sine": lambda t: np.sin(np.pi * t),
+}
+
+
+def synthetic(f: Callable[[np.ndarray], list[int]], seeds: int = 10) -> dict[str, str]:
+    """Seeded sanity check beside TCPD: cuts on smooth curves, and abrupt changes found.
+
+    Smooth: each curve of SMOOTH scaled to [0, 1] plus Gaussian noise (sd 0.02, 0.05, 0.1) at
+    150, 400 and 1,000 points; reported as the mean number of change points (truth: 0) and the
+    share of series with none. Abrupt: a line (slope ~N(0, 0.01)) with noise sd 0.1 and, at the
+    middle, a jump of 0.5 (5 noise sd) or a kink (slope change 0.02 a point); found if a change
+    point lies within 5 points.
+    """
+    cuts = []
+    for noise in (0.02, 0.05, 0.1):
+        for n in (150, 400, 1000):
+            t = np.linspace(0.0, 1.0, n)
+            for shape in SMOOTH.values():
+                y = shape(t)
+                y = (y - y.min()) / (y.max() - y.min())
+                for seed in range(seeds):
+                    cuts.append(len(f(y + np.random.default_rng(seed).normal(0.0, noise, n))))
+    found = {}
+    for kind in ("jump", "kink"):
+        hits = 0
+        for seed in range(3 * seeds):
+            rng = np.random.default_rng(1000 + seed)
+            n = (150, 400, 1000)[seed % 3]
+            c, t = n // 2, np.arange(n, dtype=float)
+            y = rng.normal(0.0, 0.01) * t + rng.normal(0.0, 0.1, n)
+            y[c:] += 0.5 if kind == "jump" else 0.02 * (t[c:] - c)
+            hits += any(abs(k - c) <= 5 for k in f(y))
+        found[kind] = f"{hits}/{3 * seeds}"
+    arr = np.array(cuts)
+    return {"smooth: mean cuts": f"{arr.mean():.1f}", "smooth: none": f"{np.mean(arr == 0):.0%}",
+            "jump found": found["jump"], "kink found": found["kink"]}
 
 
 def main() -> None:
@@ -110,6 +184,10 @@ def main() -> None:
     ap.add_argument("--data", default="/work/shared/data/tcpd")
     ap.add_argument("--per-series", action="store_true", help="also print one row per series")
     ap.add_argument("--before", metavar="GIT_REV", help="also score changepoints as it was at this revision")
+    ap.add_argument("--variant", metavar="DIFF", type=Path,
+                    help="also score today's changepoints.py with this unified diff applied")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="also run the seeded smooth-curve and abrupt-change check (about a minute)")
     a = ap.parse_args()
     series = load(Path(a.data))
     methods: dict[str, Callable[[np.ndarray], list[int]]] = {
@@ -121,6 +199,9 @@ def main() -> None:
     if a.before:
         methods[f"changepoints at {a.before}"] = changepoints_at(a.before)
     before = f"changepoints at {a.before}"
+    variant = f"changepoints + {a.variant.name}" if a.variant else ""
+    if a.variant:
+        methods[variant] = changepoints_patched(a.variant)
     scores: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
     per_series = []
     for name, x, ann in series:
@@ -149,6 +230,14 @@ def main() -> None:
     print("| published, same 25: pelt / bocpd / zero | 0.684 / 0.657 / 0.647 | n/a |")
     print("| published, all 32 univariate (cover): binseg / pelt / zero | 0.698 / 0.674 / 0.645 "
           "| 0.672 / 0.652 / 0.566 |")
+    if a.synthetic:
+        print("\nSeeded synthetic check (smooth curves have no change; jumps and kinks should be found):\n")
+        rows = {m: synthetic(f) for m, f in methods.items() if m in ("changepoints (ours)", before, variant)}
+        cols = list(next(iter(rows.values())))
+        print("| method | " + " | ".join(cols) + " |")
+        print("|---|" + "---|" * len(cols))
+        for m, r in rows.items():
+            print(f"| {m} | " + " | ".join(r[c] for c in cols) + " |")
 
 
 if __name__ == "__main__":
