@@ -151,8 +151,9 @@ def synthetic(f: Callable[[np.ndarray], list[int]], seeds: int = 10) -> dict[str
     Smooth: each curve of SMOOTH scaled to [0, 1] plus Gaussian noise (sd 0.02, 0.05, 0.1) at
     150, 400 and 1,000 points; reported as the mean number of change points (truth: 0) and the
     share of series with none. Abrupt: a line (slope ~N(0, 0.01)) with noise sd 0.1 and, at the
-    middle, a jump of 0.5 (5 noise sd) or a kink (slope change 0.02 a point); found if a change
-    point lies within 5 points.
+    middle, a jump of 0.5 (5 noise sd) or a kink (slope change 0.02 a point); and a jump of 3
+    noise sd at the middle of a rising half sine of 10 noise sd (a step on a daily traffic ramp);
+    found if a change point lies within 5 points.
     """
     cuts = []
     for noise in (0.02, 0.05, 0.1):
@@ -164,19 +165,23 @@ def synthetic(f: Callable[[np.ndarray], list[int]], seeds: int = 10) -> dict[str
                 for seed in range(seeds):
                     cuts.append(len(f(y + np.random.default_rng(seed).normal(0.0, noise, n))))
     found = {}
-    for kind in ("jump", "kink"):
+    for kind in ("jump", "kink", "step on curve"):
         hits = 0
         for seed in range(3 * seeds):
             rng = np.random.default_rng(1000 + seed)
             n = (150, 400, 1000)[seed % 3]
             c, t = n // 2, np.arange(n, dtype=float)
-            y = rng.normal(0.0, 0.01) * t + rng.normal(0.0, 0.1, n)
-            y[c:] += 0.5 if kind == "jump" else 0.02 * (t[c:] - c)
+            if kind == "step on curve":
+                y = np.sin(np.pi * t / (n - 1)) + rng.normal(0.0, 0.1, n)
+                y[c:] += 0.3
+            else:
+                y = rng.normal(0.0, 0.01) * t + rng.normal(0.0, 0.1, n)
+                y[c:] += 0.5 if kind == "jump" else 0.02 * (t[c:] - c)
             hits += any(abs(k - c) <= 5 for k in f(y))
         found[kind] = f"{hits}/{3 * seeds}"
     arr = np.array(cuts)
     return {"smooth: mean cuts": f"{arr.mean():.1f}", "smooth: none": f"{np.mean(arr == 0):.0%}",
-            "jump found": found["jump"], "kink found": found["kink"]}
+            "jump found": found["jump"], "kink found": found["kink"], "step on curve found": found["step on curve"]}
 
 
 def main() -> None:
