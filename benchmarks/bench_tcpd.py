@@ -16,8 +16,9 @@ range) should get no change points, and jumps and kinks in a line should be foun
 
 ``--before REV`` also scores ``analyzers/stats/changepoints.py`` as it was at git revision
 REV (loaded from ``git show``, nothing checked out), side by side in the same run.
-``--variant DIFF`` scores today's ``changepoints.py`` with a unified diff applied (the rejected
-variants kept in ``benchmarks/variants/``), also side by side.
+``--variant DIFF`` scores ``changepoints.py`` with a unified diff applied, to the ``--before``
+revision if one is given, else to today's file (the rejected variants in
+``benchmarks/variants/`` are diffs against 86f7684), also side by side.
 """
 
 from __future__ import annotations
@@ -110,30 +111,34 @@ def _load(code: str, tag: str) -> Callable[..., list[int]]:
     return mod.changepoints  # type: ignore[no-any-return]
 
 
-def changepoints_at(rev: str) -> Callable[..., list[int]]:
-    """``changepoints`` from analyzers/stats/changepoints.py at git revision ``rev``."""
+def _source_at(rev: str) -> str:
     root = Path(__file__).resolve().parents[1]
     try:
-        code = subprocess.run(["git", "show", f"{rev}:analyzers/stats/changepoints.py"], cwd=root,
+        return subprocess.run(["git", "show", f"{rev}:analyzers/stats/changepoints.py"], cwd=root,
                               check=True, capture_output=True, text=True).stdout
     except subprocess.CalledProcessError as e:
         raise SystemExit(f"--before {rev}: git could not show changepoints.py there: {e.stderr.strip()}") from e
-    return _load(code, rev)
 
 
-def changepoints_patched(diff: Path) -> Callable[..., list[int]]:
-    """``changepoints`` from today's analyzers/stats/changepoints.py with the unified diff applied."""
+def changepoints_at(rev: str) -> Callable[..., list[int]]:
+    """``changepoints`` from analyzers/stats/changepoints.py at git revision ``rev``."""
+    return _load(_source_at(rev), rev)
+
+
+def changepoints_patched(diff: Path, rev: str | None) -> Callable[..., list[int]]:
+    """``changepoints`` with the unified diff applied to changepoints.py at ``rev`` (or today's)."""
     src = Path(__file__).resolve().parents[1] / "analyzers" / "stats" / "changepoints.py"
     work = Path(tempfile.mkdtemp()) / "changepoints.py"
-    work.write_text(src.read_text())
+    work.write_text(_source_at(rev) if rev else src.read_text())
     try:
         subprocess.run(["patch", "--quiet", "--forward", str(work), str(diff.resolve())], check=True,
                        capture_output=True, text=True)
     except FileNotFoundError:
         raise SystemExit("--variant needs the 'patch' program (apt-get install patch)") from None
     except subprocess.CalledProcessError as e:
-        raise SystemExit(f"--variant {diff}: the diff does not apply to today's changepoints.py: "
-                         f"{(e.stdout + e.stderr).strip()}") from e
+        base = f"changepoints.py at {rev}" if rev else "today's changepoints.py"
+        raise SystemExit(f"--variant {diff}: the diff does not apply to {base} (pass the --before "
+                         f"revision it was made against): {(e.stdout + e.stderr).strip()}") from e
     return _load(work.read_text(), diff.stem)
 
 
@@ -150,7 +155,7 @@ def synthetic(f: Callable[[np.ndarray], list[int]], seeds: int = 10) -> dict[str
 
     Smooth: each curve of SMOOTH scaled to [0, 1] plus Gaussian noise (sd 0.02, 0.05, 0.1) at
     150, 400 and 1,000 points; reported as the mean number of change points (truth: 0) and the
-    share of series with none. Abrupt: a line (slope ~N(0, 0.01)) with noise sd 0.1 and, at the
+    share of series with none. Abrupt (60, 150, 400 and 1,000 points): a line (slope ~N(0, 0.01)) with noise sd 0.1 and, at the
     middle, a jump of 0.5 (5 noise sd) or a kink (slope change 0.02 a point); and a jump of 3
     noise sd at the middle of a rising half sine of 10 noise sd (a step on a daily traffic ramp);
     found if a change point lies within 5 points.
@@ -167,9 +172,9 @@ def synthetic(f: Callable[[np.ndarray], list[int]], seeds: int = 10) -> dict[str
     found = {}
     for kind in ("jump", "kink", "step on curve"):
         hits = 0
-        for seed in range(3 * seeds):
+        for seed in range(4 * seeds):
             rng = np.random.default_rng(1000 + seed)
-            n = (150, 400, 1000)[seed % 3]
+            n = (60, 150, 400, 1000)[seed % 4]
             c, t = n // 2, np.arange(n, dtype=float)
             if kind == "step on curve":
                 y = np.sin(np.pi * t / (n - 1)) + rng.normal(0.0, 0.1, n)
@@ -178,10 +183,34 @@ def synthetic(f: Callable[[np.ndarray], list[int]], seeds: int = 10) -> dict[str
                 y = rng.normal(0.0, 0.01) * t + rng.normal(0.0, 0.1, n)
                 y[c:] += 0.5 if kind == "jump" else 0.02 * (t[c:] - c)
             hits += any(abs(k - c) <= 5 for k in f(y))
-        found[kind] = f"{hits}/{3 * seeds}"
+        found[kind] = f"{hits}/{4 * seeds}"
     arr = np.array(cuts)
     return {"smooth: mean cuts": f"{arr.mean():.1f}", "smooth: none": f"{np.mean(arr == 0):.0%}",
             "jump found": found["jump"], "kink found": found["kink"], "step on curve found": found["step on curve"]}
+
+
+SCENARIO_FAMILIES = ("seasonal", "drift", "earlier", "step_up", "step_seasonal", "step_ar08", "ramp20", "small1")
+
+
+def scenario_check(f: Callable[[np.ndarray], list[int]], seeds: int = 25) -> dict[str, str]:
+    """``f`` on the deploy scenarios the verifier is tested on (analyzers.stats.generators):
+    the 3 h before the deploy and the hour after, 1-minute points. Null families: mean number
+    of change points; shift families: how often one lies within 5 minutes of the change."""
+    from analyzers.stats.generators import scenario
+
+    out = {}
+    for fam in SCENARIO_FAMILIES:
+        cuts = hits = 0
+        for seed in range(seeds):
+            sc = scenario(fam, seed)
+            w = sc.series[sc.series.index >= sc.deploy_at - np.timedelta64(3, "h")]
+            found = f(w.to_numpy())
+            cuts += len(found)
+            if sc.shifted:
+                at = int(np.searchsorted(w.index, sc.change_at if sc.change_at is not None else sc.deploy_at))
+                hits += any(abs(k - at) <= 5 for k in found)
+        out[fam] = f"{hits}/{seeds}" if scenario(fam, 0).shifted else f"{cuts / seeds:.1f} cuts"
+    return out
 
 
 def main() -> None:
@@ -190,7 +219,7 @@ def main() -> None:
     ap.add_argument("--per-series", action="store_true", help="also print one row per series")
     ap.add_argument("--before", metavar="GIT_REV", help="also score changepoints as it was at this revision")
     ap.add_argument("--variant", metavar="DIFF", type=Path,
-                    help="also score today's changepoints.py with this unified diff applied")
+                    help="also score changepoints.py (at --before, else today's) with this unified diff applied")
     ap.add_argument("--synthetic", action="store_true",
                     help="also run the seeded smooth-curve and abrupt-change check (about a minute)")
     a = ap.parse_args()
@@ -204,9 +233,9 @@ def main() -> None:
     if a.before:
         methods[f"changepoints at {a.before}"] = changepoints_at(a.before)
     before = f"changepoints at {a.before}"
-    variant = f"changepoints + {a.variant.name}" if a.variant else ""
+    variant = f"changepoints{' at ' + a.before if a.before else ''} + {a.variant.name}" if a.variant else ""
     if a.variant:
-        methods[variant] = changepoints_patched(a.variant)
+        methods[variant] = changepoints_patched(a.variant, a.before)
     scores: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
     per_series = []
     for name, x, ann in series:
@@ -243,6 +272,13 @@ def main() -> None:
         print("|---|" + "---|" * len(cols))
         for m, r in rows.items():
             print(f"| {m} | " + " | ".join(r[c] for c in cols) + " |")
+        print("\nDeploy scenarios (3 h before + 1 h after, 25 seeds; null: change points found, "
+              "shift: found within 5 min):\n")
+        rows = {m: scenario_check(f) for m, f in methods.items() if m in ("changepoints (ours)", before, variant)}
+        print("| method | " + " | ".join(SCENARIO_FAMILIES) + " |")
+        print("|---|" + "---|" * len(SCENARIO_FAMILIES))
+        for m, r in rows.items():
+            print(f"| {m} | " + " | ".join(r[c] for c in SCENARIO_FAMILIES) + " |")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,13 @@ Why these choices:
   penalty ``4 log n``: BIC with four parameters per change) and keeps whichever
   segmentation has the lower BIC (``3k + 2`` parameters for ``k`` mean changes,
   ``4k + 3`` for ``k`` linear ones). ``model="mean"`` or ``"linear"`` forces one.
-
+* **Abrupt, not smooth.** A change point is an abrupt change: a jump or a kink. A curve
+  that bends smoothly (growth speeding up, a level-off) is fitted better by two lines than by
+  one, so with ``model="auto"`` the BIC first picks the description (levels or lines), and if
+  it picks lines, each split must also beat one parabola over the same segment: either two
+  lines beat it (3 more parameters) or the parabola plus a level jump at the split does (2
+  more). Jumps, kinks and steps on a curve pass; smooth bends do not (seeded check:
+  ``benchmarks/bench_tcpd.py --synthetic``). ``model="linear"`` does not apply this test.
 * **Seasonality.** A repeating pattern (monthly data with a yearly cycle) looks
   like a change every few points, or, with the memory-aware penalty, hides real
   changes. With ``model="auto"`` the period is detected from the autocorrelation
@@ -63,6 +69,12 @@ CLIP_K = 3.0
 PENALTY_LOG_N = 3.0
 #: ... for the piecewise-linear model (intercept, slope, variance and location per change).
 PENALTY_LOG_N_LINEAR = 4.0
+#: A node of a binary-segmentation tree: parent index, gain, split, segment start and end.
+Node = tuple[int, float, int, int, int]
+#: Parameters two lines (with a location) add over one parabola (7 - 4), and a level jump (with
+#: a location) adds to it (6 - 4): the abruptness tests of ``model="auto"``.
+PARAMS_TWO_LINES_OVER_PARABOLA = 3.0
+PARAMS_JUMP_OVER_PARABOLA = 2.0
 MODELS = ("auto", "mean", "linear")
 #: Segmentation passes (each re-estimates the within-segment memory).
 PASSES = 10
@@ -244,8 +256,8 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
     infinite values are skipped; a returned position always points at a finite value.
     Fewer than ``2 * MIN_SIZE`` finite points, or a constant series, give ``[]``.
     ``model``: ``"auto"`` (piecewise-constant or piecewise-linear, whichever has the
-    lower BIC), ``"mean"`` (changes in mean and variance) or ``"linear"`` (changes in
-    level, slope and variance). ``period``: length of a seasonal cycle in points to remove
+    lower BIC; with lines, only the abrupt changes, not smooth bends), ``"mean"`` (changes
+    in mean and variance) or ``"linear"`` (changes in level, slope and variance). ``period``: length of a seasonal cycle in points to remove
     before the search; ``None`` (default) detects it with ``model="auto"`` and removes none
     otherwise, ``0`` removes none.
     """
@@ -283,16 +295,19 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
     s1 = np.concatenate([[0.0], np.cumsum(z)])
     s2 = np.concatenate([[0.0], np.cumsum(z * z)])
     if model == "linear":
-        found = _segment_linear(z, s1, s2)
+        found = _memory_passes(z, *_linear_tree(z, s1, s2), linear=True)
     else:
         found = _segment_mean(z, s1, s2)
         if model == "auto":
-            lin = _segment_linear(z, s1, s2)
+            nodes, pen = _linear_tree(z, s1, s2)
+            lin = _memory_passes(z, nodes, pen, linear=True)
             logn = float(np.log(n))
             bic_mean = _total_cost(z, found, False) + (3 * len(found) + 2) * logn
             bic_lin = _total_cost(z, lin, True) + (4 * len(lin) + 3) * logn
             if bic_lin < bic_mean:
-                found = lin
+                # Lines describe the series better than levels; keep only the abrupt changes.
+                abrupt = _abrupt(z, s1, s2, nodes)
+                found = lin if abrupt == nodes else _memory_passes(z, abrupt, pen, linear=True)
     return sorted(int(keep[k]) for k in found)
 
 
@@ -300,37 +315,92 @@ def _segment_mean(z: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> list[int]:
     n = z.size
     pen = PENALTY_LOG_N * np.log(n)
     tree = _binseg_tree(n, pen, lambda a, b: _best_split(s1, s2, a, b, MIN_SIZE, VAR_FLOOR))
-    found = _prune(tree, pen)
-    # Later passes: memory left inside the segments (a smooth trend cut into steps, slow
-    # wander) inflates the evidence for a split by the long-run variance factor
-    # (1 + phi) / (1 - phi); raise the penalty by it and prune the same split tree (binary
-    # segmentation's splits do not depend on the penalty), until phi settles.
-    phi_used = 0.0
-    for _ in range(PASSES - 1):
-        phi = _segment_phi(z, found)
-        if phi <= phi_used + 1e-3:
-            break
-        phi_used = phi
-        found = _prune(tree, pen * (1 + phi) / (1 - phi))
-    return found
+    return _memory_passes(z, tree, pen, linear=False)
 
 
-def _segment_linear(z: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> list[int]:
-    """Piecewise-linear binary segmentation, with the same memory passes as the mean model."""
-    n = z.size
-    t = np.arange(n, dtype=float) - 0.5 * n  # centred: keeps the cumulative sums small
-    st = np.concatenate([[0.0], np.cumsum(t * z)])
-    pen = PENALTY_LOG_N_LINEAR * np.log(n)
-    nodes = _binseg_tree(n, pen, lambda a, b: _best_split_linear(s1, s2, st, a, b, n))
+def _memory_passes(z: np.ndarray, nodes: list[Node], pen: float, linear: bool) -> list[int]:
+    """The splits of ``nodes`` kept at ``pen``, then at ``pen`` raised for the memory left.
+
+    Memory left inside the segments (a smooth trend cut into steps, slow wander) inflates the
+    evidence for a split by the long-run variance factor (1 + phi) / (1 - phi); raise the
+    penalty by it and prune the same split tree (binary segmentation's splits do not depend
+    on the penalty), until phi settles.
+    """
     found = _prune(nodes, pen)
     phi_used = 0.0
     for _ in range(PASSES - 1):
-        phi = _segment_phi(z, found, linear=True)
+        phi = _segment_phi(z, found, linear=linear)
         if phi <= phi_used + 1e-3:
             break
         phi_used = phi
         found = _prune(nodes, pen * (1 + phi) / (1 - phi))
     return found
+
+
+def _linear_tree(z: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[list[Node], float]:
+    """Piecewise-linear binary segmentation: the split tree and its base penalty."""
+    n = z.size
+    t = np.arange(n, dtype=float) - 0.5 * n  # centred: keeps the cumulative sums small
+    st = np.concatenate([[0.0], np.cumsum(t * z)])
+    pen = PENALTY_LOG_N_LINEAR * np.log(n)
+    return _binseg_tree(n, pen, lambda a, b: _best_split_linear(s1, s2, st, a, b, n)), pen
+
+
+def _abrupt(z: np.ndarray, s1: np.ndarray, s2: np.ndarray, nodes: list[Node]) -> list[Node]:
+    """The linear split tree with each gain cut down to the evidence for an *abrupt* change.
+
+    Besides one line over the segment (4 parameters fewer: level, slope, variance, location),
+    a split must beat one parabola over it, either as two lines (3 parameters more than the
+    parabola) or as the parabola plus a level jump at the split (2 more). The node's gain
+    becomes the smaller of the line test and the better parabola test, each scaled to the line
+    test's 4 parameters, so the memory passes raise every penalty alike. A node that fails is
+    pruned with its subtree, as a split below the penalty always is.
+    """
+    if not nodes:
+        return []
+    n = z.size
+    t = np.arange(n, dtype=float) - 0.5 * n
+    st = np.concatenate([[0.0], np.cumsum(t * z)])
+    _, _, ks, starts, ends = (np.array(col) for col in zip(*nodes, strict=True))
+    two_lines = np.zeros(len(nodes))
+    for lo, hi in ((starts, ks), (ks, ends)):  # every node's left lines, then its right ones
+        lens = (hi - lo).astype(float)
+        two_lines += lens * np.log(np.maximum(_linear_rss(s1, s2, st, lo, hi, n) / lens, VAR_FLOOR))
+    out = []
+    for (parent, gain, k, a, b), lines in zip(nodes, two_lines.tolist(), strict=True):
+        parabola, parabola_jump = _parabola_costs(z, s1, s2, a, b, k)
+        per_param = max((parabola - lines) / PARAMS_TWO_LINES_OVER_PARABOLA,
+                        (parabola - parabola_jump) / PARAMS_JUMP_OVER_PARABOLA)
+        out.append((parent, min(gain, per_param * PENALTY_LOG_N_LINEAR), k, a, b))
+    return out
+
+
+def _parabola_costs(z: np.ndarray, s1: np.ndarray, s2: np.ndarray, a: int, b: int, k: int) -> tuple[float, float]:
+    """``m log(variance)`` of ``z[a:b]`` around its least-squares parabola, and around the
+    parabola plus a level jump at ``k`` (O(m), exact).
+
+    Orthogonal polynomials on consecutive integers (1, u, u^2 - (m^2 - 1) / 12 with u the
+    centred position) make the parabola's coefficients independent dot products; the jump's
+    coefficient is then the regression of the parabola's residuals on the step's own residual
+    (the step 1[u >= k] minus its parabola), all from sums.
+    """
+    y = z[a:b]
+    m = b - a
+    u = np.arange(m, dtype=float) - 0.5 * (m - 1)
+    p2 = u * u - (m * m - 1.0) / 12.0
+    vt, vp = m * (m * m - 1.0) / 12.0, float(p2 @ p2)
+    sy, syy = s1[b] - s1[a], s2[b] - s2[a]
+    cu, cp = float(u @ y), float(p2 @ y)
+    rss = syy - sy * sy / m - cu * cu / vt - (cp * cp / vp if vp > 0 else 0.0)
+    j = k - a
+    after = float(m - j)
+    tail_u, tail_p = float(u[j:].sum()), float(p2[j:].sum())
+    step_ss = after - after * after / m - tail_u * tail_u / vt - (tail_p * tail_p / vp if vp > 0 else 0.0)
+    # Product of the step's residual with y = the step's tail sum of the parabola's residuals.
+    cross = (s1[b] - s1[k]) - sy / m * after - cu / vt * tail_u - (cp / vp * tail_p if vp > 0 else 0.0)
+    rss_jump = rss - (cross * cross / step_ss if step_ss > 1e-12 else 0.0)
+    return (m * float(np.log(max(rss / m, VAR_FLOOR))),
+            m * float(np.log(max(rss_jump / m, VAR_FLOOR))))
 
 
 def _linear_rss(s1: np.ndarray, s2: np.ndarray, st: np.ndarray, a: np.ndarray, b: np.ndarray,
@@ -405,13 +475,13 @@ def _total_cost(z: np.ndarray, cps: list[int], linear: bool) -> float:
     return float(np.sum(lens * np.log(np.maximum(rss / lens, VAR_FLOOR))))
 
 
-def _binseg_tree(n: int, pen: float, best_split: Callable[[int, int], tuple[float, int]]) -> list[tuple[int, float, int]]:
-    """Binary segmentation down to ``pen``: nodes (parent index, gain, split position).
+def _binseg_tree(n: int, pen: float, best_split: Callable[[int, int], tuple[float, int]]) -> list[Node]:
+    """Binary segmentation down to ``pen``: nodes (parent index, gain, split, segment start, end).
 
     ``best_split(a, b)`` gives the best gain and split position of the segment ``[a, b)``
-    (the mean+variance model or the piecewise-linear one).
+    (the mean+variance model or the piecewise-linear one). Parents come before children.
     """
-    nodes: list[tuple[int, float, int]] = []
+    nodes: list[Node] = []
     stack = [(0, n, -1)]
     while stack:
         a, b, parent = stack.pop()
@@ -419,19 +489,19 @@ def _binseg_tree(n: int, pen: float, best_split: Callable[[int, int], tuple[floa
             continue
         gain, k = best_split(a, b)
         if gain > pen:
-            nodes.append((parent, gain, k))
+            nodes.append((parent, gain, k, a, b))
             me = len(nodes) - 1
             stack.append((a, k, me))
             stack.append((k, b, me))
     return nodes
 
 
-def _prune(nodes: list[tuple[int, float, int]], pen: float) -> list[int]:
+def _prune(nodes: list[Node], pen: float) -> list[int]:
     """Splits kept at a higher penalty: gain above it, and every ancestor kept too."""
     kept = [False] * len(nodes)
-    for i, (parent, gain, _) in enumerate(nodes):  # parents come before children
+    for i, (parent, gain, *_) in enumerate(nodes):  # parents come before children
         kept[i] = gain > pen and (parent < 0 or kept[parent])
-    return [k for (_, _, k), ok in zip(nodes, kept, strict=True) if ok]
+    return [node[2] for node, ok in zip(nodes, kept, strict=True) if ok]
 
 
 def _segment_phi(z: np.ndarray, cps: list[int], linear: bool = False) -> float:

@@ -91,6 +91,41 @@ def test_a_bend_in_a_trend_is_found_where_it_bends() -> None:
     assert len(changepoints(x, model="mean")) != 1 or abs(changepoints(x, model="mean")[0] - 300) > 10
 
 
+def smooth(shape: str, n: int, seed: int, noise: float = 0.02) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, n)
+    y = np.exp(2.5 * t) if shape == "exp" else np.sin(np.pi * t)
+    y = (y - y.min()) / (y.max() - y.min())
+    return y + np.random.default_rng(seed).normal(0.0, noise, n)
+
+
+@pytest.mark.parametrize(("shape", "n"), [("exp", 60), ("half sine", 150), ("half sine", 400)])
+def test_a_smooth_curve_is_not_cut_at_its_bends(shape: str, n: int) -> None:
+    # Growth that speeds up, or a rise and fall, with no abrupt change: two lines always fit
+    # a bend better than one, so the piecewise-linear model alone cuts such a curve into 2-7
+    # straight pieces; the default must find no change (one parabola explains each bend).
+    for seed in range(8):
+        x = smooth(shape, n, seed)
+        assert changepoints(x) == [], (shape, n, seed)
+        assert len(changepoints(x, model="linear")) >= 2  # what the abruptness test removes
+
+
+def test_a_step_on_a_curve_and_a_sharp_kink_are_still_found() -> None:
+    # The abruptness test must not hide a step on a daily-traffic-like ramp, nor a kink.
+    n, c = 400, 200
+    t = np.arange(n, dtype=float)
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        step = np.sin(np.pi * t / (n - 1)) + rng.normal(0.0, 0.1, n)
+        step[c:] += 0.4  # 4 noise sd on a rise of 10
+        assert any(abs(k - c) <= 10 for k in changepoints(step)), seed
+        kink = 0.002 * t + rng.normal(0.0, 0.1, n)
+        kink[c:] += 0.02 * (t[c:] - c)  # the slope grows elevenfold
+        found = changepoints(kink)
+        # Kept as the piecewise-linear model finds it (a continuous kink is located within
+        # about 15 points by lines that may jump).
+        assert found == changepoints(kink, model="linear") and len(found) == 1 and abs(found[0] - c) <= 15, seed
+
+
 def test_steps_keep_the_mean_model() -> None:
     x, truth = steps(4)
     assert changepoints(x) == changepoints(x, model="mean")
