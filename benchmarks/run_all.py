@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scenarios.py     # verdict accuracy vs naive tests
     .venv/bin/python benchmarks/bench_changepoints.py  # speed vs ruptures
-    .venv/bin/python benchmarks/bench_tcpd.py          # TCPD F1 / cover
+    .venv/bin/python benchmarks/bench_tcpd.py --synthetic   # TCPD F1 / cover + seeded check
     .venv/bin/python benchmarks/bench_fleet.py         # fleet scale: batched vs naive
     .venv/bin/python -m tests.browser.bench_latency    # latency page in headless Chromium
     .venv/bin/python -m analyzers.events.loadgen --workers 2 --seconds 10   # receiver load
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = [
     [sys.executable, "benchmarks/bench_scenarios.py"],
     [sys.executable, "benchmarks/bench_changepoints.py"],
-    [sys.executable, "benchmarks/bench_tcpd.py"],
+    [sys.executable, "benchmarks/bench_tcpd.py", "--synthetic"],
     [sys.executable, "benchmarks/bench_fleet.py"],
     [sys.executable, "-m", "tests.browser.bench_latency"],
     [sys.executable, "-m", "analyzers.events.loadgen", "--workers", "2", "--seconds", "10"],
