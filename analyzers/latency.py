@@ -308,12 +308,17 @@ BURN_RATE_WINDOWS = (BurnRateWindow("1h", "5m", 14.4), BurnRateWindow("6h", "30m
 
 
 def burn_rate_query(
-    histogram: str, selector: str, threshold_le: float | str, objective: float, window: str | float
+    histogram: str, selector: str, threshold_le: float | str, objective: float, window: str | float,
+    *, native: bool = False,
 ) -> str:
-    """Error-budget burn rate: ``(1 - good ratio) / (1 - objective)``; 1 spends it exactly on time."""
+    """Error-budget burn rate: ``(1 - good ratio) / (1 - objective)``; 1 spends it exactly on time.
+
+    ``native=True``: the good ratio of a native histogram (:func:`native_good_ratio_query`),
+    where the threshold may fall inside a bucket.
+    """
     if not 0.0 < objective < 1.0:
         raise ConfigError(f"SLO objective must be a fraction such as 0.999, got {objective}")
-    good = slo_good_ratio_query(histogram, selector, threshold_le, window)
+    good = (native_good_ratio_query if native else slo_good_ratio_query)(histogram, selector, threshold_le, window)
     return f"(1 - ({good})) / {format(1.0 - objective, '.12g')}"
 
 
@@ -325,12 +330,11 @@ def burn_rate_queries(
     ``native=True`` builds them for a native histogram (:func:`native_burn_rate_query`), where
     the threshold may fall inside a bucket.
     """
-    build = native_burn_rate_query if native else burn_rate_query
     return tuple(
         (
             w,
-            build(histogram, selector, threshold_le, objective, w.long),
-            build(histogram, selector, threshold_le, objective, w.short),
+            burn_rate_query(histogram, selector, threshold_le, objective, w.long, native=native),
+            burn_rate_query(histogram, selector, threshold_le, objective, w.short, native=native),
         )
         for w in BURN_RATE_WINDOWS
     )
@@ -421,11 +425,8 @@ def native_good_ratio_query(histogram: str, selector: str, threshold_s: float | 
 def native_burn_rate_query(
     histogram: str, selector: str, threshold_s: float | str, objective: float, window: str | float
 ) -> str:
-    """:func:`burn_rate_query` for a native histogram: ``(1 - histogram_fraction(...)) / (1 - objective)``."""
-    if not 0.0 < objective < 1.0:
-        raise ConfigError(f"SLO objective must be a fraction such as 0.999, got {objective}")
-    good = native_good_ratio_query(histogram, selector, threshold_s, window)
-    return f"(1 - {good}) / {format(1.0 - objective, '.12g')}"
+    """:func:`burn_rate_query` for a native histogram: ``(1 - (histogram_fraction(...))) / (1 - objective)``."""
+    return burn_rate_query(histogram, selector, threshold_s, objective, window, native=True)
 
 
 # --- local maths on bucket counts ------------------------------------------------------

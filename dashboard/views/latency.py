@@ -320,29 +320,10 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
         st.warning(f"Prometheus warning: {esc(w)}")
     good_ratio = (lat.cumulative[float(threshold)] / lat.cumulative[float("inf")]).replace(
         [np.inf, -np.inf], np.nan)
-    cols = st.columns(len(burn.rates) + 1)
     good_now = good_ratio.dropna()
-    cols[0].metric("Good ratio (latest)", f"{good_now.iloc[-1] * 100:.2f} %" if len(good_now) else "n/a",
-                   help=f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}.")
-    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], burn.rates, strict=True):
-        firing = long_rate > factor and short_rate > factor
-        col.metric(
-            f"Burn rate {long} / {short}",
-            f"{_rate(long_rate)} / {_rate(short_rate)}",
-            delta=f"alert: both above {factor:g}×" if firing else f"alert at {factor:g}× on both",
-            delta_color="inverse" if firing else "off",
-            delta_arrow="off",
-            help="Error-budget burn over the last long/short window: 1× spends the budget exactly over "
-                 "the SLO period. n/a: no requests in that window.",
-        )
-    if len(good_now):
-        fig = charts.good_ratio_chart(good_ratio, objective=float(objective), threshold_s=float(threshold),
-                                      zone=zone, x_range=(data.to_dt(start), data.to_dt(end)))
-        charts.add_deploy_markers(fig, deploys, verdicts, zone)
-        show_chart(fig, "slo_chart")
-    with st.expander("Burn-rate PromQL"):
-        for q in burn.queries:
-            common.show_query(q)
+    _slo_metrics(good_now, burn, f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}.",
+                 "Error-budget burn over the last long/short window")
+    _slo_chart(good_ratio, float(objective), float(threshold), start, end, deploys, verdicts, burn)
 
 
 def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy], verdicts: dict) -> None:
@@ -372,21 +353,11 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
         st.warning(f"Prometheus warning: {esc(w)}")
     frac = latency.native_fraction_at_or_below(lat.cumulative, float(threshold))
     good_now = frac.ratio.dropna()
-    cols = st.columns(len(burn.rates) + 1)
-    cols[0].metric("Good ratio (latest)", f"{good_now.iloc[-1] * 100:.2f} %" if len(good_now) else "n/a",
-                   help=f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}, "
-                        "interpolated inside the bucket holding the threshold.")
-    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], burn.rates, strict=True):
-        firing = long_rate > factor and short_rate > factor
-        col.metric(
-            f"Burn rate {long} / {short}",
-            f"{_rate(long_rate)} / {_rate(short_rate)}",
-            delta=f"alert: both above {factor:g}×" if firing else f"alert at {factor:g}× on both",
-            delta_color="inverse" if firing else "off",
-            delta_arrow="off",
-            help="Error-budget burn over the last long/short window (histogram_fraction, interpolated like the "
-                 "good ratio): 1× spends the budget exactly over the SLO period. n/a: no requests in that window.",
-        )
+    _slo_metrics(good_now, burn,
+                 f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}, interpolated "
+                 "inside the bucket holding the threshold.",
+                 "Error-budget burn over the last long/short window (histogram_fraction, interpolated like the "
+                 "good ratio)")
     if frac.lower == frac.upper:
         st.caption(f"From the **native histogram**: {threshold * 1000:g} ms is a bucket bound, so the good ratio "
                    "is exact (no interpolation).")
@@ -404,8 +375,31 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
     else:
         st.caption(f"From the **native histogram**: {threshold * 1000:g} ms lies outside every bucket seen in the "
                    "range, so the ratio is 0 or 1 exactly.")
-    if len(good_now):
-        fig = charts.good_ratio_chart(frac.ratio, objective=float(objective), threshold_s=float(threshold),
+    _slo_chart(frac.ratio, float(objective), float(threshold), start, end, deploys, verdicts, burn)
+
+
+def _slo_metrics(good_now: pd.Series, burn: data.BurnRates, good_help: str, burn_help: str) -> None:
+    """The latest good ratio and one burn-rate pair per alert window, side by side."""
+    cols = st.columns(len(burn.rates) + 1)
+    cols[0].metric("Good ratio (latest)", f"{good_now.iloc[-1] * 100:.2f} %" if len(good_now) else "n/a",
+                   help=good_help)
+    for col, (long, short, factor, long_rate, short_rate) in zip(cols[1:], burn.rates, strict=True):
+        firing = long_rate > factor and short_rate > factor
+        col.metric(
+            f"Burn rate {long} / {short}",
+            f"{_rate(long_rate)} / {_rate(short_rate)}",
+            delta=f"alert: both above {factor:g}×" if firing else f"alert at {factor:g}× on both",
+            delta_color="inverse" if firing else "off",
+            delta_arrow="off",
+            help=f"{burn_help}: 1× spends the budget exactly over the SLO period. n/a: no requests in that window.",
+        )
+
+
+def _slo_chart(ratio: pd.Series, objective: float, threshold: float, start: int, end: int, deploys: list[Deploy],
+               verdicts: dict, burn: data.BurnRates) -> None:
+    """The good ratio over the range against the objective, with deploy markers, and the PromQL."""
+    if len(ratio.dropna()):
+        fig = charts.good_ratio_chart(ratio, objective=objective, threshold_s=threshold,
                                       zone=zone, x_range=(data.to_dt(start), data.to_dt(end)))
         charts.add_deploy_markers(fig, deploys, verdicts, zone)
         show_chart(fig, "slo_chart")

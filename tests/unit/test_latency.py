@@ -376,10 +376,10 @@ def test_native_builders_fetch_whole_histograms_and_escape_the_selector() -> Non
         'histogram_fraction(-Inf, 0.3, sum(rate(rpc_seconds{service="a\\"b"}[5m])))'
     )
     assert native_burn_rate_query("rpc_seconds", sel, 0.25, 0.999, "1h") == (
-        '(1 - histogram_fraction(-Inf, 0.25, sum(rate(rpc_seconds{service="a\\"b"}[1h])))) / 0.001'
+        '(1 - (histogram_fraction(-Inf, 0.25, sum(rate(rpc_seconds{service="a\\"b"}[1h]))))) / 0.001'
     )
     (pair, long_q, short_q), _ = burn_rate_queries("rpc_seconds", sel, 0.25, 0.999, native=True)
-    assert long_q.startswith("(1 - histogram_fraction(-Inf, 0.25,") and "[1h]" in long_q and "[5m]" in short_q
+    assert long_q.startswith("(1 - (histogram_fraction(-Inf, 0.25,") and "[1h]" in long_q and "[5m]" in short_q
     q, at = native_windows_query("rpc_seconds", sel, (0, 3600), (7200, 9000), "service")
     assert at == 9000
     assert q == (
