@@ -68,14 +68,11 @@ def verify_counts(
     expect: str,
     min_effect: float | None,
     min_effect_rel: float | None,
-    seed: int,
-    ramp_s: float,
     details: dict[str, Any],
     common: dict[str, Any],
     ctx: Ctx,
 ) -> SeriesResult:
     """Low counts: Poisson rate test on events before vs after (exposure = steps or ``counts``)."""
-    del seed, ramp_s
     yb, ya = y[pre_start:d], y[d:post_end]
     if cnt is None:
         ok_b, ok_a = np.isfinite(yb), np.isfinite(ya)

@@ -299,10 +299,10 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     if kind == "counter" and integer_like and _median(fin) <= 20:
         use_poisson = True
     args = dict(alpha=alpha, expect=expect, min_effect=min_effect, min_effect_rel=min_effect_rel,
-                seed=seed, ramp_s=ramp_s, details=base_details, common=common, ctx=ctx)
+                details=base_details, common=common, ctx=ctx)
     if use_poisson:
         return verify_counts(y, cnt_arr, kind, pre_start, d, post_end, **args)
-    return _verify_level(y, pre_start, d, post_end, kind, **args)
+    return _verify_level(y, pre_start, d, post_end, kind, seed=seed, ramp_s=ramp_s, **args)
 
 
 def _unit_scale(x: np.ndarray) -> float:

@@ -92,15 +92,18 @@ def test_step_on_strong_memory_is_usually_found() -> None:
     assert hits >= 8
 
 
-def test_rollout_ramp_is_attributed_to_the_deploy_and_starts_at_it() -> None:
+@pytest.mark.parametrize(("family", "seeds", "found_at_least"), [("ramp20", 12, 10), ("ramp30", 10, 9)])
+def test_rollout_ramp_is_attributed_to_the_deploy_and_starts_at_it(family: str, seeds: int,
+                                                                  found_at_least: int) -> None:
     errs = []
-    for s in range(12):
-        sc = effect_scenario("ramp20", s)
+    for s in range(seeds):
+        sc = effect_scenario(family, s)
         res = verify_series(sc.series, sc.deploy_at)
         if res.status == "shifted":
             assert res.direction == sc.direction
+            assert res.change_at is not None and sc.change_at is not None
             errs.append(abs((res.change_at - sc.change_at).total_seconds()) / 60)
-    assert len(errs) >= 10
+    assert len(errs) >= found_at_least
     assert float(np.median(errs)) <= 5
 
 
