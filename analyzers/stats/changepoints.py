@@ -303,18 +303,19 @@ def changepoints(values: Sequence[float] | np.ndarray | Any, model: str = "auto"
     s1 = np.concatenate([[0.0], np.cumsum(z)])
     s2 = np.concatenate([[0.0], np.cumsum(z * z)])
     if model == "linear":
-        found = _memory_passes(z, *_linear_tree(z, s1, s2), linear=True)
+        found = _memory_passes(z, *_linear_tree(z, s1, s2, _time_sums(z)), linear=True)
     else:
         found = _segment_mean(z, s1, s2)
         if model == "auto":
-            nodes, pen = _linear_tree(z, s1, s2)
+            st = _time_sums(z)
+            nodes, pen = _linear_tree(z, s1, s2, st)
             lin = _memory_passes(z, nodes, pen, linear=True)
             logn = float(np.log(n))
             bic_mean = _total_cost(z, found, False) + (3 * len(found) + 2) * logn
             bic_lin = _total_cost(z, lin, True) + (4 * len(lin) + 3) * logn
             if bic_lin < bic_mean:
                 # Lines describe the series better than levels; keep only the abrupt changes.
-                abrupt = _abrupt(z, s1, s2, nodes)
+                abrupt = _abrupt(z, s1, s2, st, nodes)
                 found = lin if abrupt == nodes else _memory_passes(z, abrupt, pen, linear=True)
     return sorted(int(keep[k]) for k in found)
 
@@ -345,16 +346,20 @@ def _memory_passes(z: np.ndarray, nodes: list[Node], pen: float, linear: bool) -
     return found
 
 
-def _linear_tree(z: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[list[Node], float]:
+def _time_sums(z: np.ndarray) -> np.ndarray:
+    """Cumulative sums of t * z, t the position centred on the series (keeps the sums small)."""
+    t = np.arange(z.size, dtype=float) - 0.5 * z.size
+    return np.concatenate([[0.0], np.cumsum(t * z)])
+
+
+def _linear_tree(z: np.ndarray, s1: np.ndarray, s2: np.ndarray, st: np.ndarray) -> tuple[list[Node], float]:
     """Piecewise-linear binary segmentation: the split tree and its base penalty."""
     n = z.size
-    t = np.arange(n, dtype=float) - 0.5 * n  # centred: keeps the cumulative sums small
-    st = np.concatenate([[0.0], np.cumsum(t * z)])
     pen = PENALTY_LOG_N_LINEAR * np.log(n)
     return _binseg_tree(n, pen, lambda a, b: _best_split_linear(s1, s2, st, a, b, n)), pen
 
 
-def _abrupt(z: np.ndarray, s1: np.ndarray, s2: np.ndarray, nodes: list[Node]) -> list[Node]:
+def _abrupt(z: np.ndarray, s1: np.ndarray, s2: np.ndarray, st: np.ndarray, nodes: list[Node]) -> list[Node]:
     """The linear split tree with each gain cut down to the evidence for an *abrupt* change.
 
     Besides one line over the segment (4 parameters fewer: level, slope, variance, location),
@@ -366,14 +371,11 @@ def _abrupt(z: np.ndarray, s1: np.ndarray, s2: np.ndarray, nodes: list[Node]) ->
     """
     if not nodes:
         return []
-    n = z.size
-    t = np.arange(n, dtype=float) - 0.5 * n
-    st = np.concatenate([[0.0], np.cumsum(t * z)])
-    _, _, ks, starts, ends = (np.array(col) for col in zip(*nodes, strict=True))
-    two_lines = np.zeros(len(nodes))
-    for lo, hi in ((starts, ks), (ks, ends)):  # every node's left lines, then its right ones
-        lens = (hi - lo).astype(float)
-        two_lines += lens * np.log(np.maximum(_linear_rss(s1, s2, st, lo, hi, n) / lens, VAR_FLOOR))
+    _, gains, _, starts, ends = (np.array(col) for col in zip(*nodes, strict=True))
+    # A node's gain is its one line's cost minus its two lines' cost.
+    lens = (ends - starts).astype(float)
+    one_line = lens * np.log(np.maximum(_linear_rss(s1, s2, st, starts, ends, z.size) / lens, VAR_FLOOR))
+    two_lines = one_line - gains
     out = []
     for (parent, gain, k, a, b), lines in zip(nodes, two_lines.tolist(), strict=True):
         parabola, parabola_jump = _parabola_costs(z, s1, s2, a, b, k)
