@@ -81,6 +81,11 @@ def test_declared_improvement_is_confirmed(loaded: dict[str, Any]) -> None:
     (p99,) = [m for m in v.metrics if m.metric == "latency_p99"]
     assert p99.role == "expectation" and p99.outcome == "confirmed", p99.reason
     assert p99.result and p99.result["effect"] < 0
+    # The histogram behind the line was compared too: its bucket counts over the same windows.
+    bt = p99.result["bucket_test"]
+    assert bt["p_value"] <= 0.01 and bt["n_before"] > 0 and bt["n_after"] > 0 and bt["max_cdf_diff"] > 0, bt
+    assert bt["before_window"][0].startswith(p99.result["before_window"][0][:16]), (bt, p99.result["before_window"])
+    assert 'service="' in bt["query"] and "latency bucket differ too" in p99.reason, p99.reason
 
 
 @pytest.mark.parametrize("case", ["noop", "ramp_noop"])

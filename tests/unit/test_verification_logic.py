@@ -8,7 +8,15 @@ import pytest
 
 from analyzers.config import ServiceSpec, default_config
 from analyzers.model import Deploy, Expectation, MetricVerdict
-from analyzers.verification import MetricPlan, _combine, _outcome, find_overlaps, metric_query, plan_metrics
+from analyzers.verification import (
+    MetricPlan,
+    _combine,
+    _outcome,
+    _with_buckets,
+    find_overlaps,
+    metric_query,
+    plan_metrics,
+)
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CFG = default_config()
@@ -103,3 +111,31 @@ def test_chart_points_start_at_the_before_window_keep_gaps_and_thin_to_the_cap()
     assert out["v"][0] == 0.333333333 and isinstance(out["v"][0], float)  # 9 decimals, plain floats
     thinned = chart_points(pd.Series(values, index=idx), d, CFG, max_points=100)
     assert len(thinned["t"]) <= 100 and thinned["t"][0] == first
+
+
+SHIFTED = {"status": "shifted", "direction": "increase", "p_value": 2e-4, "reason": "Increase of 0.1 (p=0.0002)."}
+
+
+def _bucket(p: float) -> dict:  # type: ignore[type-arg]
+    return {"method": "G-test", "p_value": p, "n_before": 86000.0, "n_after": 16800.0, "max_cdf_diff": 0.065}
+
+
+def test_a_percentile_move_the_bucket_counts_do_not_show_is_not_a_shift() -> None:
+    # Intersection-union: the line and the buckets must both change; the p-value is the larger.
+    res = _with_buckets(dict(SHIFTED, bucket_test=_bucket(0.4)), alpha=0.01)
+    assert res["status"] == "unchanged" and res["p_value"] == 0.4
+    assert "did not" in res["reason"] and "86,000 requests before" in res["reason"]
+    assert _outcome(MetricPlan(CFG.metric("latency_p99"), "guard", "increase", None), res["status"], res["direction"]) == "ok"
+
+
+def test_a_shift_the_bucket_counts_confirm_stays_with_both_p_values() -> None:
+    res = _with_buckets(dict(SHIFTED, bucket_test=_bucket(0.0)), alpha=0.01)
+    assert res["status"] == "shifted" and res["p_value"] == 2e-4
+    assert "differ too (G-test p<1e-300" in res["reason"] and "6.5 points" in res["reason"]
+
+
+@pytest.mark.parametrize("bt", [{"error": "query failed: timeout"}, dict(_bucket(float("nan")))])
+def test_a_bucket_test_that_could_not_run_leaves_the_shift_and_says_so(bt: dict) -> None:  # type: ignore[type-arg]
+    res = _with_buckets(dict(SHIFTED, bucket_test=bt), alpha=0.01)
+    assert res["status"] == "shifted" and res["p_value"] == 2e-4
+    assert "Bucket counts not compared" in res["reason"]
