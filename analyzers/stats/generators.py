@@ -11,7 +11,8 @@ Null families (the deploy changes nothing): ``iid``, ``ar05``, ``ar08``, ``ar095
 ``weekly`` (daily + weekday cycle, 8 days), ``heavy`` (Student-t 2.5 noise and GC-pause
 bursts), ``gaps`` (scrape gaps, one right at the deploy), ``lowcount`` (Poisson,
 ~0.5 events a minute), ``drift`` (slow linear drift), ``earlier`` (a step 1-3 h before
-the deploy), ``randomwalk`` and ``ar2`` (noise that breaks the AR(1) assumption).
+the deploy), ``randomwalk``, ``ar2`` and ``wander`` (white noise on a slow AR(0.95)
+wander, an ARMA(1,1)): noise that breaks the AR(1) assumption.
 
 Effect families (the deploy changes the metric): ``step_up``/``step_down`` (2 SD,
 0-5 min lag), ``step_ar08`` (2 SD on AR(1) 0.8), ``step_heavy``, ``step_seasonal``,
@@ -21,6 +22,7 @@ Effect families (the deploy changes the metric): ``step_up``/``step_down`` (2 SD
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -120,6 +122,8 @@ def null_scenario(family: str, seed: int) -> Scenario:
         w = rng.standard_normal(n + 500)
         x = lfilter([1.0], [1.0, -1.2, 0.5], w)[500:]
         x /= np.std(x)
+    elif family == "wander":  # white noise on a slow AR(0.95) wander: breaks the AR(1) assumption
+        x = (rng.standard_normal(n) + 0.7 * ar1(n, 0.95, rng)) / math.sqrt(1.49)
     elif family == "randomwalk":
         x = np.cumsum(rng.standard_normal(n)) * 0.15
     elif family == "heavy":
@@ -204,7 +208,7 @@ def effect_scenario(family: str, seed: int) -> Scenario:
 
 
 NULL_FAMILIES: tuple[str, ...] = ("iid", "ar05", "ar08", "ar095", "seasonal", "weekly", "heavy", "gaps",
-                                  "lowcount", "drift", "earlier", "randomwalk", "ar2")
+                                  "lowcount", "drift", "earlier", "randomwalk", "ar2", "wander")
 EFFECT_FAMILIES: tuple[str, ...] = ("step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal",
                                     "ramp20", "ramp30", "variance", "lowcount_up", "small1", "big4")
 

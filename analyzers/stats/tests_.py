@@ -25,7 +25,8 @@ The unit tests check both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -141,6 +142,8 @@ class HistoryPhi:
     median: float
     blocks: int
     length: int  # points per block
+    #: The blocks de-trended by their lines and winsorised (NaN for gaps), for :func:`residual_memory`.
+    resid: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def block_length(window_points: int) -> int:
@@ -199,7 +202,67 @@ def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
     # Kendall's correction assumes a known slope; a fitted line costs about (1 + 2 phi) / n more.
     phi = phi + (1.0 + 2.0 * np.maximum(phi, 0.0)) / n
     phi = phi[-PHI_MAX_BLOCKS:]  # the most recent blocks
-    return HistoryPhi(_median(phi), int(phi.size), length)
+    return HistoryPhi(_median(phi), int(phi.size), length, z[use][-PHI_MAX_BLOCKS:])
+
+
+#: residual_memory: sub-blocks needed in all, and the cap on the factor.
+MEMORY_MIN_SUBBLOCKS = 16
+MEMORY_MAX = 25.0
+#: ... sub-blocks are at most this fraction of a block, and the factor is raised by this many
+#: standard errors of its estimate (conservative, as phi is).
+MEMORY_SUBBLOCK_DIV = 4
+MEMORY_SE_MARGIN = 0.0
+
+
+def residual_memory(hist: HistoryPhi | None, phi: float, span: int) -> float:
+    """How much more a sum of ``span`` prewhitened residuals varies than white noise would (>= 1).
+
+    The level test prewhitens with one AR(1) coefficient. Real noise is often white
+    measurement noise on top of a slow wander (an ARMA(1,1)): lag 1 then shows a small phi,
+    the wander survives the prewhitening, and the test, blind to it, cries wolf (7-24 % of
+    such no-op series at alpha 0.01, the ``wander`` null family). This is the prewhitened
+    long-run-variance correction of Andrews and Monahan (1992) in block form: each history
+    block is centred on its own mean (not de-trended: a line would absorb the wander),
+    winsorised, prewhitened with the same phi and cut into sub-blocks of ``span`` points (at
+    most a quarter of a block); the factor is the sum of the squared sub-block sums over the
+    sum of the squared residuals, 1 for white residuals, raised by ``MEMORY_SE_MARGIN``
+    standard errors of that ratio as phi is. The level scores are divided by its square root
+    and the effect interval widened by it. 1.0 without enough history.
+    """
+    if hist is None or hist.resid is None or phi >= 1.0:
+        return 1.0
+    z = hist.resid  # each block less its own line (a daily ramp is not memory), winsorised
+    w = z[:, 1:] - phi * z[:, :-1]
+    length = w.shape[1]
+    size = max(2, min(int(span), length // MEMORY_SUBBLOCK_DIV))
+    k = length // size
+    if k * w.shape[0] < MEMORY_MIN_SUBBLOCKS:
+        return 1.0
+    lo = length - k * size
+    sub = w[:, lo:].reshape(w.shape[0], k, size)
+    ok = np.isfinite(sub)
+    sums = np.where(ok, sub, 0.0).sum(axis=2)
+    den = float(np.sum(np.where(ok, sub * sub, 0.0)))
+    if den <= 0:
+        return 1.0
+    f = float(np.sum(sums * sums)) / den / _white_after_line(length, size) * (1.0 + MEMORY_SE_MARGIN * math.sqrt(2.0 / sums.size))
+    return float(min(max(f, 1.0), MEMORY_MAX))
+
+
+@lru_cache(maxsize=32)
+def _white_after_line(length: int, size: int) -> float:
+    """What taking a block's least-squares line out leaves of white residuals in sub-block sums,
+    relative to single points (a line spans few sub-blocks, so they lose more):
+    :func:`residual_memory` divides by it."""
+    t = np.arange(length, dtype=float)
+    x = np.stack([np.ones(length), t - t.mean()], axis=1)
+    proj = np.eye(length) - x @ np.linalg.solve(x.T @ x, x.T)
+    k = length // size
+    lo = length - k * size
+    agg = np.zeros((k, length))
+    for j in range(k):
+        agg[j, lo + j * size : lo + (j + 1) * size] = 1.0
+    return float(np.trace(agg @ proj @ agg.T)) / float(np.trace(proj[lo:, lo:]))
 
 
 def estimate_phi_history(window_pre: np.ndarray, hist: HistoryPhi | None) -> PhiEstimate:

@@ -58,6 +58,7 @@ from .tests_ import (
     estimate_phi_history,
     fit_null,
     history_phi,
+    residual_memory,
     slope_z,
     spread_test,
 )
@@ -398,9 +399,17 @@ def _verify_level(
         return verify_constant(pre_fin * unit, post_fin * unit, raw * unit, dw, kind, level, base.name, alpha,
                              expect, min_effect, min_effect_rel, details, common, ctx, pre_start)
     nw = w.size
+    # Memory the AR(1) prewhitening leaves (white noise on a slow wander): scores are divided by
+    # the square root of its long-run variance factor over the after window (residual_memory).
+    memory = residual_memory(hist, phi, nw - dloc) if base.name == bl.PRE_WINDOW else 1.0
+    root = math.sqrt(memory)
+
+    def level_p(scored: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+        return directional_pvalue(scored[0] / root, scored[1], seed, expect)
+
     shapes, labels = candidate_shapes(nw, dloc, step_s, ramp_s, fit.tpos)
     tstat, hn = fit.scores(shapes)
-    p_mean, sign = directional_pvalue(tstat, hn, seed, expect)
+    p_mean, sign = level_p((tstat, hn))
     # Spread: prewhitened residuals after vs before, each side around its own median, once
     # the best-fitting change shape is taken out (a level shift under memory leaves a burst
     # of large prewhitened residuals at the change, which is not a change of spread).
@@ -415,20 +424,20 @@ def _verify_level(
         if wfit is not None:
             fit, post_scale = wfit, spread_ratio
             tstat, hn = fit.scores(shapes)
-            p_mean, sign = directional_pvalue(tstat, hn, seed, expect)
+            p_mean, sign = level_p((tstat, hn))
     if z_trend > NO_TREND_Z:
         # A pre-deploy slope, real or a chance tilt (which is what selected the trend): the
         # change must stand both with and without it, else a chance slope extrapolated past
         # the deploy reads as a change (measured: most false alarms on iid noise came from it).
         alt = fit_null(w, dloc, not fit.trend, phi, post_scale=post_scale)
         if alt is not None:
-            p_mean = max(p_mean, directional_pvalue(*alt.scores(shapes), seed, expect)[0])
+            p_mean = max(p_mean, level_p(alt.scores(shapes))[0])
     unit_root = phi >= UNIT_ROOT_PHI
     if unit_root:
         # Near a unit root the AR(1) fit may be too kind: also require rejection as a random walk.
         rw = fit_null(w, dloc, True, 1.0)
         if rw is not None:
-            p_mean = max(p_mean, directional_pvalue(*rw.scores(shapes), seed, expect)[0])
+            p_mean = max(p_mean, level_p(rw.scores(shapes))[0])
     # Refine where the change begins: every start within the ramp window, steps and ramps.
     tau, length_best = refine_start(fit, nw, dloc, step_s, ramp_s, sign)
     kind_best = "ramp" if length_best else "step"
@@ -444,7 +453,7 @@ def _verify_level(
     if np.isfinite(v[after_idx]).sum() < 3:
         after_idx = np.arange(tau if level_found else dloc, nw)
     before_idx = np.arange(max(0, dloc - int(round(EFFECT_BEFORE_S / step_s))), dloc)
-    sigma = fit.scale * math.sqrt(fit.epsi2) / math.sqrt(max(1e-6, 1 - phi * phi))
+    sigma = fit.scale * math.sqrt(fit.epsi2 * memory) / math.sqrt(max(1e-6, 1 - phi * phi))
     bi = before_idx[np.isfinite(v[before_idx])]
     ai = after_idx[np.isfinite(v[after_idx])]
     effect, ci = shift_with_ci(v[bi], v[ai], bi, ai, sigma, phi, alpha, seed)
@@ -454,7 +463,8 @@ def _verify_level(
     p_spread = min(1.0, p_var / (1.0 - LEVEL_WEIGHT))
     p_value = min(p_level, p_spread)
     method = (f"AR(1)-prewhitened robust max-score test over {len(labels)} change shapes"
-              f"{' with linear trend' if fit.trend else ''} (phi={phi:.2f})"
+              f"{' with linear trend' if fit.trend else ''} (phi={phi:.2f}"
+              f"{f', residual memory x{memory:.2g}' if memory > 1.05 else ''})"
               f"{', also as a random walk' if unit_root else ''} + spread test")
     change_kind: ChangeKind | None = None
     direction: Direction | None = None
@@ -468,7 +478,7 @@ def _verify_level(
                             level=level, direction=direction, min_effect=min_effect,
                             min_effect_rel=min_effect_rel)
     change_at = ctx.at(pre_start + pre_lo + tau)
-    details = dict(details, phi=phi, phi_source=phi_est.source, phi_window=phi_est.window_phi,
+    details = dict(details, phi=phi, residual_memory=memory, phi_source=phi_est.source, phi_window=phi_est.window_phi,
                    phi_blocks=phi_est.blocks, trend=fit.trend, clipped=n_clipped, earlier_changes=earlier,
                    shape=kind_best if kind_best == "step" else f"ramp {length_best * step_s / 60:.0f} min",
                    p_level=p_level, p_spread=p_spread, spread_ratio=spread_ratio,
