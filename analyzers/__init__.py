@@ -6,7 +6,7 @@ Public API (stable)::
     result = verify_series(series, deploy_at, expect="decrease")
     result.to_dict()["status"]  # "shifted" | "unchanged" | "inconclusive"
 
-The statistics core does no IO; the client (``analyzers.prom``) and store
+The statistics core does no IO; the client (``analyzers.prometheus.client``) and store
 (``analyzers.events.store``) layers talk to the outside.
 """
 
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap
     if name in ("verify_series", "changepoints"):
-        from . import stats
+        from analyzers import stats
 
         return getattr(stats, name)
     raise AttributeError(name)

@@ -13,15 +13,15 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from .config import Config, load_config, parse_duration
-from .errors import AnalyzerError, ConfigError, EventError
-from .model import EXIT_CODES, Deploy, DeployVerdict, to_utc
+from analyzers.config import Config, load_config, parse_duration
+from analyzers.errors import AnalyzerError, ConfigError, EventError
+from analyzers.model import EXIT_CODES, Deploy, DeployVerdict, to_utc
 
 
 def _parse_time(value: str, *, now: datetime) -> datetime:
     """A time as the receiver reads it (RFC 3339, Unix seconds or milliseconds), else a duration
     back from now (``24h``); a timestamp without zone is taken as UTC."""
-    from .events.schema import parse_timestamp
+    from analyzers.events.schema import parse_timestamp
 
     v = value.strip()
     try:
@@ -56,7 +56,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from . import receiver
+    from analyzers.server import receiver
 
     cfg = _config(args)
     store_url = args.store or cfg.store_url
@@ -97,48 +97,10 @@ def _select_deploys(store, args: argparse.Namespace, now: datetime) -> list[Depl
     return sorted(deploys, key=lambda d: d.started_at)
 
 
-def verify_many(
-    deploys: Sequence[Deploy],
-    cfg: Config,
-    client,  # type: ignore[no-untyped-def]
-    *,
-    store=None,  # type: ignore[no-untyped-def]
-    now: datetime | None = None,
-    show_progress: bool = True,
-    context: Sequence[Deploy] | None = None,
-    workers: int = 1,
-) -> list[DeployVerdict]:
-    """Verify deploys with a progress bar on stderr; store each verdict if a store is given.
-
-    Many deploys go through :func:`analyzers.fleet.verify_fleet` (one range query per service,
-    metric and contiguous range; ``workers`` processes over services); verdicts come back in the
-    order of ``deploys``.
-    """
-    from tqdm import tqdm
-
-    from .fleet import verify_fleet
-
-    now = now or datetime.now(UTC)
-    bar = tqdm(total=len(deploys), desc="verifying", unit="deploy", file=sys.stderr,
-               disable=not show_progress or len(deploys) < 2)
-
-    def on_verdict(v: DeployVerdict) -> None:
-        bar.set_postfix_str(f"{v.service} {v.version}")
-        if store is not None:
-            store.save_verdict(v)
-
-    try:
-        verdicts, _stats = verify_fleet(deploys, cfg, client, now=now, context=context,
-                                        on_verdict=on_verdict, progress=bar.update, workers=workers)
-    finally:
-        bar.close()
-    by_id = {v.deploy_id: v for v in verdicts}
-    return [by_id[d.deploy_id] for d in deploys]
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .events.store import open_store
-    from .prom import PrometheusClient
+    from analyzers.events.store import open_store
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.fleet import verify_many
 
     cfg = _config(args)
     if args.wait:
@@ -165,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict, Deploy]]) -> None:
-    from .reports import render_html, render_json, render_json_many, render_markdown
+    from analyzers.delivery.reports import render_html, render_json, render_json_many, render_markdown
 
     if args.format == "json":
         text = render_json(*pairs[0]) if len(pairs) == 1 else render_json_many(pairs)
@@ -188,10 +150,10 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     """
     import time
 
-    from .events.store import open_store
-    from .prom import PrometheusClient
-    from .scheduler import final_due
-    from .verification import nearby_deploys, verify_deploy
+    from analyzers.events.store import open_store
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.server.worker import final_due
+    from analyzers.verify.deploy import nearby_deploys, verify_deploy
 
     wait_s = parse_duration(args.wait, key="--wait")
     start = time.monotonic()
@@ -236,8 +198,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Re-verify past deploys with the current config; show what would change."""
     from collections import Counter
 
-    from .events.store import open_store
-    from .prom import PrometheusClient
+    from analyzers.events.store import open_store
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.fleet import verify_many
 
     cfg = _config(args)
     store = open_store(args.store or cfg.store_url)
@@ -270,7 +233,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_verify_series(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .stats import verify_series
+    from analyzers.stats import verify_series
 
     if not os.path.exists(args.file):
         raise ConfigError(f"file {args.file} does not exist")
@@ -320,8 +283,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import threading
 
-    from .events.store import open_store
-    from .scheduler import Worker
+    from analyzers.events.store import open_store
+    from analyzers.server.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = _config(args)
@@ -345,7 +308,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo, stop_demo
+    from analyzers.demo.run import run_demo, stop_demo
 
     if args.stop:
         return stop_demo(args.data_dir)

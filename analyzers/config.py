@@ -6,7 +6,7 @@ matches the demo data. Secrets are never written in the file: name an environmen
 ``1d``, ``1w`` or plain seconds.
 
 Metric templates are PromQL with Grafana-style placeholders that are *escaped* when
-rendered (see :mod:`analyzers.promql`): ``$service``, ``$environment``, ``$version`` (or
+rendered (see :mod:`analyzers.prometheus.promql`): ``$service``, ``$environment``, ``$version`` (or
 ``${service}``) inside double quotes; ``${service:regex}`` inside ``=~"..."``; ``$window`` is
 the rate window chosen by the analyzer (a duration such as ``5m``), never user input.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
+from analyzers.errors import ConfigError
 
 Good = Literal["increase", "decrease", "none"]
 

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analyzers.config import default_config  # noqa: E402
+from analyzers.demo.promserver import stop_process  # noqa: E402
 from analyzers.events.store import open_store  # noqa: E402
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict  # noqa: E402
-from analyzers.promserver import stop_process  # noqa: E402
 from tests.browser.bench_latency import Timing, build_demo, chrome, fmt, start_dashboard, timed  # noqa: E402
 
 
@@ -62,8 +62,8 @@ def fill_fleet(store_url: str, n: int, services: int, seed: int = 7) -> None:
 
 def verify_demo(store_url: str, prom_url: str) -> str:
     """Verify the demo deploys (real verdicts); returns the regression deploy's id."""
-    from analyzers.prom import PrometheusClient
-    from analyzers.verification import verify_deploy
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.deploy import verify_deploy
 
     cfg = default_config().with_prometheus_url(prom_url)
     store = open_store(store_url)

@@ -9,9 +9,9 @@ For each size it generates (or reuses from ``benchmarks/.cache/``) a seeded flee
 loopback port, then verifies every deploy twice, each plan in its own subprocess so peak
 memory and warm caches do not leak between them:
 
-* ``batched``: :func:`analyzers.fleet.verify_fleet` (one range query per service, metric and
+* ``batched``: :func:`analyzers.verify.fleet.verify_fleet` (one range query per service, metric and
   contiguous range, split only at the 11,000-point cap);
-* ``naive``: :func:`analyzers.verification.verify_deploy` per deploy with ``DirectFetcher``
+* ``naive``: :func:`analyzers.verify.deploy.verify_deploy` per deploy with ``DirectFetcher``
   (one query per deploy and metric).
 
 Reported per plan: wall time, queries, points fetched, time in ``query_range`` (of which
@@ -56,7 +56,7 @@ if os.environ.get(LIB_ENV):
 from benchmarks.fleet_data import CACHE_DIR, FleetParams, FleetPlan, ensure_fleet, fleet_config, plan_fleet  # noqa: E402
 
 MAX_POINTS = 11_000
-#: Points per chunk of a long range: ``analyzers.verification.fetch_grid`` stays 3 steps under
+#: Points per chunk of a long range: ``analyzers.verify.deploy.fetch_grid`` stays 3 steps under
 #: the cap (the client keeps one step of slack at each end for alignment).
 CHUNK_POINTS = MAX_POINTS - 2
 PLANS = ("batched", "naive")
@@ -228,7 +228,7 @@ def _naive_init() -> None:
 
 def _naive_task(group: list[Any]) -> tuple[dict[str, Any], int, int]:
     """The naive plan for some deploys in a forked worker: compact verdicts, queries, points."""
-    from analyzers.verification import DirectFetcher, verify_deploy
+    from analyzers.verify.deploy import DirectFetcher, verify_deploy
 
     n = _NAIVE
     direct = DirectFetcher(n["client"])
@@ -245,8 +245,8 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     """Verify the whole fleet with one plan; returns timings, counts and every verdict.
 
     ``workers``: processes over services (both plans split the fleet by service the same way).
-    ``fleet_max_points`` replaces the chunking cap (``MAX_POINTS`` of :mod:`analyzers.verification`,
-    or of :mod:`analyzers.fleet` in older versions) for this process: with 10,999 a full chunk
+    ``fleet_max_points`` replaces the chunking cap (``MAX_POINTS`` of :mod:`analyzers.verify.deploy`,
+    or of :mod:`analyzers.verify.fleet` in older versions) for this process: with 10,999 a full chunk
     stays at the verification step (with 11,000 the client raises a full chunk's step from 60 s
     to 61 s, and the 60 s grid is then mostly empty; see docs/scaling.md).
     """
@@ -254,16 +254,16 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
 
-    import analyzers.fleet
-    import analyzers.verification
-    from analyzers.fleet import verify_fleet
+    import analyzers.verify.deploy
+    import analyzers.verify.fleet
+    from analyzers.verify.fleet import verify_fleet
 
     if fleet_max_points is not None:  # where the chunking lives depends on the library version
-        for module in (analyzers.fleet, analyzers.verification):
+        for module in (analyzers.verify.fleet, analyzers.verify.deploy):
             if hasattr(module, "MAX_POINTS"):
                 module.MAX_POINTS = fleet_max_points  # type: ignore[attr-defined]
-    from analyzers.prom import PrometheusClient
-    from analyzers.verification import DirectFetcher, verify_deploy
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.deploy import DirectFetcher, verify_deploy
 
     rss_start = _rss_mib()
     plan = plan_fleet(params, end)
@@ -346,7 +346,7 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
 def _incremental(plan: FleetPlan, config: Any, client: Any, ordered: list[Any], times: list[datetime],
                  overlap: timedelta, now: datetime) -> dict[str, Any]:
     """One new deploy on the verified fleet: its own queries only (three timed runs)."""
-    from analyzers.verification import DirectFetcher, verify_deploy
+    from analyzers.verify.deploy import DirectFetcher, verify_deploy
 
     new = plan.held_out.deploy
     runs: list[float] = []
@@ -373,8 +373,8 @@ def _proc_cpu_s(pid: int) -> float:
 
 def expected_ranges(plan: FleetPlan, merge_gap_s: float = 6 * 3600.0, history_s: float = 86400.0) -> tuple[int, int]:
     """(contiguous ranges, range queries at the point cap) the batched plan should need,
-    counted from the deploys' analysis windows the way :mod:`analyzers.fleet` merges them."""
-    from analyzers.verification import analysis_window
+    counted from the deploys' analysis windows the way :mod:`analyzers.verify.fleet` merges them."""
+    from analyzers.verify.deploy import analysis_window
 
     config = fleet_config(plan, history_s=history_s)
     step = config.verification.step_s
@@ -428,8 +428,8 @@ def compare(plan: FleetPlan, batched: dict[str, Any], naive: dict[str, Any]) -> 
 
 def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, fleet_max_points: int | None = None,
              lib: Path | None = None, log: Any = print, workers: int = 1) -> dict[str, Any]:
-    from analyzers.prom import PrometheusClient
-    from analyzers.promserver import PrometheusServer
+    from analyzers.demo.promserver import PrometheusServer
+    from analyzers.prometheus.client import PrometheusClient
 
     log(f"== {params.services} services x {params.days} days, {params.deploys_per_30d} deploys/30 d, "
         f"history {history_s / 86400:g} d ({params.key})")

@@ -1,7 +1,7 @@
 """Scenario benchmark: false-positive rate per null family, power per effect family.
 
 verify_series beside the naive Mann-Whitney and Welch tests of the hour before vs the
-(30 min) after, all on the same seeded scenarios (analyzers.stats.generators), with the
+(30 min) after, all on the same seeded scenarios (analyzers.demo.seriesgen), with the
 same alpha for every method. Location error: minutes between the reported change_at and
 where the generated change begins. ms_per_case: CPU time of verify_series.
 verify_expect: the same cases with the expectation declared (the true direction for
@@ -22,8 +22,8 @@ import pandas as pd
 from scipy.stats import mannwhitneyu, ttest_ind
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analyzers.demo.seriesgen import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
 from analyzers.stats import verify_series  # noqa: E402
-from analyzers.stats.generators import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
 
 
 def naive(sc, alpha: float) -> tuple[bool, bool]:

@@ -193,10 +193,10 @@ SCENARIO_FAMILIES = ("seasonal", "drift", "earlier", "step_up", "step_seasonal",
 
 
 def scenario_check(f: Callable[[np.ndarray], list[int]], seeds: int = 25) -> dict[str, str]:
-    """``f`` on the deploy scenarios the verifier is tested on (analyzers.stats.generators):
+    """``f`` on the deploy scenarios the verifier is tested on (analyzers.demo.seriesgen):
     the 3 h before the deploy and the hour after, 1-minute points. Null families: mean number
     of change points; shift families: how often one lies within 5 minutes of the change."""
-    from analyzers.stats.generators import scenario
+    from analyzers.demo.seriesgen import scenario
 
     out = {}
     for fam in SCENARIO_FAMILIES:

@@ -5,7 +5,7 @@ check that every result is identical.
 
 The corpus (:func:`corpus`, seeded, no Prometheus needed):
 
-* every scenario family of :mod:`analyzers.stats.generators` (nulls, shifts, ramps, gaps,
+* every scenario family of :mod:`analyzers.demo.seriesgen` (nulls, shifts, ramps, gaps,
   heavy tails, seasonal, low counts, ...) over several seeds, with the three ``expect``
   values, two alphas and a minimum effect in turn;
 * the fleet shape: what the fleet benchmark sends ~15,000 times, built from
@@ -47,10 +47,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from analyzers.demo.seriesgen import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
 from analyzers.stats import verify_series  # noqa: E402
-from analyzers.stats.generators import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
 
-#: Fleet-shape options as ``analyzers.verification`` passes them (catalog of fleet_data.fleet_config).
+#: Fleet-shape options as ``analyzers.verify.deploy`` passes them (catalog of fleet_data.fleet_config).
 FLEET_METRICS: dict[str, dict[str, Any]] = {
     "error_ratio": {"kind": "ratio", "min_effect": 0.005, "min_effect_rel": 0.25},
     "latency_p99": {"kind": "latency", "min_effect_rel": 0.10},

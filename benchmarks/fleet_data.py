@@ -15,7 +15,7 @@ Series (one per service, label ``service``, scrape interval 60 s):
 * ``fleet_requests_total``: counter of requests (Poisson per step around a daily cycle).
 * ``fleet_errors_total``: counter of 5xx (Poisson, a small error ratio times the requests).
 * ``fleet_latency_p99_seconds`` / ``fleet_latency_p50_seconds``: gauges (a service's own
-  quantiles; the benchmark does not test histogram maths, :mod:`analyzers.latency` does).
+  quantiles; the benchmark does not test histogram maths, :mod:`analyzers.prometheus.latency` does).
 * ``fleet_cpu_seconds_total``: counter of CPU seconds (cores used x 60 s per step).
 
 Every series has a daily cycle and AR(1) noise (phi 0.8). Deploys are mostly no-ops (truth
@@ -40,8 +40,8 @@ import numpy as np
 from scipy.signal import lfilter
 
 from analyzers.config import Config, MetricSpec, PrometheusSettings, ServiceSpec, VerificationSettings
+from analyzers.demo.promserver import backfill
 from analyzers.model import Deploy, Expectation
-from analyzers.promserver import backfill
 
 #: Bump when the series model changes, so cached TSDBs of the old model are not reused.
 GENERATOR_VERSION = 2

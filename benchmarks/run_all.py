@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_tcpd.py --synthetic   # TCPD F1 / cover + seeded check
     .venv/bin/python benchmarks/bench_fleet.py         # fleet scale: batched vs naive
     .venv/bin/python -m tests.browser.bench_latency    # latency page in headless Chromium
-    .venv/bin/python -m analyzers.events.loadgen --workers 2 --seconds 10   # receiver load
+    .venv/bin/python -m analyzers.demo.loadgen --workers 2 --seconds 10   # receiver load
 
 Figures and the commands that made them: benchmarks/README_stats.md, docs/scaling.md,
 docs/benchmarks.md.
@@ -25,7 +25,7 @@ COMMANDS = [
     [sys.executable, "benchmarks/bench_tcpd.py", "--synthetic"],
     [sys.executable, "benchmarks/bench_fleet.py"],
     [sys.executable, "-m", "tests.browser.bench_latency"],
-    [sys.executable, "-m", "analyzers.events.loadgen", "--workers", "2", "--seconds", "10"],
+    [sys.executable, "-m", "analyzers.demo.loadgen", "--workers", "2", "--seconds", "10"],
 ]
 
 

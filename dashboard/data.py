@@ -28,7 +28,7 @@ from analyzers.errors import AnalyzerError, StoreUnavailable
 from analyzers.model import Deploy, DeployVerdict
 
 if TYPE_CHECKING:
-    from analyzers.prom import PrometheusClient, QueryResult
+    from analyzers.prometheus.client import PrometheusClient, QueryResult
 
 #: Seconds a store read stays cached: new deploys show up within this delay.
 STORE_TTL_S = 15
@@ -52,7 +52,7 @@ def fingerprint(config: Config) -> str:
 
 @st.cache_resource(show_spinner=False)
 def _client(settings_key: str, _config: Config) -> PrometheusClient:
-    from analyzers.prom import PrometheusClient
+    from analyzers.prometheus.client import PrometheusClient
 
     return PrometheusClient(_config.prometheus)
 
@@ -197,7 +197,7 @@ def load_metric_series(
     step: int,
 ) -> tuple[str, pd.Series, tuple[str, ...]]:
     """A catalog metric around a deploy: ``(resolved PromQL, series, back-end warnings)``."""
-    from analyzers.verification import fetch_metric_series
+    from analyzers.verify.deploy import fetch_metric_series
 
     return fetch_metric_series(
         get_client(_config), _config, metric_key, _deploy, to_dt(start), to_dt(end), float(step)
@@ -240,7 +240,7 @@ class LatencyData:
 
 def histogram_selector(service: str) -> str:
     """Label matchers (escaped) selecting one service's series."""
-    from analyzers.promql import matchers
+    from analyzers.prometheus.promql import matchers
 
     return matchers(service=service)
 
@@ -256,21 +256,21 @@ def load_latency(
     step: int,
     percentiles: tuple[str, ...],
 ) -> LatencyData:
-    """One ``query_range`` (:func:`analyzers.latency.latency_query`) answered by whichever the
+    """One ``query_range`` (:func:`analyzers.prometheus.latency.latency_query`) answered by whichever the
     service exposes: classic buckets ``sum by (le) (increase(<histogram>_bucket[w]))``, a native
     histogram ``sum(increase(<histogram>[w]))`` (turned into the same cumulative counts), or a
     summary's per-instance quantile series.
 
     From buckets, percentiles are computed with Prometheus's interpolation
-    (:func:`analyzers.latency.quantiles_frame`); ``w`` is at least 4 scrape intervals and at least
+    (:func:`analyzers.prometheus.latency.quantiles_frame`); ``w`` is at least 4 scrape intervals and at least
     the step. Percentiles are scale-free, so the same counts serve the percentile lines and
     (divided by ``w``) the heatmap's req/s. A summary's quantiles cannot be aggregated across
     instances: the line is the highest instance's (an upper bound of the service-wide quantile,
     which lies between the instances' lowest and highest) and the band spans all instances.
     The query asks for every offered percentile, so picking others reuses the cached answer.
     """
-    from analyzers import latency
     from analyzers.config import parse_duration
+    from analyzers.prometheus import latency
 
     window = latency.rate_window(step, _config.prometheus.scrape_interval_s)
     query = latency.latency_query(histogram, histogram_selector(service), window, PERCENTILES.values())
@@ -317,13 +317,13 @@ class Distribution:
 def load_distributions(config_key: str, _config: Config, histogram: str, service: str,
                        windows: tuple[tuple[str, int, int], ...], native: bool = False) -> tuple[Distribution, ...]:
     """Requests per bucket over each ``(name, start, end)`` window, in ONE instant query
-    (:func:`analyzers.latency.windows_query`: each window's ``increase(...[end-start])`` shifted
+    (:func:`analyzers.prometheus.latency.windows_query`: each window's ``increase(...[end-start])`` shifted
     with ``offset`` to its end). A window without data gets empty ``les``.
 
-    ``native=True`` (two windows, a native histogram): :func:`analyzers.latency.native_windows_query`
+    ``native=True`` (two windows, a native histogram): :func:`analyzers.prometheus.latency.native_windows_query`
     fetches both windows' histograms, and both distributions are put on the same bounds (every
-    bucket bound either window has, :func:`analyzers.latency.native_cumulative`)."""
-    from analyzers import latency
+    bucket bound either window has, :func:`analyzers.prometheus.latency.native_cumulative`)."""
+    from analyzers.prometheus import latency
 
     if native:
         return _native_distributions(config_key, _config, histogram, service, windows)
@@ -343,7 +343,7 @@ def load_distributions(config_key: str, _config: Config, histogram: str, service
 
 def _native_distributions(config_key: str, _config: Config, histogram: str, service: str,
                           windows: tuple[tuple[str, int, int], ...]) -> tuple[Distribution, ...]:
-    from analyzers import latency
+    from analyzers.prometheus import latency
 
     (n0, b0, b1), (n1, a0, a1) = windows
     query, at = latency.native_windows_query(histogram, histogram_selector(service), (b0, b1), (a0, a1), "service")
@@ -369,8 +369,8 @@ class Breakdown:
     label: str
     quantile: str
     threshold_le: float
-    overall: Any  # analyzers.latency.QuantileEstimate of the whole service over the window
-    rows: tuple[Any, ...]  # analyzers.latency.BreakdownRow, worst first
+    overall: Any  # analyzers.prometheus.latency.QuantileEstimate of the whole service over the window
+    rows: tuple[Any, ...]  # analyzers.prometheus.latency.BreakdownRow, worst first
     query: str
     warnings: tuple[str, ...]
 
@@ -385,11 +385,11 @@ def load_breakdown(
     tail at and above that bucket). None when there were no requests.
 
     ``native=True``: one native histogram per label value
-    (:func:`analyzers.latency.native_breakdown_query`), added up locally for the service-wide
+    (:func:`analyzers.prometheus.latency.native_breakdown_query`), added up locally for the service-wide
     quantile; the threshold is again a bucket bound, so the slow counts are exact.
     """
-    from analyzers import latency
     from analyzers.config import format_duration
+    from analyzers.prometheus import latency
 
     if native:
         return _native_breakdown(config_key, _config, histogram, service, label, quantile, start, end)
@@ -410,8 +410,8 @@ def load_breakdown(
 def _native_breakdown(
     config_key: str, _config: Config, histogram: str, service: str, label: str, quantile: str, start: int, end: int
 ) -> Breakdown | None:
-    from analyzers import latency
     from analyzers.config import format_duration
+    from analyzers.prometheus import latency
 
     query = latency.native_breakdown_query(histogram, histogram_selector(service), label, format_duration(end - start))
     result = query_instant(config_key, _config, query, end)
@@ -448,14 +448,14 @@ def load_burn_rates(
 ) -> BurnRates:
     """The multi-window burn rates at ``at`` (Unix s) in one instant query.
 
-    Each window's query (built by :func:`analyzers.latency.burn_rate_queries`) is tagged with a
+    Each window's query (built by :func:`analyzers.prometheus.latency.burn_rate_queries`) is tagged with a
     ``burn_window`` label via ``label_replace`` and the tagged vectors are joined with ``or``,
     so the panel costs one round trip. The good-ratio line needs no query of its own: it is
     the threshold bucket over the ``+Inf`` bucket of the counts :func:`load_latency` fetched.
     ``native=True``: the good ratio is ``histogram_fraction`` (interpolated inside the bucket
     holding the threshold, which need not be a bucket bound).
     """
-    from analyzers import latency
+    from analyzers.prometheus import latency
 
     sel = histogram_selector(service)
     pairs = latency.burn_rate_queries(histogram, sel, threshold_le, objective, native=native)

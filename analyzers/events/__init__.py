@@ -7,15 +7,15 @@ Modules (each usable alone)::
     sources     adapters from GitHub, GitLab, Argo CD, Spinnaker, Grafana shapes to deploy-event/v1
     store       open_store("sqlite:///..." | "postgresql://..."): idempotent, durable store
     send        send_event(): sign and POST an event (demo, users' scripts); a tested curl recipe
-    loadgen     python -m analyzers.events.loadgen: events/s and latency benchmark of the receiver
+    loadgen     python -m analyzers.demo.loadgen: events/s and latency benchmark of the receiver
 
-The HTTP receiver that ties them together is :mod:`analyzers.receiver`.
+The HTTP receiver that ties them together is :mod:`analyzers.server.receiver`.
 """
 
 from __future__ import annotations
 
-from .schema import DeployEventIn, parse_event
-from .signatures import sign, verify
-from .store import Store, open_store
+from analyzers.events.schema import DeployEventIn, parse_event
+from analyzers.events.signatures import sign, verify
+from analyzers.events.store import Store, open_store
 
 __all__ = ["DeployEventIn", "parse_event", "sign", "verify", "Store", "open_store"]

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import EventError
-from ..model import Deploy, Expectation
+from analyzers.errors import EventError
+from analyzers.model import Deploy, Expectation
 
 SCHEMA_ID = "deploy-event/v1"
 MAX_DEPTH = 16

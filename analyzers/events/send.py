@@ -34,7 +34,7 @@ from typing import Any
 
 import requests
 
-from .signatures import parse_secrets, sign
+from analyzers.events.signatures import parse_secrets, sign
 
 #: Sign and POST ``$BODY`` to ``$URL`` with ``$SECRET`` from a shell (needs bash, openssl, curl).
 SHELL_RECIPE = r"""

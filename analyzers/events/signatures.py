@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 
-from ..errors import ConfigError, SignatureError
+from analyzers.errors import ConfigError, SignatureError
 
 TOLERANCE_S = 300
 ENV_SECRET = "DEPLOY_WEBHOOK_SECRET"

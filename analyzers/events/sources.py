@@ -55,7 +55,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EventError
+from analyzers.errors import EventError
 
 _GITHUB_STATES = {
     "pending": "started", "queued": "started", "in_progress": "started",

@@ -18,9 +18,9 @@ for tests and benchmarks). Method and benchmark figures: ``benchmarks/README_sta
 
 from __future__ import annotations
 
-from .changepoints import changepoints
-from .multiple import adjust_pvalues
-from .result import NotASeries, SeriesResult
-from .verify import verify_series
+from analyzers.stats.changepoints import changepoints
+from analyzers.stats.multiple import adjust_pvalues
+from analyzers.stats.result import NotASeries, SeriesResult
+from analyzers.stats.verify import verify_series
 
 __all__ = ["verify_series", "changepoints", "adjust_pvalues", "SeriesResult", "NotASeries"]

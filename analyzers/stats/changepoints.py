@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 from scipy import fft as sp_fft
 
-from ._fast import median as _median
+from analyzers.stats._fast import median as _median
 
 #: Clip band around the running median, in robust noise scales.
 CLIP_K = 3.0

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from . import baselines as bl
-from .reporting import Ctx, decide, fmt, rel
-from .result import Direction, SeriesResult
-from .tests_ import poisson_rate_test
+from analyzers.stats import baselines as bl
+from analyzers.stats.reporting import Ctx, decide, fmt, rel
+from analyzers.stats.result import Direction, SeriesResult
+from analyzers.stats.tests_ import poisson_rate_test
 
 __all__ = ["verify_constant", "verify_counts"]
 

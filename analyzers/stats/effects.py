@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
-from ._fast import median as _median
-from ._fast import median_rows as _median_rows
+from analyzers.stats._fast import median as _median
+from analyzers.stats._fast import median_rows as _median_rows
 
 #: Bootstrap replicates (seeded).
 BOOT = 200

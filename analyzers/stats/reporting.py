@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from .result import Status
+from analyzers.stats.result import Status
 
 __all__ = ["Ctx", "decide", "fmt", "iso_str", "meaningful", "minutes", "rel"]
 

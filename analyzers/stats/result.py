@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import AnalyzerError
+from analyzers.errors import AnalyzerError
 
 Status = Literal["shifted", "unchanged", "inconclusive"]
 Direction = Literal["increase", "decrease"]

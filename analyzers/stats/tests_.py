@@ -33,9 +33,9 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
-from ._fast import median as _median
-from ._fast import median_rows as _median_rows
-from ._fast import nanmedian as _nanmedian
+from analyzers.stats._fast import median as _median
+from analyzers.stats._fast import median_rows as _median_rows
+from analyzers.stats._fast import nanmedian as _nanmedian
 
 
 def _norm_sf(x: float) -> float:

@@ -38,16 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import baselines as bl
-from ._fast import median as _median
-from ._fast import nanmedian as _nanmedian
-from .changepoints import _running_median5, changepoints, robust_noise_scale
-from .counts import verify_constant, verify_counts
-from .effects import shift_with_ci
-from .reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
-from .result import ChangeKind, Direction, NotASeries, SeriesResult
-from .shapes import candidate_shapes, refine_start
-from .tests_ import (
+from analyzers.stats import baselines as bl
+from analyzers.stats._fast import median as _median
+from analyzers.stats._fast import nanmedian as _nanmedian
+from analyzers.stats.changepoints import _running_median5, changepoints, robust_noise_scale
+from analyzers.stats.counts import verify_constant, verify_counts
+from analyzers.stats.effects import shift_with_ci
+from analyzers.stats.reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
+from analyzers.stats.result import ChangeKind, Direction, NotASeries, SeriesResult
+from analyzers.stats.shapes import candidate_shapes, refine_start
+from analyzers.stats.tests_ import (
     NO_TREND_Z,
     PHI_MAX_BLOCKS,
     TREND_Z,

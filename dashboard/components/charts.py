@@ -22,8 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyzers.model import Deploy, DeployVerdict
-
-from .common import VERDICT_COLORS, ViewerZone, fmt_time
+from dashboard.components.common import VERDICT_COLORS, ViewerZone, fmt_time
 
 _FONT = "Source Sans Pro, sans-serif"
 

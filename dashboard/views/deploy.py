@@ -141,7 +141,7 @@ def _header(deploy: Deploy, verdict: DeployVerdict | None) -> None:
 
 
 def _overlaps(detail: data.DeployDetail) -> None:
-    from analyzers.verification import find_overlaps
+    from analyzers.verify.deploy import find_overlaps
 
     verdict = detail.verdict
     ids = set(verdict.overlapping) if verdict else set()
@@ -164,7 +164,8 @@ def _overlaps(detail: data.DeployDetail) -> None:
 
 
 def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
-    from analyzers.reports import ci_label, effect_text, format_value
+    from analyzers.delivery.reports import effect_text
+    from analyzers.text import ci_label, format_value
 
     result = mv.result or {}
     with st.container(border=True):
@@ -226,7 +227,7 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
 
 
 def _signed(x: Any, unit: str) -> str:
-    from analyzers.reports import format_value
+    from analyzers.text import format_value
 
     if x is None:
         return "n/a"
@@ -285,7 +286,7 @@ def _deliveries(deliveries: tuple[dict[str, Any], ...]) -> None:
 
 
 def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[Deploy, ...]) -> None:
-    from analyzers.reports import render_html, render_json, render_markdown
+    from analyzers.delivery.reports import render_html, render_json, render_markdown
 
     st.subheader("Report and actions")
     cols = st.columns(4)
@@ -303,7 +304,7 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
     if cols[3 if verdict is not None else 0].button(label, key="reverify", type="primary",
                       help="Fetch the metrics again, test them and store the new verdict."):
         with common.panel("Verifying"), st.spinner("Fetching metrics and testing…"):
-            from analyzers.verification import verify_deploy
+            from analyzers.verify.deploy import verify_deploy
 
             fresh = verify_deploy(deploy, config, data.get_client(config), others=neighbours,
                                   now=datetime.now(UTC))

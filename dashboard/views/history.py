@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analyzers.reports import effect_text
+from analyzers.delivery.reports import effect_text
 from dashboard import data
 from dashboard.components import common
 

@@ -104,7 +104,7 @@ if not percentiles:
 
 def choose_step(seconds: int) -> int:
     """Step so a series has ~1-1.5k points, never finer than the scrape interval."""
-    from analyzers.prom import choose_step as _choose
+    from analyzers.prometheus.client import choose_step as _choose
 
     return int(_choose(float(seconds), None, min_step_s=float(scrape_s), target_points=TARGET_POINTS))
 
@@ -206,7 +206,7 @@ def panels() -> None:
         elif lat.source == "summary":
             st.info(NEEDS_BUCKETS.format(what="The heatmap", source="a summary"))
         elif not lat.cumulative.empty:
-            from analyzers import latency
+            from analyzers.prometheus import latency
 
             rates = pd.DataFrame(latency.bucket_increments(lat.cumulative)) / lat.window_s
             edges = bucket_edges(lat.les)
@@ -330,7 +330,7 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
     """SLO for a native histogram: the threshold is any latency; the good ratio is interpolated
     inside the exponential bucket holding it (Prometheus 2.x's ``histogram_fraction``), and the
     panel says how wide that bucket is and between which ratios the truth lies."""
-    from analyzers import latency
+    from analyzers.prometheus import latency
 
     if lat.cumulative.empty:
         st.info("No native histogram samples for this service in the range.")
@@ -474,7 +474,7 @@ def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str]
 
 
 def _compare(before: data.Distribution, after: data.Distribution, names: tuple[str, str]) -> None:
-    from analyzers import latency
+    from analyzers.prometheus import latency
 
     first, second = names
     les = before.les

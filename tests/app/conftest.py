@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
+from analyzers.demo.promserver import free_port
 from analyzers.events.store import open_store
 from analyzers.model import Deploy, DeployVerdict, Expectation, MetricVerdict
-from analyzers.promserver import free_port
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 

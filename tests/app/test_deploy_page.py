@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from .conftest import APP, HOSTILE_DESCRIPTION, StoreData, free_port
+from tests.app.conftest import APP, HOSTILE_DESCRIPTION, StoreData, free_port
 
 
 def open_deploy(deploy_id: str | None, tz: str = "UTC") -> AppTest:

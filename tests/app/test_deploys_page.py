@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from .conftest import APP, StoreData, free_port
+from tests.app.conftest import APP, StoreData, free_port
 
 
 def run_app(query: dict[str, object] | None = None, tz: str | None = "Europe/Berlin") -> AppTest:

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from streamlit.testing.v1 import AppTest
 
 from analyzers.events.store import open_store
-
-from .conftest import APP, StoreData
+from tests.app.conftest import APP, StoreData
 
 
 def test_history_lists_a_services_deploys_with_verdicts_and_effects(store_data: StoreData) -> None:

@@ -20,11 +20,10 @@ import pytest
 import requests
 from streamlit.testing.v1 import AppTest
 
+from analyzers.demo.scenarios import SERVICES
 from analyzers.events.schema import parse_event
 from analyzers.events.store import open_store
-from analyzers.scenarios import SERVICES
-
-from .conftest import APP, StoreData
+from tests.app.conftest import APP, StoreData
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +175,7 @@ def test_slo_good_ratio_and_burn_rates(prom: Any, scenario_store: dict[str, Any]
     metrics = {m.label: m.value for m in at.metric}
     good = float(metrics["Good ratio (latest)"].rstrip(" %"))
     assert 80 < good < 100
-    from analyzers.latency import burn_rate_query
+    from analyzers.prometheus.latency import burn_rate_query
 
     at_ts = int(end.timestamp()) // 60 * 60  # the range end, aligned to the 1m step
     for label, windows in (("Burn rate 1h / 5m", ("1h", "5m")), ("Burn rate 6h / 30m", ("6h", "30m"))):
@@ -304,7 +303,7 @@ def other_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import time
     from types import SimpleNamespace
 
-    from analyzers.promserver import PrometheusServer
+    from analyzers.demo.promserver import PrometheusServer
     from tests.integration.remote_write import NativeSample, bucket_index, float_request, post, write_request
 
     base = tmp_path_factory.mktemp("other-sources")
@@ -457,7 +456,7 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     metrics = {m.label: m.value for m in at.metric}
     good = float(metrics["Good ratio (latest)"].rstrip(" %"))
     assert 70 < good < 92  # half the traffic at median 250 ms: P(x <= 300 ms) = 0.64 there, ~1 on /fast
-    from analyzers.latency import native_burn_rate_query
+    from analyzers.prometheus.latency import native_burn_rate_query
 
     for label, windows in (("Burn rate 1h / 5m", ("1h", "5m")), ("Burn rate 6h / 30m", ("6h", "30m"))):
         shown = [float(v.rstrip("×")) for v in metrics[label].split(" / ")]

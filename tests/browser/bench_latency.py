@@ -41,9 +41,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analyzers.promserver import free_port, stop_process  # noqa: E402
-
-from .conftest import new_chrome  # noqa: E402
+from analyzers.demo.promserver import free_port, stop_process  # noqa: E402
+from tests.browser.conftest import new_chrome  # noqa: E402
 
 PANEL_CHARTS = 3  # percentiles, heatmap, SLO (the before/after CDF only shows with a deploy in range)
 
@@ -108,10 +107,10 @@ def query_counts(prom_url: str) -> dict[str, float]:
 
 
 def build_demo(work: Path) -> tuple[str, str, Any]:
+    from analyzers.demo.promserver import PrometheusServer, backfill
+    from analyzers.demo.scenarios import demo_scenario
     from analyzers.events.schema import parse_event
     from analyzers.events.store import open_store
-    from analyzers.promserver import PrometheusServer, backfill
-    from analyzers.scenarios import demo_scenario
 
     scenario = demo_scenario()
     om = work / "demo.om"

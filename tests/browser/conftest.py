@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from analyzers.demo.promserver import free_port, stop_process, wait_until_up
 from analyzers.events.schema import parse_event
 from analyzers.events.store import open_store
-from analyzers.promserver import free_port, stop_process, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -43,8 +43,8 @@ class Dashboard:
 def _fill_store(url: str, prom: Any) -> str:
     """Every scenario deploy through the store API; the regression verified for real."""
     from analyzers.config import default_config
-    from analyzers.prom import PrometheusClient
-    from analyzers.verification import verify_deploy
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.deploy import verify_deploy
 
     config = default_config().with_prometheus_url(prom.url)
     store = open_store(url)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from .conftest import Dashboard
+from tests.browser.conftest import Dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

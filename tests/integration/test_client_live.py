@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from analyzers.config import PrometheusSettings
+from analyzers.demo.promserver import PrometheusServer
 from analyzers.errors import BadDataError, ExecutionError, NotFoundError, PrometheusUnreachable
-from analyzers.prom import PrometheusClient
-from analyzers.promql import escape_label_value, escape_regex_value, render, selector
-from analyzers.promserver import PrometheusServer
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.prometheus.promql import escape_label_value, escape_regex_value, render, selector
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """The product end to end: scenario deploys sent signed through the real receiver, verified
 against a real Prometheus holding the scenario's metrics, reported through the real CLI.
 
-Truth comes from the seeded scenario generator (analyzers.scenarios.small_scenario).
+Truth comes from the seeded scenario generator (analyzers.demo.scenarios.small_scenario).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from analyzers.delivery.reports import render_html, render_markdown
 from analyzers.events.send import send_event
 from analyzers.events.store import open_store
 from analyzers.model import DeployVerdict
-from analyzers.prom import PrometheusClient
-from analyzers.reports import render_html, render_markdown
-from analyzers.verification import verify_deploy
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.verify.deploy import verify_deploy
 from tests.fixtures.receiver import start_receiver
 
 pytestmark = pytest.mark.integration

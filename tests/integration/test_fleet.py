@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from analyzers.fleet import verify_fleet
-from analyzers.prom import PrometheusClient
-from analyzers.verification import DirectFetcher, verify_deploy
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.verify.deploy import DirectFetcher, verify_deploy
+from analyzers.verify.fleet import verify_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_long_ranges_are_split_at_the_point_cap_without_coarsening(prom: Any) ->
     """A range longer than 11,000 steps comes back in chunks, every point on the 60 s grid."""
     from datetime import timedelta
 
-    from analyzers.verification import fetch_grid, grid_series
+    from analyzers.verify.deploy import fetch_grid, grid_series
 
     client = PrometheusClient(prom.config.prometheus)
     sd = prom.scenario.deploy("regression")

@@ -83,7 +83,7 @@ def test_deliveries_are_recorded_per_deploy(store_url: str) -> None:
 
 
 def test_a_new_status_update_reopens_a_finished_check_once(store_url: str) -> None:
-    from analyzers.events.store.base import to_us
+    from analyzers.events.store.codec import to_us
 
     s = open_store(store_url)
     assert s.schedule_check("d1", "finished", T0, reschedule=True, cause_us=to_us(T0))
@@ -105,7 +105,7 @@ def test_worker_schedules_first_final_and_a_recheck_when_the_deploy_is_rolled_ba
 
     from analyzers.config import default_config
     from analyzers.model import Deploy
-    from analyzers.scheduler import Worker, final_due, first_due
+    from analyzers.server.worker import Worker, final_due, first_due
 
     s = open_store(store_url)
     cfg = default_config()
@@ -171,7 +171,7 @@ def test_scheduler_tables_come_with_the_store_migrations(store_url: str) -> None
 
 def test_the_scheduler_needs_a_sql_store() -> None:
     from analyzers.config import default_config
-    from analyzers.scheduler import Worker
+    from analyzers.server.worker import Worker
 
     with pytest.raises(TypeError, match="needs a SQL store from analyzers.events.store.open_store"):
         Worker(object(), default_config(), client=object())

@@ -32,7 +32,10 @@ import pytest
 from scipy import optimize, stats
 
 from analyzers.config import PrometheusSettings
-from analyzers.latency import (
+from analyzers.demo.openmetrics import write_family_header, write_histogram_series
+from analyzers.demo.promserver import PrometheusServer, backfill
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.prometheus.latency import (
     breakdown_query,
     buckets_frame,
     compare_bucket_distributions,
@@ -57,10 +60,7 @@ from analyzers.latency import (
     window_quantile_query,
     windows_query,
 )
-from analyzers.openmetrics import write_family_header, write_histogram_series
-from analyzers.prom import PrometheusClient
-from analyzers.promql import matchers
-from analyzers.promserver import PrometheusServer, backfill
+from analyzers.prometheus.promql import matchers
 
 pytestmark = pytest.mark.integration
 

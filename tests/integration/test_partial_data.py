@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from analyzers.prom import PrometheusClient
-from analyzers.verification import verify_deploy
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.verify.deploy import verify_deploy
 
 pytestmark = pytest.mark.integration
 WARNING = "partial response: store 10.0.3.7:10901 (eu-west-1b) is unavailable"

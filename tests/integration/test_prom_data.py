@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from analyzers.promserver import PrometheusServer, PrometheusStartError, find_binaries
-from analyzers.scenarios import ScenarioDeploy
+from analyzers.demo.promserver import PrometheusServer, PrometheusStartError, find_binaries
+from analyzers.demo.scenarios import ScenarioDeploy
 from tests.fixtures.prom import PromFixture
 
 pytestmark = pytest.mark.integration

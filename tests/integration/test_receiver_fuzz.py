@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from analyzers.events.send import signed_headers
 from analyzers.events.store import Store, open_store
-from analyzers.receiver import create_app
+from analyzers.server.receiver import create_app
 from tests.fixtures.receiver import SECRET, ReceiverInfo, serve_app
 
 FIELDS = ["service", "environment", "version", "started_at", "finished_at", "status", "kind", "flag", "from",

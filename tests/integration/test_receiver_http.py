@@ -17,7 +17,7 @@ import requests
 from analyzers.events.send import encode_event, send_event, signed_headers
 from analyzers.events.store import open_store
 from analyzers.model import DeployVerdict, MetricVerdict
-from analyzers.receiver import create_app
+from analyzers.server.receiver import create_app
 from tests.fixtures.receiver import SECRET, ReceiverInfo, serve_app
 from tests.unit.test_events_schema import BAD
 

@@ -137,8 +137,8 @@ def test_sigkill_under_load_loses_nothing_acknowledged_postgres(tmp_path, postgr
 
 
 def test_load_generator_reports_rates_and_only_commits(tmp_path) -> None:
-    """The benchmark tool itself (python -m analyzers.events.loadgen), in a one-second run."""
-    from analyzers.events.loadgen import run_benchmark
+    """The benchmark tool itself (python -m analyzers.demo.loadgen), in a one-second run."""
+    from analyzers.demo.loadgen import run_benchmark
 
     url = f"sqlite:///{tmp_path / 'bench.db'}"
     result = run_benchmark(url, workers=1, seconds=1.0, connections=2, warmup_s=0.2, raw_n=20)

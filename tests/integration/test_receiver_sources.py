@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from analyzers.events.store import Store, open_store
-from analyzers.receiver import create_app
+from analyzers.server.receiver import create_app
 from tests.fixtures.receiver import SECRET, serve_app
 
 SOURCE_SECRETS = {"github": "gh-secret", "gitlab": "gl-token", "argocd": "argo-token",

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from analyzers.prom import PrometheusClient
-from analyzers.verification import verify_deploy
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.verify.deploy import verify_deploy
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyzers.promserver import find_binaries
-from analyzers.verification import analysis_window, metric_query, plan_metrics
+from analyzers.demo.promserver import find_binaries
+from analyzers.verify.deploy import analysis_window, metric_query, plan_metrics
 from benchmarks.fleet_data import (
     EFFECT_LAG_S,
     STEP_S,

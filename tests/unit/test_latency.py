@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from analyzers.errors import ConfigError
-from analyzers.latency import (
+from analyzers.prometheus.client import NativeBucket, NativeHistogram, PromSeries, QueryResult
+from analyzers.prometheus.latency import (
     BURN_RATE_WINDOWS,
     QuantileEstimate,
     breakdown_query,
@@ -39,8 +40,7 @@ from analyzers.latency import (
     summary_quantile_query,
     window_quantile_query,
 )
-from analyzers.prom import NativeBucket, NativeHistogram, PromSeries, QueryResult
-from analyzers.promql import matchers
+from analyzers.prometheus.promql import matchers
 
 H = "http_request_duration_seconds"
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -320,7 +320,7 @@ def test_g_test_equals_scipy_chi2_contingency_log_likelihood() -> None:
     """The local G-test (kept free of scipy.stats for the dashboard's import time) is scipy's."""
     from scipy import stats
 
-    from analyzers.latency import _g_test
+    from analyzers.prometheus.latency import _g_test
 
     rng = np.random.default_rng(3)
     for k in (2, 3, 7, 12):
@@ -332,7 +332,7 @@ def test_g_test_equals_scipy_chi2_contingency_log_likelihood() -> None:
 
 
 def test_windows_query_shifts_each_window_to_its_end_and_checks_names() -> None:
-    from analyzers.latency import windows_query
+    from analyzers.prometheus.latency import windows_query
 
     q, at = windows_query("h", matchers(service='a"b'), {"before": (0, 3600), "after": (7200, 9000)})
     assert at == 9000

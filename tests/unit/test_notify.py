@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from analyzers.config import GrafanaSettings, NotifyRoute, default_config
+from analyzers.delivery.notify import SCHEMA, deliver
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from analyzers.notify import SCHEMA, deliver
 from tests.fixtures.sink import Sink
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

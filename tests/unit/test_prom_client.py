@@ -37,7 +37,7 @@ from analyzers.errors import (
     QueryTimeoutError,
     UnavailableError,
 )
-from analyzers.prom import PrometheusClient, align_range, choose_step
+from analyzers.prometheus.client import PrometheusClient, align_range, choose_step
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -451,7 +451,7 @@ def test_sample_values_parse_to_the_same_floats_as_float() -> None:
     """The fast path (one orjson array) must give exactly float()'s answer, and odd input falls back."""
     import numpy as np
 
-    from analyzers.prom import _values
+    from analyzers.prometheus.client import _values
 
     rng = np.random.default_rng(11)
     raw = [repr(float(x)) for x in rng.standard_normal(5000) * 10.0 ** rng.integers(-12, 12, 5000)]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzers.errors import ConfigError
-from analyzers.promql import (
+from analyzers.prometheus.promql import (
     escape_label_value,
     escape_regex_value,
     is_duration,

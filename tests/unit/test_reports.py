@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from analyzers.delivery.reports import render_html, render_json, render_markdown
 from analyzers.model import Deploy, DeployVerdict, Expectation, MetricVerdict
-from analyzers.reports import format_value, render_html, render_json, render_markdown
+from analyzers.text import format_value
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 EVIL = '<script>alert(1)</script> | **bold** `x`'

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from analyzers.model import Deploy
-from analyzers.promserver import BackfillError, backfill
-from analyzers.scenarios import (
+from analyzers.demo.promserver import BackfillError, backfill
+from analyzers.demo.scenarios import (
     BUCKETS,
     LE_LABELS,
     Scenario,
@@ -27,6 +26,7 @@ from analyzers.scenarios import (
     small_cases,
     small_scenario,
 )
+from analyzers.model import Deploy
 
 NOW = datetime(2026, 11, 27, 13, 37, 12, tzinfo=UTC)
 REQUIRED_EVENT_FIELDS = (

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from analyzers.demo.seriesgen import AFTER_S, HISTORY_S, ar1, null_scenario, scenario
 from analyzers.stats import verify_series
-from analyzers.stats.generators import AFTER_S, HISTORY_S, ar1, null_scenario, scenario
 from analyzers.stats.tests_ import history_phi, mann_whitney_two_sided
 
 

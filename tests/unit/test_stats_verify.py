@@ -1,4 +1,4 @@
-"""verify_series behaviour on seeded scenario families (analyzers.stats.generators).
+"""verify_series behaviour on seeded scenario families (analyzers.demo.seriesgen).
 
 Null families must not flag (rate checks over fixed seeds), real shifts and ramps must
 be found with the right direction and where they begin, and changes that are not the
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy.stats import mannwhitneyu
 
+from analyzers.demo.seriesgen import effect_scenario, null_scenario, scenario
 from analyzers.stats import verify_series
-from analyzers.stats.generators import effect_scenario, null_scenario, scenario
 
 SEEDS = range(30)
 

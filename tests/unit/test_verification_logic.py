@@ -8,7 +8,7 @@ import pytest
 
 from analyzers.config import ServiceSpec, default_config
 from analyzers.model import Deploy, Expectation, MetricVerdict
-from analyzers.verification import (
+from analyzers.verify.deploy import (
     MetricPlan,
     _combine,
     _outcome,
@@ -97,7 +97,7 @@ def test_chart_points_start_at_the_before_window_keep_gaps_and_thin_to_the_cap()
     import numpy as np
     import pandas as pd
 
-    from analyzers.verification import chart_points
+    from analyzers.verify.deploy import chart_points
 
     d = _deploy()
     idx = pd.date_range(d.started_at - timedelta(hours=6), periods=480, freq="60s", tz="UTC")

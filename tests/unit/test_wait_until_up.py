@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from analyzers.promserver import free_port, wait_until_up
+from analyzers.demo.promserver import free_port, wait_until_up
 
 
 def test_a_server_that_answers_is_up() -> None:

@@ -21,7 +21,7 @@ Guarantees (both back ends):
 
 from __future__ import annotations
 
-from .base import STATUS_RANK, SQLStore, Store, merge_deploys
+from analyzers.events.store.base import STATUS_RANK, SQLStore, Store, merge_deploys
 
 
 def open_store(url: str, **options: object) -> Store:
@@ -30,14 +30,14 @@ def open_store(url: str, **options: object) -> Store:
 
     Options go to the back end (``busy_timeout_s`` for SQLite, ``connect_timeout_s`` for both).
     """
-    from ...errors import ConfigError
+    from analyzers.errors import ConfigError
 
     if url.startswith("sqlite:"):
-        from .sqlite import SQLiteStore
+        from analyzers.events.store.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url, **options)  # type: ignore[arg-type]
     if url.startswith(("postgresql:", "postgres:")):
-        from .postgres import PostgresStore
+        from analyzers.events.store.postgres import PostgresStore
 
         return PostgresStore(url, **options)  # type: ignore[arg-type]
     raise ConfigError(

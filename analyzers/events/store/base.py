@@ -14,27 +14,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
-from ...errors import StoreError, StoreUnavailable
-from ...model import Deploy, DeployVerdict
-from .scheduling import Check, SchedulerTables
+from analyzers.errors import StoreError, StoreUnavailable
+from analyzers.events.store.codec import to_us
+from analyzers.events.store.scheduling import Check, SchedulerTables
+from analyzers.model import Deploy, DeployVerdict
 
 #: How far each status is along a deploy's life; updates never move a deploy to a lower rank.
 STATUS_RANK: dict[str, int] = {"started": 0, "succeeded": 1, "failed": 1, "cancelled": 1, "rolled_back": 2}
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_LIMIT = 10000
-
-
-def to_us(ts: datetime) -> int:
-    """Aware datetime -> integer microseconds since the epoch (exact, no float rounding)."""
-    return (ts.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(us))
 
 
 def merge_deploys(old: Deploy, new: Deploy) -> Deploy:

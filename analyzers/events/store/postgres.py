@@ -14,9 +14,9 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from ...errors import StoreError, StoreUnavailable
-from .base import SQLStore
-from .scheduling import SCHEDULER_DDL
+from analyzers.errors import StoreError, StoreUnavailable
+from analyzers.events.store.base import SQLStore
+from analyzers.events.store.scheduling import SCHEDULER_DDL
 
 SCHEMA_VERSION = 2
 _MIGRATION_LOCK = 0x6465706C  # "depl"

@@ -14,7 +14,7 @@ so the scheduler's state survives restarts and is shared by several workers:
 * ``scheduler_state (name, value)``: named high-water marks (e.g. the last deploy change seen).
 
 :class:`SchedulerTables` is mixed into :class:`~analyzers.events.store.base.SQLStore`, and
-this is the one API for the scheduler's state: callers (:class:`analyzers.scheduler.Worker`,
+this is the one API for the scheduler's state: callers (:class:`analyzers.server.worker.Worker`,
 the dashboard's deploy page, tests) call these methods on the store directly, never the store's
 transactions. Every store :func:`~analyzers.events.store.open_store` returns is a SQLStore;
 the worker checks that once, on construction.
@@ -28,6 +28,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from analyzers.events.store.codec import from_us, to_us
 
 #: DDL of the scheduler tables (schema version 2); valid on SQLite and PostgreSQL alike, and
 #: idempotent (databases where an older program created them on first use migrate cleanly).
@@ -56,16 +58,6 @@ class Check:
     error: str | None = None
 
 
-def _to_us(ts: datetime) -> int:
-    from .base import to_us
-
-    return to_us(ts)
-
-
-def _from_us(us: int) -> datetime:
-    from .base import from_us
-
-    return from_us(us)
 
 
 class SchedulerTables:
@@ -83,24 +75,24 @@ class SchedulerTables:
         made pending again at ``due_at``. Returns True if something changed."""
         with self._tx(write=True) as cur:
             if reschedule:
-                cause = cause_us if cause_us is not None else _to_us(due_at)
+                cause = cause_us if cause_us is not None else to_us(due_at)
                 return self._exec(
                     cur,
                     "INSERT INTO checks (deploy_id, kind, due_us, state) VALUES (?, ?, ?, 'pending') "
                     "ON CONFLICT (deploy_id, kind) DO UPDATE SET due_us = excluded.due_us, state = 'pending', "
                     "error = NULL WHERE checks.state = 'done' AND checks.done_us < ? RETURNING deploy_id",
-                    (deploy_id, kind, _to_us(due_at), cause),
+                    (deploy_id, kind, to_us(due_at), cause),
                 ).fetchone() is not None
             return self._exec(
                 cur,
                 "INSERT INTO checks (deploy_id, kind, due_us, state) VALUES (?, ?, ?, 'pending') "
                 "ON CONFLICT (deploy_id, kind) DO NOTHING RETURNING deploy_id",
-                (deploy_id, kind, _to_us(due_at)),
+                (deploy_id, kind, to_us(due_at)),
             ).fetchone() is not None
 
     def claim_check(self, worker: str, now: datetime, lease_s: float = 300.0) -> Check | None:
         """Take the earliest due check whose deploy no other worker holds; None if nothing is due."""
-        now_us = _to_us(now)
+        now_us = to_us(now)
         until_us = now_us + int(lease_s * 1e6)
         with self._tx(write=True) as cur:
             rows = self._exec(
@@ -129,7 +121,7 @@ class SchedulerTables:
                 if upd is None:  # another worker finished it meanwhile
                     self._exec(cur, "DELETE FROM leases WHERE deploy_id = ? AND worker = ?", (deploy_id, worker))
                     continue
-                return Check(deploy_id, kind, _from_us(due_us), "running", attempts + 1)
+                return Check(deploy_id, kind, from_us(due_us), "running", attempts + 1)
         return None
 
     def complete_check(self, check: Check, worker: str, now: datetime, *, error: str | None = None,
@@ -141,14 +133,14 @@ class SchedulerTables:
                     cur,
                     "UPDATE checks SET state = 'pending', due_us = ?, error = ?, worker = NULL "
                     "WHERE deploy_id = ? AND kind = ? AND worker = ?",
-                    (_to_us(retry_at), error, check.deploy_id, check.kind, worker),
+                    (to_us(retry_at), error, check.deploy_id, check.kind, worker),
                 )
             else:
                 self._exec(
                     cur,
                     "UPDATE checks SET state = 'done', done_us = ?, error = ? "
                     "WHERE deploy_id = ? AND kind = ? AND worker = ?",
-                    (_to_us(now), error, check.deploy_id, check.kind, worker),
+                    (to_us(now), error, check.deploy_id, check.kind, worker),
                 )
             self._exec(cur, "DELETE FROM leases WHERE deploy_id = ? AND worker = ?", (check.deploy_id, worker))
 
@@ -160,7 +152,7 @@ class SchedulerTables:
             sql, params = sql + " WHERE deploy_id = ?", (deploy_id,)
         with self._tx(write=False) as cur:
             rows = self._exec(cur, sql + " ORDER BY due_us", params).fetchall()
-        return [Check(r[0], r[1], _from_us(r[2]), r[3], r[4], r[5]) for r in rows]
+        return [Check(r[0], r[1], from_us(r[2]), r[3], r[4], r[5]) for r in rows]
 
     # -- marks and deploy changes ----------------------------------------------------
     def get_mark(self, name: str) -> int:
@@ -202,7 +194,7 @@ class SchedulerTables:
         with self._tx(write=True) as cur:
             self._exec(
                 cur, "INSERT INTO deliveries (deploy_id, at_us, target, data) VALUES (?, ?, ?, ?)",
-                (deploy_id, _to_us(at), target, json.dumps(data, ensure_ascii=True)),
+                (deploy_id, to_us(at), target, json.dumps(data, ensure_ascii=True)),
             )
 
     def deliveries(self, deploy_id: str) -> list[dict[str, Any]]:

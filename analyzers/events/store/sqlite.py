@@ -23,9 +23,9 @@ import threading
 import time
 from typing import Any
 
-from ...errors import ConfigError, StoreError, StoreUnavailable
-from .base import SQLStore
-from .scheduling import SCHEDULER_DDL
+from analyzers.errors import ConfigError, StoreError, StoreUnavailable
+from analyzers.events.store.base import SQLStore
+from analyzers.events.store.scheduling import SCHEDULER_DDL
 
 log = logging.getLogger(__name__)
 

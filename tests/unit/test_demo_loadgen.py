@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from analyzers.events import loadgen
+from analyzers.demo import loadgen
 from analyzers.events.signatures import parse_secrets, verify
 
 

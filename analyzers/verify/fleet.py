@@ -23,6 +23,7 @@ same values either way (asserted by the tests).
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .config import Config
-from .errors import AnalyzerError
-from .model import Deploy, DeployVerdict
-from .verification import (
+from analyzers.config import Config
+from analyzers.errors import AnalyzerError
+from analyzers.model import Deploy, DeployVerdict
+from analyzers.verify.deploy import (
     DirectFetcher,
     align,
     analysis_window,
@@ -49,7 +50,7 @@ from .verification import (
 )
 
 if TYPE_CHECKING:
-    from .prom import PrometheusClient
+    from analyzers.prometheus.client import PrometheusClient
 
 @dataclass
 class _Range:
@@ -219,7 +220,7 @@ def _init_worker(run: _Run, inherited_client: bool) -> None:
     if inherited_client:
         run.client.reset_connections()  # never share the parent's keep-alive sockets
     else:
-        from .prom import PrometheusClient
+        from analyzers.prometheus.client import PrometheusClient
 
         run.client = PrometheusClient(run.config.prometheus)
     _WORKER_RUN = run
@@ -296,3 +297,40 @@ def verify_fleet(
         fallback_queries=fallback,
     )
     return verdicts, stats
+
+
+def verify_many(
+    deploys: Sequence[Deploy],
+    cfg: Config,
+    client,  # type: ignore[no-untyped-def]
+    *,
+    store=None,  # type: ignore[no-untyped-def]
+    now: datetime | None = None,
+    show_progress: bool = True,
+    context: Sequence[Deploy] | None = None,
+    workers: int = 1,
+) -> list[DeployVerdict]:
+    """Verify deploys with a progress bar on stderr; store each verdict if a store is given.
+
+    Many deploys go through :func:`analyzers.verify.fleet.verify_fleet` (one range query per service,
+    metric and contiguous range; ``workers`` processes over services); verdicts come back in the
+    order of ``deploys``.
+    """
+    from tqdm import tqdm
+
+    now = now or datetime.now(UTC)
+    bar = tqdm(total=len(deploys), desc="verifying", unit="deploy", file=sys.stderr,
+               disable=not show_progress or len(deploys) < 2)
+
+    def on_verdict(v: DeployVerdict) -> None:
+        bar.set_postfix_str(f"{v.service} {v.version}")
+        if store is not None:
+            store.save_verdict(v)
+
+    try:
+        verdicts, _stats = verify_fleet(deploys, cfg, client, now=now, context=context,
+                                        on_verdict=on_verdict, progress=bar.update, workers=workers)
+    finally:
+        bar.close()
+    by_id = {v.deploy_id: v for v in verdicts}
+    return [by_id[d.deploy_id] for d in deploys]

@@ -34,12 +34,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .config import Config
-from .errors import AnalyzerError
-from .events.store.base import SQLStore
-from .events.store.scheduling import Check
-from .model import Deploy, DeployVerdict
-from .verification import nearby_deploys, plan_metrics, rate_window, verify_deploy
+from analyzers.config import Config
+from analyzers.errors import AnalyzerError
+from analyzers.events.store.base import SQLStore
+from analyzers.events.store.scheduling import Check
+from analyzers.model import Deploy, DeployVerdict
+from analyzers.verify.deploy import nearby_deploys, plan_metrics, rate_window, verify_deploy
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def first_due(deploy: Deploy, config: Config) -> datetime:
         points = max((p.spec.min_points for p in plan_metrics(deploy, config)), default=10)
     except AnalyzerError:
         points = 10
-    from .config import parse_duration
+    from analyzers.config import parse_duration
 
     lag = parse_duration(rate_window(config, step))
     return deploy.started_at + timedelta(seconds=points * step + lag + step)
@@ -99,8 +99,8 @@ class Worker:
         lease_s: float = 300.0,
         on_verdict: Callable[[DeployVerdict, float], None] | None = None,
     ) -> None:
-        from .notify import deliver
-        from .prom import PrometheusClient
+        from analyzers.delivery.notify import deliver
+        from analyzers.prometheus.client import PrometheusClient
 
         if not isinstance(store, SQLStore):
             raise TypeError("the scheduler needs a SQL store from analyzers.events.store.open_store "
@@ -200,7 +200,7 @@ class Worker:
 def start_background_worker(store_url: str, config: Config, *, poll_s: float = 5.0,
                             on_verdict: Callable[[DeployVerdict, float], None] | None = None) -> tuple[threading.Thread, threading.Event]:
     """Run a :class:`Worker` in a daemon thread (used inside the receiver process)."""
-    from .events.store import open_store
+    from analyzers.events.store import open_store
 
     stop = threading.Event()
 

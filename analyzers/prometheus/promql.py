@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .errors import ConfigError
+from analyzers.errors import ConfigError
 
 __all__ = [
     "escape_label_value",

@@ -39,8 +39,8 @@ from prometheus_api_client import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .config import PrometheusSettings, format_duration
-from .errors import (
+from analyzers.config import PrometheusSettings, format_duration
+from analyzers.errors import (
     ERROR_TYPES,
     BadDataError,
     CanceledError,

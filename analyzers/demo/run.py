@@ -24,9 +24,9 @@ from typing import Any
 
 import requests
 
-from .errors import AnalyzerError
+from analyzers.errors import AnalyzerError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _say(msg: str) -> None:
@@ -41,7 +41,7 @@ def _up(url: str, timeout: float = 1.0) -> bool:
 
 
 def _wait(url: str, what: str, proc: subprocess.Popen[Any] | None, timeout: float = 60.0, log: Path | None = None) -> None:
-    from .promserver import wait_until_up
+    from analyzers.demo.promserver import wait_until_up
 
     why = wait_until_up(url, proc=proc, timeout_s=timeout, interval_s=0.3)
     if why is None:
@@ -65,8 +65,8 @@ def _secret(data: Path) -> str:
 
 def _prepare_data(data: Path, seed: int, fresh: bool, scenario_name: str = "demo") -> list[dict[str, Any]]:
     """Generate + backfill once; returns the scenario deploys (event, truth, expected_overall)."""
-    from .promserver import backfill
-    from .scenarios import demo_scenario, small_scenario
+    from analyzers.demo.promserver import backfill
+    from analyzers.demo.scenarios import demo_scenario, small_scenario
 
     marker = data / "scenario.json"
     tsdb = data / "tsdb"
@@ -110,7 +110,7 @@ def run_demo(
     block: bool = True,
     scenario: str = "demo",
 ) -> int:
-    from .promserver import PrometheusServer, ensure_installed
+    from analyzers.demo.promserver import PrometheusServer, ensure_installed
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def run_demo(
         _reuse_or_start("the webhook receiver", receiver_url, "/healthz", serve, env, data / "receiver.log",
                         started, pids)
 
-        from .events.send import send_event
+        from analyzers.events.send import send_event
 
         _say(f"sending {len(deploys)} signed deploy events to {receiver_url}/webhooks/deploys ...")
         for d in deploys:
@@ -219,9 +219,9 @@ def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
     """A Prometheus we did not start (Debian's service on 9090, say) may hold none of the demo data."""
     if not deploys:
         return
-    from .config import PrometheusSettings
-    from .model import to_utc
-    from .prom import PrometheusClient
+    from analyzers.config import PrometheusSettings
+    from analyzers.model import to_utc
+    from analyzers.prometheus.client import PrometheusClient
 
     try:
         result = PrometheusClient(PrometheusSettings(url=prom_url, timeout_s=10)).query(
@@ -252,10 +252,10 @@ def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port
 
 
 def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]], config_path: Path) -> None:
-    from .cli import verify_many
-    from .config import load_config
-    from .events.store import open_store
-    from .prom import PrometheusClient
+    from analyzers.config import load_config
+    from analyzers.events.store import open_store
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.fleet import verify_many
 
     cfg = load_config(config_path).with_prometheus_url(prom_url)
     store = open_store(store_url)
@@ -301,6 +301,6 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[A
 
 
 def _terminate(proc: subprocess.Popen[Any]) -> None:
-    from .promserver import stop_process
+    from analyzers.demo.promserver import stop_process
 
     stop_process(proc, 10.0)

@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from .errors import AnalyzerError
+from analyzers.errors import AnalyzerError
 
 INSTALL_HINT = (
     "install it with `apt-get install -y prometheus` (Debian/Ubuntu; provides prometheus and promtool), "

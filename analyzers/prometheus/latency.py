@@ -18,8 +18,8 @@ a native bucket is interpolated linearly, as Prometheus 2.x's ``histogram_fracti
 (:func:`native_fraction_at_or_below` says between which ratios the truth lies).
 
 ``selector`` arguments are label matchers as PromQL text, with or without braces
-(``service="checkout"``); build them with :func:`analyzers.promql.matchers` or
-:func:`analyzers.promql.render` so values are escaped.
+(``service="checkout"``); build them with :func:`analyzers.prometheus.promql.matchers` or
+:func:`analyzers.prometheus.promql.render` so values are escaped.
 """
 
 from __future__ import annotations
@@ -34,10 +34,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import chdtrc
 
-from .config import format_duration
-from .errors import ConfigError
-from .prom import NativeHistogram, PromSeries, QueryResult
-from .promql import escape_regex_value, is_duration, validate_label_name, validate_metric_name
+from analyzers.config import format_duration
+from analyzers.errors import ConfigError
+from analyzers.prometheus.client import NativeHistogram, PromSeries, QueryResult
+from analyzers.prometheus.promql import (
+    escape_regex_value,
+    is_duration,
+    validate_label_name,
+    validate_metric_name,
+)
 
 __all__ = [
     "BURN_RATE_WINDOWS",

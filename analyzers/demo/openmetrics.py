@@ -15,13 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from itertools import chain
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .scenarios import PodSeries, Scenario
 
 HISTOGRAM = "http_request_duration_seconds"
 REQUESTS = "http_requests"  # counter family; samples are ``http_requests_total``
@@ -82,28 +78,3 @@ def write_histogram_series(out: TextIO, name: str, labels: Mapping[str, str], le
     out.write("\n".join(chain.from_iterable(zip(*columns, strict=True))))
     out.write("\n")
     return len(ts_text) * len(columns)
-
-
-def write_scenario(scenario: Scenario, path: Path) -> int:
-    """Write every series of ``scenario`` to ``path``; returns the number of samples."""
-    from .scenarios import LE_LABELS
-
-    ts_all = [str(t) for t in scenario.timestamps.tolist()]
-
-    def ts_of(s: PodSeries) -> list[str]:
-        return ts_all[s.start_idx : s.start_idx + len(s.requests)]
-
-    n = 0
-    with path.open("w", encoding="utf-8", buffering=1 << 20) as out:
-        write_family_header(out, HISTOGRAM, "histogram", "Request latency in seconds.", unit="seconds")
-        for s in scenario.series:
-            cum = np.cumsum(np.cumsum(s.buckets, axis=1), axis=0)
-            n += write_histogram_series(out, HISTOGRAM, s.labels, LE_LABELS, cum, np.cumsum(s.latency_sum), ts_of(s))
-        write_family_header(out, REQUESTS, "counter", "Requests handled.")
-        for s in scenario.series:
-            n += write_counter_series(out, REQUESTS + "_total", s.labels, np.cumsum(s.requests), ts_of(s))
-        write_family_header(out, ERRORS, "counter", "Requests answered with a 5xx status.")
-        for s in scenario.series:
-            n += write_counter_series(out, ERRORS + "_total", s.labels, np.cumsum(s.errors), ts_of(s))
-        out.write("# EOF\n")
-    return n

@@ -3,7 +3,7 @@
 Run it::
 
     DEPLOY_WEBHOOK_SECRET=whsec_... python -m analyzers serve        # the CLI calls main()
-    python -m analyzers.receiver --port 8000 --store sqlite:///data/deploys.db
+    python -m analyzers.server.receiver --port 8000 --store sqlite:///data/deploys.db
 
 ``main(host="127.0.0.1", port=8000, store_url="sqlite:///data/deploys.db", *, secrets=None,
 allow_unsigned=False, max_body=262144, metric_keys=None, read_token=None, workers=1,
@@ -69,16 +69,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from .config import parse_duration
-from .errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
-from .events import schema as schema_mod
-from .events import sources
-from .events.schema import body_event_id, loads_strict, openapi_schema, parse_event, parse_timestamp
-from .events.signatures import ENV_SECRET, parse_secrets, verify, verify_github, verify_token
-from .events.store import Store, open_store
-from .events.store.base import deploy_dict
+from analyzers.config import parse_duration
+from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
+from analyzers.events import schema as schema_mod
+from analyzers.events import sources
+from analyzers.events.schema import body_event_id, loads_strict, openapi_schema, parse_event, parse_timestamp
+from analyzers.events.signatures import ENV_SECRET, parse_secrets, verify, verify_github, verify_token
+from analyzers.events.store import Store, open_store
+from analyzers.events.store.base import deploy_dict
 
-log = logging.getLogger("analyzers.receiver")
+log = logging.getLogger("analyzers.server.receiver")
 
 DEFAULT_MAX_BODY = 256 * 1024
 RETRY_AFTER_S = 5
@@ -595,7 +595,7 @@ def _unsigned_from_env(value: str | None) -> bool | frozenset[str]:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory (``--factory analyzers.receiver:app_from_env``); reads what main() set."""
+    """uvicorn factory (``--factory analyzers.server.receiver:app_from_env``); reads what main() set."""
     env = os.environ
     level = (env.get(_ENV_PREFIX + "LOG_LEVEL") or "info").upper()
     pkg_log = logging.getLogger("analyzers")
@@ -652,8 +652,8 @@ def attach_worker(app: FastAPI, store_url: str, *, poll_s: float = 5.0) -> None:
     from prometheus_client import Counter as _Counter
     from prometheus_client import Histogram as _Histogram
 
-    from .config import load_config
-    from .scheduler import start_background_worker
+    from analyzers.config import load_config
+    from analyzers.server.worker import start_background_worker
 
     registry = app.state.metrics.registry
     verdicts = _Counter("deploy_verdicts", "Deploy verdicts produced, by service and result",
@@ -708,14 +708,14 @@ def main(
         os.environ[_ENV_PREFIX + "METRIC_KEYS"] = ",".join(metric_keys)
     if read_token:
         os.environ[_ENV_PREFIX + "READ_TOKEN"] = read_token
-    uvicorn.run("analyzers.receiver:app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("analyzers.server.receiver:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
-    from .config import load_config
+    from analyzers.config import load_config
 
-    p = argparse.ArgumentParser(prog="python -m analyzers.receiver", description="Run the deploy webhook receiver.")
+    p = argparse.ArgumentParser(prog="python -m analyzers.server.receiver", description="Run the deploy webhook receiver.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--store", default=None, help="store URL (default: config store.url / $DEPLOY_STORE_URL)")

@@ -2,11 +2,11 @@
 
 ::
 
-    python -m analyzers.events.loadgen --workers 2 --seconds 10 [--connections 16]
-    python -m analyzers.events.loadgen --backend postgresql --workers 2   # throwaway server, fsync on
-    python -m analyzers.events.loadgen --store postgresql://user@host:5432/db --workers 2
+    python -m analyzers.demo.loadgen --workers 2 --seconds 10 [--connections 16]
+    python -m analyzers.demo.loadgen --backend postgresql --workers 2   # throwaway server, fsync on
+    python -m analyzers.demo.loadgen --store postgresql://user@host:5432/db --workers 2
 
-It starts ``python -m analyzers.receiver --workers N`` on a temp store (or the given one),
+It starts ``python -m analyzers.server.receiver --workers N`` on a temp store (or the given one),
 drives it over loopback with keep-alive connections (plain asyncio, so the client costs
 little CPU), and prints one JSON line: accepted events/s, p50/p99/max latency in ms,
 status counts, and beside them the raw store rates measured in the same run:
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .send import encode_event, signed_headers
+from analyzers.events.send import encode_event, signed_headers
 
 SECRET = "whsec_" + "bG9hZGdlbi1zZWNyZXQtbG9hZGdlbi1zZWNyZXQ="  # base64 of a fixed 30-byte key
 
@@ -208,8 +208,8 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 def raw_rates(store_url: str, n: int = 500) -> dict[str, float]:
     """Raw single-row INSERT commits/s and the store's record_event/s, on ``store_url``."""
-    from ..model import Deploy
-    from .store import open_store
+    from analyzers.events.store import open_store
+    from analyzers.model import Deploy
 
     store = open_store(store_url)
     run = uuid.uuid4().hex[:8]
@@ -280,7 +280,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
     env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", "analyzers.receiver", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "analyzers.server.receiver", "--host", "127.0.0.1", "--port", str(port),
                              "--store", store_url, "--workers", str(workers), "--log-level", "warning"],
                             env=env, cwd=root)
     try:
@@ -331,7 +331,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m analyzers.events.loadgen", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m analyzers.demo.loadgen", description=__doc__.split("\n\n")[0])
     p.add_argument("--store", default=None, help="store URL (default: a temp SQLite file, or with --backend "
                                                      "postgresql a throwaway local server)")
     p.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",

@@ -24,9 +24,16 @@ from typing import Any
 
 import requests
 
-from .config import Config, GrafanaSettings, NotifyRoute
-from .model import Deploy, DeployVerdict, iso
-from .reports import BADGES, OUTCOME_LABEL, REPORT_SCHEMA, effect_text, levels_text, report_dict
+from analyzers.config import Config, GrafanaSettings, NotifyRoute
+from analyzers.delivery.reports import (
+    BADGES,
+    OUTCOME_LABEL,
+    REPORT_SCHEMA,
+    effect_text,
+    levels_text,
+    report_dict,
+)
+from analyzers.model import Deploy, DeployVerdict, iso
 
 SCHEMA = REPORT_SCHEMA
 

@@ -1,7 +1,7 @@
 """Deploy-level verification: resolve metrics, fetch them around a deploy, test, combine.
 
 This is the IO edge of the statistics core: it renders catalog templates to PromQL
-(escaped, :mod:`analyzers.promql`), fetches through :class:`analyzers.prom.PrometheusClient`,
+(escaped, :mod:`analyzers.prometheus.promql`), fetches through :class:`analyzers.prometheus.client.PrometheusClient`,
 runs :func:`analyzers.stats.verify_series` per metric, controls the false-alarm rate across
 the metrics of one deploy (Holm), and returns one :class:`~analyzers.model.DeployVerdict`.
 
@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .config import Config, MetricSpec, format_duration
-from .errors import AnalyzerError, PrometheusError, PrometheusUnreachable
-from .model import Deploy, DeployVerdict, MetricVerdict
-from .reports import ci_label, format_value
+from analyzers.config import Config, MetricSpec, format_duration
+from analyzers.errors import AnalyzerError, PrometheusError, PrometheusUnreachable
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.text import ci_label, format_value
 
 if TYPE_CHECKING:
-    from .prom import PrometheusClient
+    from analyzers.prometheus.client import PrometheusClient
 
 _BAD_DIRECTION = {"decrease": "increase", "increase": "decrease"}
 
@@ -77,7 +77,7 @@ def rate_window(config: Config, step_s: float) -> str:
 
 def metric_query(config: Config, metric_key: str, deploy: Deploy, *, step_s: float | None = None) -> str:
     """The catalog template of ``metric_key`` rendered for ``deploy`` with escaped labels."""
-    from .promql import render
+    from analyzers.prometheus.promql import render
 
     spec = config.metric(metric_key)
     step = step_s if step_s is not None else config.verification.step_s
@@ -376,10 +376,10 @@ def verify_deploy(
 ) -> DeployVerdict:
     """Verify one deploy against its declared expectations and the guard metrics.
 
-    ``fetcher`` replaces the one-query-per-metric default (see :mod:`analyzers.fleet` for the
+    ``fetcher`` replaces the one-query-per-metric default (see :mod:`analyzers.verify.fleet` for the
     batched fetcher that serves many deploys of one service from one range query).
     """
-    from .stats import adjust_pvalues, verify_series
+    from analyzers.stats import adjust_pvalues, verify_series
 
     if fetcher is None:
         fetcher = DirectFetcher(client)
@@ -520,16 +520,16 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
 
     A percentile line drawn by ``histogram_quantile`` is interpolated inside one bucket and, at
     low traffic, rests on a handful of slow requests a minute; the bucket counts are the
-    evidence it is drawn from. One instant query (:func:`analyzers.latency.windows_query`)
+    evidence it is drawn from. One instant query (:func:`analyzers.prometheus.latency.windows_query`)
     fetches the after window and the series test's before window (the same hours a day or a
     week earlier when it used a seasonal baseline), and a G-test compares them
-    (:func:`analyzers.latency.compare_bucket_distributions`). Assumes requests are independent:
+    (:func:`analyzers.prometheus.latency.compare_bucket_distributions`). Assumes requests are independent:
     with thousands of them, bursts and slow drifts make it reject easily, so it can confirm a
     shift the series test found but is never the only evidence for one. Returns the figures, or
     ``{"error": ...}`` when they could not be had.
     """
-    from . import latency
-    from .promql import render
+    from analyzers.prometheus import latency
+    from analyzers.prometheus.promql import render
 
     aw = [datetime.fromisoformat(t) for t in res["after_window"]]
     lag = _BASELINE_LAG_S.get(str(res.get("baseline")))

@@ -39,7 +39,8 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import ndtr
 
-from .model import Deploy, iso, to_utc
+from analyzers.demo import openmetrics as om
+from analyzers.model import Deploy, iso, to_utc
 
 #: Finite upper bounds of the classic histogram (``+Inf`` is implicit).
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -192,7 +193,7 @@ class ScenarioDeploy:
 
     def to_deploy(self) -> Deploy:
         """The stored form of :attr:`event` (what the receiver records), signed."""
-        from .events.schema import parse_event
+        from analyzers.events.schema import parse_event
 
         return parse_event(self.event).to_deploy(signed=True)
 
@@ -284,8 +285,6 @@ class Scenario:
 
     def write_openmetrics(self, path: str | Path) -> int:
         """Write every sample as OpenMetrics text for ``promtool``; returns the sample count."""
-        from .openmetrics import write_scenario
-
         return write_scenario(self, Path(path))
 
 
@@ -751,3 +750,26 @@ def _scenario_deploy(
         case=c.case, event=event, truth=truth, expected_overall=expected_overall(truth, c.expectations),
         effect=c.effect, rollout_s=c.rollout_s,
     )
+
+
+def write_scenario(scenario: Scenario, path: Path) -> int:
+    """Write every series of ``scenario`` to ``path``; returns the number of samples."""
+    ts_all = [str(t) for t in scenario.timestamps.tolist()]
+
+    def ts_of(s: PodSeries) -> list[str]:
+        return ts_all[s.start_idx : s.start_idx + len(s.requests)]
+
+    n = 0
+    with path.open("w", encoding="utf-8", buffering=1 << 20) as out:
+        om.write_family_header(out, om.HISTOGRAM, "histogram", "Request latency in seconds.", unit="seconds")
+        for s in scenario.series:
+            cum = np.cumsum(np.cumsum(s.buckets, axis=1), axis=0)
+            n += om.write_histogram_series(out, om.HISTOGRAM, s.labels, LE_LABELS, cum, np.cumsum(s.latency_sum), ts_of(s))
+        om.write_family_header(out, om.REQUESTS, "counter", "Requests handled.")
+        for s in scenario.series:
+            n += om.write_counter_series(out, om.REQUESTS + "_total", s.labels, np.cumsum(s.requests), ts_of(s))
+        om.write_family_header(out, om.ERRORS, "counter", "Requests answered with a 5xx status.")
+        for s in scenario.series:
+            n += om.write_counter_series(out, om.ERRORS + "_total", s.labels, np.cumsum(s.errors), ts_of(s))
+        out.write("# EOF\n")
+    return n
