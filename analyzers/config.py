@@ -87,6 +87,12 @@ class MetricSpec:
     histogram: str | None = None  # base name of a classic histogram, for bucket comparisons
     label_selector: str = 'service="$service"'  # used with ``histogram`` for bucket queries
     description: str = ""
+    #: Canary vs baseline (docs/progressive-delivery.md): counters of events and of requests
+    #: (``kind="ratio"``), e.g. ``http_request_errors_total{service="$service"}``.
+    events: str | None = None
+    exposure: str | None = None
+    version_label: str | None = None  # overrides [canary].label for this metric
+    dry_run: bool = False  # judged and reported, never fails a verdict or a gate
 
 
 @dataclass(frozen=True)
@@ -109,12 +115,36 @@ class SLOSettings:
 
 
 @dataclass(frozen=True)
+class CanarySettings:
+    """Canary vs baseline while both versions serve (``[canary]``, docs/progressive-delivery.md).
+
+    ``label`` tells the versions apart (the canary is the deploy's ``version``; every other value
+    of the label is the baseline); ``selector`` adds fixed matchers such as a pod regex.
+    ``tolerance``: a canary rate up to this many times the baseline's is accepted;
+    ``pass_ratio``: a pass needs the always-valid interval to rule out this ratio.
+    ``gate_token_env`` names the environment variable holding the gate's bearer token.
+    """
+
+    label: str = "version"
+    selector: str = ""
+    metrics: tuple[str, ...] | None = None  # default: the service's guards that have events or a histogram
+    interval_s: float = 60.0
+    tolerance: float = 1.1
+    pass_ratio: float = 2.0
+    min_requests: float = 100.0
+    min_duration_s: float = 5 * 60.0
+    alpha: float = 0.01
+    gate_token_env: str | None = None
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     environment: str | None = None
     guards: tuple[str, ...] | None = None  # overrides the catalog's guard flags
     depends_on: tuple[str, ...] = ()
     slo: SLOSettings | None = None  # overrides the global [slo]
+    dry_run: tuple[str, ...] = ()  # metric keys in dry-run for this service ("*": all of them)
 
 
 @dataclass(frozen=True)
@@ -158,6 +188,14 @@ class Config:
     routes: tuple[NotifyRoute, ...] = ()
     grafana: GrafanaSettings | None = None
     slo: SLOSettings = field(default_factory=SLOSettings)
+    canary: CanarySettings = field(default_factory=CanarySettings)
+
+    def dry_run_for(self, service: str, metric: str) -> bool:
+        """Whether ``metric`` is in dry-run for ``service`` (metric flag or service list)."""
+        spec = self.services.get(service)
+        listed = spec.dry_run if spec is not None else ()
+        m = self.metrics.get(metric)
+        return bool(m is not None and m.dry_run) or metric in listed or "*" in listed
 
     def slo_for(self, service: str) -> SLOSettings:
         spec = self.services.get(service)
@@ -195,6 +233,8 @@ DEFAULT_METRICS: dict[str, MetricSpec] = {
             ),
             unit="ratio",
             good="decrease",
+            events='http_request_errors_total{service="$service"}',
+            exposure='http_requests_total{service="$service"}',
             min_effect=0.005,
             min_effect_rel=0.25,
             guard=True,
@@ -305,6 +345,33 @@ def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
     )
 
 
+def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanarySettings:
+    kw: dict[str, Any] = {}
+    for k in ("interval", "min_duration"):
+        if k in raw:
+            kw[f"{k}_s"] = parse_duration(raw.pop(k), key=f"canary.{k}")
+    for k in ("tolerance", "pass_ratio", "min_requests", "alpha"):
+        if k in raw:
+            kw[k] = float(raw.pop(k))
+    if not 0 < kw.get("alpha", 0.01) < 1:
+        raise ConfigError(f"canary.alpha must be between 0 and 1, got {kw['alpha']}")
+    if kw.get("tolerance", 1.1) < 1 or kw.get("pass_ratio", 2.0) <= kw.get("tolerance", 1.1):
+        raise ConfigError("canary.tolerance must be >= 1 (a ratio) and canary.pass_ratio larger than it")
+    if "metrics" in raw:
+        kw["metrics"] = tuple(raw.pop("metrics"))
+        for m in kw["metrics"]:
+            if m not in metrics:
+                raise ConfigError(f"canary.metrics names unknown metric {m!r}")
+    for k in ("label", "selector", "gate_token_env"):
+        if k in raw:
+            kw[k] = str(raw.pop(k))
+    if raw:
+        allowed = ["label", "selector", "metrics", "interval", "tolerance", "pass_ratio", "min_requests",
+                   "min_duration", "alpha", "gate_token_env"]
+        raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {allowed}")
+    return CanarySettings(**kw)
+
+
 def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, include_defaults: bool = True) -> Config:
     """Build a Config from parsed TOML; errors name the offending key."""
     base = default_config() if include_defaults else Config()
@@ -358,6 +425,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
             guards=tuple(guards) if guards is not None else None,
             depends_on=tuple(sraw.get("depends_on", ())),
             slo=_slo_from(sraw["slo"], f"services.{name}.slo") if "slo" in sraw else None,
+            dry_run=tuple(sraw.get("dry_run", ())),
         )
     routes = tuple(_route_from(i, dict(r)) for i, r in enumerate((raw.get("notify") or {}).get("routes", [])))
     grafana = None
@@ -384,6 +452,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         routes=routes,
         grafana=grafana,
         slo=_slo_from(raw["slo"], "slo") if "slo" in raw else base.slo,
+        canary=_canary_from(dict(raw.get("canary") or {}), metrics),
     )
 
 

@@ -123,10 +123,12 @@ class MetricVerdict:
     p_adjusted: float | None = None
     #: A small copy of the series around the deploy for reports: ``{"t": [unix s], "v": [value|None]}``.
     chart: dict[str, list[Any]] | None = None
+    #: Judged and reported but never fails the deploy or a gate (``dry_run`` in the config).
+    dry_run: bool = False
 
     @property
     def failed(self) -> bool:
-        return self.outcome in ("opposite", "regressed")
+        return self.outcome in ("opposite", "regressed") and not self.dry_run
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,0 +1,296 @@
+"""Canary vs baseline from Prometheus: both versions over the same minutes, per metric.
+
+While two versions serve, they are told apart by a label (``[canary].label``, ``version`` by
+default, or ``version_label`` on a metric). The canary is the deploy's ``version``; every
+other value of the label is the baseline (summed). Per metric, one range query at the canary
+interval (60 s by default) from the deploy's start to now:
+
+* ``kind="ratio"`` with ``events`` and ``exposure`` counters (``error_ratio``):
+  ``sum by (version) (increase(<events>[1m]))`` and the same for ``<exposure>``, judged by
+  :func:`analyzers.stats.canary.compare_rates` (exact, sequential);
+* a metric with ``histogram`` (latency percentiles): ``sum by (le, version)
+  (increase(<histogram>_bucket{<label_selector>}[1m]))``, judged on bucket counts by
+  :func:`analyzers.stats.canary.compare_buckets`.
+
+Metrics of other kinds are not compared (said in the verdict). Every query is recomputed from
+the deploy's start at each look, and the tests' running maxima make the answer the same
+whoever polls and how often: one error budget (``[canary].alpha``, Bonferroni over the
+metrics) per canary.
+
+:func:`canary_verdict` turns the judgement into a :class:`~analyzers.model.DeployVerdict`
+(``check_kind="canary"``, metric ``role="canary"``), and :func:`combine` merges it with the
+before/after verdict: either failing fails; otherwise the canary decides while it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from analyzers.config import Config, MetricSpec, format_duration
+from analyzers.errors import AnalyzerError, PrometheusError
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.stats.canary import (
+    CanaryJudgement,
+    Comparison,
+    alpha_per_metric,
+    compare_buckets,
+    compare_rates,
+    judge,
+)
+
+if TYPE_CHECKING:
+    from analyzers.prometheus.client import PrometheusClient
+
+_OUTCOME = {"regressed": "regressed", "ok": "ok", "inconclusive": "inconclusive"}
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    """A judgement plus what was asked of Prometheus (queries, window, warnings)."""
+
+    judgement: CanaryJudgement
+    start: datetime
+    end: datetime
+    queries: dict[str, list[str]]
+    warnings: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+def canary_metrics(config: Config, service: str) -> list[str]:
+    """Metrics compared between versions: ``[canary].metrics`` or the service's comparable guards."""
+    keys = config.canary.metrics if config.canary.metrics is not None else config.guards_for(service)
+    return list(keys)
+
+
+def comparable(spec: MetricSpec) -> bool:
+    return bool((spec.kind == "ratio" and spec.events and spec.exposure) or spec.histogram)
+
+
+def _label(config: Config, spec: MetricSpec) -> str:
+    from analyzers.prometheus.promql import validate_label_name
+
+    return validate_label_name(spec.version_label or config.canary.label)
+
+
+def _with_selector(expr: str, extra: str) -> str:
+    """Add fixed matchers (``[canary].selector``, e.g. ``pod=~"web-.*"``) to a selector template."""
+    if not extra:
+        return expr
+    if expr.endswith("}"):
+        inner = expr[expr.index("{") + 1:-1].strip()
+        return expr[: expr.index("{")] + "{" + (inner + "," if inner else "") + extra + "}"
+    return expr + "{" + extra + "}"
+
+
+def rate_queries(config: Config, spec: MetricSpec, deploy: Deploy) -> tuple[str, str]:
+    from analyzers.prometheus.promql import render
+
+    label, w = _label(config, spec), format_duration(config.canary.interval_s)
+    out = []
+    for tmpl in (spec.events, spec.exposure):
+        sel = render(_with_selector(str(tmpl), config.canary.selector), service=deploy.service,
+                     environment=deploy.environment, version=deploy.version)
+        out.append(f"sum by ({label}) (increase({sel}[{w}]))")
+    return out[0], out[1]
+
+
+def bucket_query(config: Config, spec: MetricSpec, deploy: Deploy) -> str:
+    from analyzers.prometheus.promql import render, validate_metric_name
+
+    label, w = _label(config, spec), format_duration(config.canary.interval_s)
+    hist = validate_metric_name(f"{spec.histogram}_bucket")
+    sel = render(_with_selector("{" + spec.label_selector + "}", config.canary.selector),
+                 service=deploy.service, environment=deploy.environment, version=deploy.version)
+    return f"sum by (le, {label}) (increase({hist}{sel}[{w}]))"
+
+
+def _grid(start: datetime, end: datetime, step_s: float) -> pd.DatetimeIndex:
+    return pd.date_range(start, end, freq=pd.Timedelta(seconds=step_s), tz=UTC)
+
+
+def split_versions(result: Any, label: str, canary: str, grid: pd.DatetimeIndex) -> tuple[pd.Series, pd.Series, set[str]]:
+    """Canary and baseline (every other value, summed) per grid time; NaN where nothing came."""
+    c = pd.Series(np.nan, index=grid)
+    b = pd.Series(np.nan, index=grid)
+    seen: set[str] = set()
+    for s in result.series:
+        v = s.values.reindex(grid)
+        who = s.labels.get(label, "")
+        seen.add(who)
+        if who == canary:
+            c = c.add(v, fill_value=0.0) if c.notna().any() else v
+        elif who:
+            b = b.add(v, fill_value=0.0) if b.notna().any() else v
+    return c, b, seen
+
+
+def _bucket_frames(result: Any, label: str, canary: str, grid: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame, set[str]]:
+    from analyzers.prometheus.latency import _le  # noqa: PLC2701 - the one parser of le values
+
+    frames: dict[str, dict[float, pd.Series]] = {"c": {}, "b": {}}
+    seen: set[str] = set()
+    for s in result.series:
+        who = s.labels.get(label, "")
+        seen.add(who)
+        if not who or "le" not in s.labels:
+            continue
+        key = "c" if who == canary else "b"
+        le = _le(s.labels["le"])
+        v = s.values.reindex(grid)
+        cols = frames[key]
+        cols[le] = cols[le].add(v, fill_value=0.0) if le in cols else v
+    out = []
+    for key in ("c", "b"):
+        cols = frames[key]
+        out.append(pd.DataFrame({k: cols[k] for k in sorted(cols)}, index=grid))
+    return out[0], out[1], seen
+
+
+def _missing_version(metric: str, label: str, canary: str, seen: set[str], alpha: float, dry_run: bool) -> Comparison:
+    others = sorted(v for v in seen if v and v != canary)
+    if canary not in seen:
+        why = (f"No series with {label}=\"{canary}\" yet (versions seen: {', '.join(others) or 'none'}): "
+               f"is the canary serving, and does it export the {label} label?")
+    else:
+        why = f"Only {label}=\"{canary}\" serves: no baseline version to compare with (promoted already?)."
+    return Comparison(metric=metric, method="canary vs baseline", status="inconclusive", reason=why, alpha=alpha, dry_run=dry_run)
+
+
+def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, now: datetime | None = None) -> CanaryReport:
+    """Compare the deploy's version with the others over the minutes since it started."""
+    cs = config.canary
+    now = now or datetime.now(UTC)
+    step = cs.interval_s
+    start = pd.Timestamp(deploy.started_at).ceil(f"{int(step)}s").to_pydatetime() + timedelta(seconds=step)
+    end = pd.Timestamp(min(now, deploy.started_at + timedelta(seconds=config.verification.observation_s))).floor(
+        f"{int(step)}s").to_pydatetime()
+    keys = canary_metrics(config, deploy.service)
+    specs = [config.metric(k) for k in keys]
+    usable = [s for s in specs if comparable(s)]
+    skipped = tuple(s.key for s in specs if not comparable(s))
+    alpha = alpha_per_metric(cs.alpha, len(usable))
+    comps: list[Comparison] = []
+    queries: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    for spec in usable:
+        dry = config.dry_run_for(deploy.service, spec.key)
+        label = _label(config, spec)
+        if end < start:
+            comps.append(Comparison(metric=spec.key, method="canary vs baseline", status="inconclusive", alpha=alpha, dry_run=dry,
+                                    reason=f"The canary started under {format_duration(2 * step)} ago: wait for the first full interval."))
+            continue
+        grid = _grid(start, end, step)
+        try:
+            if spec.kind == "ratio" and spec.events and spec.exposure:
+                qe, qn = rate_queries(config, spec, deploy)
+                queries[spec.key] = [qe, qn]
+                re_, rn = client.query_range(qe, start, end, step), client.query_range(qn, start, end, step)
+                warnings += [*re_.warnings, *rn.warnings]
+                xc, xb, _ = split_versions(re_, label, deploy.version, grid)
+                nc, nb, seen = split_versions(rn, label, deploy.version, grid)
+                if nc.isna().all() or nb.isna().all():
+                    comps.append(_missing_version(spec.key, label, deploy.version, seen, alpha, dry))
+                    continue
+                comps.append(compare_rates(
+                    spec.key, np.rint(xc.fillna(0.0).to_numpy()), np.rint(xb.fillna(0.0).to_numpy()),
+                    np.rint(nc.fillna(0.0).to_numpy()), np.rint(nb.fillna(0.0).to_numpy()), alpha=alpha,
+                    tolerance=cs.tolerance, pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry))
+            else:
+                q = bucket_query(config, spec, deploy)
+                queries[spec.key] = [q]
+                res = client.query_range(q, start, end, step)
+                warnings += list(res.warnings)
+                fc, fb, seen = _bucket_frames(res, label, deploy.version, grid)
+                if fc.empty or fb.empty:
+                    comps.append(_missing_version(spec.key, label, deploy.version, seen, alpha, dry))
+                    continue
+                les = sorted(set(fc.columns) & set(fb.columns))
+                if not les or not math.isinf(les[-1]):
+                    comps.append(Comparison(metric=spec.key, method="canary vs baseline", status="inconclusive", alpha=alpha, dry_run=dry,
+                                            reason="The two versions' histograms share no +Inf bucket: are they the same histogram?"))
+                    continue
+                c = np.rint(fc[les].fillna(0.0).to_numpy())
+                b = np.rint(fb[les].fillna(0.0).to_numpy())
+                comps.append(compare_buckets(spec.key, les, c, b, alpha=alpha, tolerance=cs.tolerance,
+                                             pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry))
+        except PrometheusError as exc:
+            comps.append(Comparison(metric=spec.key, method="canary vs baseline", status="inconclusive", alpha=alpha, dry_run=dry,
+                                    reason=f"Query failed: {exc}", details={"error": str(exc)}))
+    if warnings:
+        comps = [replace(c, status="inconclusive", reason=c.reason + " The back end warned (partial data?): "
+                         + "; ".join(sorted(set(warnings))))
+                 if c.status == "ok" else c for c in comps]
+    if not usable:
+        why = ", ".join(skipped) if skipped else "none configured"
+        comps.append(Comparison(metric="(none)", method="canary vs baseline", status="inconclusive", alpha=cs.alpha,
+                                reason=f"No metric can be compared between versions ({why}): give ratio metrics "
+                                       "'events' and 'exposure' counters, latency metrics a 'histogram'."))
+    # Until the minimum duration has passed, a pass waits (a fail does not).
+    j = judge(comps)
+    if j.overall == "pass" and now - deploy.started_at < timedelta(seconds=cs.min_duration_s):
+        wait = cs.min_duration_s - (now - deploy.started_at).total_seconds()
+        j = replace(j, overall="inconclusive",
+                    reason=f"No regression so far; a pass needs {format_duration(cs.min_duration_s)} of canary "
+                           f"traffic ({format_duration(max(wait, 1))} to go).")
+    return CanaryReport(judgement=j, start=start, end=end, queries=queries, warnings=tuple(sorted(set(warnings))),
+                        skipped=skipped)
+
+
+def canary_verdict(deploy: Deploy, report: CanaryReport, *, now: datetime | None = None) -> DeployVerdict:
+    """The judgement as a stored verdict: ``check_kind="canary"``, one ``role="canary"`` metric each."""
+    metrics = []
+    for c in report.judgement.comparisons:
+        reason = ("[dry-run] " if c.dry_run else "") + c.reason
+        metrics.append(MetricVerdict(
+            metric=c.metric, role="canary", expect="no worse than baseline",  # type: ignore[arg-type]
+            outcome=_OUTCOME[c.status], reason=reason, unit="ratio" if c.method.startswith("sequential") else "",
+            query="\n".join(report.queries.get(c.metric, [])), result=c.to_dict(),
+            window_start=report.start, window_end=report.end, dry_run=c.dry_run))
+    j = report.judgement
+    warnings = list(report.warnings)
+    if j.enforced_overall != j.overall:
+        warnings.append(f"Dry-run metrics would make this canary {j.enforced_overall} if enforced.")
+    if report.skipped:
+        warnings.append("Not compared between versions (no events/exposure counters or histogram): " + ", ".join(report.skipped))
+    return DeployVerdict(
+        deploy_id=deploy.deploy_id, overall=j.overall, reason="Canary vs baseline: " + j.reason, metrics=tuple(metrics),
+        checked_at=now or datetime.now(UTC), service=deploy.service, version=deploy.version,
+        warnings=tuple(warnings), multiple_testing=f"Bonferroni over {len(metrics)} canary metric(s), always-valid over every look",
+        check_kind="canary")
+
+
+def combine(canary: DeployVerdict | None, before_after: DeployVerdict | None) -> tuple[str, str]:
+    """Gate verdict from the canary and the before/after verdicts (either may be missing).
+
+    Either failing fails. Otherwise the canary decides while it has data; without a canary
+    judgement the before/after verdict stands; without either, inconclusive.
+    """
+    if canary is not None and canary.overall == "fail":
+        return "fail", canary.reason
+    if before_after is not None and before_after.overall == "fail":
+        return "fail", "Before/after: " + before_after.reason
+    if canary is not None and any(m.outcome != "inconclusive" or "No series" not in m.reason for m in canary.metrics):
+        return canary.overall, canary.reason
+    if before_after is not None:
+        return before_after.overall, "Before/after: " + before_after.reason
+    if canary is not None:
+        return canary.overall, canary.reason
+    return "inconclusive", "No verdict yet for this deploy: wait for the first check."
+
+
+def safe_judge(deploy: Deploy, config: Config, client: PrometheusClient | None, *, now: datetime | None = None) -> DeployVerdict | None:
+    """:func:`judge_canary` as a verdict, or an inconclusive verdict saying why it could not run."""
+    if client is None:
+        return None
+    now = now or datetime.now(UTC)
+    try:
+        return canary_verdict(deploy, judge_canary(deploy, config, client, now=now), now=now)
+    except AnalyzerError as exc:
+        return DeployVerdict(deploy_id=deploy.deploy_id, overall="inconclusive", reason=f"Canary check could not run: {exc}",
+                             metrics=(), checked_at=now, service=deploy.service, version=deploy.version, check_kind="canary")
