@@ -212,7 +212,7 @@ def compare_rates(
     if hits.size:
         return Comparison(method=method, status="regressed", ratio=ratio, ratio_ci=ci, evidence=evidence,
                           detected_index=int(idx[hits[0]]),
-                          reason=f"Canary {what} rate above {tolerance:g}x the baseline's: {rates}; {ci_text}.", **base)
+                          reason=f"Canary rate of {what} above {tolerance:g}x the baseline's: {rates}; {ci_text}.", **base)
     if tnx < min_exposure:
         return Comparison(method=method, status="inconclusive", ratio=ratio, ratio_ci=ci, evidence=evidence,
                           reason=f"Too little canary traffic to judge {what}: {tnx:.0f} requests, need {min_exposure:.0f}; {rates}.", **base)
