@@ -25,7 +25,7 @@ verdict whose outcome differs from the last stored canary verdict is saved
 give) but never change ``verdict``.
 
 Auth: ``Authorization: Bearer <token>`` (token from the environment variable named by
-``[canary].gate_token_env``, or ``token=``), compared in constant time; Flagger cannot set
+``[canary].gate_token_env``, else ``$DEPLOY_GATE_TOKEN``, or ``token=``), compared in constant time; Flagger cannot set
 headers, so its payload may carry the token as ``metadata.token``. Without a configured token
 the gate is open (read-only, but it runs queries: set one in production).
 
@@ -55,6 +55,8 @@ from analyzers.verify.dora import ChangeMetricsCollector
 FLAGGER_HOOKS = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion",
                  "post-rollout", "rollback", "event")
 _MAX_BODY = 65536
+#: Gate token when ``[canary].gate_token_env`` names no other variable.
+ENV_TOKEN = "DEPLOY_GATE_TOKEN"
 
 
 def _problem(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -67,7 +69,7 @@ def gate_token(config: Config, token: str | None) -> str | None:
         return token
     name = config.canary.gate_token_env
     if not name:
-        return None
+        return os.environ.get(ENV_TOKEN) or None
     value = os.environ.get(name)
     if not value:
         raise ConfigError(f"canary.gate_token_env names {name!r}, which is not set: export it or remove the key")
@@ -212,3 +214,12 @@ def install_gate(
         return JSONResponse(out, status_code=200 if go else 409)
 
     app.include_router(router)
+
+
+def install_gate_from_env(app: FastAPI, store: Any) -> None:
+    """The receiver's wiring: config from ``$ANALYZERS_CONFIG`` (or the default), its Prometheus."""
+    from analyzers.config import load_config
+    from analyzers.prometheus.client import PrometheusClient
+
+    config = load_config()
+    install_gate(app, store, config=config, client=PrometheusClient(config.prometheus))

@@ -618,6 +618,9 @@ def app_from_env() -> FastAPI:
         read_token=env.get(_ENV_PREFIX + "READ_TOKEN") or None,
     )
     on_shutdown(app, store.close)  # this factory opened the store, so it closes it
+    from analyzers.server.gate import install_gate_from_env
+
+    install_gate_from_env(app, store)  # /v1/gate/... and the change metrics on /metrics
     if env.get("ANALYZERS_WORKER") == "1":
         attach_worker(app, store_url, poll_s=float(env.get("ANALYZERS_WORKER_POLL") or 5.0))
     # The start-up objects (modules, FastAPI's models: ~10^5) never die: move them out of the

@@ -263,3 +263,20 @@ def test_canary_verdict_is_stored_once_per_change(gate_env: GateEnv) -> None:
     canary = next(v for v in r.json()["verdict_history"] if v["check_kind"] == "canary")
     assert canary["overall"] == "fail"
     assert {m["role"] for m in canary["metrics"]} == {"canary"}
+
+
+def test_receiver_process_serves_the_gate_and_change_metrics(receiver: Any) -> None:
+    """``python -m analyzers.server.receiver`` wires the gate and exports the change metrics on /metrics."""
+    started = datetime.now(UTC) - timedelta(hours=1)
+    r = send_event(receiver.webhook_url, {"service": "gate-dora", "environment": "production", "version": "v9",
+                                          "deploy_id": "gate-dora-v9", "started_at": started.isoformat(),
+                                          "status": "rolled_back"}, receiver.secret)
+    assert r.status_code in (200, 201), r.text
+    metrics = requests.get(receiver.base_url + "/metrics", timeout=30).text
+    assert 'change_failure_rate{service="gate-dora"} 1.0' in metrics
+    assert 'deploys_in_window{service="gate-dora"} 1.0' in metrics
+    # the gate answers (no Prometheus behind this receiver: inconclusive, never a pass)
+    g = requests.get(receiver.base_url + "/v1/gate/gate-dora-v9", timeout=60)
+    assert g.status_code == 200
+    assert g.json()["verdict"] == "inconclusive"
+    assert requests.get(receiver.base_url + "/v1/gate/unknown-deploy", timeout=30).status_code == 404
