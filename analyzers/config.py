@@ -184,6 +184,8 @@ class Config:
     metrics: dict[str, MetricSpec] = field(default_factory=dict)
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     dashboard_url: str = "http://127.0.0.1:8501"
+    #: ``[dashboard] allow_actions``: the dashboard offers buttons that write (re-verify). Off by default.
+    dashboard_allow_actions: bool = False
     source_path: str | None = None
     routes: tuple[NotifyRoute, ...] = ()
     grafana: GrafanaSettings | None = None
@@ -441,6 +443,9 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         )
     store_url = (raw.get("store") or {}).get("url", base.store_url)
     dashboard_url = (raw.get("dashboard") or {}).get("url", base.dashboard_url)
+    allow_actions = (raw.get("dashboard") or {}).get("allow_actions", base.dashboard_allow_actions)
+    if not isinstance(allow_actions, bool):
+        raise ConfigError(f"[dashboard] allow_actions must be true or false, got {allow_actions!r}")
     return Config(
         prometheus=prom,
         store_url=store_url,
@@ -448,6 +453,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         metrics=metrics,
         services=services,
         dashboard_url=dashboard_url,
+        dashboard_allow_actions=allow_actions,
         source_path=source_path,
         routes=routes,
         grafana=grafana,

@@ -1,9 +1,11 @@
 """Streamlit entrypoint: ``streamlit run dashboard/app.py``.
 
-Pages (``st.navigation``): Deploys (default), Deploy detail (``/deploy?deploy=<id>``, also
-opened by ``/?deploy=<id>``) and Latency. Configuration comes only from
-``$ANALYZERS_CONFIG`` / ``$PROMETHEUS_URL`` / ``$DEPLOY_STORE_URL`` (see README): no page
-lets a viewer choose where the server sends requests.
+Pages (``st.navigation``): Deploys (at ``/`` and ``/deploys``), Deploy detail
+(``/deploy?deploy=<id>``, also opened by ``/?deploy=<id>``), Latency and Service history.
+Configuration comes only from ``$ANALYZERS_CONFIG`` / ``$PROMETHEUS_URL`` /
+``$DEPLOY_STORE_URL`` (see README): no page lets a viewer choose where the server sends
+requests. With ``[auth]`` in ``.streamlit/secrets.toml`` every page asks for sign-in first
+(:mod:`dashboard.components.access`).
 """
 
 from __future__ import annotations
@@ -17,21 +19,31 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` only puts dashboard/ on the path
     sys.path.insert(0, str(_ROOT))
 
+from dashboard.components import access, common  # noqa: E402 - needs the path set above
+
 _HERE = Path(__file__).resolve().parent
 # Page scripts live in views/, not pages/: Streamlit auto-discovers a pages/ directory (the old
 # multipage mode) and can run such a page without this entrypoint for a fresh session.
 
 st.set_page_config(page_title="Deploy verification", page_icon="🚦", layout="wide")
 
-deploys_page = st.Page(
-    str(_HERE / "views" / "deploys.py"), title="Deploys", icon=":material/rocket_launch:", url_path="deploys", default=True
-)
+_DEPLOYS = str(_HERE / "views" / "deploys.py")
+# Streamlit serves the default page only at "/": a second page on the same script answers
+# "/deploys" (the path links and people type) instead of "Page not found".
+home_page = st.Page(_DEPLOYS, title="Deploys", icon=":material/rocket_launch:", url_path="home", default=True)
+deploys_page = st.Page(_DEPLOYS, title="Deploys", icon=":material/rocket_launch:", url_path="deploys")
 deploy_page = st.Page(str(_HERE / "views" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy")
 latency_page = st.Page(str(_HERE / "views" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
 history_page = st.Page(str(_HERE / "views" / "history.py"), title="Service history", icon=":material/history:", url_path="history")
 
-page = st.navigation([deploys_page, deploy_page, latency_page, history_page])
+page = st.navigation([home_page, deploys_page, deploy_page, latency_page, history_page], position="hidden")
+if not access.signed_in_or_prompt():
+    st.stop()
+for link in (deploys_page, deploy_page, latency_page, history_page):
+    st.sidebar.page_link(link)
+common.zone_switch()
+access.sign_out_button()
 # Reports and chat messages link to `/deploy?deploy=<id>`; a bare `/?deploy=<id>` opens it too.
-if page.title == deploys_page.title and "deploy" in st.query_params:
+if page.url_path in ("", deploys_page.url_path) and "deploy" in st.query_params:
     st.switch_page(deploy_page, query_params={"deploy": st.query_params["deploy"]})
 page.run()

@@ -9,6 +9,7 @@ what to do next. Every widget that shapes a view is bound to the URL
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import math
 import re
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
@@ -45,44 +47,101 @@ BADGE_COLORS: dict[str, BadgeColor] = {"pass": "green", "fail": "red", "inconclu
 
 # --------------------------------------------------------------------------- time zone
 
+#: Query parameter (and widget key) of the "times in UTC" switch: ``?utc=true``.
+UTC_PARAM = "utc"
+
 
 @dataclass(frozen=True)
 class ViewerZone:
-    """The zone times are shown in. ``from_browser`` is False when we fell back to UTC."""
+    """The one zone every time on the page is shown in.
+
+    ``from_browser`` is True when it is the browser's zone, False for UTC (chosen with the
+    switch, ``chosen=True``, or a fallback because the browser reported nothing usable).
+    """
 
     tz: ZoneInfo | timezone
     name: str
     from_browser: bool
+    chosen: bool = False
 
     def note(self) -> str:
-        """One line telling the viewer which zone the page uses and why."""
+        """One line telling the viewer which zone the page uses, why, and how to change it."""
         if self.from_browser:
-            return f"Times are shown in your browser's time zone, {self.name}."
+            return (f"Times are shown in your browser's time zone, {self.name}"
+                    " (switch to UTC in the sidebar).")
+        if self.chosen:
+            return "Times are shown in UTC (switched in the sidebar; the link keeps it)."
         return "Times are shown in UTC (your browser did not report a time zone)."
 
 
-def viewer_zone() -> ViewerZone:
-    """The viewer's zone from ``st.context.timezone``; UTC (and says so) when unknown or invalid."""
+def browser_zone() -> ViewerZone:
+    """The browser's zone from ``st.context.timezone`` (an IANA name, so DST is followed).
+
+    Falls back to the fixed ``timezone_offset`` when only that is known, then to UTC (and says so).
+    """
     name: str | None = None
+    offset: int | None = None
     try:
         name = st.context.timezone
+        offset = st.context.timezone_offset
     except Exception:  # noqa: BLE001 - older runtimes / bare mode have no context
         name = None
     if name:
         try:
             return ViewerZone(ZoneInfo(name), name, True)
         except (ZoneInfoNotFoundError, ValueError):
-            log.warning("unknown browser time zone %r, using UTC", name)
+            log.warning("unknown browser time zone %r, using its offset or UTC", name)
+    if isinstance(offset, int) and offset != 0:
+        # JavaScript's getTimezoneOffset(): minutes *behind* UTC (-330 in India).
+        fixed = timezone(-timedelta(minutes=offset))
+        return ViewerZone(fixed, fixed.tzname(None), True)
     return ViewerZone(UTC, "UTC", False)
+
+
+def utc_chosen() -> bool:
+    """Whether the viewer switched to UTC (the sidebar switch, or ``?utc=true`` in the URL)."""
+    value = st.session_state.get(UTC_PARAM)
+    if value is None:
+        raw = (st.query_params.get(UTC_PARAM) or "").strip().lower()
+        return raw in ("true", "1", "yes")
+    return bool(value)
+
+
+def viewer_zone() -> ViewerZone:
+    """The zone of this page: UTC when switched, else the browser's zone."""
+    if utc_chosen():
+        return ViewerZone(UTC, "UTC", False, chosen=True)
+    return browser_zone()
+
+
+def zone_switch() -> None:
+    """The sidebar switch between the browser's zone and UTC, kept in the URL as ``?utc=true``.
+
+    Rendered once by the entrypoint, so it keeps its value on every page.
+    """
+    browser = browser_zone()
+    st.sidebar.toggle(
+        "Times in UTC", key=UTC_PARAM, bind="query-params",
+        help=f"Off: every time on the page is in your browser's zone ({browser.name}). "
+             "On: in UTC. Kept in the URL, so a shared link keeps the choice.",
+    )
 
 
 def fmt_time(ts: datetime | None, zone: ViewerZone, *, seconds: bool = False) -> str:
     """``2026-11-27 14:05 CET`` style text in the viewer's zone; ``—`` for None."""
-    if ts is None:
-        return "—"
-    local = ts.astimezone(zone.tz)
-    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return f"{local.strftime(fmt)} {local.tzname() or zone.name}"
+    from analyzers.text import format_time
+
+    return format_time(ts, zone.tz, seconds=seconds, zone_name=zone.name)
+
+
+def localize_times(text: str, zone: ViewerZone) -> str:
+    """Text with every RFC 3339 timestamp in it (``2026-12-06T14:02:00Z``) shown in the viewer's zone.
+
+    Verdict reasons are written once, in UTC, by the verifier; the page reads them in its zone.
+    """
+    from analyzers.text import localize_timestamps
+
+    return localize_timestamps(text, zone.tz, zone_name=zone.name)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -154,38 +213,86 @@ def time_range_picker(
 ) -> TimeRange:
     """Sidebar picker: presets plus "custom"; every choice bound to the URL.
 
-    Custom bounds are entered and kept in UTC (and labelled so): a link pasted in the
-    incident channel must mean the same instants for a viewer in another zone, and the URL
-    holds the widget's naive value. Charts still draw in the viewer's zone. Query parameter
-    names: ``{prefix}range``, ``{prefix}from``, ``{prefix}to``.
+    Custom bounds are picked in the page's zone (the one every chart uses) and kept in the URL
+    in UTC (``2026-11-27T06:15``), so a link pasted in the incident channel means the same
+    instants for a viewer in another zone. Query parameter names: ``{prefix}range``,
+    ``{prefix}from``, ``{prefix}to``.
     """
     options = [*presets, "custom"]
+    if default not in options:
+        default = presets[-1]
     label = st.sidebar.selectbox(
         "Time range",
         options,
         index=options.index(default),
         key=f"{key_prefix}range",
         bind="query-params",
-        help="The last 1h, 24h, ... up to now, or a custom range (in UTC). Kept in the URL.",
+        help=f"The last 1h, 24h, ... up to now, or a custom range (in {zone.name}). Kept in the URL.",
     )  # no format_func: a bound widget writes its *formatted* value into the URL
     end = floor_now(granularity_s)
     if label != "custom":
         return TimeRange(end - preset_seconds(label), end, label)
-    utc_help = f"UTC, so shared links mean the same time everywhere. You are in {zone.name}."
-    naive_now = datetime.fromtimestamp(end, tz=UTC).replace(tzinfo=None, second=0, microsecond=0)
-    start_in = st.sidebar.datetime_input(
-        "From (UTC)", value=naive_now - timedelta(days=1), key=f"{key_prefix}from", bind="query-params",
-        help=utc_help,
+    start_ts = zoned_datetime_input(
+        f"From ({zone.name})", f"{key_prefix}from", end - 86400, zone, container=st.sidebar,
     )
-    end_in = st.sidebar.datetime_input(
-        "To (UTC)", value=naive_now, key=f"{key_prefix}to", bind="query-params", help=utc_help
-    )
-    start_ts = _utc_to_unix(start_in) if start_in else end - 86400
-    end_ts = _utc_to_unix(end_in) if end_in else end
+    end_ts = zoned_datetime_input(f"To ({zone.name})", f"{key_prefix}to", end, zone, container=st.sidebar)
     if end_ts <= start_ts:
         st.sidebar.warning("'To' is before 'From': showing the day before 'To' instead.")
         start_ts = end_ts - 86400
     return TimeRange(start_ts, end_ts, "custom")
+
+
+def zoned_datetime_input(label: str, param: str, default: int, zone: ViewerZone, *, container: Any = None,
+                         help: str | None = None) -> int:
+    """A date-time picker shown in the page's zone whose URL parameter ``param`` holds UTC.
+
+    Returns Unix seconds (whole minutes). The widget value is derived from the URL on every
+    run (so switching zones or following a link moves it), and a change made in the widget is
+    written back to the URL in UTC. Wall-clock times that a DST change makes ambiguous take
+    the first occurrence; ones it skips move forward by the gap (zoneinfo's rules).
+    """
+    box = container if container is not None else st
+    key = f"_zdt_{param}"
+    ts = _parse_url_time(query_value(param))
+    if ts is None:
+        ts = default // 60 * 60
+    local = datetime.fromtimestamp(ts, tz=UTC).astimezone(zone.tz).replace(tzinfo=None)
+
+    def _write_back() -> None:
+        value = st.session_state.get(key)
+        if isinstance(value, datetime):
+            st.query_params[param] = url_time(local_to_utc(value, zone))
+
+    st.session_state[key] = local
+    value = box.datetime_input(
+        label, key=key, on_change=_write_back,
+        help=help or f"In {zone.name}, the zone of every chart on the page; the link keeps it in UTC.",
+    )
+    if param not in st.query_params:
+        st.query_params[param] = url_time(datetime.fromtimestamp(ts, tz=UTC))
+    if isinstance(value, datetime):
+        return int(local_to_utc(value, zone).timestamp()) // 60 * 60
+    return ts
+
+
+def local_to_utc(value: datetime, zone: ViewerZone) -> datetime:
+    """A naive wall-clock time in the page's zone to an aware UTC datetime."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone.tz)
+    return value.astimezone(UTC)
+
+
+def _parse_url_time(raw: str | None) -> int | None:
+    """``2026-11-27T06:15`` (UTC, as the URL holds it) to Unix seconds; None when absent or bad."""
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
 
 
 def url_time(ts: datetime) -> str:
@@ -194,14 +301,8 @@ def url_time(ts: datetime) -> str:
 
 
 def deploy_choice_label(version: str, started_at: datetime) -> str:
-    """The Latency page's label (and URL value) for a deploy to compare: same for every viewer."""
+    """The Latency page's legacy ``?cmp=`` value for a deploy: same for every viewer (UTC)."""
     return f"{version} · {started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
-
-
-def _utc_to_unix(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp())
 
 
 # --------------------------------------------------------------------------- safe text
@@ -307,3 +408,97 @@ def query_value(name: str) -> str | None:
     if not values:
         return None
     return values[-1].strip() or None
+
+
+# --------------------------------------------------------------------------- plain text blocks
+
+#: Background, border and text colours of the plain-text banners (Streamlit's alert palette).
+_BANNER_STYLES: dict[str, tuple[str, str, str]] = {
+    "fail": ("#fdecea", "#d62728", "#7d1a1a"),
+    "error": ("#fdecea", "#d62728", "#7d1a1a"),
+    "pass": ("#e8f5ea", "#2e9e44", "#17552a"),
+    "inconclusive": ("#fff6de", "#e0a100", "#6b4d00"),
+    "warning": ("#fff6de", "#e0a100", "#6b4d00"),
+    "unverified": ("#f0f2f6", "#8c8c8c", "#31333f"),
+    "info": ("#e8f0fe", "#1f6feb", "#0b3a82"),
+}
+
+
+def plain_html(text: object, *, max_len: int = 5000) -> str:
+    """Event text as inert HTML: every character escaped, so it can neither become markup nor a
+    link (Streamlit's Markdown turns bare URLs into links even when every character is
+    backslash-escaped; HTML text nodes are never linkified)."""
+    s = str(text if text is not None else "")
+    if len(s) > max_len:
+        s = s[: max_len - 1] + "…"
+    return html.escape(s, quote=True)
+
+
+def banner(kind: str, body_html: str, *, title: str | None = None, big: bool = False) -> None:
+    """A coloured box whose text is plain (``body_html`` built with :func:`plain_html` only).
+
+    ``kind`` is a verdict state or ``warning``/``error``/``info``; ``big`` makes the title the
+    page's most prominent line (the verdict)."""
+    bg, border, fg = _BANNER_STYLES.get(kind, _BANNER_STYLES["info"])
+    size = "2.1rem" if big else "1.05rem"
+    head = (f'<div style="font-size:{size};font-weight:700;line-height:1.2;margin-bottom:.35rem" '
+            f'data-testid="verdict-banner-title">{html.escape(title)}</div>') if title else ""
+    st.html(
+        f'<div role="status" data-kind="{html.escape(kind)}" style="background:{bg};border-left:6px solid {border};'
+        f'color:{fg};padding:.8rem 1rem;border-radius:.5rem;margin:.25rem 0 .75rem 0">{head}'
+        f'<div style="font-size:1rem;line-height:1.45">{body_html}</div></div>'
+    )
+
+
+def plain_warning(text: object) -> None:
+    """A warning whose text came (even partly) from deploy events: shown as plain text."""
+    banner("warning", plain_html(text))
+
+
+def deploy_link(deploy_id: str) -> str:
+    """Relative link to a deploy's page with the id URL-encoded (ids may hold ``&``, ``#``, ``/``)."""
+    return f"deploy?deploy={quote(deploy_id, safe='')}"
+
+
+def stale_note(series: Any, end: int, step: int, zone: ViewerZone) -> str | None:
+    """"No samples since 20:04 IST" when a series stops well before the end of its range.
+
+    ``series`` is indexed by aware timestamps; ``end`` and ``step`` in Unix seconds. Gaps up to
+    three steps (or five minutes) are scrape jitter, not staleness.
+    """
+    valid = series.dropna() if hasattr(series, "dropna") else series
+    if len(valid) == 0:
+        return None
+    last = valid.index[-1]
+    last_dt = last.to_pydatetime() if hasattr(last, "to_pydatetime") else last
+    gap = end - last_dt.timestamp()
+    if gap <= max(3 * step, 300):
+        return None
+    return (f"No samples since {fmt_time(last_dt, zone)} ({fmt_duration(gap)} before the end of the range): "
+            "the data is stale. Check that Prometheus still scrapes this service (its targets page), or pick "
+            "an earlier range.")
+
+
+# --------------------------------------------------------------------------- help references
+
+#: Every place a page sends the reader for help: (file in the repository, heading). A test
+#: (tests/app/test_help_links.py) checks that each heading exists and that its anchor matches.
+DOCS: dict[str, tuple[str, str]] = {
+    "send_events": ("README.md", "Point it at your Prometheus and send real deploy events"),
+    "sources": ("docs/sources.md", "Sending deploy events: one section per source"),
+    "configuration": ("README.md", "Configuration reference"),
+    "dashboard_access": ("README.md", "Dashboard access"),
+}
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub (and most Markdown renderers) give a heading: lower case, punctuation
+    dropped, spaces to hyphens."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+def doc_ref(key: str) -> str:
+    """``README.md#configuration-reference ("Configuration reference")`` for help texts."""
+    path, heading = DOCS[key]
+    return f"{path}#{heading_anchor(heading)} (\u201c{heading}\u201d)"

@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from analyzers.errors import PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, to_utc
 from dashboard import data
-from dashboard.components import charts, common
+from dashboard.components import access, charts, common
 
 DEPLOY_PAGE = "views/deploy.py"
 OUTCOME_COLORS: dict[str, common.BadgeColor] = {
@@ -89,52 +90,50 @@ def _chart_span(deploy: Deploy, mv: MetricVerdict, before: Any, after: Any) -> t
     return start_s, max(end_s, start_s + step), step
 
 
+#: Failing metrics first, then the undecided, then the passing ones.
+OUTCOME_ORDER = {"regressed": 0, "opposite": 0, "no_effect": 1, "inconclusive": 1, "error": 1, "ok": 2, "confirmed": 2}
+BANNER_TITLES = {"fail": "FAIL", "pass": "PASS", "inconclusive": "INCONCLUSIVE", "unverified": "NOT VERIFIED YET"}
+
+
 def _header(deploy: Deploy, verdict: DeployVerdict | None) -> None:
+    """Verdict first and big, then what was deployed. Event fields are plain text (HTML-escaped):
+    Markdown would turn a URL in a version or author into a live link."""
     kind = "Release" if deploy.kind == "release" else "Deploy"
-    st.title(f"{kind}: {esc(deploy.service)} {esc(deploy.version)}")
+    plain = common.plain_html
+    st.html(f'<h1 style="margin:0 0 .25rem 0;font-size:2rem" data-testid="deploy-title">'
+            f"{kind}: {plain(deploy.service)} {plain(deploy.version)}</h1>")
     state = charts.verdict_state(verdict)
-    badge = {"unverified": "NOT VERIFIED YET"}.get(state, state.upper())
-    st.badge(badge, color=common.BADGE_COLORS[state])
     if verdict is not None:
-        st.markdown(f"**{esc(verdict.reason)}**")
+        reason = common.localize_times(verdict.reason, zone)
+        common.banner(state, plain(reason), title=BANNER_TITLES[state], big=True)
         st.caption(f"Checked {common.fmt_time(verdict.checked_at, zone)}. {zone.note()}")
     else:
-        st.caption(f"No verdict stored yet: use 'Verify now' below. {zone.note()}")
+        hint = "use 'Verify now' below" if access.actions_allowed(config) else "the worker stores one after its first check"
+        common.banner(state, plain(f"No verdict stored yet: {hint}."), title=BANNER_TITLES[state], big=True)
+        st.caption(zone.note())
     if not deploy.signed:
         st.warning("This event carried no valid webhook signature: treat its fields as unverified.")
 
-    left, right = st.columns(2)
-    left.markdown(
-        "\n".join(
-            [
-                f"- **Service:** {esc(deploy.service)}",
-                f"- **Environment:** {esc(deploy.environment)}",
-                f"- **Version:** {esc(deploy.version)}",
-                f"- **Kind:** {esc(deploy.kind)}"
-                + (f" (flag {esc(deploy.flag)}: {esc(deploy.flag_from)} → {esc(deploy.flag_to)})"
-                   if deploy.flag else ""),
-                f"- **Status:** {esc(deploy.status)}",
-                f"- **Deploy id:** {esc(deploy.deploy_id)}",
-            ]
-        )
-    )
     duration = (
         common.fmt_duration((deploy.finished_at - deploy.started_at).total_seconds())
         if deploy.finished_at else "—"
     )
-    right.markdown(
-        "\n".join(
-            [
-                f"- **Started:** {common.fmt_time(deploy.started_at, zone, seconds=True)}",
-                f"- **Finished:** {common.fmt_time(deploy.finished_at, zone, seconds=True)} ({duration})",
-                f"- **Author:** {esc(deploy.author or '—')}",
-                f"- **Commit:** {esc(deploy.commit_sha or '—')}" + (f" ({esc(deploy.ref)})" if deploy.ref else ""),
-                f"- **Source:** {esc(deploy.source)}",
-                "- **Expectations:** "
-                + (", ".join(f"{esc(e.metric)} {esc(e.expect)}" for e in deploy.expectations) or "none declared"),
-            ]
-        )
-    )
+    flag = (f" (flag {deploy.flag}: {deploy.flag_from} → {deploy.flag_to})" if deploy.flag else "")
+    left_rows = [("Service", deploy.service), ("Environment", deploy.environment), ("Version", deploy.version),
+                 ("Kind", f"{deploy.kind}{flag}"), ("Status", deploy.status), ("Deploy id", deploy.deploy_id)]
+    right_rows = [
+        ("Started", common.fmt_time(deploy.started_at, zone, seconds=True)),
+        ("Finished", f"{common.fmt_time(deploy.finished_at, zone, seconds=True)} ({duration})"),
+        ("Author", deploy.author or "—"),
+        ("Commit", (deploy.commit_sha or "—") + (f" ({deploy.ref})" if deploy.ref else "")),
+        ("Source", deploy.source),
+        ("Expectations", ", ".join(f"{e.metric} {e.expect}" for e in deploy.expectations) or "none declared"),
+    ]
+    left, right = st.columns(2)
+    for col, rows in ((left, left_rows), (right, right_rows)):
+        with col:
+            st.html('<ul style="margin:0;padding-left:1.2rem;line-height:1.7" data-testid="deploy-fields">' + "".join(
+                f"<li><b>{name}:</b> {plain(value, max_len=500)}</li>" for name, value in rows) + "</ul>")
     if deploy.description:
         st.caption("Description (as sent, plain text)")
         st.text(deploy.description[:5000])
@@ -154,40 +153,43 @@ def _overlaps(detail: data.DeployDetail) -> None:
         f"Deploys of this service or of services it depends on (config: services.<name>.depends_on) within "
         f"{common.fmt_duration(config.verification.overlap_s)}: a change cannot be pinned on one of them alone."
     )
-    for d in sorted(close, key=lambda x: x.started_at):
-        st.page_link(
-            DEPLOY_PAGE,
-            label=f"{esc(d.service)} {esc(d.version)} · {esc(d.environment)} · "
-                  f"{common.fmt_time(d.started_at, zone)}",
-            query_params={"deploy": d.deploy_id},
-        )
+    st.dataframe(
+        pd.DataFrame([
+            {"open": common.deploy_link(d.deploy_id), "service": d.service, "version": d.version,
+             "environment": d.environment, f"started ({zone.name})": common.fmt_time(d.started_at, zone)}
+            for d in sorted(close, key=lambda x: x.started_at)
+        ]),
+        hide_index=True, height="content", key="overlaps",
+        column_config={"open": st.column_config.LinkColumn("open", display_text="details", width="small")},
+    )
 
 
 def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
-    from analyzers.delivery.reports import effect_text
-    from analyzers.text import ci_label, format_value
+    from analyzers.text import ci_label, format_delta, format_p, format_relative
 
     result = mv.result or {}
     with st.container(border=True):
         title, badge = st.columns([4, 1])
         title.subheader(f"{esc(mv.metric)} · {mv.role}")
         badge.badge(mv.outcome.replace("_", " "), color=OUTCOME_COLORS.get(mv.outcome, "gray"))
-        st.markdown(esc(mv.reason))
+        st.markdown(esc(common.localize_times(mv.reason, zone)))
         effect, ci = result.get("effect"), result.get("effect_ci") or (None, None)
         rel = result.get("effect_rel")
-        c1, c2, c3, c4, c5 = st.columns(5)
-        c1.metric("Effect", _signed(effect, mv.unit), help=f"Shift after the deploy, in {mv.unit or 'metric units'}.")
-        c2.metric(ci_label(result), f"{format_value(ci[0], mv.unit)} … {format_value(ci[1], mv.unit)}")
-        c3.metric("p-value", _p(result.get("p_value")),
+        # The interval gets two columns' width: "+3.35 pp to +4.51 pp" must never be cut.
+        c1, c2, c3, c4, c5 = st.columns([1, 2, 1, 1, 1])
+        unit_help = "percentage points (pp) of the ratio" if mv.unit == "ratio" else (mv.unit or "metric units")
+        c1.metric("Effect", format_delta(effect, mv.unit), help=f"Shift after the deploy, in {unit_help}.")
+        c2.metric(ci_label(result), f"{format_delta(ci[0], mv.unit)} to {format_delta(ci[1], mv.unit)}")
+        c3.metric("p-value", format_p(result.get("p_value")),
                   help="Raw p-value of this metric's test; see the adjusted one beside it.")
-        c4.metric("p (Holm-adjusted)", _p(mv.p_adjusted),
+        c4.metric("p (Holm-adjusted)", format_p(mv.p_adjusted),
                   help="Adjusted for the number of metrics tested on this deploy.")
         n_before, n_after = result.get("n_before"), result.get("n_after")
         c5.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
                                            f"{n_after if n_after is not None else '—'}")
         st.caption(
-            f"Full effect: {effect_text(mv)}"
-            + (f" · relative {float(rel) * 100:+.1f}%" if rel is not None else "")
+            f"Effect {format_delta(effect, mv.unit)}"
+            + (f" · relative change {format_relative(rel)} of the before level" if rel is not None else "")
             + f" · baseline: {esc(result.get('baseline') or 'n/a')}"
         )
         expect = (f"declared: {mv.expect}" if mv.role == "expectation" else f"guard, watching for: {mv.expect}")
@@ -214,6 +216,9 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                 st.info(f"No data for {esc(mv.metric)} between {common.fmt_time(data.to_dt(start), zone)} and "
                         f"{common.fmt_time(data.to_dt(end), zone)}.")
             else:
+                stale = common.stale_note(series, end, step, zone)
+                if stale:
+                    st.warning(stale, icon=":material/schedule:")
                 fig = charts.metric_chart(
                     series, metric=mv.metric, unit=mv.unit, zone=zone, deploy_at=deploy.started_at,
                     before=before, after=after, change_at=change_at,
@@ -222,20 +227,8 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                 lo, hi = result.get("effect_ci") or (None, None)
                 st.caption(
                     f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "
-                    f"Effect CI: {format_value(lo, mv.unit)} to {format_value(hi, mv.unit)}."
+                    f"Effect CI: {format_delta(lo, mv.unit)} to {format_delta(hi, mv.unit)}."
                 )
-
-
-def _signed(x: Any, unit: str) -> str:
-    from analyzers.text import format_value
-
-    if x is None:
-        return "n/a"
-    return ("+" if float(x) >= 0 else "-") + format_value(abs(float(x)), unit)
-
-
-def _p(x: Any) -> str:
-    return "n/a" if x is None else f"{float(x):.3g}"
 
 
 def _history(history: tuple[DeployVerdict, ...]) -> None:
@@ -250,7 +243,7 @@ def _history(history: tuple[DeployVerdict, ...]) -> None:
                     "check": v.check_kind,
                     "verdict": v.overall,
                     "what changed": "; ".join(v.changes),
-                    "reason": v.reason,
+                    "reason": common.localize_times(v.reason, zone),
                     "metrics": ", ".join(f"{m.metric}: {m.outcome}" for m in v.metrics),
                 }
                 for v in reversed(history)
@@ -300,25 +293,48 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
             for col, (name, ext, mime, body) in zip(cols, reports, strict=False):
                 col.download_button(f"Download report ({name})", body, file_name=f"deploy-{deploy.deploy_id}.{ext}",
                                     mime=mime, on_click="ignore", key=f"dl_{ext}")
+    if not access.actions_allowed(config):
+        st.caption("Read-only dashboard: verification runs in the worker. To re-verify from this page, set "
+                   "`allow_actions = true` under `[dashboard]` in the config file (see "
+                   f"{common.doc_ref('dashboard_access')}).")
+        return
     label = "Re-verify now" if verdict is not None else "Verify now"
     if cols[3 if verdict is not None else 0].button(label, key="reverify", type="primary",
                       help="Fetch the metrics again, test them and store the new verdict."):
-        with common.panel("Verifying"), st.spinner("Fetching metrics and testing…"):
-            from analyzers.verify.deploy import verify_deploy
-
-            fresh = verify_deploy(deploy, config, data.get_client(config), others=neighbours,
-                                  now=datetime.now(UTC))
-            if fresh.metrics and all(m.outcome == "error" for m in fresh.metrics):
-                st.error(
-                    "Verification could not fetch any metric, so no verdict was stored: "
-                    f"{esc(fresh.metrics[0].reason)}. Check that Prometheus is reachable, then try again."
-                )
-            else:
-                data.save_verdict(config.store_url, fresh)
-                st.session_state["reverified"] = fresh.overall
-                st.rerun()
+        _reverify(deploy, neighbours)
     if st.session_state.pop("reverified", None):
         st.success("Verified again; the verdict above is the new one.")
+
+
+def _reverify(deploy: Deploy, neighbours: tuple[Deploy, ...]) -> None:
+    """Verify now and store the verdict, unless Prometheus could not be reached: an outage is not
+    a verdict, so nothing is stored and the banner says what to do (the worker's contract too)."""
+    from analyzers.verify.deploy import verify_deploy
+
+    with st.spinner("Fetching metrics and testing…"):
+        try:
+            fresh = verify_deploy(deploy, config, data.get_client(config), others=neighbours, now=datetime.now(UTC))
+        except PrometheusUnreachable as exc:
+            st.error(
+                f"Could not verify: Prometheus is unreachable ({esc(str(exc).strip() or 'no answer')}). Nothing "
+                "was stored and the verdict above still stands. Check that Prometheus is running and that "
+                "`PROMETHEUS_URL` (or [prometheus] url in the config file) points at it, then press the button "
+                "again.", icon=":material/cloud_off:",
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - any other failure: a banner, nothing stored
+            st.error(common.explain_error(exc, what="Verifying"), icon=":material/error:")
+            return
+    if fresh.metrics and all(m.outcome == "error" for m in fresh.metrics):
+        st.error(
+            "Verification could not fetch any metric, so no verdict was stored: "
+            f"{esc(fresh.metrics[0].reason)}. Check that Prometheus is reachable, then try again."
+        )
+        return
+    with common.panel("Storing the verdict"):
+        data.save_verdict(config.store_url, fresh)
+        st.session_state["reverified"] = fresh.overall
+        st.rerun()
 
 
 def main() -> None:
@@ -331,8 +347,8 @@ def main() -> None:
     with common.panel("Loading the deploy"), st.spinner("Loading the deploy…"):
         detail = data.load_deploy(config.store_url, deploy_id, int(max(config.verification.overlap_s, 3600)))
         if detail is None:
-            st.warning(
-                f"No deploy with id {esc(deploy_id)} in the store. It may not have arrived yet (events are "
+            common.plain_warning(
+                f"No deploy with id {deploy_id} in the store. It may not have arrived yet (events are "
                 "stored when the receiver acknowledges them), or the link is wrong."
             )
             st.page_link("views/deploys.py", label="Back to all deploys")
@@ -342,7 +358,7 @@ def main() -> None:
     _header(deploy, verdict)
     if verdict is not None:
         for w in verdict.warnings:
-            st.warning(esc(w))
+            common.plain_warning(common.localize_times(w, zone))
         if verdict.multiple_testing:
             st.caption(f"Multiple testing: {esc(verdict.multiple_testing)}")
         if verdict.retry_after_s:
@@ -356,13 +372,14 @@ def main() -> None:
             "lat_range": "custom",
             "lat_from": common.url_time(deploy.started_at - timedelta(hours=3)),
             "lat_to": common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC))),
-            "cmp": common.deploy_choice_label(deploy.version, deploy.started_at),
+            "deploy": deploy.deploy_id,
+            **({"utc": "true"} if zone.chosen else {}),
         },
     )
     _overlaps(detail)
     if verdict is not None:
         st.header("Evidence per metric")
-        for mv in verdict.metrics:
+        for mv in sorted(verdict.metrics, key=lambda m: OUTCOME_ORDER.get(m.outcome, 1)):  # failing first
             _metric_section(deploy, mv)
     _history(detail.history)
     _deliveries(detail.deliveries)

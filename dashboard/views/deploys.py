@@ -6,8 +6,6 @@ so a copied link reopens the same view. Clicking a point or a row opens the depl
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import pandas as pd
 import streamlit as st
 
@@ -16,6 +14,9 @@ from dashboard.components import charts, common
 
 DEPLOY_PAGE = "views/deploy.py"
 ALL_ENVIRONMENTS = "(all)"
+VERDICT_STATES = ("fail", "inconclusive", "pass", "unverified")
+#: Up to this many rows the grid is as tall as its rows (every row visible without scrolling).
+FULL_HEIGHT_ROWS = 250
 
 zone = common.viewer_zone()
 st.title("Deploys")
@@ -52,8 +53,16 @@ services = st.sidebar.multiselect(
 if deploy_list is None:
     st.stop()
 
-deploys = [d for d in deploy_list.deploys if not services or d.service in services]
+verdict_filter = st.sidebar.multiselect(
+    "Verdict", VERDICT_STATES, key="verdict", bind="query-params", placeholder="All verdicts",
+    help="Show only deploys with these verdicts (unverified: no verdict stored yet).",
+)
 verdicts = deploy_list.verdicts
+deploys = [
+    d for d in deploy_list.deploys
+    if (not services or d.service in services)
+    and (not verdict_filter or charts.verdict_state(verdicts.get(d.deploy_id)) in verdict_filter)
+]
 if deploy_list.truncated:
     st.warning("Only the newest deploys of this range are shown: narrow the time range or the filters.")
 
@@ -69,7 +78,7 @@ if not deploys:
     st.info(
         f"No deploys between {common.fmt_time(time_range.start_dt, zone)} and "
         f"{common.fmt_time(time_range.end_dt, zone)} for these filters. Widen the time range, or send "
-        "deploy events to the receiver (README, 'Sending deploy events')."
+        f"deploy events to the receiver (see {common.doc_ref('send_events')})."
     )
     st.stop()
 
@@ -85,6 +94,7 @@ for d in deploys:
     v = verdicts.get(d.deploy_id)
     rows.append(
         {
+            "open": common.deploy_link(d.deploy_id),
             "service": d.service,
             "environment": d.environment,
             "version": d.version,
@@ -92,21 +102,23 @@ for d in deploys:
             "status": d.status,
             f"started at ({zone.name})": common.fmt_time(d.started_at, zone),
             "verdict": charts.verdict_state(v),
-            "reason": v.reason if v else "not verified yet",
+            "reason": common.localize_times(v.reason, zone) if v else "not verified yet",
             "signed": "yes" if d.signed else "NO",
-            "open": f"deploy?deploy={quote(d.deploy_id, safe='')}",
         }
     )
 table = pd.DataFrame(rows)
-st.subheader("All deploys in range")
+st.subheader(f"All {len(table)} deploys in range")
 selection = st.dataframe(
     table,
     hide_index=True,
+    # Every row shown (no inner scrolling hiding the 11th), the link first so it is never cut off.
+    height="content" if len(table) <= FULL_HEIGHT_ROWS else "auto",
     key="deploy_table",
     on_select="rerun",
     selection_mode="single-row",
     column_config={
-        "open": st.column_config.LinkColumn("open", display_text="details", help="Open the deploy page"),
+        "open": st.column_config.LinkColumn("open", display_text="details", help="Open the deploy page",
+                                            width="small", pinned=True),
         "reason": st.column_config.TextColumn("reason", width="large"),
     },
 )

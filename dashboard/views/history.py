@@ -11,13 +11,25 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analyzers.delivery.reports import effect_text
+from analyzers.model import MetricVerdict
+from analyzers.text import format_delta, format_relative
 from dashboard import data
 from dashboard.components import common
 
 zone = common.viewer_zone()
 st.title("Service history")
-st.caption(f"{zone.note()} Effects are the shift at each deploy in the metric's unit (relative change, with its confidence interval at 1 − alpha: 99 % by default).")
+st.caption(f"{zone.note()} Effects are the shift at each deploy in the metric's unit (a ratio's in percentage "
+           "points, pp), then the relative change of the before level in %.")
+
+
+def effect_cell(mv: MetricVerdict) -> str:
+    """``regressed: +3.93 pp (+747.0%)``: the outcome, the shift with its unit, the relative change."""
+    r = mv.result or {}
+    out = f"{mv.outcome}: {format_delta(r.get('effect'), mv.unit)}"
+    if r.get("effect_rel") is not None:
+        out += f" ({format_relative(r['effect_rel'])})"
+    return out
+
 
 try:
     config = data.get_config()
@@ -30,7 +42,7 @@ with common.panel("Listing services"):
     stored = data.load_services(config.store_url)
 services = sorted(set(config.services) | set(stored))
 if not services:
-    st.info("No deploys stored yet: send deploy events to the receiver (README, 'Send real deploy events').")
+    st.info(f"No deploys stored yet: send deploy events to the receiver (see {common.doc_ref('send_events')}).")
     st.stop()
 if "hist_svc" not in st.session_state and "hist_svc" not in st.query_params:
     st.session_state["hist_svc"] = services[0]
@@ -43,7 +55,7 @@ with common.panel("Loading the history"), st.spinner("Loading deploys…"):
 if history is None:
     st.stop()
 if not history.deploys:
-    st.info(f"No deploys of {common.md_escape(service)} stored yet.")
+    common.banner("info", common.plain_html(f"No deploys of {service} stored yet."))
     st.stop()
 
 metric_keys: list[str] = []
@@ -60,12 +72,12 @@ for d in history.deploys:
         "version": d.version,
         "kind": d.kind,
         "verdict": latest.overall if latest else "not verified",
-        "open": f"/deploy?deploy={d.deploy_id}",
+        "open": common.deploy_link(d.deploy_id),
     }
     by_metric = {mv.metric: mv for mv in latest.metrics} if latest else {}
     for key in metric_keys:
         found = by_metric.get(key)
-        row[key] = f"{found.outcome}: {effect_text(found)}" if found is not None else ""
+        row[key] = effect_cell(found) if found is not None else ""
     rows.append(row)
 
 counts = pd.Series([r["verdict"] for r in rows]).value_counts()
@@ -75,7 +87,9 @@ for col, name in zip(cols, ("pass", "fail", "inconclusive", "not verified"), str
 st.dataframe(
     pd.DataFrame(rows),
     hide_index=True,
-    column_config={"open": st.column_config.LinkColumn("deploy page", display_text="open")},
+    height="content",
+    key="history_table",
+    column_config={"open": st.column_config.LinkColumn("deploy page", display_text="open", pinned=True)},
 )
 if history.truncated:
     st.caption(f"Showing the newest {limit} deploys; raise N in the sidebar for more.")

@@ -102,11 +102,12 @@ def fill_store(url: str, now: datetime) -> StoreData:
             DeployVerdict(
                 deploy_id=regression.deploy_id, overall="fail",
                 reason="Guard error_ratio regressed: +4.10% errors after the deploy.",
+                # The passing guard stored first: the page must still show the failing one first.
                 metrics=(
-                    _mv("error_ratio", "guard", "increase", "regressed", "Error ratio rose from 0.5% to 4.6%.",
-                        "ratio", 0.041, (0.035, 0.047), 1e-6, t_reg),
                     _mv("latency_p99", "guard", "increase", "ok", "p99 latency unchanged.", "s", 0.002,
                         (-0.01, 0.012), 0.61, t_reg),
+                    _mv("error_ratio", "guard", "increase", "regressed", "Error ratio rose from 0.5% to 4.6%.",
+                        "ratio", 0.041, (0.035, 0.047), 1e-6, t_reg),
                 ),
                 checked_at=t_reg + timedelta(minutes=40), service="checkout", version="v2.4.0",
                 warnings=("Overlapping deploys within 30m: search v7.0.9",),
