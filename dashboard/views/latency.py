@@ -10,7 +10,6 @@ nobody reads interpolation error as signal. Every choice is bound to the URL.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, timedelta
 
 import numpy as np
 import pandas as pd
@@ -19,13 +18,15 @@ import streamlit as st
 
 from analyzers.config import HTTP_DURATION, format_duration
 from analyzers.errors import ConfigError
-from analyzers.model import Deploy
+from analyzers.model import Deploy, DeployVerdict, to_utc
+from analyzers.text import format_p
 from dashboard import data
 from dashboard.components import charts, common
 
 DEPLOY_PAGE = "views/deploy.py"
 TARGET_POINTS = 1500
 PRESETS = ("1h", "6h", "24h", "7d")
+DEFAULT_PRESET = "6h"
 REFRESH_S = 60
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
@@ -82,7 +83,31 @@ histogram = (
 percentiles = st.sidebar.multiselect(
     "Percentiles", list(data.PERCENTILES), default=["p50", "p90", "p99"], key="pct", bind="query-params"
 )
-time_range = common.time_range_picker(PRESETS, default="6h", zone=zone, key_prefix="lat_", granularity_s=scrape_s)
+
+
+def default_preset() -> str:
+    """The smallest preset that holds the deploy in the URL (``?deploy=``), else this service's latest
+    deploy, with half an hour of data before it: the page opens on a deploy, not on an empty hour."""
+    anchor = None
+    try:
+        wanted = common.query_value("deploy")
+        if wanted:
+            detail = data.load_deploy(config.store_url, wanted, 3600)
+            anchor = detail.deploy.started_at if detail is not None else None
+        if anchor is None and service:
+            latest = data.load_service_history(config.store_url, service, 1)
+            anchor = latest.deploys[0].started_at if latest.deploys else None
+    except Exception:  # noqa: BLE001 - no store: the markers panel says so; open on the shortest preset
+        anchor = None
+    if anchor is None:
+        return DEFAULT_PRESET
+    age = common.floor_now(60) - anchor.timestamp() + 1800
+    fits = [p for p in PRESETS if common.preset_seconds(p) >= max(age, common.preset_seconds(DEFAULT_PRESET))]
+    return fits[0] if fits else PRESETS[-1]
+
+
+time_range = common.time_range_picker(PRESETS, default=default_preset(), zone=zone, key_prefix="lat_",
+                                      granularity_s=scrape_s)
 live = st.sidebar.toggle(
     f"Auto-refresh every {REFRESH_S} s", key="live", bind="query-params",
     help="Re-query the last minutes while you watch (preset ranges only).",
@@ -185,6 +210,10 @@ def panels() -> None:
                 f"{esc(service)} in this range. Check the service name and that Prometheus scrapes it."
             )
         elif percentiles and lat.quantiles:
+            first_q = next(iter(lat.quantiles.values()))["value"]
+            stale = common.stale_note(first_q, end, step, zone)
+            if stale:
+                st.warning(stale, icon=":material/schedule:")
             fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band)
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
             show_chart(fig, "percentiles")
@@ -232,7 +261,7 @@ def panels() -> None:
         if summary:
             st.info(NEEDS_BUCKETS.format(what="The before/after comparison", source="a summary"))
         else:
-            before_after(deploys, tr, native)
+            before_after(deploys, verdicts, tr, native)
 
     st.subheader("SLO")
     with common.panel("SLO"):
@@ -412,7 +441,40 @@ def _rate(x: float) -> str:
     return "n/a" if x != x else f"{x:.2f}×"
 
 
-def before_after(deploys: list[Deploy], tr: common.TimeRange, native: bool = False) -> None:
+def pick_compare_deploy(deploys: list[Deploy], verdicts: dict) -> Deploy | None:
+    """The deploy the panel opens on: the one in the URL (``?deploy=<id>``, or the older ``?cmp=``
+    label), else the latest failing one, else the latest."""
+    wanted = common.query_value("deploy")
+    legacy = common.query_value("cmp")
+    for d in deploys:
+        if d.deploy_id == wanted or (legacy and common.deploy_choice_label(d.version, d.started_at) == legacy):
+            return d
+    newest_first = sorted(deploys, key=lambda d: d.started_at, reverse=True)
+    failing = [d for d in newest_first if charts.verdict_state(verdicts.get(d.deploy_id)) == "fail"]
+    return (failing or newest_first or [None])[0]
+
+
+def verdict_windows(verdict: DeployVerdict | None) -> tuple[tuple[int, int], tuple[int, int], str] | None:
+    """The before and after windows (Unix s) the verdict compared, from its latency metric if it has
+    one, else from any metric, and that metric's name; None without a verdict or windows."""
+    if verdict is None:
+        return None
+    ranked = sorted(verdict.metrics, key=lambda m: 0 if m.metric.startswith("latency") else 1)
+    for mv in ranked:
+        r = mv.result or {}
+        bw, aw = r.get("before_window"), r.get("after_window")
+        try:
+            if bw and aw and all(bw) and all(aw):
+                b = (int(to_utc(bw[0]).timestamp()), int(to_utc(bw[1]).timestamp()))
+                a = (int(to_utc(aw[0]).timestamp()), int(to_utc(aw[1]).timestamp()))
+                if b[1] > b[0] and a[1] > a[0]:
+                    return b, a, mv.metric
+        except (TypeError, ValueError, KeyError):
+            continue
+    return None
+
+
+def before_after(deploys: list[Deploy], verdicts: dict, tr: common.TimeRange, native: bool = False) -> None:
     mode = st.segmented_control(
         "Compare", ["deploy", "windows"], default="deploy", key="cmp_mode", bind="query-params",
         help="Around a deploy, or any two windows of the same length (e.g. today vs yesterday).",
@@ -423,15 +485,32 @@ def before_after(deploys: list[Deploy], tr: common.TimeRange, native: bool = Fal
     if not deploys:
         st.info("No deploy of this service in the range: widen the range, or compare two windows.")
         return
-    # Options are plain strings (no format_func): a bound widget puts its *shown* value in the URL,
-    # so the label must be the same for every viewer (UTC, not the viewer's zone).
-    by_label: dict[str, Deploy] = {}
-    for d in deploys:
-        label = common.deploy_choice_label(d.version, d.started_at)
-        by_label[label if label not in by_label else f"{label} · {d.deploy_id}"] = d
-    picked = st.selectbox("Deploy", list(by_label), key="cmp", bind="query-params",
-                          help="Compares the window before the deploy with the same length after it settled.")
-    deploy = by_label[picked]
+    first = pick_compare_deploy(deploys, verdicts)
+    ids = [d.deploy_id for d in sorted(deploys, key=lambda d: d.started_at, reverse=True)]
+    by_id = {d.deploy_id: d for d in deploys}
+
+    def label(deploy_id: str) -> str:
+        d = by_id[deploy_id]
+        return (f"{d.version} · {common.fmt_time(d.started_at, zone)} · "
+                f"{charts.verdict_state(verdicts.get(deploy_id))}")
+
+    def remember() -> None:
+        st.query_params["deploy"] = st.session_state["cmp_deploy"]
+        st.query_params.pop("cmp", None)
+
+    # Not bound to the URL directly: the options are shown in the viewer's zone, the URL keeps the id.
+    st.session_state["cmp_deploy"] = first.deploy_id if first is not None else ids[0]
+    picked = st.selectbox("Deploy", ids, key="cmp_deploy", format_func=label, on_change=remember,
+                          help="Opens on the deploy you came from, else the latest failing one. Compares the "
+                               "windows its verdict compared.")
+    deploy = by_id[picked]
+    windows = verdict_windows(verdicts.get(deploy.deploy_id))
+    if windows is not None:
+        (b0, b1), (a0, a1), metric = windows
+        st.caption(f"The windows the verdict compared for {esc(metric)}, so this panel and the verdict look at the "
+                   "same requests.")
+        _load_and_compare(b0, b1, a0, a1, native=native, verdict=verdicts.get(deploy.deploy_id))
+        return
     window_s = int(config.verification.window_after_s)
     t0 = int(deploy.started_at.timestamp())
     settle = int((deploy.finished_at - deploy.started_at).total_seconds()) if deploy.finished_at else 0
@@ -441,28 +520,24 @@ def before_after(deploys: list[Deploy], tr: common.TimeRange, native: bool = Fal
     if after_end - after_start < 4 * scrape_s:
         st.info("Too little time has passed since this deploy to compare: try again in a few minutes.")
         return
+    st.caption("No verdict stored for this deploy yet: comparing the configured window before the deploy with "
+               "the same length after it finished.")
     _load_and_compare(t0 - window_s, t0, after_start, after_end, native=native)
 
 
 def _two_windows(tr: common.TimeRange, native: bool = False) -> None:
-    """Two windows of one length, each given by its end (UTC, so shared links agree)."""
+    """Two windows of one length, each given by its end: picked in the page's zone, kept in the URL in
+    UTC (``cmp_a``, ``cmp_b``) so shared links agree."""
     c1, c2, c3 = st.columns(3)
     length = c1.selectbox("Window length", WINDOW_LENGTHS, index=1, key="cmp_len", bind="query-params")
     length_s = common.preset_seconds(length)
-    naive_end = data.to_dt(tr.end).replace(tzinfo=None)
-    a_end = c3.datetime_input("Second window ends (UTC)", value=naive_end, key="cmp_a", bind="query-params")
-    b_end = c2.datetime_input("First window ends (UTC)", value=naive_end - timedelta(days=1), key="cmp_b",
-                              bind="query-params")
-    if a_end is None or b_end is None:
-        st.info("Pick where both windows end.")
-        return
-    b1 = int(b_end.replace(tzinfo=UTC).timestamp()) // 60 * 60
-    a1 = int(a_end.replace(tzinfo=UTC).timestamp()) // 60 * 60
+    a1 = common.zoned_datetime_input(f"Second window ends ({zone.name})", "cmp_a", tr.end, zone, container=c3)
+    b1 = common.zoned_datetime_input(f"First window ends ({zone.name})", "cmp_b", tr.end - 86400, zone, container=c2)
     _load_and_compare(b1 - length_s, b1, a1 - length_s, a1, names=("first", "second"), native=native)
 
 
 def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str] = ("before", "after"),
-                      native: bool = False) -> None:
+                      native: bool = False, verdict: DeployVerdict | None = None) -> None:
     before, after = data.load_distributions(config_key, config, histogram, service,
                                             ((names[0], b0, b1), (names[1], a0, a1)), native=native)
     for w in before.warnings:
@@ -470,10 +545,11 @@ def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str]
     if not before.les or not after.les or before.les != after.les:
         st.info(f"No bucket data in the {names[0]} or the {names[1]} window.")
         return
-    _compare(before, after, names)
+    _compare(before, after, names, verdict)
 
 
-def _compare(before: data.Distribution, after: data.Distribution, names: tuple[str, str]) -> None:
+def _compare(before: data.Distribution, after: data.Distribution, names: tuple[str, str],
+             verdict: DeployVerdict | None = None) -> None:
     from analyzers.prometheus import latency
 
     first, second = names
@@ -486,14 +562,21 @@ def _compare(before: data.Distribution, after: data.Distribution, names: tuple[s
     cmp = latency.compare_bucket_distributions(les, b.tolist(), a.tolist(), cumulative=True)
     p = cmp.p_value
     if p != p:  # NaN: too few requests to form two groups
-        verdict = "Too few requests to test"
+        verdict_text = "too few requests to test"
     elif p < config.verification.alpha:
-        verdict = "The distributions differ"
+        verdict_text = "The distributions differ"
     else:
-        verdict = "No detectable difference"
+        verdict_text = "No detectable difference"
+    if verdict is not None:
+        latency_outcomes = [f"{m.metric}: {m.outcome.replace('_', ' ')}" for m in verdict.metrics
+                            if m.metric.startswith("latency")]
+        st.markdown(f"Verdict of this deploy: **{verdict.overall.upper()}**"
+                    + (f" ({esc(', '.join(latency_outcomes))})" if latency_outcomes else "")
+                    + ". It tests each metric's series for a lasting shift; the bucket test below only asks "
+                    "whether the two windows' request distributions differ at all.")
     st.markdown(
-        f"**{verdict}** ({cmp.method} on bucket counts: p = {p:.3g}; largest gap between the two CDFs "
-        f"{cmp.max_cdf_diff * 100:.1f} percentage points; {cmp.n_before:,.0f} requests {first}, "
+        f"Bucket test: {verdict_text} ({cmp.method} on bucket counts: p = {format_p(p)}; largest gap between the "
+        f"two CDFs {cmp.max_cdf_diff * 100:.1f} pp; {cmp.n_before:,.0f} requests {first}, "
         f"{cmp.n_after:,.0f} {second}). With many requests tiny gaps are significant: read the gap too."
     )
     if before.source == "native histogram":

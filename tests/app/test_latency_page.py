@@ -51,8 +51,7 @@ def open_latency(query: dict[str, Any], tz: str = "UTC") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.context = {"timezone": tz}
     at.query_params.update(query)
-    at.run()
-    at.switch_page("views/latency.py").run()
+    at.switch_page("views/latency.py").run()  # straight to /latency, as a link opens it
     assert not at.exception, at.exception
     return at
 
@@ -147,7 +146,7 @@ def test_breakdown_names_the_slow_endpoint_first(scenario_store: dict[str, Any])
 
 def _gap_pp(at: AppTest) -> tuple[str, float]:
     text = next(m.value for m in at.markdown if "between the two CDFs" in m.value)
-    m = re.search(r"CDFs ([0-9.]+) percentage points", text)
+    m = re.search(r"CDFs ([0-9.]+) pp", text)
     assert m, text
     return text, float(m.group(1))
 
@@ -199,16 +198,25 @@ def test_prometheus_down_every_panel_says_so(store_data: StoreData) -> None:
     ]
 
 
-def test_deploy_page_verifies_for_real_and_draws_the_evidence(scenario_store: dict[str, Any]) -> None:
+def banner_html(at: AppTest) -> str:
+    return next(h.proto.body for h in at.get("html") if "verdict-banner-title" in h.proto.body)
+
+
+def test_deploy_page_verifies_for_real_and_draws_the_evidence(
+    scenario_store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "actions.toml"
+    cfg.write_text("[dashboard]\nallow_actions = true\n")  # writing from the page is opt-in
+    monkeypatch.setenv("ANALYZERS_CONFIG", str(cfg))
     regression = scenario_store["regression"]
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["deploy"] = regression.deploy_id
     at.run()
-    assert ":gray-badge[NOT VERIFIED YET]" in "\n".join(m.value for m in at.markdown)
+    assert ">NOT VERIFIED YET</div>" in banner_html(at)
     at.button(key="reverify").click().run()
     assert not at.exception
     md = "\n".join(m.value for m in at.markdown)
-    assert ":red-badge[FAIL]" in md and ":red-badge[regressed]" in md
+    assert ">FAIL</div>" in banner_html(at) and ":red-badge[regressed]" in md
     assert any("Verified again" in s.value for s in at.success)
     spec = chart(at, "chart_error_ratio")
     shapes = spec["layout"]["shapes"]
@@ -232,7 +240,7 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
     assert params["svc"] == "payments" and params["lat_range"] == "custom"
 
     at = open_latency(params, tz="Asia/Kolkata")  # the link means the same instants in any zone
-    assert at.selectbox(key="cmp").value == cmp_label(improvement)
+    assert at.selectbox(key="cmp_deploy").value == improvement.deploy_id  # the deploy you came from
     text, gap = _gap_pp(at)
     assert "The distributions differ" in text and gap >= 5
     x0, x1 = (pd.Timestamp(x) for x in chart(at, "percentiles")["layout"]["xaxis"]["range"])
