@@ -255,11 +255,12 @@ def run_plan(name: str, params: FleetParams, end: datetime, url: str, now: datet
     from concurrent.futures import ProcessPoolExecutor
 
     import analyzers.verify.deploy
+    import analyzers.verify.fetch
     import analyzers.verify.fleet
     from analyzers.verify.fleet import verify_fleet
 
     if fleet_max_points is not None:  # where the chunking lives depends on the library version
-        for module in (analyzers.verify.fleet, analyzers.verify.deploy):
+        for module in (analyzers.verify.fleet, analyzers.verify.fetch, analyzers.verify.deploy):
             if hasattr(module, "MAX_POINTS"):
                 module.MAX_POINTS = fleet_max_points  # type: ignore[attr-defined]
     from analyzers.prometheus.client import PrometheusClient

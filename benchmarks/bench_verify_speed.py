@@ -31,6 +31,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -190,8 +191,9 @@ def stats_at(rev: str) -> Callable[..., Any]:
         if f.endswith(".py"):
             src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{f}"], check=True, capture_output=True,
                                  text=True).stdout
-            (tmp / Path(f).name).write_text(src)
-    name = "analyzers._stats_before"  # inside analyzers, so ``..errors`` resolves
+            # absolute imports of the package itself must resolve to the old copy, not today's
+            (tmp / Path(f).name).write_text(re.sub(r"\banalyzers\.stats\b", "analyzers._stats_before", src))
+    name = "analyzers._stats_before"  # inside analyzers, so ``analyzers.errors`` resolves
     spec = importlib.util.spec_from_file_location(name, tmp / "__init__.py", submodule_search_locations=[str(tmp)])
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

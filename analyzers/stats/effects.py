@@ -91,7 +91,8 @@ def shift_with_ci(
     se_boot = 0.0
     if a.size >= 3 and b.size >= 3:
         rng = np.random.default_rng(seed)
-        block = int(np.ceil(2.0 / max(1e-3, 1.0 - phi)))
+        # rounded first: a last-bit difference in phi must not change the block length
+        block = int(np.ceil(round(2.0 / max(1e-3, 1.0 - phi), 9)))
         ra = _block_resample(a, block, rng, BOOT)
         rb = _block_resample(b, block, rng, BOOT)
         diffs = _median_rows(rb) - _median_rows(ra)

@@ -36,7 +36,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from analyzers.stats import baselines as bl
 from analyzers.stats._fast import median as _median
@@ -44,28 +43,34 @@ from analyzers.stats._fast import nanmedian as _nanmedian
 from analyzers.stats.changepoints import _running_median5, changepoints, robust_noise_scale
 from analyzers.stats.counts import verify_constant, verify_counts
 from analyzers.stats.effects import shift_with_ci
-from analyzers.stats.reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
-from analyzers.stats.result import ChangeKind, Direction, NotASeries, SeriesResult
-from analyzers.stats.shapes import candidate_shapes, refine_start
-from analyzers.stats.tests_ import (
+from analyzers.stats.grid import (
+    coerce_arrays,
+    coerce_series,
+    coerce_time,
+    counter_increases,
+    seconds_since_first,
+    to_grid,
+)
+from analyzers.stats.noise import (
     NO_TREND_Z,
     PHI_MAX_BLOCKS,
     TREND_Z,
     UNIT_ROOT_PHI,
     _detrend,
     block_length,
-    directional_pvalue,
     estimate_phi_history,
     fit_null,
     history_phi,
     residual_memory,
     slope_z,
-    spread_test,
 )
+from analyzers.stats.reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
+from analyzers.stats.result import ChangeKind, Direction, SeriesResult
+from analyzers.stats.shapes import candidate_shapes, refine_start
+from analyzers.stats.tests_ import directional_pvalue, spread_test
 
 __all__ = ["verify_series"]
 
-_NAT = np.iinfo(np.int64).min  # NaT in DatetimeIndex.asi8
 KINDS = ("gauge", "ratio", "rate", "latency", "count", "counter")
 EXPECTS = ("increase", "decrease", "any", "unchanged")
 #: Default significance level per metric (see benchmarks/README_stats.md: at 0.01 the false
@@ -83,99 +88,6 @@ CLIP_K = 5.0
 EFFECT_BEFORE_S = 3600.0
 #: At least this many points of stable history are wanted after an earlier change.
 MIN_STABLE_PRE = 20
-
-
-def _coerce_series(series: Any) -> pd.Series:
-    idx, v = _coerce_arrays(series)
-    return pd.Series(v, index=idx)
-
-
-def _coerce_arrays(series: Any) -> tuple[pd.DatetimeIndex, np.ndarray]:
-    """The UTC times (sorted, unique, no NaT) and float values (NaN for non-finite) of ``series``."""
-    if isinstance(series, pd.DataFrame):
-        if series.shape[1] != 1:
-            raise NotASeries(
-                f"verify_series takes one series, got a DataFrame with {series.shape[1]} columns: pick one"
-            )
-        series = series.iloc[:, 0]
-    if not isinstance(series, pd.Series):
-        raise NotASeries(
-            f"verify_series needs a pandas Series on a DatetimeIndex, got {type(series).__name__}: "
-            "build one with pandas.Series(values, index=pandas.DatetimeIndex(times, tz='UTC'))"
-        )
-    if not isinstance(series.index, pd.DatetimeIndex):
-        raise NotASeries(
-            f"the series index must be a DatetimeIndex, got {type(series.index).__name__}: "
-            "convert with series.index = pandas.to_datetime(series.index, utc=True)"
-        )
-    if series.dtype == np.float64:  # already numeric: to_numeric would return it unchanged
-        v = series.to_numpy(dtype=float, copy=True)
-    else:
-        try:
-            values = pd.to_numeric(series, errors="raise").astype(float)
-        except (TypeError, ValueError) as exc:
-            raise NotASeries(f"the series values must be numeric: {exc}") from exc
-        v = values.to_numpy(dtype=float, copy=True)
-    idx = series.index
-    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
-    v[~np.isfinite(v)] = np.nan
-    i8 = idx.asi8
-    if i8.size == 0 or (i8[0] != _NAT and bool(np.all(i8[1:] > i8[:-1]))):
-        return idx, v  # the usual case: strictly increasing times, nothing to clean
-    out = pd.Series(v, index=idx)
-    if idx.hasnans:
-        out = out[~out.index.isna()]
-    if not out.index.is_monotonic_increasing:
-        out = out.sort_index()
-    if not out.index.is_unique:
-        out = out.groupby(level=0).mean()
-    return out.index, out.to_numpy(dtype=float)
-
-
-def _coerce_time(ts: Any) -> pd.Timestamp:
-    try:
-        t = pd.Timestamp(ts)
-    except (TypeError, ValueError) as exc:
-        raise NotASeries(f"deploy_at must be a timestamp (datetime or RFC 3339 string), got {ts!r}") from exc
-    if t is pd.NaT or pd.isna(t):
-        raise NotASeries("deploy_at is missing (NaT): pass the deploy's start time")
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def _seconds(idx: pd.DatetimeIndex) -> np.ndarray:
-    """Seconds of each sample since the first one (exact whole seconds without pandas' overhead)."""
-    per_s = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}.get(str(idx.unit))
-    if per_s is not None:
-        d = idx.asi8 - idx.asi8[0]
-        whole, frac = np.divmod(d, per_s)
-        if not frac.any() and (d.size == 0 or d[-1] < 2**53):
-            return whole.astype(float)
-    return np.asarray((idx - idx[0]).total_seconds(), dtype=float)
-
-
-def _grid(idx: pd.DatetimeIndex, vals: np.ndarray, step_s: float,
-          secs: np.ndarray | None = None) -> tuple[pd.Timestamp, np.ndarray]:
-    t0 = idx[0]
-    pos = np.rint((_seconds(idx) if secs is None else secs) / step_s).astype(np.int64)
-    n = int(pos[-1]) + 1
-    ok = np.isfinite(vals)
-    sums = np.bincount(pos[ok], weights=vals[ok], minlength=n)
-    cnt = np.bincount(pos[ok], minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
-    return t0, y
-
-
-def _counter_increases(y: np.ndarray) -> np.ndarray:
-    out = np.full_like(y, np.nan)
-    ok = np.flatnonzero(np.isfinite(y))
-    if ok.size < 2:
-        return out
-    v = y[ok]
-    inc = np.diff(v)
-    inc = np.where(inc < 0, v[1:], inc)  # a drop is a reset: the new value counts from 0
-    out[ok[1:]] = inc
-    return out
 
 
 def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: Any) -> SeriesResult:
@@ -223,8 +135,8 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
 
-    s_idx, s_val = _coerce_arrays(series)
-    deploy = _coerce_time(deploy_at)
+    s_idx, s_val = coerce_arrays(series)
+    deploy = coerce_time(deploy_at)
     base_details: dict[str, Any] = {"kind": kind, "expect": expect}
     if ignored:
         base_details["ignored_options"] = ignored
@@ -238,12 +150,12 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
         return SeriesResult("inconclusive", "Only one sample: cannot tell the step or compare before and after.",
                             method="none", n_before=int(first < deploy),
                             n_after=int(first >= deploy), details=base_details)
-    secs = _seconds(s_idx)
+    secs = seconds_since_first(s_idx)
     diffs = np.diff(secs)
     step_s = _median(diffs[diffs > 0]) if np.any(diffs > 0) else 60.0
-    t0, y = _grid(s_idx, s_val, step_s, secs)
+    t0, y = to_grid(s_idx, s_val, step_s, secs)
     if kind == "counter":
-        y = _counter_increases(y)
+        y = counter_increases(y)
     ctx = Ctx(t0, step_s)
     base_details["step_s"] = step_s
     d = int(math.ceil((deploy - t0).total_seconds() / step_s - 1e-9))
@@ -286,9 +198,9 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
 
     cnt_arr = None
     if counts is not None:
-        c = _coerce_series(counts)
+        c = coerce_series(counts)
         c = c.reindex(s_idx) if not c.index.equals(s_idx) else c
-        _, cnt_arr = _grid(c.index, c.to_numpy(dtype=float), step_s) if len(c) else (t0, None)
+        _, cnt_arr = to_grid(c.index, c.to_numpy(dtype=float), step_s) if len(c) else (t0, None)
         if cnt_arr is not None and cnt_arr.size < n:
             cnt_arr = np.concatenate([cnt_arr, np.full(n - cnt_arr.size, np.nan)])
     window = y[pre_start:post_end]

@@ -10,7 +10,8 @@ from scipy import stats as sps
 
 from analyzers.demo.seriesgen import AFTER_S, HISTORY_S, ar1, null_scenario, scenario
 from analyzers.stats import verify_series
-from analyzers.stats.tests_ import history_phi, mann_whitney_two_sided
+from analyzers.stats.noise import history_phi
+from analyzers.stats.tests_ import mann_whitney_two_sided
 
 
 def series(x: np.ndarray, deploy_pos: int) -> tuple[pd.Series, pd.Timestamp]:

@@ -6,8 +6,15 @@ scenario generators (every null and effect family, all three ``expect`` values, 
 minimum effect), the fleet benchmark's own series generator (5 catalog metrics around each deploy
 of a small seeded fleet) and edge cases (counter resets, 1e+-250 magnitudes, gaps at the deploy,
 jittered timestamps, a flat series). ``tests/fixtures/recorded/verify_series_reference.json`` holds
-``to_dict()`` of each, recorded at commit 68909be (before the speed work); floats are compared
-exactly (JSON keeps every bit of a float).
+``to_dict()`` of each (first recorded at commit 68909be, before the speed work).
+
+Comparison (:func:`benchmarks.reproducible.assert_same_result`): statuses, directions, baselines, shapes and every
+other non-number compare **exactly**; floats within a **relative tolerance of 1e-9**, with an
+absolute floor for values near zero of 1e-12 (dimensionless figures: p-values, phi, scores)
+or 1e-12 times the case's own scale (values in the metric's units: effect, interval, event
+counts and rates, so the 1e-250 edge case is still compared on its own scale). Numbers
+printed inside the reason/method text may differ by one unit in their last printed digit
+(about 1 %): another CPU changes last bits, and a last bit can move a rounding.
 
 A deliberate change of the method's results must regenerate the file (and say why in the
 commit)::
@@ -18,6 +25,7 @@ commit)::
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -27,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from analyzers.stats import verify_series  # noqa: E402
 from benchmarks.bench_verify_speed import Case, edge_cases, fleet_cases, result_json, scenario_cases  # noqa: E402
+from benchmarks.reproducible import assert_same_result, case_scale  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "recorded" / "verify_series_reference.json"
 
@@ -56,7 +65,22 @@ def test_corpus_covers_every_path() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_result_is_unchanged(case: Case) -> None:
     got = json.loads(result_json(case.run(verify_series)))
-    assert got == _stored()[case.name]
+    want = _stored()[case.name]
+    assert_same_result(got, want, case_scale(want), case.name)
+
+
+def test_the_comparison_tolerates_last_bits_but_not_changes() -> None:
+    """The tolerance is what it says: a last-bit difference passes, a real change does not."""
+    want = {"status": "shifted", "p_value": 0.8502, "effect": 1e-250, "details": {"phi": 0.5},
+            "reason": "Shift 0.557 (CI -1.49 to 2.6), p=1e-11."}
+    ok = {"status": "shifted", "p_value": math.nextafter(0.8502, 1.0), "effect": 1e-250 * (1 + 1e-12),
+          "details": {"phi": 0.5 + 1e-15}, "reason": "Shift 0.558 (CI -1.49 to 2.6), p=1e-11."}
+    assert_same_result(ok, want, case_scale(want))
+    for bad in ({**ok, "status": "unchanged"}, {**ok, "p_value": 0.8490}, {**ok, "effect": 2e-250},
+                {**ok, "details": {"phi": 0.5 + 1e-6}}, {**ok, "reason": "No change, p=1e-11."},
+                {**ok, "reason": "Shift 0.7 (CI -1.49 to 2.6), p=1e-11."}):
+        with pytest.raises(AssertionError):
+            assert_same_result(bad, want, case_scale(want))
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

@@ -8,11 +8,11 @@ import pytest
 
 from analyzers.config import ServiceSpec, default_config
 from analyzers.model import Deploy, Expectation, MetricVerdict
+from analyzers.verify.bucketcheck import with_buckets
 from analyzers.verify.deploy import (
     MetricPlan,
     _combine,
     _outcome,
-    _with_buckets,
     find_overlaps,
     metric_query,
     plan_metrics,
@@ -122,20 +122,20 @@ def _bucket(p: float) -> dict:  # type: ignore[type-arg]
 
 def test_a_percentile_move_the_bucket_counts_do_not_show_is_not_a_shift() -> None:
     # Intersection-union: the line and the buckets must both change; the p-value is the larger.
-    res = _with_buckets(dict(SHIFTED, bucket_test=_bucket(0.4)), alpha=0.01)
+    res = with_buckets(dict(SHIFTED, bucket_test=_bucket(0.4)), alpha=0.01)
     assert res["status"] == "unchanged" and res["p_value"] == 0.4
     assert "did not" in res["reason"] and "86,000 requests before" in res["reason"]
     assert _outcome(MetricPlan(CFG.metric("latency_p99"), "guard", "increase", None), res["status"], res["direction"]) == "ok"
 
 
 def test_a_shift_the_bucket_counts_confirm_stays_with_both_p_values() -> None:
-    res = _with_buckets(dict(SHIFTED, bucket_test=_bucket(0.0)), alpha=0.01)
+    res = with_buckets(dict(SHIFTED, bucket_test=_bucket(0.0)), alpha=0.01)
     assert res["status"] == "shifted" and res["p_value"] == 2e-4
     assert "differ too (G-test p<1e-300" in res["reason"] and "6.5 points" in res["reason"]
 
 
 @pytest.mark.parametrize("bt", [{"error": "query failed: timeout"}, dict(_bucket(float("nan")))])
 def test_a_bucket_test_that_could_not_run_leaves_the_shift_and_says_so(bt: dict) -> None:  # type: ignore[type-arg]
-    res = _with_buckets(dict(SHIFTED, bucket_test=bt), alpha=0.01)
+    res = with_buckets(dict(SHIFTED, bucket_test=bt), alpha=0.01)
     assert res["status"] == "shifted" and res["p_value"] == 2e-4
     assert "Bucket counts not compared" in res["reason"]

@@ -1,0 +1,89 @@
+"""A latency percentile drawn from a histogram, checked against the bucket counts behind it.
+
+When the line test finds a shift, one instant query compares the requests per bucket of the
+after window with the before window (or the same hours a day or a week earlier for a seasonal
+baseline), G-test on pooled counts; the shift stands only if both show it (intersection-union:
+the metric's p-value is the larger of the two). See ``docs/statistics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from analyzers.config import Config, MetricSpec
+from analyzers.errors import AnalyzerError, PrometheusError
+from analyzers.model import Deploy
+
+if TYPE_CHECKING:
+    from analyzers.prometheus.client import PrometheusClient
+
+
+#: Lag of a seasonal baseline, for comparing bucket counts with the same hours earlier.
+_BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier": 7 * 86400, "seasonal fit": 86400}
+
+
+def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, deploy: Deploy,
+                res: dict[str, Any]) -> dict[str, Any]:
+    """Compare the request counts per latency bucket of the after window with its baseline.
+
+    A percentile line drawn by ``histogram_quantile`` is interpolated inside one bucket and, at
+    low traffic, rests on a handful of slow requests a minute; the bucket counts are the
+    evidence it is drawn from. One instant query (:func:`analyzers.prometheus.latency.windows_query`)
+    fetches the after window and the series test's before window (the same hours a day or a
+    week earlier when it used a seasonal baseline), and a G-test compares them
+    (:func:`analyzers.prometheus.latency.compare_bucket_distributions`). Assumes requests are independent:
+    with thousands of them, bursts and slow drifts make it reject easily, so it can confirm a
+    shift the series test found but is never the only evidence for one. Returns the figures, or
+    ``{"error": ...}`` when they could not be had.
+    """
+    from analyzers.prometheus import latency
+    from analyzers.prometheus.promql import render
+
+    aw = [datetime.fromisoformat(t) for t in res["after_window"]]
+    lag = _BASELINE_LAG_S.get(str(res.get("baseline")))
+    if lag:
+        bw = [aw[0] - timedelta(seconds=lag), aw[1] - timedelta(seconds=lag)]
+    else:
+        bw = [datetime.fromisoformat(t) for t in res["before_window"]]
+    windows = {"before": (int(bw[0].timestamp()), int(bw[1].timestamp())),
+               "after": (int(aw[0].timestamp()), int(aw[1].timestamp()))}
+    assert spec.histogram is not None
+    selector = render(spec.label_selector, service=deploy.service, environment=deploy.environment,
+                      version=deploy.version)
+    try:
+        query, at = latency.windows_query(spec.histogram, selector, windows)
+        result = client.query(query, datetime.fromtimestamp(at, UTC))
+        counts = {w: sorted((float(x.labels.get("le", "nan")), float(x.values.iloc[-1]))
+                            for x in result.series if x.labels.get("window") == w and len(x.values))
+                  for w in windows}
+        les = [le for le, _ in counts["before"]]
+        if not les or les != [le for le, _ in counts["after"]]:
+            return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
+        cmp = latency.compare_bucket_distributions(les, [c for _, c in counts["before"]], [c for _, c in counts["after"]])
+    except (PrometheusError, AnalyzerError, ValueError) as exc:
+        return {"error": str(exc)}
+    return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
+            "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
+            "before_window": [t.isoformat() for t in bw]}
+
+
+def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """A shifted latency result once its bucket test is in: the line and the buckets must both
+    show the change (an intersection-union test, so the p-value is the larger of the two)."""
+    bt = res.get("bucket_test") or {}
+    p = bt.get("p_value")
+    if "error" in bt or p is None or not math.isfinite(p):
+        why = bt.get("error") or "too few requests to compare"
+        return dict(res, reason=f"{res.get('reason', '')} Bucket counts not compared: {why}.")
+    counts = f"{bt['n_before']:,.0f} requests before, {bt['n_after']:,.0f} after"
+    p_line = float(res["p_value"])
+    p_txt = f"p={p:.2g}" if p > 0 else "p<1e-300"
+    if p > alpha:
+        return dict(res, status="unchanged", p_value=max(p_line, p), reason=(
+            f"The percentile line moved (p={p_line:.2g}), but the requests per latency bucket did not "
+            f"({bt['method']} {p_txt} on {counts}): the move is not in the requests' latencies"))
+    return dict(res, p_value=max(p_line, p), reason=(
+        f"{res.get('reason', '')} The requests per latency bucket differ too ({bt['method']} {p_txt} on "
+        f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} points)."))
