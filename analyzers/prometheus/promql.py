@@ -19,20 +19,27 @@ Caveats: PromQL string literals are Go strings, so only the escapes ``\\a \\b \\
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+from analyzers.config import format_duration
 from analyzers.errors import ConfigError
 
 __all__ = [
+    "by_clause",
     "escape_label_value",
     "escape_regex_value",
+    "histogram_base",
     "is_duration",
     "matchers",
+    "quantile_text",
     "render",
     "selector",
     "validate_label_name",
     "validate_metric_name",
+    "window_text",
+    "with_matchers",
 ]
 
 _NAMED_ESCAPES = {
@@ -166,3 +173,44 @@ def selector(metric: str, **labels: str) -> str:
     validate_metric_name(metric)
     inner = matchers(labels)
     return f"{metric}{{{inner}}}" if inner else metric
+
+
+# --- pieces the latency builders share --------------------------------------------------
+
+def histogram_base(histogram: str) -> str:
+    """A classic histogram's base name (``x`` for ``x`` or ``x_bucket``), validated."""
+    return validate_metric_name(histogram.removesuffix("_bucket"))
+
+
+def with_matchers(selector: str, *extra: str) -> str:
+    """``{selector,extra...}``: matcher text with or without braces joined, or ``""`` when empty."""
+    inner = selector.strip()
+    if inner.startswith("{") and inner.endswith("}"):
+        inner = inner[1:-1].strip()
+    parts = [p for p in (inner, *extra) if p]
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def window_text(window: str | float) -> str:
+    """A range window as a PromQL duration: seconds are rounded up, text is validated."""
+    if isinstance(window, (int, float)):
+        return format_duration(math.ceil(window))
+    if not is_duration(window):
+        raise ConfigError(f"window must be a PromQL duration such as '5m', got {window!r}")
+    return window
+
+
+def quantile_text(q: float) -> str:
+    """A quantile between 0 and 1 as PromQL text (``0.99``)."""
+    if not 0.0 <= q <= 1.0:
+        raise ConfigError(f"quantile must be between 0 and 1 (0.99 for p99), got {q}")
+    return format(q, "g")
+
+
+def by_clause(by: Iterable[str], *, keep_le: bool) -> str:
+    """The labels of a ``by (...)`` clause: validated, deduplicated, ``le`` first when kept."""
+    labels = [validate_label_name(b) for b in by if b != "le"]
+    labels = list(dict.fromkeys(labels))
+    if keep_le:
+        labels.insert(0, "le")
+    return ", ".join(labels)

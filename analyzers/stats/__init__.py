@@ -12,15 +12,30 @@ Modules: :mod:`.verify` (orchestration and the level path), :mod:`.counts` (Pois
 constant-history paths), :mod:`.tests_` (AR(1)-aware, spread and Poisson tests),
 :mod:`.shapes` (change shapes, ``change_at``), :mod:`.baselines` (pre-window vs same time
 earlier), :mod:`.effects` (Hodges-Lehmann with intervals), :mod:`.reporting`,
-:mod:`.changepoints`, :mod:`.multiple`, :mod:`.generators` (scenarios with ground truth
+:mod:`.changepoints`, :mod:`.multiple`, :mod:`.buckets` (histogram quantiles and the
+G-test on bucket counts), :mod:`.generators` (scenarios with ground truth
 for tests and benchmarks). Method and benchmark figures: ``benchmarks/README_stats.md``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from analyzers.stats.changepoints import changepoints
 from analyzers.stats.multiple import adjust_pvalues
 from analyzers.stats.result import NotASeries, SeriesResult
-from analyzers.stats.verify import verify_series
+
+if TYPE_CHECKING:
+    from analyzers.stats.verify import verify_series
 
 __all__ = ["verify_series", "changepoints", "adjust_pvalues", "SeriesResult", "NotASeries"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: ``analyzers.stats.buckets`` (the dashboard's latency maths) must not pay for
+    # importing scipy.stats, which verify_series needs (about 1.5 s on a cold start).
+    if name == "verify_series":
+        from analyzers.stats.verify import verify_series
+
+        return verify_series
+    raise AttributeError(f"module 'analyzers.stats' has no attribute {name!r}")

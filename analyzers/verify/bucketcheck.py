@@ -33,13 +33,14 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
     evidence it is drawn from. One instant query (:func:`analyzers.prometheus.latency.windows_query`)
     fetches the after window and the series test's before window (the same hours a day or a
     week earlier when it used a seasonal baseline), and a G-test compares them
-    (:func:`analyzers.prometheus.latency.compare_bucket_distributions`). Assumes requests are independent:
+    (:func:`analyzers.stats.buckets.compare_bucket_distributions`). Assumes requests are independent:
     with thousands of them, bursts and slow drifts make it reject easily, so it can confirm a
     shift the series test found but is never the only evidence for one. Returns the figures, or
     ``{"error": ...}`` when they could not be had.
     """
-    from analyzers.prometheus import latency
+    from analyzers.prometheus.latency import window_counts, windows_query
     from analyzers.prometheus.promql import render
+    from analyzers.stats.buckets import compare_bucket_distributions
 
     aw = [datetime.fromisoformat(t) for t in res["after_window"]]
     lag = _BASELINE_LAG_S.get(str(res.get("baseline")))
@@ -53,15 +54,12 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
     selector = render(spec.label_selector, service=deploy.service, environment=deploy.environment,
                       version=deploy.version)
     try:
-        query, at = latency.windows_query(spec.histogram, selector, windows)
+        query, at = windows_query(spec.histogram, selector, windows)
         result = client.query(query, datetime.fromtimestamp(at, UTC))
-        counts = {w: sorted((float(x.labels.get("le", "nan")), float(x.values.iloc[-1]))
-                            for x in result.series if x.labels.get("window") == w and len(x.values))
-                  for w in windows}
-        les = [le for le, _ in counts["before"]]
-        if not les or les != [le for le, _ in counts["after"]]:
+        (les, before), (after_les, after) = window_counts(result, "before"), window_counts(result, "after")
+        if not les or les != after_les:
             return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
-        cmp = latency.compare_bucket_distributions(les, [c for _, c in counts["before"]], [c for _, c in counts["after"]])
+        cmp = compare_bucket_distributions(les, before, after)
     except (PrometheusError, AnalyzerError, ValueError) as exc:
         return {"error": str(exc)}
     return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,

@@ -235,9 +235,9 @@ def panels() -> None:
         elif lat.source == "summary":
             st.info(NEEDS_BUCKETS.format(what="The heatmap", source="a summary"))
         elif not lat.cumulative.empty:
-            from analyzers.prometheus import latency
+            from analyzers.stats import buckets
 
-            rates = pd.DataFrame(latency.bucket_increments(lat.cumulative)) / lat.window_s
+            rates = pd.DataFrame(buckets.bucket_increments(lat.cumulative)) / lat.window_s
             edges = bucket_edges(lat.les)
             rates = rates.iloc[:, : len(edges) - 1]
             fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt))
@@ -359,7 +359,7 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
     """SLO for a native histogram: the threshold is any latency; the good ratio is interpolated
     inside the exponential bucket holding it (Prometheus 2.x's ``histogram_fraction``), and the
     panel says how wide that bucket is and between which ratios the truth lies."""
-    from analyzers.prometheus import latency
+    from analyzers.stats import buckets
 
     if lat.cumulative.empty:
         st.info("No native histogram samples for this service in the range.")
@@ -380,7 +380,7 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
                                     native=True)
     for w in burn.warnings:
         st.warning(f"Prometheus warning: {esc(w)}")
-    frac = latency.native_fraction_at_or_below(lat.cumulative, float(threshold))
+    frac = buckets.native_fraction_at_or_below(lat.cumulative, float(threshold))
     good_now = frac.ratio.dropna()
     _slo_metrics(good_now, burn,
                  f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}, interpolated "
@@ -550,7 +550,7 @@ def _load_and_compare(b0: int, b1: int, a0: int, a1: int, names: tuple[str, str]
 
 def _compare(before: data.Distribution, after: data.Distribution, names: tuple[str, str],
              verdict: DeployVerdict | None = None) -> None:
-    from analyzers.prometheus import latency
+    from analyzers.stats import buckets
 
     first, second = names
     les = before.les
@@ -559,7 +559,7 @@ def _compare(before: data.Distribution, after: data.Distribution, names: tuple[s
     if b[-1] <= 0 or a[-1] <= 0:
         st.info(f"No requests in the {first} or the {second} window.")
         return
-    cmp = latency.compare_bucket_distributions(les, b.tolist(), a.tolist(), cumulative=True)
+    cmp = buckets.compare_bucket_distributions(les, b.tolist(), a.tolist(), cumulative=True)
     p = cmp.p_value
     if p != p:  # NaN: too few requests to form two groups
         verdict_text = "too few requests to test"
@@ -588,7 +588,7 @@ def _compare(before: data.Distribution, after: data.Distribution, names: tuple[s
         )
     rows = []
     for label, q in data.PERCENTILES.items():
-        eb, ea = latency.quantile_from_buckets(les, b.tolist(), q), latency.quantile_from_buckets(les, a.tolist(), q)
+        eb, ea = buckets.quantile_from_buckets(les, b.tolist(), q), buckets.quantile_from_buckets(les, a.tolist(), q)
         rows.append({
             "percentile": label,
             f"{first} (ms)": round(eb.value * 1000, 2),

@@ -174,7 +174,7 @@ def test_slo_good_ratio_and_burn_rates(prom: Any, scenario_store: dict[str, Any]
     metrics = {m.label: m.value for m in at.metric}
     good = float(metrics["Good ratio (latest)"].rstrip(" %"))
     assert 80 < good < 100
-    from analyzers.prometheus.latency import burn_rate_query
+    from analyzers.prometheus.slo import burn_rate_query
 
     at_ts = int(end.timestamp()) // 60 * 60  # the range end, aligned to the 1m step
     for label, windows in (("Burn rate 1h / 5m", ("1h", "5m")), ("Burn rate 6h / 30m", ("6h", "30m"))):
@@ -464,7 +464,7 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     metrics = {m.label: m.value for m in at.metric}
     good = float(metrics["Good ratio (latest)"].rstrip(" %"))
     assert 70 < good < 92  # half the traffic at median 250 ms: P(x <= 300 ms) = 0.64 there, ~1 on /fast
-    from analyzers.prometheus.latency import native_burn_rate_query
+    from analyzers.prometheus.slo import native_burn_rate_query
 
     for label, windows in (("Burn rate 1h / 5m", ("1h", "5m")), ("Burn rate 6h / 30m", ("6h", "30m"))):
         shown = [float(v.rstrip("×")) for v in metrics[label].split(" / ")]

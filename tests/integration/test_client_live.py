@@ -168,3 +168,36 @@ def test_victoriametrics_round_trip_and_typed_errors(victoria: Any) -> None:
         client.query(query, scenario.end)
     assert f"(query: {query})" in str(info.value) and info.value.status_code == 422
     assert client.ready() is True
+
+
+# --- prometheus-api-client through its public API -------------------------------------
+
+def test_label_names_and_values_come_through_prometheus_connect(client: PrometheusClient, prom: Any) -> None:
+    scenario = prom.scenario
+    match = 'http_requests_total{service="checkout"}'
+    names = client.label_names(match, scenario.start, scenario.end)
+    assert {"__name__", "service", "endpoint", "version", "pod"} <= set(names)
+    assert "le" not in names  # the counter has no buckets
+    versions = client.label_values("version", match, scenario.start, scenario.end)
+    expected = {s.labels["version"] for s in scenario.series if s.labels.get("service") == "checkout"}
+    assert set(versions) == expected and list(versions) == sorted(versions)
+
+
+def test_library_call_errors_keep_the_error_type_and_advice(client: PrometheusClient, prom: Any) -> None:
+    # An unparsable matcher: Prometheus answers 400 bad_data; prometheus-api-client alone would
+    # raise "HTTP Status Code 400 (b'...')". The adapter's response hook gives the typed error.
+    match = 'http_requests_total{service=~"("}'
+    with pytest.raises(BadDataError) as info:
+        client.label_names(match, prom.scenario.start, prom.scenario.end)
+    msg = str(info.value)
+    assert msg.startswith(f"Prometheus at {prom.url} answered 400 bad_data: ") and "fix the PromQL" in msg
+    assert info.value.query == match
+
+
+def test_library_calls_to_a_dead_server_are_unreachable_errors() -> None:
+    from analyzers.demo.promserver import free_port
+
+    dead = PrometheusClient(PrometheusSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=2.0))
+    now = datetime.now(UTC)
+    with pytest.raises(PrometheusUnreachable, match="cannot reach Prometheus at .*Connection refused"):
+        dead.label_names("up", now - timedelta(hours=1), now)

@@ -38,29 +38,31 @@ from analyzers.prometheus.client import PrometheusClient
 from analyzers.prometheus.latency import (
     breakdown_query,
     buckets_frame,
-    compare_bucket_distributions,
     heatmap_query,
     latency_query,
-    native_breakdown_query,
     native_buckets_frame,
-    native_burn_rate_query,
-    native_cumulative,
-    native_fraction_at_or_below,
-    native_good_ratio_query,
-    native_slow_share_breakdown,
-    native_windows_query,
-    quantile_from_buckets,
     quantile_query,
-    quantiles_frame,
-    slo_good_ratio_query,
     slow_share_breakdown,
     split_latency_result,
-    split_native_windows,
     summary_quantiles,
     window_quantile_query,
     windows_query,
 )
+from analyzers.prometheus.native import (
+    native_breakdown_query,
+    native_slow_share_breakdown,
+    native_windows_query,
+    split_native_windows,
+)
 from analyzers.prometheus.promql import matchers
+from analyzers.prometheus.slo import native_burn_rate_query, native_good_ratio_query, slo_good_ratio_query
+from analyzers.stats.buckets import (
+    compare_bucket_distributions,
+    native_cumulative,
+    native_fraction_at_or_below,
+    quantile_from_buckets,
+    quantiles_frame,
+)
 
 pytestmark = pytest.mark.integration
 

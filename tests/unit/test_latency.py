@@ -9,38 +9,39 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzers.drilldown.slo import BURN_RATE_WINDOWS, burn_rate_queries
 from analyzers.errors import ConfigError
 from analyzers.prometheus.client import NativeBucket, NativeHistogram, PromSeries, QueryResult
 from analyzers.prometheus.latency import (
-    BURN_RATE_WINDOWS,
-    QuantileEstimate,
     breakdown_query,
-    bucket_increments,
     buckets_frame,
-    burn_rate_queries,
-    compare_bucket_distributions,
     heatmap_query,
     le_matcher,
-    native_breakdown_query,
     native_buckets_frame,
-    native_burn_rate_query,
-    native_cumulative,
-    native_fraction_at_or_below,
-    native_good_ratio_query,
-    native_quantile_query,
-    native_slow_share_breakdown,
-    native_windows_query,
-    quantile_from_buckets,
     quantile_query,
-    quantiles_frame,
     rate_window,
-    slo_good_ratio_query,
     slow_share_breakdown,
-    split_native_windows,
     summary_quantile_query,
     window_quantile_query,
 )
+from analyzers.prometheus.native import (
+    native_breakdown_query,
+    native_quantile_query,
+    native_slow_share_breakdown,
+    native_windows_query,
+    split_native_windows,
+)
 from analyzers.prometheus.promql import matchers
+from analyzers.prometheus.slo import native_burn_rate_query, native_good_ratio_query, slo_good_ratio_query
+from analyzers.stats.buckets import (
+    QuantileEstimate,
+    bucket_increments,
+    compare_bucket_distributions,
+    native_cumulative,
+    native_fraction_at_or_below,
+    quantile_from_buckets,
+    quantiles_frame,
+)
 
 H = "http_request_duration_seconds"
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -320,7 +321,7 @@ def test_g_test_equals_scipy_chi2_contingency_log_likelihood() -> None:
     """The local G-test (kept free of scipy.stats for the dashboard's import time) is scipy's."""
     from scipy import stats
 
-    from analyzers.prometheus.latency import _g_test
+    from analyzers.stats.buckets import g_test as _g_test
 
     rng = np.random.default_rng(3)
     for k in (2, 3, 7, 12):

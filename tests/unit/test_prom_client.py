@@ -451,7 +451,7 @@ def test_sample_values_parse_to_the_same_floats_as_float() -> None:
     """The fast path (one orjson array) must give exactly float()'s answer, and odd input falls back."""
     import numpy as np
 
-    from analyzers.prometheus.client import _values
+    from analyzers.prometheus.results import _values
 
     rng = np.random.default_rng(11)
     raw = [repr(float(x)) for x in rng.standard_normal(5000) * 10.0 ** rng.integers(-12, 12, 5000)]
@@ -466,3 +466,31 @@ def test_sample_values_parse_to_the_same_floats_as_float() -> None:
         _values(["1", "1,2"])  # not a number: refused, not split into two samples
     with pytest.raises(ValueError):
         _values(["1", "true"])
+
+
+def test_no_private_attribute_of_a_library_object_is_used() -> None:
+    """prometheus-api-client (and every other library) is used through its public API only: no
+    ``obj._name`` in the runtime code where ``obj`` is not this project's own ``self``/``cls``."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in [*sorted((root / "analyzers").rglob("*.py")), *sorted((root / "dashboard").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}: .{node.attr}")
+    assert offenders == []
+
+
+def test_prometheus_connect_is_built_on_the_clients_own_session() -> None:
+    from prometheus_api_client import PrometheusConnect
+
+    client = PrometheusClient(PrometheusSettings(url="http://127.0.0.1:9", headers={"X-Team": "pay"}))
+    assert isinstance(client.connect, PrometheusConnect)
+    assert client.connect.url == client.base_url and client.connect.headers["X-Team"] == "pay"

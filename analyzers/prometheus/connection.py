@@ -1,0 +1,43 @@
+"""Describing a connection safely: URLs without credentials, loopback hosts, why a request failed."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["failure_reason", "is_loopback", "strip_credentials"]
+
+
+def strip_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The innermost useful cause of a requests exception, e.g. ``[Errno 111] Connection refused``."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror:
+            return f"[Errno {e.errno}] {e.strerror}" if e.errno else str(e.strerror)
+        stack.extend(a for a in e.args if isinstance(a, BaseException))
+        stack.extend(
+            x for x in (getattr(e, "reason", None), e.__cause__, e.__context__) if isinstance(x, BaseException)
+        )
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return (m.group(0).strip() if m else text or type(exc).__name__)[:300]
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
