@@ -131,7 +131,7 @@ def split_versions(result: Any, label: str, canary: str, grid: pd.DatetimeIndex)
 
 
 def _bucket_frames(result: Any, label: str, canary: str, grid: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame, set[str]]:
-    from analyzers.prometheus.latency import _le  # noqa: PLC2701 - the one parser of le values
+    from analyzers.prometheus.latency import parse_le  # the one parser of le values
 
     frames: dict[str, dict[float, pd.Series]] = {"c": {}, "b": {}}
     seen: set[str] = set()
@@ -141,7 +141,7 @@ def _bucket_frames(result: Any, label: str, canary: str, grid: pd.DatetimeIndex)
         if not who or "le" not in s.labels:
             continue
         key = "c" if who == canary else "b"
-        le = _le(s.labels["le"])
+        le = parse_le(s.labels["le"])
         v = s.values.reindex(grid)
         cols = frames[key]
         cols[le] = cols[le].add(v, fill_value=0.0) if le in cols else v
