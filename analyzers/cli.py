@@ -227,6 +227,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for d, old, new in changed:
         print(f"  {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC {d.service} {d.version}: "
               f"{old.overall if old else 'none'} -> {new.overall} ({new.reason})")
+    shadow = [(d, v, [m.metric for m in v.metrics if m.dry_run and m.outcome in ("opposite", "regressed")])
+              for d, v in zip(deploys, verdicts, strict=True)]
+    shadow = [(d, v, names) for d, v, names in shadow if names]
+    if shadow:
+        print(f"Dry-run metrics that would fail {len(shadow)} deploy(s) if enforced:")
+        for d, v, names in shadow:
+            extra = "" if v.overall == "fail" else f" (now {v.overall})"
+            print(f"  {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC {d.service} {d.version}: fail on "
+                  f"{', '.join(names)}{extra}")
     return 0
 
 

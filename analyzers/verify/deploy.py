@@ -265,13 +265,15 @@ def verify_deploy(
                 )
             outcome = _outcome(plan, status, res.get("direction"))
             reason = _reason(plan, outcome, res)
+        dry = config.dry_run_for(deploy.service, plan.spec.key)  # judged, shown, never fails (docs/progressive-delivery.md)
         metrics.append(
             MetricVerdict(
                 metric=plan.spec.key,
                 role=plan.role,  # type: ignore[arg-type]
                 expect=plan.expect,
                 outcome=outcome,  # type: ignore[arg-type]
-                reason=reason,
+                reason=("[dry-run] " if dry else "") + reason,
+                dry_run=dry,
                 unit=plan.spec.unit,
                 query=query,
                 result=res,
@@ -281,7 +283,10 @@ def verify_deploy(
                 chart=charts.get(plan.spec.key),
             )
         )
-    overall, reason, retry = _combine(deploy, metrics, fail_on_no_effect)
+    overall, reason, retry = _combine(deploy, [m for m in metrics if not m.dry_run], fail_on_no_effect)
+    shadow = [m.metric for m in metrics if m.dry_run and m.outcome in ("opposite", "regressed")]
+    if shadow:
+        warnings.append(f"Dry-run metrics would fail this deploy if enforced: {', '.join(shadow)}.")
     if overlaps and overall != "pass":
         reason += " Overlapping deploys may share the blame (see warnings)."
     return DeployVerdict(
