@@ -126,6 +126,10 @@ class CanarySettings:
     """
 
     label: str = "version"
+    #: Regex (full match) of the canary's label values instead of the deploy's version, e.g. with
+    #: ``label = "pod"``: ``$service-(?!primary-).*`` (Flagger's canary pods); ``$service``/``$version``
+    #: are substituted regex-escaped.
+    canary_match: str | None = None
     selector: str = ""
     metrics: tuple[str, ...] | None = None  # default: the service's guards that have events or a histogram
     interval_s: float = 60.0
@@ -364,11 +368,11 @@ def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanaryS
         for m in kw["metrics"]:
             if m not in metrics:
                 raise ConfigError(f"canary.metrics names unknown metric {m!r}")
-    for k in ("label", "selector", "gate_token_env"):
+    for k in ("label", "selector", "gate_token_env", "canary_match"):
         if k in raw:
             kw[k] = str(raw.pop(k))
     if raw:
-        allowed = ["label", "selector", "metrics", "interval", "tolerance", "pass_ratio", "min_requests",
+        allowed = ["label", "canary_match", "selector", "metrics", "interval", "tolerance", "pass_ratio", "min_requests",
                    "min_duration", "alpha", "gate_token_env"]
         raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {allowed}")
     return CanarySettings(**kw)

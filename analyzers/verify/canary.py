@@ -1,8 +1,9 @@
 """Canary vs baseline from Prometheus: both versions over the same minutes, per metric.
 
 While two versions serve, they are told apart by a label (``[canary].label``, ``version`` by
-default, or ``version_label`` on a metric). The canary is the deploy's ``version``; every
-other value of the label is the baseline (summed). Per metric, one range query at the canary
+default, or ``version_label`` on a metric). The canary is the deploy's ``version`` (or the
+label values matching ``[canary].canary_match``, e.g. pods by name); every other value of the
+label is the baseline (summed). Per metric, one range query at the canary
 interval (60 s by default) from the deploy's start to now:
 
 * ``kind="ratio"`` with ``events`` and ``exposure`` counters (``error_ratio``):
@@ -25,6 +26,8 @@ before/after verdict: either failing fails; otherwise the canary decides while i
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.config import Config, MetricSpec, format_duration
-from analyzers.errors import AnalyzerError, PrometheusError
+from analyzers.errors import AnalyzerError, ConfigError, PrometheusError
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.stats.canary import (
     CanaryJudgement,
@@ -114,8 +117,23 @@ def _grid(start: datetime, end: datetime, step_s: float) -> pd.DatetimeIndex:
     return pd.date_range(start, end, freq=pd.Timedelta(seconds=step_s), tz=UTC)
 
 
-def split_versions(result: Any, label: str, canary: str, grid: pd.DatetimeIndex) -> tuple[pd.Series, pd.Series, set[str]]:
+def canary_matcher(config: Config, deploy: Deploy) -> Callable[[str], bool]:
+    """Which label values are the canary: the deploy's version, or ``[canary].canary_match``."""
+    pattern = config.canary.canary_match
+    if not pattern:
+        return lambda v: v == deploy.version
+    text = pattern.replace("${service}", re.escape(deploy.service)).replace("$service", re.escape(deploy.service))
+    text = text.replace("${version}", re.escape(deploy.version)).replace("$version", re.escape(deploy.version))
+    try:
+        rx = re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"canary.canary_match is not a valid regex ({exc}): {pattern!r}") from None
+    return lambda v: rx.fullmatch(v) is not None
+
+
+def split_versions(result: Any, label: str, canary: str | Callable[[str], bool], grid: pd.DatetimeIndex) -> tuple[pd.Series, pd.Series, set[str]]:
     """Canary and baseline (every other value, summed) per grid time; NaN where nothing came."""
+    is_canary = canary if callable(canary) else (lambda v: v == canary)
     c = pd.Series(np.nan, index=grid)
     b = pd.Series(np.nan, index=grid)
     seen: set[str] = set()
@@ -123,14 +141,14 @@ def split_versions(result: Any, label: str, canary: str, grid: pd.DatetimeIndex)
         v = s.values.reindex(grid)
         who = s.labels.get(label, "")
         seen.add(who)
-        if who == canary:
+        if who and is_canary(who):
             c = c.add(v, fill_value=0.0) if c.notna().any() else v
         elif who:
             b = b.add(v, fill_value=0.0) if b.notna().any() else v
     return c, b, seen
 
 
-def _bucket_frames(result: Any, label: str, canary: str, grid: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame, set[str]]:
+def _bucket_frames(result: Any, label: str, is_canary: Callable[[str], bool], grid: pd.DatetimeIndex) -> tuple[pd.DataFrame, pd.DataFrame, set[str]]:
     from analyzers.prometheus.latency import parse_le  # the one parser of le values
 
     frames: dict[str, dict[float, pd.Series]] = {"c": {}, "b": {}}
@@ -140,7 +158,7 @@ def _bucket_frames(result: Any, label: str, canary: str, grid: pd.DatetimeIndex)
         seen.add(who)
         if not who or "le" not in s.labels:
             continue
-        key = "c" if who == canary else "b"
+        key = "c" if is_canary(who) else "b"
         le = parse_le(s.labels["le"])
         v = s.values.reindex(grid)
         cols = frames[key]
@@ -152,9 +170,10 @@ def _bucket_frames(result: Any, label: str, canary: str, grid: pd.DatetimeIndex)
     return out[0], out[1], seen
 
 
-def _missing_version(metric: str, label: str, canary: str, seen: set[str], alpha: float, dry_run: bool) -> Comparison:
-    others = sorted(v for v in seen if v and v != canary)
-    if canary not in seen:
+def _missing_version(metric: str, label: str, canary: str, is_canary: Callable[[str], bool], seen: set[str],
+                     alpha: float, dry_run: bool) -> Comparison:
+    others = sorted(v for v in seen if v and not is_canary(v))
+    if not any(is_canary(v) for v in seen if v):
         why = (f"No series with {label}=\"{canary}\" yet (versions seen: {', '.join(others) or 'none'}): "
                f"is the canary serving, and does it export the {label} label?")
     else:
@@ -175,6 +194,7 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
     usable = [s for s in specs if comparable(s)]
     skipped = tuple(s.key for s in specs if not comparable(s))
     alpha = alpha_per_metric(cs.alpha, len(usable))
+    is_canary = canary_matcher(config, deploy)
     comps: list[Comparison] = []
     queries: dict[str, list[str]] = {}
     warnings: list[str] = []
@@ -192,10 +212,10 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                 queries[spec.key] = [qe, qn]
                 re_, rn = client.query_range(qe, start, end, step), client.query_range(qn, start, end, step)
                 warnings += [*re_.warnings, *rn.warnings]
-                xc, xb, _ = split_versions(re_, label, deploy.version, grid)
-                nc, nb, seen = split_versions(rn, label, deploy.version, grid)
+                xc, xb, _ = split_versions(re_, label, is_canary, grid)
+                nc, nb, seen = split_versions(rn, label, is_canary, grid)
                 if nc.isna().all() or nb.isna().all():
-                    comps.append(_missing_version(spec.key, label, deploy.version, seen, alpha, dry))
+                    comps.append(_missing_version(spec.key, label, deploy.version, is_canary, seen, alpha, dry))
                     continue
                 comps.append(compare_rates(
                     spec.key, np.rint(xc.fillna(0.0).to_numpy()), np.rint(xb.fillna(0.0).to_numpy()),
@@ -206,9 +226,9 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                 queries[spec.key] = [q]
                 res = client.query_range(q, start, end, step)
                 warnings += list(res.warnings)
-                fc, fb, seen = _bucket_frames(res, label, deploy.version, grid)
+                fc, fb, seen = _bucket_frames(res, label, is_canary, grid)
                 if fc.empty or fb.empty:
-                    comps.append(_missing_version(spec.key, label, deploy.version, seen, alpha, dry))
+                    comps.append(_missing_version(spec.key, label, deploy.version, is_canary, seen, alpha, dry))
                     continue
                 les = sorted(set(fc.columns) & set(fb.columns))
                 if not les or not math.isinf(les[-1]):

@@ -11,31 +11,25 @@ to ``gate_exchanges.json`` in the test's temp directory and printed (run with ``
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
 
 from analyzers.config import CanarySettings, default_config
-from analyzers.demo.promserver import PrometheusServer, backfill
 from analyzers.events.send import send_event
 from analyzers.events.store import open_store
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.server.gate import install_gate
 from analyzers.server.receiver import create_app
 from tests.fixtures.receiver import SECRET, serve_app
+from tests.integration.canary_data import SERVICES, CanaryProm, canary_prom  # noqa: F401 - fixture
 
 TOKEN = "gate-token-for-tests"
-LES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-STEP_S = 15
-#: service -> (canary error multiplier, canary share, canary serves at all)
-SERVICES = {"shop": (5.0, 0.25, True), "cart": (1.0, 0.25, True), "quiet": (1.0, 0.0, False)}
 
 
 @dataclass(frozen=True)
@@ -46,87 +40,12 @@ class GateEnv:
     out_dir: Path
 
 
-def _openmetrics(start: datetime, minutes: int, canary_start: datetime, seed: int = 5) -> str:
-    from scipy import stats as sps
-
-    rng = np.random.default_rng(seed)
-    cdf = sps.norm.cdf((np.log(np.array(LES)) - math.log(0.08)) / 0.6)
-    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
-    fams: dict[str, list[str]] = {"http_requests_total": [], "http_request_errors_total": [],
-                                  "http_request_duration_seconds": []}
-    for service, (err_mult, share, serves) in SERVICES.items():
-        for version in ("v1", "v2"):
-            req = err = 0.0
-            buckets = np.zeros(len(LES) + 1)
-            lines_r, lines_e, lines_b = [], [], []
-            for k in range(minutes * 60 // STEP_S):
-                t = start + timedelta(seconds=k * STEP_S)
-                canary_on = t >= canary_start and serves
-                if version == "v2" and not canary_on:
-                    continue
-                s = share if canary_on else 0.0
-                mine = s if version == "v2" else 1 - s
-                n = rng.poisson(50 * STEP_S * mine)
-                e = rng.binomial(n, min(1.0, 0.01 * (err_mult if version == "v2" else 1.0)))
-                req, err = req + n, err + e
-                buckets += rng.multinomial(n, probs)
-                ts = f"{t.timestamp():.0f}"
-                lab = f'service="{service}",version="{version}"'
-                lines_r.append(f"http_requests_total{{{lab}}} {req:.0f} {ts}")
-                lines_e.append(f"http_request_errors_total{{{lab}}} {err:.0f} {ts}")
-                cum = np.cumsum(buckets)
-                for le, c in zip([*LES, math.inf], cum, strict=True):
-                    le_s = "+Inf" if math.isinf(le) else f"{le:g}"
-                    lines_b.append(f'http_request_duration_seconds_bucket{{{lab},le="{le_s}"}} {c:.0f} {ts}')
-            fams["http_requests_total"] += lines_r
-            fams["http_request_errors_total"] += lines_e
-            fams["http_request_duration_seconds"] += lines_b
-    out = []
-    for name, kind in (("http_requests_total", "counter"), ("http_request_errors_total", "counter"),
-                       ("http_request_duration_seconds", "histogram")):
-        out.append(f"# TYPE {name.removesuffix('_total')} {kind}")
-        out += fams[name]
-    # OpenMetrics wants each series' samples together and in time order: group by series
-    body = _group_series(out)
-    return body + "# EOF\n"
-
-
-def _group_series(lines: list[str]) -> str:
-    out: list[str] = []
-    groups: dict[str, list[str]] = {}
-    order: list[str] = []
-    for line in lines:
-        if line.startswith("#"):
-            for key in order:
-                out += groups[key]
-            groups, order = {}, []
-            out.append(line)
-            continue
-        key = line.rsplit(" ", 2)[0]
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(line)
-    for key in order:
-        out += groups[key]
-    return "\n".join(out) + "\n"
-
-
 @pytest.fixture(scope="module")
-def gate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateEnv]:
-    root = tmp_path_factory.mktemp("gate")
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    start = hour - timedelta(hours=5)
-    canary_start = start + timedelta(minutes=40)
-    now = canary_start + timedelta(minutes=30)
-    om = root / "canary.om"
-    om.write_text(_openmetrics(start, 80, canary_start))
-    backfill(om, root / "tsdb")
-    server = PrometheusServer(root / "tsdb").start()
-    store_url = f"sqlite:///{root / 'deploys.db'}"
-    store = open_store(store_url)
+def gate_env(canary_prom: CanaryProm) -> Iterator[GateEnv]:  # noqa: F811 - the imported fixture
+    store = open_store(f"sqlite:///{canary_prom.root / 'deploys.db'}")
+    now = canary_prom.now
     try:
-        cfg = replace(default_config().with_prometheus_url(server.url), canary=CanarySettings())
+        cfg = replace(default_config().with_prometheus_url(canary_prom.url), canary=CanarySettings())
         app = create_app(store, secrets=SECRET)
         install_gate(app, store, config=cfg, client=PrometheusClient(cfg.prometheus), token=TOKEN,
                      clock=lambda: now.timestamp())
@@ -134,26 +53,12 @@ def gate_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateEnv]:
             for service in SERVICES:
                 r = send_event(base + "/webhooks/deploys", {
                     "service": service, "environment": "production", "version": "v2",
-                    "deploy_id": f"{service}-v2", "started_at": canary_start.isoformat(),
+                    "deploy_id": f"{service}-v2", "started_at": canary_prom.canary_start.isoformat(),
                     "status": "started"}, SECRET)
                 assert r.status_code in (200, 201), r.text
-            _wait_queryable(server.url, now)
-            yield GateEnv(base_url=base, canary_start=canary_start, now=now, out_dir=root)
+            yield GateEnv(base_url=base, canary_start=canary_prom.canary_start, now=now, out_dir=canary_prom.root)
     finally:
         store.close()
-        server.stop()
-
-
-def _wait_queryable(url: str, at: datetime) -> None:
-    import time
-
-    for _ in range(120):
-        r = requests.post(url + "/api/v1/query", data={"query": "count(http_requests_total)", "time": f"{at.timestamp():.0f}"},
-                          timeout=10)
-        if r.ok and r.json()["data"]["result"]:
-            return
-        time.sleep(0.5)
-    raise RuntimeError("backfilled canary data never became queryable")
 
 
 def _exchange(resp: requests.Response) -> dict[str, Any]:

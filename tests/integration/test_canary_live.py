@@ -1,0 +1,103 @@
+"""Canary vs baseline straight from a real Prometheus: versions by label, queries, edge cases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from analyzers.config import CanarySettings, Config, ServiceSpec, default_config
+from analyzers.errors import ConfigError
+from analyzers.model import Deploy
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.verify.canary import canary_matcher, canary_verdict, judge_canary, safe_judge
+from tests.integration.canary_data import CanaryProm, canary_prom  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+
+
+def _deploy(cp: CanaryProm, service: str, version: str = "v2") -> Deploy:
+    return Deploy(deploy_id=f"{service}-{version}", service=service, environment="production", version=version,
+                  started_at=cp.canary_start)
+
+
+def _cfg(cp: CanaryProm, **canary: object) -> Config:
+    return replace(default_config().with_prometheus_url(cp.url), canary=CanarySettings(**canary))  # type: ignore[arg-type]
+
+
+def test_regressed_canary_fails_on_errors_not_latency(canary_prom: CanaryProm) -> None:  # noqa: F811
+    cfg = _cfg(canary_prom)
+    rep = judge_canary(_deploy(canary_prom, "shop"), cfg, PrometheusClient(cfg.prometheus), now=canary_prom.now)
+    j = rep.judgement
+    assert j.overall == "fail"
+    by = {c.metric: c for c in j.comparisons}
+    assert by["error_ratio"].status == "regressed"
+    assert by["latency_p99"].status == "ok"
+    # both versions over the same minutes: the 30 whole minutes since the canary started
+    assert by["error_ratio"].intervals == 30
+    assert by["error_ratio"].canary_exposure == pytest.approx(0.25 * 50 * 60 * 30, rel=0.05)
+    assert 'sum by (version) (increase(http_request_errors_total{service="shop"}[1m]))' in rep.queries["error_ratio"]
+    assert rep.queries["latency_p99"] == [
+        'sum by (le, version) (increase(http_request_duration_seconds_bucket{service="shop"}[1m]))']
+    # the first crossing: the e-process is computed from the start at every look, so an earlier
+    # look sees the same crossing (or none yet)
+    first = by["error_ratio"].detected_index
+    assert first is not None and first < 10
+    early = judge_canary(_deploy(canary_prom, "shop"), cfg, PrometheusClient(cfg.prometheus),
+                         now=canary_prom.canary_start + timedelta(minutes=first + 2))
+    assert next(c for c in early.judgement.comparisons if c.metric == "error_ratio").detected_index == first
+
+
+def test_noop_canary_passes_only_after_the_minimum_duration(canary_prom: CanaryProm) -> None:  # noqa: F811
+    cfg = _cfg(canary_prom, min_duration_s=600.0)
+    client = PrometheusClient(cfg.prometheus)
+    d = _deploy(canary_prom, "cart")
+    assert judge_canary(d, cfg, client, now=canary_prom.now).judgement.overall == "pass"
+    early = judge_canary(d, cfg, client, now=canary_prom.canary_start + timedelta(minutes=6)).judgement
+    assert early.overall == "inconclusive"
+    assert "a pass needs 10m" in early.reason
+
+
+def test_no_canary_series_is_inconclusive_and_says_why(canary_prom: CanaryProm) -> None:  # noqa: F811
+    cfg = _cfg(canary_prom)
+    rep = judge_canary(_deploy(canary_prom, "quiet"), cfg, PrometheusClient(cfg.prometheus), now=canary_prom.now)
+    assert rep.judgement.overall == "inconclusive"
+    assert 'No series with version="v2" yet (versions seen: v1)' in rep.judgement.reason
+    too_soon = judge_canary(_deploy(canary_prom, "cart"), cfg, PrometheusClient(cfg.prometheus),
+                            now=canary_prom.canary_start + timedelta(seconds=30)).judgement
+    assert too_soon.overall == "inconclusive" and "first full interval" in too_soon.reason
+
+
+def test_prometheus_down_is_inconclusive_never_a_pass(canary_prom: CanaryProm, stopped_prometheus_url: str) -> None:  # noqa: F811
+    cfg = _cfg(canary_prom).with_prometheus_url(stopped_prometheus_url)
+    v = safe_judge(_deploy(canary_prom, "cart"), cfg, PrometheusClient(cfg.prometheus), now=canary_prom.now)
+    assert v is not None and v.overall == "inconclusive"
+    assert all(m.outcome == "inconclusive" for m in v.metrics)
+    assert any("Query failed" in m.reason for m in v.metrics)
+
+
+def test_dry_run_metric_reported_but_not_enforced(canary_prom: CanaryProm) -> None:  # noqa: F811
+    cfg = replace(_cfg(canary_prom), services={"shop": ServiceSpec(name="shop", dry_run=("error_ratio",))})
+    rep = judge_canary(_deploy(canary_prom, "shop"), cfg, PrometheusClient(cfg.prometheus), now=canary_prom.now)
+    assert rep.judgement.overall == "pass"  # latency fine, errors only in dry-run
+    assert rep.judgement.enforced_overall == "fail"
+    v = canary_verdict(_deploy(canary_prom, "shop"), rep, now=canary_prom.now)
+    err = next(m for m in v.metrics if m.metric == "error_ratio")
+    assert err.dry_run and err.outcome == "regressed" and err.reason.startswith("[dry-run]") and not err.failed
+    assert any("would make this canary fail" in w for w in v.warnings)
+    assert v.check_kind == "canary"
+
+
+def test_versions_by_a_pattern_instead_of_the_version(canary_prom: CanaryProm) -> None:  # noqa: F811
+    # e.g. pods by name; here the version label matched by a regex: same answer as by equality
+    cfg = _cfg(canary_prom, canary_match="v[2-9]")
+    rep = judge_canary(_deploy(canary_prom, "shop", version="anything"), cfg, PrometheusClient(cfg.prometheus),
+                       now=canary_prom.now)
+    assert rep.judgement.overall == "fail"
+    flagger_pods = canary_matcher(_cfg(canary_prom, label="pod", canary_match="$service-(?!primary-).*"),
+                                  _deploy(canary_prom, "shop.v"))
+    assert flagger_pods("shop.v-7d9c-abc") and not flagger_pods("shop.v-primary-5f6-xyz")
+    assert not flagger_pods("shopxv-7d9c")  # the service name is escaped, '.' is literal
+    with pytest.raises(ConfigError, match="canary_match is not a valid regex"):
+        canary_matcher(_cfg(canary_prom, canary_match="v[2"), _deploy(canary_prom, "shop"))
