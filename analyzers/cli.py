@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from analyzers.config import Config, load_config, parse_duration
 from analyzers.errors import AnalyzerError, ConfigError, EventError
 from analyzers.model import EXIT_CODES, Deploy, DeployVerdict, to_utc
+from analyzers.text import format_time
 
 
 def _parse_time(value: str, *, now: datetime) -> datetime:
@@ -132,7 +133,7 @@ def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict
     if args.format == "json":
         text = render_json(*pairs[0]) if len(pairs) == 1 else render_json_many(pairs)
     elif args.format == "html":
-        text = "\n".join(render_html(v, d) for v, d in pairs)
+        text = "\n".join(render_html(v, d, dashboard_url=cfg.dashboard_url) for v, d in pairs)
     else:
         text = "\n".join(render_markdown(v, d, dashboard_url=cfg.dashboard_url) for v, d in pairs)
     if args.output:
@@ -220,12 +221,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     counts = Counter(v.overall for v in verdicts)
     changed = [(d, before.get(d.deploy_id), v) for d, v in zip(deploys, verdicts, strict=True)
                if before.get(d.deploy_id) is None or before[d.deploy_id].overall != v.overall]
-    print(f"Replayed {len(verdicts)} deploys since {since.strftime('%Y-%m-%d %H:%M')} UTC with the current config:")
+    print(f"Replayed {len(verdicts)} deploys since {format_time(since)} with the current config:")
     for k in ("pass", "fail", "inconclusive"):
         print(f"  {k:13s} {counts.get(k, 0)}")
     print(f"{len(changed)} verdicts differ from the stored ones:")
     for d, old, new in changed:
-        print(f"  {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC {d.service} {d.version}: "
+        print(f"  {format_time(d.started_at)} {d.service} {d.version}: "
               f"{old.overall if old else 'none'} -> {new.overall} ({new.reason})")
     shadow = [(d, v, [m.metric for m in v.metrics if m.dry_run and m.outcome in ("opposite", "regressed")])
               for d, v in zip(deploys, verdicts, strict=True)]

@@ -9,8 +9,14 @@ the server sends a request. Deliveries retry with exponential backoff on connect
 Message formats:
 
 * ``slack``: Slack-compatible ``{"text", "blocks"}`` (also accepted by Mattermost and
-  Rocket.Chat incoming webhooks); all event text is escaped for Slack's mrkdwn.
-* ``json``: ``{"schema": "deploy-verdict/v1", "deploy": ..., "verdict": ...}`` for anything else.
+  Rocket.Chat incoming webhooks); all event text, in the blocks and in the fallback ``text``,
+  is escaped for Slack's mrkdwn (``& < >``), so it cannot mention (``<!channel>``, ``<@U123>``)
+  or write a link; the dashboard link percent-encodes the deploy id.
+* ``json``: ``{"schema": "deploy-verdict/v1", "deploy": ..., "verdict": ...}`` for anything else
+  (data, not markup: the receiver escapes for wherever it shows it).
+
+A failed delivery's ``error`` is redacted (:func:`analyzers.text.redact`) before it leaves this
+module: a webhook URL's path is its secret, and exception text from ``requests`` quotes it.
 """
 
 from __future__ import annotations
@@ -25,15 +31,18 @@ from typing import Any
 import requests
 
 from analyzers.config import Config, GrafanaSettings, NotifyRoute
+from analyzers.delivery.escape import plain, slack_text
 from analyzers.delivery.reports import (
     BADGES,
     OUTCOME_LABEL,
     REPORT_SCHEMA,
+    check_text,
     effect_text,
     levels_text,
     report_dict,
 )
 from analyzers.model import Deploy, DeployVerdict, iso
+from analyzers.text import deploy_link, format_time, human_duration, redact, url_secrets
 
 SCHEMA = REPORT_SCHEMA
 
@@ -66,38 +75,45 @@ class Delivery:
         }
 
 
-def _slack_escape(text: str) -> str:
-    """Escape Slack mrkdwn control characters so event text cannot format or mention."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_url: str | None = None) -> dict[str, Any]:
-    """Slack-compatible blocks: header with the verdict, one line per metric, context."""
-    e = _slack_escape
+    """Slack-compatible blocks: header with the verdict, one line per metric, context.
+
+    Every field is cut to a bounded length *before* it is escaped, so a section never ends in
+    half an entity or half a link.
+    """
+    e = slack_text
     icon = {"pass": ":white_check_mark:", "fail": ":x:", "inconclusive": ":warning:"}[verdict.overall]
     title = f"{icon} {BADGES[verdict.overall]}: {e(verdict.service)} {e(verdict.version)}"
     lines = []
     for m in verdict.metrics:
         lines.append(
-            f"• *{e(m.metric)}* ({m.role}) — {OUTCOME_LABEL.get(m.outcome, m.outcome)}: {e(levels_text(m))}, "
-            f"effect {e(effect_text(m))}\n   {e(m.reason)}"
+            f"• *{e(m.metric)}* ({e(m.role)}, {e(check_text(m))}) — {e(OUTCOME_LABEL.get(m.outcome, m.outcome))}: "
+            f"{e(levels_text(m))}, effect {e(effect_text(m))}\n   {e(m.reason, limit=600)}"
         )
+    body, used = [], 0
+    for line in lines:  # whole lines only, within Slack's 3,000 characters per section
+        if used + len(line) + 1 > 2900:
+            body.append(f"… and {len(lines) - len(body)} more metrics")
+            break
+        body.append(line)
+        used += len(line) + 1
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{e(verdict.reason)}"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900] or "no metrics"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{e(verdict.reason, limit=2000)}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(body) or "no metrics"}},
     ]
-    ctx = [f"checked {iso(verdict.checked_at)} UTC"]
+    ctx = [f"checked {format_time(verdict.checked_at)}"]
     if deploy is not None:
-        ctx.insert(0, f"{e(deploy.environment)} · started {iso(deploy.started_at)} UTC" + (f" · by {e(deploy.author)}" if deploy.author else ""))
+        ctx.insert(0, f"{e(deploy.environment)} · started {format_time(deploy.started_at)}" + (f" · by {e(deploy.author)}" if deploy.author else ""))
     if verdict.overlapping:
-        ctx.append("overlapping deploys: " + ", ".join(e(d) for d in verdict.overlapping))
+        ctx.append("overlapping deploys: " + ", ".join(e(d, limit=80) for d in verdict.overlapping[:10]))
     if verdict.retry_after_s:
-        ctx.append(f"check again in ~{int(verdict.retry_after_s // 60) + 1} min")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " | ".join(ctx)[:2900]}]})
+        ctx.append(f"check again in about {human_duration(max(60.0, verdict.retry_after_s))}")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " | ".join(ctx)}]})
     if dashboard_url:
-        link = f"{dashboard_url.rstrip('/')}/deploy?deploy={verdict.deploy_id}"
+        link = e(deploy_link(dashboard_url, verdict.deploy_id), limit=None)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{link}|Open the evidence>"}})
-    return {"text": f"{BADGES[verdict.overall]}: {verdict.service} {verdict.version} — {verdict.reason}"[:3000], "blocks": blocks}
+    text = f"{BADGES[verdict.overall]}: {e(verdict.service)} {e(verdict.version)} — {e(verdict.reason, limit=2000)}"
+    return {"text": text, "blocks": blocks}
 
 
 def json_message(verdict: DeployVerdict, deploy: Deploy | None) -> dict[str, Any]:
@@ -109,7 +125,7 @@ def annotation_body(verdict: DeployVerdict, deploy: Deploy, grafana: GrafanaSett
     body: dict[str, Any] = {
         "time": int(deploy.started_at.timestamp() * 1000),
         "tags": [*grafana.tags, f"service:{deploy.service}", f"verdict:{verdict.overall}", f"env:{deploy.environment}"],
-        "text": f"{deploy.service} {deploy.version}: {BADGES[verdict.overall]} — {verdict.reason}",
+        "text": plain(f"{deploy.service} {deploy.version}: {BADGES[verdict.overall]} — {verdict.reason}", limit=2000),
     }
     if deploy.finished_at is not None:
         body["timeEnd"] = int(deploy.finished_at.timestamp() * 1000)
@@ -173,11 +189,13 @@ def deliver(
             continue
         body = slack_message(verdict, deploy, dashboard_url=config.dashboard_url) if route.format == "slack" else json_message(verdict, deploy)
         ok, n, status, err = _post_with_retries(session, route.url, body, sleep=sleep)
+        err = redact(err, url_secrets(route.url)) if err is not None else None
         out.append(Delivery(route.name, "chat", ok, n, status, err, now, verdict.deploy_id, verdict.overall))
     if config.grafana is not None and deploy is not None:
         headers = {"Authorization": f"Bearer {config.grafana.token}"} if config.grafana.token else {}
         ok, n, status, err = _post_with_retries(
             session, config.grafana.url + "/api/annotations", annotation_body(verdict, deploy, config.grafana), headers=headers, sleep=sleep
         )
+        err = redact(err, [*url_secrets(config.grafana.url), config.grafana.token]) if err is not None else None
         out.append(Delivery("grafana", "annotation", ok, n, status, err, now, verdict.deploy_id, verdict.overall))
     return out

@@ -1,9 +1,11 @@
 """Deploy-verification reports: one model, rendered as Markdown, JSON or self-contained HTML.
 
-Markdown fits a pull-request comment; HTML is a single page with no external scripts (every
-value escaped, event text never rendered as markup); JSON is the machine form
+Markdown fits a pull-request comment; HTML is a single page with no external scripts that reads
+on a 390 px phone (tables stack into cards); JSON is the machine form
 (``{"deploy": ..., "verdict": ...}``) that round-trips through :class:`DeployVerdict.from_dict`.
-Times are UTC and say so; units always follow numbers.
+Event text is escaped per format (:mod:`analyzers.delivery.escape`): it can never become a link,
+an image, a mention or markup. Numbers always carry their units (:mod:`analyzers.text`); times
+are shown in one zone (UTC unless the caller names another) and say which.
 """
 
 from __future__ import annotations
@@ -12,10 +14,21 @@ import html
 import json
 import math
 from collections.abc import Sequence
+from datetime import tzinfo
 from typing import Any
 
-from analyzers.model import Deploy, DeployVerdict, MetricVerdict, iso
-from analyzers.text import ci_label, format_value
+from analyzers.delivery.escape import md_code, md_text, plain
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.text import (
+    ci_label,
+    deploy_link,
+    format_change,
+    format_interval,
+    format_p,
+    format_time,
+    format_values,
+    human_duration,
+)
 
 BADGES = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
@@ -24,10 +37,13 @@ OUTCOME_LABEL = {
     "no_effect": "no effect",
     "opposite": "wrong way",
     "regressed": "regressed",
+    "improved": "improved",
     "ok": "ok",
     "inconclusive": "inconclusive",
     "error": "error",
 }
+#: The column that says what a metric is checked for.
+CHECK_HEADER = "checked for"
 
 
 def _verdict_ci_label(verdict: DeployVerdict) -> str:
@@ -37,28 +53,45 @@ def _verdict_ci_label(verdict: DeployVerdict) -> str:
     return ci_label(None)
 
 
+def check_text(m: MetricVerdict) -> str:
+    """What the metric is checked for: a guard "fails on increase", an expectation is "declared
+    decrease" (a guard's ``expect`` is the direction it fails on, not a wish)."""
+    if m.role == "guard":
+        return f"fails on {m.expect}" if m.expect in ("increase", "decrease") else "fails on any change"
+    return f"declared {m.expect}"
+
+
+def _spread_only(r: dict[str, Any]) -> bool:
+    return r.get("change_kind") == "variance"
+
+
 def effect_text(m: MetricVerdict) -> str:
+    """The change with its unit and interval: ``+3.39 pp (x6.5), 99% CI +2.10 pp to +4.70 pp``.
+
+    A spread-only change has no direction, so it is given as the spread's factor, without a sign.
+    """
     r = m.result or {}
+    if _spread_only(r):
+        ratio = (r.get("details") or {}).get("spread_ratio")
+        factor = f"x{float(ratio):.2g}" if ratio is not None and math.isfinite(float(ratio)) else "changed"
+        return f"spread {factor}, no level change"
     eff = r.get("effect")
     if eff is None:
         return "n/a"
-    sign = "+" if float(eff) >= 0 else "-"
-    out = sign + format_value(abs(float(eff)), m.unit)
-    rel = r.get("effect_rel")
-    if rel is not None and math.isfinite(float(rel)):
-        out += f" ({float(rel) * 100:+.1f}%)"
-    ci = r.get("effect_ci")
-    if ci and ci[0] is not None and ci[1] is not None:
-        out += f" [{format_value(ci[0], m.unit)}, {format_value(ci[1], m.unit)}]"
+    ci = r.get("effect_ci") or [None, None]
+    out = format_change(eff, m.unit, rel=r.get("effect_rel"))
+    if ci[0] is not None and ci[1] is not None:
+        out += f", {format_interval(ci[0], ci[1], m.unit, level=float(r.get('ci_level', 0.95)))}"
     return out
 
 
 def levels_text(m: MetricVerdict) -> str:
-    """``"12.0 ms -> 18.0 ms"`` (medians of the compared windows), with missing data called out."""
+    """``"12.0 ms → 18.0 ms"`` (medians of the compared windows, one scale), missing data called out."""
     r = m.result or {}
     if r.get("before_value") is None and r.get("after_value") is None:
         return "n/a"
-    out = f"{format_value(r.get('before_value'), m.unit)} → {format_value(r.get('after_value'), m.unit)}"
+    before, after = format_values([r.get("before_value"), r.get("after_value")], m.unit)
+    out = f"{before} → {after}"
     gaps = [f"{k} {float(r[k + '_missing']) * 100:.0f}% missing" for k in ("before", "after")
             if r.get(k + "_missing") and float(r[k + "_missing"]) >= 0.05]
     if gaps:
@@ -71,19 +104,23 @@ def p_text(m: MetricVerdict) -> str:
     p = r.get("p_value")
     if p is None:
         return "n/a"
-    s = f"{float(p):.3g}"
+    s = format_p(p)
     if m.p_adjusted is not None:
-        s += f" (adj. {m.p_adjusted:.3g})"
+        s += f" (adj. {format_p(m.p_adjusted)})"
     return s
 
 
+#: Column headers of :func:`metric_cells` (the effect header gets the interval's level).
+COLUMNS = ("metric", "role", CHECK_HEADER, "outcome", "before → after (median)", "effect", "p-value", "baseline", "why")
+
+
 def metric_cells(m: MetricVerdict) -> tuple[str, ...]:
-    """The report's columns: metric, role, expected, outcome, before -> after, effect, p, baseline, why."""
+    """The report's columns: metric, role, checked for, outcome, before → after, effect, p, baseline, why."""
     r = m.result or {}
     return (
         m.metric,
         m.role,
-        m.expect,
+        check_text(m),
         OUTCOME_LABEL.get(m.outcome, m.outcome),
         levels_text(m),
         effect_text(m),
@@ -93,68 +130,74 @@ def metric_cells(m: MetricVerdict) -> tuple[str, ...]:
     )
 
 
+def _failing_first(verdict: DeployVerdict) -> list[MetricVerdict]:
+    """Failing metrics first, then inconclusive ones, then the rest, each in catalog order."""
+    rank = {"opposite": 0, "regressed": 0, "error": 1, "inconclusive": 1}
+    return sorted(verdict.metrics, key=lambda m: rank.get(m.outcome, 2))
+
+
 def _md_cell(text: str) -> str:
-    """Markdown table cell: no pipes or newlines, no HTML interpretation."""
-    return html.escape(str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " "), quote=False)
+    """Markdown table cell: one line, every Markdown and HTML metacharacter escaped."""
+    return md_text(text, limit=None)
 
 
-def render_markdown(verdict: DeployVerdict, deploy: Deploy | None = None, *, dashboard_url: str | None = None) -> str:
+def render_markdown(
+    verdict: DeployVerdict, deploy: Deploy | None = None, *, dashboard_url: str | None = None,
+    zone: str | tzinfo | None = "UTC",
+) -> str:
     """Markdown report (GitHub-flavoured), sized for a pull-request comment."""
     lines: list[str] = []
     title = f"{verdict.service or (deploy.service if deploy else '')} {verdict.version or (deploy.version if deploy else '')}".strip()
-    lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {_md_cell(title)} — **{BADGES[verdict.overall]}**")
+    lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {md_text(title)} — **{BADGES[verdict.overall]}**")
     lines.append("")
-    lines.append(_md_cell(verdict.reason))
+    lines.append(md_text(verdict.reason, limit=2000))
     lines.append("")
     if deploy is not None:
         facts = [
-            f"deploy `{_md_cell(deploy.deploy_id)}`",
-            f"environment `{_md_cell(deploy.environment)}`",
-            f"started {iso(deploy.started_at)} (UTC)",
-            f"status {_md_cell(deploy.status)}",
+            f"deploy {md_code(deploy.deploy_id)}",
+            f"environment {md_code(deploy.environment)}",
+            f"started {format_time(deploy.started_at, zone)}",
+            f"status {md_text(deploy.status)}",
         ]
         if deploy.kind == "release":
-            facts.append(f"release of flag `{_md_cell(deploy.flag or '')}` {_md_cell(str(deploy.flag_from))} → {_md_cell(str(deploy.flag_to))}")
+            facts.append(f"release of flag {md_code(deploy.flag or '')} {md_text(str(deploy.flag_from))} → {md_text(str(deploy.flag_to))}")
         if deploy.author:
-            facts.append(f"by {_md_cell(deploy.author)}")
+            facts.append(f"by {md_text(deploy.author)}")
         if deploy.commit_sha:
-            facts.append(f"commit `{_md_cell(deploy.commit_sha[:12])}`")
+            facts.append(f"commit {md_code(deploy.commit_sha[:12])}")
         if not deploy.signed:
             facts.append("**unsigned source**")
         lines.append("; ".join(facts) + ".")
         lines.append("")
-    lines.append(f"| metric | role | expected | outcome | before → after (median) | effect [{_verdict_ci_label(verdict)}] | p-value | baseline | why |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for m in verdict.metrics:
-        lines.append(
-            "| "
-            + " | ".join(_md_cell(c) for c in metric_cells(m))
-            + " |"
-        )
+    headers = [*COLUMNS]
+    headers[COLUMNS.index("effect")] = f"effect [{_verdict_ci_label(verdict)}]"
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "---|" * len(headers))
+    for m in _failing_first(verdict):
+        lines.append("| " + " | ".join(_md_cell(c) for c in metric_cells(m)) + " |")
     lines.append("")
     if verdict.overlapping:
-        lines.append("**Overlapping deploys:** " + ", ".join(f"`{_md_cell(d)}`" for d in verdict.overlapping))
+        lines.append("**Overlapping deploys:** " + ", ".join(md_code(d) for d in verdict.overlapping))
         lines.append("")
     for w in verdict.warnings:
-        lines.append(f"> ⚠️ {_md_cell(w)}")
+        lines.append(f"> ⚠️ {md_text(w, limit=2000)}")
     if verdict.warnings:
         lines.append("")
     if verdict.retry_after_s:
-        lines.append(f"Not enough data yet: check again in about {math.ceil(verdict.retry_after_s / 60)} minutes.")
+        lines.append(f"Not enough data yet: check again in about {human_duration(max(60.0, verdict.retry_after_s))}.")
         lines.append("")
-    notes = [f"checked {iso(verdict.checked_at)} (UTC)"]
+    notes = [f"checked {format_time(verdict.checked_at, zone)}"]
     if verdict.multiple_testing:
         notes.append(verdict.multiple_testing)
-    lines.append("<sub>" + _md_cell("; ".join(notes)) + "</sub>")
+    lines.append("<sub>" + md_text("; ".join(notes), limit=None) + "</sub>")
     if dashboard_url:
         lines.append("")
-        lines.append(f"[Open in the dashboard]({dashboard_url.rstrip('/')}/deploy?deploy={verdict.deploy_id})")
+        lines.append(f"[Open in the dashboard](<{deploy_link(dashboard_url, verdict.deploy_id)}>)")
     lines.append("")
     lines.append("<details><summary>PromQL</summary>")
     lines.append("")
     for m in verdict.metrics:
-        query = m.query.replace("`", "'")
-        lines.append(f"- `{m.metric}`: `{query}`")
+        lines.append(f"- {md_code(m.metric)}: {md_code(m.query, limit=None)}")
     lines.append("")
     lines.append("</details>")
     return "\n".join(lines) + "\n"
@@ -176,10 +219,12 @@ def render_json_many(items: Sequence[tuple[DeployVerdict, Deploy | None]]) -> st
     return json.dumps([report_dict(v, d) for v, d in items], indent=2, allow_nan=False, default=str)
 
 
-def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, height: int = 90) -> str:
+def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, height: int = 90,
+              zone: str | tzinfo | None = "UTC") -> str:
     """An inline SVG line chart of the metric around the deploy (no scripts, no external assets).
 
-    The dashed vertical line marks the deploy; the y range is labelled with units; times are UTC.
+    The dashed vertical line marks the deploy; the y range is labelled with units on one scale;
+    the x range with its start and end time in ``zone``. The drawing scales down to its box.
     """
     chart = m.chart or {}
     ts = chart.get("t") or []
@@ -190,6 +235,7 @@ def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, he
     t0, t1 = pts[0][0], pts[-1][0]
     lo = min(v for _, v in pts)
     hi = max(v for _, v in pts)
+    hi_label, lo_label = format_values([hi, lo], m.unit)
     if hi == lo:
         hi, lo = hi + 1e-9 + abs(hi) * 0.01, lo - 1e-9 - abs(lo) * 0.01
     pad_l, pad_b = 64, 16
@@ -206,65 +252,87 @@ def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, he
     if deploy_at is not None and t0 <= deploy_at <= t1:
         dx = x(deploy_at)
         marker = f'<line x1="{dx:.1f}" y1="2" x2="{dx:.1f}" y2="{4 + h:.1f}" stroke="#cf222e" stroke-dasharray="4 3"/>'
-    import time as _time
+    from datetime import UTC, datetime
 
-    fmt = lambda t: _time.strftime("%H:%M", _time.gmtime(t))  # noqa: E731
+    start, end = (format_time(datetime.fromtimestamp(t, UTC), zone) for t in (t0, t1))
     e = html.escape
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="{e(m.metric)} around the deploy">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{e(m.metric)} from {e(start)} to {e(end)}, deploy marked">'
         f'<polyline fill="none" stroke="#0969da" stroke-width="1.3" points="{path}"/>{marker}'
-        f'<text x="2" y="12" font-size="10">{e(format_value(hi, m.unit))}</text>'
-        f'<text x="2" y="{4 + h:.0f}" font-size="10">{e(format_value(lo, m.unit))}</text>'
-        f'<text x="{pad_l}" y="{height - 2}" font-size="10">{fmt(t0)} UTC</text>'
-        f'<text x="{width - 40}" y="{height - 2}" font-size="10">{fmt(t1)}</text></svg>'
+        f'<text x="2" y="12" font-size="10">{e(hi_label)}</text>'
+        f'<text x="2" y="{4 + h:.0f}" font-size="10">{e(lo_label)}</text>'
+        f'<text x="{pad_l}" y="{height - 2}" font-size="10">{e(start[11:])}</text>'
+        f'<text x="{width - 4}" y="{height - 2}" font-size="10" text-anchor="end">{e(end[11:])}</text></svg>'
     )
 
 
+#: Narrow screens (a 390 px phone): the metrics table stacks into one card per metric, each
+#: cell labelled by its column; long unbroken values (ids, PromQL) wrap instead of widening the page.
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;padding:1rem;max-width:80rem;
+color:#1f2328;overflow-wrap:anywhere}
 h1{font-size:1.4rem} table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border:1px solid #d0d7de;padding:.4rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa} .pass{color:#1a7f37} .fail{color:#cf222e} .inconclusive{color:#9a6700}
-.badge{font-weight:700;padding:.1rem .5rem;border-radius:.3rem;border:1px solid currentColor}
+.badge{font-weight:700;padding:.1rem .5rem;border-radius:.3rem;border:1px solid currentColor;white-space:nowrap}
 code{font-size:.8rem;word-break:break-all} .warn{background:#fff8c5;padding:.5rem;border-radius:.3rem}
+svg{max-width:100%;height:auto} .dash{font-size:1rem}
+@media (max-width:700px){
+ body{padding:.6rem} h1{font-size:1.15rem}
+ table,thead,tbody,tr,th,td{display:block;width:100%}
+ thead{position:absolute;left:-9999px;top:-9999px}
+ tr{border:1px solid #d0d7de;border-radius:.4rem;margin:0 0 .8rem;padding:.2rem 0}
+ td{border:0;border-bottom:1px solid #eaeef2;padding:.3rem .5rem}
+ td::before{content:attr(data-label);display:block;font-size:.75rem;color:#59636e;font-weight:600}
+}
 """
 
 
-def render_html(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
+def render_html(
+    verdict: DeployVerdict, deploy: Deploy | None = None, *, dashboard_url: str | None = None,
+    zone: str | tzinfo | None = "UTC",
+) -> str:
     """A self-contained HTML page (no external scripts or styles); all text escaped."""
     e = html.escape
     deploy_at = deploy.started_at.timestamp() if deploy is not None else None
+    labels = [*COLUMNS, "around the deploy", "PromQL"]
+    labels[COLUMNS.index("effect")] = f"effect [{_verdict_ci_label(verdict)}]"
     rows = []
-    for m in verdict.metrics:
-        rows.append(
-            "<tr>"
-            + "".join(f"<td>{e(c)}</td>" for c in metric_cells(m))
-            + f"<td>{svg_chart(m, deploy_at)}</td><td><code>{e(m.query)}</code></td></tr>"
-        )
+    for m in _failing_first(verdict):
+        cells = [*(e(plain(c, limit=None)) for c in metric_cells(m)), svg_chart(m, deploy_at, zone=zone),
+                 f"<code>{e(m.query)}</code>"]
+        rows.append("<tr>" + "".join(f'<td data-label="{e(k)}">{c}</td>' for k, c in zip(labels, cells, strict=True)) + "</tr>")
     facts = ""
     if deploy is not None:
         facts = (
-            f"<p>Deploy <code>{e(deploy.deploy_id)}</code> of <b>{e(deploy.service)}</b> "
-            f"version <b>{e(deploy.version)}</b> in {e(deploy.environment)}, started "
-            f"{e(iso(deploy.started_at) or '')} (UTC), status {e(deploy.status)}"
-            + (f", by {e(deploy.author)}" if deploy.author else "")
+            f"<p>Deploy <code>{e(plain(deploy.deploy_id))}</code> of <b>{e(plain(deploy.service))}</b> "
+            f"version <b>{e(plain(deploy.version))}</b> in {e(plain(deploy.environment))}, started "
+            f"{e(format_time(deploy.started_at, zone))}, status {e(plain(deploy.status))}"
+            + (f", by {e(plain(deploy.author))}" if deploy.author else "")
             + (" — <b>unsigned source</b>" if not deploy.signed else "")
             + ".</p>"
         )
         if deploy.description:
-            facts += f"<p>Description: {e(deploy.description)}</p>"
-    warns = "".join(f"<p class='warn'>{e(w)}</p>" for w in verdict.warnings)
+            facts += f"<p>Description: {e(plain(deploy.description, limit=2000))}</p>"
+    warns = "".join(f"<p class='warn'>{e(plain(w, limit=2000))}</p>" for w in verdict.warnings)
+    if verdict.overlapping:
+        warns += "<p>Overlapping deploys: " + ", ".join(f"<code>{e(plain(d))}</code>" for d in verdict.overlapping) + "</p>"
+    link = ""
+    if dashboard_url:
+        link = f'<p class="dash"><a href="{e(deploy_link(dashboard_url, verdict.deploy_id))}">Open in the dashboard</a></p>'
     cls = verdict.overall
-    title = f"{verdict.service} {verdict.version}"
+    title = plain(f"{verdict.service} {verdict.version}")
+    head = "".join(f"<th>{e(k)}</th>" for k in labels)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
-<p>{e(verdict.reason)}</p>{facts}{warns}
-<table><thead><tr><th>metric</th><th>role</th><th>expected</th><th>outcome</th><th>before → after (median)</th><th>effect [{e(_verdict_ci_label(verdict))}]</th>
-<th>p-value</th><th>baseline</th><th>why</th><th>around the deploy</th><th>PromQL</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
-<p><small>Checked {e(iso(verdict.checked_at) or '')} (UTC). {e(verdict.multiple_testing)}</small></p>
+<p>{e(plain(verdict.reason, limit=2000))}</p>{link}{facts}{warns}
+<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>
+<p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>
 </body></html>
 """

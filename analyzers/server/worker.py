@@ -39,6 +39,7 @@ from analyzers.errors import AnalyzerError
 from analyzers.events.store.base import SQLStore
 from analyzers.events.store.scheduling import Check
 from analyzers.model import Deploy, DeployVerdict
+from analyzers.text import redact
 from analyzers.verify.deploy import nearby_deploys, plan_metrics, rate_window, verify_deploy
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,10 @@ class Worker:
             others = nearby_deploys(self.store, deploy, self.config)
             verdict = verify_deploy(deploy, self.config, self.client, others=others, now=now)
         except AnalyzerError as exc:
-            log.warning("check %s of %s failed: %s", check.kind, check.deploy_id, exc)
+            error = redact(str(exc))  # stored and shown on the deploy page: no tokens, no URL paths
+            log.warning("check %s of %s failed: %s", check.kind, check.deploy_id, error)
             retry = now + timedelta(seconds=min(60 * 2 ** check.attempts, 3600))
-            self.store.complete_check(check, self.worker_id, now, error=str(exc),
+            self.store.complete_check(check, self.worker_id, now, error=error,
                                       retry_at=retry if check.attempts < MAX_ATTEMPTS else None)
             return None
         prev = self.store.latest_verdict(deploy.deploy_id)

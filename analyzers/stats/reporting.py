@@ -9,21 +9,20 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from analyzers.stats.result import Status
+from analyzers.text import format_number, human_duration
 
 __all__ = ["Ctx", "decide", "fmt", "iso_str", "meaningful", "minutes", "rel"]
 
 
 def fmt(x: float | None, unit: str = "") -> str:
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    ax = abs(x)
-    s = f"{x:.3g}" if (ax >= 1e-3 or ax == 0) and ax < 1e5 else f"{x:.2e}"
-    return s + unit
+    """A number in a reason (the series' own units, which the stats core does not know)."""
+    s = format_number(x)
+    return s if s == "n/a" else s + unit
 
 
 def minutes(seconds: float) -> str:
-    m = seconds / 60.0
-    return f"{m:.0f} min" if m >= 1.5 else f"{seconds:.0f} s"
+    """``45 s``, ``6 min``: a duration in a reason."""
+    return human_duration(seconds)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

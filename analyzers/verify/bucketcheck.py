@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from analyzers.config import Config, MetricSpec
 from analyzers.errors import AnalyzerError, PrometheusError
 from analyzers.model import Deploy
+from analyzers.text import p_equals
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -77,10 +78,10 @@ def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
         return dict(res, reason=f"{res.get('reason', '')} Bucket counts not compared: {why}.")
     counts = f"{bt['n_before']:,.0f} requests before, {bt['n_after']:,.0f} after"
     p_line = float(res["p_value"])
-    p_txt = f"p={p:.2g}" if p > 0 else "p<1e-300"
+    p_txt = p_equals(p)
     if p > alpha:
         return dict(res, status="unchanged", p_value=max(p_line, p), reason=(
-            f"The percentile line moved (p={p_line:.2g}), but the requests per latency bucket did not "
+            f"The percentile line moved ({p_equals(p_line)}), but the requests per latency bucket did not "
             f"({bt['method']} {p_txt} on {counts}): the move is not in the requests' latencies"))
     return dict(res, p_value=max(p_line, p), reason=(
         f"{res.get('reason', '')} The requests per latency bucket differ too ({bt['method']} {p_txt} on "

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from analyzers.config import Config, format_duration
 from analyzers.errors import AnalyzerError, PrometheusError, PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from analyzers.text import ci_label, format_value
+from analyzers.text import format_change, format_interval, p_equals
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -131,11 +131,9 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
     rel = res.get("effect_rel")
     size = ""
     if eff is not None:
-        size = f"{'+' if eff >= 0 else '-'}{format_value(abs(eff), unit)}"
-        if rel is not None and math.isfinite(rel):
-            size += f" ({rel * 100:+.0f}%)"
+        size = format_change(eff, unit, rel=rel)
         if ci[0] is not None and ci[1] is not None:
-            size += f", {ci_label(res)} {format_value(ci[0], unit)} to {format_value(ci[1], unit)}"
+            size += f", {format_interval(ci[0], ci[1], unit, level=float(res.get('ci_level', 0.95)))}"
     text = {
         "confirmed": f"{key} moved as declared ({plan.expect})" if plan.expect != "unchanged" else f"{key} stayed unchanged as declared",
         "opposite": f"{key} moved the wrong way (declared {plan.expect})",
@@ -260,8 +258,8 @@ def verify_deploy(
             if status == "shifted" and i in p_adj and p_adj[i] > alpha:
                 status = "unchanged"
                 res["reason"] = (
-                    f"the shift (p={res.get('p_value'):.3g}) is not significant after Holm correction "
-                    f"across {len(tested)} metrics (adjusted p={p_adj[i]:.3g})"
+                    f"the shift ({p_equals(res.get('p_value'))}) is not significant after Holm correction "
+                    f"across {len(tested)} metrics (adjusted {p_equals(p_adj[i])})"
                 )
             outcome = _outcome(plan, status, res.get("direction"))
             reason = _reason(plan, outcome, res)

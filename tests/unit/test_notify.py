@@ -34,7 +34,8 @@ def test_fail_verdict_reaches_matching_slack_route(sink: Sink) -> None:
     (msg,) = sink.bodies("/slack")
     assert "FAIL" in msg["text"] and "checkout" in msg["text"]
     text = str(msg["blocks"])
-    assert "error_ratio" in text and "+4.00%" in text
+    assert "error_ratio" in text and "+4.00 pp (x9)" in text  # a ratio's change in points, apart from x9
+    assert "+4.00%" not in text
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text  # event text cannot mention people
 
 
