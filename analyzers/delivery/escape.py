@@ -57,14 +57,16 @@ def md_text(text: Any, limit: int | None = MAX_FIELD) -> str:
     return s.replace("@", "@\u2060")
 
 
-def md_code(text: Any, limit: int | None = MAX_FIELD) -> str:
+def md_code(text: Any, limit: int | None = MAX_FIELD, *, in_table: bool = False) -> str:
     """A Markdown code span around ``text``, whatever backticks it holds.
 
     The fence is one backtick longer than the longest run inside, with a space of padding
-    (CommonMark strips one on each side). A ``|`` is escaped, since table splitting runs
-    before code spans in GitHub's tables.
+    (CommonMark strips one on each side). ``in_table``: a ``|`` is escaped, since GitHub splits
+    table cells before it reads code spans (elsewhere a backslash would show literally).
     """
-    s = plain(text, limit).replace("|", "\\|")
+    s = plain(text, limit)
+    if in_table:
+        s = s.replace("|", "\\|")
     runs = [len(r) for r in re.findall(r"`+", s)]
     fence = "`" * (max(runs, default=0) + 1)
     return f"{fence} {s} {fence}"

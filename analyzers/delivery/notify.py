@@ -111,6 +111,8 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " | ".join(ctx)}]})
     if dashboard_url:
         link = e(deploy_link(dashboard_url, verdict.deploy_id), limit=None)
+        if len(link) > 2900:  # an absurd deploy id: a cut link would open the wrong page
+            link = e(dashboard_url, limit=None)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{link}|Open the evidence>"}})
     text = f"{BADGES[verdict.overall]}: {e(verdict.service)} {e(verdict.version)} — {e(verdict.reason, limit=2000)}"
     return {"text": text, "blocks": blocks}

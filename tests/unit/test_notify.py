@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -80,3 +81,31 @@ def test_grafana_annotation_is_posted(sink: Sink) -> None:
     assert body["time"] == int(T0.timestamp() * 1000)
     assert "verdict:fail" in body["tags"] and "service:checkout" in body["tags"]
     assert sink.received[0]["headers"]["Authorization"] == "Bearer t0k"
+
+
+SLACK_TOKEN = "kT9xQ2vWmZ8rYbN3cL5pJ7dF"
+
+
+def test_a_failed_delivery_stores_no_webhook_secret(tmp_path: object, sink: Sink) -> None:
+    """A Slack-style URL's path is its token; requests quotes it in its error text, and the
+    deploy page shows what the store holds. Neither may show the token."""
+    from analyzers.events.store import open_store
+
+    unreachable = f"http://127.0.0.1:9/services/T0123ABCD/B0456EFGH/{SLACK_TOKEN}"
+    sink.fail_next, sink.fail_status = 1, 403
+    cfg = replace(default_config(), routes=(
+        NotifyRoute("oncall", unreachable, "slack"),
+        NotifyRoute("mattermost", f"{sink.url}/hooks/{SLACK_TOKEN}?token={SLACK_TOKEN}", "slack"),
+    ), grafana=GrafanaSettings(url="http://admin:hunter22@127.0.0.1:9", token="glsa_" + SLACK_TOKEN))
+    out = deliver(_verdict(), DEPLOY, cfg, sleep=_no_sleep)
+    assert [d.ok for d in out] == [False, False, False]
+    assert "ConnectionError" in (out[0].error or "") and "HTTP 403" in (out[1].error or "")
+    store = open_store(f"sqlite:///{tmp_path}/deploys.db")
+    try:
+        for d in out:
+            store.save_delivery(DEPLOY.deploy_id, d.at, d.target, d.to_dict())
+        shown = json.dumps(store.deliveries(DEPLOY.deploy_id))
+    finally:
+        store.close()
+    assert SLACK_TOKEN not in shown and "hunter22" not in shown and "B0456EFGH" not in shown
+    assert "127.0.0.1" in shown and "oncall" in shown  # the reader still learns which target failed
