@@ -150,7 +150,7 @@ def render_markdown(
     title = f"{verdict.service or (deploy.service if deploy else '')} {verdict.version or (deploy.version if deploy else '')}".strip()
     lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {md_text(title)} — **{BADGES[verdict.overall]}**")
     lines.append("")
-    lines.append(md_text(verdict.reason, limit=2000))
+    lines.append(md_text(verdict.reason, limit=2000, line_start=True))
     lines.append("")
     if deploy is not None:
         facts = [
@@ -331,8 +331,9 @@ def render_html(
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
-<p>{e(plain(verdict.reason, limit=2000))}</p>{link}{facts}{warns}
+<p>{e(plain(verdict.reason, limit=2000))}</p>{link}
 <table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>
+{warns}{facts}
 <p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>
 </body></html>
 """

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from analyzers.config import Config, format_duration
+from analyzers.config import Config
 from analyzers.errors import AnalyzerError, PrometheusError, PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from analyzers.text import format_change, format_interval, p_equals
+from analyzers.text import format_change, format_interval, human_duration, p_equals
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -178,7 +178,7 @@ def verify_deploy(
     if overlaps:
         names = ", ".join(f"{o.service} {o.version} ({o.deploy_id})" for o in overlaps)
         warnings.append(
-            f"Overlapping deploys within {format_duration(config.verification.overlap_s)}: {names}; "
+            f"Overlapping deploys within {human_duration(config.verification.overlap_s)}: {names}; "
             "a change cannot be attributed to one of them alone."
         )
     raw: list[MetricRun] = []

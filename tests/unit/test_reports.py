@@ -114,3 +114,65 @@ def test_effect_interval_is_labelled_with_its_level() -> None:
     assert "effect [99% CI]" in render_markdown(new, _deploy())
     assert "effect [99% CI]" in render_html(new, _deploy())
     assert "95%" not in render_markdown(new, _deploy())
+
+
+def test_a_ratio_change_reads_in_points_apart_from_the_relative_change() -> None:
+    md = render_markdown(_verdict(), _deploy())
+    assert "| +4.50 pp (x10), 95% CI +4.00 pp to +5.00 pp |" in md  # the effect cell
+    assert "| +4.50% (+900" not in md
+
+
+def test_a_guard_says_what_it_fails_on_and_an_expectation_what_was_declared() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    md = render_markdown(v, _deploy())
+    assert "| checked for |" in md and "| fails on increase |" in md and "expected" not in md
+    exp = replace(v.metrics[0], role="expectation", expect="decrease", outcome="opposite")
+    assert "| declared decrease |" in render_markdown(replace(v, metrics=(exp,)), _deploy())
+
+
+def test_a_spread_only_change_has_no_direction() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    m = replace(v.metrics[0], unit="s", result={"status": "shifted", "direction": None, "change_kind": "variance",
+                                                  "effect": -0.1069, "effect_rel": -0.16, "effect_ci": [-0.2, 0.01],
+                                                  "p_value": 1e-11, "details": {"spread_ratio": 0.0953}})
+    md = render_markdown(replace(v, metrics=(m,)), _deploy())
+    assert "spread x0.095, no level change" in md
+    assert "-106.9 ms" not in md  # the level did not move: no signed effect shown
+
+
+def test_p_values_never_read_zero_in_reports() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    m = replace(v.metrics[0], result={**(v.metrics[0].result or {}), "p_value": 0.0}, p_adjusted=0.0)
+    md = render_markdown(replace(v, metrics=(m,)), _deploy())
+    assert "| < 0.0001 (adj. < 0.0001) |" in md
+
+
+def test_reports_link_back_to_the_deploy_with_its_id_encoded() -> None:
+    from dataclasses import replace
+
+    v = replace(_verdict(), deploy_id="a&b#c`)")
+    md = render_markdown(v, _deploy(), dashboard_url="https://dash.example/")
+    assert "[Open in the dashboard](<https://dash.example/deploy?deploy=a%26b%23c%60%29>)" in md
+    page = render_html(v, _deploy(), dashboard_url="https://dash.example/")
+    assert '<a href="https://dash.example/deploy?deploy=a%26b%23c%60%29">Open in the dashboard</a>' in page
+
+
+def test_failing_metrics_come_first() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    ok = replace(v.metrics[0], metric="throughput", outcome="ok", role="guard", expect="decrease")
+    md = render_markdown(replace(v, metrics=(ok, v.metrics[0])), _deploy())
+    assert md.index("| error\\_ratio |") < md.index("| throughput |")
+
+
+def test_times_are_shown_in_the_zone_asked_for() -> None:
+    md = render_markdown(_verdict(), _deploy(), zone="Asia/Kolkata")
+    assert "started 2026-11-20 15:30 IST" in md and "checked 2026-11-20 15:30 IST" in md
+    assert "started 2026-11-20 10:00 UTC" in render_markdown(_verdict(), _deploy())
