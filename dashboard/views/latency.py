@@ -19,7 +19,7 @@ import streamlit as st
 from analyzers.config import HTTP_DURATION, format_duration
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy, DeployVerdict, to_utc
-from analyzers.text import format_p
+from analyzers.text import p_equals
 from dashboard import data
 from dashboard.components import charts, common
 
@@ -575,7 +575,7 @@ def _compare(before: data.Distribution, after: data.Distribution, names: tuple[s
                     + ". It tests each metric's series for a lasting shift; the bucket test below only asks "
                     "whether the two windows' request distributions differ at all.")
     st.markdown(
-        f"Bucket test: {verdict_text} ({cmp.method} on bucket counts: p = {format_p(p)}; largest gap between the "
+        f"Bucket test: {verdict_text} ({cmp.method} on bucket counts: {p_equals(p)}; largest gap between the "
         f"two CDFs {cmp.max_cdf_diff * 100:.1f} pp; {cmp.n_before:,.0f} requests {first}, "
         f"{cmp.n_after:,.0f} {second}). With many requests tiny gaps are significant: read the gap too."
     )

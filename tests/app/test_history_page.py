@@ -20,7 +20,7 @@ def test_history_lists_a_services_deploys_with_verdicts_and_effects(store_data: 
     assert set(table["version"]) == {"v2.4.0", "v2.4.1"}  # checkout's two deploys, nothing else
     row = table[table["version"] == "v2.4.0"].iloc[0]
     assert row["verdict"] == "fail"
-    assert row["error_ratio"] == "regressed: +4.10 pp (+50.0%)"  # pp for the ratio, % for the relative change
+    assert row["error_ratio"] == "regressed: +4.10 pp (+50%)"  # pp for the ratio, % for the relative change
     assert row["open"] == "deploy?deploy=dep-regression"
     assert table[table["version"] == "v2.4.1"].iloc[0]["verdict"] == "not verified"
     assert {m.label: m.value for m in at.metric}["Fail"] == "1"
