@@ -90,7 +90,8 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
             f"• *{e(m.metric)}* ({e(m.role)}, {e(check_text(m))}) — {e(OUTCOME_LABEL.get(m.outcome, m.outcome))}: "
             f"{e(levels_text(m))}, effect {e(effect_text(m))}\n   {e(m.reason, limit=600)}"
         )
-    body, used = [], 0
+    body: list[str] = []
+    used = 0
     for line in lines:  # whole lines only, within Slack's 3,000 characters per section
         if used + len(line) + 1 > 2900:
             body.append(f"… and {len(lines) - len(body)} more metrics")

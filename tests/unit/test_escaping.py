@@ -100,7 +100,7 @@ def _parse(page: str) -> _Tags:
     return p
 
 
-def _shown(s: str) -> str:
+def _shown(s: str | None) -> str:
     """What a reader must see of ``s``: its first 120 characters as :func:`plain` shows them."""
     return plain(s, limit=None)[:120]
 
