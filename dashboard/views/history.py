@@ -14,7 +14,7 @@ import streamlit as st
 from analyzers.model import MetricVerdict
 from analyzers.text import format_delta, format_relative
 from dashboard import data
-from dashboard.components import common
+from dashboard.components import change_metrics, common
 
 zone = common.viewer_zone()
 st.title("Service history")
@@ -93,3 +93,5 @@ st.dataframe(
 )
 if history.truncated:
     st.caption(f"Showing the newest {limit} deploys; raise N in the sidebar for more.")
+
+change_metrics.render(config.store_url, service, zone)

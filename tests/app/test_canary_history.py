@@ -1,0 +1,42 @@
+"""Service history page: the change metrics section (AppTest, real SQLite store)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analyzers.events.store import open_store
+from analyzers.model import Deploy, DeployVerdict
+from tests.app.conftest import APP, StoreData
+
+
+def test_history_shows_change_metrics_and_trend(store_data: StoreData) -> None:
+    store = open_store(store_data.url)
+    try:  # a rolled-back checkout deploy 3 days ago, restored 30 minutes later
+        bad = Deploy(deploy_id="dep-rolled-back", service="checkout", environment="production", version="v2.3.9",
+                     started_at=store_data.now - timedelta(days=3), status="rolled_back",
+                     finished_at=store_data.now - timedelta(days=3) + timedelta(minutes=30))
+        store.record_event("generic", "ev-rolled-back", {"service": "checkout"}, bad)
+        store.save_verdict(DeployVerdict(deploy_id=bad.deploy_id, overall="pass", reason="", metrics=(),
+                                         checked_at=store_data.now))
+    finally:
+        store.close()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["hist_svc"] = "checkout"
+    at.switch_page("views/history.py").run()
+    assert not at.exception
+    assert "Change metrics" in [s.value for s in at.subheader]
+    metrics = {m.label: m.value for m in at.metric}
+    # checkout: 3 deploys in 30 days (v2.4.0 failed, v2.4.1 unverified, v2.3.9 rolled back)
+    assert metrics["Deploys per day (30 d)"] == f"{3 / 30:.2f}"
+    assert metrics["Change failure rate (30 d)"] == "67%"
+    assert metrics["Median time to restore (30 d)"] == "30 min"  # the regression is not restored yet
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "deploys per week" in c.proto.spec).proto.spec)
+    bars = next(t for t in spec["data"] if t["type"] == "bar")
+    assert len(bars["y"]) == 8 and sum(bars["y"]) == 3  # eight weeks, checkout's three deploys in them
+    line = next(t for t in spec["data"] if t["type"] == "scatter")
+    assert line["y"][-1] == pytest.approx(200 / 3)  # last 7 days: v2.4.0 failed, v2.3.9 rolled back, v2.4.1 not
+    assert "week starting (" in spec["layout"]["xaxis"]["title"]["text"]
