@@ -4,11 +4,12 @@
     .venv/bin/python benchmarks/bench_changepoints.py  # speed vs ruptures
     .venv/bin/python benchmarks/bench_tcpd.py --synthetic   # TCPD F1 / cover + seeded check
     .venv/bin/python benchmarks/bench_fleet.py         # fleet scale: batched vs naive
+    .venv/bin/python benchmarks/bench_canary.py        # canary vs baseline, side by side with Kayenta
     .venv/bin/python -m tests.browser.bench_latency    # latency page in headless Chromium
     .venv/bin/python -m analyzers.demo.loadgen --workers 2 --seconds 10   # receiver load
 
 Figures and the commands that made them: benchmarks/README_stats.md, docs/scaling.md,
-docs/benchmarks.md.
+docs/benchmarks.md, docs/progressive-delivery.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = [
     [sys.executable, "benchmarks/bench_changepoints.py"],
     [sys.executable, "benchmarks/bench_tcpd.py", "--synthetic"],
     [sys.executable, "benchmarks/bench_fleet.py"],
+    [sys.executable, "benchmarks/bench_canary.py"],
     [sys.executable, "-m", "tests.browser.bench_latency"],
     [sys.executable, "-m", "analyzers.demo.loadgen", "--workers", "2", "--seconds", "10"],
 ]
