@@ -1,8 +1,10 @@
 """Run a real Prometheus locally: find or install it, backfill OpenMetrics, start and stop it.
 
 Used by ``python -m analyzers demo`` and the test fixture. Prometheus binds 127.0.0.1 on a
-free port by default, scrapes nothing, accepts remote write, and keeps its config and log
-in a private work directory (removed on :meth:`PrometheusServer.stop`; the TSDB stays).
+free port by default, scrapes only the targets it is given (the demo's traffic simulator),
+refuses remote writes unless asked (anything on loopback could write into it otherwise), and
+keeps its config and log in a private work directory (removed on :meth:`PrometheusServer.stop`;
+the TSDB stays).
 
 Backfilled blocks must hold data older than about 3 hours (the head block still owns
 newer samples) and inside ``--storage.tsdb.retention.time``; see the field notes.
@@ -162,9 +164,12 @@ class PrometheusServer:
         with PrometheusServer(tsdb) as prom:
             requests.get(prom.url + "/api/v1/query", params={"query": "up"})
 
-    ``port=0`` picks a free port. The server scrapes nothing (``scrape_configs: []``),
-    accepts remote write, and optionally takes out-of-order samples up to
-    ``out_of_order_window`` old (e.g. ``"30d"``) so remote-written history is kept.
+    ``port=0`` picks a free port. The server scrapes ``scrape_targets`` (``host:port`` strings,
+    job ``demo-simulator``) every ``scrape_interval``, dropping the ``job`` and ``instance``
+    labels so scraped series continue backfilled ones of the same labels; none by default.
+    ``remote_write=True`` turns the remote-write receiver on (tests that push samples);
+    ``exemplars=True`` adds ``--enable-feature=exemplar-storage``. Out-of-order samples up to
+    ``out_of_order_window`` old (e.g. ``"30d"``) are optionally accepted.
     """
 
     def __init__(
@@ -178,6 +183,10 @@ class PrometheusServer:
         binary: str | None = None,
         out_of_order_window: str | None = None,
         ready_timeout_s: float = 60.0,
+        scrape_targets: Sequence[str] = (),
+        scrape_interval: str = "15s",
+        remote_write: bool = False,
+        exemplars: bool = False,
     ) -> None:
         self.tsdb_dir = Path(tsdb_dir).resolve()
         self.host = host
@@ -187,6 +196,11 @@ class PrometheusServer:
         self.binary = binary
         self.out_of_order_window = out_of_order_window
         self.ready_timeout_s = ready_timeout_s
+        self.scrape_targets = tuple(scrape_targets)
+        self.scrape_interval = scrape_interval
+        self.remote_write = remote_write
+        self.exemplars = exemplars
+        self.command: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._work: Path | None = None
 
@@ -208,7 +222,17 @@ class PrometheusServer:
         return self._proc is not None and self._proc.poll() is None
 
     def _config_text(self) -> str:
-        text = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\nscrape_configs: []\n"
+        text = f"global:\n  scrape_interval: {self.scrape_interval}\n  evaluation_interval: 15s\n"
+        if self.scrape_targets:
+            targets = ", ".join(f'"{t}"' for t in self.scrape_targets)
+            text += (
+                "scrape_configs:\n  - job_name: demo-simulator\n"
+                f"    scrape_interval: {self.scrape_interval}\n"
+                f"    static_configs:\n      - targets: [{targets}]\n"
+                "    metric_relabel_configs:\n      - action: labeldrop\n        regex: job|instance\n"
+            )
+        else:
+            text += "scrape_configs: []\n"
         if self.out_of_order_window:
             text += f"storage:\n  tsdb:\n    out_of_order_time_window: {self.out_of_order_window}\n"
         return text
@@ -233,9 +257,11 @@ class PrometheusServer:
             f"--web.listen-address={self.host}:{self.port}",
             f"--storage.tsdb.path={self.tsdb_dir}",
             f"--storage.tsdb.retention.time={self.retention}",
-            "--web.enable-remote-write-receiver",
+            *(["--web.enable-remote-write-receiver"] if self.remote_write else []),
+            *(["--enable-feature=exemplar-storage"] if self.exemplars else []),
             *self.extra_args,
         ]
+        self.command = cmd
         log = (self._work / "prometheus.log").open("wb")
         try:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self._work)

@@ -1,10 +1,15 @@
-"""``python -m analyzers demo``: the whole product on seeded demo data, on this machine.
+"""``python -m analyzers demo``: the whole product on seeded demo data, on this machine, live.
 
-Steps: find (or apt-install) Prometheus; generate the demo scenario and backfill it with
-promtool (once: a second run reuses ``.demo/``); start Prometheus, the webhook receiver and the
-dashboard on 127.0.0.1 (a server already answering on its port is reused, not restarted);
-send the demo deploy events through the real receiver, signed; verify every deploy and store
-the verdicts; print the URLs. Ctrl-C stops what this run started.
+Steps: find (or apt-install) Prometheus; generate the demo scenario up to now and backfill it
+with promtool (once: a second run reuses ``.demo/``); start Prometheus (exemplar storage on,
+remote write off) scraping the traffic simulator (:mod:`analyzers.demo.simulator`), which
+continues the scenario from the backfill's last sample; start the webhook receiver with its
+worker and the dashboard on 127.0.0.1 (a server already answering on its port is reused, not
+restarted); send the demo deploy events through the real receiver, signed; verify every deploy
+and store the verdicts; print the URLs and the line that points the CLI at the demo's config.
+From then on the simulator deploys on a schedule and on ``demo deploy``, and the worker
+verifies each deploy by itself. Ctrl-C stops what this run started; ``--no-block`` leaves it
+running for ``demo --stop``, which signals only processes it can prove are the demo's.
 """
 
 from __future__ import annotations
@@ -64,24 +69,35 @@ def _secret(data: Path) -> str:
 
 
 def _prepare_data(data: Path, seed: int, fresh: bool, scenario_name: str = "demo") -> list[dict[str, Any]]:
-    """Generate + backfill once; returns the scenario deploys (event, truth, expected_overall)."""
+    """Generate + backfill once; returns the scenario deploys (event, truth, expected_overall).
+
+    The scenario ends now (to the 15 s step). Backfilling the last 3 h is safe here because no
+    Prometheus runs on the TSDB yet: when one starts, its head accepts only samples newer than
+    the blocks, which is exactly what the simulator scrapes from then on. ``handoff.json`` holds
+    what the simulator continues (versions, pods, cumulative counters at the last sample).
+    """
+    from analyzers.demo.livemodel import handoff_from_scenario
     from analyzers.demo.promserver import backfill
     from analyzers.demo.scenarios import demo_scenario, small_scenario
 
     marker = data / "scenario.json"
     tsdb = data / "tsdb"
-    if marker.exists() and tsdb.exists() and not fresh:
+    if marker.exists() and tsdb.exists() and (data / "handoff.json").exists() and not fresh:
         saved = json.loads(marker.read_text())
         if saved.get("seed") == seed and saved.get("scenario", "demo") == scenario_name:
             _say(f"reusing demo data in {data} (generated {saved.get('generated_at')}; --fresh to regenerate)")
             return list(saved["deploys"])
-    if tsdb.exists():
-        import shutil
+    import shutil
+    from datetime import UTC, datetime
 
-        shutil.rmtree(tsdb)
-    _say(f"generating the {scenario_name} scenario's metrics (seeded) ...")
+    for stale in (tsdb, data / "simulator"):
+        if stale.exists():
+            shutil.rmtree(stale)
+    _say(f"generating the {scenario_name} scenario's metrics up to now (seeded) ...")
     t0 = time.monotonic()
-    scenario = demo_scenario(seed=seed) if scenario_name == "demo" else small_scenario(seed=seed)
+    end = datetime.now(UTC)
+    scenario = demo_scenario(seed=seed, end=end) if scenario_name == "demo" else small_scenario(seed=seed, end=end)
+    (data / "handoff.json").write_text(json.dumps(handoff_from_scenario(scenario)))
     om = data / "demo.om"
     n = scenario.write_openmetrics(om)
     _say(f"wrote {n:,} samples in {time.monotonic() - t0:.0f} s; backfilling with promtool ...")
@@ -109,13 +125,18 @@ def run_demo(
     fresh: bool = False,
     block: bool = True,
     scenario: str = "demo",
+    simulator_port: int = 9469,
+    scrape_interval: str = "15s",
+    deploy_every_s: float = 900.0,
+    rollout_s: float = 120.0,
+    quick_checks: bool = False,
 ) -> int:
     from analyzers.demo.promserver import PrometheusServer, ensure_installed
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     started: list[Callable[[], None]] = []
-    pids: list[int] = []
+    pids: list[dict[str, Any]] = []
 
     def stop_all() -> None:
         for stop in reversed(started):
@@ -134,21 +155,29 @@ def run_demo(
             _say(f"Prometheus already answering at {prom_url}; reusing it")
             _check_has_demo_data(prom_url, deploys)
         else:
-            _say(f"starting Prometheus at {prom_url} ...")
-            server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d").start()
+            _say(f"starting Prometheus at {prom_url} (scraping the traffic simulator every {scrape_interval}) ...")
+            server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d",
+                                      scrape_targets=[f"127.0.0.1:{simulator_port}"], scrape_interval=scrape_interval,
+                                      exemplars=True).start()
             started.append(server.stop)
             if server.pid is not None:
-                pids.append(server.pid)
+                pids.append(_pid_record("prometheus", server.pid, server.command))
 
         store_url = f"sqlite:///{data / 'deploys.db'}"
         secret = _secret(data)
-        config_path = _write_demo_config(data, prom_url, store_url, dashboard_port)
+        receiver_url = f"http://127.0.0.1:{receiver_port}"
+        sim_url = f"http://127.0.0.1:{simulator_port}"
+        simulate = [sys.executable, "-m", "analyzers.demo.simulator", "--data-dir", str(data),
+                    "--port", str(simulator_port), "--seed", str(seed), "--receiver-url", receiver_url,
+                    "--deploy-every", f"{deploy_every_s:g}", "--rollout", f"{rollout_s:g}"]
+        _reuse_or_start("the traffic simulator", sim_url, "/metrics", simulate, dict(os.environ),
+                        data / "simulator.log", started, pids)
+        config_path = _write_demo_config(data, prom_url, store_url, dashboard_port, quick_checks=quick_checks)
         env = dict(
             os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url,
             ANALYZERS_CONFIG=str(config_path),
             ANALYZERS_WORKER="1",  # new events you send are verified on their own
         )
-        receiver_url = f"http://127.0.0.1:{receiver_port}"
         serve = [sys.executable, "-m", "analyzers", "serve", "--host", "127.0.0.1", "--port", str(receiver_port),
                  "--store", store_url]
         _reuse_or_start("the webhook receiver", receiver_url, "/healthz", serve, env, data / "receiver.log",
@@ -178,14 +207,21 @@ def run_demo(
         print()
         print(f"  Dashboard:   {dash_url}")
         print(f"  Receiver:    {receiver_url}   (POST /webhooks/deploys, GET /v1/deploys, /metrics, /docs)")
-        print(f"  Prometheus:  {prom_url}")
+        print(f"  Prometheus:  {prom_url}   (scrapes the traffic simulator at {sim_url}/metrics)")
         print(f"  Demo data:   {data}   (webhook secret in {data / 'webhook-secret'})")
+        every = f"every {deploy_every_s / 60:g} min" if deploy_every_s > 0 else "only when asked"
+        print(f"  Deploys:     {every}; now: python -m analyzers demo deploy --service checkout --effect latency+30%"
+              + (f" --data-dir {data_dir}" if data_dir != ".demo" else ""))
+        print()
+        print("Point the CLI at the demo's data:")
+        print(f"  export ANALYZERS_CONFIG={_shown_path(config_path)}")
         print()
         if not block:
             started.clear()  # leave them running; `demo --stop` ends them
             pid_file = data / "pids.json"
-            earlier = json.loads(pid_file.read_text()) if pid_file.exists() else []
-            pid_file.write_text(json.dumps(sorted(set(earlier) | set(pids))))
+            earlier = [r for r in _read_pids(pid_file) if isinstance(r, dict) and _is_ours(r)]
+            pid_file.write_text(json.dumps(earlier + pids, indent=1))
+            pid_file.chmod(0o600)
             print(f"Left running; stop them with: python -m analyzers demo --stop --data-dir {data_dir}")
             return 0
         print("Press Ctrl-C to stop everything this run started.", flush=True)
@@ -200,19 +236,77 @@ def run_demo(
 
 
 def stop_demo(data_dir: str = ".demo") -> int:
-    """End the processes a ``demo --no-block`` run left running (recorded in pids.json)."""
+    """End the processes a ``demo --no-block`` run left running (recorded in pids.json).
+
+    A PID is signalled only while ``/proc/PID`` still shows the process the demo started: the
+    same command line and the same start time (a PID reused by another program is left alone).
+    """
     path = Path(data_dir) / "pids.json"
     if not path.exists():
         _say(f"nothing to stop: {path} does not exist")
         return 0
-    for pid in json.loads(path.read_text()):
+    for rec in _read_pids(path):
+        if not isinstance(rec, dict):
+            _say(f"not stopping PID {rec}: recorded by an older demo without its command line, so it cannot be "
+                 "checked; stop it yourself if it is still the demo's")
+            continue
+        if not _is_ours(rec):
+            _say(f"not stopping PID {rec['pid']} ({rec.get('what')}): it is no longer the process the demo started")
+            continue
         try:
-            os.kill(int(pid), signal.SIGTERM)
-            _say(f"stopped process {pid}")
+            os.kill(int(rec["pid"]), signal.SIGTERM)
+            _say(f"stopped {rec.get('what')} (PID {rec['pid']})")
         except ProcessLookupError:
             pass
     path.unlink()
     return 0
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks since boot), ``None`` when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def _proc_argv(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
+def _pid_record(what: str, pid: int, argv: list[str]) -> dict[str, Any]:
+    return {"what": what, "pid": pid, "argv": [str(a) for a in argv], "start_ticks": _proc_start_ticks(pid)}
+
+
+def _is_ours(rec: dict[str, Any]) -> bool:
+    """The process at ``rec['pid']`` runs ``rec['argv']`` and started when it was recorded."""
+    pid = int(rec.get("pid", 0))
+    if pid <= 0 or rec.get("start_ticks") is None:
+        return False
+    return _proc_argv(pid) == rec.get("argv") and _proc_start_ticks(pid) == rec["start_ticks"]
+
+
+def _read_pids(path: Path) -> list[Any]:
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (the printed export line)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
@@ -237,14 +331,23 @@ def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
         )
 
 
-def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port: int) -> Path:
-    """The demo's config file: the built-in catalog plus the demo's one dependency."""
+def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port: int, *,
+                       quick_checks: bool = False) -> Path:
+    """The demo's config file: the built-in catalog plus the demo's one dependency.
+
+    ``scrape_interval`` stays 15 s, the backfill's resolution (rate windows must span 4 samples
+    of the history, whatever the simulator's live scrape interval). ``quick_checks`` shortens
+    the verification windows so a live deploy gets its first verdict within about 3 minutes
+    (less data per verdict: for tests and a quick look).
+    """
     path = data / "config.toml"
+    quick = ('[verification]\nstep = "10s"\nwindow_after = "3m"\nobservation = "6m"\n\n' if quick_checks else "")
     path.write_text(
         "# Written by `python -m analyzers demo`; a starting point for your own config (README).\n"
         f'[prometheus]\nurl = "{prom_url}"\nscrape_interval = "15s"\n\n'
         f'[store]\nurl = "{store_url}"\n\n'
         f'[dashboard]\nurl = "http://127.0.0.1:{dashboard_port}"\n\n'
+        + quick +
         '[services.checkout]\ndepends_on = ["payments"]   # checkout calls payments\n\n'
         "[services.payments]\n\n[services.search]\n"
     )
@@ -280,7 +383,7 @@ def _reuse_or_start(
     env: dict[str, str],
     log: Path,
     started: list[Callable[[], None]],
-    pids: list[int],
+    pids: list[dict[str, Any]],
     *,
     timeout: float = 60.0,
 ) -> None:
@@ -291,7 +394,7 @@ def _reuse_or_start(
     _say(f"starting {what} at {url} ...")
     proc = _spawn(cmd, env, log)
     started.append(functools.partial(_terminate, proc))
-    pids.append(proc.pid)
+    pids.append(_pid_record(what, proc.pid, cmd))
     _wait(url + health, what, proc, timeout=timeout, log=log)
 
 

@@ -315,7 +315,7 @@ def other_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from tests.integration.remote_write import NativeSample, bucket_index, float_request, post, write_request
 
     base = tmp_path_factory.mktemp("other-sources")
-    server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"]).start()
+    server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"], remote_write=True).start()
     try:
         end_s = int(time.time()) // 15 * 15
         rng = np.random.default_rng(4)

@@ -334,7 +334,7 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Native]:
     from tests.integration.remote_write import remote_write
 
     base = tmp_path_factory.mktemp("native")
-    server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"]).start()
+    server = PrometheusServer(base / "tsdb", extra_args=["--enable-feature=native-histograms"], remote_write=True).start()
     try:
         end_s = int(time.time()) // STEP * STEP
         mid_s = end_s - NATIVE_MINUTES * 60 // 2
