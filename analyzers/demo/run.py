@@ -71,12 +71,14 @@ def _secret(data: Path) -> str:
 def _prepare_data(data: Path, seed: int, fresh: bool, scenario_name: str = "demo") -> list[dict[str, Any]]:
     """Generate + backfill once; returns the scenario deploys (event, truth, expected_overall).
 
-    The scenario ends now (to the 15 s step). Backfilling the last 3 h is safe here because no
-    Prometheus runs on the TSDB yet: when one starts, its head accepts only samples newer than
-    the blocks, which is exactly what the simulator scrapes from then on. ``handoff.json`` holds
-    what the simulator continues (versions, pods, cumulative counters at the last sample).
+    The scenario ends 3 h before the hour (:func:`~analyzers.demo.scenarios.default_end`: its
+    deploys and verdicts are the same all hour); the traffic simulator's model then runs fast from
+    there to now (:func:`~analyzers.demo.livemodel.fast_forward`) into a second backfill. Backfilling
+    the last 3 h is safe here because no Prometheus runs on the TSDB yet: once one starts, its head
+    takes only samples newer than the blocks, which is what the simulator serves from then on.
+    ``handoff.json`` holds what the simulator continues (versions, pods, counters at the last sample).
     """
-    from analyzers.demo.livemodel import handoff_from_scenario
+    from analyzers.demo.livemodel import LiveWorld, fast_forward, handoff_from_scenario
     from analyzers.demo.promserver import backfill
     from analyzers.demo.scenarios import demo_scenario, small_scenario
 
@@ -95,17 +97,19 @@ def _prepare_data(data: Path, seed: int, fresh: bool, scenario_name: str = "demo
             shutil.rmtree(stale)
     _say(f"generating the {scenario_name} scenario's metrics up to now (seeded) ...")
     t0 = time.monotonic()
-    end = datetime.now(UTC)
-    scenario = demo_scenario(seed=seed, end=end) if scenario_name == "demo" else small_scenario(seed=seed, end=end)
-    (data / "handoff.json").write_text(json.dumps(handoff_from_scenario(scenario)))
+    scenario = demo_scenario(seed=seed) if scenario_name == "demo" else small_scenario(seed=seed)
     om = data / "demo.om"
     n = scenario.write_openmetrics(om)
     _say(f"wrote {n:,} samples in {time.monotonic() - t0:.0f} s; backfilling with promtool ...")
     t0 = time.monotonic()
     tsdb.mkdir(parents=True, exist_ok=True)
     backfill(om, tsdb)
+    world = LiveWorld(handoff_from_scenario(scenario), seed=seed)
+    n = fast_forward(world, datetime.now(UTC).timestamp(), om, step_s=scenario.step_s)
+    backfill(om, tsdb)
+    (data / "handoff.json").write_text(json.dumps(world.snapshot()))
     om.unlink(missing_ok=True)
-    _say(f"backfill done in {time.monotonic() - t0:.0f} s")
+    _say(f"backfill done in {time.monotonic() - t0:.0f} s (the last {n:,} samples continue the scenario to now)")
     deploys = [
         {"event": d.event, "truth": dict(d.truth), "expected_overall": d.expected_overall} for d in scenario.deploys
     ]
@@ -363,10 +367,11 @@ def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]], co
     cfg = load_config(config_path).with_prometheus_url(prom_url)
     store = open_store(store_url)
     try:
-        stored = store.list_deploys(limit=100000)
+        truth = {d["event"].get("deploy_id"): d for d in deploys}
+        # the scenario's deploys only: live ones (simulator) are the worker's to verify when their data is in
+        stored = [d for d in store.list_deploys(limit=100000) if d.deploy_id in truth]
         _say(f"verifying {len(stored)} deploys against Prometheus ...")
         verdicts = verify_many(sorted(stored, key=lambda d: d.started_at), cfg, PrometheusClient(cfg.prometheus), store=store)
-        truth = {d["event"].get("deploy_id"): d for d in deploys}
         for v in sorted(verdicts, key=lambda v: v.service):
             t = truth.get(v.deploy_id)
             expected = f" (scenario truth: {t['expected_overall']})" if t else ""

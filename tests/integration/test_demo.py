@@ -1,6 +1,8 @@
-"""`python -m analyzers demo` as a newcomer runs it (on the small scenario to stay fast): all three
-components come up on the chosen ports, verdicts match the scenario truth, a second run reuses
-what is there, and --stop ends what was left running."""
+"""`python -m analyzers demo` as a newcomer runs it (on the small scenario to stay fast): all the
+components come up on the chosen ports, verdicts match the scenario truth, the data is live (the
+simulator is scraped with exemplars, remote write is refused), a deploy asked for while it runs
+serves two versions at once and gets its verdict from the worker, a second run reuses what is
+there, and --stop ends what was left running."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -19,9 +22,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+def _demo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "analyzers", "demo", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=timeout)
 
 
 def _up(url: str) -> bool:
@@ -31,31 +34,87 @@ def _up(url: str) -> bool:
         return False
 
 
-def test_demo_brings_up_everything_and_reuses_it(tmp_path: Path) -> None:
-    ports = [str(free_port()) for _ in range(3)]
-    args = ["--scenario", "small", "--data-dir", str(tmp_path / "demo"), "--prometheus-port", ports[0],
-            "--receiver-port", ports[1], "--dashboard-port", ports[2], "--no-block"]
+def _query(prom: str, query: str, **params: Any) -> list[dict[str, Any]]:
+    r = requests.post(f"{prom}/api/v1/{'query_range' if 'step' in params else 'query'}",
+                      data={"query": query, **params}, timeout=10)
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"]["result"])
+
+
+def _poll(what: str, fn: Any, timeout: float, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+
+
+def test_demo_brings_up_everything_live_and_reuses_it(tmp_path: Path) -> None:
+    ports = [str(free_port()) for _ in range(4)]
+    data = tmp_path / "demo"
+    args = ["--scenario", "small", "--data-dir", str(data), "--prometheus-port", ports[0],
+            "--receiver-port", ports[1], "--dashboard-port", ports[2], "--simulator-port", ports[3],
+            "--scrape-interval", "2s", "--deploy-every", "0", "--quick-checks", "--no-block"]
+    prom, receiver = f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
     try:
         first = _demo(*args)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         verdicts = re.findall(r"\[demo\]\s+(PASS|FAIL|INCONCLUSIVE)\s+.*\(scenario truth: (pass|fail)\)", first.stdout)
         assert len(verdicts) == 6, first.stdout
         assert all(got.lower() == want for got, want in verdicts), first.stdout
-        assert _up(f"http://127.0.0.1:{ports[0]}/-/ready")
-        assert _up(f"http://127.0.0.1:{ports[1]}/healthz")
+        assert _up(f"{prom}/-/ready")
+        assert _up(f"{receiver}/healthz")
         assert _up(f"http://127.0.0.1:{ports[2]}/_stcore/health")
         assert f"http://127.0.0.1:{ports[2]}" in first.stdout
+        assert f"export ANALYZERS_CONFIG={data / 'config.toml'}" in first.stdout
+
+        # live: the simulator's samples reach now, with exemplars; nobody on loopback can remote-write
+        newest = _poll("a scrape of the simulator", lambda: _query(prom, "max(timestamp(http_requests_total))"), 30)
+        assert float(newest[0]["value"][1]) > time.time() - 30
+        now = time.time()
+        exemplars = _poll("stored exemplars", lambda: requests.get(f"{prom}/api/v1/query_exemplars", params={
+            "query": 'http_request_duration_seconds_bucket{service="checkout"}', "start": now - 300,
+            "end": now + 60}, timeout=10).json()["data"], 30)
+        trace_ids = {e["labels"]["trace_id"] for s in exemplars for e in s["exemplars"]}
+        assert len(trace_ids) > 5 and all(re.fullmatch(r"[0-9a-f]{32}", t) for t in trace_ids)
+        write = requests.post(f"{prom}/api/v1/write", data=b"\x00", timeout=5,
+                              headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+        assert write.status_code >= 400  # the remote-write receiver is off
+
+        # a deploy while it runs: both versions serve during the rollout, the worker verifies it
+        deploy = _demo("deploy", "--service", "checkout", "--effect", "errors x5", "--rollout", "20",
+                       "--data-dir", str(data), timeout=120)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        m = re.search(r"deploying checkout (\S+) -> (\S+) \(errors x5\), deploy id (\S+);", deploy.stdout)
+        assert m, deploy.stdout
+        old, new, deploy_id = m.groups()
+        assert any(old in line and new in line for line in deploy.stdout.splitlines() if "serving:" in line)
+        end = time.time()
+        both = _query(prom, 'count(count by (version) (rate(http_requests_total{service="checkout"}[5s]) > 0))',
+                      start=end - 40, end=end, step=1)
+        assert max(float(v) for _, v in both[0]["values"]) == 2, both
 
         second = _demo(*args)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "reusing demo data" in second.stdout
-        assert second.stdout.count("already answering") == 3
-        deploys = requests.get(f"http://127.0.0.1:{ports[1]}/v1/deploys", timeout=5).json()
-        items = deploys if isinstance(deploys, list) else deploys.get("deploys", deploys.get("items", []))
-        assert len(items) == 6  # the second run's events were duplicates: stored once
+        assert second.stdout.count("already answering") == 4
+
+        def verdict() -> dict[str, Any] | None:
+            body = requests.get(f"{receiver}/v1/deploys/{deploy_id}", timeout=5).json()
+            return body.get("verdict")
+
+        v = _poll("the worker's verdict on the live deploy", verdict, 400, interval=3)
+        assert v["overall"] == "fail", v
+        assert any(m["metric"] == "error_ratio" and m["outcome"] == "regressed" for m in v["metrics"]), v
+        listed = requests.get(f"{receiver}/v1/deploys", timeout=5).json()
+        items = listed if isinstance(listed, list) else listed.get("deploys", listed.get("items", []))
+        assert len(items) == 7  # six scenario deploys (the second run's were duplicates) and the live one
     finally:
-        _demo("--stop", "--data-dir", str(tmp_path / "demo"))
+        _demo("--stop", "--data-dir", str(data))
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _up(f"http://127.0.0.1:{ports[1]}/healthz"):
+    while time.monotonic() < deadline and (_up(f"{receiver}/healthz") or _up(f"http://127.0.0.1:{ports[3]}/metrics")):
         time.sleep(0.3)
-    assert not _up(f"http://127.0.0.1:{ports[1]}/healthz")
+    assert not _up(f"{receiver}/healthz")
+    assert not _up(f"http://127.0.0.1:{ports[3]}/metrics")
