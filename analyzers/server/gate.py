@@ -189,8 +189,8 @@ def install_gate(
             return _problem(400, "the body is not JSON: expected Flagger's webhook payload {name, namespace, phase, metadata}")
         if not isinstance(body, dict) or not isinstance(body.get("name"), str):
             return _problem(400, "expected Flagger's webhook payload with a string 'name' (the canary's name)")
-        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-        meta = {str(k): str(v) for k, v in meta.items()}
+        raw_meta = body.get("metadata")
+        meta = {str(k): str(v) for k, v in raw_meta.items()} if isinstance(raw_meta, dict) else {}
         if not _token_ok(expected, _bearer(request) or meta.get("token")):
             return _problem(401, "the gate needs a token: Authorization: Bearer <token> or metadata.token")
         if hook not in FLAGGER_HOOKS:

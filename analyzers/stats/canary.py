@@ -193,7 +193,7 @@ def compare_rates(
     x, y, nx, ny = _clean(canary_events, baseline_events, canary_exposure, baseline_exposure)
     ok = (nx > 0) & (ny > 0)
     tx, ty, tnx, tny = float(x[ok].sum()), float(y[ok].sum()), float(nx[ok].sum()), float(ny[ok].sum())
-    base = dict(metric=metric, alpha=alpha, canary_exposure=tnx, baseline_exposure=tny, canary_events=tx,
+    base: dict[str, Any] = dict(metric=metric, alpha=alpha, canary_exposure=tnx, baseline_exposure=tny, canary_events=tx,
                 baseline_events=ty, intervals=int(ok.sum()), dry_run=dry_run)
     method = "sequential exact rate-ratio test (conditional binomial, mixture martingale)"
     if not ok.any():
@@ -356,7 +356,7 @@ def compare_levels(
     method = "paired difference, Newey-West long-run variance, normal-mixture confidence sequence"
     both = np.isfinite(c) & np.isfinite(b)
     d = (c - b)[both]
-    base = dict(metric=metric, method=method, alpha=alpha, intervals=int(d.size), dry_run=dry_run)
+    base: dict[str, Any] = dict(metric=metric, method=method, alpha=alpha, intervals=int(d.size), dry_run=dry_run)
     if d.size < min_points:
         return Comparison(status="inconclusive", reason=f"{d.size} paired points where both versions report, need {min_points}.", **base)
     # One variance (from all points so far) for every look's radius: the plug-in is what makes

@@ -37,7 +37,7 @@ import pandas as pd
 
 from analyzers.config import Config, MetricSpec, format_duration
 from analyzers.errors import AnalyzerError, ConfigError, PrometheusError
-from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict, Outcome
 from analyzers.stats.canary import (
     CanaryJudgement,
     Comparison,
@@ -50,7 +50,7 @@ from analyzers.stats.canary import (
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
 
-_OUTCOME = {"regressed": "regressed", "ok": "ok", "inconclusive": "inconclusive"}
+_OUTCOME: dict[str, Outcome] = {"regressed": "regressed", "ok": "ok", "inconclusive": "inconclusive"}
 
 
 @dataclass(frozen=True)
