@@ -320,6 +320,27 @@ _SECRET_KEYS = re.compile(
 )
 
 
+def _token_like(segment: str) -> bool:
+    """A path segment that may be a credential: 20+ characters, or 8+ mixing letters and digits
+    (Slack's ``T0123ABCD/B0456EFGH/kT9x...``, Discord's and Teams' ids and tokens, tenant keys)."""
+    s = segment.split("@")[0]
+    if len(s) >= 20:
+        return True
+    return len(s) >= 8 and any(c.isdigit() for c in s) and any(c.isalpha() for c in s)
+
+
+def _redact_path(path: str) -> str:
+    return "/".join(REDACTED if _token_like(seg) else seg for seg in path.split("/"))
+
+
+def _redact_query(query: str) -> str:
+    parts = []
+    for pair in query.split("&"):
+        key, eq, _ = pair.partition("=")
+        parts.append(f"{key}={REDACTED}" if eq else REDACTED)
+    return "&".join(parts)
+
+
 def _redact_url(scheme: str, rest: str) -> str:
     # Trailing punctuation belongs to the sentence, not the URL.
     tail = ""
@@ -337,22 +358,26 @@ def _redact_url(scheme: str, rest: str) -> str:
     netloc = host + (f":{port}" if port else "")
     if "@" in parts.netloc:
         netloc = f"{REDACTED}@{netloc}"
-    out = f"{scheme}{netloc}"
-    if parts.path not in ("", "/"):
-        out += "/" + REDACTED
-    elif parts.path:
-        out += "/"
+    out = f"{scheme}{netloc}{_redact_path(parts.path)}"
     if parts.query:
-        out += "?" + REDACTED
+        out += "?" + _redact_query(parts.query)
+    if parts.fragment:
+        out += "#" + REDACTED
     return out + tail
+
+
+def _redact_url_path(path_and_query: str) -> str:
+    path, q, query = path_and_query.partition("?")
+    return _redact_path(path) + (f"?{_redact_query(query)}" if q else "")
 
 
 def redact(text: Any, secrets: Iterable[str | None] = ()) -> str:
     """Error text with secrets taken out, for storing or showing.
 
-    Removed: every URL's userinfo, path and query (a webhook URL's path *is* its secret:
-    ``https://hooks.slack.com/[redacted]``; scheme, host and port stay so the reader knows
-    which target failed), ``url: /path`` fragments from urllib3, Authorization headers and
+    Removed: every URL's userinfo, query values, fragment and token-like path segments (a
+    webhook URL's path *is* its secret: ``https://hooks.slack.com/services/[redacted]/...``;
+    scheme, host, port and plain segments such as ``/api/v1/query`` stay, so the reader knows
+    which target failed), the same in ``url: /path`` fragments from urllib3, Authorization headers and
     ``Bearer``/``Basic`` credentials, ``token=``/``password=``-style pairs, well-known token
     shapes (Slack ``xox*-``, ``whsec_``, GitHub, GitLab), and every string in ``secrets``
     (for example a route's full URL, its path and a Grafana token) wherever it appears.
@@ -362,7 +387,7 @@ def redact(text: Any, secrets: Iterable[str | None] = ()) -> str:
     for s in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         out = out.replace(s, REDACTED)
     out = _URL.sub(lambda m: _redact_url(m.group(1), m.group(2)), out)
-    out = _URL_PATH.sub(lambda m: m.group(1) + ("/" + REDACTED if m.group(2) not in ("", "/") else m.group(2)), out)
+    out = _URL_PATH.sub(lambda m: m.group(1) + _redact_url_path(m.group(2)), out)
     out = _AUTH_HEADER.sub(lambda m: m.group(1) + (m.group(2) + " " if m.group(2) else "") + REDACTED, out)
     out = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)} {REDACTED}", out)
     out = _KNOWN_TOKENS.sub(REDACTED, out)
@@ -379,8 +404,8 @@ def url_secrets(url: str | None) -> list[str]:
     out = [url]
     if parts.path not in ("", "/"):
         out.append(parts.path)
-        # Token-like segments (a digit in 8+ characters, or 20+) also leave the URL in error text.
-        out.extend(s for s in parts.path.split("/") if (len(s) >= 8 and any(c.isdigit() for c in s)) or len(s) >= 20)
+        # Token-like segments also leave the URL in error text (urllib3 quotes the path alone).
+        out.extend(s for s in parts.path.split("/") if _token_like(s))
     if parts.query:
         out.append(parts.query)
     if parts.password:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from analyzers.config import Config, MetricSpec
 from analyzers.errors import AnalyzerError, PrometheusError
 from analyzers.model import Deploy
-from analyzers.text import p_equals
+from analyzers.text import p_equals, redact
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -62,7 +62,7 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
             return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
         cmp = compare_bucket_distributions(les, before, after)
     except (PrometheusError, AnalyzerError, ValueError) as exc:
-        return {"error": str(exc)}
+        return {"error": redact(str(exc))}
     return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
             "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
             "before_window": [t.isoformat() for t in bw]}

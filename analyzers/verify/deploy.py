@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from analyzers.config import Config
 from analyzers.errors import AnalyzerError, PrometheusError, PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from analyzers.text import format_change, format_interval, human_duration, p_equals
+from analyzers.text import format_change, format_interval, human_duration, p_equals, redact
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -249,7 +249,7 @@ def verify_deploy(
         outcome: str
         if run.forced is not None:
             outcome = run.forced
-            reason = f"{plan.spec.key}: {run.note}"
+            reason = f"{plan.spec.key}: {redact(run.note)}"  # error text: no tokens or credentials
             if not reason.endswith("."):
                 reason += "."
         else:

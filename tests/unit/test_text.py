@@ -166,6 +166,14 @@ def test_redact_removes_credentials(text: str, secret: str) -> None:
     assert secret not in redact(text)
 
 
+def test_redact_keeps_what_tells_the_target_apart() -> None:
+    text = ("ConnectionError: HTTPSConnectionPool(host='hooks.slack.com', port=443): Max retries exceeded with "
+            "url: /services/T0123ABCD/B0456EFGH/kT9xQ2vWmZ8rYbN3cL5pJ7dF?x=1")
+    assert "url: /services/[redacted]/[redacted]/[redacted]?x=[redacted]" in redact(text)
+    prom = "cannot reach Prometheus at http://127.0.0.1:9/select/t0kenSECRET12345/prometheus/api/v1/query_range"
+    assert redact(prom) == "cannot reach Prometheus at http://127.0.0.1:9/select/[redacted]/prometheus/api/v1/query_range"
+
+
 def test_redact_removes_known_secrets_anywhere_and_leaves_plain_errors_alone() -> None:
     secrets = url_secrets(SLACK_URL)
     echoed = "HTTP 400: the URL kT9xQ2vWmZ8rYbN3cL5pJ7dF is not a channel"
