@@ -1,7 +1,7 @@
 """Canary benchmark: our sequential canary judge vs Kayenta's Mann-Whitney judge, same data.
 
-    .venv/bin/python benchmarks/bench_canary.py            # full table (seeded, ~1-2 min)
-    .venv/bin/python benchmarks/bench_canary.py --reps 100 # quicker, noisier
+    .venv/bin/python -m benchmarks.bench_canary            # full table (seeded, ~1-2 min)
+    .venv/bin/python -m benchmarks.bench_canary --reps 100 # quicker, noisier
 
 Traffic (per minute, seeded): ``--rps`` requests/s in total (100 by default) on a daily cycle
 (+-50%, random phase), split to the canary by its share (1%, 5%, 25%); 1% of requests fail;
@@ -34,17 +34,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analyzers.stats.canary import alpha_per_metric, compare_buckets, compare_rates  # noqa: E402
+from analyzers.stats.canary import alpha_per_metric, compare_buckets, compare_rates
 
 LES = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf])
 SHARES = (0.01, 0.05, 0.25)

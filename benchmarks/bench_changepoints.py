@@ -1,6 +1,6 @@
 """Speed: analyzers.changepoints beside ruptures Pelt and Binseg, and verify_series, same data.
 
-    .venv/bin/python benchmarks/bench_changepoints.py [--before GIT_REV]
+    .venv/bin/python -m benchmarks.bench_changepoints [--before GIT_REV]
 
 ``--before REV`` adds a column: changepoints.py as it was at git revision REV, timed
 interleaved with the current one (best of 5 each, alternating), so load affects both alike.
@@ -20,20 +20,17 @@ changepoints runs with its default model ("auto": piecewise-constant or -linear 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import ruptures as rpt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analyzers.stats import changepoints, verify_series  # noqa: E402
-from benchmarks.bench_tcpd import changepoints_at  # noqa: E402
+from analyzers.stats import changepoints, verify_series
+from benchmarks.bench_tcpd import changepoints_at
 
 RUPTURES_MAX = {"pelt": 1_000, "binseg": 10_000}
 

@@ -1,6 +1,6 @@
 """Dashboard at fleet scale (issue 7), in headless Chromium. Not part of the test run.
 
-    .venv/bin/python benchmarks/bench_dashboard_fleet.py [--deploys 3000 --services 200]
+    .venv/bin/python -m benchmarks.bench_dashboard_fleet [--deploys 3000 --services 200]
 
 The store holds the demo deploys (verified against the demo Prometheus) plus ``--deploys``
 synthetic deploys of ``--services`` services over 30 days, each with a stored verdict. Measured:
@@ -22,14 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from analyzers.config import default_config
+from analyzers.demo.promserver import stop_process
+from analyzers.events.store import open_store
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from tests.browser.bench_latency import Timing, build_demo, chrome, fmt, start_dashboard, timed
 
-from analyzers.config import default_config  # noqa: E402
-from analyzers.demo.promserver import stop_process  # noqa: E402
-from analyzers.events.store import open_store  # noqa: E402
-from analyzers.model import Deploy, DeployVerdict, MetricVerdict  # noqa: E402
-from tests.browser.bench_latency import Timing, build_demo, chrome, fmt, start_dashboard, timed  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fill_fleet(store_url: str, n: int, services: int, seed: int = 7) -> None:

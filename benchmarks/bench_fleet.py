@@ -2,7 +2,7 @@
 
 One command (sizes are numbers of services; 30 days and ~15 deploys per service each)::
 
-    .venv/bin/python benchmarks/bench_fleet.py --services 20 60 200 --days 30
+    .venv/bin/python -m benchmarks.bench_fleet --services 20 60 200 --days 30
 
 For each size it generates (or reuses from ``benchmarks/.cache/``) a seeded fleet
 (:mod:`benchmarks.fleet_data`), backfills it into a real Prometheus started on a free
@@ -44,16 +44,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
-#: Workers import ``analyzers`` from this snapshot (set by the driver), so both plans of a run
-#: measure the same code even while the working tree changes under a long benchmark.
-LIB_ENV = "FLEET_BENCH_LIB"
-if os.environ.get(LIB_ENV):
-    sys.path.insert(0, os.environ[LIB_ENV])
+from benchmarks.fleet_data import CACHE_DIR, FleetParams, FleetPlan, ensure_fleet, fleet_config, plan_fleet
 
-from benchmarks.fleet_data import CACHE_DIR, FleetParams, FleetPlan, ensure_fleet, fleet_config, plan_fleet  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MAX_POINTS = 11_000
 #: Points per chunk of a long range: ``analyzers.verify.deploy.fetch_grid`` stays 3 steps under
@@ -459,7 +452,7 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
             cpu0 = _proc_cpu_s(pid)
             fix = "" if fleet_max_points is None else f"-cap{fleet_max_points}"
             res_path = CACHE_DIR / f"plan-{params.key}-h{history_s / 86400:g}{fix}-{name}.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--services", str(params.services),
+            cmd = [sys.executable, "-m", "benchmarks.bench_fleet", "--worker", name, "--services", str(params.services),
                    "--days", str(params.days), "--seed", str(params.seed), "--end", plan.end.isoformat(),
                    "--deploys-per-30d", str(params.deploys_per_30d), "--history-days", str(history_s / 86400),
                    "--url", prom.url, "--now", now.isoformat(), "--out", str(res_path), "--workers", str(workers)]
@@ -468,7 +461,11 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
             if profile:
                 cmd += ["--profile-out", str(CACHE_DIR / f"profile-{params.key}-{name}.txt")]
             t = time.perf_counter()
-            subprocess.run(cmd, check=True, env={**os.environ, LIB_ENV: str(lib)} if lib else None)
+            # Workers import ``analyzers`` from the snapshot ``lib`` (PYTHONPATH comes before the
+            # installed checkout), so both plans of a run measure the same code even while the
+            # working tree changes under a long benchmark; ``benchmarks`` comes from ROOT (cwd).
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lib), str(ROOT)])} if lib else None
+            subprocess.run(cmd, check=True, cwd=ROOT, env=env)
             res = json.loads(res_path.read_text())
             res["process_s"] = time.perf_counter() - t
             res["prometheus_cpu_s"] = _proc_cpu_s(pid) - cpu0
@@ -610,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         f" --history-days {args.history_days:g}" if args.history_days != 1 else "") + (
         f" --fleet-max-points {args.fleet_max_points}" if args.fleet_max_points is not None else "") + (
         f" --workers {args.workers}" if args.workers != (os.cpu_count() or 1) else "")
-    print(f"Command: .venv/bin/python benchmarks/bench_fleet.py --services {' '.join(map(str, args.services))} "
+    print(f"Command: .venv/bin/python -m benchmarks.bench_fleet --services {' '.join(map(str, args.services))} "
           f"--days {args.days}{extra}")
     print(markdown(results))
     return 0

@@ -7,23 +7,20 @@ where the generated change begins. ms_per_case: CPU time of verify_series.
 verify_expect: the same cases with the expectation declared (the true direction for
 shifts, a seeded coin flip for no-op deploys), which gives that direction 80 % of alpha.
 
-    .venv/bin/python benchmarks/bench_scenarios.py [--n 50] [--alpha 0.05]
+    .venv/bin/python -m benchmarks.bench_scenarios [--n 50] [--alpha 0.05]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu, ttest_ind
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analyzers.demo.seriesgen import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
-from analyzers.stats import verify_series  # noqa: E402
+from analyzers.demo.seriesgen import EFFECT_FAMILIES, NULL_FAMILIES, scenario
+from analyzers.stats import verify_series
 
 
 def naive(sc, alpha: float) -> tuple[bool, bool]:

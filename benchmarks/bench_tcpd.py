@@ -7,7 +7,7 @@ against the union of annotators, recall is averaged over annotators; cover is th
 Jaccard-weighted segmentation covering, averaged over annotators. Series: the
 univariate non-synthetic ones shipped there, uk_coal_employ excluded (25).
 
-    .venv/bin/python benchmarks/bench_tcpd.py [--data /work/shared/data/tcpd] [--per-series]
+    .venv/bin/python -m benchmarks.bench_tcpd [--data /work/shared/data/tcpd] [--per-series]
         [--before GIT_REV] [--variant DIFF] [--synthetic]
 
 ``--synthetic`` adds a seeded check that TCPD cannot overfit: smooth curves without any
@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 import ruptures as rpt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analyzers.stats import changepoints  # noqa: E402
+from analyzers.stats import changepoints
 
 
 def true_positives(truth: set[int], pred: set[int], margin: int) -> set[int]:

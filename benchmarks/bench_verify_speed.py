@@ -1,7 +1,7 @@
 """verify_series CPU per call on a seeded corpus, side by side with an earlier revision, and a
 check that every result is identical.
 
-    .venv/bin/python benchmarks/bench_verify_speed.py [--before GIT_REV] [--fleet-only] [--rounds N]
+    .venv/bin/python -m benchmarks.bench_verify_speed [--before GIT_REV] [--fleet-only] [--rounds N]
 
 The corpus (:func:`corpus`, seeded, no Prometheus needed):
 
@@ -46,10 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzers.demo.seriesgen import EFFECT_FAMILIES, NULL_FAMILIES, scenario
+from analyzers.stats import verify_series
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from analyzers.demo.seriesgen import EFFECT_FAMILIES, NULL_FAMILIES, scenario  # noqa: E402
-from analyzers.stats import verify_series  # noqa: E402
 
 #: Fleet-shape options as ``analyzers.verify.deploy`` passes them (catalog of fleet_data.fleet_config).
 FLEET_METRICS: dict[str, dict[str, Any]] = {

@@ -7,7 +7,7 @@ dimensionless figures, 1e-12 times the case's own scale for values in the metric
 
 Run it to check CPU independence on this machine::
 
-    .venv/bin/python benchmarks/reproducible.py [--seeds 4] [--fleet-services 4]
+    .venv/bin/python -m benchmarks.reproducible [--seeds 4] [--fleet-services 4]
 
 It runs the corpus of ``bench_verify_speed`` in fresh processes under different numerical back
 ends (the default; OpenBLAS forced to its generic ``Prescott`` kernels with numpy's AVX-512 paths
@@ -29,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 REL_TOL = 1e-9
 ABS_FLOOR = 1e-12
@@ -146,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, env, mode in plan:
             out = Path(tmp) / f"{len(runs)}.json"
             base = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")}
-            subprocess.run([sys.executable, __file__, "--child", mode, "--out", str(out), "--seeds", str(a.seeds),
-                            "--fleet-services", str(a.fleet_services)], env={**base, **env}, check=True)
+            subprocess.run([sys.executable, "-m", "benchmarks.reproducible", "--child", mode, "--out", str(out), "--seeds", str(a.seeds),
+                            "--fleet-services", str(a.fleet_services)], env={**base, **env}, check=True, cwd=ROOT)
             runs[name] = json.loads(out.read_text())
     ref = runs["default"]
     print(f"{len(ref)} verify_series results per run; compared with the default back end\n")

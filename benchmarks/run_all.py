@@ -1,10 +1,10 @@
 """Run every benchmark, one after the other (`make bench`). Each also runs alone:
 
-    .venv/bin/python benchmarks/bench_scenarios.py     # verdict accuracy vs naive tests
-    .venv/bin/python benchmarks/bench_changepoints.py  # speed vs ruptures
-    .venv/bin/python benchmarks/bench_tcpd.py --synthetic   # TCPD F1 / cover + seeded check
-    .venv/bin/python benchmarks/bench_fleet.py         # fleet scale: batched vs naive
-    .venv/bin/python benchmarks/bench_canary.py        # canary vs baseline, side by side with Kayenta
+    .venv/bin/python -m benchmarks.bench_scenarios     # verdict accuracy vs naive tests
+    .venv/bin/python -m benchmarks.bench_changepoints  # speed vs ruptures
+    .venv/bin/python -m benchmarks.bench_tcpd --synthetic   # TCPD F1 / cover + seeded check
+    .venv/bin/python -m benchmarks.bench_fleet         # fleet scale: batched vs naive
+    .venv/bin/python -m benchmarks.bench_canary        # canary vs baseline, side by side with Kayenta
     .venv/bin/python -m tests.browser.bench_latency    # latency page in headless Chromium
     .venv/bin/python -m analyzers.demo.loadgen --workers 2 --seconds 10   # receiver load
 
@@ -21,11 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = [
-    [sys.executable, "benchmarks/bench_scenarios.py"],
-    [sys.executable, "benchmarks/bench_changepoints.py"],
-    [sys.executable, "benchmarks/bench_tcpd.py", "--synthetic"],
-    [sys.executable, "benchmarks/bench_fleet.py"],
-    [sys.executable, "benchmarks/bench_canary.py"],
+    [sys.executable, "-m", "benchmarks.bench_scenarios"],
+    [sys.executable, "-m", "benchmarks.bench_changepoints"],
+    [sys.executable, "-m", "benchmarks.bench_tcpd", "--synthetic"],
+    [sys.executable, "-m", "benchmarks.bench_fleet"],
+    [sys.executable, "-m", "benchmarks.bench_canary"],
     [sys.executable, "-m", "tests.browser.bench_latency"],
     [sys.executable, "-m", "analyzers.demo.loadgen", "--workers", "2", "--seconds", "10"],
 ]

@@ -10,16 +10,11 @@ requests. With ``[auth]`` in ``.streamlit/secrets.toml`` every page asks for sig
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` only puts dashboard/ on the path
-    sys.path.insert(0, str(_ROOT))
-
-from dashboard.components import access, common  # noqa: E402 - needs the path set above
+from dashboard.components import access, common
 
 _HERE = Path(__file__).resolve().parent
 # Page scripts live in views/, not pages/: Streamlit auto-discovers a pages/ directory (the old

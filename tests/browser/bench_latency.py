@@ -38,11 +38,10 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from analyzers.demo.promserver import free_port, stop_process
+from tests.browser.conftest import new_chrome
 
-from analyzers.demo.promserver import free_port, stop_process  # noqa: E402
-from tests.browser.conftest import new_chrome  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PANEL_CHARTS = 3  # percentiles, heatmap, SLO (the before/after CDF only shows with a deploy in range)
 
@@ -205,7 +204,8 @@ def start_dashboard(store_url: str, prom_url: str, log_path: Path, root: Path = 
     it is healthy."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url})
+    # `streamlit run` puts only dashboard/ on the path: import analyzers from the same checkout
+    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONPATH": str(root)})
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"), "--server.address",

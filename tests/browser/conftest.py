@@ -70,7 +70,9 @@ def dashboard(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     regression_id = _fill_store(store_url, prom)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom.url, "PYTHONUNBUFFERED": "1"})
+    # `streamlit run` puts only dashboard/ on the path: test this checkout's analyzers, not an installed one
+    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom.url, "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(ROOT)})
     log = work / "streamlit.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

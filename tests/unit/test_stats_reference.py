@@ -19,7 +19,7 @@ printed inside the reason/method text may differ by one unit in their last print
 A deliberate change of the method's results must regenerate the file (and say why in the
 commit)::
 
-    .venv/bin/python tests/unit/test_stats_reference.py --write
+    .venv/bin/python -m tests.unit.test_stats_reference --write
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pytest
 
+from analyzers.stats import verify_series
+from benchmarks.bench_verify_speed import Case, edge_cases, fleet_cases, result_json, scenario_cases
+from benchmarks.reproducible import assert_same_result, case_scale
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from analyzers.stats import verify_series  # noqa: E402
-from benchmarks.bench_verify_speed import Case, edge_cases, fleet_cases, result_json, scenario_cases  # noqa: E402
-from benchmarks.reproducible import assert_same_result, case_scale  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "recorded" / "verify_series_reference.json"
 
