@@ -127,6 +127,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_CODES[worst]
 
 
+def cmd_canary(args: argparse.Namespace) -> int:
+    """Canary vs baseline now, combined with the stored before/after verdict (what the gate answers)."""
+    import json
+
+    from analyzers.events.store import open_store
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.server.gate import gate_answer
+
+    cfg = _config(args)
+    if not args.deploy and not (args.service and args.version):
+        raise ConfigError("name the canary: --deploy ID, or --service NAME --version VERSION")
+    store = open_store(args.store or cfg.store_url)
+    try:
+        args.deploy, args.since = ([args.deploy] if args.deploy else None), None
+        found = _select_deploys(store, args, datetime.now(UTC))
+        if not found:
+            print("No such deploy stored: post its deploy event first (exit 2: inconclusive).", file=sys.stderr)
+            return EXIT_CODES["inconclusive"]
+        body = gate_answer(store, found[-1], cfg, PrometheusClient(cfg.prometheus), now=datetime.now(UTC),
+                           save=not args.no_save)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps(body, indent=2))
+    else:
+        print(f"{body['service']} {body['version']} canary: {body['verdict'].upper()}: {body['reason']}")
+        for m in body["metrics"]:
+            print(f"  {m['metric']}{' [dry-run]' if m['dry_run'] else ''}: {m['outcome']}: {m['reason']}")
+    return EXIT_CODES[body["verdict"]]
+
+
 def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict, Deploy]]) -> None:
     from analyzers.delivery.reports import render_html, render_json, render_json_many, render_markdown
 
@@ -391,6 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--min-effect-rel", type=float)
     vs.add_argument("--format", choices=("text", "json"), default="text")
     vs.set_defaults(func=cmd_verify_series)
+
+    c = sub.add_parser("canary", help="judge a canary against its baseline now (exit 0 pass, 1 fail, 2 inconclusive)")
+    c.add_argument("--deploy", help="deploy id")
+    c.add_argument("--service")
+    c.add_argument("--environment")
+    c.add_argument("--version", help="with --service: the newest deploy of this version")
+    c.add_argument("--format", choices=("text", "json"), default="text")
+    c.add_argument("--store")
+    c.add_argument("--config")
+    c.add_argument("--prometheus-url")
+    c.add_argument("--no-save", action="store_true", help="do not store the canary verdict")
+    c.set_defaults(func=cmd_canary)
 
     r = sub.add_parser("replay", help="re-verify past deploys with the current config and show what changes")
     r.add_argument("--since", default="30d")

@@ -113,6 +113,17 @@ def gate_payload(deploy: Deploy, canary: DeployVerdict | None, before_after: Dep
     }
 
 
+def gate_answer(store: Any, deploy: Deploy, config: Config, client: Any, *, now: datetime, save: bool = True) -> dict[str, Any]:
+    """Judge the canary now, combine with the latest before/after verdict, store it if its outcome changed."""
+    history = store.verdict_history(deploy.deploy_id)
+    before_after = next((v for v in reversed(history) if v.check_kind != "canary"), None)
+    last_canary = next((v for v in reversed(history) if v.check_kind == "canary"), None)
+    canary = safe_judge(deploy, config, client, now=now)
+    if save and canary is not None and (last_canary is None or last_canary.overall != canary.overall):
+        store.save_verdict(canary)
+    return gate_payload(deploy, canary if canary is not None else last_canary, before_after, now)
+
+
 def install_gate(
     app: FastAPI,
     store: Any,
@@ -131,16 +142,7 @@ def install_gate(
         reg.register(ChangeMetricsCollector(store, clock=clock))
 
     def evaluate(deploy: Deploy) -> dict[str, Any]:
-        now = datetime.fromtimestamp(clock(), tz=UTC)
-        history = store.verdict_history(deploy.deploy_id)
-        before_after = next((v for v in reversed(history) if v.check_kind != "canary"), None)
-        last_canary = next((v for v in reversed(history) if v.check_kind == "canary"), None)
-        canary = safe_judge(deploy, config, client, now=now)
-        if canary is not None and (last_canary is None or last_canary.overall != canary.overall):
-            store.save_verdict(canary)
-        if canary is None:
-            canary = last_canary
-        return gate_payload(deploy, canary, before_after, now)
+        return gate_answer(store, deploy, config, client, now=datetime.fromtimestamp(clock(), tz=UTC))
 
     def find(service: str, version: str | None, environment: str | None) -> Deploy | None:
         for d in store.list_deploys(service=service, environment=environment, limit=200):

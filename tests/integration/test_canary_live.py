@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from analyzers.config import CanarySettings, Config, ServiceSpec, default_config
 from analyzers.errors import ConfigError
+from analyzers.events.store import open_store
 from analyzers.model import Deploy
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.verify.canary import canary_matcher, canary_verdict, judge_canary, safe_judge
 from tests.integration.canary_data import CanaryProm, canary_prom  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _deploy(cp: CanaryProm, service: str, version: str = "v2") -> Deploy:
@@ -101,3 +106,23 @@ def test_versions_by_a_pattern_instead_of_the_version(canary_prom: CanaryProm) -
     assert not flagger_pods("shopxv-7d9c")  # the service name is escaped, '.' is literal
     with pytest.raises(ConfigError, match="canary_match is not a valid regex"):
         canary_matcher(_cfg(canary_prom, canary_match="v[2"), _deploy(canary_prom, "shop"))
+
+
+@pytest.mark.parametrize(("service", "code", "word"), [("shop", 1, "FAIL"), ("cart", 0, "PASS"), ("quiet", 2, "INCONCLUSIVE")])
+def test_cli_canary_exit_codes(canary_prom: CanaryProm, tmp_path: Path, service: str, code: int, word: str) -> None:  # noqa: F811
+    store_url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = open_store(store_url)
+    d = _deploy(canary_prom, service)
+    store.record_event("generic", d.deploy_id, {"service": service}, d)
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "analyzers", "canary", "--service", service, "--version", "v2",
+                        "--store", store_url, "--prometheus-url", canary_prom.url], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == code, r.stdout + r.stderr
+    assert r.stdout.startswith(f"{service} v2 canary: {word}:"), r.stdout
+    assert "error_ratio" in r.stdout and "latency_p99" in r.stdout
+    store = open_store(store_url)
+    try:  # stored as a canary verdict
+        assert [v.check_kind for v in store.verdict_history(d.deploy_id)] == ["canary"]
+    finally:
+        store.close()
