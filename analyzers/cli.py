@@ -266,7 +266,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"Dry-run metrics that would fail {len(shadow)} deploy(s) if enforced:")
         for d, v, names in shadow:
             extra = "" if v.overall == "fail" else f" (now {v.overall})"
-            print(f"  {d.started_at.strftime('%Y-%m-%d %H:%M')} UTC {d.service} {d.version}: fail on "
+            print(f"  {format_time(d.started_at)} {d.service} {d.version}: fail on "
                   f"{', '.join(names)}{extra}")
     return 0
 

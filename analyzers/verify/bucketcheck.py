@@ -85,4 +85,4 @@ def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
             f"({bt['method']} {p_txt} on {counts}): the move is not in the requests' latencies"))
     return dict(res, p_value=max(p_line, p), reason=(
         f"{res.get('reason', '')} The requests per latency bucket differ too ({bt['method']} {p_txt} on "
-        f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} points)."))
+        f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} pp)."))

@@ -131,7 +131,7 @@ def test_a_percentile_move_the_bucket_counts_do_not_show_is_not_a_shift() -> Non
 def test_a_shift_the_bucket_counts_confirm_stays_with_both_p_values() -> None:
     res = with_buckets(dict(SHIFTED, bucket_test=_bucket(0.0)), alpha=0.01)
     assert res["status"] == "shifted" and res["p_value"] == 2e-4
-    assert "differ too (G-test p < 0.0001" in res["reason"] and "6.5 points" in res["reason"]
+    assert "differ too (G-test p < 0.0001" in res["reason"] and "6.5 pp" in res["reason"]
 
 
 @pytest.mark.parametrize("bt", [{"error": "query failed: timeout"}, dict(_bucket(float("nan")))])
