@@ -286,9 +286,10 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
     if verdict is not None:
         with common.panel("Building the report"):
             reports = (
-                ("Markdown", "md", "text/markdown", render_markdown(verdict, deploy, dashboard_url=config.dashboard_url)),
+                ("Markdown", "md", "text/markdown", render_markdown(verdict, deploy, dashboard_url=config.dashboard_url,
+                                                                       zone=zone.tz)),
                 ("JSON", "json", "application/json", render_json(verdict, deploy)),
-                ("HTML", "html", "text/html", render_html(verdict, deploy)),
+                ("HTML", "html", "text/html", render_html(verdict, deploy, dashboard_url=config.dashboard_url, zone=zone.tz)),
             )
             for col, (name, ext, mime, body) in zip(cols, reports, strict=False):
                 col.download_button(f"Download report ({name})", body, file_name=f"deploy-{deploy.deploy_id}.{ext}",
