@@ -38,6 +38,7 @@ __all__ = [
     "deploy_link",
     "format_change",
     "format_delta",
+    "format_effect",
     "format_interval",
     "format_number",
     "format_p",
@@ -176,7 +177,8 @@ def format_delta(x: Any, unit: str = "") -> str:
     return format_change(x, unit)
 
 
-def format_interval(lo: Any, hi: Any, unit: str = "", *, level: float | None = None, signed: bool = True) -> str:
+def format_interval(lo: Any, hi: Any, unit: str = "", *, level: float | None = None, signed: bool = True,
+                    scale: Scale | None = None) -> str:
     """An effect interval on one scale, named by its level: ``99% CI +19.4 ms to +130.9 ms``.
 
     ``signed`` (the default) reads the bounds as changes (ratios in pp); otherwise as levels.
@@ -187,9 +189,22 @@ def format_interval(lo: Any, hi: Any, unit: str = "", *, level: float | None = N
     if signed and unit == "ratio":
         scale = _PP
     else:
-        scale = value_scale(unit, [a, b])
+        scale = scale or value_scale(unit, [a, b])
     text = f"{scale.render(a, sign=signed)} to {scale.render(b, sign=signed)}"
     return f"{level * 100:g}% CI {text}" if level is not None else text
+
+
+def format_effect(effect: Any, unit: str = "", *, rel: Any = None, ci: Sequence[Any] | None = None,
+                  level: float | None = None) -> str:
+    """A change, its relative change and its interval on one scale, for one sentence or cell:
+    ``+0.700 s (+50%), 99% CI +0.400 s to +1.100 s`` (never ``+700.0 ms ... +1.100 s``)."""
+    lo, hi = (ci[0], ci[1]) if ci is not None and len(ci) == 2 else (None, None)
+    has_ci = _finite(lo) is not None and _finite(hi) is not None
+    scale = value_scale(unit, [effect, lo, hi] if has_ci else [effect])
+    out = format_change(effect, unit, rel=rel, scale=scale)
+    if out != "n/a" and has_ci:
+        out += f", {format_interval(lo, hi, unit, level=level, scale=scale)}"
+    return out
 
 
 def format_p(p: Any) -> str:

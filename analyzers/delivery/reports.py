@@ -22,8 +22,7 @@ from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.text import (
     ci_label,
     deploy_link,
-    format_change,
-    format_interval,
+    format_effect,
     format_p,
     format_time,
     format_values,
@@ -78,11 +77,7 @@ def effect_text(m: MetricVerdict) -> str:
     eff = r.get("effect")
     if eff is None:
         return "n/a"
-    ci = r.get("effect_ci") or [None, None]
-    out = format_change(eff, m.unit, rel=r.get("effect_rel"))
-    if ci[0] is not None and ci[1] is not None:
-        out += f", {format_interval(ci[0], ci[1], m.unit, level=float(r.get('ci_level', 0.95)))}"
-    return out
+    return format_effect(eff, m.unit, rel=r.get("effect_rel"), ci=r.get("effect_ci"), level=float(r.get("ci_level", 0.95)))
 
 
 def levels_text(m: MetricVerdict) -> str:

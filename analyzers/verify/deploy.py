@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from analyzers.config import Config
 from analyzers.errors import AnalyzerError, PrometheusError, PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from analyzers.text import format_change, format_interval, human_duration, p_equals, redact
+from analyzers.text import format_effect, format_number, human_duration, p_equals, redact
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -130,16 +130,19 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
     ci = res.get("effect_ci") or [None, None]
     rel = res.get("effect_rel")
     size = ""
-    if eff is not None:
-        size = format_change(eff, unit, rel=rel)
-        if ci[0] is not None and ci[1] is not None:
-            size += f", {format_interval(ci[0], ci[1], unit, level=float(res.get('ci_level', 0.95)))}"
+    if res.get("change_kind") == "variance":  # a spread-only change has no direction: no sign
+        ratio = (res.get("details") or {}).get("spread_ratio")
+        size = f"spread x{format_number(ratio, 2)}, no level change" if ratio is not None else "spread changed"
+    elif eff is not None:
+        size = format_effect(eff, unit, rel=rel, ci=ci, level=float(res.get("ci_level", 0.95)))
+    # A guard's expect is the direction it fails on: say so, never "expected increase".
+    watch = f"fails on {plan.expect}" if plan.expect in ("increase", "decrease") else "fails on any change"
     text = {
         "confirmed": f"{key} moved as declared ({plan.expect})" if plan.expect != "unchanged" else f"{key} stayed unchanged as declared",
         "opposite": f"{key} moved the wrong way (declared {plan.expect})",
         "no_effect": f"{key} did not move (declared {plan.expect})",
-        "regressed": f"guard {key} regressed",
-        "ok": f"guard {key} shows no regression",
+        "regressed": f"guard {key} ({watch}) regressed",
+        "ok": f"guard {key} ({watch}) shows no regression",
         "inconclusive": f"{key} is inconclusive",
     }.get(outcome, key)
     if size and outcome in ("confirmed", "opposite", "regressed"):

@@ -10,6 +10,7 @@ import pytest
 from analyzers.text import (
     deploy_link,
     format_change,
+    format_effect,
     format_interval,
     format_number,
     format_p,
@@ -46,6 +47,10 @@ def test_values_in_one_sentence_share_one_scale() -> None:
     assert format_values([0.012, 0.018], "s") == ["12.0 ms", "18.0 ms"]
     assert format_interval(0.5, 1.2, "s", level=0.99) == "99% CI +0.500 s to +1.200 s"
     assert format_interval(0.0194, 0.1309, "s", level=0.99) == "99% CI +19.4 ms to +130.9 ms"
+    assert format_effect(0.7, "s", rel=0.5, ci=[0.4, 1.1], level=0.99) == "+0.700 s (+50%), 99% CI +0.400 s to +1.100 s"
+    assert format_effect(0.0339, "ratio", rel=5.49, ci=[0.021, 0.047], level=0.99) == (
+        "+3.39 pp (x6.5), 99% CI +2.10 pp to +4.70 pp")
+    assert format_effect(None, "s", ci=[0.1, 0.2]) == "n/a"
 
 
 def test_a_ratio_change_is_in_points_apart_from_the_relative_change() -> None:
