@@ -158,3 +158,38 @@ def test_ci_runs_make_test_in_an_odd_time_zone() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     assert ci.index("export TZ=Asia/Kolkata") < ci.index("make test")
+
+
+def _stages() -> list[list[str]]:
+    """Dockerfile instructions (continuations joined), grouped by FROM."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("FROM "):
+            stages.append([])
+        if line and not line.startswith("#") and stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_image_is_multi_stage_runtime_only_and_non_root() -> None:
+    stages = _stages()
+    assert len(stages) >= 2, "builder stage for wheels, slim runtime stage"
+    runtime = " ".join(stages[-1])
+    assert stages[-1][0].startswith("FROM python:") and "slim" in stages[-1][0]
+    assert "COPY --from=builder" in runtime
+    assert "--no-index" in runtime, "the runtime installs the builder's wheels only"
+    whole = (ROOT / "Dockerfile").read_text()
+    assert "requirements-test" not in whole and not any(t in whole for t in ("pytest", "mypy", "selenium", "ruff"))
+    user = [ln.split()[1] for ln in stages[-1] if ln.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0"), "the final stage runs as a non-root user"
+    assert any(ln.startswith("HEALTHCHECK ") for ln in stages[-1])
+    assert '"deploy-verify"' in runtime.split("CMD ", 1)[1]
+
+
+def test_compose_uses_the_installed_command() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("receiver", "worker"):
+        assert services[name]["command"][0] == "deploy-verify", name
+        assert services[name]["build"] == "."
