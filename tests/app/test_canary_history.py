@@ -40,3 +40,26 @@ def test_history_shows_change_metrics_and_trend(store_data: StoreData) -> None:
     line = next(t for t in spec["data"] if t["type"] == "scatter")
     assert line["y"][-1] == pytest.approx(200 / 3)  # last 7 days: v2.4.0 failed, v2.3.9 rolled back, v2.4.1 not
     assert "week starting (" in spec["layout"]["xaxis"]["title"]["text"]
+
+
+def test_deploy_page_shows_a_stored_canary_verdict(store_data: StoreData) -> None:
+    import numpy as np
+
+    from analyzers.stats.canary import compare_rates, judge
+    from analyzers.verify.canary import CanaryReport, canary_verdict
+
+    d = store_data.unverified
+    c = compare_rates("error_ratio", np.full(10, 30.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
+                      alpha=0.005)
+    rep = CanaryReport(judgement=judge([c]), start=d.started_at, end=store_data.now, queries={"error_ratio": ["q"]})
+    store = open_store(store_data.url)
+    try:
+        store.save_verdict(canary_verdict(d, rep, now=store_data.now))
+    finally:
+        store.close()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["deploy"] = d.deploy_id
+    at.run()
+    assert not at.exception
+    text = " ".join(str(m.value) for m in at.markdown) + " ".join(str(e.value) for e in at.error)
+    assert "Canary rate of errors above 1" in text and "regressed" in text  # markdown-escaped on the page
