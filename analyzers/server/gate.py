@@ -29,7 +29,8 @@ Auth: ``Authorization: Bearer <token>`` (token from the environment variable nam
 headers, so its payload may carry the token as ``metadata.token``. Without a configured token
 the gate is open (read-only, but it runs queries: set one in production).
 
-The change metrics (:mod:`analyzers.verify.dora`) are registered on the app's ``/metrics``.
+The change metrics (:mod:`analyzers.verify.dora`) and ``deploy_gate_answers_total{service,
+verdict}`` are registered on the app's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -138,11 +139,19 @@ def install_gate(
     expected = gate_token(config, token)
     router = APIRouter()
     reg = registry if registry is not None else getattr(getattr(app.state, "metrics", None), "registry", None)
+    answers = None
     if reg is not None:
+        from prometheus_client import Counter
+
         reg.register(ChangeMetricsCollector(store, clock=clock))
+        answers = Counter("deploy_gate_answers", "Gate answers by service and verdict (Argo, Flagger, CLI polls)",
+                          ["service", "verdict"], registry=reg)
 
     def evaluate(deploy: Deploy) -> dict[str, Any]:
-        return gate_answer(store, deploy, config, client, now=datetime.fromtimestamp(clock(), tz=UTC))
+        body = gate_answer(store, deploy, config, client, now=datetime.fromtimestamp(clock(), tz=UTC))
+        if answers is not None:
+            answers.labels(deploy.service, body["verdict"]).inc()
+        return body
 
     def find(service: str, version: str | None, environment: str | None) -> Deploy | None:
         for d in store.list_deploys(service=service, environment=environment, limit=200):

@@ -185,3 +185,5 @@ def test_receiver_process_serves_the_gate_and_change_metrics(receiver: Any) -> N
     assert g.status_code == 200
     assert g.json()["verdict"] == "inconclusive"
     assert requests.get(receiver.base_url + "/v1/gate/unknown-deploy", timeout=30).status_code == 404
+    metrics = requests.get(receiver.base_url + "/metrics", timeout=30).text
+    assert 'deploy_gate_answers_total{service="gate-dora",verdict="inconclusive"} 1.0' in metrics
