@@ -31,6 +31,7 @@ from analyzers.errors import (
     PrometheusUnreachable,
     StoreError,
 )
+from analyzers.text import redact
 
 log = logging.getLogger("dashboard")
 
@@ -339,7 +340,7 @@ def show_query(query: str) -> None:
 
 def explain_error(exc: BaseException, *, what: str) -> str:
     """A banner message for an analyzer error: what failed, the server's words, what to do."""
-    detail = md_escape(str(exc).strip() or type(exc).__name__, max_len=1500)
+    detail = md_escape(redact(str(exc).strip()) or type(exc).__name__, max_len=1500)
     if isinstance(exc, PrometheusUnreachable):
         return (
             f"{what}: Prometheus is unreachable. {detail}\n\n"

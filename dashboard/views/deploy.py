@@ -15,6 +15,7 @@ import streamlit as st
 
 from analyzers.errors import PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, to_utc
+from analyzers.text import redact
 from dashboard import data
 from dashboard.components import access, charts, common
 
@@ -269,7 +270,7 @@ def _deliveries(deliveries: tuple[dict[str, Any], ...]) -> None:
                     "delivered": "yes" if d.get("ok") else "no",
                     "attempts": d.get("attempts"),
                     "HTTP status": d.get("status_code"),
-                    "error": d.get("error") or "",
+                    "error": redact(d.get("error")) if d.get("error") else "",  # rows stored before redaction
                 }
                 for d in reversed(deliveries)
             ]
