@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from analyzers.errors import ConfigError
+from analyzers.model import TraceUrl
 
 Good = Literal["increase", "decrease", "none"]
 
@@ -190,6 +191,8 @@ class Config:
     dashboard_url: str = "http://127.0.0.1:8501"
     #: ``[dashboard] allow_actions``: the dashboard offers buttons that write (re-verify). Off by default.
     dashboard_allow_actions: bool = False
+    #: ``[dashboard] trace_url``: where an exemplar's trace id opens (Jaeger, Tempo); None: no links.
+    trace_url: TraceUrl | None = None
     source_path: str | None = None
     routes: tuple[NotifyRoute, ...] = ()
     grafana: GrafanaSettings | None = None
@@ -458,6 +461,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         services=services,
         dashboard_url=dashboard_url,
         dashboard_allow_actions=allow_actions,
+        trace_url=TraceUrl(str(dash["trace_url"])) if (dash := raw.get("dashboard") or {}).get("trace_url") else None,
         source_path=source_path,
         routes=routes,
         grafana=grafana,

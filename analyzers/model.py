@@ -204,3 +204,49 @@ class DeployVerdict:
             check_kind=d.get("check_kind", "manual"),
             changes=tuple(d.get("changes", ())),
         )
+
+
+#: The placeholder a trace URL template carries exactly once.
+TRACE_ID_PLACEHOLDER = "{trace_id}"
+
+
+@dataclass(frozen=True)
+class TraceUrl:
+    """Where a trace id opens (``[dashboard] trace_url``), e.g. ``http://tempo.example/trace/{trace_id}``.
+
+    Only the operator's config sets it, and the host is fixed there: the template must be an
+    http(s) URL whose scheme and host come before ``{trace_id}`` (so no trace id, which comes
+    from the scraped service, can choose where the link points). The id is percent-encoded
+    into it; an id that is empty, longer than 256 characters or holds control characters gets
+    no link. Other braces are left alone (Grafana Explore URLs carry JSON).
+    """
+
+    template: str
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        from analyzers.errors import ConfigError
+
+        t = self.template
+        example = "for example 'http://tempo.example/trace/{trace_id}' or 'http://jaeger.example/trace/{trace_id}'"
+        if not isinstance(t, str) or t.count(TRACE_ID_PLACEHOLDER) != 1:
+            raise ConfigError(f"[dashboard] trace_url must contain {{trace_id}} exactly once, got {t!r}: {example}")
+        if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in t):
+            raise ConfigError(f"[dashboard] trace_url must not contain spaces or control characters, got {t!r}")
+        prefix = t.split(TRACE_ID_PLACEHOLDER)[0]
+        parts = urlsplit(prefix)
+        authority_done = "://" in prefix and any(c in prefix.split("://", 1)[1] for c in "/?#")
+        if parts.scheme not in ("http", "https") or not parts.hostname or not authority_done:
+            raise ConfigError(
+                f"[dashboard] trace_url must be an http:// or https:// URL whose host comes before {{trace_id}}, "
+                f"got {t!r}: {example}"
+            )
+
+    def url(self, trace_id: str) -> str | None:
+        """The link for ``trace_id`` (percent-encoded), or None when the id cannot be linked."""
+        from urllib.parse import quote
+
+        if not trace_id or len(trace_id) > 256 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in trace_id):
+            return None
+        return self.template.replace(TRACE_ID_PLACEHOLDER, quote(trace_id, safe=""))
