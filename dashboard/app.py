@@ -1,7 +1,7 @@
 """Streamlit entrypoint: ``streamlit run dashboard/app.py``.
 
 Pages (``st.navigation``): Deploys (at ``/`` and ``/deploys``), Deploy detail
-(``/deploy?deploy=<id>``, also opened by ``/?deploy=<id>``), Latency and Service history.
+(``/deploy?deploy=<id>``, also opened by ``/?deploy=<id>``), Latency, Errors and Service history.
 Configuration comes only from ``$ANALYZERS_CONFIG`` / ``$PROMETHEUS_URL`` /
 ``$DEPLOY_STORE_URL`` (see README): no page lets a viewer choose where the server sends
 requests. With ``[auth]`` in ``.streamlit/secrets.toml`` every page asks for sign-in first
@@ -29,12 +29,13 @@ home_page = st.Page(_DEPLOYS, title="Deploys", icon=":material/rocket_launch:", 
 deploys_page = st.Page(_DEPLOYS, title="Deploys", icon=":material/rocket_launch:", url_path="deploys")
 deploy_page = st.Page(str(_HERE / "views" / "deploy.py"), title="Deploy detail", icon=":material/fact_check:", url_path="deploy")
 latency_page = st.Page(str(_HERE / "views" / "latency.py"), title="Latency", icon=":material/speed:", url_path="latency")
+errors_page = st.Page(str(_HERE / "views" / "errors.py"), title="Errors", icon=":material/error:", url_path="errors")
 history_page = st.Page(str(_HERE / "views" / "history.py"), title="Service history", icon=":material/history:", url_path="history")
 
-page = st.navigation([home_page, deploys_page, deploy_page, latency_page, history_page], position="hidden")
+page = st.navigation([home_page, deploys_page, deploy_page, latency_page, errors_page, history_page], position="hidden")
 if not access.signed_in_or_prompt():
     st.stop()
-for link in (deploys_page, deploy_page, latency_page, history_page):
+for link in (deploys_page, deploy_page, latency_page, errors_page, history_page):
     st.sidebar.page_link(link)
 common.zone_switch()
 access.sign_out_button()

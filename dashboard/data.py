@@ -24,6 +24,9 @@ import pandas as pd
 import streamlit as st
 
 from analyzers.config import Config, load_config
+from analyzers.drilldown.bubbleup import BubbleUp, candidate_labels, error_bubbleup, latency_bubbleup
+from analyzers.drilldown.errors import ErrorBreakdown, ErrorSeries, counters, error_breakdown, error_series
+from analyzers.drilldown.exemplars import Exemplars, latency_exemplars
 from analyzers.drilldown.latency import (
     PERCENTILES,
     Breakdown,
@@ -241,6 +244,15 @@ class CachedQuerier:
     def query_exemplars(self, query: str, start: datetime, end: datetime) -> tuple[Exemplar, ...]:
         return query_exemplars(self.config_key, self.config, query, int(start.timestamp()), int(end.timestamp()))
 
+    def label_names(self, match: str, start: datetime, end: datetime) -> tuple[str, ...]:
+        return label_names(self.config_key, self.config, match, int(start.timestamp()), int(end.timestamp()))
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def label_names(config_key: str, _config: Config, match: str, start: int, end: int) -> tuple[str, ...]:
+    """Label names of the series ``match`` selects in ``[start, end]`` (Unix s)."""
+    return get_client(_config).label_names(match, to_dt(start), to_dt(end))
+
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
 def query_exemplars(config_key: str, _config: Config, query: str, start: int, end: int) -> tuple[Exemplar, ...]:
@@ -251,6 +263,56 @@ def query_exemplars(config_key: str, _config: Config, query: str, start: int, en
 def histogram_selector(service: str) -> str:
     """Label matchers (escaped) selecting one service's series."""
     return service_selector(service)
+
+
+# -- errors, BubbleUp, exemplars (analyzers.drilldown.errors / .bubbleup / .exemplars)
+
+
+def error_counters(config: Config, service: str) -> tuple[str, str]:
+    """The (failed, all) request counters of the catalog's error metric for ``service``."""
+    return counters(config, service)
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_error_labels(config_key: str, _config: Config, service: str, start: int, end: int) -> tuple[str, ...]:
+    """Labels worth breaking the service's requests down by (from the Prometheus labels API)."""
+    _, exposure = counters(_config, service)
+    return candidate_labels(CachedQuerier(config_key, _config), exposure, start, end)
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_error_breakdown(config_key: str, _config: Config, service: str, label: str, start: int,
+                         end: int) -> ErrorBreakdown:
+    """:func:`analyzers.drilldown.errors.error_breakdown` ("who is failing" by ``label``), cached."""
+    events, exposure = counters(_config, service)
+    return error_breakdown(CachedQuerier(config_key, _config), events, exposure, label, start, end)
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_error_series(config_key: str, _config: Config, service: str, label: str, start: int, end: int,
+                      step: int) -> ErrorSeries:
+    """:func:`analyzers.drilldown.errors.error_series` (per-value error ratio and rate), cached."""
+    events, exposure = counters(_config, service)
+    return error_series(CachedQuerier(config_key, _config), events, exposure, label, start, end, step,
+                        scrape_interval_s=_config.prometheus.scrape_interval_s)
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_bubbleup(config_key: str, _config: Config, service: str, kind: str, labels: tuple[str, ...], start: int,
+                  end: int, histogram: str = "", quantile: float = 0.99) -> BubbleUp:
+    """:mod:`analyzers.drilldown.bubbleup` for the errors (``kind="errors"``) or the slow tail
+    (``kind="slow"``: requests above the bucket holding ``quantile``), cached."""
+    querier = CachedQuerier(config_key, _config)
+    if kind == "slow":
+        return latency_bubbleup(querier, histogram, service, labels, start, end, quantile=quantile)
+    events, exposure = counters(_config, service)
+    return error_bubbleup(querier, events, exposure, labels, start, end)
+
+
+@st.cache_data(ttl=PROM_TTL_S, show_spinner=False)
+def load_exemplars(config_key: str, _config: Config, histogram: str, service: str, start: int, end: int) -> Exemplars:
+    """:func:`analyzers.drilldown.exemplars.latency_exemplars` with the configured trace links, cached."""
+    return latency_exemplars(CachedQuerier(config_key, _config), histogram, service, start, end, _config.trace_url)
 
 
 @st.cache_data(ttl=PROM_TTL_S, show_spinner=False)

@@ -53,7 +53,7 @@ TAG = "drilldown_part"
 _NEVER = frozenset({"__name__", "le", "quantile", TAG})
 
 
-class _LabelSource(Protocol):
+class _LabelSource(Protocol):  # noqa: D101
     def label_names(self, match: str, start: datetime, end: datetime) -> tuple[str, ...]: ...
 
 

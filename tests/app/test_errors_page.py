@@ -1,0 +1,79 @@
+"""Errors page (AppTest) against the real Prometheus of the ``prom`` fixture.
+
+The scenario's ``regression`` deploy multiplies checkout's error ratio by 10 from its new
+version on: around it, the new version must lead "who is failing", its line must rise in the
+per-version chart while the old one stays flat, and BubbleUp must name the version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.components.common import url_time
+from tests.app.conftest import APP
+from tests.app.test_latency_page import arr, scenario_store  # noqa: F401 - the shared fixture
+
+pytestmark = pytest.mark.integration
+
+
+def open_errors(query: dict[str, Any], tz: str = "UTC") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.context = {"timezone": tz}
+    at.query_params.update(query)
+    at.switch_page("views/errors.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def around(deploy: Any, before_h: float = 1.0, after_min: float = 40.0) -> dict[str, str]:
+    return {"err_range": "custom", "err_from": url_time(deploy.started_at - timedelta(hours=before_h)),
+            "err_to": url_time(deploy.started_at + timedelta(minutes=after_min))}
+
+
+def frames(at: AppTest) -> list[Any]:
+    return [d.value for d in at.dataframe]
+
+
+def test_new_version_leads_who_is_failing_and_bubbleup_names_it(scenario_store: dict[str, Any]) -> None:
+    regression = scenario_store["regression"]
+    at = open_errors({"svc": "checkout", "err_by": "version", **around(regression)})
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="err_by").value == "version"
+    who, bubble = frames(at)
+    assert who["version"].iloc[0] == regression.version  # the new version fails most
+    assert who["excess"].iloc[0].startswith("+") and who["excess"].iloc[0].endswith(" pp")
+    assert who["error ratio"].iloc[0].endswith("%")
+    md = "\n".join(m.value for m in at.markdown).replace("\\", "")  # values are Markdown-escaped
+    assert f"version = {regression.version}" in md and "pp)" in md and "(Holm)" in md
+    assert bubble["label"].iloc[0] == "version" and bubble["stands out"].iloc[0] == "yes"
+
+
+def test_per_version_lines_side_by_side_in_the_viewers_zone(scenario_store: dict[str, Any]) -> None:
+    regression = scenario_store["regression"]
+    at = open_errors({"svc": "checkout", "err_by": "version", **around(regression)}, tz="Asia/Kolkata")
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "err_ratio" in c.proto.id)
+    lines = {t["name"]: t for t in spec["data"] if t.get("mode") == "lines"}
+    assert regression.version in lines and len(lines) == 2
+    assert spec["layout"]["yaxis"]["title"]["text"] == "error ratio (%)"
+    assert "Asia/Kolkata" in spec["layout"]["xaxis"]["title"]["text"]
+    new = arr(lines[regression.version]["y"]).astype(float)
+    old = next(arr(t["y"]).astype(float) for n, t in lines.items() if n != regression.version)
+    assert float(new[-10:].mean()) > 3 * float(old[:20].mean())
+
+
+def test_slow_tail_bubbleup_and_a_range_without_data(scenario_store: dict[str, Any]) -> None:
+    regression = scenario_store["regression"]
+    at = open_errors({"svc": "checkout", "bu": "slow", **around(regression)})
+    assert at.radio(key="bu").value == "slow"
+    md = "\n".join(m.value for m in at.markdown)
+    assert not at.error and "slower than" in md and " ms" in md
+    # a range before any data: said plainly, no empty charts, no error
+    at = open_errors({"svc": "checkout", "err_range": "custom", "err_from": "2020-01-01T00:00",
+                      "err_to": "2020-01-01T06:00"})
+    assert not at.error and any("No request series" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
