@@ -15,8 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.components.common import url_time
+from tests.app import test_latency_page
 from tests.app.conftest import APP
-from tests.app.test_latency_page import arr, scenario_store  # noqa: F401 - the shared fixture
+from tests.app.test_latency_page import arr
+
+scenario_store = test_latency_page.scenario_store  # the Latency page's fixture: the scenario in a store
 
 pytestmark = pytest.mark.integration
 
