@@ -222,14 +222,20 @@ def time_range_picker(
     options = [*presets, "custom"]
     if default not in options:
         default = presets[-1]
+    key = f"{key_prefix}range"
+    # No widget default (index=None) and the start seeded instead: a bound widget leaves its default
+    # out of the URL, and this default can depend on the data (the Latency page opens on its latest
+    # deploy), so every choice must be written to the URL for links to stay put.
+    if key not in st.session_state and key not in st.query_params:
+        st.session_state[key] = default
     label = st.sidebar.selectbox(
         "Time range",
         options,
-        index=options.index(default),
-        key=f"{key_prefix}range",
+        index=None,
+        key=key,
         bind="query-params",
         help=f"The last 1h, 24h, ... up to now, or a custom range (in {zone.name}). Kept in the URL.",
-    )  # no format_func: a bound widget writes its *formatted* value into the URL
+    ) or default  # no format_func: a bound widget writes its *formatted* value into the URL
     end = floor_now(granularity_s)
     if label != "custom":
         return TimeRange(end - preset_seconds(label), end, label)

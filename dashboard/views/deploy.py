@@ -180,7 +180,7 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
         c1, c2, c3, c4, c5 = st.columns([1, 2, 1, 1, 1])
         unit_help = "percentage points (pp) of the ratio" if mv.unit == "ratio" else (mv.unit or "metric units")
         c1.metric("Effect", format_delta(effect, mv.unit), help=f"Shift after the deploy, in {unit_help}.")
-        c2.metric(ci_label(result), f"{format_delta(ci[0], mv.unit)} to {format_delta(ci[1], mv.unit)}")
+        c2.metric(ci_label(result), _interval(ci[0], ci[1], mv.unit))
         c3.metric("p-value", format_p(result.get("p_value")),
                   help="Raw p-value of this metric's test; see the adjusted one beside it.")
         c4.metric("p (Holm-adjusted)", format_p(mv.p_adjusted),
@@ -230,6 +230,17 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                     f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "
                     f"Effect CI: {format_delta(lo, mv.unit)} to {format_delta(hi, mv.unit)}."
                 )
+
+
+def _interval(lo: Any, hi: Any, unit: str) -> str:
+    """``+3.35 to +4.51 pp``: both bounds signed, the unit once when they share it (fits the card)."""
+    from analyzers.text import format_delta
+
+    a, b = format_delta(lo, unit), format_delta(hi, unit)
+    unit_a, unit_b = a.rpartition(" ")[2], b.rpartition(" ")[2]
+    if " " in a and unit_a == unit_b:
+        a = a.rpartition(" ")[0]
+    return f"{a} to {b}"
 
 
 def _history(history: tuple[DeployVerdict, ...]) -> None:

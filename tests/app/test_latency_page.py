@@ -105,7 +105,7 @@ def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_sto
     xs, ys = arr(line["x"]), arr(line["y"]).astype(float)
     bounds = arr(line["customdata"]).astype(float)
     i = int(np.flatnonzero(~np.isnan(ys))[-1])  # the latest point with data
-    at_ts = pd.Timestamp(float(xs[i]), unit="ms").tz_localize("UTC").timestamp()  # date axis: wall-clock ms
+    at_ts = pd.Timestamp(str(xs[i])).tz_localize("UTC").timestamp()  # date axis: wall-clock string (UTC view)
     r = requests.post(
         prom.url + "/api/v1/query",
         data={"query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
