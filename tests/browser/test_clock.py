@@ -143,8 +143,9 @@ def test_deploy_page_line_falls_where_the_data_changes(dashboard: Dashboard, bro
         inside = ((xs >= as_ms(r["x0"])) & (xs <= as_ms(r["x1"]))).sum()
         assert inside >= 10, f"shaded window {r} holds {inside} points in {zone}"
     text = body_text(browser)
-    local = regression.started_at.astimezone(ZoneInfo(zone))
-    assert f"Started: {local.strftime('%Y-%m-%d %H:%M:%S')} {local.tzname()}" in text
+    from analyzers.text import format_time
+
+    assert f"Started: {format_time(regression.started_at, ZoneInfo(zone), seconds=True)}" in text
     if zone != "UTC":
         assert f"browser's time zone, {name}" in text
     assert "T14:" not in text.split("Evidence per metric")[0] or zone == "UTC"
