@@ -23,6 +23,7 @@ from analyzers.text import (
     ci_label,
     deploy_link,
     format_effect,
+    format_number,
     format_p,
     format_time,
     format_values,
@@ -57,6 +58,8 @@ def check_text(m: MetricVerdict) -> str:
     decrease" (a guard's ``expect`` is the direction it fails on, not a wish)."""
     if m.role == "guard":
         return f"fails on {m.expect}" if m.expect in ("increase", "decrease") else "fails on any change"
+    if m.role == "canary":
+        return "fails if worse than baseline"
     return f"declared {m.expect}"
 
 
@@ -70,6 +73,8 @@ def effect_text(m: MetricVerdict) -> str:
     A spread-only change has no direction, so it is given as the spread's factor, without a sign.
     """
     r = m.result or {}
+    if m.role == "canary":
+        return _canary_effect(r, m.unit)
     if _spread_only(r):
         ratio = (r.get("details") or {}).get("spread_ratio")
         factor = f"x{float(ratio):.2g}" if ratio is not None and math.isfinite(float(ratio)) else "changed"
@@ -78,6 +83,21 @@ def effect_text(m: MetricVerdict) -> str:
     if eff is None:
         return "n/a"
     return format_effect(eff, m.unit, rel=r.get("effect_rel"), ci=r.get("effect_ci"), level=float(r.get("ci_level", 0.95)))
+
+
+def _canary_effect(r: dict[str, Any], unit: str) -> str:
+    """Canary against baseline: a rate ratio (``canary/baseline x1.8, 99% CI x1.2 to x2.6``) for
+    the sequential rate tests, a difference in the metric's unit for the others."""
+    ratio, ci = r.get("ratio"), r.get("ratio_ci") or [None, None]
+    if ratio is None:
+        return "n/a"
+    level = 1.0 - float(r.get("alpha") or 0.01)
+    if str(r.get("method", "")).startswith("sequential"):
+        out = f"canary/baseline x{format_number(ratio, 2)}"
+        if ci[0] is not None and ci[1] is not None:
+            out += f", {level * 100:g}% CI x{format_number(ci[0], 2)} to x{format_number(ci[1], 2)}"
+        return out
+    return "canary − baseline " + format_effect(ratio, unit, ci=ci, level=level)
 
 
 def levels_text(m: MetricVerdict) -> str:

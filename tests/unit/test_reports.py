@@ -176,3 +176,16 @@ def test_times_are_shown_in_the_zone_asked_for() -> None:
     md = render_markdown(_verdict(), _deploy(), zone="Asia/Kolkata")
     assert "started 2026-11-20 15:30 IST" in md and "checked 2026-11-20 15:30 IST" in md
     assert "started 2026-11-20 10:00 UTC" in render_markdown(_verdict(), _deploy())
+
+
+def test_a_canary_metric_reads_against_its_baseline() -> None:
+    from dataclasses import replace
+
+    v = _verdict()
+    m = MetricVerdict(metric="error_ratio", role="canary", expect="no worse than baseline", outcome="regressed",
+                      reason="canary error rate 1.8 times the baseline's.", unit="ratio",
+                      result={"method": "sequential rate ratio", "status": "fail", "alpha": 0.01, "ratio": 1.83,
+                              "ratio_ci": [1.21, 2.64]})
+    md = render_markdown(replace(v, metrics=(m,)), _deploy())
+    assert "| fails if worse than baseline |" in md
+    assert "canary/baseline x1.8, 99% CI x1.2 to x2.6" in md
