@@ -218,7 +218,7 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-#: Version of the JSON report (``schema`` key); documented in docs/report-schema.md.
+#: Version of the JSON report (``schema`` key); documented in docs/verdict-json.md.
 REPORT_SCHEMA = "deploy-verdict/v1"
 
 
