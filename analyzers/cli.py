@@ -57,23 +57,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from analyzers.server import receiver
+    from analyzers.server.run import serve, settings_from_args
 
-    cfg = _config(args)
-    store_url = args.store or cfg.store_url
-    unsigned: bool | set[str] = True if args.allow_unsigned else set(args.allow_unsigned_source or ())
-    if args.worker:
-        os.environ["ANALYZERS_WORKER"] = "1"
-    receiver.main(
-        host=args.host,
-        port=args.port,
-        store_url=store_url,
-        allow_unsigned=unsigned or False,
-        metric_keys=set(cfg.metrics),
-        max_body=args.max_body,
-        workers=args.workers,
-        log_level=args.log_level,
-    )
+    serve(settings_from_args(args))
     return 0
 
 
@@ -378,22 +364,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from analyzers.server.run import add_serve_arguments
+
     p = argparse.ArgumentParser(prog="python -m analyzers", description="Deploy verification from Prometheus metrics.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the deploy-event webhook receiver")
-    s.add_argument("--host", default=os.environ.get("RECEIVER_HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")))
-    s.add_argument("--store", help="sqlite:///path or postgresql://... (default: config store.url)")
-    s.add_argument("--config", help="TOML config (default: $ANALYZERS_CONFIG or built-in)")
-    s.add_argument("--allow-unsigned", action="store_true", help="accept unsigned events from every source (marked unsigned)")
-    s.add_argument("--allow-unsigned-source", action="append", metavar="SOURCE",
-                   help="accept unsigned events from this source only, e.g. argocd (repeatable)")
-    s.add_argument("--max-body", type=int, default=262144, help="largest accepted body in bytes, after gzip (default 256 KiB)")
-    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    s.add_argument("--worker", action="store_true", help="also run the verification scheduler in this process")
+    add_serve_arguments(s)
     s.set_defaults(func=cmd_serve)
 
     v = sub.add_parser("verify", help="verify deploys against Prometheus (exit 0 pass, 1 fail, 2 inconclusive, 3 error)")

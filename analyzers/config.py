@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -205,6 +206,8 @@ class Config:
         listed = spec.dry_run if spec is not None else ()
         m = self.metrics.get(metric)
         return bool(m is not None and m.dry_run) or metric in listed or "*" in listed
+    #: The ``[receiver]`` table as written (read by :class:`analyzers.server.settings.Settings`).
+    receiver: Mapping[str, Any] = field(default_factory=dict)
 
     def slo_for(self, service: str) -> SLOSettings:
         spec = self.services.get(service)
@@ -467,6 +470,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         grafana=grafana,
         slo=_slo_from(raw["slo"], "slo") if "slo" in raw else base.slo,
         canary=_canary_from(dict(raw.get("canary") or {}), metrics),
+        receiver=dict(raw.get("receiver") or {}),
     )
 
 

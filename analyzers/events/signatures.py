@@ -70,22 +70,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return lowered.get(name)
 
 
-def verify(
-    secrets: Sequence[str],
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    now: float | None = None,
-    tolerance_s: float = TOLERANCE_S,
-) -> str:
-    """Check a Standard Webhooks signature; return the ``webhook-id``.
+def verify_headers(
+    headers: Mapping[str, str], *, now: float | None = None, tolerance_s: float = TOLERANCE_S
+) -> tuple[str, str, list[str]]:
+    """The checks of :func:`verify` that need no body: ``(webhook-id, timestamp, [v1 signatures])``.
 
-    Raises :class:`SignatureError` (HTTP 401) naming what is wrong: a missing header, a
-    timestamp outside ``tolerance_s`` (both directions), or no signature matching any of
-    ``secrets``. ``now`` is Unix seconds (injectable for tests).
+    The receiver runs them before reading a body, so a post without a fresh signature is
+    refused at once. Raises :class:`SignatureError` naming the header.
     """
-    if not secrets:
-        raise SignatureError(f"no webhook secret configured: set {ENV_SECRET}")
     msg_id = _header(headers, "webhook-id")
     ts_raw = _header(headers, "webhook-timestamp")
     sig_raw = _header(headers, "webhook-signature")
@@ -108,7 +100,27 @@ def verify(
     given = [p.split(",", 1)[1] for p in sig_raw.split() if p.startswith("v1,") and "," in p]
     if not given:
         raise SignatureError("webhook-signature has no v1,<base64> entry", field="webhook-signature")
-    expected = [sign(s, msg_id, ts_raw.strip(), body)[3:] for s in secrets]
+    return msg_id, ts_raw.strip(), given
+
+
+def verify(
+    secrets: Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance_s: float = TOLERANCE_S,
+) -> str:
+    """Check a Standard Webhooks signature; return the ``webhook-id``.
+
+    Raises :class:`SignatureError` (HTTP 401) naming what is wrong: a missing header, a
+    timestamp outside ``tolerance_s`` (both directions), or no signature matching any of
+    ``secrets``. ``now`` is Unix seconds (injectable for tests).
+    """
+    if not secrets:
+        raise SignatureError(f"no webhook secret configured: set {ENV_SECRET}")
+    msg_id, ts_raw, given = verify_headers(headers, now=now, tolerance_s=tolerance_s)
+    expected = [sign(s, msg_id, ts_raw, body)[3:] for s in secrets]
     ok = False
     for e in expected:
         for g in given:
