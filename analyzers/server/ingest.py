@@ -245,6 +245,7 @@ class Ingestor:
                      to_generic: ToGeneric | None) -> JSONResponse:
         metrics = self.metrics
         counted = False
+        body: bytes | None = None
         try:
             try:
                 auth = pre_auth(request)
@@ -274,11 +275,15 @@ class Ingestor:
                 deploy = event.to_deploy(signed)
                 stored, new = await self.committer.record(event.source, event_id, raw, deploy)
             except HTTPProblem as problem:
+                if body is None:  # refused before its body: do not wait for it on this connection
+                    problem.headers["Connection"] = "close"
                 metrics.events.labels(source, "rejected", problem.reason).inc()
                 log.info("refused %s event: %d %s (field %r)", source, problem.status, problem.reason, problem.field)
                 raise
             except (EventError, StoreError) as exc:
                 refused = problem_from(exc)
+                if body is None:
+                    refused.headers["Connection"] = "close"
                 metrics.events.labels(source, "rejected", refused.reason).inc()
                 if refused.status >= 500:
                     log.warning("event not stored: %s", exc)

@@ -1,0 +1,1 @@
+"""Attacks and outages tried against the real receiver, worker and stores (issue 16)."""
