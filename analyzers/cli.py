@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from analyzers.config import Config, load_config, parse_duration
-from analyzers.errors import AnalyzerError, ConfigError, EventError
+from analyzers.errors import AnalyzerError, ConfigError, EventError, PrometheusUnreachable
 from analyzers.model import EXIT_CODES, Deploy, DeployVerdict, to_utc
 from analyzers.text import format_time
 
@@ -30,9 +30,15 @@ def _parse_time(value: str, *, now: datetime) -> datetime:
     except EventError:
         pass
     try:
-        return now - timedelta(seconds=parse_duration(v, key="--since"))
+        seconds = parse_duration(v, key="--since")
     except ConfigError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=seconds)
+        except (OverflowError, ValueError):
+            raise ConfigError(f"{value!r} reaches back before the year 1: use a shorter duration (e.g. 30d) "
+                              "or a date (2026-11-27T10:00:00Z)") from None
     try:
         return to_utc(v)
     except ValueError:
@@ -54,6 +60,44 @@ def _config(args: argparse.Namespace) -> Config:
     if getattr(args, "prometheus_url", None):
         cfg = cfg.with_prometheus_url(args.prometheus_url)
     return cfg
+
+
+def _store_url(args: argparse.Namespace, cfg: Config) -> str:
+    """The store to read: ``--store``, else ``$DEPLOY_STORE_URL``, else the config file's.
+
+    Without any of them (the built-in default config) the CLI refuses rather than creating
+    an empty ``./data/deploys.db`` and reporting "no deploys", and an SQLite file that does
+    not exist is an error too: reading commands never create a store.
+    """
+    from analyzers.events.store import sqlite_path
+
+    if args.store:
+        url, where = args.store, "--store"
+    elif os.environ.get("DEPLOY_STORE_URL"):
+        url, where = cfg.store_url, "$DEPLOY_STORE_URL"
+    elif cfg.source_path:
+        url, where = cfg.store_url, f"store.url in {cfg.source_path}"
+    else:
+        raise ConfigError(
+            "no deploy store configured: looked for --store, $DEPLOY_STORE_URL and a config file "
+            "(--config, or $ANALYZERS_CONFIG: unset). Point at one, e.g. after make demo: "
+            "export ANALYZERS_CONFIG=.demo/config.toml")
+    path = sqlite_path(url)
+    if path is not None and not os.path.exists(path):
+        raise ConfigError(f"the deploy store {path} (from {where}) does not exist: check the path, or start the "
+                          "receiver (python -m analyzers serve) to create it")
+    return url
+
+
+def _check_output(path: str | None) -> None:
+    """Refuse an --output the report cannot be written to, before any work is done."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK) or (
+            os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError(f"cannot write the report to {path}: its folder must exist and be writable "
+                          "(and the path must not be a folder); choose another --output")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -90,9 +134,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from analyzers.verify.fleet import verify_many
 
     cfg = _config(args)
+    _check_output(args.output)
     if args.wait:
         return _verify_wait(args, cfg)
-    store = open_store(args.store or cfg.store_url)
+    store = open_store(_store_url(args, cfg))
     try:
         now = datetime.now(UTC)
         deploys = _select_deploys(store, args, now)
@@ -154,8 +199,11 @@ def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict
     else:
         text = "\n".join(render_markdown(v, d, dashboard_url=cfg.dashboard_url) for v, d in pairs)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {args.output} ({exc.strerror}); choose another --output") from None
     else:
         sys.stdout.write(text)
 
@@ -180,7 +228,8 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     deploy: Deploy | None = None
     if not (args.deploy or args.version):
         raise ConfigError("--wait needs --deploy ID or --service S --version V")
-    store = open_store(args.store or cfg.store_url)
+    store = open_store(_store_url(args, cfg))
+    outage: PrometheusUnreachable | None = None
     try:
         while True:
             now = datetime.now(UTC)
@@ -190,21 +239,30 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
                 found = []  # the deploy event has not arrived yet
             if found:
                 deploy = found[0]
-                verdict = verify_deploy(deploy, cfg, client, others=nearby_deploys(store, deploy, cfg), now=now)
-                if not args.no_save:
-                    store.save_verdict(verdict)
+                try:
+                    verdict = verify_deploy(deploy, cfg, client, others=nearby_deploys(store, deploy, cfg), now=now)
+                    outage = None
+                except PrometheusUnreachable as exc:  # keep the last real verdict; try again until the wait ends
+                    outage = exc
+                else:
+                    if not args.no_save:
+                        store.save_verdict(verdict)
             elapsed = time.monotonic() - start
             done = verdict is not None and (
                 verdict.overall == "fail" or (deploy is not None and now >= final_due(deploy, cfg))
             )
             if done or elapsed >= wait_s:
                 break
-            state = "waiting for the deploy event" if verdict is None else f"currently {verdict.overall}"
+            state = ("waiting for the deploy event" if deploy is None else
+                     "Prometheus unreachable, could not check" if outage is not None else
+                     f"currently {verdict.overall}" if verdict is not None else "checking")
             print(f"[{int(elapsed)} s / {int(wait_s)} s] {state}; checking again in {args.poll:g} s",
                   file=sys.stderr, flush=True)
             time.sleep(min(args.poll, max(wait_s - elapsed, 0.1)))
     finally:
         store.close()
+    if outage is not None and (verdict is None or verdict.overall != "fail"):
+        raise outage
     if verdict is None or deploy is None:
         print(f"No matching deploy arrived within {args.wait}; check the pipeline sends its deploy event (exit 2).", file=sys.stderr)
         return EXIT_CODES["inconclusive"]
@@ -221,7 +279,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from analyzers.verify.fleet import verify_many
 
     cfg = _config(args)
-    store = open_store(args.store or cfg.store_url)
+    store = open_store(_store_url(args, cfg))
     try:
         now = datetime.now(UTC)
         since = _parse_time(args.since, now=now)
@@ -467,8 +525,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except PrometheusUnreachable as exc:
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split())
+        print(f"error: could not check, nothing was verified or stored: {text}", file=sys.stderr)
+        return EXIT_CODES["error"]
     except AnalyzerError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_CODES["error"]

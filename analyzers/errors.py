@@ -5,7 +5,7 @@
     AnalyzerError
      ├── ConfigError                 bad or missing configuration (names the key)
      ├── PrometheusError             anything from the metrics back end (carries url, query)
-     │    ├── PrometheusUnreachable  connection refused / DNS / TLS / client timeout
+     │    ├── PrometheusUnreachable  refused / DNS / TLS / timeout / 5xx: "could not check", retry
      │    └── PrometheusQueryError   the server answered with an error envelope or a bad status
      │         ├── BadDataError       (bad_data, 400)
      │         ├── ExecutionError     (execution, 422)
@@ -42,8 +42,23 @@ class PrometheusError(AnalyzerError):
         self.query = query
 
 
+    def __reduce__(self) -> tuple[object, ...]:  # keep url/query across process pools
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[PrometheusError], message: str, state: dict[str, object]) -> PrometheusError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
+
 class PrometheusUnreachable(PrometheusError):
-    """No HTTP answer at all (refused, DNS, TLS, client-side timeout)."""
+    """No usable answer: refused, DNS, TLS, client-side timeout, or a 5xx / server-side timeout.
+
+    Verification raises it instead of giving a verdict ("could not check"): see
+    :func:`is_outage` and :func:`unreachable_from`.
+    """
 
 
 class PrometheusQueryError(PrometheusError):
@@ -111,6 +126,26 @@ ERROR_TYPES: dict[str, type[PrometheusQueryError]] = {
         NotAcceptableError,
     )
 }
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when Prometheus could not be asked at all or failed on its side (5xx, its own
+    timeout): retry later. False for a query the user got wrong (bad PromQL: 400/422)."""
+    if isinstance(exc, PrometheusUnreachable):
+        return True
+    if isinstance(exc, PrometheusQueryError):
+        code = exc.status_code or 0
+        return code >= 500 or isinstance(exc, InternalError | UnavailableError | QueryTimeoutError)
+    return False
+
+
+def unreachable_from(exc: PrometheusError) -> PrometheusUnreachable:
+    """``exc`` as a :class:`PrometheusUnreachable` (itself when it already is one)."""
+    if isinstance(exc, PrometheusUnreachable):
+        return exc
+    out = PrometheusUnreachable(f"{exc}", url=exc.url, query=exc.query)
+    out.__cause__ = exc
+    return out
 
 
 class StoreError(AnalyzerError):

@@ -9,7 +9,16 @@ For each deploy the scheduler plans three checks:
 * ``final``: at the end of the observation window (``verification.observation``).
 
 An inconclusive verdict that only lacks data is retried when the analysis says enough data
-will be there. A verdict is delivered (chat routes, Grafana) when it differs from the
+will be there.
+
+When Prometheus cannot be reached (refused, timeout, 5xx), a check gives no verdict:
+:func:`~analyzers.verify.deploy.verify_deploy` raises
+:class:`~analyzers.errors.PrometheusUnreachable`, and the worker stores nothing, notifies
+no one and keeps the check pending. It retries with exponential backoff (``OUTAGE_BASE_S``
+doubling per consecutive outage up to ``OUTAGE_CAP_S``, times a seeded jitter in [0.5, 1])
+and pauses the whole pass until then, so an outage costs one query per backoff step, not
+one per due check. Outage retries never run out: once Prometheus is back, every check ends
+with a real verdict, and the deploy's latest verdict is never replaced by "could not check". A verdict is delivered (chat routes, Grafana) when it differs from the
 previous one or is final. Each stored verdict says which check produced it and what changed.
 
 The scheduler's state (checks, leases, deliveries, marks) lives in the same database as the
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -35,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analyzers.config import Config
-from analyzers.errors import AnalyzerError
+from analyzers.errors import AnalyzerError, PrometheusUnreachable
 from analyzers.events.store.base import SQLStore
 from analyzers.events.store.scheduling import Check
 from analyzers.model import Deploy, DeployVerdict
@@ -46,6 +56,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 MAX_ATTEMPTS = 30
+OUTAGE_BASE_S = 5.0  # first retry after an unreachable Prometheus
+OUTAGE_CAP_S = 300.0  # backoff bound: a recovered Prometheus is used within 5 minutes
 DISCOVERY_OVERLAP_US = 60_000_000
 _MARK = "events_received_us"
 
@@ -99,6 +111,9 @@ class Worker:
         deliver_fn: Callable[..., list[Any]] | None = None,
         lease_s: float = 300.0,
         on_verdict: Callable[[DeployVerdict, float], None] | None = None,
+        seed: int = 0,
+        outage_base_s: float = OUTAGE_BASE_S,
+        outage_cap_s: float = OUTAGE_CAP_S,
     ) -> None:
         from analyzers.delivery.notify import deliver
         from analyzers.prometheus.client import PrometheusClient
@@ -114,6 +129,11 @@ class Worker:
         self.deliver = deliver_fn or deliver
         self.lease_s = lease_s
         self.on_verdict = on_verdict
+        self.rng = random.Random(seed)
+        self.outage_base_s = outage_base_s
+        self.outage_cap_s = outage_cap_s
+        self.outages = 0  # consecutive checks that found Prometheus unreachable
+        self.paused_until: datetime | None = None
 
     # -- discovery ------------------------------------------------------------------
     def discover(self) -> int:
@@ -144,6 +164,8 @@ class Worker:
         out: list[DeployVerdict] = []
         while True:
             now = self.clock()
+            if self.paused_until is not None and now < self.paused_until:
+                return out  # Prometheus was unreachable: due checks wait for the backoff
             check = self.store.claim_check(self.worker_id, now, self.lease_s)
             if check is None:
                 return out
@@ -160,6 +182,15 @@ class Worker:
         try:
             others = nearby_deploys(self.store, deploy, self.config)
             verdict = verify_deploy(deploy, self.config, self.client, others=others, now=now)
+        except PrometheusUnreachable as exc:
+            delay = self.outage_delay()
+            retry = now + timedelta(seconds=delay)
+            self.paused_until = retry
+            why = redact(str(exc))
+            log.warning("check %s of %s could not run (%s); nothing stored, retrying in %.0f s",
+                        check.kind, check.deploy_id, why, delay)
+            self.store.complete_check(check, self.worker_id, now, error=f"could not check: {why}", retry_at=retry)
+            return None
         except AnalyzerError as exc:
             error = redact(str(exc))  # stored and shown on the deploy page: no tokens, no URL paths
             log.warning("check %s of %s failed: %s", check.kind, check.deploy_id, error)
@@ -167,6 +198,8 @@ class Worker:
             self.store.complete_check(check, self.worker_id, now, error=error,
                                       retry_at=retry if check.attempts < MAX_ATTEMPTS else None)
             return None
+        self.outages = 0
+        self.paused_until = None
         prev = self.store.latest_verdict(deploy.deploy_id)
         from dataclasses import replace
 
@@ -188,6 +221,12 @@ class Worker:
             retry_at = now + timedelta(seconds=max(verdict.retry_after_s, self.config.verification.step_s))
         self.store.complete_check(check, self.worker_id, now, retry_at=retry_at)
         return verdict
+
+    def outage_delay(self) -> float:
+        """Seconds until the next try after one more consecutive outage (bounded, jittered)."""
+        self.outages += 1
+        base = min(self.outage_cap_s, self.outage_base_s * 2 ** min(self.outages - 1, 30))
+        return base * (0.5 + 0.5 * self.rng.random())
 
     def run_forever(self, stop: threading.Event, poll_s: float = 5.0) -> None:
         """Loop until ``stop`` is set; store outages are logged and retried, never fatal."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from analyzers.config import Config, MetricSpec
-from analyzers.errors import AnalyzerError, PrometheusError
+from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy
 from analyzers.text import p_equals, redact
 
@@ -62,6 +62,8 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
             return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
         cmp = compare_bucket_distributions(les, before, after)
     except (PrometheusError, AnalyzerError, ValueError) as exc:
+        if isinstance(exc, PrometheusError) and is_outage(exc):  # could not check: no verdict at all
+            raise unreachable_from(exc) from exc
         return {"error": redact(str(exc))}
     return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
             "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from analyzers.config import Config
-from analyzers.errors import AnalyzerError, PrometheusError, PrometheusUnreachable
+from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.text import format_effect, format_number, human_duration, p_equals, redact
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
@@ -167,6 +167,10 @@ def verify_deploy(
 
     ``fetcher`` replaces the one-query-per-metric default (see :mod:`analyzers.verify.fleet` for the
     batched fetcher that serves many deploys of one service from one range query).
+
+    Raises :class:`~analyzers.errors.PrometheusUnreachable` when Prometheus cannot be reached
+    or fails on its side (5xx, its own timeout) for any query: that is "could not check", not
+    a verdict. A query the user got wrong (bad PromQL) stays that metric's "error" outcome.
     """
     from analyzers.stats import adjust_pvalues, verify_series
 
@@ -185,22 +189,16 @@ def verify_deploy(
             "a change cannot be attributed to one of them alone."
         )
     raw: list[MetricRun] = []
-    unreachable: str | None = None
     charts: dict[str, dict[str, list[Any]]] = {}
     for plan in plans:
         if progress:
             progress(plan.spec.key)
         query = ""
-        if unreachable is not None:
-            raw.append(MetricRun.failed(plan, query, "error", unreachable))
-            continue
         try:
             query, series, warns = fetch_metric_series(client, config, plan.spec.key, deploy, start, end, fetcher=fetcher)
-        except PrometheusUnreachable as exc:
-            unreachable = f"{exc}"
-            raw.append(MetricRun.failed(plan, query or _safe_query(config, plan, deploy), "error", unreachable))
-            continue
         except PrometheusError as exc:
+            if is_outage(exc):  # "could not check" is no verdict: the caller retries (worker) or exits 3 (CLI)
+                raise unreachable_from(exc) from exc
             raw.append(MetricRun.failed(plan, query or _safe_query(config, plan, deploy), "error", f"query failed: {exc}"))
             continue
         except AnalyzerError as exc:

@@ -250,6 +250,8 @@ def verify_fleet(
     Linux, where workers are forked; a new client from ``config.prometheus`` elsewhere), and
     ``on_verdict``/``progress`` are still called in this process, in the same order.
     ``prefetch_ahead``: fetch the next service's ranges in a thread while one is verified.
+    Raises :class:`~analyzers.errors.PrometheusUnreachable` as :func:`verify_deploy` does
+    (verdicts already handed to ``on_verdict`` are real; the rest are not checked).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a whole number of processes, 1 or more, got {workers!r}")

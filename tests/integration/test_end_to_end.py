@@ -128,15 +128,21 @@ def test_cli_gate_exits_1_for_regression_and_0_for_improvement(loaded: dict[str,
     assert json.loads(r0.stdout)["verdict"]["overall"] == "pass"
 
 
-def test_stopped_prometheus_is_inconclusive_with_a_clear_reason(loaded: dict[str, Any], stopped_prometheus_url: str) -> None:
+def test_stopped_prometheus_is_an_error_exit_3_naming_the_url(loaded: dict[str, Any], stopped_prometheus_url: str) -> None:
+    """An outage is "could not check", not a verdict: exit 3 (CI tells it from "not enough
+    data yet", exit 2), one stderr line naming the URL and what to do, no report, nothing stored."""
+    store = loaded["store"]
     reg = loaded["verdicts"]["regression"].deploy_id
+    before = [v.overall for v in store.verdict_history(reg)]
     r = _cli("verify", "--deploy", reg, "--store", loaded["store_url"], "--prometheus-url", stopped_prometheus_url,
-             "--format", "json", "--no-save")
-    assert r.returncode == 2, r.stdout + r.stderr
-    verdict = json.loads(r.stdout)["verdict"]
-    assert verdict["overall"] == "inconclusive"
-    assert "cannot reach Prometheus" in verdict["reason"] or "unreachable" in verdict["reason"].lower()
-    assert all(m["outcome"] == "error" for m in verdict["metrics"])
+             "--format", "json")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "could not check" in lines[0] and stopped_prometheus_url in lines[0]
+    assert "cannot reach Prometheus" in lines[0] and "Traceback" not in r.stderr
+    assert [v.overall for v in store.verdict_history(reg)] == before  # the real verdict stays the latest
 
 
 def test_unknown_deploy_id_is_an_error_exit_3(loaded: dict[str, Any], prom: Any) -> None:

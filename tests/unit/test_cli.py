@@ -80,3 +80,57 @@ def test_replay_refuses_a_negative_worker_count() -> None:
     res = run_cli("replay", "--workers", "-2")
     assert res.returncode == 2  # argparse usage error, before any store or server is touched
     assert "--workers takes a whole number of processes" in res.stderr and "Traceback" not in res.stderr
+
+
+def _run_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYZERS_", "DEPLOY_", "PROMETHEUS_"))}
+    clean["PYTHONPATH"] = str(ROOT)
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "analyzers", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=clean)
+
+
+def _store_with_one_deploy(tmp_path: Path) -> str:
+    from analyzers.events.schema import parse_event
+    from analyzers.events.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    store = open_store(url)
+    ev = parse_event({"service": "cli", "environment": "production", "version": "v1",
+                      "started_at": "2026-11-27T10:00:00Z"}, source="generic")
+    store.record_event("generic", "e1", {}, ev.to_deploy(True))
+    store.close()
+    return url
+
+
+def test_verify_without_a_store_or_config_says_where_it_looked_and_creates_nothing(tmp_path: Path) -> None:
+    res = _run_in(tmp_path, "verify")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "ANALYZERS_CONFIG" in res.stderr and "--store" in res.stderr and ".demo/config.toml" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # no empty ./data/deploys.db was created
+
+
+def test_verify_on_a_missing_sqlite_file_is_exit_3_not_an_empty_store(tmp_path: Path) -> None:
+    res = _run_in(tmp_path, "verify", "--store", f"sqlite:///{tmp_path / 'nope.db'}")
+    assert res.returncode == 3 and "does not exist" in res.stderr and "nope.db" in res.stderr
+    assert not (tmp_path / "nope.db").exists()
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "999999999999999999999999w"])
+def test_absurd_since_is_a_clear_error_exit_3(tmp_path: Path, since: str) -> None:
+    url = _store_with_one_deploy(tmp_path)
+    res = _run_in(tmp_path, "verify", "--store", url, "--since", since)
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and since in res.stderr
+
+
+@pytest.mark.parametrize("output", ["/nonexistent-dir/report.md", "."])
+def test_output_to_an_impossible_path_is_exit_3_before_any_work(tmp_path: Path, output: str) -> None:
+    url = _store_with_one_deploy(tmp_path)
+    res = _run_in(tmp_path, "verify", "--store", url, "--output", output, "--prometheus-url", "http://127.0.0.1:9")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "cannot write the report" in res.stderr and "Traceback" not in res.stderr
+    assert "could not check" not in res.stderr  # refused before Prometheus was asked

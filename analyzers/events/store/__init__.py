@@ -46,4 +46,9 @@ def open_store(url: str, **options: object) -> Store:
     )
 
 
-__all__ = ["Store", "SQLStore", "open_store", "merge_deploys", "STATUS_RANK"]
+def sqlite_path(url: str) -> str | None:
+    """The file behind a ``sqlite:///`` URL (None for other stores)."""
+    return url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+
+
+__all__ = ["Store", "SQLStore", "open_store", "merge_deploys", "sqlite_path", "STATUS_RANK"]
