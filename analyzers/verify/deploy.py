@@ -75,8 +75,8 @@ class MetricRun:
     """What fetching and testing one metric gave, before Holm and the outcome are applied.
 
     Either the test ran (``result`` is ``verify_series(...).to_dict()`` plus the window levels)
-    and ``forced`` is None, or the outcome is forced (``"error"``: the query failed or the back
-    end is unreachable; ``"inconclusive"``: the series could not be judged) with ``note``
+    and ``forced`` is None, or the outcome is forced (``"error"``: the query failed, e.g. bad
+    PromQL (an unreachable back end raises instead); ``"inconclusive"``: the series could not be judged) with ``note``
     saying why (``result`` may still hold the test's figures, e.g. on partial data).
     """
 
