@@ -45,6 +45,7 @@ HOSTILE = [
     ("slack-link-break", "x>|<https://evil.example/steal|Open the evidence> &"),
     ("bare-links", "https://evil.example/bare www.evil.example mail@evil.example ftp://evil.example/f"),
     ("javascript", "javascript:alert(document.cookie)"),
+    ("github-mentions", "@octocat @acme/security-team cc @here"),
     ("emphasis", "**bold** _it_ ~~strike~~ <b>x</b> # h"),
     ("bidi", "invoice\u202egnp.exe\u202c \u2066rtl\u2069"),
     ("controls", "nul\x00bell\x07esc\x1b[31mred"),
@@ -193,6 +194,17 @@ def test_generic_json_webhook_carries_fields_exactly(s: str) -> None:
 def test_grafana_annotation_text_is_one_plain_line(s: str) -> None:
     body = annotation_body(_verdict(s), _deploy(s), GrafanaSettings(url="http://grafana.example"))
     assert "\n" not in body["text"] and "\u202e" not in body["text"] and len(body["text"]) <= 2000
+
+
+@pytest.mark.parametrize("s", [v for _, v in HOSTILE], ids=IDS)
+def test_no_github_mention_survives_in_markdown(s: str) -> None:
+    """GitHub turns ``@user`` and ``@org/team`` in a PR comment into notifications after rendering:
+    a word joiner after every ``@`` keeps the text and breaks the mention."""
+    import re
+
+    page = github_html(render_markdown(_verdict(s), _deploy(s), dashboard_url=DASH))
+    outside_code = re.sub(r"<code>.*?</code>", "", page, flags=re.S)  # GitHub leaves code spans alone
+    assert not re.search(r"@[A-Za-z0-9]", outside_code)
 
 
 def test_before_after_of_the_issue_example() -> None:
