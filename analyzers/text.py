@@ -178,10 +178,11 @@ def format_delta(x: Any, unit: str = "") -> str:
 
 
 def format_interval(lo: Any, hi: Any, unit: str = "", *, level: float | None = None, signed: bool = True,
-                    scale: Scale | None = None) -> str:
+                    scale: Scale | None = None, label: str | None = None) -> str:
     """An effect interval on one scale, named by its level: ``99% CI +19.4 ms to +130.9 ms``.
 
     ``signed`` (the default) reads the bounds as changes (ratios in pp); otherwise as levels.
+    ``label`` names the interval instead of ``level`` (:func:`ci_label` of a result).
     """
     a, b = _finite(lo), _finite(hi)
     if a is None or b is None:
@@ -191,11 +192,13 @@ def format_interval(lo: Any, hi: Any, unit: str = "", *, level: float | None = N
     else:
         scale = scale or value_scale(unit, [a, b])
     text = f"{scale.render(a, sign=signed)} to {scale.render(b, sign=signed)}"
+    if label:
+        return f"{label} {text}"
     return f"{level * 100:g}% CI {text}" if level is not None else text
 
 
 def format_effect(effect: Any, unit: str = "", *, rel: Any = None, ci: Sequence[Any] | None = None,
-                  level: float | None = None) -> str:
+                  level: float | None = None, label: str | None = None) -> str:
     """A change, its relative change and its interval on one scale, for one sentence or cell:
     ``+0.700 s (+50%), 99% CI +0.400 s to +1.100 s`` (never ``+700.0 ms ... +1.100 s``)."""
     lo, hi = (ci[0], ci[1]) if ci is not None and len(ci) == 2 else (None, None)
@@ -203,7 +206,7 @@ def format_effect(effect: Any, unit: str = "", *, rel: Any = None, ci: Sequence[
     scale = value_scale(unit, [effect, lo, hi] if has_ci else [effect])
     out = format_change(effect, unit, rel=rel, scale=scale)
     if out != "n/a" and has_ci:
-        out += f", {format_interval(lo, hi, unit, level=level, scale=scale)}"
+        out += f", {format_interval(lo, hi, unit, level=level, scale=scale, label=label)}"
     return out
 
 

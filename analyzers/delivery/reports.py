@@ -82,7 +82,7 @@ def effect_text(m: MetricVerdict) -> str:
     eff = r.get("effect")
     if eff is None:
         return "n/a"
-    return format_effect(eff, m.unit, rel=r.get("effect_rel"), ci=r.get("effect_ci"), level=float(r.get("ci_level", 0.95)))
+    return format_effect(eff, m.unit, rel=r.get("effect_rel"), ci=r.get("effect_ci"), label=ci_label(r))
 
 
 def _canary_effect(r: dict[str, Any], unit: str) -> str:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from analyzers.config import Config
 from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from analyzers.text import format_effect, format_number, human_duration, p_equals, redact
+from analyzers.text import ci_label, format_effect, format_number, human_duration, p_equals, redact
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -134,7 +134,7 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
         ratio = (res.get("details") or {}).get("spread_ratio")
         size = f"spread x{format_number(ratio, 2)}, no level change" if ratio is not None else "spread changed"
     elif eff is not None:
-        size = format_effect(eff, unit, rel=rel, ci=ci, level=float(res.get("ci_level", 0.95)))
+        size = format_effect(eff, unit, rel=rel, ci=ci, label=ci_label(res))
     # A guard's expect is the direction it fails on: say so, never "expected increase".
     watch = f"fails on {plan.expect}" if plan.expect in ("increase", "decrease") else "fails on any change"
     text = {
