@@ -94,6 +94,9 @@ class MetricSpec:
     events: str | None = None
     exposure: str | None = None
     version_label: str | None = None  # overrides [canary].label for this metric
+    #: Any other metric: a template giving one series per version, e.g.
+    #: ``avg by (version) (process_resident_memory_bytes{service="$service"})`` (paired level test).
+    per_version: str | None = None
     dry_run: bool = False  # judged and reported, never fails a verdict or a gate
 
 

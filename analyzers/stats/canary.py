@@ -348,8 +348,8 @@ def compare_levels(
 
     ``tolerance`` (metric units): differences this small in the bad direction are accepted.
     ``regressed`` when the always-valid interval of the mean difference lies beyond the
-    tolerance in the bad direction (``good`` is the metric's good direction); ``ok`` when it
-    excludes the bad side beyond the tolerance; ``inconclusive`` otherwise or with fewer than
+    tolerance in the bad direction (``good`` is the metric's good direction; ``none``: either
+    way is bad); ``ok`` when it excludes the bad side(s) beyond the tolerance; ``inconclusive`` otherwise or with fewer than
     ``min_points`` paired points.
     """
     c, b = (np.asarray(v, dtype=float) for v in (canary, baseline))
@@ -361,7 +361,9 @@ def compare_levels(
         return Comparison(status="inconclusive", reason=f"{d.size} paired points where both versions report, need {min_points}.", **base)
     # One variance (from all points so far) for every look's radius: the plug-in is what makes
     # this asymptotic; rho tuned for about min_points..4x min_points points (Howard et al. eq. 14).
-    lrv = long_run_variance(d)
+    # a difference that never varies (identical exporters, a constant offset) is known exactly:
+    # a tiny floor keeps the boundary finite
+    lrv = max(long_run_variance(d), (1e-9 * max(1.0, float(np.abs(d).max()))) ** 2)
     rho = lrv * min_points * 2
     sums = np.cumsum(d)
     t = np.arange(1, d.size + 1)
@@ -369,15 +371,16 @@ def compare_levels(
     lo_t, hi_t = (sums - radius) / t, (sums + radius) / t
     lo, hi = float(lo_t.max()), float(hi_t.min())  # running intersection: valid at every look
     mean = float(d.mean())
-    bad_up = good != "increase"
-    crossed = (lo_t > tolerance) if bad_up else (hi_t < -tolerance)
+    up, down = good in ("decrease", "none"), good in ("increase", "none")  # which moves are bad
+    crossed = ((lo_t > tolerance) & up) | ((hi_t < -tolerance) & down)
     hits = np.nonzero(crossed)[0]
     text = f"canary - baseline {mean:.4g} {unit} (always-valid {100 * (1 - alpha):g}% interval {lo:.4g} to {hi:.4g})".replace("  ", " ")
     if hits.size:
         idx = np.nonzero(both)[0][hits[0]]
+        what = "differs from" if good == "none" else "worse than"
         return Comparison(status="regressed", ratio=mean, ratio_ci=(lo, hi), detected_index=int(idx),
-                          reason=f"Canary worse than the baseline: {text}.", **base)
-    ok = (hi <= tolerance) if bad_up else (lo >= -tolerance)
+                          reason=f"Canary {what} the baseline: {text}.", **base)
+    ok = (not up or hi <= tolerance) and (not down or lo >= -tolerance)
     if ok:
         return Comparison(status="ok", ratio=mean, ratio_ci=(lo, hi), reason=f"Canary no worse than the baseline: {text}.", **base)
     return Comparison(status="inconclusive", ratio=mean, ratio_ci=(lo, hi), reason=f"Not decided yet: {text}.", **base)

@@ -43,6 +43,7 @@ from analyzers.stats.canary import (
     Comparison,
     alpha_per_metric,
     compare_buckets,
+    compare_levels,
     compare_rates,
     judge,
 )
@@ -72,7 +73,34 @@ def canary_metrics(config: Config, service: str) -> list[str]:
 
 
 def comparable(spec: MetricSpec) -> bool:
-    return bool((spec.kind == "ratio" and spec.events and spec.exposure) or spec.histogram)
+    return bool((spec.kind == "ratio" and spec.events and spec.exposure) or spec.histogram or spec.per_version)
+
+
+def level_query(config: Config, spec: MetricSpec, deploy: Deploy) -> str:
+    """``per_version`` rendered (escaped labels, ``$window`` = the canary interval or 4 scrapes)."""
+    from analyzers.prometheus.promql import render
+
+    window = format_duration(max(config.canary.interval_s, 4 * config.prometheus.scrape_interval_s))
+    return render(str(spec.per_version), window=window, service=deploy.service, environment=deploy.environment,
+                  version=deploy.version)
+
+
+def _levels(spec: MetricSpec, result: Any, label: str, is_canary: Callable[[str], bool],
+            grid: pd.DatetimeIndex) -> tuple[pd.Series, pd.Series, set[str]]:
+    """Canary and baseline lines; several baseline values (old versions, pods) are averaged."""
+    c: list[pd.Series] = []
+    b: list[pd.Series] = []
+    seen: set[str] = set()
+    for s in result.series:
+        who = s.labels.get(label, "")
+        seen.add(who)
+        if who:
+            (c if is_canary(who) else b).append(s.values.reindex(grid))
+
+    def mean(xs: list[pd.Series]) -> pd.Series:
+        return pd.concat(xs, axis=1).mean(axis=1) if xs else pd.Series(np.nan, index=grid)
+
+    return mean(c), mean(b), seen
 
 
 def _label(config: Config, spec: MetricSpec) -> str:
@@ -221,6 +249,19 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                     spec.key, np.rint(xc.fillna(0.0).to_numpy()), np.rint(xb.fillna(0.0).to_numpy()),
                     np.rint(nc.fillna(0.0).to_numpy()), np.rint(nb.fillna(0.0).to_numpy()), alpha=alpha,
                     tolerance=cs.tolerance, pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry))
+            elif spec.per_version and not spec.histogram and not (spec.kind == "ratio" and spec.events):
+                q = level_query(config, spec, deploy)
+                queries[spec.key] = [q]
+                res = client.query_range(q, start, end, step)
+                warnings += list(res.warnings)
+                lc, lb, seen = _levels(spec, res, label, is_canary, grid)
+                if lc.isna().all() or lb.isna().all():
+                    comps.append(_missing_version(spec.key, label, deploy.version, is_canary, seen, alpha, dry))
+                    continue
+                base_level = float(np.nanmedian(lb.to_numpy()))
+                tol = max(spec.min_effect or 0.0, (spec.min_effect_rel or 0.0) * abs(base_level))
+                comps.append(compare_levels(spec.key, lc.to_numpy(), lb.to_numpy(), alpha=alpha, good=spec.good,
+                                            tolerance=tol, min_points=spec.min_points, unit=spec.unit, dry_run=dry))
             else:
                 q = bucket_query(config, spec, deploy)
                 queries[spec.key] = [q]

@@ -3,7 +3,8 @@
 ``canary_prom`` (module scope): 80 minutes of 15 s samples ending 4-5 hours ago (older than
 Prometheus' head block), label ``version``: ``v1`` serves throughout, ``v2`` from
 ``canary_start`` (40 minutes in) at a 25% share. ``shop``'s canary fails 5x as often as its
-baseline, ``cart``'s is a no-op, ``quiet``'s never serves. 50 requests/s per service, 1% errors,
+baseline and uses 30% more memory (gauge ``process_resident_memory_bytes``), ``cart``'s is a
+no-op, ``quiet``'s never serves. 50 requests/s per service, 1% errors,
 log-normal latency (median 80 ms) in the demo's histogram buckets. Seeded.
 """
 
@@ -71,12 +72,34 @@ def openmetrics(start: datetime, minutes: int, canary_start: datetime, seed: int
             fams["http_request_errors"] += series.get("e", [])
             for i in range(len(LES) + 1):
                 fams["http_request_duration_seconds"] += series.get(f"b{i}", [])
+    fams["process_resident_memory_bytes"] = _memory(start, minutes, canary_start, seed)
     out = []
     for name, kind in (("http_requests", "counter"), ("http_request_errors", "counter"),
-                       ("http_request_duration_seconds", "histogram")):
+                       ("http_request_duration_seconds", "histogram"), ("process_resident_memory_bytes", "gauge")):
         out.append(f"# TYPE {name} {kind}")
         out += fams[name]
     return "\n".join(out) + "\n# EOF\n"
+
+
+def _memory(start: datetime, minutes: int, canary_start: datetime, seed: int) -> list[str]:
+    """A gauge per version: a shared cycle, AR(1) noise of its own; shop's canary uses 30% more."""
+    rng = np.random.default_rng([seed, 1])
+    lines = []
+    n = minutes * 60 // STEP_S
+    shared = 200e6 * (1 + 0.2 * np.sin(np.arange(n) * 2 * math.pi / 240))
+    for service, (_err_mult, _share, serves) in SERVICES.items():
+        for version in ("v1", "v2"):
+            noise = np.zeros(n)
+            for k in range(1, n):
+                noise[k] = 0.9 * noise[k - 1] + rng.normal(0, 2e6)
+            extra = 1.3 if (service == "shop" and version == "v2") else 1.0
+            for k in range(n):
+                t = start + timedelta(seconds=k * STEP_S)
+                if version == "v2" and not (t >= canary_start and serves):
+                    continue
+                lines.append(f'process_resident_memory_bytes{{service="{service}",version="{version}"}} '
+                             f"{shared[k] * extra + noise[k]:.0f} {t.timestamp():.0f}")
+    return lines
 
 
 def _wait_queryable(url: str, at: datetime) -> None:

@@ -126,3 +126,21 @@ def test_cli_canary_exit_codes(canary_prom: CanaryProm, tmp_path: Path, service:
         assert [v.check_kind for v in store.verdict_history(d.deploy_id)] == ["canary"]
     finally:
         store.close()
+
+
+def test_gauge_per_version_paired_level_test(canary_prom: CanaryProm) -> None:  # noqa: F811
+    from analyzers.config import MetricSpec
+
+    mem = MetricSpec(key="memory", query='sum(process_resident_memory_bytes{service="$service"})', unit="bytes",
+                     good="decrease", min_effect_rel=0.05, kind="gauge",
+                     per_version='avg by (version) (process_resident_memory_bytes{service="$service"})')
+    base = _cfg(canary_prom, metrics=("memory",))
+    cfg = replace(base, metrics={**base.metrics, "memory": mem})
+    client = PrometheusClient(cfg.prometheus)
+    shop = judge_canary(_deploy(canary_prom, "shop"), cfg, client, now=canary_prom.now)
+    (c,) = shop.judgement.comparisons
+    assert c.status == "regressed" and c.method.startswith("paired difference")
+    assert c.ratio == pytest.approx(0.3 * 200e6, rel=0.25)  # canary - baseline in bytes
+    assert shop.queries["memory"] == ['avg by (version) (process_resident_memory_bytes{service="shop"})']
+    (c,) = judge_canary(_deploy(canary_prom, "cart"), cfg, client, now=canary_prom.now).judgement.comparisons
+    assert c.status != "regressed", c.reason

@@ -184,3 +184,14 @@ def test_judge_one_budget_and_dry_run_never_fails() -> None:
                              alpha=0.005)
     assert judge([enforced, nodata]).overall == "fail"
     assert judge([]).overall == "inconclusive"
+
+
+def test_levels_direction_follows_the_metric() -> None:
+    rng = np.random.default_rng(9)
+    base = rng.normal(0, 1, 60)
+    lower = base - 5
+    assert compare_levels("throughput", lower, base, good="increase").status == "regressed"
+    assert compare_levels("latency_line", lower, base, good="decrease").status == "ok"  # faster is fine
+    moved = compare_levels("gauge", lower, base, good="none")
+    assert moved.status == "regressed" and "differs from" in moved.reason
+    assert compare_levels("gauge", base + rng.normal(0, 0.1, 60), base, good="none", tolerance=1.0).status == "ok"
