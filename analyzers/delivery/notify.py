@@ -38,6 +38,7 @@ from analyzers.delivery.reports import (
     REPORT_SCHEMA,
     check_text,
     effect_text,
+    failing_first,
     levels_text,
     report_dict,
 )
@@ -85,7 +86,7 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
     icon = {"pass": ":white_check_mark:", "fail": ":x:", "inconclusive": ":warning:"}[verdict.overall]
     title = f"{icon} {BADGES[verdict.overall]}: {e(verdict.service)} {e(verdict.version)}"
     lines = []
-    for m in verdict.metrics:
+    for m in failing_first(verdict):
         lines.append(
             f"• *{e(m.metric)}* ({e(m.role)}, {e(check_text(m))}) — {e(OUTCOME_LABEL.get(m.outcome, m.outcome))}: "
             f"{e(levels_text(m))}, effect {e(effect_text(m))}\n   {e(m.reason, limit=600)}"

@@ -145,7 +145,7 @@ def metric_cells(m: MetricVerdict) -> tuple[str, ...]:
     )
 
 
-def _failing_first(verdict: DeployVerdict) -> list[MetricVerdict]:
+def failing_first(verdict: DeployVerdict) -> list[MetricVerdict]:
     """Failing metrics first, then inconclusive ones, then the rest, each in catalog order."""
     rank = {"opposite": 0, "regressed": 0, "error": 1, "inconclusive": 1}
     return sorted(verdict.metrics, key=lambda m: rank.get(m.outcome, 2))
@@ -188,7 +188,7 @@ def render_markdown(
     headers[COLUMNS.index("effect")] = f"effect [{_verdict_ci_label(verdict)}]"
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "---|" * len(headers))
-    for m in _failing_first(verdict):
+    for m in failing_first(verdict):
         lines.append("| " + " | ".join(_md_cell(c) for c in metric_cells(m)) + " |")
     lines.append("")
     if verdict.overlapping:
@@ -315,7 +315,7 @@ def render_html(
     labels = [*COLUMNS, "around the deploy", "PromQL"]
     labels[COLUMNS.index("effect")] = f"effect [{_verdict_ci_label(verdict)}]"
     rows = []
-    for m in _failing_first(verdict):
+    for m in failing_first(verdict):
         cells = [*(e(plain(c, limit=None)) for c in metric_cells(m)), svg_chart(m, deploy_at, zone=zone),
                  f"<code>{e(m.query)}</code>"]
         rows.append("<tr>" + "".join(f'<td data-label="{e(k)}">{c}</td>' for k, c in zip(labels, cells, strict=True)) + "</tr>")

@@ -109,3 +109,13 @@ def test_a_failed_delivery_stores_no_webhook_secret(tmp_path: object, sink: Sink
         store.close()
     assert SLACK_TOKEN not in shown and "hunter22" not in shown and "B0456EFGH" not in shown
     assert "127.0.0.1" in shown and "oncall" in shown  # the reader still learns which target failed
+
+
+def test_slack_lists_failing_metrics_first_and_says_what_guards_fail_on() -> None:
+    from analyzers.delivery.notify import slack_message
+
+    ok = MetricVerdict(metric="throughput", role="guard", expect="decrease", outcome="ok", reason="fine.", unit="req/s")
+    v = replace(_verdict(), metrics=(ok, *_verdict().metrics))
+    text = slack_message(v, DEPLOY)["blocks"][1]["text"]["text"]
+    assert text.index("*error_ratio*") < text.index("*throughput*")
+    assert "(guard, fails on increase) — regressed" in text and "(guard, fails on decrease) — ok" in text
