@@ -461,11 +461,12 @@ def run_size(params: FleetParams, *, profile: bool, history_s: float = 86400.0, 
             if profile:
                 cmd += ["--profile-out", str(CACHE_DIR / f"profile-{params.key}-{name}.txt")]
             t = time.perf_counter()
-            # Workers import ``analyzers`` from the snapshot ``lib`` (PYTHONPATH comes before the
-            # installed checkout), so both plans of a run measure the same code even while the
-            # working tree changes under a long benchmark; ``benchmarks`` comes from ROOT (cwd).
+            # Workers import ``analyzers`` from the snapshot ``lib``, so both plans of a run measure
+            # the same code even while the working tree changes under a long benchmark. ``-m`` puts
+            # the working directory first on the path, so they run in ``lib`` (which has no
+            # ``benchmarks``: that comes from ROOT, next on PYTHONPATH).
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lib), str(ROOT)])} if lib else None
-            subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+            subprocess.run(cmd, check=True, cwd=lib or ROOT, env=env)
             res = json.loads(res_path.read_text())
             res["process_s"] = time.perf_counter() - t
             res["prometheus_cpu_s"] = _proc_cpu_s(pid) - cpu0
