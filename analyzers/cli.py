@@ -402,7 +402,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         if not args.service:
             raise AnalyzerError("demo deploy needs --service (checkout, search or payments)")
-        request_deploy(args.data_dir, args.service, args.effect, rollout_s=args.rollout, wait=not args.no_wait)
+        request_deploy(args.data_dir, args.service, args.effect, rollout_s=args.rollout, wait=not args.no_wait,
+                       strategy=args.strategy, canary_step_s=args.canary_step)
         return 0
     return run_demo(
         prometheus_port=args.prometheus_port,
@@ -418,6 +419,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         deploy_every_s=args.deploy_every,
         rollout_s=args.rollout if args.rollout is not None else 120.0,
         quick_checks=args.quick_checks,
+        canary_step_s=args.canary_step if args.canary_step is not None else 300.0,
     )
 
 
@@ -500,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo deploy: noop, latency+30%%, latency-20%%, tail+50%%, errors x5 (comma-joined)")
     d.add_argument("--rollout", type=float, help="seconds a rolling update takes (default 120)")
     d.add_argument("--no-wait", action="store_true", help="demo deploy: return once the rollout has started")
+    d.add_argument("--strategy", choices=("rolling", "canary"), default="rolling",
+                   help="demo deploy: rolling update, or a canary at 10%%, 50%%, then 100%% gated by the receiver")
+    d.add_argument("--canary-step", type=float, help="seconds a canary holds each weight (default 300)")
     d.add_argument("--simulator-port", type=int, default=int(os.environ.get("SIMULATOR_PORT", "9469")))
     d.add_argument("--scrape-interval", default="15s", help="how often Prometheus scrapes the simulator")
     d.add_argument("--deploy-every", type=float, default=900.0, help="seconds between automatic deploys (0: none)")

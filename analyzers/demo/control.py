@@ -97,12 +97,14 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def request_deploy(data_dir: str | os.PathLike[str], service: str, effect: str, *, rollout_s: float | None = None,
-                   wait: bool = True, say: Any = print, timeout_s: float = 30.0) -> dict[str, Any]:
+                   wait: bool = True, say: Any = print, timeout_s: float = 30.0, strategy: str = "rolling",
+                   canary_step_s: float | None = None) -> dict[str, Any]:
     """``python -m analyzers demo deploy``: ask the running simulator for a deploy and follow it.
 
     Returns the simulator's answer (``deploy_id``, ``from``, ``to``, ``effect``, ...). With
-    ``wait`` it reports the pods of both versions while the rollout runs and returns when the
-    ``succeeded`` event has gone out. Raises :class:`AnalyzerError` when the simulator refuses
+    ``wait`` it reports the pods of both versions (and, for a canary, each gate answer) while the
+    rollout runs and returns when the ``succeeded`` or ``rolled_back`` event has gone out
+    (``answer["status"]``). Raises :class:`AnalyzerError` when the simulator refuses
     (unknown service, a rollout already running, an effect it cannot read) or is not running.
     """
     control = ControlDir(data_dir)
@@ -114,15 +116,20 @@ def request_deploy(data_dir: str | os.PathLike[str], service: str, effect: str, 
     command: dict[str, Any] = {"command": "deploy", "service": service, "effect": effect}
     if rollout_s is not None:
         command["rollout_s"] = rollout_s
+    if strategy != "rolling":
+        command["strategy"] = strategy
+    if canary_step_s is not None:
+        command["canary_step_s"] = canary_step_s
     answer = control.wait_answer(control.submit(command), timeout_s)
     if not answer.get("ok"):
         raise AnalyzerError(f"the demo did not deploy: {answer.get('error')}")
-    say(f"deploying {answer['service']} {answer['from']} -> {answer['to']} ({answer['effect']}), deploy id "
+    how = "canary of" if answer.get("strategy") == "canary" else "deploying"
+    say(f"{how} {answer['service']} {answer['from']} -> {answer['to']} ({answer['effect']}), deploy id "
         f"{answer['deploy_id']}; rollout ends about {answer['ends_at']}")
     if not wait:
         return answer
-    seen = ""
-    deadline = time.monotonic() + float(answer.get("rollout_s", 0)) + 60
+    seen, last_gate = "", 0.0
+    deadline = time.monotonic() + 2 * float(answer.get("rollout_s", 0)) + 120
     while time.monotonic() < deadline:
         state = control.read_state() or {}
         svc = state.get("services", {}).get(service, {})
@@ -130,10 +137,23 @@ def request_deploy(data_dir: str | os.PathLike[str], service: str, effect: str, 
         if pods != seen:
             say(f"  serving: {pods}")
             seen = pods
+        for g in ((svc.get("rollout") or {}).get("canary") or {}).get("gate", []):
+            if g.get("at", 0) > last_gate:
+                last_gate = g["at"]
+                say(f"  gate at {g['weight']:.0%}: HTTP {g['status']} verdict {g.get('verdict')}")
         done = [d for d in state.get("deploys", []) if d.get("deploy_id") == answer["deploy_id"]]
-        if done and done[0].get("status") == "succeeded" and not state.get("pending_events"):
-            say("rollout done; the receiver has the 'succeeded' event and its worker posts the first verdict "
-                "on its own (the dashboard's Deploys page shows it).")
+        status = done[0].get("status") if done else None
+        if status in ("succeeded", "rolled_back") and not state.get("pending_events"):
+            answer["status"] = status
+            gate = (done[0].get("canary") or {}).get("gate") or [{}]
+            if gate[-1].get("at", 0) > last_gate:
+                say(f"  gate at {gate[-1]['weight']:.0%}: HTTP {gate[-1]['status']} verdict {gate[-1].get('verdict')}")
+            answer["canary"] = done[0].get("canary")
+            if status == "rolled_back":
+                say("the canary failed its gate: rolled back; the receiver has the 'rolled_back' event.")
+            else:
+                say(f"rollout done; the receiver has the '{status}' event and its worker posts the first verdict "
+                    "on its own (the dashboard's Deploys page shows it).")
             return answer
         time.sleep(0.5)
     raise AnalyzerError(f"the rollout of {answer['deploy_id']} did not finish in time: see the simulator log in "

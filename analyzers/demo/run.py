@@ -134,6 +134,7 @@ def run_demo(
     deploy_every_s: float = 900.0,
     rollout_s: float = 120.0,
     quick_checks: bool = False,
+    canary_step_s: float = 300.0,
 ) -> int:
     from analyzers.demo.promserver import PrometheusServer, ensure_installed
 
@@ -173,7 +174,8 @@ def run_demo(
         sim_url = f"http://127.0.0.1:{simulator_port}"
         simulate = [sys.executable, "-m", "analyzers.demo.simulator", "--data-dir", str(data),
                     "--port", str(simulator_port), "--seed", str(seed), "--receiver-url", receiver_url,
-                    "--deploy-every", f"{deploy_every_s:g}", "--rollout", f"{rollout_s:g}"]
+                    "--deploy-every", f"{deploy_every_s:g}", "--rollout", f"{rollout_s:g}",
+                    "--canary-step", f"{canary_step_s:g}", "--canary-check", "10" if quick_checks else "30"]
         _reuse_or_start("the traffic simulator", sim_url, "/metrics", simulate, dict(os.environ),
                         data / "simulator.log", started, pids)
         config_path = _write_demo_config(data, prom_url, store_url, dashboard_port, quick_checks=quick_checks)
@@ -348,7 +350,8 @@ def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port
     (less data per verdict: for tests and a quick look).
     """
     path = data / "config.toml"
-    quick = ('[verification]\nstep = "10s"\nwindow_after = "3m"\nobservation = "6m"\n\n' if quick_checks else "")
+    quick = ('[verification]\nstep = "10s"\nwindow_after = "3m"\nobservation = "6m"\n\n'
+             '[canary]\ninterval = "15s"\nmin_duration = "1m"\n\n' if quick_checks else "")
     path.write_text(
         "# Written by `python -m analyzers demo`; a starting point for your own config (README).\n"
         f'[prometheus]\nurl = "{prom_url}"\nscrape_interval = "15s"\n\n'

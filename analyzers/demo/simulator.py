@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
 from analyzers.demo import openmetrics as om
+from analyzers.demo.canary import WEIGHTS, CanaryRun
 from analyzers.demo.control import ControlDir
 from analyzers.demo.livemodel import EffectError, LiveWorld, bump_version, effect_text, parse_effect
 from analyzers.demo.scenarios import LE_LABELS, Effect
@@ -91,9 +92,14 @@ class Rollout:
     actions: list[tuple[float, str, int]]  # (when, "up" | "down", pod index)
     event: dict[str, Any]
     old_pods: list[str] = field(default_factory=list)
+    old_effect: Effect | None = None
+    canary: CanaryRun | None = None
 
     @property
     def ends(self) -> float:
+        if self.canary is not None:  # an estimate: each weight holds step_s, then promotion
+            c = self.canary
+            return c.step_started + c.step_s * (len(WEIGHTS) - c.weight_index)
         return max((t for t, _, _ in self.actions), default=self.started)
 
 
@@ -102,11 +108,13 @@ class Simulator:
 
     def __init__(self, world: LiveWorld, control: ControlDir, *, receiver_url: str | None, secret: str | None,
                  rollout_s: float = 120.0, deploy_every_s: float = 900.0, seed: int = 7,
+                 canary_step_s: float = 300.0, canary_check_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.world, self.control = world, control
         self.lock = threading.Lock()
         self.receiver_url, self.secret = receiver_url, secret
         self.rollout_s, self.deploy_every_s = rollout_s, deploy_every_s
+        self.canary_step_s, self.canary_check_s = canary_step_s, canary_check_s
         self.rng = np.random.default_rng(seed + 1)
         self.clock = clock
         self.rollouts: dict[str, Rollout] = {}
@@ -118,14 +126,16 @@ class Simulator:
     # -- one tick -----------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock()
-        for cid, command in self.control.take():
-            self.control.answer(cid, self.handle(command, now))
-        if now >= self.next_auto:
-            self.next_auto = now + self.deploy_every_s
-            self._auto_deploy(now)
         with self.lock:
+            for cid, command in self.control.take():
+                self.control.answer(cid, self.handle(command, now))
+            if now >= self.next_auto:
+                self.next_auto = now + self.deploy_every_s
+                self._auto_deploy(now)
             self.world.advance(now)  # traffic up to now, then pods change
             self._advance_rollouts(now)
+        self._flush_events()
+        self._advance_canaries(now)  # asks the receiver's gate over HTTP: outside the lock
         self._flush_events()
         self.control.write_state(self.state(now))
 
@@ -135,16 +145,22 @@ class Simulator:
         try:
             effect = parse_effect(str(command.get("effect", "noop")))
             rollout_s = float(command.get("rollout_s", self.rollout_s))
+            strategy = str(command.get("strategy", "rolling"))
             return {"ok": True, **self.start_deploy(str(command.get("service", "")), effect, now, rollout_s=rollout_s,
                                                     author=str(command.get("author", "you (demo deploy)")),
-                                                    description=command.get("description"))}
+                                                    description=command.get("description"), strategy=strategy,
+                                                    canary_step_s=command.get("canary_step_s"))}
         except (EffectError, ValueError) as exc:
             return {"ok": False, "error": str(exc)}
 
     # -- deploys --------------------------------------------------------------------------
     def start_deploy(self, service: str, delta: Effect, now: float, *, rollout_s: float | None = None,
-                     author: str = "demo autopilot", description: str | None = None) -> dict[str, Any]:
-        """Begin a rolling update of ``service`` whose new pods change it by ``delta``."""
+                     author: str = "demo autopilot", description: str | None = None, strategy: str = "rolling",
+                     canary_step_s: float | None = None) -> dict[str, Any]:
+        """Begin a rolling update (or a canary, :mod:`analyzers.demo.canary`) of ``service`` whose
+        new pods change it by ``delta``. Call with :attr:`lock` held."""
+        if strategy not in ("rolling", "canary"):
+            raise ValueError(f"unknown strategy {strategy!r}: use rolling or canary")
         if service not in self.world.services:
             raise ValueError(f"unknown service {service!r}: the demo runs {', '.join(sorted(self.world.services))}")
         if service in self.rollouts:
@@ -169,23 +185,39 @@ class Simulator:
         }
         n = max(1, len(svc.pods))
         actions = []
-        for i in range(n):  # surge 1: a new pod up, then an old one down
-            actions.append((now + rollout_s * (2 * i + 1) / (2 * n), "up", i))
-            actions.append((now + rollout_s * (2 * i + 2) / (2 * n), "down", i))
+        if strategy == "rolling":
+            for i in range(n):  # surge 1: a new pod up, then an old one down
+                actions.append((now + rollout_s * (2 * i + 1) / (2 * n), "up", i))
+                actions.append((now + rollout_s * (2 * i + 2) / (2 * n), "down", i))
         rollout = Rollout(deploy_id, service, old, new, svc.effect.then(delta), now, actions, event,
-                          [p.name for p in svc.pods])
+                          [p.name for p in svc.pods], old_effect=svc.effect)
+        if strategy == "canary":
+            step = float(canary_step_s if canary_step_s is not None else self.canary_step_s)
+            if not 1 <= step <= 3600:
+                raise ValueError(f"a canary step must take 1 to 3600 s, got {step:g}")
+            rollout.canary = CanaryRun(deploy_id, service, step, self.canary_check_s, step_started=now,
+                                       next_check=now + self.canary_check_s)
+            for i in range(n):
+                self.world.add_pod(service, new, rollout.effect, i)
+            svc.canary_version, svc.canary_share = new, WEIGHTS[0]
+            rollout_s = step * (len(WEIGHTS) + 1)
+            event["description"] = (description or f"Live demo canary ({effect_text(delta)}).") + (
+                f" Canary at {', '.join(f'{w:.0%}' for w in WEIGHTS)}, then 100%.")
         self.rollouts[service] = rollout
         svc.version, svc.effect = new, rollout.effect
         self._queue_event(dict(event))
         self.recent.append({"deploy_id": deploy_id, "service": service, "from": old, "to": new,
-                            "effect": effect_text(delta), "started_at": iso_s(now), "status": "started"})
+                            "effect": effect_text(delta), "started_at": iso_s(now), "status": "started",
+                            "strategy": strategy})
         self.recent = self.recent[-20:]
         log.info("deploy %s: %s %s -> %s (%s) over %.0f s", deploy_id, service, old, new, effect_text(delta), rollout_s)
         return {"deploy_id": deploy_id, "service": service, "from": old, "to": new, "effect": effect_text(delta),
-                "rollout_s": rollout_s, "ends_at": iso_s(now + rollout_s)}
+                "rollout_s": rollout_s, "ends_at": iso_s(now + rollout_s), "strategy": strategy}
 
     def _advance_rollouts(self, now: float) -> None:
         for service, r in list(self.rollouts.items()):
+            if r.canary is not None:
+                continue
             due = [a for a in r.actions if a[0] <= now]
             r.actions = [a for a in r.actions if a[0] > now]
             for _, kind, i in due:
@@ -194,12 +226,45 @@ class Simulator:
                 elif i < len(r.old_pods):
                     self.world.remove_pod(service, r.old_pods[i])
             if not r.actions:
-                del self.rollouts[service]
-                done = dict(r.event, status="succeeded", finished_at=iso_s(now), event_id=f"{r.deploy_id}:succeeded")
-                self._queue_event(done)
-                for d in self.recent:
-                    if d["deploy_id"] == r.deploy_id:
-                        d.update(status="succeeded", finished_at=iso_s(now))
+                self._finish(r, "succeeded", now)
+
+    def _finish(self, r: Rollout, status: str, now: float) -> None:
+        del self.rollouts[r.service]
+        self._queue_event(dict(r.event, status=status, finished_at=iso_s(now), event_id=f"{r.deploy_id}:{status}"))
+        for d in self.recent:
+            if d["deploy_id"] == r.deploy_id:
+                d.update(status=status, finished_at=iso_s(now))
+                if r.canary is not None:
+                    d["canary"] = r.canary.state()
+
+    def _advance_canaries(self, now: float) -> None:
+        """Each canary asks the gate (Flagger's ``rollout`` hook), then rolls back, steps up or is promoted."""
+        url = self.receiver_url if self.secret else None
+        for r in [r for r in self.rollouts.values() if r.canary is not None]:
+            c = r.canary
+            assert c is not None
+            decision = c.decide(now, url)
+            if decision is None:
+                continue
+            with self.lock:
+                svc = self.world.services[r.service]
+                if decision == "rollback":
+                    for p in [p for p in svc.pods if p.version == r.new_version]:
+                        self.world.remove_pod(r.service, p.name)
+                    svc.version, svc.effect = r.old_version, r.old_effect or svc.effect
+                    svc.canary_version = None
+                    log.info("canary %s failed its gate at %.0f%%: rolled back", r.deploy_id, c.weight * 100)
+                    self._finish(r, "rolled_back", now)
+                elif c.weight_index + 1 < len(WEIGHTS):
+                    c.weight_index += 1
+                    c.step_started, c.passed_checks = now, 0
+                    svc.canary_share = c.weight
+                else:  # promotion: the new version takes all traffic, the old pods go
+                    for name in r.old_pods:
+                        self.world.remove_pod(r.service, name)
+                    svc.canary_version = None
+                    log.info("canary %s promoted", r.deploy_id)
+                    self._finish(r, "succeeded", now)
 
     def _auto_deploy(self, now: float) -> None:
         names = sorted(self.world.services)
@@ -219,7 +284,8 @@ class Simulator:
             return
         names_p = [e for e, _ in AUTO_EFFECTS]
         choice = names_p[int(self.rng.choice(len(names_p), p=[p for _, p in AUTO_EFFECTS]))]
-        self.start_deploy(service, parse_effect(choice), now)
+        strategy = "canary" if self.rng.random() < 0.5 else "rolling"
+        self.start_deploy(service, parse_effect(choice), now, strategy=strategy)
 
     # -- events -----------------------------------------------------------------------------
     def _queue_event(self, event: dict[str, Any]) -> None:
@@ -255,7 +321,8 @@ class Simulator:
                 "version": svc.version, "effect": effect_text(svc.effect),
                 "pods": [{"pod": p.name, "version": p.version, "share": round(s, 4)} for p, s in zip(svc.pods, shares, strict=True)],
                 "rollout": None if r is None else {"deploy_id": r.deploy_id, "from": r.old_version, "to": r.new_version,
-                                                   "ends_at": iso_s(r.ends)},
+                                                   "ends_at": iso_s(r.ends),
+                                                   "canary": r.canary.state() if r.canary else None},
             }
         return {"time": iso_s(now), "services": services, "deploys": self.recent,
                 "next_auto_deploy": None if self.next_auto == float("inf") else iso_s(self.next_auto),
@@ -302,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tick", type=float, default=1.0, help="seconds between draws")
     p.add_argument("--deploy-every", type=float, default=900.0, help="seconds between automatic deploys (0: none)")
     p.add_argument("--rollout", type=float, default=120.0, help="seconds a rolling update takes")
+    p.add_argument("--canary-step", type=float, default=300.0, help="seconds a canary holds each traffic weight")
+    p.add_argument("--canary-check", type=float, default=30.0, help="seconds between the canary's gate checks")
     p.add_argument("--receiver-url", help="where deploy events go (signed with <data-dir>/webhook-secret)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -310,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     secret = secret_path.read_text().strip() if secret_path.exists() else None
     world = load_world(data, args.seed)
     sim = Simulator(world, ControlDir(data).ensure(), receiver_url=args.receiver_url, secret=secret,
-                    rollout_s=args.rollout, deploy_every_s=args.deploy_every, seed=args.seed)
+                    rollout_s=args.rollout, deploy_every_s=args.deploy_every, seed=args.seed,
+                    canary_step_s=args.canary_step, canary_check_s=args.canary_check)
     registry = CollectorRegistry()
     registry.register(WorldCollector(world, sim.lock))
     server, _ = start_http_server(args.port, addr="127.0.0.1", registry=registry)

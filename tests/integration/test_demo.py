@@ -1,11 +1,13 @@
 """`python -m analyzers demo` as a newcomer runs it (on the small scenario to stay fast): all the
 components come up on the chosen ports, verdicts match the scenario truth, the data is live (the
 simulator is scraped with exemplars, remote write is refused), a deploy asked for while it runs
-serves two versions at once and gets its verdict from the worker, a second run reuses what is
-there, and --stop ends what was left running."""
+serves two versions at once and gets its verdict from the worker, canaries gated by the receiver
+(a regressed one rolled back at 10%, a no-op one promoted), a second run reuses what is there,
+and --stop ends what was left running."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -56,7 +58,7 @@ def test_demo_brings_up_everything_live_and_reuses_it(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     args = ["--scenario", "small", "--data-dir", str(data), "--prometheus-port", ports[0],
             "--receiver-port", ports[1], "--dashboard-port", ports[2], "--simulator-port", ports[3],
-            "--scrape-interval", "2s", "--deploy-every", "0", "--quick-checks", "--no-block"]
+            "--scrape-interval", "2s", "--deploy-every", "0", "--quick-checks", "--canary-step", "90", "--no-block"]
     prom, receiver = f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
     try:
         first = _demo(*args)
@@ -96,6 +98,14 @@ def test_demo_brings_up_everything_live_and_reuses_it(tmp_path: Path) -> None:
                       start=end - 40, end=end, step=1)
         assert max(float(v) for _, v in both[0]["values"]) == 2, both
 
+        # canaries at 10%, 50%, then 100%, gated over HTTP by the receiver (Flagger's rollout hook)
+        canaries = {}
+        for service, effect in (("search", "errors x20"), ("payments", "noop")):
+            started = _demo("deploy", "--service", service, "--effect", effect, "--strategy", "canary", "--no-wait",
+                            "--data-dir", str(data), timeout=60)
+            assert started.returncode == 0, started.stdout + started.stderr
+            canaries[service] = re.search(r"deploy id (\S+);", started.stdout).group(1)  # type: ignore[union-attr]
+
         second = _demo(*args)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "reusing demo data" in second.stdout
@@ -108,9 +118,30 @@ def test_demo_brings_up_everything_live_and_reuses_it(tmp_path: Path) -> None:
         v = _poll("the worker's verdict on the live deploy", verdict, 400, interval=3)
         assert v["overall"] == "fail", v
         assert any(m["metric"] == "error_ratio" and m["outcome"] == "regressed" for m in v["metrics"]), v
+
+        def finished() -> dict[str, Any] | None:
+            state = json.loads((data / "simulator" / "state.json").read_text())
+            done = {d["deploy_id"]: d for d in state["deploys"] if d["status"] in ("succeeded", "rolled_back")}
+            return done if all(c in done for c in canaries.values()) else None
+
+        done = _poll("both canaries to finish", finished, 400, interval=2)
+        regressed, noop = done[canaries["search"]], done[canaries["payments"]]
+        assert regressed["status"] == "rolled_back", regressed
+        assert regressed["canary"]["weight"] == pytest.approx(0.10)  # caught at 10%
+        assert regressed["canary"]["gate"][-1]["status"] == 409 and regressed["canary"]["gate"][-1]["verdict"] == "fail"
+        assert noop["status"] == "succeeded", noop  # promoted: no gate answer failed it at 10% or 50%
+        assert noop["canary"]["weight"] == pytest.approx(0.50)
+        assert all(g["status"] == 200 for g in noop["canary"]["gate"])
+        for service, status in (("search", "rolled_back"), ("payments", "succeeded")):
+            stored = requests.get(f"{receiver}/v1/deploys/{canaries[service]}", timeout=5).json()["deploy"]
+            assert stored["status"] == status  # the demo sent the rollback / success event, signed
+        state = json.loads((data / "simulator" / "state.json").read_text())
+        assert {p["version"] for p in state["services"]["search"]["pods"]} == {regressed["from"]}
+        assert {p["version"] for p in state["services"]["payments"]["pods"]} == {noop["to"]}
+
         listed = requests.get(f"{receiver}/v1/deploys", timeout=5).json()
         items = listed if isinstance(listed, list) else listed.get("deploys", listed.get("items", []))
-        assert len(items) == 7  # six scenario deploys (the second run's were duplicates) and the live one
+        assert len(items) == 9  # six scenario deploys (the second run's were duplicates) and three live ones
     finally:
         _demo("--stop", "--data-dir", str(data))
     deadline = time.monotonic() + 20

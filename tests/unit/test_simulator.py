@@ -172,7 +172,7 @@ def test_a_second_deploy_during_a_rollout_is_refused_with_the_wait(handoff: dict
 
 def test_the_schedule_reverts_a_change_it_made_before_changing_anything_else(handoff: dict[str, Any],
                                                                            tmp_path: Path) -> None:
-    sim, clock = _sim(handoff, tmp_path, rollout_s=0, deploy_every_s=10)
+    sim, clock = _sim(handoff, tmp_path, rollout_s=0, deploy_every_s=10, canary_step_s=1)
     for _ in range(10 * 12):  # 12 automatic deploys, 4 per service
         clock[0] += 1
         sim.tick()
@@ -209,3 +209,41 @@ def test_stop_signals_only_a_process_that_still_matches_its_record(tmp_path: Pat
             if p.poll() is None:
                 p.kill()
             p.wait(timeout=10)
+
+
+def test_a_canary_takes_10_then_50_percent_of_the_traffic_then_all_of_it(handoff: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    """Without a receiver there is no gate to ask, so each weight just holds its step."""
+    sim, clock = _sim(handoff, tmp_path, canary_step_s=20)
+    with sim.lock:
+        answer = sim.start_deploy("payments", parse_effect("noop"), clock[0], strategy="canary")
+    shares_by_weight: dict[float, float] = {}
+    served = {"new": 0, "all": 0}
+
+    def totals() -> tuple[int, int]:
+        pods = sim.world.services["payments"].pods
+        new = sum(st.requests for p in pods if p.version == answer["to"] for st in p.series.values())
+        return new, sum(st.requests for p in pods for st in p.series.values())
+
+    for _ in range(70):
+        clock[0] += 1
+        in_first_step = sim.rollouts.get("payments") is not None and sim.rollouts["payments"].canary.weight_index == 0
+        before = totals()
+        sim.tick()
+        if in_first_step and sim.rollouts["payments"].canary.weight_index == 0:
+            after = totals()
+            served["new"] += after[0] - before[0]
+            served["all"] += after[1] - before[1]
+        state = sim.control.read_state()
+        assert state is not None
+        rollout = state["services"]["payments"]["rollout"]
+        if rollout is not None:
+            new_share = sum(p["share"] for p in state["services"]["payments"]["pods"] if p["version"] == answer["to"])
+            shares_by_weight[rollout["canary"]["weight"]] = new_share
+    assert shares_by_weight == {0.1: pytest.approx(0.1, abs=1e-3), 0.5: pytest.approx(0.5, abs=1e-3)}
+    assert {p["version"] for p in state["services"]["payments"]["pods"]} == {answer["to"]}
+    assert state["deploys"][-1]["status"] == "succeeded"
+    # the traffic follows the weight: about 10% of the requests reached the canary pods in its first step
+    assert served["new"] / served["all"] == pytest.approx(0.10, abs=0.04), served
+    svc = sim.world.services["payments"]
+    assert svc.canary_version is None and sum(sim.world.shares(svc)) == pytest.approx(1.0)
