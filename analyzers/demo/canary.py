@@ -46,7 +46,7 @@ class CanaryRun:
 
     def ask_gate(self, receiver_url: str, timeout_s: float = 10.0) -> tuple[int | None, dict[str, Any]]:
         """Flagger's ``rollout`` webhook for this canary; ``(None, {...})`` when the gate gave no answer."""
-        payload = {"name": self.service, "namespace": "production", "phase": "Progressing",
+        payload: dict[str, Any] = {"name": self.service, "namespace": "production", "phase": "Progressing",
                    "metadata": {"deploy_id": self.deploy_id, "service": self.service}}
         try:
             resp = requests.post(f"{receiver_url}/v1/gate/flagger", params={"hook": "rollout"}, json=payload,
