@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from analyzers.config import Config, load_config, parse_duration
 from analyzers.errors import AnalyzerError, ConfigError, EventError, PrometheusUnreachable
 from analyzers.model import EXIT_CODES, Deploy, DeployVerdict, to_utc
-from analyzers.text import format_time
+from analyzers.text import ci_label, format_effect, format_time, p_equals
 
 
 def _parse_time(value: str, *, now: datetime) -> datetime:
@@ -319,6 +319,7 @@ def cmd_verify_series(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from analyzers.stats import verify_series
+    from analyzers.stats.verify import DEFAULT_ALPHA
 
     if not os.path.exists(args.file):
         raise ConfigError(f"file {args.file} does not exist")
@@ -353,7 +354,9 @@ def cmd_verify_series(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         print(f"status: {result['status']}  direction: {result['direction']}  change at: {result['change_at']}")
-        print(f"effect: {result['effect']} CI {result['effect_ci']}  p-value: {result['p_value']}")
+        ci = result.get("effect_ci") or [None, None]
+        print(f"effect: {format_effect(result['effect'], rel=result.get('effect_rel'), ci=ci, label=ci_label({'ci_level': 1 - DEFAULT_ALPHA}))}  "
+              f"{p_equals(result['p_value'])}")
         print(f"baseline: {result['baseline']}")
         print(result["reason"])
     if result["status"] == "inconclusive":
