@@ -20,7 +20,7 @@ from analyzers.config import HTTP_DURATION, format_duration
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy, DeployVerdict, to_utc
 from analyzers.text import p_equals
-from dashboard import data
+from dashboard import data, exemplars
 from dashboard.components import charts, common
 
 DEPLOY_PAGE = "views/deploy.py"
@@ -186,6 +186,7 @@ def panels() -> None:
     deploys, verdicts = deploys_in(tr)
 
     lat: data.LatencyData | None = None
+    ex = None  # exemplars: drawn on the percentile and heatmap charts
     st.subheader("Percentiles over time")
     with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
         lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
@@ -216,7 +217,10 @@ def panels() -> None:
                 st.warning(stale, icon=":material/schedule:")
             fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band)
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
+            ex = exemplars.load(config_key, config, histogram, service, start, end)
+            exemplars.add_markers(fig, ex, zone)
             show_chart(fig, "percentiles")
+            exemplars.table(ex, zone)
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
             cols = st.columns(max(len(latest), 1))
             for col, (label, s) in zip(cols, latest.items(), strict=False):
@@ -242,6 +246,7 @@ def panels() -> None:
             rates = rates.iloc[:, : len(edges) - 1]
             fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt))
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
+            exemplars.add_markers(fig, ex, zone)
             show_chart(fig, "heatmap")
             st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
 

@@ -35,14 +35,14 @@ from analyzers.demo.openmetrics import (
     write_family_header,
     write_histogram_series,
 )
-from analyzers.demo.promserver import PrometheusServer, backfill, free_port
+from analyzers.demo.promserver import PrometheusServer, backfill
 from analyzers.drilldown.bubbleup import candidate_labels, error_bubbleup, latency_bubbleup
 from analyzers.drilldown.errors import counters, error_breakdown, error_series
 from analyzers.drilldown.exemplars import NO_EXEMPLARS, latency_exemplars
 from analyzers.model import TraceUrl
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.stats.divergence import STANDS_OUT
-from tests.fixtures.prom import scraping_prometheus
+from tests.fixtures.prom import exemplar_target, scraping_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -229,23 +229,9 @@ def test_bubbleup_names_the_pod_behind_the_slow_tail(client: PrometheusClient, t
 
 @pytest.fixture(scope="module")
 def exemplar_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, float]]]:
-    from prometheus_client import CollectorRegistry, Histogram, start_http_server
-
-    registry = CollectorRegistry()
-    h = Histogram("http_request_duration_seconds", "Request latency.", ["service"], buckets=BOUNDS, registry=registry)
-    observed: dict[str, float] = {}
-    rng = np.random.default_rng(SEED)
-    for i, value in enumerate(rng.lognormal(math.log(0.05), 1.0, 200)):
-        trace_id = f"{i:032x}" if i % 50 else f"odd/../id?{i}"  # a few ids a URL must escape
-        h.labels(service="shop").observe(float(value), exemplar={"trace_id": trace_id})
-        observed[trace_id] = float(value)
-    port = free_port()
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
-    try:
-        with scraping_prometheus(f"127.0.0.1:{port}", tmp_path_factory.mktemp("exemplars")) as prom:
-            yield prom.url, observed
-    finally:
-        server.shutdown()
+    with exemplar_target(SEED) as (target, observed), \
+            scraping_prometheus(target, tmp_path_factory.mktemp("exemplars")) as prom:
+        yield prom.url, observed
 
 
 def test_exemplars_come_from_a_scrape_with_escaped_trace_links(exemplar_prom: tuple[str, dict[str, float]]) -> None:
