@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from analyzers.demo.scenarios import (
-    _GC_MEDIAN_S,
-    _GC_SIGMA,
-    _LOAD_LATENCY,
-    _LOAD_SIGMA,
     BUCKETS,
+    GC_MEDIAN_S,
+    GC_SIGMA,
     LE_LABELS,
+    LOAD_LATENCY,
+    LOAD_SIGMA,
     NO_EFFECT,
     SERVICES,
     Effect,
@@ -277,12 +277,12 @@ class LiveWorld:
             st = pod.series[path]
             if n == 0:
                 continue
-            mu = math.log(median_s) + _LOAD_LATENCY * load + svc.latency_noise[path] + math.log(eff.latency_median) \
+            mu = math.log(median_s) + LOAD_LATENCY * load + svc.latency_noise[path] + math.log(eff.latency_median) \
                 + pod.offset
-            sigma = prof.sigma * (1.0 + _LOAD_SIGMA * load) * eff.latency_sigma
+            sigma = prof.sigma * (1.0 + LOAD_SIGMA * load) * eff.latency_sigma
             n_gc = int(self.rng.binomial(n, pod.gc_fraction)) if pod.gc_fraction else 0
             lat = np.concatenate([self.rng.lognormal(mu, sigma, n - n_gc),
-                                  self.rng.lognormal(math.log(_GC_MEDIAN_S), _GC_SIGMA, n_gc)])
+                                  self.rng.lognormal(math.log(GC_MEDIAN_S), GC_SIGMA, n_gc)])
             self.rng.shuffle(lat)
             err_p = min(1.0, prof.error_ratio * (0.9 + 0.2 * load) * eff.error_ratio)
             failed = self.rng.random(n) < err_p

@@ -52,10 +52,10 @@ TRUTH_METRICS: tuple[str, ...] = ("error_ratio", "latency_p99", "latency_p50", "
 GUARDS_BAD: dict[str, str] = {"error_ratio": "increase", "latency_p99": "increase"}
 
 _Z99 = 2.3263478740408408  # standard normal 0.99 quantile
-_GC_MEDIAN_S = 0.7
-_GC_SIGMA = 0.35
-_LOAD_LATENCY = math.log(1.35)  # median latency at peak load is 35 % above the night value
-_LOAD_SIGMA = 0.15  # log-sd widens by 15 % at peak load
+GC_MEDIAN_S = 0.7
+GC_SIGMA = 0.35
+LOAD_LATENCY = math.log(1.35)  # median latency at peak load is 35 % above the night value
+LOAD_SIGMA = 0.15  # log-sd widens by 15 % at peak load
 _K8S_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -612,8 +612,8 @@ def _service(
     for ep in svc.endpoints:
         lat_noise = _ar1(rng, n_steps, step_s, 600.0, 0.07)
         lam = ep.peak_rps * step_s * load * traffic_noise * release["request_rate"]
-        mu_base = math.log(ep.median_s) + _LOAD_LATENCY * load + lat_noise + np.log(release["latency_median"])
-        sigma_base = svc.sigma * (1.0 + _LOAD_SIGMA * load) * release["latency_sigma"]
+        mu_base = math.log(ep.median_s) + LOAD_LATENCY * load + lat_noise + np.log(release["latency_median"])
+        sigma_base = svc.sigma * (1.0 + LOAD_SIGMA * load) * release["latency_sigma"]
         err_base = svc.error_ratio * error_load * release["error_ratio"]
         for p in all_pods:
             sl = slice(p.start_idx, p.end_idx)
@@ -647,20 +647,20 @@ def _latency_draw(
     """Bucket counts (non-cumulative, 12 columns) and latency sums for ``n`` requests per step.
 
     Latency is a mixture: ``1 - gc`` of requests log-normal(mu, sigma), ``gc`` log-normal
-    around :data:`_GC_MEDIAN_S`. Sums use each component's exact mean within each bucket,
+    around :data:`GC_MEDIAN_S`. Sums use each component's exact mean within each bucket,
     so ``_sum / _count`` agrees with the buckets.
     """
     log_b = np.log(np.asarray(BUCKETS))[None, :]
     mu2, s2 = mu[:, None], sigma[:, None]
     g = gc[:, None]
-    cdf = (1 - g) * ndtr((log_b - mu2) / s2) + g * ndtr((log_b - math.log(_GC_MEDIAN_S)) / _GC_SIGMA)
+    cdf = (1 - g) * ndtr((log_b - mu2) / s2) + g * ndtr((log_b - math.log(GC_MEDIAN_S)) / GC_SIGMA)
     # partial expectations E[X; X <= b] per component
     pe_main = np.exp(mu2 + s2**2 / 2) * ndtr((log_b - mu2 - s2**2) / s2)
-    pe_gc = math.exp(math.log(_GC_MEDIAN_S) + _GC_SIGMA**2 / 2) * ndtr(
-        (log_b - math.log(_GC_MEDIAN_S) - _GC_SIGMA**2) / _GC_SIGMA
+    pe_gc = math.exp(math.log(GC_MEDIAN_S) + GC_SIGMA**2 / 2) * ndtr(
+        (log_b - math.log(GC_MEDIAN_S) - GC_SIGMA**2) / GC_SIGMA
     )
     mean_total = (1 - g[:, 0]) * np.exp(mu + sigma**2 / 2) + g[:, 0] * math.exp(
-        math.log(_GC_MEDIAN_S) + _GC_SIGMA**2 / 2
+        math.log(GC_MEDIAN_S) + GC_SIGMA**2 / 2
     )
     pe = (1 - g) * pe_main + g * pe_gc
     ones = np.ones((len(n), 1))
