@@ -38,7 +38,14 @@ from prometheus_client.samples import Exemplar
 from analyzers.demo import openmetrics as om
 from analyzers.demo.canary import WEIGHTS, CanaryRun
 from analyzers.demo.control import ControlDir
-from analyzers.demo.livemodel import EffectError, LiveWorld, bump_version, effect_text, parse_effect
+from analyzers.demo.livemodel import (
+    EffectError,
+    LiveWorld,
+    bump_version,
+    effect_dict,
+    effect_text,
+    parse_effect,
+)
 from analyzers.demo.scenarios import LE_LABELS, Effect
 from analyzers.model import iso
 
@@ -342,23 +349,52 @@ def iso_s(ts: float) -> str:
     return str(iso(datetime.fromtimestamp(int(ts), UTC)))
 
 
-def load_world(data: Path, seed: int) -> LiveWorld:
-    """The world to continue: the last saved counters when they belong to this backfill, else the handoff."""
+def load_world(data: Path, seed: int) -> tuple[LiveWorld, list[dict[str, Any]], int]:
+    """The world to continue, the rollouts a stop interrupted, and the number of restarts so far.
+
+    The last saved counters (``simulator/live.json``) when they belong to this backfill, else the
+    handoff. Each restart draws from a new stream (``seed`` + restarts), still seeded.
+    """
     handoff = json.loads((data / "handoff.json").read_text())
     live_path = data / "simulator" / "live.json"
     if live_path.exists():
         live = json.loads(live_path.read_text())
         if live.get("handoff_time") == handoff["time"]:
-            return LiveWorld(live["world"], seed=seed + int(time.time()))  # a new stream after a restart
-    return LiveWorld(handoff, seed=seed)
+            restarts = int(live.get("restarts", 0)) + 1
+            return LiveWorld(live["world"], seed=seed + restarts), list(live.get("in_flight", [])), restarts
+    return LiveWorld(handoff, seed=seed), [], 0
 
 
-def save_world(data: Path, world: LiveWorld) -> None:
+def save_world(data: Path, sim: Simulator, restarts: int) -> None:
+    """Counters and in-flight rollouts, so a restart continues them (call with ``sim.lock`` held)."""
     handoff = json.loads((data / "handoff.json").read_text())
+    in_flight = [{"event": r.event, "canary": r.canary is not None, "old_version": r.old_version,
+                  "new_version": r.new_version, "old_effect": effect_dict(r.old_effect or r.effect)}
+                 for r in sim.rollouts.values()]
     path = data / "simulator" / "live.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"handoff_time": handoff["time"], "world": world.snapshot()}))
+    tmp.write_text(json.dumps({"handoff_time": handoff["time"], "restarts": restarts, "world": sim.world.snapshot(),
+                               "in_flight": in_flight}))
     tmp.replace(path)
+
+
+def resume(sim: Simulator, in_flight: list[dict[str, Any]], now: float) -> None:
+    """End the rollouts a stop interrupted: a rolling update completes (``succeeded``), a canary is
+    rolled back (``rolled_back``: its gate never finished), each with its event sent."""
+    for rec in in_flight:
+        ev = rec["event"]
+        svc = sim.world.services.get(str(ev["service"]))
+        if svc is None:
+            continue
+        keep = rec["old_version"] if rec["canary"] else rec["new_version"]
+        for p in [p for p in svc.pods if p.version != keep]:
+            sim.world.remove_pod(str(ev["service"]), p.name)
+        svc.canary_version = None
+        if rec["canary"]:
+            svc.version, svc.effect = rec["old_version"], Effect(**rec["old_effect"])
+        status = "rolled_back" if rec["canary"] else "succeeded"
+        sim._queue_event(dict(ev, status=status, finished_at=iso_s(now), event_id=f"{ev['deploy_id']}:{status}"))
+        log.info("deploy %s was interrupted by a stop: %s", ev["deploy_id"], status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,10 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data_dir).resolve()
     secret_path = data / "webhook-secret"
     secret = secret_path.read_text().strip() if secret_path.exists() else None
-    world = load_world(data, args.seed)
+    world, in_flight, restarts = load_world(data, args.seed)
     sim = Simulator(world, ControlDir(data).ensure(), receiver_url=args.receiver_url, secret=secret,
                     rollout_s=args.rollout, deploy_every_s=args.deploy_every, seed=args.seed,
                     canary_step_s=args.canary_step, canary_check_s=args.canary_check)
+    resume(sim, in_flight, time.time())
     registry = CollectorRegistry()
     registry.register(WorldCollector(world, sim.lock))
     server, _ = start_http_server(args.port, addr="127.0.0.1", registry=registry)
@@ -394,12 +431,12 @@ def main(argv: list[str] | None = None) -> int:
             sim.tick()
             if time.monotonic() - last_save >= SNAPSHOT_EVERY_S:
                 with sim.lock:
-                    save_world(data, world)
+                    save_world(data, sim, restarts)
                 last_save = time.monotonic()
             stop.wait(args.tick)
     finally:
         with sim.lock:
-            save_world(data, world)
+            save_world(data, sim, restarts)
         server.shutdown()
     return 0
 

@@ -247,3 +247,37 @@ def test_a_canary_takes_10_then_50_percent_of_the_traffic_then_all_of_it(handoff
     assert served["new"] / served["all"] == pytest.approx(0.10, abs=0.04), served
     svc = sim.world.services["payments"]
     assert svc.canary_version is None and sum(sim.world.shares(svc)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("strategy", ["rolling", "canary"])
+def test_a_restart_continues_the_counters_and_ends_an_interrupted_rollout(handoff: dict[str, Any], tmp_path: Path,
+                                                                          strategy: str) -> None:
+    """A stop mid-rollout: on restart a rolling update completes (succeeded), a canary, whose
+    gate never finished, is rolled back; either way one version serves and the event is queued."""
+    from analyzers.demo.simulator import load_world, resume, save_world
+
+    (tmp_path / "handoff.json").write_text(json.dumps(handoff))
+    world, in_flight, restarts = load_world(tmp_path, 3)
+    assert (in_flight, restarts) == ([], 0)
+    sim = Simulator(world, ControlDir(tmp_path).ensure(), receiver_url="http://127.0.0.1:9", secret="whsec_x",
+                    deploy_every_s=0, rollout_s=60, canary_step_s=60, clock=lambda: float(handoff["time"]) + 30)
+    with sim.lock:
+        answer = sim.start_deploy("search", parse_effect("errors x5"), float(handoff["time"]), strategy=strategy)
+        sim.world.advance(float(handoff["time"]) + 30)
+        sim._advance_rollouts(float(handoff["time"]) + 30)
+    assert {p.version for p in sim.world.services["search"].pods} == {answer["from"], answer["to"]}
+    requests_before = sum(st.requests for p in world.services["search"].pods for st in p.series.values()
+                          if p.version == answer["from"])
+    save_world(tmp_path, sim, restarts)
+
+    world2, in_flight2, restarts2 = load_world(tmp_path, 3)
+    assert restarts2 == 1 and len(in_flight2) == 1
+    sim2 = Simulator(world2, ControlDir(tmp_path), receiver_url="http://127.0.0.1:9", secret="whsec_x",
+                     deploy_every_s=0)
+    resume(sim2, in_flight2, float(handoff["time"]) + 60)
+    keep = answer["from"] if strategy == "canary" else answer["to"]
+    assert {p.version for p in world2.services["search"].pods} == {keep}
+    assert world2.services["search"].version == keep
+    assert [e["status"] for e in sim2.pending_events] == ["rolled_back" if strategy == "canary" else "succeeded"]
+    if strategy == "canary":  # the old pods' counters go on from where they were
+        assert sum(st.requests for p in world2.services["search"].pods for st in p.series.values()) == requests_before
