@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -52,10 +53,9 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     request whose headers are complete is not affected (its body has its own deadline).
     """
 
-    header_timeout_s = 10.0
-
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.header_timeout_s = _process_settings().header_timeout_s
         self._header_timer: Any = None
         self._arm()
 
@@ -89,8 +89,12 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def protocol_for(settings: Settings) -> type[TimedHttpToolsProtocol]:
-    return type("ReceiverHttpProtocol", (TimedHttpToolsProtocol,), {"header_timeout_s": settings.header_timeout_s})
+@functools.cache
+def _process_settings() -> Settings:
+    """This process's settings (uvicorn pickles the protocol class by name into each worker
+    process, so the class reads them from what :func:`serve` handed down)."""
+    text = os.environ.get(ENV_SETTINGS)
+    return Settings.from_json(text) if text else Settings.build()
 
 
 def on_shutdown(app: FastAPI, callback: Callable[[], object]) -> None:
@@ -169,9 +173,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory analyzers.server.run:app_from_env``): the settings serve() handed down."""
-    text = os.environ.get(ENV_SETTINGS)
-    settings = Settings.from_json(text) if text else Settings.build()
-    return app_from_settings(settings)
+    return app_from_settings(_process_settings())
 
 
 def serve(settings: Settings) -> None:
@@ -185,7 +187,7 @@ def serve(settings: Settings) -> None:
     uvicorn.run("analyzers.server.run:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level=settings.log_level, access_log=False,
                 timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.keep_alive_s)),
-                http=protocol_for(settings))
+                http=TimedHttpToolsProtocol)
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:

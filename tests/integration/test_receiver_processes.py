@@ -154,3 +154,31 @@ def test_load_generator_reports_rates_and_only_commits(tmp_path) -> None:
         assert store.count_events() >= result["statuses"]["201"]
     finally:
         store.close()
+
+
+def test_uvicorn_worker_processes_get_the_same_settings(tmp_path) -> None:
+    """``--workers 2``: each uvicorn worker is its own process with the settings serve() validated
+    (here: the header deadline and the read token), and both accept signed events."""
+    import socket
+
+    token = "read-" + uuid.uuid4().hex
+    with start_receiver(f"sqlite:///{tmp_path / 'w.db'}",
+                        extra_args=["--workers", "2", "--header-timeout", "1", "--read-token", token,
+                                    "--protect-metrics"]) as rx:
+        ids = set()
+        for i in range(20):  # new connections: the kernel spreads them over both workers
+            r = send_event(rx.webhook_url, {"service": "two-workers", "environment": "production", "version": f"v{i}",
+                                            "started_at": "2026-11-27T10:00:00Z"}, rx.secret)
+            assert r.status_code == 201, r.text
+            ids.add(r.json()["deploy_id"])
+        assert requests.get(rx.base_url + "/v1/deploys", timeout=10).status_code == 401
+        assert requests.get(rx.base_url + "/metrics", timeout=10).status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        assert requests.get(rx.base_url + "/metrics", headers=auth, timeout=10).status_code == 200
+        got = requests.get(rx.base_url + "/v1/deploys?service=two-workers", headers=auth, timeout=10).json()
+        assert {d["deploy_id"] for d in got["deploys"]} == ids
+        port = int(rx.base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")  # headers never finished
+            s.settimeout(4)
+            assert s.recv(100) == b""  # closed by the header deadline
