@@ -47,7 +47,7 @@ from analyzers.events import schema as schema_mod
 from analyzers.events import sources
 from analyzers.events.openapi import openapi_schema
 from analyzers.events.schema import parse_timestamp
-from analyzers.events.signatures import ENV_SECRET, verify, verify_github, verify_headers, verify_token
+from analyzers.events.signatures import ENV_SECRET, verify_body, verify_github, verify_headers, verify_token
 from analyzers.events.store import Store
 from analyzers.server.ingest import Auth, HTTPProblem, Ingestor, error_response, log, problem_from
 from analyzers.server.settings import RETRY_AFTER_S, Settings
@@ -212,43 +212,42 @@ def create_app(
         raise SignatureError(f"no secret configured for source {name}: set {ENV_SECRET}_{name.upper()} "
                              "or start the receiver allowing unsigned events")
 
-    def generic_pre(request: Request) -> Auth | None:
+    def hmac_check(secrets_: Sequence[str], request: Request) -> Callable[[bytes], Auth]:
+        checked = verify_headers(request.headers, now=clock())  # refuses before the body
+        return lambda body: (True, verify_body(secrets_, checked, body))
+
+    def generic_pre(request: Request) -> Auth | Callable[[bytes], Auth]:
         has_sig = "webhook-signature" in request.headers
         unsigned_ok = "generic" in unsigned_sources
         if sec and (has_sig or not unsigned_ok):
-            verify_headers(request.headers, now=clock())
-            return None
+            return hmac_check(sec, request)
         if not sec and not unsigned_ok:
             raise SignatureError(f"this receiver has no webhook secret: set {ENV_SECRET} (whsec_...) and sign "
                                  "requests, or start it explicitly allowing unsigned events")
         return False, request.headers.get("webhook-id") or None
 
-    def generic_post(request: Request, body: bytes) -> Auth:
-        return True, verify(sec, request.headers, body, now=clock())
+    def github_pre(request: Request) -> Auth | Callable[[bytes], Auth]:
+        delivery = request.headers.get("x-github-delivery")
+        secrets_ = src_secrets.get("github")
+        if secrets_:
+            header = request.headers.get("x-hub-signature-256")
+            if not (header or "").startswith("sha256="):
+                verify_github(secrets_, None, b"")  # raises: names the missing header
 
-    def github_pre(request: Request) -> Auth | None:
-        if src_secrets.get("github"):
-            if not (request.headers.get("x-hub-signature-256") or "").startswith("sha256="):
-                verify_github(src_secrets["github"], None, b"")  # raises: names the missing header
-            return None
-        return no_secret("github")[0], request.headers.get("x-github-delivery")
+            def check(body: bytes) -> Auth:
+                verify_github(secrets_, header, body)
+                return True, delivery
+            return check
+        return no_secret("github")[0], delivery
 
-    def github_post(request: Request, body: bytes) -> Auth:
-        verify_github(src_secrets["github"], request.headers.get("x-hub-signature-256"), body)
-        return True, request.headers.get("x-github-delivery")
-
-    def gitlab_pre(request: Request) -> Auth | None:
+    def gitlab_pre(request: Request) -> Auth | Callable[[bytes], Auth]:
         secrets_ = src_secrets.get("gitlab")
         if "webhook-signature" in request.headers and secrets_:
-            verify_headers(request.headers, now=clock())
-            return None
+            return hmac_check(secrets_, request)
         if secrets_:
             verify_token(secrets_, request.headers.get("x-gitlab-token"), header="X-Gitlab-Token")
             return True, request.headers.get("x-gitlab-event-uuid") or request.headers.get("idempotency-key")
         return no_secret("gitlab")[0], request.headers.get("x-gitlab-event-uuid")
-
-    def gitlab_post(request: Request, body: bytes) -> Auth:
-        return True, verify(src_secrets["gitlab"], request.headers, body, now=clock())
 
     def bearer_pre(name: str) -> Callable[[Request], Auth]:
         def pre(request: Request) -> Auth:
@@ -271,7 +270,7 @@ def create_app(
     @app.post("/webhooks/deploys", status_code=201, openapi_extra=webhook_doc,
               summary="Receive one deploy-event/v1 (Standard Webhooks signed)")
     async def post_deploy(request: Request) -> JSONResponse:
-        return await ingestor.ingest(request, "generic", generic_pre, generic_post, None)
+        return await ingestor.ingest(request, "generic", generic_pre, None)
 
     async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
         start = time.perf_counter()
@@ -296,26 +295,26 @@ def create_app(
 
     @app.post("/webhooks/github", status_code=201, openapi_extra=source_doc, summary="GitHub deployment / deployment_status events")
     async def post_github(request: Request) -> JSONResponse:
-        return await ingestor.ingest(request, "github", github_pre, github_post,
+        return await ingestor.ingest(request, "github", github_pre,
                                      lambda d, r: sources.from_github(d, r.headers.get("x-github-event", ""),
                                                                       r.headers.get("x-github-delivery")))
 
     @app.post("/webhooks/gitlab", status_code=201, openapi_extra=source_doc, summary="GitLab deployment events")
     async def post_gitlab(request: Request) -> JSONResponse:
-        return await ingestor.ingest(request, "gitlab", gitlab_pre, gitlab_post, lambda d, r: sources.from_gitlab(d))
+        return await ingestor.ingest(request, "gitlab", gitlab_pre, lambda d, r: sources.from_gitlab(d))
 
     @app.post("/webhooks/argocd", status_code=201, openapi_extra=source_doc, summary="Argo CD notifications (template JSON)")
     async def post_argocd(request: Request) -> JSONResponse:
-        return await ingestor.ingest(request, "argocd", bearer_pre("argocd"), None, lambda d, r: sources.from_argocd(d))
+        return await ingestor.ingest(request, "argocd", bearer_pre("argocd"), lambda d, r: sources.from_argocd(d))
 
     @app.post("/webhooks/spinnaker", status_code=201, openapi_extra=source_doc, summary="Spinnaker pipeline notifications")
     async def post_spinnaker(request: Request) -> JSONResponse:
-        return await ingestor.ingest(request, "spinnaker", bearer_pre("spinnaker"), None,
+        return await ingestor.ingest(request, "spinnaker", bearer_pre("spinnaker"),
                                      lambda d, r: sources.from_spinnaker(d))
 
     @app.post("/api/annotations", status_code=201, openapi_extra=source_doc, summary="Grafana annotation API shape")
     async def post_grafana(request: Request) -> JSONResponse:
-        resp = await ingestor.ingest(request, "grafana", bearer_pre("grafana"), None,
+        resp = await ingestor.ingest(request, "grafana", bearer_pre("grafana"),
                                      lambda d, r: sources.from_grafana_annotation(d))
         if resp.status_code in (200, 201):  # Grafana answers 200 {"message": "Annotation added", ...}
             return JSONResponse({**json.loads(bytes(resp.body)), "message": "Annotation added"}, status_code=200)

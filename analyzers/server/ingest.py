@@ -223,10 +223,9 @@ class GroupCommitter:
 
 #: ``(signed, message id)`` once a request is authenticated.
 Auth = tuple[bool, str | None]
-#: Checks the headers before the body: returns an Auth when that settles it, None when the
-#: body is needed (HMAC), raises SignatureError to refuse at once.
-PreAuth = Callable[[Request], Auth | None]
-PostAuth = Callable[[Request, bytes], Auth]
+#: Checks the headers before the body: returns an Auth when that settles it, or the check
+#: that still needs the body (an HMAC over it); raises SignatureError to refuse at once.
+PreAuth = Callable[[Request], "Auth | Callable[[bytes], Auth]"]
 ToGeneric = Callable[[Any, Request], Mapping[str, Any] | None]
 
 
@@ -241,7 +240,7 @@ class Ingestor:
         self.reads = BodyReads(settings.max_body_reads, settings.body_timeout_s)
         self.committer = GroupCommitter(store)
 
-    async def ingest(self, request: Request, source: str, pre_auth: PreAuth, post_auth: PostAuth | None,
+    async def ingest(self, request: Request, source: str, pre_auth: PreAuth,
                      to_generic: ToGeneric | None) -> JSONResponse:
         metrics = self.metrics
         counted = False
@@ -250,10 +249,7 @@ class Ingestor:
             try:
                 auth = pre_auth(request)
                 body = await self.reads.read(request, self.settings.max_body)
-                if auth is None:
-                    assert post_auth is not None
-                    auth = post_auth(request, body)
-                signed, msg_id = auth
+                signed, msg_id = auth(body) if callable(auth) else auth
                 if self.inflight >= self.settings.max_inflight:
                     raise HTTPProblem(503, "receiver overloaded: retry later", reason="overload",
                                       headers={"Retry-After": "1"})
