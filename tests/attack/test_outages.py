@@ -135,3 +135,39 @@ def test_store_locked_then_unlocked_loses_nothing_acknowledged(tmp_path: Path) -
         assert stored == {ev["version"] for ev in events}
     finally:
         store.close()
+
+
+def test_disk_full_answers_503_logs_and_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+    """No file of the receiver may grow past 160 KiB (RLIMIT_FSIZE: what a full disk does to
+    SQLite's database, -wal and -shm). Posts get 201 until the store is full, then 503 with
+    Retry-After and a log line naming the cause; the process stays up, and after a restart
+    with room every acknowledged event is there."""
+    import requests
+
+    path = tmp_path / "full.db"
+    log = tmp_path / "receiver.log"
+    acked: list[str] = []
+    codes: list[int] = []
+    with start_receiver(f"sqlite:///{path}", log_path=str(log), max_file_bytes=160 * 1024) as rx:
+        for i in range(400):
+            ev = {"service": "disk-full", "environment": "production", "version": f"v{i}",
+                  "started_at": "2026-11-27T10:00:00Z", "event_id": f"full-{i}", "description": "x" * 3000}
+            r = send_event(rx.webhook_url, ev, rx.secret, timeout=30)
+            codes.append(r.status_code)
+            if r.status_code == 201:
+                acked.append(ev["version"])
+            elif r.status_code == 503:
+                assert r.headers["Retry-After"] and "retry later" in r.json()["error"]
+                if codes.count(503) >= 3:
+                    break
+        assert 503 in codes and acked, codes
+        assert set(codes) <= {201, 503}, codes
+        assert requests.get(rx.base_url + "/healthz", timeout=10).status_code in (200, 503)  # alive, answering
+    text = log.read_text(errors="replace")
+    assert "event not stored" in text and ("full" in text or "disk I/O" in text), text[-2000:]
+    store = open_store(f"sqlite:///{path}")
+    try:
+        stored = {d.version for d in store.list_deploys(service="disk-full", limit=10000)}
+        assert set(acked) <= stored
+    finally:
+        store.close()

@@ -157,7 +157,8 @@ class SQLiteStore(SQLStore):
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT (disk full) has already ended it
+                conn.execute("ROLLBACK")
             raise
 
     def _begin(self, conn: sqlite3.Connection, write: bool) -> None:
@@ -193,13 +194,32 @@ class SQLiteStore(SQLStore):
         if isinstance(exc, sqlite3.OperationalError):
             msg = str(exc)
             if any(word in msg.lower() for word in _UNAVAILABLE):
-                err = StoreUnavailable(f"SQLite store {self.path} unavailable ({msg}): retry later")
+                err = StoreUnavailable(f"SQLite store {self.path} unavailable ({msg}{self._room()}): retry later")
                 err.broken = "locked" not in msg.lower() and "busy" not in msg.lower()  # type: ignore[attr-defined]
                 return err
             return StoreError(f"SQLite store {self.path}: {msg}")
         if isinstance(exc, sqlite3.Error):
             return StoreError(f"SQLite store {self.path}: {exc}")
         return None
+
+    def _room(self) -> str:
+        """``; 12 KiB free on /data`` when the disk is nearly full, or the folder/files cannot be
+        written (SQLite needs the -wal and -shm files beside the database), else ``""``."""
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return f"; folder {folder} is not reachable"
+        free = st.f_bavail * st.f_frsize
+        if free < 1 << 20:
+            return (f"; only {free // 1024} KiB free on {folder}: free space or move the store "
+                    "(nothing acknowledged was lost)")
+        for name in (self.path, self.path + "-wal", self.path + "-shm"):
+            if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
+                return f"; {name} is not writable by this process: fix its owner or mode"
+        if not os.access(folder, os.W_OK):
+            return f"; folder {folder} is not writable (SQLite creates its -wal and -shm files there)"
+        return ""
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` result (``"ok"`` when the file is sound)."""
