@@ -76,9 +76,11 @@ st.caption(
     f"{zone.note()} Error ratios in %, differences in percentage points (pp)."
 )
 
-labels: tuple[str, ...] = ()
+labels: tuple[str, ...] | None = None
 with common.panel("Labels"):
     labels = data.load_error_labels(config_key, config, service, tr.start, tr.end)
+if labels is None:  # Prometheus unreachable or the config incomplete: the banner above says what to do
+    st.stop()
 if not labels:
     st.info(f"No request series for {esc(service)} in this range: check the service name and that Prometheus "
             "scrapes it (the error metric's `exposure` counter in the config).")

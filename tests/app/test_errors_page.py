@@ -80,3 +80,14 @@ def test_slow_tail_bubbleup_and_a_range_without_data(scenario_store: dict[str, A
                       "err_to": "2020-01-01T06:00"})
     assert not at.error and any("No request series" in i.value for i in at.info)
     assert not at.get("plotly_chart")
+
+
+def test_unreachable_prometheus_is_an_error_banner_not_an_empty_page(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, stopped_prometheus_url: str
+) -> None:
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("PROMETHEUS_URL", stopped_prometheus_url)
+    monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    at = open_errors({"svc": "checkout"})
+    assert any("cannot reach Prometheus" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("No request series" in i.value for i in at.info)  # never "no data" for "no server"
