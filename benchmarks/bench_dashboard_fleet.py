@@ -26,7 +26,7 @@ from analyzers.config import default_config
 from analyzers.demo.promserver import stop_process
 from analyzers.events.store import open_store
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
-from tests.browser.bench_latency import Timing, build_demo, chrome, fmt, start_dashboard, timed
+from benchmarks.bench_dashboard_speed import Timing, build_demo, chrome, fmt, start_dashboard, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ def verify_demo(store_url: str, prom_url: str) -> str:
 
 def measure(store_url: str, prom_url: str, deploy_id: str, work: Path, tag: str, root: Path = ROOT
             ) -> list[tuple[str, Timing]]:
-    """Timed in the page's own clock (see tests/browser/bench_latency.py): a first visit ever (fresh
+    """Timed in the page's own clock (see benchmarks/bench_dashboard_speed.py): a first visit ever (fresh
     browser profile, nothing cached), then a returning visitor (Streamlit's JS in the HTTP cache)
     with empty data caches ("cold") and again ("warm")."""
     proc, url = start_dashboard(store_url, prom_url, work / f"streamlit-{tag}.log", root)

@@ -5,7 +5,7 @@
     .venv/bin/python -m benchmarks.bench_tcpd --synthetic   # TCPD F1 / cover + seeded check
     .venv/bin/python -m benchmarks.bench_fleet         # fleet scale: batched vs naive
     .venv/bin/python -m benchmarks.bench_canary        # canary vs baseline, side by side with Kayenta
-    .venv/bin/python -m tests.browser.bench_latency    # latency page in headless Chromium
+    .venv/bin/python -m benchmarks.bench_dashboard_speed    # latency page in headless Chromium
     .venv/bin/python -m analyzers.demo.loadgen --workers 2 --seconds 10   # receiver load
 
 Figures and the commands that made them: benchmarks/README_stats.md, docs/scaling.md,
@@ -26,7 +26,7 @@ COMMANDS = [
     [sys.executable, "-m", "benchmarks.bench_tcpd", "--synthetic"],
     [sys.executable, "-m", "benchmarks.bench_fleet"],
     [sys.executable, "-m", "benchmarks.bench_canary"],
-    [sys.executable, "-m", "tests.browser.bench_latency"],
+    [sys.executable, "-m", "benchmarks.bench_dashboard_speed"],
     [sys.executable, "-m", "analyzers.demo.loadgen", "--workers", "2", "--seconds", "10"],
 ]
 

@@ -2,8 +2,9 @@
 
 Conventions every chart follows:
 
-* Times are drawn as wall-clock times in the viewer's zone and the axis title names the
-  zone (Plotly.js ignores UTC offsets, so we convert and drop the offset ourselves).
+* Times are drawn at their wall-clock time in the page's zone, and the axis title names the
+  zone: real instants as numbers when the page follows the browser's zone (Plotly.js draws
+  numbers in the browser's zone), wall-clock strings otherwise (:func:`browser_draws_zone`).
 * Every axis carries its unit; latency is drawn in milliseconds, ratios in percent.
 * Deploy markers (:func:`add_deploy_markers`) are vertical lines plus a row of hoverable,
   clickable points along the top whose ``customdata`` is the deploy id.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -38,21 +40,39 @@ def local_times(values: Iterable[datetime] | pd.DatetimeIndex, zone: ViewerZone)
     return idx.tz_convert(zone.tz).tz_localize(None)
 
 
-def local_time(ts: datetime, zone: ViewerZone) -> pd.Timestamp:
-    return local_times([ts], zone)[0]
+def browser_draws_zone(zone: ViewerZone) -> bool:
+    """True when the page's zone *is* the browser's zone, by IANA name.
+
+    Plotly.js reads a number on a date axis as an instant (ms since the epoch) and draws it at
+    its wall-clock time in the *browser's* zone, DST included, for data, shapes and ranges
+    alike; a string without an offset is drawn as written. So when the page follows the
+    browser, real instants go as numbers (compact, base64 in transit, no date parsing in the
+    browser); otherwise (the UTC switch, or only a fixed offset known) every time goes as a
+    wall-clock string in the page's zone. Never a mix within one figure.
+    """
+    return zone.from_browser and isinstance(zone.tz, ZoneInfo)
+
+
+_EPOCH = pd.Timestamp(0)
+_MS = pd.Timedelta(milliseconds=1)
 
 
 def plot_x(values: Iterable[datetime] | pd.DatetimeIndex, zone: ViewerZone) -> np.ndarray:
-    """Times as Plotly must get them on a date axis: wall-clock strings in the viewer's zone
-    (``2026-12-06T19:30:00``, no offset), one per instant, each with the offset in force then.
-
-    Never numbers: Plotly.js reads a number on a date axis as an instant and draws it in the
-    *browser's* zone, while strings (shapes, ranges, annotations) are drawn as written, so the
-    two would drift apart by the browser's UTC offset (and by the whole offset when the page is
-    switched to UTC). Vectorised (numpy's ``datetime_as_string``): ~1 µs a point.
-    """
-    local = local_times(values, zone)
+    """Times for a Plotly date axis, drawn at their wall-clock time in the page's zone
+    (see :func:`browser_draws_zone`): epoch milliseconds (float64) or ``2026-12-06T19:30:00``."""
+    idx = pd.DatetimeIndex(list(values) if not isinstance(values, pd.DatetimeIndex) else values)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    if browser_draws_zone(zone):
+        return ((idx.tz_convert("UTC").tz_localize(None) - _EPOCH) / _MS).to_numpy(dtype="float64")
+    local = idx.tz_convert(zone.tz).tz_localize(None)
     return np.datetime_as_string(local.to_numpy(dtype="datetime64[s]"), unit="s")
+
+
+def local_time(ts: datetime, zone: ViewerZone) -> float | str:
+    """One time for a Plotly date axis (shape, annotation, range), in :func:`plot_x`'s form."""
+    value = plot_x([ts], zone)[0]
+    return float(value) if browser_draws_zone(zone) else str(value)
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,19 @@ def test_only_deploy_markers_navigate() -> None:
     assert common.clicked_deploy(line_point) is None
     assert common.clicked_deploy({"selection": {"points": []}}) is None
     assert common.clicked_deploy(None) is None
+
+
+def test_plot_x_numbers_only_when_the_browser_draws_the_pages_zone() -> None:
+    """Plotly.js draws numbers in the browser's zone and strings as written: numbers (real instants)
+    only when the page follows the browser by name; wall-clock strings otherwise, DST per instant."""
+    from datetime import timedelta, timezone
+
+    ts = [datetime(2026, 11, 1, 5, 30, tzinfo=UTC), datetime(2026, 11, 1, 6, 30, tzinfo=UTC)]  # NY falls back at 06:00
+    browser = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", True)
+    assert charts.plot_x(ts, browser).tolist() == [t.timestamp() * 1000 for t in ts]
+    switched = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", False, chosen=True)
+    assert charts.plot_x(ts, switched).tolist() == ["2026-11-01T01:30:00", "2026-11-01T01:30:00"]  # EDT, then EST
+    fixed = common.ViewerZone(timezone(-timedelta(hours=5)), "UTC-05:00", True)  # only an offset was known
+    assert charts.plot_x(ts, fixed).tolist() == ["2026-11-01T00:30:00", "2026-11-01T01:30:00"]
+    assert charts.local_time(ts[0], browser) == ts[0].timestamp() * 1000
+    assert charts.local_time(ts[0], switched) == "2026-11-01T01:30:00"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -74,6 +75,14 @@ def arr(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def shown(value: Any, zone: str) -> pd.Timestamp:
+    """The wall-clock time a Plotly date-axis value is drawn at for a viewer in ``zone``: a number
+    is an instant (drawn in the browser's zone, the page's zone here), a string is drawn as written."""
+    if isinstance(value, (int, float, np.floating)):
+        return pd.Timestamp(float(value), unit="ms", tz="UTC").tz_convert(zone).tz_localize(None)
+    return pd.Timestamp(str(value))
+
+
 def cmp_label(deploy: Any) -> str:
     return f"{deploy.version} · {deploy.started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
 
@@ -87,7 +96,7 @@ def test_shared_link_reopens_the_same_view(scenario_store: dict[str, Any]) -> No
     spec = chart(at, "percentiles")
     names = [t.get("name") for t in spec["data"]]
     assert [n for n in names if n and n.startswith("p")] == ["p50", "p99"]
-    x0, x1 = (pd.Timestamp(x) for x in spec["layout"]["xaxis"]["range"])
+    x0, x1 = (shown(x, "UTC") for x in spec["layout"]["xaxis"]["range"])
     assert x1 - x0 == pd.Timedelta(hours=24)
     markers = next(t for t in spec["data"] if t.get("name") == "deploys")
     checkout = {d.deploy_id for d in scenario_store.values() if d.service == "checkout"}
@@ -105,7 +114,7 @@ def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_sto
     xs, ys = arr(line["x"]), arr(line["y"]).astype(float)
     bounds = arr(line["customdata"]).astype(float)
     i = int(np.flatnonzero(~np.isnan(ys))[-1])  # the latest point with data
-    at_ts = pd.Timestamp(str(xs[i])).tz_localize("UTC").timestamp()  # date axis: wall-clock string (UTC view)
+    at_ts = shown(xs[i], "UTC").tz_localize("UTC").timestamp()  # the page's zone is UTC here
     r = requests.post(
         prom.url + "/api/v1/query",
         data={"query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
@@ -243,7 +252,7 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
     assert at.selectbox(key="cmp_deploy").value == improvement.deploy_id  # the deploy you came from
     text, gap = _gap_pp(at)
     assert "The distributions differ" in text and gap >= 5
-    x0, x1 = (pd.Timestamp(x) for x in chart(at, "percentiles")["layout"]["xaxis"]["range"])
+    x0, x1 = (shown(x, "Asia/Kolkata") for x in chart(at, "percentiles")["layout"]["xaxis"]["range"])
     start_local = improvement.started_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
     assert x0 == pd.Timestamp(start_local.replace(tzinfo=None)) - pd.Timedelta(hours=3)
 
@@ -497,3 +506,34 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
         assert len(errors) == 1 and errors[0].startswith("Breakdown: cannot break down by"), errors
         assert why in errors[0].replace("\\", "") and "config file" not in errors[0], errors
         assert chart(at, "percentiles")  # the other panels still work
+
+
+def test_before_after_opens_on_the_latest_failing_deploy_with_its_verdicts_windows(
+    prom: Any, scenario_store: dict[str, Any]
+) -> None:
+    """No deploy in the URL: the panel opens on the latest *failing* deploy (the regression), not on
+    the newer no-op, and compares exactly the windows its verdict compared."""
+    from datetime import datetime
+
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.deploy import verify_deploy
+
+    regression, ramp_noop = scenario_store["regression"], scenario_store["ramp_noop"]
+    assert ramp_noop.started_at > regression.started_at  # the newest checkout deploy is not the failing one
+    config = prom.config
+    verdict = verify_deploy(regression, config, PrometheusClient(config.prometheus),
+                            others=list(scenario_store.values()), now=datetime.now(UTC))
+    assert verdict.overall == "fail"
+    store = open_store(os.environ["DEPLOY_STORE_URL"])
+    try:
+        store.save_verdict(verdict)
+    finally:
+        store.close()
+    at = open_latency({"svc": "checkout", "lat_range": "24h"})
+    assert at.selectbox(key="cmp_deploy").value == regression.deploy_id
+    assert any("The windows the verdict compared for latency\\_p99" in c.value for c in at.caption)
+    window = next(m for m in verdict.metrics if m.metric == "latency_p99").result["before_window"]
+    start_utc = pd.Timestamp(window[0]).tz_convert("UTC").strftime("%Y-%m-%d %H:%M")
+    assert any(f"Before: {start_utc}" in c.value for c in at.caption), [c.value for c in at.caption]
+    text = " ".join(m.value for m in at.markdown)
+    assert "Verdict of this deploy: **FAIL**" in text

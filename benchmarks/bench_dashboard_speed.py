@@ -1,9 +1,9 @@
-"""Speed of the Latency page in headless Chromium (issue 4), not part of the test run.
+"""Speed of the dashboard in headless Chromium beside a bare Streamlit page, not part of the test run.
 
 Usage (from the repository root)::
 
-    .venv/bin/python -m tests.browser.bench_latency --prometheus-url URL --store-url sqlite:///...
-    .venv/bin/python -m tests.browser.bench_latency            # builds the demo data itself (~1-2 min)
+    .venv/bin/python -m benchmarks.bench_dashboard_speed --prometheus-url URL --store-url sqlite:///...
+    .venv/bin/python -m benchmarks.bench_dashboard_speed            # builds the demo data itself (~1-2 min)
 
 Measures, for one service with four percentiles, the heatmap, the breakdown, the
 before/after comparison and the SLO panel:
@@ -11,7 +11,10 @@ before/after comparison and the SLO panel:
 * a first visit ever (fresh browser profile: Streamlit's ~10 MB of JavaScript not cached yet),
 * a returning visitor (same browser: bundles in its HTTP cache) opening a shared link for the
   last 24 h and the last 7 d with empty data caches ("cold") and again ("warm", cached 60 s),
-* the bare Deploys page (11 deploys, one chart) as the floor any page load costs,
+* a bare Streamlit page (a title and a line of text, its own ``streamlit run``) opened the same
+  ways, first visit ever and returning, in the same run: the floor any Streamlit page costs here,
+* the Deploys page (11 deploys, one chart) and the Deploy page of a failed deploy (its evidence
+  charts), returning,
 * a change of time range in the sidebar (24 h -> 6 h -> 24 h, the last one cached),
 * Prometheus queries per render, counted from the server's own ``/metrics``.
 
@@ -41,7 +44,9 @@ import requests
 from analyzers.demo.promserver import free_port, stop_process
 from tests.browser.conftest import new_chrome
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+BARE_PAGE = 'import streamlit as st\n\nst.title("Bare page")\nst.write("Nothing but Streamlit itself.")\n'
+
 
 PANEL_CHARTS = 3  # percentiles, heatmap, SLO (the before/after CDF only shows with a deploy in range)
 
@@ -125,6 +130,30 @@ def build_demo(work: Path) -> tuple[str, str, Any]:
     return server.url, store_url, server
 
 
+def verify_one_failing(prom_url: str, store_url: str) -> str | None:
+    """Verify the demo's deploys until one fails and store that verdict (the Deploy page's subject)."""
+    from datetime import UTC, datetime
+
+    from analyzers.config import default_config
+    from analyzers.events.store import open_store
+    from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.deploy import verify_deploy
+
+    config = default_config().with_prometheus_url(prom_url)
+    store = open_store(store_url)
+    try:
+        deploys = store.list_deploys(limit=100)
+        for d in deploys:
+            verdict = verify_deploy(d, config, PrometheusClient(config.prometheus), others=deploys,
+                                    now=datetime.now(UTC))
+            if verdict.overall == "fail":
+                store.save_verdict(verdict)
+                return d.deploy_id
+    finally:
+        store.close()
+    return None
+
+
 @dataclass
 class Timing:
     """One measured render, all in the page's clock (seconds from the action)."""
@@ -202,15 +231,24 @@ def start_dashboard(store_url: str, prom_url: str, log_path: Path, root: Path = 
                     ) -> tuple[subprocess.Popen[bytes], str]:
     """``streamlit run dashboard/app.py`` (of checkout ``root``) on a free loopback port; returns once
     it is healthy."""
+    # `streamlit run` puts only dashboard/ on the path: import analyzers from the same checkout
+    return start_streamlit(root / "dashboard" / "app.py", log_path,
+                           {"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONPATH": str(root)},
+                           cwd=root)
+
+
+def start_streamlit(script: Path, log_path: Path, extra_env: dict[str, str], cwd: Path = ROOT
+                    ) -> tuple[subprocess.Popen[bytes], str]:
+    """``streamlit run script`` with the project's .streamlit/config.toml (run from ``cwd``) on a free
+    loopback port; returns once it is healthy."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    # `streamlit run` puts only dashboard/ on the path: import analyzers from the same checkout
-    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONPATH": str(root)})
+    env.update(extra_env)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"), "--server.address",
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address",
              "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
@@ -246,6 +284,19 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
     def link(rng: str, svc: str = args.service) -> str:
         return f"{url}/latency?svc={svc}&lat_range={rng}&{pct}"
 
+    bare_script = work / "bare_page.py"
+    bare_script.write_text(BARE_PAGE)
+    bare_proc, bare_url = start_streamlit(bare_script, work / f"bare-{run}.log", {})
+    try:
+        first = chrome()
+        try:
+            add("bare Streamlit page: first visit ever", timed(first, lambda: first.get(bare_url), charts=0))
+            timed(first, lambda: first.get(bare_url), charts=0)
+            add("bare Streamlit page: returning", timed(first, lambda: first.get(bare_url), charts=0))
+        finally:
+            first.quit()
+    finally:
+        stop_process(bare_proc)
     try:
         # A browser that never opened the dashboard (empty HTTP cache), twice: the first Latency
         # page the just-started process serves (it loads the page's Python modules), then another.
@@ -260,8 +311,12 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
         try:
             driver.get(url + "/deploys")  # the returning visitor: bundles in the HTTP cache
             timed(driver, lambda: driver.get(url + "/deploys?range=7d"), charts=1)
-            add("returning: Deploys page, 11 deploys (bare page)",
+            add("returning: Deploys page, 11 deploys",
                 timed(driver, lambda: driver.get(url + "/deploys?range=7d"), charts=1))
+            if args.deploy_id:
+                timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2)
+                add("returning: Deploy page (verdict + 2 evidence charts)",
+                    timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2))
             for rng in ("24h", "7d"):
                 add(f"returning: Latency {rng}, cold data",
                     counted(f"cold {rng}", lambda r=rng: timed(driver, lambda: driver.get(link(r)))))
@@ -300,6 +355,7 @@ def main() -> int:
     else:
         print("building the demo data (3 days, 3 services) ...", flush=True)
         prom_url, store_url, server = build_demo(work)
+    args.deploy_id = verify_one_failing(prom_url, store_url)
     rows: dict[str, list[Timing]] = {}
     base_rows: dict[str, list[Timing]] = {}
     queries: dict[str, str] = {}
@@ -326,6 +382,7 @@ def main() -> int:
                 except TimeoutError as exc:  # e.g. an older checkout that cannot read this store
                     print(f"baseline run {run} did not render: {exc}; see {work}/streamlit-{run}.log", flush=True)
             measure_once(run, args, store_url, prom_url, work, add, counted)
+        print("\nTargets (issue 13.6): returning visitor < 1.5 s, first visit ever < 2.5 s.")
         print(f"\nLatency page, service {args.service}: 4 percentiles + heatmap + breakdown + before/after + SLO;"
               f" median of {args.repeat} runs; load average now {os.getloadavg()[0]:.1f}")
         for name, ts in rows.items():
