@@ -76,6 +76,12 @@ class Delivery:
         }
 
 
+def _mrkdwn(text: str) -> dict[str, Any]:
+    """A Slack mrkdwn text object with ``verbatim``: Slack does not turn bare URLs or channel
+    names in it into links nor parse mentions by itself; our explicit ``<url|text>`` still works."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
 def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_url: str | None = None) -> dict[str, Any]:
     """Slack-compatible blocks: header with the verdict, one line per metric, context.
 
@@ -100,8 +106,8 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
         body.append(line)
         used += len(line) + 1
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*\n{e(verdict.reason, limit=2000)}"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(body) or "no metrics"}},
+        {"type": "section", "text": _mrkdwn(f"*{title}*\n{e(verdict.reason, limit=2000)}")},
+        {"type": "section", "text": _mrkdwn("\n".join(body) or "no metrics")},
     ]
     ctx = [f"checked {format_time(verdict.checked_at)}"]
     if deploy is not None:
@@ -110,14 +116,15 @@ def slack_message(verdict: DeployVerdict, deploy: Deploy | None, *, dashboard_ur
         ctx.append("overlapping deploys: " + ", ".join(e(d, limit=80) for d in verdict.overlapping[:10]))
     if verdict.retry_after_s:
         ctx.append(f"check again in about {human_duration(max(60.0, verdict.retry_after_s))}")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " | ".join(ctx)}]})
+    blocks.append({"type": "context", "elements": [_mrkdwn(" | ".join(ctx))]})
     if dashboard_url:
         link = e(deploy_link(dashboard_url, verdict.deploy_id), limit=None)
         if len(link) > 2900:  # an absurd deploy id: a cut link would open the wrong page
             link = e(dashboard_url, limit=None)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"<{link}|Open the evidence>"}})
+        blocks.append({"type": "section", "text": _mrkdwn(f"<{link}|Open the evidence>")})
     text = f"{BADGES[verdict.overall]}: {e(verdict.service)} {e(verdict.version)} — {e(verdict.reason, limit=2000)}"
-    return {"text": text, "blocks": blocks}
+    # No previews of URLs that event text may carry; our one link needs none either.
+    return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
 def json_message(verdict: DeployVerdict, deploy: Deploy | None) -> dict[str, Any]:

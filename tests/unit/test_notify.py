@@ -119,3 +119,13 @@ def test_slack_lists_failing_metrics_first_and_says_what_guards_fail_on() -> Non
     text = slack_message(v, DEPLOY)["blocks"][1]["text"]["text"]
     assert text.index("*error_ratio*") < text.index("*throughput*")
     assert "(guard, fails on increase) — regressed" in text and "(guard, fails on decrease) — ok" in text
+
+
+def test_slack_text_objects_are_verbatim_and_nothing_unfurls() -> None:
+    """Slack would otherwise link a bare URL from event text and preview it."""
+    from analyzers.delivery.notify import slack_message
+
+    msg = slack_message(_verdict(), replace(DEPLOY, version="https://evil.example/phish"), dashboard_url="https://d.example")
+    objects = [b["text"] for b in msg["blocks"] if "text" in b] + [e for b in msg["blocks"] for e in b.get("elements", [])]
+    assert objects and all(o["type"] == "mrkdwn" and o["verbatim"] is True for o in objects)
+    assert msg["unfurl_links"] is False and msg["unfurl_media"] is False
