@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Expect = Literal["increase", "decrease", "unchanged"]
-Outcome = Literal["confirmed", "no_effect", "opposite", "regressed", "ok", "inconclusive", "error"]
+Outcome = Literal["confirmed", "no_effect", "opposite", "regressed", "improved", "ok", "inconclusive", "error"]
 Overall = Literal["pass", "fail", "inconclusive"]
 
 #: Exit codes of ``python -m analyzers verify``.
@@ -106,7 +106,9 @@ class MetricVerdict:
 
     ``role`` is ``expectation`` (declared by the deploy) or ``guard`` (checked on every
     deploy). ``outcome``: for expectations ``confirmed`` / ``no_effect`` / ``opposite``;
-    for guards ``ok`` / ``regressed``; for either ``inconclusive`` or ``error``.
+    for guards ``ok`` / ``regressed``; ``improved`` (a guard, or a metric declared unchanged, moved
+    its good way); for any ``inconclusive`` or ``error``. The decision table that gives them is
+    :mod:`analyzers.verify.decision`.
     ``result`` is ``verify_series(...).to_dict()`` (JSON-ready) when the test ran.
     """
 

@@ -5,15 +5,11 @@ This is the IO edge of the statistics core: it renders catalog templates to Prom
 runs :func:`analyzers.stats.verify_series` per metric, controls the false-alarm rate across
 the metrics of one deploy (Holm), and returns one :class:`~analyzers.model.DeployVerdict`.
 
-How a metric outcome is read from a series result:
-
-* declared ``increase``/``decrease``: shifted that way -> ``confirmed``; shifted the other way ->
-  ``opposite``; no shift -> ``no_effect``.
-* declared ``unchanged``: no shift -> ``confirmed``; a shift in the metric's bad direction
-  -> ``opposite``; a shift in the good direction -> ``confirmed`` (noted in the reason).
-* guard metrics (every deploy): a shift in the bad direction -> ``regressed``, else ``ok``.
-* no data, too few points, warnings from the back end (partial data) or a failed query ->
-  ``inconclusive``/``error``, never a pass.
+How a metric outcome is read from a series result: the decision table of
+:mod:`analyzers.verify.decision` (level shift and its direction, spread change, bucket counts,
+role, metric kind -> confirmed / no_effect / opposite / regressed / improved / ok), after Holm.
+No data, too few points, warnings from the back end (partial data) or a failed query give
+``inconclusive``/``error``, never a pass.
 
 Overall: any ``opposite``/``regressed`` fails the deploy; otherwise anything inconclusive makes
 it inconclusive (with how long to wait when that is known); otherwise it passes. A declared
@@ -34,6 +30,7 @@ from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreacha
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.text import ci_label, format_effect, format_number, human_duration, p_equals, redact
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
+from analyzers.verify.decision import Decision, decide, evidence_from_result, watch_text
 from analyzers.verify.fetch import (
     DirectFetcher,
     Fetcher,
@@ -46,7 +43,6 @@ from analyzers.verify.fetch import (
     window_levels,
 )
 from analyzers.verify.plan import (
-    BAD_DIRECTION,
     MetricPlan,
     analysis_window,
     find_overlaps,
@@ -99,27 +95,18 @@ class MetricRun:
         return float(self.result["p_value"])
 
 
-def _outcome(plan: MetricPlan, status: str, direction: str | None) -> str:
-    if status == "inconclusive":
-        return "inconclusive"
-    shifted = status == "shifted"
-    bad = BAD_DIRECTION.get(plan.spec.good)
-    if plan.role == "guard":
-        if shifted and bad is not None and direction == bad:
-            return "regressed"
-        return "ok"
-    if plan.expect in ("increase", "decrease"):
-        if not shifted:
-            return "no_effect"
-        return "confirmed" if direction == plan.expect else "opposite"
-    # declared unchanged
-    if not shifted:
-        return "confirmed"
-    if bad is not None and direction == bad:
-        return "opposite"
-    if bad is None:
-        return "opposite"
-    return "confirmed"
+def _outcome(plan: MetricPlan, status: str, direction: str | None, res: dict[str, Any] | None = None,
+             alpha: float = 0.01) -> str:
+    """The metric's outcome from the decision table (:mod:`analyzers.verify.decision`)."""
+    if res is None:
+        res = {"status": status, "direction": direction, "change_kind": "level" if direction else None}
+    return metric_decision(plan, status, res, alpha).outcome
+
+
+def metric_decision(plan: MetricPlan, status: str, res: dict[str, Any] | None, alpha: float) -> Decision:
+    """Evidence of one metric's result (``status`` after Holm) through the decision table."""
+    ev = evidence_from_result(res, status, alpha)
+    return decide(plan.role, plan.expect, plan.spec.good, plan.spec.kind, ev)
 
 
 def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
@@ -135,17 +122,20 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
         size = f"spread x{format_number(ratio, 2)}, no level change" if ratio is not None else "spread changed"
     elif eff is not None:
         size = format_effect(eff, unit, rel=rel, ci=ci, label=ci_label(res))
-    # A guard's expect is the direction it fails on: say so, never "expected increase".
-    watch = f"fails on {plan.expect}" if plan.expect in ("increase", "decrease") else "fails on any change"
+    # What the metric is checked for: a guard fails on its bad direction, never "expected increase".
+    watch = watch_text(plan.role, plan.expect, plan.spec.good)
     text = {
         "confirmed": f"{key} moved as declared ({plan.expect})" if plan.expect != "unchanged" else f"{key} stayed unchanged as declared",
-        "opposite": f"{key} moved the wrong way (declared {plan.expect})",
+        "opposite": (f"{key} moved the wrong way (declared {plan.expect})" if plan.expect != "unchanged"
+                     else f"{key} moved although declared unchanged ({watch})"),
         "no_effect": f"{key} did not move (declared {plan.expect})",
         "regressed": f"guard {key} ({watch}) regressed",
+        "improved": (f"guard {key} ({watch}) improved" if plan.role == "guard"
+                     else f"{key} improved (declared unchanged)"),
         "ok": f"guard {key} ({watch}) shows no regression",
         "inconclusive": f"{key} is inconclusive",
     }.get(outcome, key)
-    if size and outcome in ("confirmed", "opposite", "regressed"):
+    if size and outcome in ("confirmed", "opposite", "regressed", "improved"):
         text += f": {size}"
     if base:
         text += f". {base[0].upper()}{base[1:]}" if not base.endswith(".") else f". {base[0].upper()}{base[1:-1]}"
@@ -262,7 +252,7 @@ def verify_deploy(
                     f"the shift ({p_equals(res.get('p_value'))}) is not significant after Holm correction "
                     f"across {len(tested)} metrics (adjusted {p_equals(p_adj[i])})"
                 )
-            outcome = _outcome(plan, status, res.get("direction"))
+            outcome = metric_decision(plan, status, res, alpha).outcome
             reason = _reason(plan, outcome, res)
         dry = config.dry_run_for(deploy.service, plan.spec.key)  # judged, shown, never fails (docs/progressive-delivery.md)
         metrics.append(
@@ -336,9 +326,12 @@ def _combine(deploy: Deploy, metrics: Sequence[MetricVerdict], fail_on_no_effect
         wait = f" Check again in about {math.ceil(retry / 60)} minutes." if retry else ""
         return "inconclusive", f"{what} is inconclusive for {names}: not enough data yet.{wait}", retry
     confirmed = [m for m in metrics if m.role == "expectation" and m.outcome == "confirmed"]
+    improved = [m for m in metrics if m.outcome == "improved"]
     parts = []
     if confirmed:
         parts.append("intended effect confirmed on " + ", ".join(m.metric for m in confirmed))
+    if improved:
+        parts.append("improved: " + ", ".join(m.metric for m in improved))
     if no_effect:
         parts.append("no effect seen on declared " + ", ".join(m.metric for m in no_effect))
     guards = [m for m in metrics if m.role == "guard"]

@@ -50,7 +50,8 @@ def test_metric_query_escapes_label_values() -> None:
         ("expectation", "unchanged", "unchanged", None, "confirmed"),
         ("expectation", "unchanged", "shifted", "increase", "opposite"),
         ("guard", "increase", "shifted", "increase", "regressed"),
-        ("guard", "increase", "shifted", "decrease", "ok"),
+        ("guard", "increase", "shifted", "decrease", "improved"),
+        ("expectation", "decrease", "shifted", None, "no_effect"),  # spread only: no direction, never opposite
         ("guard", "increase", "unchanged", None, "ok"),
         ("guard", "increase", "inconclusive", None, "inconclusive"),
     ],

@@ -1,0 +1,92 @@
+"""The deploy verdict's decision table (analyzers.verify.decision), row by row, and its principles
+over every combination of inputs."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from analyzers.verify.decision import RULES, Evidence, decide, evidence_from_result, table_markdown, watch_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (rule index, role, expect, good, kind, evidence): one example that must land on that very row.
+ROWS = [
+    (0, "guard", "increase", "decrease", "latency", Evidence(judged=False)),
+    (1, "expectation", "increase", "increase", "rate", Evidence(level="increase")),
+    (2, "expectation", "decrease", "decrease", "latency", Evidence(level="decrease", spread="narrower")),
+    (3, "expectation", "increase", "increase", "rate", Evidence(level="decrease")),
+    (4, "expectation", "decrease", "decrease", "latency", Evidence(level="increase")),
+    (5, "expectation", "increase", "increase", "rate", Evidence(spread="wider")),
+    # the demo's checkout v1.14.1: declared decrease of p99, the spread shrank x0.1, no level shift
+    (6, "expectation", "decrease", "decrease", "latency", Evidence(spread="narrower")),
+    (7, "expectation", "unchanged", "decrease", "latency", Evidence(level="increase")),
+    (8, "expectation", "unchanged", "none", "rate", Evidence(level="decrease")),
+    (9, "expectation", "unchanged", "decrease", "latency", Evidence(level="decrease")),
+    (10, "expectation", "unchanged", "decrease", "latency", Evidence(spread="wider")),
+    (11, "guard", "increase", "decrease", "ratio", Evidence(level="increase")),
+    (12, "guard", "increase", "decrease", "latency", Evidence(level="decrease")),
+    (13, "guard", "any", "none", "rate", Evidence(level="increase")),
+    (14, "guard", "increase", "decrease", "latency", Evidence(spread="wider", tail="differs")),
+    (15, "guard", "increase", "decrease", "latency", Evidence(spread="narrower")),
+    (16, "guard", "increase", "decrease", "latency", Evidence()),
+]
+
+
+def test_every_row_has_an_example() -> None:
+    assert sorted(r[0] for r in ROWS) == list(range(len(RULES)))
+
+
+@pytest.mark.parametrize(("row", "role", "expect", "good", "kind", "ev"), ROWS, ids=[f"row{r[0]}" for r in ROWS])
+def test_row(row: int, role: str, expect: str, good: str, kind: str, ev: Evidence) -> None:
+    d = decide(role, expect, good, kind, ev)
+    assert (d.rule, d.outcome) == (row, RULES[row].outcome)
+
+
+def _all_inputs():  # type: ignore[no-untyped-def]
+    roles = [("expectation", e) for e in ("increase", "decrease", "unchanged")] + [("guard", "x")]
+    for (role, expect), good, kind, level, spread, tail in itertools.product(
+            roles, ("increase", "decrease", "none"), ("latency", "ratio", "rate", "gauge", "count"),
+            ("increase", "decrease", "none"), ("wider", "narrower", "none"), ("differs", "same", "not compared")):
+        yield role, expect, good, kind, Evidence(level=level, spread=spread, tail=tail)  # type: ignore[arg-type]
+
+
+def test_principles_hold_for_every_combination() -> None:
+    n = 0
+    for role, expect, good, kind, ev in _all_inputs():
+        d = decide(role, expect, good, kind, ev)
+        n += 1
+        if ev.level == "none" or ev.tail == "same":  # no (standing) direction
+            assert d.outcome != "opposite", (role, expect, good, kind, ev)
+            if expect in ("increase", "decrease") and role == "expectation":
+                assert d.outcome == "no_effect"
+        if ev.spread == "narrower" and kind in ("latency", "ratio") and ev.level == "none":
+            assert d.outcome not in ("regressed", "opposite")
+        if role == "guard" and good == "none":
+            assert d.outcome != "regressed"  # a guard without a bad direction never fails
+        assert d.outcome in {"confirmed", "no_effect", "opposite", "regressed", "improved", "ok"}
+    assert n == 4 * 3 * 5 * 3 * 3 * 3
+
+
+def test_bucket_counts_that_do_not_differ_veto_the_line() -> None:
+    ev = Evidence(level="increase", tail="same")
+    assert decide("guard", "increase", "decrease", "latency", ev).outcome == "ok"
+
+
+def test_evidence_from_a_spread_only_result_has_no_direction() -> None:
+    res = {"status": "shifted", "change_kind": "variance", "direction": None,
+           "details": {"p_spread": 1e-11, "spread_ratio": 0.0953, "p_level": 0.4}}
+    ev = evidence_from_result(res, "shifted", 0.01)
+    assert ev == Evidence(level="none", spread="narrower")
+
+
+def test_guards_say_what_they_watch_for() -> None:
+    assert watch_text("guard", "increase", "decrease") == "fails on increase"
+    assert watch_text("guard", "any", "none") == "watched, never fails"
+    assert watch_text("expectation", "unchanged", "increase") == "declared unchanged, fails on decrease"
+
+
+def test_the_docs_print_the_table_of_the_code() -> None:
+    assert table_markdown() in (ROOT / "docs" / "statistics.md").read_text()
