@@ -235,6 +235,8 @@ def ci_label(result: dict[str, Any] | None) -> str:
     Verdicts stored before the level was recorded were computed at alpha 0.05: 95 %.
     """
     level = (result or {}).get("ci_level", 0.95)
+    if (result or {}).get("ci_kind") == "confidence sequence":  # valid at every look (analyzers.verify.anytime)
+        return f"{float(level) * 100:.3g}% any-look CI"
     return f"{float(level) * 100:g}% CI"
 
 

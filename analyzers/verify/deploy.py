@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from analyzers.config import Config
 from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.stats.sequential import SequentialPath
 from analyzers.text import ci_label, format_effect, format_number, human_duration, p_equals, redact
+from analyzers.verify import anytime
 from analyzers.verify.bucketcheck import bucket_test, with_buckets
 from analyzers.verify.decision import Decision, decide, evidence_from_result, watch_text
 from analyzers.verify.fetch import (
@@ -162,7 +164,7 @@ def verify_deploy(
     or fails on its side (5xx, its own timeout) for any query: that is "could not check", not
     a verdict. A query the user got wrong (bad PromQL) stays that metric's "error" outcome.
     """
-    from analyzers.stats import adjust_pvalues, verify_series
+    from analyzers.stats import verify_series
 
     if fetcher is None:
         fetcher = DirectFetcher(client)
@@ -179,6 +181,7 @@ def verify_deploy(
             "a change cannot be attributed to one of them alone."
         )
     raw: list[MetricRun] = []
+    paths: dict[int, SequentialPath] = {}
     charts: dict[str, dict[str, list[Any]]] = {}
     for plan in plans:
         if progress:
@@ -218,20 +221,31 @@ def verify_deploy(
             raw.append(MetricRun.failed(plan, query, "inconclusive", f"the back end returned partial data ({quoted}); not judged",
                                         tested_res))
             continue
-        if plan.spec.histogram and tested_res.get("status") == "shifted":
-            tested_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, tested_res)
-            tested_res = with_buckets(tested_res, config.verification.alpha)
         charts[plan.spec.key] = chart_points(series, deploy, config)
         tested_res.update(window_levels(series, tested_res))
         tested_res["ci_level"] = 1.0 - config.verification.alpha  # effect_ci is a (1 - alpha) interval
+        if tested_res.get("status") != "inconclusive":
+            path = anytime.path_for(series, deploy, plan, config, ramp_s(deploy, config))
+            if path is not None and path.kind != "none":
+                paths[len(raw)] = path
         raw.append(MetricRun(plan, query, tested_res))
 
-    # Family-wise error control across this deploy's tested metrics.
-    tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
-    pvalues = [float(raw[i].tested_p) for i in tested]  # type: ignore[arg-type]
-    adjusted = [float(p) for p in adjust_pvalues(pvalues, method="holm")] if tested else []
-    p_adj: dict[int, float] = dict(zip(tested, adjusted, strict=True))
+    # One error budget over every look: each tested metric's level decision comes from its
+    # confidence sequence at alpha / k (Bonferroni), p-values are always-valid ones.
     alpha = config.verification.alpha
+    k = len(paths)
+    for i, path in paths.items():
+        run = raw[i]
+        plan = run.plan
+        min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
+        seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel)
+        if plan.spec.histogram and seq_res.get("status") == "shifted":
+            seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)
+            seq_res = with_buckets(seq_res, alpha / k)
+        raw[i] = MetricRun(plan, run.query, seq_res)
+    tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
+    p_adj: dict[int, float] = {i: min(1.0, float(raw[i].tested_p) * (k if i in paths else len(tested)))  # type: ignore[arg-type]
+                               for i in tested}
 
     metrics: list[MetricVerdict] = []
     for i, run in enumerate(raw):
@@ -246,10 +260,10 @@ def verify_deploy(
         else:
             assert res is not None
             status = res.get("status", "inconclusive")
-            if status == "shifted" and i in p_adj and p_adj[i] > alpha:
+            if status == "shifted" and i not in paths and i in p_adj and p_adj[i] > alpha:
                 status = "unchanged"
                 res["reason"] = (
-                    f"the shift ({p_equals(res.get('p_value'))}) is not significant after Holm correction "
+                    f"the shift ({p_equals(res.get('p_value'))}) is not significant after Bonferroni correction "
                     f"across {len(tested)} metrics (adjusted {p_equals(p_adj[i])})"
                 )
             outcome = metric_decision(plan, status, res, alpha).outcome
@@ -289,7 +303,8 @@ def verify_deploy(
         warnings=tuple(warnings),
         overlapping=tuple(o.deploy_id for o in overlaps),
         multiple_testing=(
-            f"Holm correction across {len(tested)} tested metrics at alpha={alpha:g}" if tested else ""
+            f"Bonferroni across {len(tested)} tested metrics at alpha={alpha:g}, each a confidence sequence "
+            "valid at every look" if tested else ""
         ),
         retry_after_s=retry,
     )

@@ -1,0 +1,121 @@
+"""The deploy verdict's level decisions at any look: confidence sequences per metric.
+
+``verify_series`` gives the figures a reader wants (effect, baseline, spread, reasons) from one
+fixed test. Called again at every poll, that test would spend its alpha again at every look.
+So the *decision* on a level shift is taken from the metric's confidence sequence
+(:func:`analyzers.stats.sequential.sequential_path`): with ``k`` tested metrics, each sequence
+runs at ``alpha / k`` (Bonferroni), so the chance that a no-op deploy is *ever* called changed,
+over every look anyone takes (scheduler checks, ``verify --wait`` polls, dashboard re-verify,
+replay), stays at most ``alpha``. The reported interval is the sequence's interval at that
+level, so interval and decision never disagree, and the p-value is the always-valid one.
+
+A transient at the deploy (restart blip, cold cache) inside the allowance
+(``verification.transient_s``, default 300 s) is reported, never judged.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from analyzers.stats.reporting import meaningful
+from analyzers.stats.sequential import DEFAULT_TRANSIENT_S, SequentialPath, sequential_path
+
+if TYPE_CHECKING:
+    from analyzers.config import Config
+    from analyzers.model import Deploy
+    from analyzers.verify.plan import MetricPlan
+
+
+def transient_s(config: Config) -> float:
+    """The transient allowance: ``verification.transient_s`` when the config has it."""
+    return float(getattr(config.verification, "transient_s", DEFAULT_TRANSIENT_S))
+
+
+def path_for(series: pd.Series, deploy: Deploy, plan: MetricPlan, config: Config, ramp: float) -> SequentialPath | None:
+    """The metric's confidence sequence over the verifier's after-window (None if it cannot run)."""
+    v = config.verification
+    try:
+        return sequential_path(series, deploy.started_at, plan.expect if plan.expect in ("increase", "decrease") else "any",
+                               kind=plan.spec.kind, transient_s=transient_s(config),
+                               window_before_s=v.window_before_s, window_after_s=v.window_after_s + ramp,
+                               step_s=v.step_s, min_points=plan.spec.min_points)
+    except (ValueError, ArithmeticError):
+        return None
+
+
+def _mins(s: float) -> str:
+    m = s / 60.0
+    return f"{m:.0f} min" if m >= 1 else f"{s:.0f} s"
+
+
+def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: datetime,
+          min_effect: float | None, min_effect_rel: float | None) -> dict[str, Any]:
+    """``res`` with its level decision, p-value and interval taken from the sequence at ``alpha / k``."""
+    level_alpha = alpha / max(k, 1)
+    until = now.timestamp()
+    seq = path.at(level_alpha, until)
+    p_any = path.pvalue(until)
+    out = dict(res)
+    info = {"alpha": level_alpha, "interval": seq["interval"], "information": round(seq["information"], 3),
+            "rows": seq["rows"], "p_value": p_any, "status": seq["status"], "direction": seq["direction"],
+            "method": _method(path)}
+    if seq["decided_at"] is not None:
+        info["decided_at"] = pd.Timestamp(seq["decided_at"], unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+    out["sequential"] = info
+    out["p_value"] = p_any
+    lo, hi = seq["interval"]
+    if path.kind == "level" or path.kind == "rate":
+        # effect and interval from the same sequence (its estimate, kept inside its interval)
+        est = seq.get("estimate")
+        if est is not None and lo is not None and hi is not None:
+            est = min(max(est, lo), hi)
+        if est is not None:
+            out["effect"] = est
+            level = res.get("before_value")
+            out["effect_rel"] = est / level if level not in (None, 0) and math.isfinite(level) else None
+        out["effect_ci"] = [lo, hi]
+        out["ci_level"] = 1.0 - level_alpha
+        out["ci_kind"] = "confidence sequence"
+    tr = path.transient
+    shifted_before = res.get("status") == "shifted" and res.get("change_kind", "level") == "level"
+    if seq["status"] == "shifted":
+        effect = out.get("effect")
+        level = res.get("before_value")
+        floor = meaningful(min_effect, min_effect_rel, float(level) if level is not None else float("nan"))
+        if floor is not None and effect is not None and abs(effect) < floor:
+            out.update(status="unchanged", direction=None, change_kind="level",
+                       reason=f"A change of {effect:.3g} is certain at any look but below the minimum meaningful "
+                              f"effect ({floor:.3g}).")
+        else:
+            out.update(status="shifted", change_kind="level", direction=seq["direction"])
+            if not shifted_before:
+                out["reason"] = (f"{str(seq['direction']).capitalize()} at the deploy, certain at any look "
+                                 f"(always-valid p={p_any:.2g}); interval {_fmt(lo)} to {_fmt(hi)}.")
+    elif shifted_before:
+        out.update(status="unchanged", direction=None, change_kind=None,
+                   reason=(f"Not certain at any look yet: the one-look test sees a move (p={res.get('p_value'):.2g}), "
+                           f"but the confidence sequence over every look still holds zero "
+                           f"({_fmt(lo)} to {_fmt(hi)}); it narrows as data arrives."))
+    if tr and tr.get("recovered") and out.get("status") != "shifted":
+        text = (f"transient at deploy, recovered after {_mins(tr['recovered_after_s'])} "
+                f"(peak {tr['peak']:+.3g}, {tr['peak_sd']:+.1f} SD)")
+        out["transient"] = dict(tr, text=text)
+        out["reason"] = f"{out.get('reason', '').rstrip('.')}; {text}."
+    elif tr:
+        out["transient"] = dict(tr, text=f"off the level within the first {_mins(tr['allowance_s'])} (not judged)")
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def _method(path: SequentialPath) -> str:
+    if path.kind == "rate":
+        return "confidence sequence for the event rate (gamma-mixture Poisson) against an exact interval before"
+    models = ", ".join(path.details.get("models", []))
+    return f"confidence sequence for the level shift (linear boundary over information time; {models})"
