@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from analyzers.verify.decision import RULES, Evidence, decide, evidence_from_result, table_markdown, watch_text
+from analyzers.verify.decision import (
+    RULES,
+    Evidence,
+    decide,
+    evidence_from_result,
+    table_markdown,
+    watch_text,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
