@@ -100,20 +100,41 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.t0 = 0.0
         self.busy = False
+        self.next_at = 0.0  # open loop (``rate``): when this connection's next request is due
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.r.interval:
+            self.next_at = time.perf_counter() + self.r.stagger()
         self._send()
 
     def _send(self) -> None:
         assert self.transport is not None
-        if time.perf_counter() >= self.r.deadline:
+        now = time.perf_counter()
+        if now >= self.r.deadline:
             self.busy = False
             self.transport.close()
             return
+        if self.r.interval:
+            if now < self.next_at:
+                self.busy = True  # waiting for its slot counts as in flight (the run is not over)
+                asyncio.get_running_loop().call_later(self.next_at - now, self._write)
+                return
+        self._write()
+
+    def _write(self) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
         req = self.r.requests.take()
         self.busy = True
-        self.t0 = time.perf_counter()
+        if self.r.interval:
+            # latency counts from when the request was due, not when it left: a server that
+            # falls behind is charged for the wait (no coordinated omission)
+            self.t0 = self.next_at
+            self.next_at += self.r.interval
+        else:
+            self.t0 = time.perf_counter()
         self.transport.write(req)
 
     def data_received(self, data: bytes) -> None:
@@ -146,13 +167,22 @@ class _Conn(asyncio.Protocol):
 
 
 class _Run:
-    def __init__(self, host: str, port: int, deadline: float, requests: _Requests) -> None:
+    def __init__(self, host: str, port: int, deadline: float, requests: _Requests, interval: float | None = None,
+                 connections: int = 1) -> None:
         self.host, self.port, self.deadline, self.requests = host, port, deadline, requests
+        self.interval = interval  # seconds between one connection's requests (open loop), None: closed loop
+        self._staggered = 0
+        self.connections = connections
         self.latencies: list[float] = []
         self.statuses: Counter[int] = Counter()
         self.open = 0
         self.pending: set[asyncio.Future[None]] = set()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def stagger(self) -> float:
+        """Offsets spread the connections' first requests evenly over one interval."""
+        self._staggered += 1
+        return (self._staggered % self.connections) * (self.interval or 0.0) / self.connections
 
     def reconnect(self) -> None:
         if time.perf_counter() < self.deadline:
@@ -177,15 +207,17 @@ class _Run:
 
 
 async def _drive(host: str, port: int, seconds: float, connections: int, requests: _Requests | None = None,
-                 ) -> tuple[list[float], Counter[int], float]:
+                 rate: float | None = None) -> tuple[list[float], Counter[int], float]:
     """Keep ``connections`` requests in flight for ``seconds``: (latencies s, status counts, elapsed s).
 
-    Status 0 counts connections lost or refused (never a success).
+    With ``rate`` (events/s over all connections) the load is open-loop: each connection sends
+    on a fixed schedule, and a request's latency runs from when it was due. Status 0 counts
+    connections lost or refused (never a success).
     """
     if requests is None:
         requests = _Requests(host, port, uuid.uuid4().hex[:8], 0)
     start = time.perf_counter()
-    run = _Run(host, port, start + seconds, requests)
+    run = _Run(host, port, start + seconds, requests, connections / rate if rate else None, connections)
     await asyncio.gather(*(run.connect() for _ in range(connections)))
     await run.done
     return run.latencies, run.statuses, time.perf_counter() - start
@@ -269,7 +301,8 @@ def _cpu_ticks(pid: int) -> int | None:
 
 
 def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
-                  warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0) -> dict[str, Any]:
+                  warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0,
+                  rate: float | None = None) -> dict[str, Any]:
     """Start a receiver on ``store_url``, load it, stop it; return the figures.
 
     Requests are signed before the timed phase (``max_rate`` x ``seconds`` of them), so the
@@ -303,7 +336,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         gc.collect()
         gc.freeze()  # the client's collector never walks the pool mid-run (its pauses would count as latency)
         ticks0, cpu0 = _cpu_ticks(proc.pid), time.process_time()
-        latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool))
+        latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate))
         ticks1, cpu1 = _cpu_ticks(proc.pid), time.process_time()
         gc.unfreeze()
     finally:
@@ -316,6 +349,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
     n = max(1, sum(statuses.values()))
     result: dict[str, Any] = {
         "backend": store_url.split(":", 1)[0], "workers": workers, "connections": connections,
+        "offered_per_s": rate,
         "seconds": round(elapsed, 2), "accepted_per_s": round(ok / elapsed, 1),
         "p50_ms": round(_pct(latencies, 0.50) * 1000, 2), "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
@@ -340,6 +374,9 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--rate", type=float, default=None,
+                   help="open loop: offer this many events/s in total (latency counted from when each was due); "
+                        "default: closed loop, as fast as the receiver answers")
     args = p.parse_args(argv)
     with contextlib.ExitStack() as stack:
         if args.store:
@@ -351,7 +388,7 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         else:
             url = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory())}/bench.db"
         print(json.dumps(run_benchmark(url, workers=args.workers, seconds=args.seconds,
-                                       connections=args.connections)))
+                                       connections=args.connections, rate=args.rate)))
 
 
 if __name__ == "__main__":

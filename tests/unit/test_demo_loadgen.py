@@ -30,3 +30,37 @@ def test_requests_older_than_the_tolerance_allows_are_signed_afresh() -> None:
     assert pool.signed_late == 10  # none of the aged pool is sent
     headers, body = _headers_and_body(reqs[-1])
     assert verify(parse_secrets(loadgen.SECRET), headers, body, now=time.time()) == headers["webhook-id"]
+
+
+def test_open_loop_rate_offers_the_rate_and_charges_a_slow_server_for_the_wait() -> None:
+    """``rate``: requests leave on a fixed schedule whatever the server does; a server that
+    answers late is charged from when each request was due (no coordinated omission)."""
+    import asyncio
+
+    from analyzers.demo.loadgen import _drive, _Requests, _run_loop
+
+    async def scenario(delay_s: float) -> tuple[list[float], float]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    await reader.readexactly(length)
+                    await asyncio.sleep(delay_s)
+                    writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            latencies, statuses, elapsed = await _drive("127.0.0.1", port, 1.0, 4,
+                                                        _Requests("127.0.0.1", port, "rate", 400), rate=200.0)
+        assert set(statuses) == {201}
+        return latencies, elapsed
+
+    fast, elapsed = _run_loop(scenario(0.0))
+    assert abs(len(fast) / elapsed - 200) < 30, (len(fast), elapsed)  # the offered rate, not as fast as possible
+    slow, _ = _run_loop(scenario(0.05))  # 50 ms answers: one connection can do 20/s, 4 do 80/s < 200/s offered
+    slow_sorted = sorted(slow)
+    assert slow_sorted[len(slow) // 2] > 0.2  # the backlog shows in the latency, not only the 50 ms service time
