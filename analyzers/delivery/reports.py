@@ -253,7 +253,7 @@ def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, he
     hi_label, lo_label = format_values([hi, lo], m.unit)
     if hi == lo:
         hi, lo = hi + 1e-9 + abs(hi) * 0.01, lo - 1e-9 - abs(lo) * 0.01
-    pad_l, pad_b = 64, 16
+    pad_l, pad_b = 70, 18
     w, h = width - pad_l - 4, height - pad_b - 6
 
     def x(t: float) -> float:
@@ -275,34 +275,40 @@ def svg_chart(m: MetricVerdict, deploy_at: float | None, *, width: int = 360, he
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{e(m.metric)} from {e(start)} to {e(end)}, deploy marked">'
         f'<polyline fill="none" stroke="#0969da" stroke-width="1.3" points="{path}"/>{marker}'
-        f'<text x="2" y="12" font-size="10">{e(hi_label)}</text>'
-        f'<text x="2" y="{4 + h:.0f}" font-size="10">{e(lo_label)}</text>'
-        f'<text x="{pad_l}" y="{height - 2}" font-size="10">{e(start[11:])}</text>'
-        f'<text x="{width - 4}" y="{height - 2}" font-size="10" text-anchor="end">{e(end[11:])}</text></svg>'
+        f'<text x="2" y="12" font-size="13">{e(hi_label)}</text>'
+        f'<text x="2" y="{4 + h:.0f}" font-size="13">{e(lo_label)}</text>'
+        f'<text x="{pad_l}" y="{height - 2}" font-size="13">{e(start[11:])}</text>'
+        f'<text x="{width - 4}" y="{height - 2}" font-size="13" text-anchor="end">{e(end[11:])}</text></svg>'
     )
 
 
-#: Narrow screens (a 390 px phone): the metrics table stacks into one card per metric, each
-#: cell labelled by its column; long unbroken values (ids, PromQL) wrap instead of widening the page.
+#: Narrow screens (below 900 px, a 390 px phone): the metrics table stacks into one card per metric,
+#: each cell labelled by its column; wider screens get the table, which scrolls inside its box if it
+#: must, never the page. Long unbroken values (ids, PromQL) wrap instead of widening the page.
 _CSS = """
 *{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;padding:1rem;max-width:80rem;
-color:#1f2328;overflow-wrap:anywhere}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;padding:1rem;max-width:90rem;
+color:#1f2328;overflow-wrap:break-word}
 h1{font-size:1.4rem} table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border:1px solid #d0d7de;padding:.4rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa} .pass{color:#1a7f37} .fail{color:#cf222e} .inconclusive{color:#9a6700}
 .badge{font-weight:700;padding:.1rem .5rem;border-radius:.3rem;border:1px solid currentColor;white-space:nowrap}
 code{font-size:.8rem;word-break:break-all} .warn{background:#fff8c5;padding:.5rem;border-radius:.3rem}
-svg{max-width:100%;height:auto} .dash{font-size:1rem}
-@media (max-width:700px){
+svg{max-width:100%;height:auto} td svg{width:14rem;min-width:14rem} td code{display:block;min-width:10rem}
+td.why{min-width:10rem} .dash{font-size:1rem} .scroll{overflow-x:auto}
+@media (max-width:900px){
  body{padding:.6rem} h1{font-size:1.15rem}
  table,thead,tbody,tr,th,td{display:block;width:100%}
  thead{position:absolute;left:-9999px;top:-9999px}
  tr{border:1px solid #d0d7de;border-radius:.4rem;margin:0 0 .8rem;padding:.2rem 0}
  td{border:0;border-bottom:1px solid #eaeef2;padding:.3rem .5rem}
+ td svg{width:100%;max-width:360px;min-width:0} td code,td.why{min-width:0}
  td::before{content:attr(data-label);display:block;font-size:.75rem;color:#59636e;font-weight:600}
 }
 """
+
+
+_WHY = ' class="why"'
 
 
 def render_html(
@@ -318,7 +324,8 @@ def render_html(
     for m in failing_first(verdict):
         cells = [*(e(plain(c, limit=None)) for c in metric_cells(m)), svg_chart(m, deploy_at, zone=zone),
                  f"<code>{e(m.query)}</code>"]
-        rows.append("<tr>" + "".join(f'<td data-label="{e(k)}">{c}</td>' for k, c in zip(labels, cells, strict=True)) + "</tr>")
+        rows.append("<tr>" + "".join(f'<td data-label="{e(k)}"{_WHY if k == "why" else ""}>{c}</td>'
+                                     for k, c in zip(labels, cells, strict=True)) + "</tr>")
     facts = ""
     if deploy is not None:
         facts = (
@@ -347,7 +354,7 @@ def render_html(
 <title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
 <p>{e(plain(verdict.reason, limit=2000))}</p>{link}
-<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>
+<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>
 {warns}{facts}
 <p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>
 </body></html>

@@ -96,3 +96,25 @@ def test_html_report_fits_a_390px_phone_and_links_to_the_dashboard(browser: Any,
     assert '"effect [99% CI]"' in cards and '"why"' in cards  # stacked cards name their columns
     assert link == deploy_link(DASH, deploy.deploy_id)
     assert first == "error_ratio"  # the failing metric comes first
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_html_report_never_scrolls_the_page_sideways_on_wider_screens(browser: Any, tmp_path: Path, width: int) -> None:
+    """Between the phone layout and a wide screen the metrics table may scroll inside its own box,
+    never the page; at 1400 px it fits whole."""
+    verdict, deploy = _report()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(verdict, deploy, dashboard_url=DASH), encoding="utf-8")
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        browser.get(page.as_uri())
+        page_width = browser.execute_script("return document.scrollingElement.scrollWidth")
+        box = browser.execute_script("const b = document.querySelector('.scroll'); return [b.scrollWidth, b.clientWidth]")
+        svg_width = browser.execute_script("return document.querySelector('td svg').getBoundingClientRect().width")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert page_width <= width
+    assert svg_width >= 200  # the chart keeps a readable size in the table
+    if width >= 1400:
+        assert box[0] <= box[1]  # the table fits without scrolling

@@ -138,7 +138,7 @@ def test_code_span_holds_any_backticks(s: str) -> None:
     assert "".join(parsed.text).rstrip("\n") == "id " + plain(s, limit=None)
 
 
-HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "span", "p", "b", "code", "small",
+HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "span", "p", "b", "code", "small", "div",
              "table", "thead", "tbody", "tr", "th", "td", "svg", "polyline", "line", "text", "em", "a"}
 
 
