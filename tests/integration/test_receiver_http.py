@@ -292,6 +292,24 @@ def test_read_token_protects_the_read_api(tmp_path) -> None:
     store.close()
 
 
+def test_protect_metrics_puts_metrics_and_openapi_behind_the_read_token(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'pm.db'}")
+    ok = {"Authorization": "Bearer s3cret"}
+    with serve_app(create_app(store, secrets=[SECRET], read_token="s3cret")) as base:  # default: only /v1
+        assert requests.get(base + "/metrics", timeout=10).status_code == 200
+        assert requests.get(base + "/openapi.json", timeout=10).status_code == 200
+    with serve_app(create_app(store, secrets=[SECRET], read_token="s3cret", protect_metrics=True)) as base:
+        for path in ("/metrics", "/openapi.json", "/v1/deploys"):
+            r = requests.get(base + path, timeout=10)
+            assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer", path
+            assert "read token" in r.json()["error"]
+            assert requests.get(base + path, headers={"Authorization": "Bearer s3cre"}, timeout=10).status_code == 401
+            assert requests.get(base + path, headers=ok, timeout=10).status_code == 200, path
+        assert requests.get(base + "/healthz", timeout=10).status_code == 200  # probes need no token
+        assert send_event(base + "/webhooks/deploys", event(), SECRET).status_code == 201  # writers sign instead
+    store.close()
+
+
 def test_healthz_metrics_and_openapi(receiver: ReceiverInfo) -> None:
     assert requests.get(receiver.base_url + "/healthz", timeout=10).json() == {"status": "ok"}
     send_event(receiver.webhook_url, event(), receiver.secret)
