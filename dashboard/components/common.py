@@ -446,3 +446,15 @@ def stale_note(series: Any, end: int, step: int, zone: ViewerZone) -> str | None
     return (f"No samples since {fmt_time(last_dt, zone)} ({fmt_duration(gap)} before the end of the range): "
             "the data is stale. Check that Prometheus still scrapes this service (its targets page), or pick "
             "an earlier range.")
+
+
+def md_code(text: object, *, max_len: int = 200) -> str:
+    """A value from the URL or an event as a Markdown code span: inert and never linkified
+    (GFM turns bare URLs into links in text, even escaped, but not inside code)."""
+    s = " ".join(str(text if text is not None else "").split())
+    if len(s) > max_len:
+        s = s[: max_len - 1] + "…"
+    run = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"

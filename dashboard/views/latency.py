@@ -112,7 +112,7 @@ live = st.sidebar.toggle(
 )
 
 st.caption(
-    f"{esc(service) or 'no service'} · {esc(histogram)} · {zone.note()} Latency in milliseconds; bands show "
+    f"{common.md_code(service) if service else 'no service'} · {esc(histogram)} · {zone.note()} Latency in milliseconds; bands show "
     "the histogram bucket each percentile falls in (interpolation error can be anywhere inside)."
 )
 if not service:
@@ -206,7 +206,7 @@ def panels() -> None:
         if not lat.source:
             st.info(
                 f"No {esc(histogram)}\\_bucket series, native histogram or summary {esc(histogram)} for service "
-                f"{esc(service)} in this range. Check the service name and that Prometheus scrapes it."
+                f"{common.md_code(service)} in this range. Check the service name and that Prometheus scrapes it."
             )
         elif percentiles and lat.quantiles:
             first_q = next(iter(lat.quantiles.values()))["value"]
@@ -289,7 +289,7 @@ def breakdown(tr: common.TimeRange, native: bool = False) -> None:
             bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end,
                                      native=native)
         except ConfigError as exc:  # the typed label, refused before any query ran: not the config file's fault
-            st.error(f"Breakdown: cannot break down by {esc(label)}: {esc(str(exc).rstrip('.'))}. Pick endpoint, version or "
+            st.error(f"Breakdown: cannot break down by {common.md_code(label)}: {common.md_code(str(exc).rstrip('.'), max_len=500)}. Pick endpoint, version or "
                      "pod, or type another label of the histogram.", icon=":material/error:")
             return
     if bd is None:

@@ -114,3 +114,12 @@ def test_plot_x_numbers_only_when_the_browser_draws_the_pages_zone() -> None:
     assert charts.plot_x(ts, fixed).tolist() == ["2026-11-01T00:30:00", "2026-11-01T01:30:00"]
     assert charts.local_time(ts[0], browser) == ts[0].timestamp() * 1000
     assert charts.local_time(ts[0], switched) == "2026-11-01T01:30:00"
+
+
+@pytest.mark.parametrize("value", ["https://evil.example/x", "a`b", "``x``", "`", "www.evil.example [t](http://e)"])
+def test_md_code_fences_any_value(value: str) -> None:
+    """A code span whose fence is longer than any backtick run inside: the value stays one literal."""
+    out = common.md_code(value)
+    fence = out[: len(out) - len(out.lstrip("`"))]
+    assert out.endswith(fence) and fence not in out[len(fence):-len(fence)]
+    assert out[len(fence):-len(fence)].strip() == value

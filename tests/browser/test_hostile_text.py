@@ -52,8 +52,8 @@ def hostile(dashboard: Dashboard) -> dict[str, Deploy]:
 
 def evil_links(driver: Any) -> list[str]:
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"
-        ".filter(h => h.includes('evil.example'))")
+        "return Array.from(document.querySelectorAll('a[href]'))"
+        ".filter(a => a.hostname.includes('evil.example') || a.protocol === 'mailto:').map(a => a.href)")
 
 
 @pytest.mark.parametrize("deploy_id", HOSTILE_IDS)
@@ -70,3 +70,13 @@ def test_links_open_the_deploy_whose_id_they_carry(dashboard: Dashboard, browser
     assert deploy.version in text and "www.evil.example" in text and "https://evil.example/phish" in text
     assert evil_links(browser) == []
     assert_clean_log(dashboard)
+
+
+def test_a_crafted_latency_link_plants_no_link(dashboard: Dashboard, browser: Any) -> None:
+    """Values from the URL (a link someone was sent) are shown inert, never as links: an unknown
+    service falls back to a known one, a typed breakdown label is refused with its name as text."""
+    browser.get(f"{dashboard.url}/latency?svc=https://evil.example/x&lat_range=1h&by=www.evil.example")
+    wait_for(lambda: idle(browser) and "Who is slow?" in body_text(browser), "the latency page")
+    wait_for(lambda: "cannot break down by" in body_text(browser), "the breakdown's refusal")
+    assert "www.evil.example" in body_text(browser)
+    assert evil_links(browser) == []
