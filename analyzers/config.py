@@ -144,6 +144,9 @@ class CanarySettings:
     min_duration_s: float = 5 * 60.0
     alpha: float = 0.01
     gate_token_env: str | None = None
+    #: Extra spread assumed for each version's own bad minutes until the data shows it (>= 1;
+    #: 3 for noisy canary pods: fewer false fails, less power; docs/progressive-delivery.md).
+    dispersion_prior: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -361,29 +364,19 @@ def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
 
 
 def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanarySettings:
-    kw: dict[str, Any] = {}
-    for k in ("interval", "min_duration"):
-        if k in raw:
-            kw[f"{k}_s"] = parse_duration(raw.pop(k), key=f"canary.{k}")
-    for k in ("tolerance", "pass_ratio", "min_requests", "alpha"):
-        if k in raw:
-            kw[k] = float(raw.pop(k))
-    if not 0 < kw.get("alpha", 0.01) < 1:
-        raise ConfigError(f"canary.alpha must be between 0 and 1, got {kw['alpha']}")
+    kw: dict[str, Any] = {f"{k}_s": parse_duration(raw.pop(k), key=f"canary.{k}") for k in ("interval", "min_duration") if k in raw}
+    kw |= {k: float(raw.pop(k)) for k in ("tolerance", "pass_ratio", "min_requests", "alpha", "dispersion_prior") if k in raw}
+    kw |= {k: str(raw.pop(k)) for k in ("label", "selector", "gate_token_env", "canary_match") if k in raw}
+    if kw.get("dispersion_prior", 1.0) < 1 or not 0 < kw.get("alpha", 0.01) < 1:
+        raise ConfigError("canary.dispersion_prior must be >= 1 and canary.alpha between 0 and 1")
     if kw.get("tolerance", 1.1) < 1 or kw.get("pass_ratio", 2.0) <= kw.get("tolerance", 1.1):
         raise ConfigError("canary.tolerance must be >= 1 (a ratio) and canary.pass_ratio larger than it")
     if "metrics" in raw:
         kw["metrics"] = tuple(raw.pop("metrics"))
-        for m in kw["metrics"]:
-            if m not in metrics:
-                raise ConfigError(f"canary.metrics names unknown metric {m!r}")
-    for k in ("label", "selector", "gate_token_env", "canary_match"):
-        if k in raw:
-            kw[k] = str(raw.pop(k))
+        if unknown := [m for m in kw["metrics"] if m not in metrics]:
+            raise ConfigError(f"canary.metrics names unknown metric(s) {unknown}")
     if raw:
-        allowed = ["label", "canary_match", "selector", "metrics", "interval", "tolerance", "pass_ratio", "min_requests",
-                   "min_duration", "alpha", "gate_token_env"]
-        raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {allowed}")
+        raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {sorted(k.removesuffix('_s') for k in CanarySettings.__dataclass_fields__)}")
     return CanarySettings(**kw)
 
 

@@ -56,6 +56,8 @@ _PRIOR_SCALE = 0.8
 _GRID = np.linspace(-math.log(50.0), math.log(50.0), 161)
 #: Upper-tail shares (of the combined requests) that pick the bucket bounds: p50, p90, p99.
 TAIL_SHARES = (0.5, 0.1, 0.01)
+#: Pseudo-intervals of dispersion 1 that the split's dispersion estimate is shrunk with.
+_PHI_PRIOR_INTERVALS = 5
 #: Combined requests needed before the bucket bounds are fixed.
 BOUND_MIN_REQUESTS = 200
 
@@ -119,15 +121,46 @@ def _clean(*arrays: Any) -> list[np.ndarray]:
     return out
 
 
-def _log_lr(x: np.ndarray, y: np.ndarray, s: np.ndarray, theta: np.ndarray, theta0: float) -> np.ndarray:
-    """Cumulative log likelihood ratio, alternatives ``theta`` (rows) vs ``theta0``, per interval (cols)."""
+def _steps(x: np.ndarray, y: np.ndarray, s: np.ndarray, theta: np.ndarray, theta0: float) -> np.ndarray:
+    """Log likelihood ratio of each interval (columns), alternatives ``theta`` (rows) vs ``theta0``."""
     logit_s = np.log(s) - np.log1p(-s)
     a = logit_s[None, :] + theta[:, None]
     a0 = logit_s + theta0
     # log p(theta) = -log(1 + e^-a), log(1 - p(theta)) = -log(1 + e^a)
     lp, lq = -np.logaddexp(0.0, -a), -np.logaddexp(0.0, a)
     lp0, lq0 = -np.logaddexp(0.0, -a0), -np.logaddexp(0.0, a0)
-    return np.cumsum(x[None, :] * (lp - lp0[None, :]) + y[None, :] * (lq - lq0[None, :]), axis=1)
+    return x[None, :] * (lp - lp0[None, :]) + y[None, :] * (lq - lq0[None, :])
+
+
+def split_weights(x: np.ndarray, y: np.ndarray, nx: np.ndarray, ny: np.ndarray, prior: float = 1.0) -> np.ndarray:
+    """Predictable tempering: interval ``i``'s log likelihood ratio is multiplied by ``1 / phi``.
+
+    ``phi`` is the extra-binomial dispersion of the split of events between the versions seen
+    in the intervals *before* ``i`` (Pearson statistic around the rate ratio fitted on them,
+    shrunk towards ``prior`` by ``_PHI_PRIOR_INTERVALS`` pseudo-intervals), at least 1. A weight in
+    (0, 1] fixed before the interval is seen keeps the product a supermartingale under the
+    binomial null (Jensen: E[LR^w] <= E[LR]^w = 1), and when one version's events come in bursts
+    of their own (one bad pod-minute) it scales the evidence down as a quasi-likelihood would.
+    """
+    n = x.size
+    w = np.full(n, 1.0 / max(1.0, prior))
+    s = nx / (nx + ny)
+    t = x + y
+    for i in range(1, n):
+        r = ((x[:i].sum() + 0.5) / nx[:i].sum()) / ((y[:i].sum() + 0.5) / ny[:i].sum())
+        p = s[:i] * r / (s[:i] * r + 1 - s[:i])
+        m = t[:i] > 0
+        pearson = float((((x[:i] - t[:i] * p) ** 2)[m] / (t[:i] * p * (1 - p))[m]).sum())
+        phi = (_PHI_PRIOR_INTERVALS * prior + pearson) / (_PHI_PRIOR_INTERVALS + int(m.sum()))
+        w[i] = 1.0 / max(1.0, phi)
+    return w
+
+
+def _log_lr(x: np.ndarray, y: np.ndarray, s: np.ndarray, theta: np.ndarray, theta0: float,
+            w: np.ndarray | None = None) -> np.ndarray:
+    """Cumulative (tempered) log likelihood ratio per interval, alternatives ``theta`` (rows) vs ``theta0``."""
+    st = _steps(x, y, s, theta, theta0)
+    return np.cumsum(st if w is None else st * w[None, :], axis=1)
 
 
 def _mixture(steps: np.ndarray, deltas: np.ndarray) -> np.ndarray:
@@ -136,28 +169,41 @@ def _mixture(steps: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     return logsumexp(steps + logw[:, None], axis=0)
 
 
-def rate_evidence(x: Any, y: Any, nx: Any, ny: Any, *, tolerance: float = 1.0) -> np.ndarray:
+def rate_evidence(x: Any, y: Any, nx: Any, ny: Any, *, tolerance: float = 1.0, temper: bool = True,
+                  dispersion_prior: float = 1.0) -> np.ndarray:
     """Log e-process per interval against "canary rate <= tolerance x baseline rate".
 
     ``x``/``y``: events of canary/baseline per interval; ``nx``/``ny``: their exposure (requests).
-    Intervals where either version has no exposure add nothing.
+    Intervals where either version has no exposure add nothing. ``temper``: scale each
+    interval by :func:`split_weights` (bursts of one version's own).
     """
     x, y, nx, ny = _clean(x, y, nx, ny)
     ok = (nx > 0) & (ny > 0)
-    s = np.where(ok, nx / np.where(ok, nx + ny, 1.0), 0.5)
-    x, y = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+    x, y, nx, ny = x[ok], y[ok], nx[ok], ny[ok]
     theta0 = math.log(tolerance)
+    out = np.zeros(ok.size)
     if x.size == 0:
-        return np.zeros(0)
-    return _mixture(_log_lr(x, y, s, theta0 + _DELTAS, theta0), _DELTAS)
+        return out
+    s = nx / (nx + ny)
+    w = split_weights(x, y, nx, ny, dispersion_prior) if temper else None
+    e = _mixture(_log_lr(x, y, s, theta0 + _DELTAS, theta0, w), _DELTAS)
+    out[ok] = e
+    return _fill_forward(out, ok)
 
 
-def _rate_ci(x: np.ndarray, y: np.ndarray, s: np.ndarray, alpha: float) -> tuple[float, float]:
+def _fill_forward(e: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Intervals without both versions carry the previous value (0 before the first)."""
+    idx = np.where(ok, np.arange(ok.size), -1)
+    idx = np.maximum.accumulate(idx)
+    return np.where(idx >= 0, e[np.clip(idx, 0, None)], 0.0)
+
+
+def _rate_ci(x: np.ndarray, y: np.ndarray, s: np.ndarray, alpha: float, w: np.ndarray | None = None) -> tuple[float, float]:
     """Always-valid interval of the rate ratio: ratios no two-sided mixture e-process ever rejected."""
     deltas = np.concatenate([-_DELTAS[::-1], _DELTAS])
     keep = []
     for theta0 in _GRID:
-        e = _mixture(_log_lr(x, y, s, theta0 + deltas, theta0), deltas)
+        e = _mixture(_log_lr(x, y, s, theta0 + deltas, theta0, w), deltas)
         keep.append(bool(e.size == 0 or e.max() < math.log(1.0 / alpha)))
     kept = _GRID[np.array(keep)]
     if kept.size == 0:  # every ratio rejected at some look (a sharp change mid-canary): report the estimate
@@ -182,6 +228,7 @@ def compare_rates(
     what: str = "errors",
     dry_run: bool = False,
     interval: bool = True,
+    dispersion_prior: float = 1.0,
 ) -> Comparison:
     """Sequential exact test that the canary's event rate exceeds ``tolerance`` x the baseline's.
 
@@ -199,10 +246,11 @@ def compare_rates(
     if not ok.any():
         missing = "canary" if not (nx > 0).any() else "baseline"
         return Comparison(method=method, status="inconclusive", reason=f"No {missing} requests in the window yet: cannot compare {what}.", **base)
-    e = rate_evidence(x[ok], y[ok], nx[ok], ny[ok], tolerance=tolerance)
+    e = rate_evidence(x[ok], y[ok], nx[ok], ny[ok], tolerance=tolerance, dispersion_prior=dispersion_prior)
     s = nx[ok] / (nx[ok] + ny[ok])
     ratio = (tx / tnx) / (ty / tny) if ty > 0 else (math.inf if tx > 0 else float("nan"))
-    ci = _rate_ci(x[ok], y[ok], s, alpha) if interval else (0.0, math.inf)
+    w = split_weights(x[ok], y[ok], nx[ok], ny[ok], dispersion_prior)
+    ci = _rate_ci(x[ok], y[ok], s, alpha, w) if interval else (0.0, math.inf)
     threshold = math.log(1.0 / alpha)
     hits = np.nonzero(e >= threshold)[0]
     evidence = float(np.exp(min(e.max(), 700.0)))
@@ -270,6 +318,7 @@ def compare_buckets(
     bounds: list[float] | None = None,
     dry_run: bool = False,
     interval: bool = True,
+    dispersion_prior: float = 1.0,
 ) -> Comparison:
     """Latency from histogram buckets: the rate test on requests slower than each chosen bound.
 
@@ -295,7 +344,8 @@ def compare_buckets(
         parts.append(compare_rates(
             metric, c[:, -1] - c[:, j], b[:, -1] - b[:, j], c[:, -1], b[:, -1], alpha=alpha / len(chosen),
             tolerance=tolerance, pass_ratio=pass_ratio, min_exposure=min_exposure,
-            what=f"requests over {_fmt_bound(bound)}", dry_run=dry_run, interval=interval))
+            what=f"requests over {_fmt_bound(bound)}", dry_run=dry_run, interval=interval,
+            dispersion_prior=dispersion_prior))
     worst = next((p for p in parts if p.status == "regressed"), None)
     if worst is None:
         worst = next((p for p in parts if p.status == "inconclusive"), parts[-1])

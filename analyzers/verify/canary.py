@@ -248,7 +248,8 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                 comps.append(compare_rates(
                     spec.key, np.rint(xc.fillna(0.0).to_numpy()), np.rint(xb.fillna(0.0).to_numpy()),
                     np.rint(nc.fillna(0.0).to_numpy()), np.rint(nb.fillna(0.0).to_numpy()), alpha=alpha,
-                    tolerance=cs.tolerance, pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry))
+                    tolerance=cs.tolerance, pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry,
+                    dispersion_prior=cs.dispersion_prior))
             elif spec.per_version and not spec.histogram and not (spec.kind == "ratio" and spec.events):
                 q = level_query(config, spec, deploy)
                 queries[spec.key] = [q]
@@ -279,7 +280,8 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                 c = np.rint(fc[les].fillna(0.0).to_numpy())
                 b = np.rint(fb[les].fillna(0.0).to_numpy())
                 comps.append(compare_buckets(spec.key, les, c, b, alpha=alpha, tolerance=cs.tolerance,
-                                             pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry))
+                                             pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry,
+                                             dispersion_prior=cs.dispersion_prior))
         except PrometheusError as exc:
             comps.append(Comparison(metric=spec.key, method="canary vs baseline", status="inconclusive", alpha=alpha, dry_run=dry,
                                     reason=f"Query failed: {exc}", details={"error": str(exc)}))
