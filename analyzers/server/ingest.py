@@ -266,7 +266,7 @@ class Ingestor:
                     if data is None:
                         metrics.events.labels(source, "ignored", "not_a_deploy").inc()
                         return JSONResponse({"status": "ignored", "reason": "not a deploy event"}, status_code=202)
-                event = parse_event(data, source=source, metric_keys=self.keys)
+                event = parse_event(data, source=source, metric_keys=self.keys, checked=data is raw)
                 event_id = event.event_id or msg_id or body_event_id(body)
                 deploy = event.to_deploy(signed)
                 stored, new = await self.committer.record(event.source, event_id, raw, deploy)
