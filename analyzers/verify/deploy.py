@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from analyzers.config import Config
@@ -286,7 +286,10 @@ def verify_deploy(
                 chart=charts.get(plan.spec.key),
             )
         )
-    overall, reason, retry = _combine(deploy, [m for m in metrics if not m.dry_run], fail_on_no_effect)
+    # A declared effect not seen yet is final only once the window is over: before that a later
+    # look may still see it, so --fail-on-no-effect cannot fail an early poll of verify --wait.
+    window_over = now >= deploy.started_at + timedelta(seconds=config.verification.window_after_s + ramp_s(deploy, config))
+    overall, reason, retry = _combine(deploy, [m for m in metrics if not m.dry_run], fail_on_no_effect and window_over)
     shadow = [m.metric for m in metrics if m.dry_run and m.outcome in ("opposite", "regressed")]
     if shadow:
         warnings.append(f"Dry-run metrics would fail this deploy if enforced: {', '.join(shadow)}.")
