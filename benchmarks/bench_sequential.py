@@ -12,7 +12,8 @@ looked at every 60 s and every 15 s from the first possible look to 30 minutes a
   from 5 minutes on, ``min_points=5``, as the issue's replay), failing at the first "shifted".
 
 Columns: ``*_any``: share of cases called changed at any look by 30 min (a false fail for null
-families, power for shifts); ``fixed_30``: the fixed test at the 30-minute look alone;
+families, power for shifts); ``guard_any``: the same with the shift's own direction declared, as
+a guard watching for it tests it (80 % of alpha to that direction); ``fixed_30``: the fixed test at the 30-minute look alone;
 ``ttd_*``: median minutes from the deploy to the first look that calls it. The series hold one
 point a minute, so a 15-s look sees new data only once a minute: its false-fail rate is the
 60-s one, and its time to detect is earlier by at most 45 s. Seeded; CPU time only.
@@ -64,6 +65,11 @@ def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool)
         out["ttd60"] = (math.ceil((at - deploy_s) / 60.0 - 1e-9) * 60.0) / 60.0
         out["ttd15"] = (math.ceil((at - deploy_s) / 15.0 - 1e-9) * 15.0) / 60.0
         out["seq_dir_ok"] = sc.direction is None or res["direction"] == sc.direction
+    # A guard watching for this shift's direction (its bad direction) gives it 80 % of alpha.
+    if sc.direction is not None:
+        guard = sequential_path(series, sc.deploy_at, sc.direction, kind=sc.kind, window_after_s=HORIZON_S,
+                                transient_s=transient_s).at(alpha)
+        out["guard_any"] = guard["status"] == "shifted" and guard["direction"] == sc.direction
     if not fixed:
         return out
     first_hit = None
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                "ttd_seq60": df["ttd60"].dropna().median() if df["ttd60"].notna().any() else np.nan,
                "ttd_seq15": df["ttd15"].dropna().median() if df["ttd15"].notna().any() else np.nan,
                "seq_dir_ok": f"{int(df['seq_dir_ok'].fillna(False).sum())}/{int(df['seq_any'].sum())}",
-               "seq_ms": df["seq_ms"].median()}
+               "seq_ms": df["seq_ms"].median(),
+               "guard_any": df["guard_any"].mean() if "guard_any" in df else np.nan}
         if fixed:
             row.update(fixed_any=df["fixed_any"].mean(), fixed_30=df["fixed_30"].mean(),
                        ttd_fixed=df["fixed_ttd"].dropna().median() if df["fixed_ttd"].notna().any() else np.nan)
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if fixed:
             row["_ttd_fixed"] = df["fixed_ttd"].dropna().tolist()
     res = pd.DataFrame(rows)
-    cols = ["family", "seq_any"] + (["fixed_any", "fixed_30"] if fixed else []) + ["ttd_seq60", "ttd_seq15"] + \
+    cols = ["family", "seq_any", "guard_any"] + (["fixed_any", "fixed_30"] if fixed else []) + ["ttd_seq60", "ttd_seq15"] + \
         (["ttd_fixed"] if fixed else []) + ["seq_dir_ok", "seq_ms"]
     pd.set_option("display.width", 200)
     print(f"alpha={a.alpha}, n={a.n} seeded cases per family, looks every 60 s and every 15 s up to 30 min, "
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({p2.loc[p2['seq_any'].idxmin(), 'family']}), mean {p2['seq_any'].mean():.3f}"
           + (f"; repeated fixed test min {p2['fixed_any'].min():.2f}, mean {p2['fixed_any'].mean():.3f}" if fixed else "")
           + "   (target >= 0.95)")
+    print(f"  the same with the shift's direction declared (a guard watching for it: 80 % of alpha): "
+          f"min {p2['guard_any'].min():.2f} ({p2.loc[p2['guard_any'].idxmin(), 'family']}), mean {p2['guard_any'].mean():.3f}")
     ttd = [x for lst in p2["_ttd"] for x in lst]
     ttd15 = [x for lst in p2["_ttd15"] for x in lst]
     line = (f"Median time to detect a >= 2 SD shift: sequential {np.median(ttd):.1f} min (60-s looks), "
