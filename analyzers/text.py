@@ -154,18 +154,22 @@ def format_relative(x: Any) -> str:
     return f"{rel * 100:+.0f}%" if abs(rel) >= 0.1 else f"{rel * 100:+.2g}%"
 
 
-def format_change(effect: Any, unit: str = "", *, rel: Any = None, scale: Scale | None = None) -> str:
+def format_change(effect: Any, unit: str = "", *, rel: Any = None, scale: Scale | None = None,
+                  signed: bool = True) -> str:
     """A signed change with its unit, and the relative change apart from it.
 
     For a ratio the change is in percentage points: ``+3.39 pp (x6.5)``; for other units
     ``-106.9 ms (-16%)``. ``rel`` is the change over the before level (0.5 = +50%).
+    ``signed=False`` gives the size alone (``3.39 pp``), for "an increase of ...".
     """
     v = _finite(effect)
     if v is None:
         return "n/a"
     if unit == "ratio":
         scale = _PP
-    out = (scale or value_scale(unit, [v])).render(v, sign=True)
+    if not signed:
+        v = abs(v)
+    out = (scale or value_scale(unit, [v])).render(v, sign=signed)
     if _finite(rel) is not None:
         out += f" ({format_relative(rel)})"
     return out

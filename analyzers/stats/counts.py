@@ -9,9 +9,10 @@ import numpy as np
 from scipy import stats as sps
 
 from analyzers.stats import baselines as bl
-from analyzers.stats.reporting import Ctx, decide, fmt, rel
+from analyzers.stats.reporting import Ctx, decide, fmt, fmt_change, rel
 from analyzers.stats.result import Direction, SeriesResult
 from analyzers.stats.tests_ import poisson_rate_test
+from analyzers.text import format_values, p_equals
 
 __all__ = ["verify_constant", "verify_counts"]
 
@@ -27,10 +28,10 @@ def verify_constant(pre_fin: np.ndarray, post_fin: np.ndarray, raw: np.ndarray, 
     method = "exact test against a constant history"
     if k == 0:
         if kind in ("ratio", "rate", "count", "counter"):
-            return SeriesResult("unchanged", f"Constant at {fmt(c)} before and after the deploy.",
+            return SeriesResult("unchanged", f"Constant at {fmt(c, ctx.unit)} before and after the deploy.",
                                 effect=0.0, effect_rel=0.0 if c else None, effect_ci=(0.0, 0.0), p_value=1.0,
                                 baseline=baseline, method=method, details=details, **common)
-        return SeriesResult("inconclusive", f"The series is constant at {fmt(c)} before and after the "
+        return SeriesResult("inconclusive", f"The series is constant at {fmt(c, ctx.unit)} before and after the "
                             "deploy: nothing varies, so no test can run; check the query.",
                             baseline=baseline, method=method, details=details, **common)
     # Chance that a post point leaves a constant that held for n_pre points (Laplace rule).
@@ -39,16 +40,16 @@ def verify_constant(pre_fin: np.ndarray, post_fin: np.ndarray, raw: np.ndarray, 
     effect = float(np.median(post_fin) - c) if np.median(post_fin) != c else float(np.mean(post_fin) - c)
     direction: Direction = "increase" if effect > 0 else "decrease"
     status, below = decide(significant=p <= alpha, effect=effect, level=level, direction=direction,
-                            min_effect=min_effect, min_effect_rel=min_effect_rel)
+                            min_effect=min_effect, min_effect_rel=min_effect_rel, unit=ctx.unit)
     first = int(np.flatnonzero(np.isfinite(raw[dw:]) & (np.abs(raw[dw:] - c) > 0))[0]) + dw
     if status == "shifted":
-        reason = (f"Constant at {fmt(c)} before the deploy; {k} of {post_fin.size} points after it differ "
-                  f"({direction} of {fmt(effect)}, p={p:.2g}).")
+        reason = (f"Constant at {fmt(c, ctx.unit)} before the deploy; {k} of {post_fin.size} points after it differ "
+                  f"({direction} of {fmt_change(effect, ctx.unit, signed=False)}, {p_equals(p)}).")
     elif below:
-        reason = f"Constant at {fmt(c)} before; the change of {fmt(effect)} after is {below}."
+        reason = f"Constant at {fmt(c, ctx.unit)} before; the change of {fmt_change(effect, ctx.unit)} after is {below}."
     else:
-        reason = (f"Constant at {fmt(c)} before; {k} of {post_fin.size} points after differ, "
-                  f"not enough to call a change (p={p:.2g}).")
+        reason = (f"Constant at {fmt(c, ctx.unit)} before; {k} of {post_fin.size} points after differ, "
+                  f"not enough to call a change ({p_equals(p)}).")
     return SeriesResult(status, reason, direction=direction if status == "shifted" else None,
                         change_at=ctx.at(pre_start + first) if status == "shifted" else None,
                         effect=effect, effect_rel=rel(effect, level), effect_ci=None, p_value=p,
@@ -108,20 +109,29 @@ def verify_counts(
     direction: Direction | None = "increase" if effect > 0 else "decrease" if effect < 0 else None
     status, below = decide(significant=rt.p_value <= alpha and direction is not None, effect=effect,
                             level=level, direction=direction, min_effect=min_effect,
-                            min_effect_rel=min_effect_rel)
+                            min_effect_rel=min_effect_rel, unit=ctx.unit)
     details = dict(details, rate_before=rt.rate_before, rate_after=rt.rate_after, dispersion=rt.dispersion,
                    events_before=float(ev_b.sum()), events_after=float(ev_a.sum()), rate_unit=unit_note)
     ev_txt = f"{ev_b.sum():.0f} events before, {ev_a.sum():.0f} after"
     if status == "shifted":
-        reason = (f"Event rate {'rose' if effect > 0 else 'fell'} from {fmt(level)} to "
-                  f"{fmt(level + effect)} ({ev_txt}, p={rt.p_value:.2g}).")
+        before_txt, after_txt = _levels(level, level + effect, ctx.unit)
+        reason = (f"Event rate {'rose' if effect > 0 else 'fell'} from {before_txt} to "
+                  f"{after_txt} ({ev_txt}, {p_equals(rt.p_value)}).")
     elif below:
-        reason = f"The rate change of {fmt(effect)} is significant but {below}."
+        reason = f"The rate change of {fmt_change(effect, ctx.unit)} is significant but {below}."
     else:
-        reason = f"No change in event rate at the deploy ({ev_txt}, p={rt.p_value:.2g})."
+        reason = f"No change in event rate at the deploy ({ev_txt}, {p_equals(rt.p_value)})."
     first_after = d + int(np.flatnonzero(np.isfinite(ya))[0]) if np.isfinite(ya).any() else d
     return SeriesResult(
         status=status, reason=reason, direction=direction if status == "shifted" else None,
         change_at=ctx.at(first_after) if status == "shifted" else None, effect=effect,
         effect_rel=rel(effect, level), effect_ci=ci, p_value=rt.p_value, baseline=bl.PRE_WINDOW,
         method=rt.method, change_kind="rate" if status == "shifted" else None, details=details, **common)
+
+
+def _levels(before: float, after: float, unit: str) -> tuple[str, str]:
+    """Two levels of one sentence on one scale (with the unit when there is one)."""
+    if unit:
+        a, b = format_values([before, after], unit)
+        return a, b
+    return fmt(before), fmt(after)

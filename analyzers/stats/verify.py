@@ -64,10 +64,21 @@ from analyzers.stats.noise import (
     residual_memory,
     slope_z,
 )
-from analyzers.stats.reporting import Ctx, decide, fmt, iso_str, meaningful, minutes, rel
+from analyzers.stats.reporting import (
+    Ctx,
+    decide,
+    fmt,
+    fmt_change,
+    fmt_interval,
+    iso_str,
+    meaningful,
+    minutes,
+    rel,
+)
 from analyzers.stats.result import ChangeKind, Direction, SeriesResult
 from analyzers.stats.shapes import candidate_shapes, refine_start
 from analyzers.stats.tests_ import directional_pvalue, spread_test
+from analyzers.text import format_relative, p_equals
 
 __all__ = ["verify_series"]
 
@@ -108,7 +119,8 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     requests per step; otherwise the event counts behind each point; selects the
     Poisson rate test), ``seed`` (0), ``window_before_s`` (10800), ``window_after_s``
     (3600), ``max_gap_frac`` (0.5: share of missing points after the deploy that makes
-    the answer inconclusive).
+    the answer inconclusive), ``unit`` ("": the metric's unit, e.g. ``s``, ``ratio``, ``req/s``,
+    only for the reason text, which then writes ``60.9 ms`` or ``3.93 pp``; results are the same).
 
     Raises :class:`NotASeries` when the input is not a time series at all and
     ``ValueError`` for an unknown ``expect``/``kind``; everything else (no data, too few
@@ -127,6 +139,7 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     window_before_s = float(opts.pop("window_before_s", 3 * 3600.0))
     window_after_s = float(opts.pop("window_after_s", 3600.0))
     max_gap_frac = float(opts.pop("max_gap_frac", 0.5))
+    unit = str(opts.pop("unit", "") or "")
     ignored = sorted(opts)
     if expect not in EXPECTS:
         raise ValueError(f"expect must be one of {EXPECTS}, got {expect!r}")
@@ -156,7 +169,7 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     t0, y = to_grid(s_idx, s_val, step_s, secs)
     if kind == "counter":
         y = counter_increases(y)
-    ctx = Ctx(t0, step_s)
+    ctx = Ctx(t0, step_s, unit)
     base_details["step_s"] = step_s
     d = int(math.ceil((deploy - t0).total_seconds() / step_s - 1e-9))
     n = y.size
@@ -388,7 +401,7 @@ def _verify_level(
         significant, change_kind = True, "variance"
     status, below = decide(significant=significant, effect=effect if change_kind == "level" else math.inf,
                             level=level, direction=direction, min_effect=min_effect,
-                            min_effect_rel=min_effect_rel)
+                            min_effect_rel=min_effect_rel, unit=ctx.unit)
     change_at = ctx.at(pre_start + pre_lo + tau)
     details = dict(details, phi=phi, residual_memory=memory, phi_source=phi_est.source, phi_window=phi_est.window_phi,
                    phi_blocks=phi_est.blocks, trend=fit.trend, clipped=n_clipped, earlier_changes=earlier,
@@ -398,23 +411,23 @@ def _verify_level(
     eff_rel = rel(effect, level)
     base_txt = "" if base.name == bl.PRE_WINDOW else f" against the {base.name} baseline"
     if status == "shifted" and change_kind == "level":
-        reason = (f"{direction.capitalize() if direction else 'Change'} of {fmt(effect)}"
-                  f"{'' if eff_rel is None else f' ({eff_rel:+.0%})'} starting {iso_str(change_at)}"
-                  f"{base_txt} (p={p_value:.2g}).")
+        reason = (f"{direction.capitalize() if direction else 'Change'} of {fmt_change(effect, ctx.unit, signed=False)}"
+                  f"{'' if eff_rel is None else f' ({format_relative(eff_rel)})'} starting {iso_str(change_at)}"
+                  f"{base_txt} ({p_equals(p_value)}).")
     elif status == "shifted":
         reason = (f"The spread changed by a factor of {fmt(spread_ratio)} at the deploy{base_txt} "
-                  f"while the level did not move significantly (p={p_value:.2g}).")
+                  f"while the level did not move significantly ({p_equals(p_value)}).")
     elif below:
-        reason = f"A change of {fmt(effect)} at the deploy is significant but {below}."
+        reason = f"A change of {fmt_change(effect, ctx.unit)} at the deploy is significant but {below}."
         change_kind = change_kind or "level"
     else:
-        reason = (f"No change at the deploy{base_txt}: shift {fmt(effect)} "
-                  f"(CI {fmt(ci[0])} to {fmt(ci[1])}), p={p_value:.2g}.")
+        reason = (f"No change at the deploy{base_txt}: shift {fmt_change(effect, ctx.unit)} "
+                  f"({fmt_interval(ci[0], ci[1], ctx.unit)}), {p_equals(p_value)}.")
         if earlier:
             reason = reason[:-1] + f"; an earlier change at {earlier[-1]} is not attributed to the deploy."
         floor = meaningful(min_effect, min_effect_rel, level)
         if floor is not None and max(abs(ci[0]), abs(ci[1])) >= floor:
-            reason = reason[:-1] + (f"; a change of {fmt(floor)} (the minimum meaningful effect) cannot "
+            reason = reason[:-1] + (f"; a change of {fmt_change(floor, ctx.unit, signed=False)} (the minimum meaningful effect) cannot "
                                     "be ruled out yet: more data after the deploy would narrow it.")
     return SeriesResult(
         status=status, reason=reason, direction=direction if status == "shifted" else None,

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from analyzers.stats.reporting import meaningful
+from analyzers.stats.reporting import fmt_change, fmt_interval, meaningful
 from analyzers.stats.sequential import DEFAULT_TRANSIENT_S, SequentialPath, sequential_path
+from analyzers.text import human_duration, p_equals
 
 if TYPE_CHECKING:
     from analyzers.config import Config
@@ -48,13 +49,14 @@ def path_for(series: pd.Series, deploy: Deploy, plan: MetricPlan, config: Config
 
 
 def _mins(s: float) -> str:
-    m = s / 60.0
-    return f"{m:.0f} min" if m >= 1 else f"{s:.0f} s"
+    return human_duration(s)
 
 
 def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: datetime,
-          min_effect: float | None, min_effect_rel: float | None) -> dict[str, Any]:
-    """``res`` with its level decision, p-value and interval taken from the sequence at ``alpha / k``."""
+          min_effect: float | None, min_effect_rel: float | None, *, unit: str = "") -> dict[str, Any]:
+    """``res`` with its level decision, p-value and interval taken from the sequence at ``alpha / k``.
+
+    ``unit`` (the metric's) is written after every number of the reason (:mod:`analyzers.text`)."""
     level_alpha = alpha / max(k, 1)
     until = now.timestamp()
     seq = path.at(level_alpha, until)
@@ -88,21 +90,21 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
         floor = meaningful(min_effect, min_effect_rel, float(level) if level is not None else float("nan"))
         if floor is not None and effect is not None and abs(effect) < floor:
             out.update(status="unchanged", direction=None, change_kind="level",
-                       reason=f"A change of {effect:.3g} is certain at any look but below the minimum meaningful "
-                              f"effect ({floor:.3g}).")
+                       reason=f"A change of {fmt_change(effect, unit)} is certain at any look but below the minimum "
+                              f"meaningful effect ({fmt_change(floor, unit, signed=False)}).")
         else:
             out.update(status="shifted", change_kind="level", direction=seq["direction"])
             if not shifted_before:
                 out["reason"] = (f"{str(seq['direction']).capitalize()} at the deploy, certain at any look "
-                                 f"(always-valid p={p_any:.2g}); interval {_fmt(lo)} to {_fmt(hi)}.")
+                                 f"(always-valid {p_equals(p_any)}); interval {_interval(lo, hi, unit)}.")
     elif shifted_before:
         out.update(status="unchanged", direction=None, change_kind=None,
-                   reason=(f"Not certain at any look yet: the one-look test sees a move (p={res.get('p_value'):.2g}), "
+                   reason=(f"Not certain at any look yet: the one-look test sees a move ({p_equals(res.get('p_value'))}), "
                            f"but the confidence sequence over every look still holds zero "
-                           f"({_fmt(lo)} to {_fmt(hi)}); it narrows as data arrives."))
+                           f"({_interval(lo, hi, unit)}); it narrows as data arrives."))
     if tr and tr.get("recovered") and out.get("status") != "shifted":
         text = (f"transient at deploy, recovered after {_mins(tr['recovered_after_s'])} "
-                f"(peak {tr['peak']:+.3g}, {tr['peak_sd']:+.1f} SD)")
+                f"(peak {fmt_change(tr['peak'], unit)}, {tr['peak_sd']:+.1f} SD)")
         out["transient"] = dict(tr, text=text)
         out["reason"] = f"{out.get('reason', '').rstrip('.')}; {text}."
     elif tr:
@@ -110,8 +112,9 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
     return out
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
+def _interval(lo: float | None, hi: float | None, unit: str) -> str:
+    """``-225.0 ms to +29.6 ms`` (one scale) with a unit, else ``-0.225 to 0.0296``."""
+    return fmt_interval(lo, hi, unit).removeprefix("CI ")
 
 
 def _method(path: SequentialPath) -> str:

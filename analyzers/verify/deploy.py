@@ -211,6 +211,7 @@ def verify_deploy(
                 kind=plan.spec.kind,
                 min_points=plan.spec.min_points,
                 ramp_s=ramp_s(deploy, config),
+                unit=plan.spec.unit,  # numbers in the reason carry the metric's unit
             ).to_dict()
         except AnalyzerError as exc:
             raw.append(MetricRun.failed(plan, query, "inconclusive", str(exc)))
@@ -238,7 +239,8 @@ def verify_deploy(
         run = raw[i]
         plan = run.plan
         min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
-        seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel)
+        seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel,
+                                unit=plan.spec.unit)
         if plan.spec.histogram and seq_res.get("status") == "shifted":
             seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)
             seq_res = with_buckets(seq_res, alpha / k)

@@ -39,3 +39,28 @@ def test_a_spread_only_change_is_described_without_a_direction() -> None:
     text = _reason(_plan("latency_p99", "expectation", "decrease"), "confirmed", res)
     assert "spread x0.095, no level change" in text
     assert "-106.9 ms" not in text and "-16%" not in text
+
+
+def _step(before: float, after: float, sd: float) -> object:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(7)  # seeded: the same series on every machine
+    idx = pd.date_range("2026-11-20 07:00", periods=240, freq="1min", tz="UTC")
+    values = np.where(np.arange(240) < 180, before, after) + rng.normal(0, sd, 240)
+    return pd.Series(values, index=idx)
+
+
+def test_verify_series_writes_its_reason_in_the_unit_it_is_given() -> None:
+    import re
+
+    from analyzers.stats import verify_series
+
+    deploy_at = "2026-11-20T10:00:00Z"
+    res = verify_series(_step(0.200, 0.260, 0.005), deploy_at, expect="increase", unit="s")
+    assert res.status == "shifted"
+    assert re.search(r"Increase of 6\d\.\d ms \(\+\d\d%\) starting .* \(p < 0\.0001\)\.$", res.reason), res.reason
+    ratio = verify_series(_step(0.005, 0.040, 0.001), deploy_at, expect="increase", unit="ratio")
+    assert re.search(r"Increase of 3\.\d\d pp \(x\d", ratio.reason), ratio.reason
+    bare = verify_series(_step(0.200, 0.260, 0.005), deploy_at, expect="increase")
+    assert re.search(r"Increase of 0\.06\d+ \(", bare.reason) and "ms" not in bare.reason  # no unit named: plain numbers
