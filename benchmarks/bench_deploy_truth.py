@@ -13,24 +13,21 @@ of its analysis window (the last look: with sequential decisions, certain at any
 Prints agreement with the truth per case type, fails on no-ops and on declared improvements
 (target 0 for both) and overall agreement (target >= 99.5 %).
 
-    .venv/bin/python benchmarks/bench_deploy_truth.py [--seeds 20] [--hours 24] [--services 6] [--days 3]
+    .venv/bin/python -m benchmarks.bench_deploy_truth [--seeds 20] [--hours 24] [--services 6] [--days 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analyzers.verify.deploy import verify_deploy  # noqa: E402
-from benchmarks.fleet_data import STEP_S, FleetParams, fleet_config, plan_fleet, service_series  # noqa: E402
+from analyzers.verify.deploy import verify_deploy
+from benchmarks.fleet_data import STEP_S, FleetParams, fleet_config, plan_fleet, service_series
 
 BASE_END = datetime(2026, 3, 20, tzinfo=UTC)
 RATE_STEPS = 4  # rate(x[4m]) on the 60 s grid: 4 scrape intervals, as the verifier's rate window

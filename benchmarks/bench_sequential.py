@@ -18,24 +18,21 @@ a guard watching for it tests it (80 % of alpha to that direction); ``fixed_30``
 point a minute, so a 15-s look sees new data only once a minute: its false-fail rate is the
 60-s one, and its time to detect is earlier by at most 45 s. Seeded; CPU time only.
 
-    .venv/bin/python benchmarks/bench_sequential.py [--n 100] [--alpha 0.01] [--transient 300]
+    .venv/bin/python -m benchmarks.bench_sequential [--n 100] [--alpha 0.01] [--transient 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analyzers.demo.seriesgen import NULL_FAMILIES, TRANSIENT_FAMILIES, scenario  # noqa: E402
-from analyzers.stats import verify_series  # noqa: E402
-from analyzers.stats.sequential import sequential_path  # noqa: E402
+from analyzers.demo.seriesgen import NULL_FAMILIES, TRANSIENT_FAMILIES, scenario
+from analyzers.stats import verify_series
+from analyzers.stats.sequential import sequential_path
 
 #: Shift families of 2 SD or more (the power and time-to-detect targets), then the rest.
 SHIFTS_2SD = ("step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal", "ramp20", "ramp30", "big4",
