@@ -418,3 +418,28 @@ def test_demo_generates_and_writes_in_well_under_a_minute(tmp_path: Path) -> Non
 def test_naive_end_is_taken_as_utc() -> None:
     naive = datetime(2026, 11, 20, 12, 0)
     assert small_scenario(end=naive, step_s=300).end == naive.replace(tzinfo=UTC)
+
+
+def test_the_demo_config_slos_burn_under_1x_in_the_normal_state_and_over_it_on_a_latency_regression(
+        tmp_path: Path) -> None:
+    """Burn rate = bad share / (1 - objective), from the scenario's own bucket counts: under 1x over
+    the last day for every service (the demo's SLO panel must not cry wolf), over 1x in the 30 min
+    after checkout's latency regression."""
+    from analyzers.config import load_config
+    from analyzers.demo.run import _write_demo_config
+
+    cfg = load_config(_write_demo_config(tmp_path, "http://127.0.0.1:9", "sqlite:///x.db", 8501))
+    scenario = demo_scenario(seed=7, end=datetime(2026, 12, 1, 21, tzinfo=UTC))
+    per_day = 86400 // scenario.step_s
+
+    def burn(service: str, sl: slice) -> float:
+        slo = cfg.slo_for(service)
+        cum = np.cumsum(scenario.service_increments(service)["buckets"], axis=1)[sl]
+        j = LE_LABELS.index(f"{slo.threshold_s:g}")
+        return float(1 - cum[:, j].sum() / cum[:, -1].sum()) / (1 - slo.objective)
+
+    for service in scenario.services:
+        assert burn(service, slice(scenario.n_steps - per_day, None)) < 1.0, service
+    bad = scenario.deploy("latency_regression")
+    k = scenario.index_of(bad.finished_at)
+    assert burn("checkout", slice(k, k + 1800 // scenario.step_s)) > 2.0
