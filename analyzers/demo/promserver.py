@@ -169,7 +169,8 @@ class PrometheusServer:
     labels so scraped series continue backfilled ones of the same labels; none by default.
     ``remote_write=True`` turns the remote-write receiver on (tests that push samples);
     ``exemplars=True`` adds ``--enable-feature=exemplar-storage``. Out-of-order samples up to
-    ``out_of_order_window`` old (e.g. ``"30d"``) are optionally accepted.
+    ``out_of_order_window`` old (e.g. ``"30d"``) are optionally accepted. ``work_dir`` keeps the
+    config and ``prometheus.log`` there (left after :meth:`stop`) instead of a temporary directory.
     """
 
     def __init__(
@@ -187,6 +188,7 @@ class PrometheusServer:
         scrape_interval: str = "15s",
         remote_write: bool = False,
         exemplars: bool = False,
+        work_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.tsdb_dir = Path(tsdb_dir).resolve()
         self.host = host
@@ -201,6 +203,7 @@ class PrometheusServer:
         self.remote_write = remote_write
         self.exemplars = exemplars
         self.command: list[str] = []
+        self.work_dir = Path(work_dir).resolve() if work_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._work: Path | None = None
 
@@ -248,7 +251,11 @@ class PrometheusServer:
                 "(port=0 picks a free one)"
             )
         self.tsdb_dir.mkdir(parents=True, exist_ok=True)
-        self._work = Path(tempfile.mkdtemp(prefix="prometheus-"))
+        if self.work_dir is not None:  # kept after stop (the demo's, so its log outlives --no-block)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self._work = self.work_dir
+        else:
+            self._work = Path(tempfile.mkdtemp(prefix="prometheus-"))
         config = self._work / "prometheus.yml"
         config.write_text(self._config_text())
         cmd = [
@@ -262,7 +269,7 @@ class PrometheusServer:
             *self.extra_args,
         ]
         self.command = cmd
-        log = (self._work / "prometheus.log").open("wb")
+        log = (self._work / "prometheus.log").open("ab" if self.work_dir is not None else "wb")
         try:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self._work)
         finally:
@@ -302,9 +309,9 @@ class PrometheusServer:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._work is not None:
+        if self._work is not None and self._work != self.work_dir:
             shutil.rmtree(self._work, ignore_errors=True)
-            self._work = None
+        self._work = None
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

@@ -163,7 +163,7 @@ def run_demo(
             _say(f"starting Prometheus at {prom_url} (scraping the traffic simulator every {scrape_interval}) ...")
             server = PrometheusServer(data / "tsdb", port=prometheus_port, retention="30d",
                                       scrape_targets=[f"127.0.0.1:{simulator_port}"], scrape_interval=scrape_interval,
-                                      exemplars=True).start()
+                                      exemplars=True, work_dir=data / "prometheus").start()
             started.append(server.stop)
             if server.pid is not None:
                 pids.append(_pid_record("prometheus", server.pid, server.command))
