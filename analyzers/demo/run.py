@@ -14,6 +14,7 @@ running for ``demo --stop``, which signals only processes it can prove are the d
 
 from __future__ import annotations
 
+import argparse
 import base64
 import functools
 import json
@@ -424,3 +425,66 @@ def _terminate(proc: subprocess.Popen[Any]) -> None:
     from analyzers.demo.promserver import stop_process
 
     stop_process(proc, 10.0)
+
+
+def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``demo`` subcommand's parser on ``sub`` (the CLI's subparsers), returned for ``set_defaults``."""
+    d: argparse.ArgumentParser = sub.add_parser(
+        "demo", help="start Prometheus, the receiver and the dashboard on live demo data",
+        description="`demo` starts everything; `demo deploy --service S --effect E` deploys while it runs; "
+                    "`demo --stop` ends what `--no-block` left running.")
+    d.add_argument("action", nargs="?", choices=("start", "deploy"), default="start",
+                   help="deploy: roll a new version of --service out in the running demo")
+    d.add_argument("--service", help="demo deploy: checkout, search or payments")
+    d.add_argument("--effect", default="noop",
+                   help="demo deploy: noop, latency+30%%, latency-20%%, tail+50%%, errors x5 (comma-joined)")
+    d.add_argument("--rollout", type=float, help="seconds a rolling update takes (default 120)")
+    d.add_argument("--no-wait", action="store_true", help="demo deploy: return once the rollout has started")
+    d.add_argument("--strategy", choices=("rolling", "canary"), default="rolling",
+                   help="demo deploy: rolling update, or a canary at 10%%, 50%%, then 100%% gated by the receiver")
+    d.add_argument("--canary-step", type=float, help="seconds a canary holds each weight (default 300)")
+    d.add_argument("--simulator-port", type=int, default=int(os.environ.get("SIMULATOR_PORT", "9469")))
+    d.add_argument("--scrape-interval", default="15s", help="how often Prometheus scrapes the simulator")
+    d.add_argument("--deploy-every", type=float, default=900.0, help="seconds between automatic deploys (0: none)")
+    d.add_argument("--quick-checks", action="store_true",
+                   help="short verification windows: a first verdict about 3 min after a deploy (tests)")
+    d.add_argument("--prometheus-port", type=int, default=int(os.environ.get("PROMETHEUS_PORT", "9090")))
+    d.add_argument("--receiver-port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")))
+    d.add_argument("--dashboard-port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "8501")))
+    d.add_argument("--data-dir", default=".demo")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--fresh", action="store_true", help="regenerate the demo data")
+    d.add_argument("--no-block", action="store_true", help="start, load, print URLs and exit (leave servers running)")
+    d.add_argument("--stop", action="store_true", help="stop what a --no-block run left running")
+    d.add_argument("--scenario", choices=("demo", "small"), default="demo", help="small: 34 h, 6 deploys (fast, for tests)")
+    return d
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """``python -m analyzers demo [deploy]`` and ``demo --stop``."""
+    if args.stop:
+        return stop_demo(args.data_dir)
+    if args.action == "deploy":
+        from analyzers.demo.control import request_deploy
+
+        if not args.service:
+            raise AnalyzerError("demo deploy needs --service (checkout, search or payments)")
+        request_deploy(args.data_dir, args.service, args.effect, rollout_s=args.rollout, wait=not args.no_wait,
+                       strategy=args.strategy, canary_step_s=args.canary_step)
+        return 0
+    return run_demo(
+        prometheus_port=args.prometheus_port,
+        receiver_port=args.receiver_port,
+        dashboard_port=args.dashboard_port,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        fresh=args.fresh,
+        block=not args.no_block,
+        scenario=args.scenario,
+        simulator_port=args.simulator_port,
+        scrape_interval=args.scrape_interval,
+        deploy_every_s=args.deploy_every,
+        rollout_s=args.rollout if args.rollout is not None else 120.0,
+        quick_checks=args.quick_checks,
+        canary_step_s=args.canary_step if args.canary_step is not None else 300.0,
+    )
