@@ -58,7 +58,7 @@ def test_demo_brings_up_everything_live_and_reuses_it(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     args = ["--scenario", "small", "--data-dir", str(data), "--prometheus-port", ports[0],
             "--receiver-port", ports[1], "--dashboard-port", ports[2], "--simulator-port", ports[3],
-            "--scrape-interval", "2s", "--deploy-every", "0", "--quick-checks", "--canary-step", "90", "--no-block"]
+            "--scrape-interval", "2s", "--deploy-every", "0", "--quick-checks", "--canary-step", "120", "--no-block"]
     prom, receiver = f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
     try:
         first = _demo(*args)
