@@ -11,6 +11,7 @@ from scripts.import_map import (
     cycles,
     dashboard_private,
     layer_of,
+    oversized,
     render,
     scan,
     upward,
@@ -63,3 +64,15 @@ def test_dashboard_imports_only_public_analyzers_modules() -> None:
 
 def test_internals_import_map_is_current() -> None:
     assert current_section() == render(MODULES), "docs/internals.md import map is stale: run make import-map"
+
+
+def test_runtime_modules_stay_under_500_lines() -> None:
+    """Modules that fit in a head: analyzers/ (the demo tooling aside) and dashboard/."""
+    assert oversized(MODULES) == [], "split by responsibility: " + ", ".join(f"{m} ({n} lines)" for m, n in oversized(MODULES))
+
+
+def test_size_rule_sees_big_modules() -> None:
+    g = {"analyzers.stats.big": Module("analyzers.stats.big", Path("x"), 500),
+         "analyzers.demo.big": Module("analyzers.demo.big", Path("y"), 900),
+         "dashboard.views.ok": Module("dashboard.views.ok", Path("z"), 499)}
+    assert oversized(g) == [("analyzers.stats.big", 500)]
