@@ -29,6 +29,7 @@ from analyzers.text import (
     format_values,
     human_duration,
 )
+from analyzers.verify.combined import CombinedMetric, combine, combine_metrics
 
 BADGES = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
@@ -145,6 +146,35 @@ def metric_cells(m: MetricVerdict) -> tuple[str, ...]:
     )
 
 
+#: Columns of the side-by-side table (before/after next to canary vs baseline, per metric).
+SIDE_COLUMNS = ("metric", "before/after", "canary vs baseline", "together")
+
+
+def _half(m: MetricVerdict | None) -> str:
+    if m is None:
+        return "not checked"
+    out = OUTCOME_LABEL.get(m.outcome, m.outcome) + ("" if not m.dry_run else " (dry-run)")
+    eff = effect_text(m)
+    return out if eff == "n/a" else f"{out}: {eff}"
+
+
+def side_cells(c: CombinedMetric) -> tuple[str, ...]:
+    """One metric's before/after result, canary result and the combined outcome (who decided)."""
+    together = OUTCOME_LABEL.get(c.outcome, c.outcome)
+    if c.decided_by != "neither":
+        together += f" (decided by {c.decided_by})"
+    return (c.metric, _half(c.before_after), _half(c.canary), together)
+
+
+def side_by_side(verdict: DeployVerdict, canary: DeployVerdict | None) -> tuple[str, str, list[CombinedMetric]] | None:
+    """The combined overall, its reason and the rows, or None without a canary verdict to compare."""
+    if canary is None:
+        return None
+    ba = verdict if verdict.check_kind != "canary" else None
+    overall, reason = combine(canary, ba)
+    return overall, reason, combine_metrics(canary, ba)
+
+
 def failing_first(verdict: DeployVerdict) -> list[MetricVerdict]:
     """Failing metrics first, then inconclusive ones, then the rest, each in catalog order."""
     rank = {"opposite": 0, "regressed": 0, "error": 1, "inconclusive": 1}
@@ -158,9 +188,13 @@ def _md_cell(text: str) -> str:
 
 def render_markdown(
     verdict: DeployVerdict, deploy: Deploy | None = None, *, dashboard_url: str | None = None,
-    zone: str | tzinfo | None = "UTC",
+    zone: str | tzinfo | None = "UTC", canary: DeployVerdict | None = None,
 ) -> str:
-    """Markdown report (GitHub-flavoured), sized for a pull-request comment."""
+    """Markdown report (GitHub-flavoured), sized for a pull-request comment.
+
+    With ``canary`` (the deploy's latest canary verdict), a table puts each metric's
+    before/after and canary-vs-baseline results side by side with the combined outcome
+    (:mod:`analyzers.verify.combined`)."""
     lines: list[str] = []
     title = f"{verdict.service or (deploy.service if deploy else '')} {verdict.version or (deploy.version if deploy else '')}".strip()
     lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {md_text(title)} — **{BADGES[verdict.overall]}**")
@@ -191,6 +225,18 @@ def render_markdown(
     for m in failing_first(verdict):
         lines.append("| " + " | ".join(_md_cell(c) for c in metric_cells(m)) + " |")
     lines.append("")
+    side = side_by_side(verdict, canary)
+    if side is not None:
+        overall, why, rows = side
+        lines.append(f"### Before/after and canary vs baseline: {ICONS[overall]} **{BADGES[overall]}** together")
+        lines.append("")
+        lines.append(md_text(why, limit=2000, line_start=True))
+        lines.append("")
+        lines.append("| " + " | ".join(SIDE_COLUMNS) + " |")
+        lines.append("|" + "---|" * len(SIDE_COLUMNS))
+        for row in rows:
+            lines.append("| " + " | ".join(_md_cell(c) for c in side_cells(row)) + " |")
+        lines.append("")
     if verdict.overlapping:
         lines.append("**Overlapping deploys:** " + ", ".join(md_code(d) for d in verdict.overlapping))
         lines.append("")
@@ -222,12 +268,23 @@ def render_markdown(
 REPORT_SCHEMA = "deploy-verdict/v1"
 
 
-def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None) -> dict[str, Any]:
-    return {"schema": REPORT_SCHEMA, "deploy": deploy.to_dict() if deploy else None, "verdict": verdict.to_dict()}
+def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None, *,
+                canary: DeployVerdict | None = None) -> dict[str, Any]:
+    """The JSON report; with a canary verdict also ``canary`` (that verdict) and ``combined``
+    (``verdict``, ``reason``, per metric ``before_after`` / ``canary`` / ``outcome`` / ``decided_by``)."""
+    out: dict[str, Any] = {"schema": REPORT_SCHEMA, "deploy": deploy.to_dict() if deploy else None,
+                           "verdict": verdict.to_dict()}
+    side = side_by_side(verdict, canary)
+    if canary is not None and side is not None:
+        overall, why, rows = side
+        out["canary"] = canary.to_dict()
+        out["combined"] = {"verdict": overall, "reason": why, "metrics": [r.to_dict() for r in rows]}
+    return out
 
 
-def render_json(verdict: DeployVerdict, deploy: Deploy | None = None) -> str:
-    return json.dumps(report_dict(verdict, deploy), indent=2, sort_keys=False, allow_nan=False, default=str)
+def render_json(verdict: DeployVerdict, deploy: Deploy | None = None, *, canary: DeployVerdict | None = None) -> str:
+    return json.dumps(report_dict(verdict, deploy, canary=canary), indent=2, sort_keys=False, allow_nan=False,
+                      default=str)
 
 
 def render_json_many(items: Sequence[tuple[DeployVerdict, Deploy | None]]) -> str:
@@ -311,11 +368,26 @@ td.why{min-width:10rem} .dash{font-size:1rem} .scroll{overflow-x:auto}
 _WHY = ' class="why"'
 
 
+def _side_html(verdict: DeployVerdict, canary: DeployVerdict | None) -> str:
+    side = side_by_side(verdict, canary)
+    if side is None:
+        return ""
+    e = html.escape
+    overall, why, rows = side
+    head = "".join(f"<th>{e(k)}</th>" for k in SIDE_COLUMNS)
+    body = "".join("<tr>" + "".join(f'<td data-label="{e(k)}">{e(plain(c, limit=None))}</td>'
+                                    for k, c in zip(SIDE_COLUMNS, side_cells(r), strict=True)) + "</tr>" for r in rows)
+    return (f'<h2 id="side-by-side">Before/after and canary vs baseline: <span class="badge {overall}">'
+            f"{BADGES[overall]}</span> together</h2><p>{e(plain(why, limit=2000))}</p>"
+            f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+
+
 def render_html(
     verdict: DeployVerdict, deploy: Deploy | None = None, *, dashboard_url: str | None = None,
-    zone: str | tzinfo | None = "UTC",
+    zone: str | tzinfo | None = "UTC", canary: DeployVerdict | None = None,
 ) -> str:
-    """A self-contained HTML page (no external scripts or styles); all text escaped."""
+    """A self-contained HTML page (no external scripts or styles); all text escaped. With
+    ``canary``, a second table shows before/after and canary vs baseline side by side."""
     e = html.escape
     deploy_at = deploy.started_at.timestamp() if deploy is not None else None
     labels = [*COLUMNS, "around the deploy", "PromQL"]
@@ -355,7 +427,7 @@ def render_html(
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
 <p>{e(plain(verdict.reason, limit=2000))}</p>{link}
 <div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>
-{warns}{facts}
+{_side_html(verdict, canary)}{warns}{facts}
 <p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>
 </body></html>
 """

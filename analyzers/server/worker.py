@@ -50,6 +50,7 @@ from analyzers.events.store.base import SQLStore
 from analyzers.events.store.scheduling import Check
 from analyzers.model import Deploy, DeployVerdict
 from analyzers.text import redact
+from analyzers.verify.combined import canary_serving, latest_pair
 from analyzers.verify.deploy import nearby_deploys, plan_metrics, rate_window, verify_deploy
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class Worker:
         try:
             others = nearby_deploys(self.store, deploy, self.config)
             verdict = verify_deploy(deploy, self.config, self.client, others=others, now=now)
+            canary = self.judge_canary(deploy, now)
         except PrometheusUnreachable as exc:
             delay = self.outage_delay()
             retry = now + timedelta(seconds=delay)
@@ -200,9 +202,11 @@ class Worker:
             return None
         self.outages = 0
         self.paused_until = None
-        prev = self.store.latest_verdict(deploy.deploy_id)
+        prev_canary, prev = latest_pair(self.store.verdict_history(deploy.deploy_id))
         from dataclasses import replace
 
+        if canary is not None:  # saved first, so the deploy's latest verdict stays the before/after one
+            self.store.save_verdict(replace(canary, changes=describe_changes(prev_canary, canary)))
         verdict = replace(verdict, check_kind=check.kind, changes=describe_changes(prev, verdict))
         self.store.save_verdict(verdict)
         if self.on_verdict is not None:
@@ -221,6 +225,25 @@ class Worker:
             retry_at = now + timedelta(seconds=max(verdict.retry_after_s, self.config.verification.step_s))
         self.store.complete_check(check, self.worker_id, now, retry_at=retry_at)
         return verdict
+
+    def judge_canary(self, deploy: Deploy, now: datetime) -> DeployVerdict | None:
+        """The canary-vs-baseline verdict while both versions serve, else None (nothing to store).
+
+        A canary that is not serving (no version label, not started, promoted already) gives
+        an inconclusive-no-data judgement, which must never replace a real verdict, so it is
+        not stored. An unreachable Prometheus raises (the check is retried, nothing stored).
+        """
+        from analyzers.verify.canary import canary_verdict, judge_canary
+
+        try:
+            report = judge_canary(deploy, self.config, self.client, now=now, raise_unreachable=True)
+        except PrometheusUnreachable:
+            raise
+        except AnalyzerError as exc:  # e.g. a bad [canary] setting: the before/after verdict still stands
+            log.warning("canary check of %s could not run: %s", deploy.deploy_id, redact(str(exc)))
+            return None
+        verdict = canary_verdict(deploy, report, now=now)
+        return verdict if canary_serving(verdict) else None
 
     def outage_delay(self) -> float:
         """Seconds until the next try after one more consecutive outage (bounded, jittered)."""

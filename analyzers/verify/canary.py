@@ -19,7 +19,7 @@ whoever polls and how often: one error budget (``[canary].alpha``, Bonferroni ov
 metrics) per canary.
 
 :func:`canary_verdict` turns the judgement into a :class:`~analyzers.model.DeployVerdict`
-(``check_kind="canary"``, metric ``role="canary"``), and :func:`combine` merges it with the
+(``check_kind="canary"``, metric ``role="canary"``), and :func:`analyzers.verify.combined.combine` merges it with the
 before/after verdict: either failing fails; otherwise the canary decides while it runs.
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.config import Config, MetricSpec, format_duration
-from analyzers.errors import AnalyzerError, ConfigError, PrometheusError
+from analyzers.errors import AnalyzerError, ConfigError, PrometheusError, PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, Outcome
 from analyzers.stats.canary import (
     CanaryJudgement,
@@ -47,6 +47,7 @@ from analyzers.stats.canary import (
     compare_rates,
     judge,
 )
+from analyzers.verify.combined import combine  # noqa: F401  (re-exported: the one rule lives there)
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -209,8 +210,13 @@ def _missing_version(metric: str, label: str, canary: str, is_canary: Callable[[
     return Comparison(metric=metric, method="canary vs baseline", status="inconclusive", reason=why, alpha=alpha, dry_run=dry_run)
 
 
-def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, now: datetime | None = None) -> CanaryReport:
-    """Compare the deploy's version with the others over the minutes since it started."""
+def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, now: datetime | None = None,
+                 raise_unreachable: bool = False) -> CanaryReport:
+    """Compare the deploy's version with the others over the minutes since it started.
+
+    A failed query makes its metric inconclusive; with ``raise_unreachable`` an unreachable
+    Prometheus raises :class:`~analyzers.errors.PrometheusUnreachable` instead (the worker's
+    outage contract: retry, store nothing)."""
     cs = config.canary
     now = now or datetime.now(UTC)
     step = cs.interval_s
@@ -283,6 +289,8 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                                              pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry,
                                              dispersion_prior=cs.dispersion_prior))
         except PrometheusError as exc:
+            if raise_unreachable and isinstance(exc, PrometheusUnreachable):
+                raise
             comps.append(Comparison(metric=spec.key, method="canary vs baseline", status="inconclusive", alpha=alpha, dry_run=dry,
                                     reason=f"Query failed: {exc}", details={"error": str(exc)}))
     if warnings:
@@ -326,25 +334,6 @@ def canary_verdict(deploy: Deploy, report: CanaryReport, *, now: datetime | None
         checked_at=now or datetime.now(UTC), service=deploy.service, version=deploy.version,
         warnings=tuple(warnings), multiple_testing=f"Bonferroni over {len(metrics)} canary metric(s), always-valid over every look",
         check_kind="canary")
-
-
-def combine(canary: DeployVerdict | None, before_after: DeployVerdict | None) -> tuple[str, str]:
-    """Gate verdict from the canary and the before/after verdicts (either may be missing).
-
-    Either failing fails. Otherwise the canary decides while it has data; without a canary
-    judgement the before/after verdict stands; without either, inconclusive.
-    """
-    if canary is not None and canary.overall == "fail":
-        return "fail", canary.reason
-    if before_after is not None and before_after.overall == "fail":
-        return "fail", "Before/after: " + before_after.reason
-    if canary is not None and any(m.outcome != "inconclusive" or "No series" not in m.reason for m in canary.metrics):
-        return canary.overall, canary.reason
-    if before_after is not None:
-        return before_after.overall, "Before/after: " + before_after.reason
-    if canary is not None:
-        return canary.overall, canary.reason
-    return "inconclusive", "No verdict yet for this deploy: wait for the first check."
 
 
 def safe_judge(deploy: Deploy, config: Config, client: PrometheusClient | None, *, now: datetime | None = None) -> DeployVerdict | None:

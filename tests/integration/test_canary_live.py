@@ -145,3 +145,55 @@ def test_gauge_per_version_paired_level_test(canary_prom: CanaryProm) -> None:  
     assert shop.queries["memory"] == ['avg by (version) (process_resident_memory_bytes{service="shop"})']
     (c,) = judge_canary(_deploy(canary_prom, "cart"), cfg, client, now=canary_prom.now).judgement.comparisons
     assert c.status != "regressed", c.reason
+
+
+def _worker_run(cp: CanaryProm, tmp_path: Path, service: str, url: str | None = None) -> tuple[list, list, list]:
+    from analyzers.server.worker import Worker
+
+    cfg = _cfg(cp).with_prometheus_url(url or cp.url)
+    store = open_store(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        d = _deploy(cp, service)
+        store.record_event("generic", d.deploy_id, {"service": service}, d)
+        worker = Worker(store, cfg, clock=lambda: cp.now, deliver_fn=lambda *a, **k: [])
+        produced = worker.run_once()
+        return produced, store.verdict_history(d.deploy_id), store.list_checks(d.deploy_id)
+    finally:
+        store.close()
+
+
+def test_worker_stores_a_canary_verdict_beside_before_after(canary_prom: CanaryProm, tmp_path: Path) -> None:  # noqa: F811
+    from analyzers.verify.combined import combine, latest_pair
+
+    produced, history, _ = _worker_run(canary_prom, tmp_path, "shop")
+    assert len(produced) == 1 and produced[0].check_kind == "first"
+    assert [v.check_kind for v in history] == ["canary", "first"]  # the before/after verdict stays the latest
+    canary, before_after = latest_pair(history)
+    assert canary is not None and canary.overall == "fail"
+    assert {m.metric: m.outcome for m in canary.metrics}["error_ratio"] == "regressed"
+    assert canary.changes == ("first verdict",)
+    overall, _why = combine(canary, before_after)
+    assert overall == "fail"  # the canary's regression fails the deploy whatever before/after says
+
+
+def test_worker_stores_no_canary_verdict_without_canary_traffic(canary_prom: CanaryProm, tmp_path: Path) -> None:  # noqa: F811
+    produced, history, _ = _worker_run(canary_prom, tmp_path, "quiet")
+    assert len(produced) == 1
+    assert [v.check_kind for v in history] == ["first"]  # "no series with version=v2" replaces nothing
+
+
+def test_worker_outage_stores_neither_verdict(canary_prom: CanaryProm, tmp_path: Path,  # noqa: F811
+                                              stopped_prometheus_url: str) -> None:
+    produced, history, checks = _worker_run(canary_prom, tmp_path, "shop", url=stopped_prometheus_url)
+    assert produced == [] and history == []
+    first = next(c for c in checks if c.kind == "first")
+    assert first.state == "pending" and "could not check" in (first.error or "")
+
+
+def test_canary_unreachable_raises_for_the_worker(canary_prom: CanaryProm, stopped_prometheus_url: str) -> None:  # noqa: F811
+    from analyzers.errors import PrometheusUnreachable
+
+    cfg = _cfg(canary_prom).with_prometheus_url(stopped_prometheus_url)
+    with pytest.raises(PrometheusUnreachable):
+        judge_canary(_deploy(canary_prom, "cart"), cfg, PrometheusClient(cfg.prometheus), now=canary_prom.now,
+                     raise_unreachable=True)
