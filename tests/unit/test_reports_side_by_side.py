@@ -1,0 +1,88 @@
+"""Reports with a canary verdict: before/after and canary vs baseline side by side, per metric."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from analyzers.delivery.reports import render_html, render_json, render_markdown
+from analyzers.model import Deploy, DeployVerdict, MetricVerdict
+from analyzers.stats.canary import compare_rates, judge
+from analyzers.verify.canary import CanaryReport, canary_verdict
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+DEPLOY = Deploy(deploy_id="d-1", service="checkout", environment="production", version="v2", started_at=T0)
+
+
+def before_after() -> DeployVerdict:
+    ms = (
+        MetricVerdict(metric="error_ratio", role="guard", expect="increase", outcome="ok", reason="no change found.",
+                      unit="ratio", result={"effect": 0.001, "effect_rel": 0.1, "effect_ci": [-0.002, 0.004],
+                                            "p_value": 0.4}),
+        MetricVerdict(metric="latency_p99", role="guard", expect="increase", outcome="inconclusive",
+                      reason="too few points.", unit="seconds"),
+    )
+    return DeployVerdict(deploy_id="d-1", overall="pass", reason="checkout v2 passed verification.", metrics=ms,
+                         checked_at=T0 + timedelta(minutes=20), service="checkout", version="v2", check_kind="first")
+
+
+def canary() -> DeployVerdict:
+    # 30 errors per 100 canary requests against 10 per 1000 on the baseline, ten minutes: regressed
+    c = compare_rates("error_ratio", np.full(10, 30.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
+                      alpha=0.005)
+    rep = CanaryReport(judgement=judge([c]), start=T0, end=T0 + timedelta(minutes=10), queries={"error_ratio": ["q"]})
+    return canary_verdict(DEPLOY, rep, now=T0 + timedelta(minutes=21))
+
+
+def test_markdown_puts_both_results_next_to_each_other() -> None:
+    md = render_markdown(before_after(), DEPLOY, canary=canary())
+    section = md.split("### Before/after and canary vs baseline")[1]
+    assert section.startswith(": ❌ **FAIL** together")  # before/after passed, the canary regressed
+    assert "| metric | before/after | canary vs baseline | together |" in section
+    row = next(line for line in section.splitlines() if line.startswith("| error\\_ratio"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].startswith("ok: +0.10 pp")  # before/after: its effect with the unit
+    assert cells[2].startswith("regressed: canary/baseline x3")  # canary: the rate ratio
+    assert cells[3] == "fail (decided by canary)"
+    lat = next(line for line in section.splitlines() if line.startswith("| latency\\_p99"))
+    assert "not checked" in lat and "inconclusive" in lat  # only before/after looked at it
+
+
+def test_without_a_canary_the_report_is_unchanged() -> None:
+    assert "canary vs baseline" not in render_markdown(before_after(), DEPLOY)
+    assert render_markdown(before_after(), DEPLOY) == render_markdown(before_after(), DEPLOY, canary=None)
+    assert "combined" not in json.loads(render_json(before_after(), DEPLOY))
+
+
+def test_json_carries_the_canary_verdict_and_the_combined_rows() -> None:
+    doc = json.loads(render_json(before_after(), DEPLOY, canary=canary()))
+    assert doc["verdict"]["overall"] == "pass" and doc["canary"]["overall"] == "fail"
+    assert doc["canary"]["check_kind"] == "canary"
+    comb = doc["combined"]
+    assert comb["verdict"] == "fail" and comb["reason"].startswith("Canary vs baseline")
+    assert comb["metrics"] == [
+        {"metric": "error_ratio", "before_after": "ok", "canary": "regressed", "outcome": "fail", "decided_by": "canary"},
+        {"metric": "latency_p99", "before_after": "inconclusive", "canary": None, "outcome": "inconclusive",
+         "decided_by": "neither"},
+    ]
+    assert DeployVerdict.from_dict(doc["canary"]).overall == "fail"  # round-trips like the main verdict
+
+
+def test_html_side_by_side_table_is_escaped() -> None:
+    c = canary()
+    evil = replace(c, metrics=(replace(c.metrics[0], metric="<img src=x onerror=alert(1)>"),))
+    page = render_html(before_after(), DEPLOY, canary=evil)
+    side = page.split('id="side-by-side"')[1]
+    assert "<img" not in page and "&lt;img src=x" in side
+    assert '<td data-label="canary vs baseline">regressed: canary/baseline x' in side
+    assert '<span class="badge fail">FAIL</span> together' in side
+
+
+def test_a_canary_only_report_compares_with_nothing() -> None:
+    c = canary()
+    doc = json.loads(render_json(c, DEPLOY, canary=c))
+    assert doc["combined"]["verdict"] == "fail"
+    assert doc["combined"]["metrics"][0]["before_after"] is None  # a canary verdict is not its own before/after
