@@ -224,7 +224,7 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                     series, metric=mv.metric, unit=mv.unit, zone=zone, deploy_at=deploy.started_at,
                     before=before, after=after, change_at=change_at,
                 )
-                st.plotly_chart(fig, key=f"chart_{mv.metric}")
+                st.plotly_chart(fig, key=f"chart_{mv.metric}" if mv.role != "canary" else f"chart_canary_{mv.metric}")
                 lo, hi = result.get("effect_ci") or (None, None)
                 st.caption(
                     f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "
@@ -290,7 +290,25 @@ def _deliveries(deliveries: tuple[dict[str, Any], ...]) -> None:
     )
 
 
-def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[Deploy, ...]) -> None:
+def _side_by_side(verdict: DeployVerdict | None, canary: DeployVerdict | None) -> None:
+    """Per metric the before/after result next to the canary-vs-baseline one (plain-text cells)."""
+    from analyzers.delivery.reports import SIDE_COLUMNS, side_by_side, side_cells
+
+    side = side_by_side(verdict, canary) if verdict is not None else None
+    if side is None:
+        return
+    overall, _why, rows = side
+    st.header("Before/after and canary vs baseline")
+    st.caption(f"Together: {BANNER_TITLES[overall]}. Either check finding a regression fails the deploy; where "
+               "both judged a metric the canary decides (it compares the versions over the same minutes, so "
+               "traffic drift cancels); inconclusive only when neither could decide. "
+               f"Canary checked {common.fmt_time(canary.checked_at, zone) if canary else '—'}.")
+    st.dataframe(pd.DataFrame([dict(zip(SIDE_COLUMNS, side_cells(r), strict=True)) for r in rows]),
+                 hide_index=True, key="side_by_side")
+
+
+def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[Deploy, ...],
+             canary: DeployVerdict | None = None) -> None:
     from analyzers.delivery.reports import render_html, render_json, render_markdown
 
     st.subheader("Report and actions")
@@ -299,9 +317,10 @@ def _actions(deploy: Deploy, verdict: DeployVerdict | None, neighbours: tuple[De
         with common.panel("Building the report"):
             reports = (
                 ("Markdown", "md", "text/markdown", render_markdown(verdict, deploy, dashboard_url=config.dashboard_url,
-                                                                       zone=zone.tz)),
-                ("JSON", "json", "application/json", render_json(verdict, deploy)),
-                ("HTML", "html", "text/html", render_html(verdict, deploy, dashboard_url=config.dashboard_url, zone=zone.tz)),
+                                                                       zone=zone.tz, canary=canary)),
+                ("JSON", "json", "application/json", render_json(verdict, deploy, canary=canary)),
+                ("HTML", "html", "text/html", render_html(verdict, deploy, dashboard_url=config.dashboard_url, zone=zone.tz,
+                                                          canary=canary)),
             )
             for col, (name, ext, mime, body) in zip(cols, reports, strict=False):
                 col.download_button(f"Download report ({name})", body, file_name=f"deploy-{deploy.deploy_id}.{ext}",
@@ -367,8 +386,19 @@ def main() -> None:
             st.page_link("views/deploys.py", label="Back to all deploys")
     if detail is None:
         return
-    deploy, verdict = detail.deploy, detail.verdict
-    _header(deploy, verdict)
+    from dataclasses import replace
+
+    from analyzers.verify.combined import combine, latest_pair
+
+    canary, before_after = latest_pair(list(detail.history))
+    deploy = detail.deploy
+    verdict = before_after or detail.verdict  # the report's main table: the before/after checks
+    headline = verdict
+    if canary is not None and verdict is not None:  # the banner says what both checks give together
+        overall, reason = combine(canary, before_after)
+        headline = replace(verdict, overall=overall, reason=reason)  # type: ignore[arg-type]
+    _header(deploy, headline)
+    _side_by_side(verdict, canary)
     if verdict is not None:
         for w in verdict.warnings:
             common.plain_warning(common.localize_times(w, zone))
@@ -392,11 +422,12 @@ def main() -> None:
     _overlaps(detail)
     if verdict is not None:
         st.header("Evidence per metric")
-        for mv in sorted(verdict.metrics, key=lambda m: OUTCOME_ORDER.get(m.outcome, 1)):  # failing first
+        extra = canary.metrics if canary is not None and canary is not verdict else ()
+        for mv in sorted([*verdict.metrics, *extra], key=lambda m: OUTCOME_ORDER.get(m.outcome, 1)):  # failing first
             _metric_section(deploy, mv)
     _history(detail.history)
     _deliveries(detail.deliveries)
-    _actions(deploy, verdict, detail.neighbours)
+    _actions(deploy, verdict, detail.neighbours, canary)
 
 
 main()

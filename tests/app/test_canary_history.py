@@ -63,3 +63,45 @@ def test_deploy_page_shows_a_stored_canary_verdict(store_data: StoreData) -> Non
     assert not at.exception
     text = " ".join(str(m.value) for m in at.markdown) + " ".join(str(e.value) for e in at.error)
     assert "Canary rate of errors above 1" in text and "regressed" in text  # markdown-escaped on the page
+
+
+def test_deploy_page_shows_before_after_and_canary_side_by_side(store_data: StoreData) -> None:
+    import numpy as np
+
+    from analyzers.model import MetricVerdict
+    from analyzers.stats.canary import compare_rates, judge
+    from analyzers.verify.canary import CanaryReport, canary_verdict
+
+    d = store_data.unverified
+    ok = MetricVerdict(metric="error_ratio", role="guard", expect="increase", outcome="ok",
+                       reason="Before/after: no change in error_ratio.", unit="ratio",
+                       result={"effect": 0.001, "effect_ci": [-0.002, 0.004], "p_value": 0.4})
+    before_after = DeployVerdict(deploy_id=d.deploy_id, overall="pass", reason="Every guard held.", metrics=(ok,),
+                                 checked_at=store_data.now - timedelta(minutes=2), service=d.service,
+                                 version=d.version, check_kind="first")
+    c = compare_rates("error_ratio", np.full(10, 30.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
+                      alpha=0.005)
+    rep = CanaryReport(judgement=judge([c]), start=d.started_at, end=store_data.now, queries={"error_ratio": ["q"]})
+    store = open_store(store_data.url)
+    try:  # the gate stored the canary verdict after the worker's before/after check: it is the latest
+        store.save_verdict(before_after)
+        store.save_verdict(canary_verdict(d, rep, now=store_data.now))
+    finally:
+        store.close()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["deploy"] = d.deploy_id
+    at.run()
+    assert not at.exception
+    banner = next(h.proto.body for h in at.get("html") if "verdict-banner-title" in h.proto.body)
+    assert ">FAIL</div>" in banner  # before/after passed, the canary regressed: together a fail
+    assert "Canary vs baseline" in banner
+    assert [h.value for h in at.header][:1] == ["Before/after and canary vs baseline"]
+    table = next(df.value for df in at.dataframe if "canary vs baseline" in df.value.columns)
+    row = table.set_index("metric").loc["error_ratio"]
+    assert row["before/after"].startswith("ok: +0.10 pp")
+    assert row["canary vs baseline"].startswith("regressed: canary/baseline x")
+    assert row["together"] == "fail (decided by canary)"
+    assert any("Together: FAIL" in str(cap.value) for cap in at.caption)
+    md = " ".join(str(m.value) for m in at.markdown)
+    assert "Before/after\\: no change in error\\_ratio" in md  # markdown-escaped on the page
+    assert md.index(":red-badge[regressed] Canary rate") < md.index(":green-badge[ok] Before/after")  # both, failing first
