@@ -11,7 +11,9 @@ Per metric (a metric key present in either verdict):
 1. ``fail`` when either check found an enforced regression (before/after ``regressed`` or
    ``opposite``; canary ``regressed``). Dry-run metrics never fail.
 2. otherwise the **canary decides** when it reached a decision (``ok``): it is the comparison
-   without drift;
+   without drift. Not over a declared expectation that before/after decided (``confirmed``,
+   ``no_effect``, ``improved``): "no worse than the baseline" does not answer "did it change as
+   declared";
 3. otherwise the before/after outcome when it is decided (anything but ``inconclusive`` /
    ``error``);
 4. otherwise ``inconclusive``.
@@ -64,7 +66,8 @@ def combine_metric(metric: str, ba: MetricVerdict | None, canary: MetricVerdict 
     if ba_fail or c_fail:
         by = "both" if ba_fail and c_fail else ("canary" if c_fail else "before/after")
         return CombinedMetric(metric, ba, canary, "fail", by)
-    if canary is not None and canary.outcome == "ok":
+    declared = ba is not None and ba.role == "expectation" and ba.outcome not in _UNDECIDED
+    if canary is not None and canary.outcome == "ok" and not declared:
         return CombinedMetric(metric, ba, canary, "ok", "canary")
     if ba is not None and ba.outcome not in _UNDECIDED:
         return CombinedMetric(metric, ba, canary, ba.outcome, "before/after")

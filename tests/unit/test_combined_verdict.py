@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -43,6 +44,14 @@ METRIC_ROWS = [
     ("error", None, "inconclusive", "neither"),
     (None, "inconclusive", "inconclusive", "neither"),
 ]
+
+
+def test_a_decided_expectation_is_not_overruled_by_a_canary_ok() -> None:
+    exp = MetricVerdict(metric="orders", role="expectation", expect="increase", outcome="no_effect", reason="flat")
+    c = combine_metric("orders", exp, c_m("ok", "orders"))
+    assert (c.outcome, c.decided_by) == ("no_effect", "before/after")  # "no worse" does not confirm a change
+    undecided = replace(exp, outcome="inconclusive")
+    assert combine_metric("orders", undecided, c_m("ok", "orders")).decided_by == "canary"
 
 
 @pytest.mark.parametrize(("ba", "canary", "outcome", "by"), METRIC_ROWS)
