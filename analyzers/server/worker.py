@@ -206,7 +206,9 @@ class Worker:
         from dataclasses import replace
 
         if canary is not None:  # saved first, so the deploy's latest verdict stays the before/after one
-            self.store.save_verdict(replace(canary, changes=describe_changes(prev_canary, canary)))
+            canary = replace(canary, changes=describe_changes(prev_canary, canary))
+            if canary.changes != ("no change",):  # like the gate: a canary verdict per change, not per look
+                self.store.save_verdict(canary)
         verdict = replace(verdict, check_kind=check.kind, changes=describe_changes(prev, verdict))
         self.store.save_verdict(verdict)
         if self.on_verdict is not None:

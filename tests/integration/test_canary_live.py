@@ -147,7 +147,8 @@ def test_gauge_per_version_paired_level_test(canary_prom: CanaryProm) -> None:  
     assert c.status != "regressed", c.reason
 
 
-def _worker_run(cp: CanaryProm, tmp_path: Path, service: str, url: str | None = None) -> tuple[list, list, list]:
+def _worker_run(cp: CanaryProm, tmp_path: Path, service: str, url: str | None = None,
+                again: bool = False) -> tuple[list, list, list]:
     from analyzers.server.worker import Worker
 
     cfg = _cfg(cp).with_prometheus_url(url or cp.url)
@@ -157,6 +158,9 @@ def _worker_run(cp: CanaryProm, tmp_path: Path, service: str, url: str | None = 
         store.record_event("generic", d.deploy_id, {"service": service}, d)
         worker = Worker(store, cfg, clock=lambda: cp.now, deliver_fn=lambda *a, **k: [])
         produced = worker.run_once()
+        if again:  # a status update's check at the same time: the same canary answer
+            store.schedule_check(d.deploy_id, "finished", cp.now)
+            produced += worker.run_once()
         return produced, store.verdict_history(d.deploy_id), store.list_checks(d.deploy_id)
     finally:
         store.close()
@@ -174,6 +178,12 @@ def test_worker_stores_a_canary_verdict_beside_before_after(canary_prom: CanaryP
     assert canary.changes == ("first verdict",)
     overall, _why = combine(canary, before_after)
     assert overall == "fail"  # the canary's regression fails the deploy whatever before/after says
+
+
+def test_worker_stores_a_canary_verdict_per_change_not_per_check(canary_prom: CanaryProm, tmp_path: Path) -> None:  # noqa: F811
+    produced, history, _ = _worker_run(canary_prom, tmp_path, "shop", again=True)
+    assert [v.check_kind for v in produced] == ["first", "finished"]
+    assert [v.check_kind for v in history] == ["canary", "first", "finished"]  # the unchanged canary: stored once
 
 
 def test_worker_stores_no_canary_verdict_without_canary_traffic(canary_prom: CanaryProm, tmp_path: Path) -> None:  # noqa: F811
