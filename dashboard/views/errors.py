@@ -72,7 +72,7 @@ tr = time_range
 step = max(scrape_s, int(math.ceil(tr.seconds / TARGET_POINTS / 60.0)) * 60)
 tr = common.TimeRange(tr.start // step * step, tr.end // step * step, tr.label)
 st.caption(
-    f"{esc(service)} · {common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · "
+    f"{common.md_code(service)} · {common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · "
     f"{zone.note()} Error ratios in %, differences in percentage points (pp)."
 )
 
@@ -82,7 +82,7 @@ with common.panel("Labels"):
 if labels is None:  # Prometheus unreachable or the config incomplete: the banner above says what to do
     st.stop()
 if not labels:
-    st.info(f"No request series for {esc(service)} in this range: check the service name and that Prometheus "
+    st.info(f"No request series for {common.md_code(service)} in this range: check the service name and that Prometheus "
             "scrapes it (the error metric's `exposure` counter in the config).")
     st.stop()
 default_label = "version" if "version" in labels else labels[0]
@@ -103,7 +103,7 @@ def p_text(p: float) -> str:
 
 # --------------------------------------------------------------------------- who is failing
 
-st.subheader(f"Who is failing? By {esc(label)}")
+st.subheader(f"Who is failing? By {common.md_code(label)}")
 with common.panel("Who is failing"), st.spinner("Counting errors…"):
     bd = data.load_error_breakdown(config_key, config, service, label, tr.start, tr.end)
     for w in bd.warnings:
@@ -151,7 +151,7 @@ def _lines(frame: pd.DataFrame, scale: float, y_title: str, deploys: list, verdi
     return fig
 
 
-st.subheader(f"Error ratio and rate by {esc(label)} over time")
+st.subheader(f"Error ratio and rate by {common.md_code(label)} over time")
 with common.panel("Error series"), st.spinner("Querying the counters…"):
     es = data.load_error_series(config_key, config, service, label, tr.start, tr.end, step)
     try:
@@ -191,9 +191,9 @@ with common.panel("BubbleUp"), st.spinner("Comparing every label…"):
         if best is not None and best.top is not None:
             t = best.top
             st.markdown(
-                f"**{esc(best.label)} = {esc(t.value or '(none)')}** holds **{pct(t.bad_share)}** of the requests "
+                f"{common.md_code(best.label)} = {common.md_code(t.value or '(none)')} holds **{pct(t.bad_share)}** of the requests "
                 f"{what} but {pct(t.good_share)} of the others ({t.difference * 100:+.1f} pp). "
-                f"{esc(best.label)} separates them most: divergence {best.divergence:.2f} "
+                f"{common.md_code(best.label)} separates them most: divergence {best.divergence:.2f} "
                 f"(sampling alone: {best.noise:.2f}), {p_text(best.p_adjusted)} (Holm)."
             )
         else:
@@ -217,6 +217,6 @@ with common.panel("BubbleUp"), st.spinner("Comparing every label…"):
         st.caption(f"{bu.n_bad:,.0f} requests {what}, {bu.n_good:,.0f} others. Divergence: total variation "
                    "distance between the label's values in the two sets (0 = no difference, 1 = the label alone "
                    "tells them apart); labels are ranked by it less what sampling alone gives. The p-value assumes "
-                   "independent requests and never ranks. " + " ".join(f"Skipped {esc(s)}." for s in bu.skipped))
+                   "independent requests and never ranks. " + " ".join(f"Skipped {common.md_code(s)}." for s in bu.skipped))
     for q in bu.queries:
         common.show_query(q)

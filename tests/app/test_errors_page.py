@@ -8,13 +8,15 @@ per-version chart while the old one stays flat, and BubbleUp must name the versi
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.components.common import url_time
+from analyzers.events.store import open_store
+from analyzers.model import Deploy
+from dashboard.components.common import md_code, url_time
 from tests.app import test_latency_page
 from tests.app.conftest import APP
 from tests.app.test_latency_page import arr
@@ -51,8 +53,8 @@ def test_new_version_leads_who_is_failing_and_bubbleup_names_it(scenario_store: 
     assert who["version"].iloc[0] == regression.version  # the new version fails most
     assert who["excess"].iloc[0].startswith("+") and who["excess"].iloc[0].endswith(" pp")
     assert who["error ratio"].iloc[0].endswith("%")
-    md = "\n".join(m.value for m in at.markdown).replace("\\", "")  # values are Markdown-escaped
-    assert f"version = {regression.version}" in md and "pp)" in md and "(Holm)" in md
+    md = "\n".join(m.value for m in at.markdown)  # label and value as code spans: inert, never linkified
+    assert f"`version` = `{regression.version}`" in md and "pp)" in md and "(Holm)" in md
     assert bubble["label"].iloc[0] == "version" and bubble["stands out"].iloc[0] == "yes"
 
 
@@ -91,3 +93,30 @@ def test_unreachable_prometheus_is_an_error_banner_not_an_empty_page(
     at = open_errors({"svc": "checkout"})
     assert any("cannot reach Prometheus" in e.value for e in at.error), [e.value for e in at.error]
     assert not any("No request series" in i.value for i in at.info)  # never "no data" for "no server"
+
+
+def test_a_hostile_service_name_is_shown_as_code_never_as_markup(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, prom: Any
+) -> None:
+    """A service name from an event (or a crafted link) holding a URL, link syntax and backticks:
+    every place the page names it shows it in a code span, which Streamlit never turns into a link."""
+    hostile = "https://evil.example/x [t](http://e) `a` www.evil.example"
+    url = f"sqlite:///{tmp_path / 'deploys.db'}"
+    store = open_store(url)
+    try:
+        d = Deploy(deploy_id="h1", service=hostile, environment="production", version="v1",
+                   started_at=datetime.now(UTC) - timedelta(hours=1))
+        store.record_event("generic", "hostile-1", d.to_dict(), d)
+    finally:
+        store.close()
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("DEPLOY_STORE_URL", url)
+    monkeypatch.setenv("PROMETHEUS_URL", prom.url)
+    at = open_errors({"svc": hostile})
+    assert at.selectbox(key="svc").value == hostile
+    shown = [e.value for e in (*at.caption, *at.info, *at.markdown) if "evil.example" in e.value]
+    assert len(shown) >= 2, shown  # the caption and the "no request series" note name it
+    fenced = md_code(hostile)
+    for text in shown:
+        assert fenced in text, text
+        assert "evil.example" not in text.replace(fenced, ""), text  # nowhere outside the code span
