@@ -211,7 +211,8 @@ def load_metric_series(
     step: int,
 ) -> tuple[str, pd.Series, tuple[str, ...]]:
     """A catalog metric around a deploy: ``(resolved PromQL, series, back-end warnings)``."""
-    from analyzers.verify.deploy import fetch_metric_series
+    # from verify.fetch, not verify.deploy: that one imports scipy.stats (~2 s on a fresh process)
+    from analyzers.verify.fetch import fetch_metric_series
 
     return fetch_metric_series(
         get_client(_config), _config, metric_key, _deploy, to_dt(start), to_dt(end), float(step)

@@ -298,29 +298,30 @@ def metric_chart(
             hovertemplate=f"%{{y:.4g}} {scale.label}<extra>{metric}</extra>",
         )
     )
-    if before is not None:
-        fig.add_vrect(
-            x0=local_time(before[0], zone), x1=local_time(before[1], zone),
-            fillcolor="#8c8c8c", opacity=0.15, line_width=0,
-            annotation_text="before", annotation_position="top left",
-        )
-    if after is not None:
-        fig.add_vrect(
-            x0=local_time(after[0], zone), x1=local_time(after[1], zone),
-            fillcolor="#1f77b4", opacity=0.12, line_width=0,
-            annotation_text="after", annotation_position="top left",
-        )
-    fig.add_vline(x=local_time(deploy_at, zone), line={"color": "#111111", "width": 2})
-    fig.add_annotation(
-        x=local_time(deploy_at, zone), y=1.0, yref="paper", text="deploy", showarrow=False,
-        yanchor="bottom", font={"size": 11},
-    )
+    # Shapes and labels as plain dicts in one layout update: what add_vrect/add_vline/add_annotation
+    # draw, without their ~25 ms each of validation on the server.
+    shapes: list[dict[str, object]] = []
+    notes: list[dict[str, object]] = []
+    for window, color, opacity, name in ((before, "#8c8c8c", 0.15, "before"), (after, "#1f77b4", 0.12, "after")):
+        if window is None:
+            continue
+        x0, x1 = local_time(window[0], zone), local_time(window[1], zone)
+        shapes.append({"type": "rect", "xref": "x", "yref": "y domain", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
+                       "fillcolor": color, "opacity": opacity, "line": {"width": 0}})
+        notes.append({"text": name, "showarrow": False, "x": x0, "xref": "x", "y": 1, "yref": "y domain",
+                      "xanchor": "left", "yanchor": "top"})
+    x_deploy = local_time(deploy_at, zone)
+    shapes.append({"type": "line", "xref": "x", "yref": "y domain", "x0": x_deploy, "x1": x_deploy, "y0": 0, "y1": 1,
+                   "line": {"color": "#111111", "width": 2}})
+    notes.append({"text": "deploy", "showarrow": False, "x": x_deploy, "y": 1.0, "yref": "paper",
+                  "yanchor": "bottom", "font": {"size": 11}})
     if change_at is not None:
-        fig.add_vline(x=local_time(change_at, zone), line={"color": "#d62728", "width": 2, "dash": "dash"})
-        fig.add_annotation(
-            x=local_time(change_at, zone), y=0.9, yref="paper", text="change point", showarrow=False,
-            xanchor="left", font={"size": 11, "color": "#d62728"},
-        )
+        x_change = local_time(change_at, zone)
+        shapes.append({"type": "line", "xref": "x", "yref": "y domain", "x0": x_change, "x1": x_change, "y0": 0,
+                       "y1": 1, "line": {"color": "#d62728", "width": 2, "dash": "dash"}})
+        notes.append({"text": "change point", "showarrow": False, "x": x_change, "y": 0.9, "yref": "paper",
+                      "xanchor": "left", "font": {"size": 11, "color": "#d62728"}})
+    fig.update_layout(shapes=shapes, annotations=notes)
     return _layout(fig, zone=zone, y_title=f"{metric} ({scale.label})", height=320)
 
 
