@@ -27,6 +27,7 @@ from analyzers.model import Deploy, DeployVerdict
 from dashboard.components.common import VERDICT_COLORS, ViewerZone, fmt_time
 
 _FONT = "Source Sans Pro, sans-serif"
+_F32 = np.float32
 
 
 # --------------------------------------------------------------------------- helpers
@@ -344,8 +345,10 @@ def percentile_chart(
     for i, (label, frame) in enumerate(quantiles.items()):
         color = palette[i % len(palette)]
         x = plot_x(frame.index, zone)
-        upper = (frame["upper"].astype(float) * 1000).replace([np.inf, -np.inf], np.nan)
-        lower = frame["lower"].astype(float) * 1000
+        # Values go as float32 (7 significant digits, far finer than the 0.1 ms shown): half the
+        # bytes of float64 for the 3 arrays per percentile (12 at four percentiles over 24 h).
+        upper = (frame["upper"].astype(float) * 1000).replace([np.inf, -np.inf], np.nan).to_numpy(dtype=_F32)
+        lower = (frame["lower"].astype(float) * 1000).to_numpy(dtype=_F32)
         fig.add_trace(go.Scatter(x=x, y=upper, mode="lines", line={"width": 0}, showlegend=False,
                                  hoverinfo="skip", legendgroup=label))
         fig.add_trace(go.Scatter(x=x, y=lower, mode="lines", line={"width": 0}, fill="tonexty",
@@ -353,9 +356,9 @@ def percentile_chart(
                                  hoverinfo="skip"))
         fig.add_trace(
             go.Scatter(
-                x=x, y=frame["value"].astype(float) * 1000, mode="lines", name=label,
+                x=x, y=(frame["value"].astype(float) * 1000).to_numpy(dtype=_F32), mode="lines", name=label,
                 line={"color": color, "width": 1.6}, legendgroup=label,
-                customdata=np.stack([lower.to_numpy(), upper.to_numpy()], axis=-1),
+                customdata=np.stack([lower, upper], axis=-1),
                 hovertemplate=(
                     f"{label} %{{y:.1f}} ms<br>{band} %{{customdata[0]:.1f}}–%{{customdata[1]:.1f}} ms"
                     "<extra></extra>"
@@ -377,7 +380,7 @@ def heatmap_chart(
     ``edges``: ``len(columns) + 1`` bucket bounds in seconds (finite, positive), drawn in ms.
     """
     z = rates.to_numpy(dtype=float).T
-    z = np.where(z > 0, z, np.nan)
+    z = np.where(z > 0, z, np.nan).astype(_F32)  # float32: half the bytes, 7 digits (3 shown)
     fig = go.Figure(
         go.Heatmap(
             x=plot_x(rates.index, zone),
