@@ -45,7 +45,8 @@ def pick_compare_deploy(deploys: list[Deploy], verdicts: dict) -> Deploy | None:
             return d
     newest_first = sorted(deploys, key=lambda d: d.started_at, reverse=True)
     failing = [d for d in newest_first if charts.verdict_state(verdicts.get(d.deploy_id)) == "fail"]
-    return (failing or newest_first or [None])[0]
+    pool = failing or newest_first
+    return pool[0] if pool else None
 
 
 def verdict_windows(verdict: DeployVerdict | None) -> tuple[tuple[int, int], tuple[int, int], str] | None:
