@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {
+PAGES: dict[str, tuple[str, dict[str, Any]]] = {
     "deploys": ("views/deploys.py", {"range": "7d"}),
     "deploy": ("views/deploy.py", {"deploy": "{deploy}"}),
     "latency": ("views/latency.py", {"svc": "checkout", "lat_range": "24h", "pct": ["p50", "p90", "p99", "p99.9"]}),
@@ -38,7 +38,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prometheus-url")
     ap.add_argument("--store-url")
-    ap.add_argument("--deploy", help="deploy id for the Deploy page (default: the first failing demo deploy)")
+    ap.add_argument("--deploy", help="deploy id for the Deploy page (default: verify the demo deploys until one "
+                                     "fails and store its verdict, as bench_dashboard_speed does)")
     ap.add_argument("--profile", choices=sorted(PAGES), help="print this page's profile (warm run)")
     ap.add_argument("--lines", type=int, default=40)
     ap.add_argument("--pages", nargs="+", choices=sorted(PAGES), default=list(PAGES),
