@@ -19,6 +19,7 @@ point a minute, so a 15-s look sees new data only once a minute: its false-fail 
 60-s one, and its time to detect is earlier by at most 45 s. Seeded; CPU time only.
 
     .venv/bin/python -m benchmarks.bench_sequential [--n 100] [--alpha 0.01] [--transient 300]
+        [--boundary linear|mixture] [--no-fixed]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pandas as pd
 
 from analyzers.demo.seriesgen import NULL_FAMILIES, TRANSIENT_FAMILIES, scenario
 from analyzers.stats import verify_series
-from analyzers.stats.sequential import sequential_path
+from analyzers.stats.sequential import BOUNDARIES, sequential_path
 
 #: Shift families of 2 SD or more (the power and time-to-detect targets), then the rest.
 SHIFTS_2SD = ("step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal", "ramp20", "ramp30", "big4",
@@ -46,13 +47,14 @@ def _looks(deploy_s: float, every_s: float, first_s: float) -> np.ndarray:
     return deploy_s + np.arange(first_s, HORIZON_S + 1e-9, every_s)
 
 
-def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool) -> dict[str, float | bool | None]:
+def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool,
+             boundary: str = "linear") -> dict[str, float | bool | None]:
     sc = scenario(fam, seed)
     deploy_s = sc.deploy_at.value / 1e9
     series = sc.series[sc.series.index <= sc.deploy_at + pd.Timedelta(seconds=HORIZON_S)]
     t = time.process_time()
     path = sequential_path(series, sc.deploy_at, "any", kind=sc.kind, window_after_s=HORIZON_S,
-                           transient_s=transient_s)
+                           transient_s=transient_s, boundary=boundary)
     res = path.at(alpha)
     seq_ms = (time.process_time() - t) * 1000
     out: dict[str, float | bool | None] = {"seq_ms": seq_ms, "seq_any": res["status"] == "shifted",
@@ -65,7 +67,7 @@ def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool)
     # A guard watching for this shift's direction (its bad direction) gives it 80 % of alpha.
     if sc.direction is not None:
         guard = sequential_path(series, sc.deploy_at, sc.direction, kind=sc.kind, window_after_s=HORIZON_S,
-                                transient_s=transient_s).at(alpha)
+                                transient_s=transient_s, boundary=boundary).at(alpha)
         out["guard_any"] = guard["status"] == "shifted" and guard["direction"] == sc.direction
     if not fixed:
         return out
@@ -88,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100, help="seeded cases per family")
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--transient", type=float, default=300.0, help="transient allowance after the deploy (s)")
+    ap.add_argument("--boundary", choices=BOUNDARIES, default="linear",
+                    help="the level sequence's boundary (linear: the default; mixture: one-sided normal mixture)")
     ap.add_argument("--no-fixed", action="store_true", help="skip today's repeated fixed test (fast)")
     a = ap.parse_args(argv)
     fixed = not a.no_fixed
     rows = []
     for fam in NULL_FAMILIES + TRANSIENT_FAMILIES + SHIFTS_2SD + OTHER_SHIFTS:
-        cases = [run_case(fam, s, a.alpha, a.transient, fixed) for s in range(a.n)]
+        cases = [run_case(fam, s, a.alpha, a.transient, fixed, a.boundary) for s in range(a.n)]
         df = pd.DataFrame(cases)
         row = {"family": fam, "null": fam in NULL_FAMILIES + TRANSIENT_FAMILIES,
                "seq_any": df["seq_any"].mean(),
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         (["ttd_fixed"] if fixed else []) + ["seq_dir_ok", "seq_ms"]
     pd.set_option("display.width", 200)
     print(f"alpha={a.alpha}, n={a.n} seeded cases per family, looks every 60 s and every 15 s up to 30 min, "
-          f"transient allowance {a.transient:.0f} s\n")
+          f"transient allowance {a.transient:.0f} s, {a.boundary} boundary\n")
     nulls, shifts = res[res["null"]], res[~res["null"]]
     print("Null families (share of no-op deploys called changed at any look = false fail):")
     print(nulls[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -20,11 +20,11 @@ look and a look recomputed from scratch equals the path evaluated at that time):
    known weight ``g_i`` (1 for the first row after the deploy, ``1 - phi**k`` later); its
    innovation is independent with variance ``sigma_w**2``. ``S_n = sum g_i r_i`` is a martingale
    with intrinsic time ``V_n = sum g_i**2``: the **information time**, the effective after-sample
-   size. Robbins' normal-mixture boundary (Howard, Ramdas, McAuliffe, Sekhon 2021,
-   "Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14)
-   ``|S_n - delta V_n| <= sigma_w sqrt((V_n + rho)(2 log(1/a) + log((V_n + rho)/rho)))`` holds at
-   every n with probability ``1 - a`` (Ville's inequality); ``rho`` puts the tightest part of the
-   boundary at ``RHO_TARGET_MIN`` minutes of after-data.
+   size. The default boundary is linear in ``V``: Brownian motion crosses ``a + b V`` with
+   probability ``exp(-2ab)`` (:func:`line_offset`), tightest at half the after-window's planned
+   information. ``boundary="mixture"`` uses the one-sided normal mixture instead (Howard, Ramdas,
+   McAuliffe, Sekhon 2021, eq. 14; Ville's inequality), ``rho`` tuned to ``RHO_TARGET_MIN``
+   minutes of after-data; measured, it has the same power here (docs/statistics.md).
 4. The fitted level is uncertain once, not per look: a Scheffe bound at ``BEFORE_SHARE`` of alpha
    covers every linear combination of its coefficients at once, so the interval widens by the
    level's own error. The rest of alpha is split between directions (a declared direction gets
@@ -52,7 +52,7 @@ allowance. The benchmark (``benchmarks/bench_sequential.py``) runs families that
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,12 @@ BEFORE_SHARE = 0.2
 EXPECT_WEIGHT = 0.8
 #: Minutes of after-data (past the transient allowance) where the boundary is tightest.
 RHO_TARGET_MIN = 10.0
+#: Boundaries of the level sequence: ``linear`` (the default; tightest at half the after-window's
+#: information) and ``mixture`` (one-sided normal mixture, ``rho`` tuned to ``RHO_TARGET_MIN``
+#: minutes of after-data at ``RHO_ALPHA``). Measured side by side in ``benchmarks/bench_sequential.py``:
+#: the same power (docs/statistics.md), so the default stays.
+BOUNDARIES = ("linear", "mixture")
+RHO_ALPHA = 0.005
 #: A transient must stand out by this many noise SDs (2-point mean) to be reported.
 TRANSIENT_Z = 3.0
 #: Earlier changes before the deploy (as verify_series): step z and step-over-line z.
@@ -95,10 +101,12 @@ EARLIER_CHANGE_TREND_Z = 3.0
 MIN_STABLE_PRE = 20
 
 
-def mixture_radius(v: np.ndarray | float, alpha: float, rho: float) -> np.ndarray:
-    """Robbins' two-sided normal-mixture boundary for a martingale with intrinsic time ``v``."""
+def one_sided_mixture_radius(v: np.ndarray | float, alpha: float, rho: float) -> np.ndarray:
+    """The one-sided normal-mixture boundary (Howard et al. 2021, eq. 14): a martingale with
+    intrinsic time ``v`` ever exceeds ``sqrt(2 (v + rho) log(sqrt((v + rho) / rho) / (2 alpha) + 1))``
+    with probability at most ``alpha``."""
     v = np.asarray(v, dtype=float)
-    return np.sqrt((v + rho) * (2.0 * math.log(1.0 / alpha) + np.log((v + rho) / rho)))
+    return np.sqrt(2.0 * (v + rho) * np.log(np.sqrt((v + rho) / rho) / (2.0 * alpha) + 1.0))
 
 
 def line_offset(v: np.ndarray, alpha: float, v_target: float) -> np.ndarray:
@@ -150,6 +158,8 @@ class SequentialPath:
     transient: dict[str, Any] | None = None
     reason: str = ""
     rho_v: float = 1.0
+    boundary: str = "linear"  # "linear" | "mixture" (see BOUNDARIES)
+    rho_mix: float = 1.0
 
     def _bounds(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Lower/upper bound of the shift at every after-row, at family level ``alpha``."""
@@ -167,8 +177,12 @@ class SequentialPath:
         first = True
         for m in self.models:
             with np.errstate(divide="ignore", invalid="ignore"):
-                l_m = m.s / m.v - m.sigma * line_offset(m.v, a_up, self.rho_v)
-                h_m = m.s / m.v + m.sigma * line_offset(m.v, a_down, self.rho_v)
+                if self.boundary == "mixture":
+                    l_m = (m.s - m.sigma * one_sided_mixture_radius(m.v, a_up, self.rho_mix)) / m.v
+                    h_m = (m.s + m.sigma * one_sided_mixture_radius(m.v, a_down, self.rho_mix)) / m.v
+                else:
+                    l_m = m.s / m.v - m.sigma * line_offset(m.v, a_up, self.rho_v)
+                    h_m = m.s / m.v + m.sigma * line_offset(m.v, a_down, self.rho_v)
             l_m = np.where(m.v > 0, l_m, -np.inf)
             h_m = np.where(m.v > 0, h_m, np.inf)
             # Hull over models: valid when either model holds; a decision needs all of them.
@@ -273,8 +287,10 @@ def _prepare(series: Any, deploy_at: Any, kind: str, window_before_s: float, win
 def sequential_path(series: Any, deploy_at: Any, expect: str = "any", *, kind: str = "gauge",
                     transient_s: float = DEFAULT_TRANSIENT_S, window_before_s: float = 10800.0,
                     window_after_s: float = 3600.0, step_s: float | None = None,
-                    counts: Any = None, min_points: int = 10) -> SequentialPath:
+                    counts: Any = None, min_points: int = 10, boundary: str = "linear") -> SequentialPath:
     """The confidence sequence of ``series`` around ``deploy_at`` (see the module doc)."""
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
     y, pre_start, d, post_end, step_s, t0_s = _prepare(series, deploy_at, kind, window_before_s,
                                                       window_after_s, step_s)
     deploy_s = coerce_time(deploy_at).value / 1e9
@@ -293,7 +309,10 @@ def sequential_path(series: Any, deploy_at: Any, expect: str = "any", *, kind: s
     if counts is not None or (integer_like and (kind in ("count", "counter") or _median(fin) <= 3.0)):
         times, cnt, unit, details = count_path(y, counts, pre_start, d, post_end, skip, times_all)
         return SequentialPath("rate", times, deploy_s, expect, counts=cnt, unit=unit, details=details)
-    return _level_path(y, pre_start, d, post_end, skip, times_all, deploy_s, expect, step_s) or empty
+    path = _level_path(y, pre_start, d, post_end, skip, times_all, deploy_s, expect, step_s)
+    if path is None:
+        return empty
+    return path if boundary == "linear" else replace(path, boundary=boundary)
 
 
 def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int, times_all: np.ndarray,
@@ -358,12 +377,13 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
     sigma_marg = models[0].sigma / math.sqrt(max(1e-12, 1.0 - min(phi, 0.999) ** 2))
     # information time in units of the marginal SD: the effective number of after points
     rho_v = _planned_target(w.size - dloc, skip, phi)
+    rho_mix = rho_for(2.0 * _planned_target(int(round(RHO_TARGET_MIN * 60.0 / step_s)) + skip, skip, phi), RHO_ALPHA)
     details = {"phi": phi, "phi_source": phi_est.source, "residual_memory": memory, "baseline": base.name,
                "trend": "both" if len(trends) == 2 else ("line" if trends[0] else "level"),
                "unit_root_check": phi > UNIT_ROOT_PHI, "earlier_changes": earlier,
                "noise_sd": sigma_marg, "models": [m.name for m in models]}
     return SequentialPath("level", times, deploy_s, expect, tuple(models), details=details, transient=transient,
-                          rho_v=rho_v)
+                          rho_v=rho_v, rho_mix=rho_mix)
 
 
 def _planned_target(n_after: int, skip: int, phi: float) -> float:

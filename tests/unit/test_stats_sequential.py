@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analyzers.demo.seriesgen import scenario
-from analyzers.stats.sequential import line_offset, sequential_path
+from analyzers.stats.sequential import line_offset, one_sided_mixture_radius, sequential_path
 
 HORIZON_S = 1800.0
 
@@ -96,6 +96,25 @@ def test_the_linear_boundary_holds_its_level_on_brownian_paths() -> None:
     s = np.cumsum(rng.standard_normal((4000, v.size)) * np.sqrt(dv), axis=1)
     crossed = np.any(np.abs(s) / v > line_offset(v, alpha / 2, v_target), axis=1).mean()
     assert crossed <= alpha
+
+
+def test_the_one_sided_mixture_boundary_holds_its_level_and_is_not_vacuous() -> None:
+    # Howard et al. eq. 14: P(S ever exceeds the boundary) <= alpha. Simulated upward crossings on
+    # a fine grid stay below alpha; the boundary is not so loose that nothing ever crosses at 20x alpha.
+    rng = np.random.default_rng(11)
+    dv = 0.01
+    v = np.arange(1, 3001) * dv
+    s = np.cumsum(rng.standard_normal((4000, v.size)) * np.sqrt(dv), axis=1)
+    assert np.any(s > one_sided_mixture_radius(v, 0.01, 1.0), axis=1).mean() <= 0.01
+    assert np.any(s > one_sided_mixture_radius(v, 0.2, 1.0), axis=1).mean() >= 0.02
+
+
+def test_the_mixture_boundary_finds_a_clear_step_and_rejects_unknown_boundaries() -> None:
+    sc = scenario("big4", 1)
+    r = sequential_path(sc.series, sc.deploy_at, "any", window_after_s=HORIZON_S, boundary="mixture").at(0.01)
+    assert r["status"] == "shifted"
+    with pytest.raises(ValueError, match="boundary"):
+        sequential_path(sc.series, sc.deploy_at, "any", boundary="quadratic")
 
 
 def test_a_declared_direction_gets_most_of_alpha() -> None:

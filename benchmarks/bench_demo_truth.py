@@ -1,0 +1,113 @@
+"""Demo truth at every generation hour: do the demo's verdicts agree with its own truth whatever
+the hour it is generated?
+
+``python -m analyzers demo`` (and ``tests/integration/test_demo.py``) generate the scenario ending
+3 h before the current hour (:func:`analyzers.demo.scenarios.default_end`), so the deploys meet a
+different time of day (traffic cycle, morning ramp) depending on when it runs. This generates the
+scenario for each of ``--hours`` consecutive generation hours (ending 3 h before the current hour,
+then 1 h earlier each time, so 24 hours cover every hour of the day), backfills it with promtool
+into a real Prometheus on loopback and verifies every deploy through the real path
+(:func:`analyzers.verify.deploy.verify_deploy` with the default catalog: range queries, sequential
+decisions, the bucket test's instant query), exactly as the end-to-end test does.
+
+Prints the agreement per generation hour and every disagreement (deploy, truth, verdict, the
+metrics that decided). Needs the ``prometheus`` and ``promtool`` binaries (Debian package
+``prometheus``). Wall time: about 10-30 s per hour for ``small``, more for ``demo``.
+
+    .venv/bin/python -m benchmarks.bench_demo_truth [--scenario small|demo] [--hours 24] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from analyzers.config import default_config
+from analyzers.demo.promserver import PrometheusServer, backfill
+from analyzers.demo.scenarios import Scenario, default_end, demo_scenario, small_scenario
+from analyzers.prometheus.client import PrometheusClient
+from analyzers.verify.deploy import verify_deploy
+
+#: The seeds the demo command and the test fixtures use.
+SEEDS = {"demo": 7, "small": 11}
+
+
+def _scenario(name: str, seed: int, end: datetime) -> Scenario:
+    return demo_scenario(seed=seed, end=end) if name == "demo" else small_scenario(seed=seed, end=end)
+
+
+def _wait(client: PrometheusClient, scenario: Scenario, timeout_s: float = 60.0) -> None:
+    """Until every service answers at the first and last deploy (blocks may open late)."""
+    deadline = time.monotonic() + timeout_s
+    times = [scenario.deploys[0].started_at, scenario.deploys[-1].finished_at]
+    while time.monotonic() < deadline:
+        try:
+            if all({s.labels.get("service") for s in client.query("count by (service) (http_requests_total)", t).series}
+                   == set(scenario.services) for t in times):
+                return
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"backfilled data did not become queryable within {timeout_s:.0f} s")
+
+
+def run_hour(name: str, seed: int, end: datetime, work: Path) -> list[dict[str, str]]:
+    """Every deploy of the scenario ending at ``end``: truth, verdict and the deciding metrics."""
+    scenario = _scenario(name, seed, end)
+    om = work / "scenario.om"
+    scenario.write_openmetrics(om)
+    tsdb = work / "tsdb"
+    backfill(om, tsdb)
+    om.unlink()
+    server = PrometheusServer(tsdb).start()
+    rows = []
+    try:
+        config = default_config().with_prometheus_url(server.url)
+        client = PrometheusClient(config.prometheus)
+        _wait(client, scenario)
+        deploys = [d.to_deploy() for d in scenario.deploys]
+        for sd, dep in zip(scenario.deploys, deploys, strict=True):
+            v = verify_deploy(dep, config, client, others=deploys)
+            rows.append({"case": sd.case, "service": sd.service, "version": dep.version,
+                         "started": sd.started_at.strftime("%H:%M"), "truth": sd.expected_overall,
+                         "overall": v.overall,
+                         "why": "; ".join(f"{m.metric}={m.outcome}" for m in v.metrics if m.outcome not in ("ok", "confirmed"))})
+    finally:
+        server.stop()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", choices=("small", "demo"), default="small")
+    ap.add_argument("--hours", type=int, default=24, help="consecutive generation hours, newest first")
+    ap.add_argument("--seed", type=int, default=None, help="scenario seed (default: the one the demo uses)")
+    a = ap.parse_args(argv)
+    seed = SEEDS[a.scenario] if a.seed is None else a.seed
+    newest = default_end()
+    total = agree = 0
+    print(f"{a.scenario} scenario (seed {seed}), {a.hours} generation hours ending {newest:%Y-%m-%d %H:%M} UTC "
+          f"and earlier; real Prometheus per hour, default catalog\n")
+    for h in range(a.hours):
+        end = newest - timedelta(hours=h)
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="demo-truth-") as tmp:
+            rows = run_hour(a.scenario, seed, end, Path(tmp))
+        ok = [r["overall"] == r["truth"] for r in rows]
+        total += len(rows)
+        agree += sum(ok)
+        print(f"end {end:%m-%d %H:%M} UTC: {sum(ok)}/{len(rows)} agree ({time.monotonic() - t0:.0f} s)", flush=True)
+        for r, good in zip(rows, ok, strict=True):
+            if not good:
+                print(f"    {r['case']} {r['service']} {r['version']} at {r['started']} UTC: truth {r['truth']}, "
+                      f"got {r['overall']} [{r['why']}]", flush=True)
+    print(f"\nAgreement over {a.hours} generation hours: {agree}/{total} deploys "
+          f"({agree / max(total, 1):.4f})   (target: all)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
