@@ -95,6 +95,8 @@ BOUNDARIES = ("linear", "mixture")
 RHO_ALPHA = 0.005
 #: A transient must stand out by this many noise SDs (2-point mean) to be reported.
 TRANSIENT_Z = 3.0
+#: Clip (robust scales) of the first after-row, where a jump at the deploy shows (see _fit_model).
+JUMP_C = 6.0
 #: Earlier changes before the deploy (as verify_series): step z and step-over-line z.
 EARLIER_CHANGE_Z = 4.5
 EARLIER_CHANGE_TREND_Z = 3.0
@@ -432,11 +434,20 @@ def _fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: bo
     p = xp.shape[1]
     sigma = float(np.sqrt(np.sum(res_c ** 2) / max(1, res_c.size - p) * memory))
     post = tpos >= dloc
-    xa, ya, ga = xt[post], yt[post], gt[post]
+    xa, ya, ga = xt[post].copy(), yt[post].copy(), gt[post].copy()
+    clip = np.full(ya.size, HUBER_C * s * math.sqrt(memory))
+    if ya.size and JUMP_C > HUBER_C:
+        # The first row after the deploy (or after the allowance) carries the jump: with phi near 1
+        # it is the only evidence. It is clipped at JUMP_C scales and down-weighted by how much
+        # more the rows before vary clipped there (weighted rows: still a martingale, variance sigma^2).
+        sigma_j = float(np.sqrt(np.sum(np.clip(res, -JUMP_C * s, JUMP_C * s) ** 2) / max(1, res.size - p) * memory))
+        w1 = sigma / sigma_j if sigma_j > 0 else 1.0
+        xa[0], ya[0], ga[0] = xa[0] * w1, ya[0] * w1, ga[0] * w1
+        clip[0] = JUMP_C * s * math.sqrt(memory) * w1
     ra = ya - (xa @ coef if p else 0.0)
     # Huber-clipped rows, before (around the fit) and after (around the shift the earlier rows
     # suggest: predictable, so under no change the clipped rows stay martingale differences).
-    ya_c = (xa @ coef if p else 0.0) + _clip_predictable(ra, ga, HUBER_C * s * math.sqrt(memory))
+    ya_c = (xa @ coef if p else 0.0) + _clip_predictable(ra, ga, clip)
     yp_c = (xp @ coef if p else 0.0) + res_c
     # Invariant mixture (flat prior on the level/line, normal mixture on the shift): the shift's
     # GLS score and information with the nuisance fitted on every row so far.
@@ -455,7 +466,7 @@ def _fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: bo
     return _Model(z, np.maximum(v, 0.0), sigma, name)
 
 
-def _clip_predictable(r: np.ndarray, g: np.ndarray, c: float) -> np.ndarray:
+def _clip_predictable(r: np.ndarray, g: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Clip each residual at ``c`` around ``g_i`` times the shift estimated from the rows before it.
 
     The centre uses only earlier rows (predictable), so the clipped sum stays a martingale
@@ -465,7 +476,7 @@ def _clip_predictable(r: np.ndarray, g: np.ndarray, c: float) -> np.ndarray:
     s = v = 0.0
     for i in range(r.size):
         centre = g[i] * (s / v) if v > 0 else 0.0
-        out[i] = min(max(r[i], centre - c), centre + c)
+        out[i] = min(max(r[i], centre - c[i]), centre + c[i])
         s += g[i] * out[i]
         v += g[i] * g[i]
     return out

@@ -117,6 +117,30 @@ def test_the_mixture_boundary_finds_a_clear_step_and_rejects_unknown_boundaries(
         sequential_path(sc.series, sc.deploy_at, "any", boundary="quadratic")
 
 
+def test_a_jump_on_a_near_random_walk_is_caught_past_the_allowance() -> None:
+    # A counter's rate over 4 scrape intervals (a 4-point moving average of AR(0.8) noise: phi
+    # near 1 once smoothed) that jumps by 50 % at the deploy: the jump, inside the transient
+    # allowance, is the only evidence; its row must not be clipped away (fleet cpu regressions).
+    def smoothed(seed: int, after: float) -> tuple[pd.Series, pd.Timestamp]:
+        rng = np.random.default_rng(seed)
+        n, d = 240, 180
+        e = np.zeros(n)
+        for i in range(1, n):
+            e[i] = 0.8 * e[i - 1] + 0.03 * rng.standard_normal()
+        level = np.where(np.arange(n) >= d, after, 2.0) * (1 + e)
+        y = pd.Series(level).rolling(4).mean().to_numpy()[3:]
+        idx = pd.date_range("2026-03-01", periods=y.size, freq="60s", tz="UTC")
+        return pd.Series(y, index=idx), idx[d - 3]
+
+    path = sequential_path(*smoothed(3, 3.0), "any", window_after_s=1800)
+    r = path.at(0.002)
+    assert r["status"] == "shifted" and r["direction"] == "increase"
+    assert path.details["phi"] > 0.9
+    # the same series without the jump: never called changed (30 seeds, every look)
+    calls = [sequential_path(*smoothed(s, 2.0), "any", window_after_s=1800).at(0.01)["status"] for s in range(30)]
+    assert calls.count("shifted") == 0
+
+
 def test_a_declared_direction_gets_most_of_alpha() -> None:
     sc = scenario("step_up", 2)
     p_any = sequential_path(sc.series, sc.deploy_at, "any", window_after_s=HORIZON_S)
