@@ -74,7 +74,8 @@ def run_hour(name: str, seed: int, end: datetime, work: Path) -> list[dict[str, 
             rows.append({"case": sd.case, "service": sd.service, "version": dep.version,
                          "started": sd.started_at.strftime("%H:%M"), "truth": sd.expected_overall,
                          "overall": v.overall,
-                         "why": "; ".join(f"{m.metric}={m.outcome}" for m in v.metrics if m.outcome not in ("ok", "confirmed"))})
+                         "why": "; ".join(f"{m.metric}={m.outcome}" for m in v.metrics if m.outcome not in ("ok", "confirmed")),
+                         "reasons": " | ".join(m.reason for m in v.metrics if m.outcome not in ("ok", "confirmed"))})
     finally:
         server.stop()
     return rows
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", choices=("small", "demo"), default="small")
     ap.add_argument("--hours", type=int, default=24, help="consecutive generation hours, newest first")
     ap.add_argument("--seed", type=int, default=None, help="scenario seed (default: the one the demo uses)")
+    ap.add_argument("--offset", type=int, default=0, help="start this many hours before the newest generation hour")
+    ap.add_argument("--reasons", action="store_true", help="print the deciding metrics' reasons for disagreements")
     a = ap.parse_args(argv)
     seed = SEEDS[a.scenario] if a.seed is None else a.seed
     newest = default_end()
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.scenario} scenario (seed {seed}), {a.hours} generation hours ending {newest:%Y-%m-%d %H:%M} UTC "
           f"and earlier; real Prometheus per hour, default catalog\n")
     for h in range(a.hours):
-        end = newest - timedelta(hours=h)
+        end = newest - timedelta(hours=h + a.offset)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="demo-truth-") as tmp:
             rows = run_hour(a.scenario, seed, end, Path(tmp))
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             if not good:
                 print(f"    {r['case']} {r['service']} {r['version']} at {r['started']} UTC: truth {r['truth']}, "
                       f"got {r['overall']} [{r['why']}]", flush=True)
+                if a.reasons:
+                    print(f"      {r['reasons']}", flush=True)
     print(f"\nAgreement over {a.hours} generation hours: {agree}/{total} deploys "
           f"({agree / max(total, 1):.4f})   (target: all)")
     return 0
