@@ -409,10 +409,11 @@ def _fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: bo
     post = tpos >= dloc
     xa, ya, ga = xt[post].copy(), yt[post].copy(), gt[post].copy()
     clip = np.full(ya.size, HUBER_C * s * math.sqrt(memory))
-    if ya.size and JUMP_C > HUBER_C:
+    if ya.size and phi > UNIT_ROOT_PHI:
         # The first row after the deploy (or after the allowance) carries the jump: with phi near 1
-        # it is the only evidence. It is clipped at JUMP_C scales and down-weighted by how much
-        # more the rows before vary clipped there (weighted rows: still a martingale, variance sigma^2).
+        # it is the only evidence (later rows weigh 1 - phi). It is clipped at JUMP_C scales and
+        # down-weighted by how much more the rows before vary clipped there (weighted rows: still
+        # a martingale, variance sigma^2). Lower phi: later rows carry the shift; clipped at HUBER_C.
         sigma_j = float(np.sqrt(np.sum(np.clip(res, -JUMP_C * s, JUMP_C * s) ** 2) / max(1, res.size - p) * memory))
         w1 = sigma / sigma_j if sigma_j > 0 else 1.0
         xa[0], ya[0], ga[0] = xa[0] * w1, ya[0] * w1, ga[0] * w1
