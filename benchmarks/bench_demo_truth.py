@@ -15,21 +15,24 @@ metrics that decided). Needs the ``prometheus`` and ``promtool`` binaries (Debia
 ``prometheus``). Wall time: about 10-30 s per hour for ``small``, more for ``demo``.
 
     .venv/bin/python -m benchmarks.bench_demo_truth [--scenario small|demo] [--hours 24] [--seed N]
+        [--offset H] [--demo-config] [--reasons]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from analyzers.config import default_config
+from analyzers.config import Config, VerificationSettings, default_config, load_config
 from analyzers.demo.promserver import PrometheusServer, backfill
 from analyzers.demo.scenarios import Scenario, default_end, demo_scenario, small_scenario
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.verify.deploy import verify_deploy
+from analyzers.verify.fleet import verify_many
 
 #: The seeds the demo command and the test fixtures use.
 SEEDS = {"demo": 7, "small": 11}
@@ -54,7 +57,16 @@ def _wait(client: PrometheusClient, scenario: Scenario, timeout_s: float = 60.0)
     raise RuntimeError(f"backfilled data did not become queryable within {timeout_s:.0f} s")
 
 
-def run_hour(name: str, seed: int, end: datetime, work: Path) -> list[dict[str, str]]:
+def _demo_config(url: str, work: Path) -> Config:
+    """The config ``python -m analyzers demo`` verifies its scenario with (its services' SLOs and
+    dependency, the standard verification windows), pointed at ``url``."""
+    from analyzers.demo.run import _write_demo_config
+
+    path = _write_demo_config(work, url, f"sqlite:///{work / 'unused.db'}", 8501)
+    return dataclasses.replace(load_config(path).with_prometheus_url(url), verification=VerificationSettings())
+
+
+def run_hour(name: str, seed: int, end: datetime, work: Path, demo_config: bool = False) -> list[dict[str, str]]:
     """Every deploy of the scenario ending at ``end``: truth, verdict and the deciding metrics."""
     scenario = _scenario(name, seed, end)
     om = work / "scenario.om"
@@ -65,12 +77,17 @@ def run_hour(name: str, seed: int, end: datetime, work: Path) -> list[dict[str, 
     server = PrometheusServer(tsdb).start()
     rows = []
     try:
-        config = default_config().with_prometheus_url(server.url)
+        config = _demo_config(server.url, work) if demo_config else default_config().with_prometheus_url(server.url)
         client = PrometheusClient(config.prometheus)
         _wait(client, scenario)
         deploys = [d.to_deploy() for d in scenario.deploys]
-        for sd, dep in zip(scenario.deploys, deploys, strict=True):
-            v = verify_deploy(dep, config, client, others=deploys)
+        if demo_config:  # as the demo runner does: the fleet path over all deploys at once
+            by_id = {v.deploy_id: v for v in verify_many(sorted(deploys, key=lambda d: d.started_at), config, client,
+                                                          show_progress=False)}
+            verdicts = [by_id[d.deploy_id] for d in deploys]
+        else:
+            verdicts = [verify_deploy(dep, config, client, others=deploys) for dep in deploys]
+        for sd, dep, v in zip(scenario.deploys, deploys, verdicts, strict=True):
             rows.append({"case": sd.case, "service": sd.service, "version": dep.version,
                          "started": sd.started_at.strftime("%H:%M"), "truth": sd.expected_overall,
                          "overall": v.overall,
@@ -87,18 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=int, default=24, help="consecutive generation hours, newest first")
     ap.add_argument("--seed", type=int, default=None, help="scenario seed (default: the one the demo uses)")
     ap.add_argument("--offset", type=int, default=0, help="start this many hours before the newest generation hour")
+    ap.add_argument("--demo-config", action="store_true",
+                    help="verify as the demo runner does (its config file, the fleet path) instead of the default catalog")
     ap.add_argument("--reasons", action="store_true", help="print the deciding metrics' reasons for disagreements")
     a = ap.parse_args(argv)
     seed = SEEDS[a.scenario] if a.seed is None else a.seed
     newest = default_end()
     total = agree = 0
     print(f"{a.scenario} scenario (seed {seed}), {a.hours} generation hours ending {newest:%Y-%m-%d %H:%M} UTC "
-          f"and earlier; real Prometheus per hour, default catalog\n")
+          f"and earlier; real Prometheus per hour, {'the demo runner config (fleet path)' if a.demo_config else 'default catalog'}\n")
     for h in range(a.hours):
         end = newest - timedelta(hours=h + a.offset)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="demo-truth-") as tmp:
-            rows = run_hour(a.scenario, seed, end, Path(tmp))
+            rows = run_hour(a.scenario, seed, end, Path(tmp), a.demo_config)
         ok = [r["overall"] == r["truth"] for r in rows]
         total += len(rows)
         agree += sum(ok)
