@@ -404,7 +404,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from analyzers.server.run import add_serve_arguments
 
-    p = argparse.ArgumentParser(prog="python -m analyzers", description="Deploy verification from Prometheus metrics.")
+    prog = "deploy-verify" if os.path.basename(sys.argv[0]) == "deploy-verify" else "python -m analyzers"
+    p = argparse.ArgumentParser(prog=prog, description="Deploy verification from Prometheus metrics.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
