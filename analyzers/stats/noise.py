@@ -430,3 +430,22 @@ def _slope_z(xt: np.ndarray, yt: np.ndarray) -> float:
     psi = np.clip((res - _median(res)) / s, -HUBER_C, HUBER_C)
     e2 = float(np.mean(psi * psi))
     return abs(float(h @ psi)) / (np.sqrt(e2) * hn) if e2 > 0 else 0.0
+
+
+#: An earlier change point is cut off when its own step z-score exceeds this ...
+EARLIER_CHANGE_Z = 4.5
+#: ... and its z-score once a straight-line trend is allowed must exceed this.
+EARLIER_CHANGE_TREND_Z = 3.0
+
+
+def earlier_steps(nf: NullFit, nf_trend: NullFit, n: int, cps: list[int]) -> list[int]:
+    """The change points among ``cps`` (positions in a window of ``n`` rows) that are steps,
+    not drift: significant alone and still clear of a straight line (``verify_series`` and the
+    sequential path cut the history after the last of them)."""
+    shapes = np.zeros((n, len(cps)))
+    for j, c in enumerate(cps):
+        shapes[c:, j] = 1.0
+    tz, _ = nf.scores(shapes)
+    tz_trend, _ = nf_trend.scores(shapes)
+    return [c for c, z, zt in zip(cps, tz, tz_trend, strict=True)
+            if abs(z) > EARLIER_CHANGE_Z and abs(zt) > EARLIER_CHANGE_TREND_Z]

@@ -70,6 +70,7 @@ from analyzers.stats.noise import (
     _detrend,
     ar1_transform,
     block_length,
+    earlier_steps,
     estimate_phi_history,
     fit_null,
     history_phi,
@@ -98,9 +99,6 @@ RHO_ALPHA = 0.005
 TRANSIENT_Z = 3.0
 #: Clip (robust scales) of the first after-row, where a jump at the deploy shows (see _fit_model).
 JUMP_C = 6.0
-#: Earlier changes before the deploy (as verify_series): step z and step-over-line z.
-EARLIER_CHANGE_Z = 4.5
-EARLIER_CHANGE_TREND_Z = 3.0
 MIN_STABLE_PRE = 20
 
 
@@ -311,13 +309,8 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
         nf = fit_null(pre, dw, False, phi0)
         nf_trend = fit_null(pre, dw, True, phi0)
         if nf is not None and nf_trend is not None:
-            shapes = np.zeros((dw, len(cps)))
-            for j, c in enumerate(cps):
-                shapes[c:, j] = 1.0
-            tz, _ = nf.scores(shapes)
-            tz_trend, _ = nf_trend.scores(shapes)
-            sig = [c for c, z, zt in zip(cps, tz, tz_trend, strict=True)
-                   if abs(z) > EARLIER_CHANGE_Z and abs(zt) > EARLIER_CHANGE_TREND_Z]
+            # A step, not a drift: significant alone and still clear of a straight line.
+            sig = earlier_steps(nf, nf_trend, dw, cps)
             if sig:
                 pre_lo = max(sig)
                 earlier = [float(times_all[pre_start + c]) for c in sig]

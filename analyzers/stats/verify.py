@@ -58,6 +58,7 @@ from analyzers.stats.noise import (
     UNIT_ROOT_PHI,
     _detrend,
     block_length,
+    earlier_steps,
     estimate_phi_history,
     fit_null,
     history_phi,
@@ -89,10 +90,6 @@ EXPECTS = ("increase", "decrease", "any", "unchanged")
 DEFAULT_ALPHA = 0.01
 #: Share of alpha spent on the level test; the rest goes to the spread test.
 LEVEL_WEIGHT = 0.8
-#: An earlier change point is cut off when its own step z-score exceeds this.
-EARLIER_CHANGE_Z = 4.5
-#: ... and its z-score once a straight-line trend is allowed must exceed this.
-EARLIER_CHANGE_TREND_Z = 3.0
 #: Clip band for outliers, in robust noise scales around a running median of 5.
 CLIP_K = 5.0
 #: The effect compares the settled level after the change with this much history before it.
@@ -292,14 +289,8 @@ def _verify_level(
         nf = fit_null(rc[:dw], dw, False, phi0)
         nf_trend = fit_null(rc[:dw], dw, True, phi0)
         if nf is not None and nf_trend is not None:
-            shapes = np.zeros((dw, len(cps)))
-            for j, c in enumerate(cps):
-                shapes[c:, j] = 1.0
-            tz, _ = nf.scores(shapes)
-            tz_trend, _ = nf_trend.scores(shapes)
             # A step, not a drift: significant alone and still clear of a straight line.
-            sig = [c for c, z, zt in zip(cps, tz, tz_trend, strict=True)
-                   if abs(z) > EARLIER_CHANGE_Z and abs(zt) > EARLIER_CHANGE_TREND_Z]
+            sig = earlier_steps(nf, nf_trend, dw, cps)
             if sig:
                 pre_lo = max(sig)
                 earlier = [iso_str(ctx.at(pre_start + c)) for c in sig]
