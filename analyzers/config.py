@@ -147,6 +147,7 @@ class CanarySettings:
     #: Extra spread assumed for each version's own bad minutes until the data shows it (>= 1;
     #: 3 for noisy canary pods: fewer false fails, less power; docs/progressive-delivery.md).
     dispersion_prior: float = 1.0
+    window_s: float = 15 * 60.0  # the fail test's horizon (Argo count * interval; docs/progressive-delivery.md)
 
 
 @dataclass(frozen=True)
@@ -364,13 +365,15 @@ def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
 
 
 def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanarySettings:
-    kw: dict[str, Any] = {f"{k}_s": parse_duration(raw.pop(k), key=f"canary.{k}") for k in ("interval", "min_duration") if k in raw}
+    kw: dict[str, Any] = {f"{k}_s": parse_duration(raw.pop(k), key=f"canary.{k}") for k in ("interval", "min_duration", "window") if k in raw}
     kw |= {k: float(raw.pop(k)) for k in ("tolerance", "pass_ratio", "min_requests", "alpha", "dispersion_prior") if k in raw}
     kw |= {k: str(raw.pop(k)) for k in ("label", "selector", "gate_token_env", "canary_match") if k in raw}
     if kw.get("dispersion_prior", 1.0) < 1 or not 0 < kw.get("alpha", 0.01) < 1:
         raise ConfigError("canary.dispersion_prior must be >= 1 and canary.alpha between 0 and 1")
     if kw.get("tolerance", 1.1) < 1 or kw.get("pass_ratio", 2.0) <= kw.get("tolerance", 1.1):
         raise ConfigError("canary.tolerance must be >= 1 (a ratio) and canary.pass_ratio larger than it")
+    if kw.get("window_s", 900.0) < kw.get("interval_s", 60.0):
+        raise ConfigError('canary.window must be at least one canary.interval (e.g. window = "15m", interval = "1m")')
     if "metrics" in raw:
         kw["metrics"] = tuple(raw.pop("metrics"))
         if unknown := [m for m in kw["metrics"] if m not in metrics]:

@@ -40,11 +40,13 @@ enforcing one later changes nothing else.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 from scipy.special import logsumexp
+
+from analyzers.stats.canary_horizon import horizon_test
 
 Status = Literal["regressed", "ok", "inconclusive"]
 
@@ -214,61 +216,79 @@ def _rate_ci(x: np.ndarray, y: np.ndarray, s: np.ndarray, alpha: float, w: np.nd
     return (math.exp(lo), math.exp(hi))
 
 
-def compare_rates(
-    metric: str,
-    canary_events: Any,
-    baseline_events: Any,
-    canary_exposure: Any,
-    baseline_exposure: Any,
-    *,
-    alpha: float = 0.01,
-    tolerance: float = 1.1,
-    pass_ratio: float = 2.0,
-    min_exposure: float = 100.0,
-    what: str = "errors",
-    dry_run: bool = False,
-    interval: bool = True,
-    dispersion_prior: float = 1.0,
-) -> Comparison:
+class RateOptions(TypedDict, total=False):
+    """Keyword options shared by :func:`compare_rates` and :func:`compare_buckets`.
+
+    ``alpha``: the metric's error budget; ``tolerance``: the accepted rate ratio; ``pass_ratio``:
+    a pass needs the always-valid interval to rule this ratio out; ``min_exposure``: canary
+    requests before a pass; ``horizon``: intervals until the canary window ends (the
+    finite-horizon test, :mod:`analyzers.stats.canary_horizon`; ``None``: the all-time mixture
+    test); ``interval=False`` skips the always-valid interval (benchmarks; never ``ok`` then);
+    ``dispersion_prior``: the tempering's prior (``split_weights``).
+    """
+
+    alpha: float
+    tolerance: float
+    pass_ratio: float
+    min_exposure: float
+    horizon: int | None
+    dry_run: bool
+    interval: bool
+    dispersion_prior: float
+
+
+def compare_rates(metric: str, canary_events: Any, baseline_events: Any, canary_exposure: Any, baseline_exposure: Any,
+                  *, what: str = "errors", **options: Unpack[RateOptions]) -> Comparison:
     """Sequential exact test that the canary's event rate exceeds ``tolerance`` x the baseline's.
 
-    ``regressed`` once the e-process ever reached ``1/alpha``; ``ok`` when the always-valid
-    interval's upper bound is at most ``pass_ratio`` (a doubling ruled out by default) and the
-    canary served at least ``min_exposure``; else ``inconclusive`` with what is missing.
-    ``interval=False`` skips the always-valid interval (benchmarks; never ``ok`` then).
+    ``regressed`` once the test failed at some look (the finite-horizon boundary when
+    ``horizon`` is set, else the mixture e-process reaching ``1/alpha``); ``ok`` when the
+    always-valid interval's upper bound is at most ``pass_ratio`` (a doubling ruled out by
+    default) and the canary served at least ``min_exposure``; else ``inconclusive`` with what
+    is missing. Options: :class:`RateOptions` (defaults alpha 0.01, tolerance 1.1, pass_ratio 2,
+    min_exposure 100, no horizon).
     """
+    alpha, tolerance = options.get("alpha", 0.01), options.get("tolerance", 1.1)
+    pass_ratio, min_exposure = options.get("pass_ratio", 2.0), options.get("min_exposure", 100.0)
+    prior, horizon = options.get("dispersion_prior", 1.0), options.get("horizon")
     x, y, nx, ny = _clean(canary_events, baseline_events, canary_exposure, baseline_exposure)
     ok = (nx > 0) & (ny > 0)
     tx, ty, tnx, tny = float(x[ok].sum()), float(y[ok].sum()), float(nx[ok].sum()), float(ny[ok].sum())
     base: dict[str, Any] = dict(metric=metric, alpha=alpha, canary_exposure=tnx, baseline_exposure=tny, canary_events=tx,
-                baseline_events=ty, intervals=int(ok.sum()), dry_run=dry_run)
-    method = "sequential exact rate-ratio test (conditional binomial, mixture martingale)"
+                baseline_events=ty, intervals=int(ok.sum()), dry_run=options.get("dry_run", False))
+    method = "sequential exact rate-ratio test (conditional binomial, " + (
+        "finite-horizon boundary)" if horizon else "mixture martingale)")
     if not ok.any():
         missing = "canary" if not (nx > 0).any() else "baseline"
         return Comparison(method=method, status="inconclusive", reason=f"No {missing} requests in the window yet: cannot compare {what}.", **base)
-    e = rate_evidence(x[ok], y[ok], nx[ok], ny[ok], tolerance=tolerance, dispersion_prior=dispersion_prior)
-    s = nx[ok] / (nx[ok] + ny[ok])
+    idx = np.nonzero(ok)[0]
+    x, y, nx, ny = x[ok], y[ok], nx[ok], ny[ok]
+    s = nx / (nx + ny)
+    w = split_weights(x, y, nx, ny, prior)
+    e = rate_evidence(x, y, nx, ny, tolerance=tolerance, dispersion_prior=prior)
+    details: dict[str, Any] = {}
+    if horizon:
+        ht = horizon_test(x, y, s, idx, horizon=horizon, alpha=alpha, theta0=math.log(tolerance), dispersion_prior=prior)
+        details = {"horizon_intervals": horizon, **ht.to_dict()}
+        hit = ht.detected
+    else:
+        crossed = np.nonzero(e >= math.log(1.0 / alpha))[0]
+        hit = int(crossed[0]) if crossed.size else None
     ratio = (tx / tnx) / (ty / tny) if ty > 0 else (math.inf if tx > 0 else float("nan"))
-    w = split_weights(x[ok], y[ok], nx[ok], ny[ok], dispersion_prior)
-    ci = _rate_ci(x[ok], y[ok], s, alpha, w) if interval else (0.0, math.inf)
-    threshold = math.log(1.0 / alpha)
-    hits = np.nonzero(e >= threshold)[0]
-    evidence = float(np.exp(min(e.max(), 700.0)))
+    ci = _rate_ci(x, y, s, alpha, w) if options.get("interval", True) else (0.0, math.inf)
+    base |= dict(method=method, ratio=ratio, ratio_ci=ci, evidence=float(np.exp(min(e.max(), 700.0))), details=details)
     rates = f"canary {tx:.0f} {what} in {tnx:.0f} requests vs baseline {ty:.0f} in {tny:.0f}"
     ci_text = f"rate ratio {_fmt_ratio(ratio)} (always-valid {100 * (1 - alpha):g}% interval {_fmt_ratio(ci[0])}-{_fmt_ratio(ci[1])})"
-    idx = np.nonzero(ok)[0]
-    if hits.size:
-        return Comparison(method=method, status="regressed", ratio=ratio, ratio_ci=ci, evidence=evidence,
-                          detected_index=int(idx[hits[0]]),
+    if hit is not None:
+        return Comparison(status="regressed", detected_index=int(idx[hit]),
                           reason=f"Canary rate of {what} above {tolerance:g}x the baseline's: {rates}; {ci_text}.", **base)
     if tnx < min_exposure:
-        return Comparison(method=method, status="inconclusive", ratio=ratio, ratio_ci=ci, evidence=evidence,
+        return Comparison(status="inconclusive",
                           reason=f"Too little canary traffic to judge {what}: {tnx:.0f} requests, need {min_exposure:.0f}; {rates}.", **base)
     if ci[1] > pass_ratio:
-        return Comparison(method=method, status="inconclusive", ratio=ratio, ratio_ci=ci, evidence=evidence,
+        return Comparison(status="inconclusive",
                           reason=f"No regression yet, but a {pass_ratio:g}x rise in {what} is not ruled out: {rates}; {ci_text}.", **base)
-    return Comparison(method=method, status="ok", ratio=ratio, ratio_ci=ci, evidence=evidence,
-                      reason=f"Canary {what} within {pass_ratio:g}x of the baseline's: {rates}; {ci_text}.", **base)
+    return Comparison(status="ok", reason=f"Canary {what} within {pass_ratio:g}x of the baseline's: {rates}; {ci_text}.", **base)
 
 
 def _fmt_ratio(r: float) -> str:
@@ -305,27 +325,16 @@ def tail_bounds(les: Any, combined: Any, shares: tuple[float, ...] = TAIL_SHARES
     return out
 
 
-def compare_buckets(
-    metric: str,
-    les: Any,
-    canary_cum: Any,
-    baseline_cum: Any,
-    *,
-    alpha: float = 0.01,
-    tolerance: float = 1.1,
-    pass_ratio: float = 2.0,
-    min_exposure: float = 100.0,
-    bounds: list[float] | None = None,
-    dry_run: bool = False,
-    interval: bool = True,
-    dispersion_prior: float = 1.0,
-) -> Comparison:
+def compare_buckets(metric: str, les: Any, canary_cum: Any, baseline_cum: Any, *, bounds: list[float] | None = None,
+                    **options: Unpack[RateOptions]) -> Comparison:
     """Latency from histogram buckets: the rate test on requests slower than each chosen bound.
 
     ``canary_cum``/``baseline_cum``: cumulative bucket counts per interval (rows) and bound
     (columns, ``les`` ascending with ``+Inf`` last). ``alpha`` is split over the bounds; the
-    metric regresses if any bound's slow share regressed, passes only if all pass.
+    metric regresses if any bound's slow share regressed, passes only if all pass. Options as
+    :func:`compare_rates`.
     """
+    alpha, dry_run = options.get("alpha", 0.01), options.get("dry_run", False)
     les_a = np.asarray(les, dtype=float)
     c, b = (np.nan_to_num(np.asarray(v, dtype=float)).clip(min=0.0) for v in (canary_cum, baseline_cum))
     method = "sequential exact test on requests above bucket bounds"
@@ -341,23 +350,14 @@ def compare_buckets(
     parts = []
     for bound in chosen:
         j = int(np.argmin(np.abs(les_a - bound)))
-        parts.append(compare_rates(
-            metric, c[:, -1] - c[:, j], b[:, -1] - b[:, j], c[:, -1], b[:, -1], alpha=alpha / len(chosen),
-            tolerance=tolerance, pass_ratio=pass_ratio, min_exposure=min_exposure,
-            what=f"requests over {_fmt_bound(bound)}", dry_run=dry_run, interval=interval,
-            dispersion_prior=dispersion_prior))
+        parts.append(compare_rates(metric, c[:, -1] - c[:, j], b[:, -1] - b[:, j], c[:, -1], b[:, -1],
+                                   what=f"requests over {_fmt_bound(bound)}", **(options | {"alpha": alpha / len(chosen)})))
     worst = next((p for p in parts if p.status == "regressed"), None)
     if worst is None:
         worst = next((p for p in parts if p.status == "inconclusive"), parts[-1])
-    status = worst.status
     details = {"bounds": [float(x) for x in chosen], "per_bound": [p.to_dict() for p in parts]}
-    return Comparison(
-        metric=metric, method=method, status=status, reason=worst.reason, alpha=alpha, ratio=worst.ratio,
-        ratio_ci=worst.ratio_ci, evidence=max(p.evidence for p in parts),
-        detected_index=min((p.detected_index for p in parts if p.detected_index is not None), default=None),
-        canary_exposure=worst.canary_exposure, baseline_exposure=worst.baseline_exposure,
-        canary_events=worst.canary_events, baseline_events=worst.baseline_events, intervals=worst.intervals,
-        dry_run=dry_run, details=details)
+    return replace(worst, method=method, alpha=alpha, evidence=max(p.evidence for p in parts), details=details,
+                   detected_index=min((p.detected_index for p in parts if p.detected_index is not None), default=None))
 
 
 def _fmt_bound(le: float) -> str:

@@ -228,6 +228,7 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
     usable = [s for s in specs if comparable(s)]
     skipped = tuple(s.key for s in specs if not comparable(s))
     alpha = alpha_per_metric(cs.alpha, len(usable))
+    horizon = max(1, math.ceil(cs.window_s / step - 1e-9))  # the fail test's horizon, in intervals
     is_canary = canary_matcher(config, deploy)
     comps: list[Comparison] = []
     queries: dict[str, list[str]] = {}
@@ -255,7 +256,7 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                     spec.key, np.rint(xc.fillna(0.0).to_numpy()), np.rint(xb.fillna(0.0).to_numpy()),
                     np.rint(nc.fillna(0.0).to_numpy()), np.rint(nb.fillna(0.0).to_numpy()), alpha=alpha,
                     tolerance=cs.tolerance, pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry,
-                    dispersion_prior=cs.dispersion_prior))
+                    dispersion_prior=cs.dispersion_prior, horizon=horizon))
             elif spec.per_version and not spec.histogram and not (spec.kind == "ratio" and spec.events):
                 q = level_query(config, spec, deploy)
                 queries[spec.key] = [q]
@@ -287,7 +288,7 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
                 b = np.rint(fb[les].fillna(0.0).to_numpy())
                 comps.append(compare_buckets(spec.key, les, c, b, alpha=alpha, tolerance=cs.tolerance,
                                              pass_ratio=cs.pass_ratio, min_exposure=cs.min_requests, dry_run=dry,
-                                             dispersion_prior=cs.dispersion_prior))
+                                             dispersion_prior=cs.dispersion_prior, horizon=horizon))
         except PrometheusError as exc:
             if raise_unreachable and isinstance(exc, PrometheusUnreachable):
                 raise
