@@ -302,8 +302,11 @@ def _cpu_ticks(pid: int) -> int | None:
 
 def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
                   warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0,
-                  rate: float | None = None) -> dict[str, Any]:
+                  rate: float | None = None, code_root: str | None = None) -> dict[str, Any]:
     """Start a receiver on ``store_url``, load it, stop it; return the figures.
+
+    ``code_root``: run the receiver from this checkout instead of this one (a before/after
+    comparison with the same client, e.g. ``benchmarks.bench_ingest --before REV``).
 
     Requests are signed before the timed phase (``max_rate`` x ``seconds`` of them), so the
     client's CPU during the run is little more than socket writes and reads;
@@ -311,7 +314,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
     """
     port = _free_port()
     env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = code_root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen([sys.executable, "-m", "analyzers.server.receiver", "--host", "127.0.0.1", "--port", str(port),
                              "--store", store_url, "--workers", str(workers), "--log-level", "warning"],

@@ -1,0 +1,186 @@
+"""The receiver's load target, checked in one command: SQLite and PostgreSQL, closed and open loop.
+
+::
+
+    .venv/bin/python -m benchmarks.bench_ingest                      # 3 repeats, 10 s each
+    .venv/bin/python -m benchmarks.bench_ingest --before 4a0b74f    # that commit's receiver beside this one
+    .venv/bin/python -m benchmarks.bench_ingest --backends sqlite --repeats 1 --seconds 5
+
+Each run is :func:`analyzers.demo.loadgen.run_benchmark`: a fresh store (a temp SQLite file, or a
+new database on one throwaway PostgreSQL with fsync on), ``--workers`` receiver processes,
+``--connections`` keep-alive connections of pre-signed events, and the store's raw single-row
+INSERT rate measured right after, in the same run. Two load shapes per backend:
+
+- **closed loop**: every connection sends its next event as soon as the previous one is
+  answered (what the receiver can take);
+- **open loop** at ``--rate`` events/s: events leave on a fixed schedule whatever the receiver
+  does, and each latency counts from when the event was due (a receiver that falls behind is
+  charged for the backlog).
+
+Runs are interleaved (repeat by repeat, and before/after within a repeat) so that load from
+other processes hits every configuration alike. Printed per run and as the median over the
+repeats: accepted events/s, p50/p99/max latency, receiver CPU per request (user + system, all
+worker processes), raw INSERT/s and the 1-minute load average.
+
+The target (issue 16): at least ``--target-rate`` (1,500) accepted events/s with p99 under
+``--target-p99-ms`` (25 ms), on SQLite and on PostgreSQL. Closed loop passes when the median
+accepted rate reaches it and the median p99 is under the bound; open loop when the median p99
+is under the bound and every offered event was accepted (2xx). The exit status is 1 when a
+median of this checkout misses the target (``--before`` figures are shown, never judged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from analyzers.demo.loadgen import run_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Figures shown per run and as medians: (key, column title, format).
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("accepted_per_s", "accepted/s", "{:,.0f}"),
+    ("p50_ms", "p50 ms", "{:.1f}"),
+    ("p99_ms", "p99 ms", "{:.1f}"),
+    ("max_ms", "max ms", "{:.1f}"),
+    ("receiver_cpu_us_per_req", "rx CPU us/req", "{:.0f}"),
+    ("raw_insert_per_s", "raw INSERT/s", "{:,.0f}"),
+    ("load_avg_1m", "load", "{:.1f}"),
+)
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[str]:
+    """The tree of ``rev`` extracted into a temporary folder (``git archive``), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-ingest-{rev[:12]}-") as tmp:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield tmp
+
+
+@contextlib.contextmanager
+def store_factory(backend: str) -> Iterator[Any]:
+    """A function giving a fresh, empty store URL for each run of ``backend``."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            n = iter(range(1 << 30))
+            yield lambda: f"sqlite:///{tmp}/run{next(n)}.db"
+    else:
+        from tests.fixtures.postgres import new_database, run_postgres
+
+        with run_postgres(fsync=True) as server:
+            yield lambda: new_database(server)
+
+
+def passes(row: dict[str, Any], target_rate: float, target_p99_ms: float) -> bool:
+    """Whether one (median) row meets the target; see the module docstring."""
+    if row["p99_ms"] >= target_p99_ms:
+        return False
+    if row["mode"] == "closed":
+        return bool(row["accepted_per_s"] >= target_rate)
+    return bool(row["refused"] == 0)
+
+
+def median_row(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out = {k: runs[0][k] for k in ("backend", "mode", "code")}
+    for key, _, _ in COLUMNS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    out["refused"] = statistics.median(r["refused"] for r in runs)
+    return out
+
+
+def fmt_row(row: dict[str, Any]) -> str:
+    cells = [f"{row['backend']:<10}", f"{row['mode']:<12}", f"{row['code']:<10}"]
+    for key, title, f in COLUMNS:
+        v = row.get(key)
+        cells.append(f"{(f.format(v) if v is not None else '-'):>{len(title)}}")
+    cells.append(f"{row['refused']:>7,.0f}")
+    return "  ".join(cells)
+
+
+def header() -> str:
+    titles = [f"{'store':<10}", f"{'load':<12}", f"{'code':<10}"] + [t for _, t, _ in COLUMNS] + ["non-2xx"]
+    return "  ".join(titles)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_ingest", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0, help="timed phase of each run (after a 2 s warm-up)")
+    p.add_argument("--rate", type=float, default=1500.0, help="open-loop offered events/s (0: closed loop only)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    p.add_argument("--before", metavar="REV", help="also run the receiver of this git revision, interleaved")
+    p.add_argument("--target-rate", type=float, default=1500.0)
+    p.add_argument("--target-p99-ms", type=float, default=25.0)
+    p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON here")
+    args = p.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in ("sqlite", "postgresql"):
+            p.error(f"unknown backend {b!r}: use sqlite and/or postgresql")
+    modes: list[tuple[str, float | None]] = [("closed", None)]
+    if args.rate > 0:
+        modes.append((f"open@{args.rate:g}", args.rate))
+
+    runs: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        codes: list[tuple[str, str | None]] = [("current", None)]
+        if args.before:
+            codes.insert(0, (args.before[:10], stack.enter_context(checkout(args.before))))
+        urls = {b: stack.enter_context(store_factory(b)) for b in backends}
+        print(f"bench_ingest: {args.repeats} repeats x {len(backends)} stores x {len(modes)} loads x "
+              f"{len(codes)} code; {args.seconds:g} s each, {args.workers} workers, {args.connections} connections, "
+              f"{os.cpu_count()} CPUs", flush=True)
+        print(header(), flush=True)
+        for repeat in range(args.repeats):
+            for backend in backends:
+                for mode, rate in modes:
+                    order = codes if repeat % 2 == 0 else codes[::-1]  # alternate who goes first
+                    for code, root in order:
+                        r = run_benchmark(urls[backend](), workers=args.workers, seconds=args.seconds,
+                                          connections=args.connections, rate=rate, code_root=root)
+                        ok = r["statuses"].get("200", 0) + r["statuses"].get("201", 0)
+                        row = {**r, "backend": backend, "mode": mode, "code": code, "repeat": repeat,
+                               "refused": sum(r["statuses"].values()) - ok}
+                        runs.append(row)
+                        print(fmt_row(row), flush=True)
+
+    print("\nmedian over repeats")
+    print(header() + "  target")
+    medians: list[dict[str, Any]] = []
+    missed = False
+    for backend in backends:
+        for mode, _ in modes:
+            for code, _ in codes:
+                group = [r for r in runs if (r["backend"], r["mode"], r["code"]) == (backend, mode, code)]
+                row = median_row(group)
+                judged = code == "current"
+                row["meets_target"] = passes(row, args.target_rate, args.target_p99_ms) if judged else None
+                missed |= judged and not row["meets_target"]
+                medians.append(row)
+                verdict = "" if not judged else ("met" if row["meets_target"] else "MISSED")
+                print(fmt_row(row) + f"  {verdict}")
+    print(f"\ntarget: >= {args.target_rate:,.0f} events/s (closed loop) with p99 < {args.target_p99_ms:g} ms; "
+          f"open loop: every event accepted with p99 < {args.target_p99_ms:g} ms -> "
+          + ("MISSED" if missed else "met"))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "medians": medians}, indent=1))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
