@@ -43,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from analyzers.demo.loadgen import run_benchmark
+from analyzers.demo.loadgen import _cpu_ticks, _drive, _Requests, _run_loop, receiver, run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,10 @@ def store_factory(backend: str) -> Iterator[Any]:
             yield lambda: new_database(server)
 
 
+def store_factory_sqlite(stack: contextlib.ExitStack) -> Any:
+    return stack.enter_context(store_factory("sqlite"))
+
+
 def passes(row: dict[str, Any], target_rate: float, target_p99_ms: float) -> bool:
     """Whether one (median) row meets the target; see the module docstring."""
     if row["p99_ms"] >= target_p99_ms:
@@ -115,6 +119,33 @@ def header() -> str:
     return "  ".join(titles)
 
 
+def cpu_rounds(codes: Sequence[tuple[str, str | None]], url: Any, *, rounds: int, burst_s: float,
+               connections: int) -> dict[str, list[float]]:
+    """Receiver CPU per request of each code, in short alternating bursts against receivers running side by side.
+
+    One receiver process per code (``--workers 1``, so the figure is one process's), each on
+    its own fresh store; round after round each gets ``burst_s`` of closed-loop load, the
+    order alternating. CPU is user + system time from ``/proc`` (all threads: the commit thread
+    included), per answered request. Bursts this short, interleaved, see the same machine
+    load, so the ratio is steadier than that of two long runs.
+    """
+    out: dict[str, list[float]] = {code: [] for code, _ in codes}
+    tick = os.sysconf("SC_CLK_TCK")
+    with contextlib.ExitStack() as stack:
+        procs = [(code, *stack.enter_context(receiver(url(), workers=1, code_root=root))) for code, root in codes]
+        for _, _, port in procs:  # warm-up
+            _run_loop(_drive("127.0.0.1", port, 1.0, connections, _Requests("127.0.0.1", port, f"w{port}", 3000)))
+        for i in range(rounds):
+            for code, proc, port in (procs if i % 2 == 0 else procs[::-1]):
+                pool = _Requests("127.0.0.1", port, f"r{i}-{port}", int(4000 * burst_s))
+                t0 = _cpu_ticks(proc.pid)
+                _, statuses, _ = _run_loop(_drive("127.0.0.1", port, burst_s, connections, pool))
+                t1 = _cpu_ticks(proc.pid)
+                if t0 is not None and t1 is not None and sum(statuses.values()):
+                    out[code].append((t1 - t0) / tick / sum(statuses.values()) * 1e6)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -126,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--before", metavar="REV", help="also run the receiver of this git revision, interleaved")
     p.add_argument("--target-rate", type=float, default=1500.0)
     p.add_argument("--target-p99-ms", type=float, default=25.0)
+    p.add_argument("--cpu-rounds", type=int, default=10,
+                   help="with --before: this many alternating bursts for the CPU-per-request comparison (0: none)")
+    p.add_argument("--cpu-only", action="store_true", help="with --before: only the CPU comparison, no load runs")
     p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON here")
     args = p.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -142,6 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.before:
             codes.insert(0, (args.before[:10], stack.enter_context(checkout(args.before))))
         urls = {b: stack.enter_context(store_factory(b)) for b in backends}
+        if args.before and args.cpu_rounds:
+            print(f"receiver CPU per request, {args.cpu_rounds} alternating 2 s bursts, 1 worker each, SQLite "
+                  f"(user + system, load {os.getloadavg()[0]:.1f} at start)", flush=True)
+            cpu = cpu_rounds(codes, store_factory_sqlite(stack), rounds=args.cpu_rounds, burst_s=2.0,
+                             connections=args.connections)
+            for code, values in cpu.items():
+                print(f"  {code:<10} median {statistics.median(values):6.0f} us/req   rounds: "
+                      + " ".join(f"{v:.0f}" for v in values))
+            meds = [statistics.median(v) for v in cpu.values()]
+            print(f"  current / before: {meds[1] / meds[0]:.3f}   (load {os.getloadavg()[0]:.1f} at end)\n", flush=True)
+            if args.cpu_only:
+                return 0
         print(f"bench_ingest: {args.repeats} repeats x {len(backends)} stores x {len(modes)} loads x "
               f"{len(codes)} code; {args.seconds:g} s each, {args.workers} workers, {args.connections} connections, "
               f"{os.cpu_count()} CPUs", flush=True)

@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -300,17 +300,13 @@ def _cpu_ticks(pid: int) -> int | None:
     return total
 
 
-def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
-                  warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0,
-                  rate: float | None = None, code_root: str | None = None) -> dict[str, Any]:
-    """Start a receiver on ``store_url``, load it, stop it; return the figures.
+@contextlib.contextmanager
+def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A receiver (``python -m analyzers.server.receiver``) on a free loopback port, answering
+    ``/healthz``: yields ``(process, port)``; stopped with SIGTERM on exit.
 
-    ``code_root``: run the receiver from this checkout instead of this one (a before/after
-    comparison with the same client, e.g. ``benchmarks.bench_ingest --before REV``).
-
-    Requests are signed before the timed phase (``max_rate`` x ``seconds`` of them), so the
-    client's CPU during the run is little more than socket writes and reads;
-    ``client_cpu_us_per_req`` and ``receiver_cpu_us_per_req`` say what each side spent.
+    ``code_root``: run it from this checkout instead of this one (a before/after comparison
+    with the same client, e.g. ``benchmarks.bench_ingest --before REV``).
     """
     port = _free_port()
     env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET}
@@ -332,6 +328,27 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("receiver did not start")
             time.sleep(0.1)
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
+                  warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0,
+                  rate: float | None = None, code_root: str | None = None) -> dict[str, Any]:
+    """Start a receiver on ``store_url``, load it, stop it; return the figures.
+
+    ``code_root``: run the receiver from that checkout (see :func:`receiver`).
+
+    Requests are signed before the timed phase (``max_rate`` x ``seconds`` of them), so the
+    client's CPU during the run is little more than socket writes and reads;
+    ``client_cpu_us_per_req`` and ``receiver_cpu_us_per_req`` say what each side spent.
+    """
+    with receiver(store_url, workers=workers, code_root=code_root) as (proc, port):
         run = uuid.uuid4().hex[:8]
         warm = _Requests("127.0.0.1", port, run + "w", int(max_rate * warmup_s))
         _run_loop(_drive("127.0.0.1", port, warmup_s, connections, warm))
@@ -342,12 +359,6 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate))
         ticks1, cpu1 = _cpu_ticks(proc.pid), time.process_time()
         gc.unfreeze()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     ok = statuses.get(201, 0) + statuses.get(200, 0)
     n = max(1, sum(statuses.values()))
     result: dict[str, Any] = {

@@ -172,6 +172,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: What ``json.loads(text, parse_constant=..., ...)`` builds on every call, built once.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float,
+                                   object_pairs_hook=_unique_keys)
+
+
 def loads_strict(body: bytes) -> Any:
     """Decode a request body as strict UTF-8 JSON; raises EventError (400) naming the problem."""
     try:
@@ -183,10 +188,7 @@ def loads_strict(body: bytes) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        data = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float,
-            object_pairs_hook=_unique_keys,
-        )
+        data = _STRICT_DECODER.decode(text)
     except EventError:
         raise
     except RecursionError:

@@ -272,6 +272,9 @@ def create_app(
     async def post_deploy(request: Request) -> JSONResponse:
         return await ingestor.ingest(request, "generic", generic_pre, None)
 
+    fast_counters: dict[int, Any] = {}
+    fast_latency = metrics.latency.labels("/webhooks/deploys")
+
     async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
         start = time.perf_counter()
         request = Request(scope, receive)
@@ -288,8 +291,12 @@ def create_app(
             log.exception("unexpected error on POST /webhooks/deploys")
             response = error_response(HTTPProblem(500, "internal error; the event was not stored", reason="internal"))
         await response(scope, receive, send)
-        metrics.requests.labels("POST", "/webhooks/deploys", str(response.status_code)).inc()
-        metrics.latency.labels("/webhooks/deploys").observe(time.perf_counter() - start)
+        status = response.status_code
+        counter = fast_counters.get(status)
+        if counter is None:  # labels() takes a lock and builds a key: once per status
+            counter = fast_counters[status] = metrics.requests.labels("POST", "/webhooks/deploys", str(status))
+        counter.inc()
+        fast_latency.observe(time.perf_counter() - start)
 
     app.fast_post = fast_post_deploy
 

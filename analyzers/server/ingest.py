@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -67,6 +68,17 @@ def problem_from(exc: AnalyzerError) -> HTTPProblem:
         return HTTPProblem(503, "deploy store unavailable (locked, full or unreachable): nothing was stored, "
                                 "retry later", reason="store_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
     return HTTPProblem(500, f"internal error ({type(exc).__name__}); the event was not stored", reason="internal")
+
+
+class FastJSONResponse(JSONResponse):
+    """JSONResponse rendered by orjson: the same compact UTF-8 JSON, in a tenth of the time.
+
+    For answers built from already-validated values (strings, numbers, booleans, None, lists,
+    dicts): the accepted-event answer, sent for every event.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def error_response(p: HTTPProblem) -> JSONResponse:
@@ -239,6 +251,8 @@ class Ingestor:
         self.inflight = 0
         self.reads = BodyReads(settings.max_body_reads, settings.body_timeout_s)
         self.committer = GroupCommitter(store)
+        # Counters of stored events by (source, new), looked up once each (labels() takes a lock).
+        self.counted: dict[tuple[str, bool], Any] = {}
 
     async def ingest(self, request: Request, source: str, pre_auth: PreAuth,
                      to_generic: ToGeneric | None) -> JSONResponse:
@@ -290,8 +304,12 @@ class Ingestor:
         finally:
             if counted:
                 self.inflight -= 1
-        metrics.events.labels(source, "accepted" if new else "duplicate", "ok" if new else "duplicate").inc()
-        return JSONResponse(
+        counter = self.counted.get((source, new))
+        if counter is None:
+            counter = self.counted[source, new] = metrics.events.labels(
+                source, "accepted" if new else "duplicate", "ok" if new else "duplicate")
+        counter.inc()
+        return FastJSONResponse(
             {"status": "created" if new else "duplicate", "deploy_id": stored.deploy_id, "event_id": event_id,
              "signed": stored.signed, "deploy": deploy_dict(stored)},
             status_code=201 if new else 200,

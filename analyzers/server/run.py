@@ -45,8 +45,53 @@ from analyzers.server.settings import DEFAULT_MAX_BODY, ENV_SETTINGS, Settings
 log = logging.getLogger("analyzers.server.receiver")
 
 
+class CoalescingTransport:
+    """A transport that sends a response's header block together with its body: one write.
+
+    uvicorn writes the status line and headers, then the body, as two ``transport.write``
+    calls: two ``send`` system calls and two TCP segments per answer, and the sender wakes up
+    twice. Here the header block is held until the body's write joins it (in the same turn of
+    the event loop for every response this app sends); anything else that happens first, a
+    close or the next loop turn, sends it as it is, so a streamed response never waits for its
+    first chunk. ``100 Continue`` is never held. Everything else is the wrapped transport's.
+    """
+
+    __slots__ = ("_t", "_held", "_loop")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._t = transport
+        self._held: bytes | None = None
+        self._loop = loop
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif data[:9] == b"HTTP/1.1 " and data[9:12] != b"100":
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        self._t.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            data, self._held = self._held, None
+            if not self._t.is_closing():
+                self._t.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._t.close()
+
+    def is_closing(self) -> bool:
+        return bool(self._t.is_closing())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._t, name)
+
+
 class TimedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a header deadline (slowloris protection).
+    """uvicorn's httptools protocol plus a header deadline (slowloris protection), writing each
+    answer in one piece (:class:`CoalescingTransport`).
 
     A timer runs from the moment the connection opens, and again from each answer; when it
     fires before the next request's headers are complete, the connection is closed. A
@@ -55,6 +100,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self.header_timeout_s = _process_settings().header_timeout_s
         self._header_timer: Any = None
         self._arm()
@@ -185,7 +231,8 @@ def serve(settings: Settings) -> None:
     open_store(settings.store_url).close()  # fail now, in the foreground, on an unreachable store
     os.environ[ENV_SETTINGS] = settings.to_json()
     uvicorn.run("analyzers.server.run:app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level, access_log=False,
+                workers=settings.workers, log_level=settings.log_level, access_log=settings.access_log,
+                proxy_headers=False,  # the receiver reads neither client address nor scheme: no per-request rewrite
                 timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.keep_alive_s)),
                 http=TimedHttpToolsProtocol)
 
@@ -204,6 +251,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--worker", action="store_true", help="also run the verification scheduler in this process")
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="log one line per request (off by default: it costs CPU on every event)")
     p.add_argument("--read-token", default=None,
                    help="bearer token for /v1/* (default: $DEPLOY_READ_TOKEN, or config receiver.read_token_env); "
                         "prefer the environment: a flag is visible in the process list")
@@ -231,7 +280,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         host=args.host, port=args.port, store_url=args.store, max_body=args.max_body, workers=args.workers,
         log_level=args.log_level, worker=bool(args.worker) or None, protect_metrics=args.protect_metrics,
         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, max_inflight=args.max_inflight,
-        max_body_reads=args.max_body_reads,
+        max_body_reads=args.max_body_reads, access_log=getattr(args, "access_log", None),
     )
 
 

@@ -15,6 +15,7 @@ setting                           environment                     config (``[rec
 ``body_timeout_s``                (flag ``--body-timeout``)       ``body_timeout = "10s"``
 ``max_inflight``                  (flag ``--max-inflight``)       ``max_inflight = 64``
 ``max_body_reads``                (flag ``--max-body-reads``)     ``max_body_reads = 256``
+``access_log`` (``--access-log``)  (flag only)                     ``access_log = true``
 ``worker`` (``--worker``)           ``ANALYZERS_WORKER=1``          (none)
 ``worker_poll_s``                 ``ANALYZERS_WORKER_POLL``       (none)
 ================================  ==============================  ==================================
@@ -75,6 +76,7 @@ class Settings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
+    access_log: bool = False
     worker: bool = False
     worker_poll_s: float = 5.0
     config_path: str | None = None
@@ -99,6 +101,8 @@ class Settings:
         if self.read_token is not None and not self.read_token.strip():
             raise ConfigError("the read token is empty: generate one with "
                               "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        if not isinstance(self.access_log, bool):
+            raise ConfigError(f"receiver setting access_log must be true or false, got {self.access_log!r}")
         if self.log_level.upper() not in logging.getLevelNamesMapping():
             raise ConfigError(f"log level {self.log_level!r} is not one of debug, info, warning, error")
 
@@ -143,13 +147,14 @@ class Settings:
         unsigned = ALL_SOURCES if allow_unsigned is True else frozenset(allow_unsigned or ())
         from_config = {
             "protect_metrics": rx.get("protect_metrics"),
+            "access_log": rx.get("access_log"),
             "max_inflight": rx.get("max_inflight"),
             "max_body_reads": rx.get("max_body_reads"),
             "header_timeout_s": _seconds(rx, "header_timeout"),
             "body_timeout_s": _seconds(rx, "body_timeout"),
         }
         unknown = set(rx) - {"read_token_env", "protect_metrics", "max_inflight", "max_body_reads",
-                             "header_timeout", "body_timeout"}
+                             "header_timeout", "body_timeout", "access_log"}
         if unknown:
             raise ConfigError(f"[receiver] has unknown keys {sorted(unknown)}")
         kw: dict[str, Any] = {k: v for k, v in from_config.items() if v is not None}

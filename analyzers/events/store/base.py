@@ -9,6 +9,7 @@ Unix epoch (UTC) so range filters and ordering are exact on both.
 from __future__ import annotations
 
 import json
+import operator
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -75,16 +76,18 @@ EventItem = tuple[str, str, dict[str, Any], Deploy]
 
 _DEPLOY_FIELDS = tuple(Deploy.__dataclass_fields__)
 _TIME_FIELDS = ("started_at", "finished_at", "received_at", "updated_at")
+_deploy_values = operator.attrgetter(*_DEPLOY_FIELDS)
 
 
 def deploy_dict(d: Deploy) -> dict[str, Any]:
-    """``Deploy.to_dict()`` without ``dataclasses.asdict``'s deep copies (hot path: every event)."""
-    out = {name: getattr(d, name) for name in _DEPLOY_FIELDS}
+    """``Deploy.to_dict()`` without ``dataclasses.asdict``'s deep copies (hot path: every event, twice)."""
+    out = dict(zip(_DEPLOY_FIELDS, _deploy_values(d), strict=True))
     for k in _TIME_FIELDS:
         v = out[k]
-        out[k] = None if v is None else v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if v is not None:  # already UTC (as every parsed time is): no conversion needed
+            out[k] = (v if v.tzinfo is UTC else v.astimezone(UTC)).isoformat().replace("+00:00", "Z")
     out["labels"] = dict(d.labels)
-    out["expectations"] = [e.to_dict() for e in d.expectations]
+    out["expectations"] = [e.to_dict() for e in d.expectations] if d.expectations else []
     return out
 
 
@@ -123,9 +126,9 @@ class Store(Protocol):
     def deliveries(self, deploy_id: str) -> list[dict[str, Any]]: ...
 
 
-def _dumps(obj: Any) -> str:
-    # ensure_ascii: the stored text is plain ASCII whatever the input held.
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+# ensure_ascii: the stored text is plain ASCII whatever the input held. One encoder for the
+# process: json.dumps with options builds a new one per call (a few us on every event, twice).
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), sort_keys=True).encode
 
 
 class SQLStore(SchedulerTables, ABC):
