@@ -17,6 +17,15 @@ INSERT rate measured right after, in the same run. Two load shapes per backend:
   does, and each latency counts from when the event was due (a receiver that falls behind is
   charged for the backlog).
 
+Two CPU comparisons come first when asked, since wall-clock figures swing with the machine's load:
+
+- ``--before REV``: receiver CPU per request (user + system from ``/proc``) of REV's receiver
+  and this checkout's, one process each running side by side, in alternating 2 s bursts
+  (``--cpu-rounds``, default 10); the median of each and their ratio.
+- ``--instructions N``: machine instructions per event counted by valgrind (callgrind) over
+  exactly N events, at 1 connection (one commit per event) and at 16 (group commits). The
+  count does not move with the load; system calls and kernel work are not in it.
+
 Runs are interleaved (repeat by repeat, and before/after within a repeat) so that load from
 other processes hits every configuration alike. Printed per run and as the median over the
 repeats: accepted events/s, p50/p99/max latency, receiver CPU per request (user + system, all
@@ -32,18 +41,33 @@ median of this checkout misses the target (``--before`` figures are shown, never
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
+import re
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from analyzers.demo.loadgen import _cpu_ticks, _drive, _Requests, _run_loop, receiver, run_benchmark
+from analyzers.demo.loadgen import (
+    SECRET,
+    _cpu_ticks,
+    _drive,
+    _free_port,
+    _request,
+    _Requests,
+    _run_loop,
+    receiver,
+    run_benchmark,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,6 +170,82 @@ def cpu_rounds(codes: Sequence[tuple[str, str | None]], url: Any, *, rounds: int
     return out
 
 
+async def _send_exactly(port: int, requests: Sequence[bytes], connections: int) -> list[int]:
+    """Send exactly these requests over ``connections`` keep-alive connections, one at a time
+    on each; the status of every answer."""
+    pending = iter(requests)
+    statuses: list[int] = []
+
+    async def one_connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for req in pending:
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"content-length: *(\d+)", head.lower())
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            statuses.append(int(head[9:12]))
+        writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    return statuses
+
+
+def instructions_per_request(root: str | None, *, n: int, connections: int) -> float:
+    """Machine instructions the receiver executes per accepted event, counted by valgrind (callgrind).
+
+    A deterministic figure: the count does not depend on the machine's load (system calls and
+    the kernel's work are not counted; the time waiting for fsync is not work). One receiver
+    process (``--workers 1``) runs under callgrind with counting off; after 100 warm-up
+    events counting is switched on for exactly ``n`` events over ``connections`` connections
+    (``connections`` 1: one commit per event; 16: group commits as under load), then off.
+    Needs the ``valgrind`` package (``callgrind_control``, ``callgrind_annotate``).
+    """
+    code_root = root or str(ROOT)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-cg-") as tmp:
+        port = _free_port()
+        env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET, "PYTHONPATH": code_root}
+        out = f"{tmp}/callgrind.out"
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                                 sys.executable, "-m", "analyzers.server.receiver", "--host", "127.0.0.1",
+                                 "--port", str(port), "--store", f"sqlite:///{tmp}/cg.db", "--workers", "1",
+                                 "--log-level", "warning"], env=env, cwd=code_root, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 600  # about 60 s to start under valgrind
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        if conn.recv(12).endswith(b"200"):
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the receiver did not start under valgrind")
+                time.sleep(0.5)
+            asyncio.run(_send_exactly(port, [_request("127.0.0.1", port, i, "warm") for i in range(100)], connections))
+            reqs = [_request("127.0.0.1", port, i, "run") for i in range(n)]
+            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+            statuses = asyncio.run(_send_exactly(port, reqs, connections))
+            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if statuses.count(201) != n:
+            raise RuntimeError(f"expected {n} accepted events, got statuses {sorted(set(statuses))}")
+        total = 0
+        for name in os.listdir(tmp):
+            if name.startswith("callgrind.out."):  # the dump taken while counting
+                text = subprocess.run(["callgrind_annotate", os.path.join(tmp, name)], check=True,
+                                      capture_output=True, text=True).stdout
+                found = re.search(r"^([\d,]+) .*PROGRAM TOTALS", text, re.M)
+                total += int(found.group(1).replace(",", "")) if found else 0
+        return total / n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -159,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--target-p99-ms", type=float, default=25.0)
     p.add_argument("--cpu-rounds", type=int, default=10,
                    help="with --before: this many alternating bursts for the CPU-per-request comparison (0: none)")
-    p.add_argument("--cpu-only", action="store_true", help="with --before: only the CPU comparison, no load runs")
+    p.add_argument("--cpu-only", action="store_true",
+                   help="only the CPU comparisons (--before bursts, --instructions), no load runs")
+    p.add_argument("--instructions", type=int, default=0, metavar="N",
+                   help="also count the receiver's machine instructions per event under valgrind, over N events "
+                        "at 1 and at 16 connections (deterministic; a minute or two per count)")
     p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON here")
     args = p.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -175,7 +279,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         codes: list[tuple[str, str | None]] = [("current", None)]
         if args.before:
             codes.insert(0, (args.before[:10], stack.enter_context(checkout(args.before))))
-        urls = {b: stack.enter_context(store_factory(b)) for b in backends}
+        if args.instructions:
+            print(f"receiver instructions per event (valgrind callgrind, {args.instructions} events, SQLite, 1 worker)",
+                  flush=True)
+            counts: dict[str, dict[int, float]] = {}
+            for conns in (1, 16):
+                for code, root in codes:
+                    counts.setdefault(code, {})[conns] = instructions_per_request(root, n=args.instructions,
+                                                                                  connections=conns)
+                    print(f"  {code:<10} {conns:>2} connection(s): {counts[code][conns] / 1e6:.3f} M instructions/event",
+                          flush=True)
+            if len(codes) == 2:
+                for conns in (1, 16):
+                    a, b = (counts[code][conns] for code, _ in codes)
+                    print(f"  current / before at {conns:>2} connection(s): {b / a:.3f}")
+            print(flush=True)
         if args.before and args.cpu_rounds:
             print(f"receiver CPU per request, {args.cpu_rounds} alternating 2 s bursts, 1 worker each, SQLite "
                   f"(user + system, load {os.getloadavg()[0]:.1f} at start)", flush=True)
@@ -186,8 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       + " ".join(f"{v:.0f}" for v in values))
             meds = [statistics.median(v) for v in cpu.values()]
             print(f"  current / before: {meds[1] / meds[0]:.3f}   (load {os.getloadavg()[0]:.1f} at end)\n", flush=True)
-            if args.cpu_only:
-                return 0
+        if args.cpu_only:
+            return 0
+        urls = {b: stack.enter_context(store_factory(b)) for b in backends}
         print(f"bench_ingest: {args.repeats} repeats x {len(backends)} stores x {len(modes)} loads x "
               f"{len(codes)} code; {args.seconds:g} s each, {args.workers} workers, {args.connections} connections, "
               f"{os.cpu_count()} CPUs", flush=True)

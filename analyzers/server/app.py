@@ -39,6 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 
 from analyzers.config import parse_duration
@@ -63,6 +64,31 @@ class Metrics:
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
         self.events = Counter("receiver_events", "Deploy events by source, result and reason",
                               ["source", "result", "reason"], registry=self.registry)
+
+
+class IndexedHeaders(Headers):
+    """Starlette's request headers with one dict lookup per read instead of a scan of the list.
+
+    The webhook path reads about ten headers per event (signature, id, timestamp, length,
+    encoding, ...); building the index once costs less than two scans. The first value of
+    a repeated header wins, as in :class:`~starlette.datastructures.Headers`.
+    """
+
+    def __init__(self, scope: Any) -> None:
+        super().__init__(scope=scope)
+        index: dict[str, str] = {}
+        for key, value in reversed(self._list):
+            index[key.decode("latin-1")] = value.decode("latin-1")
+        self._index = index
+
+    def __getitem__(self, key: str) -> str:
+        return self._index[key.lower()]
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and key.lower() in self._index
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._index.get(key.lower(), default)
 
 
 class _MetricsMiddleware:
@@ -278,6 +304,7 @@ def create_app(
     async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
         start = time.perf_counter()
         request = Request(scope, receive)
+        request._headers = IndexedHeaders(scope)  # what request.headers returns (starlette builds it lazily)
         try:
             response = await post_deploy(request)
         except HTTPProblem as problem:
