@@ -219,37 +219,32 @@ def breakdown(
     (:func:`analyzers.prometheus.native.native_breakdown_query`), added up locally for the
     service-wide quantile; the threshold is again a bucket bound, so the slow counts are exact.
     """
+    window = format_duration(end - start)
     if native:
-        return _native_breakdown(client, histogram, service, label, quantile, start, end)
-    query = breakdown_query(histogram, service_selector(service), label, None, format_duration(end - start))
+        query = native_breakdown_query(histogram, service_selector(service), label, window)
+    else:
+        query = breakdown_query(histogram, service_selector(service), label, None, window)
     result = client.query(query, _dt(end))
-    frame = buckets_frame(result)
-    if frame.empty:
+    les: list[float] = []
+    totals: list[float] = []  # the whole service's cumulative counts per bound
+    if native:
+        histograms = [s.histograms[-1][1] for s in result.series if s.histograms]
+        if histograms:
+            bounds, per_value = native_cumulative(histograms)
+            les, totals = list(bounds), per_value.sum(axis=0).tolist()
+    else:
+        frame = buckets_frame(result)
+        if not frame.empty:
+            les, totals = [float(c) for c in frame.columns], frame.iloc[-1].to_numpy(dtype=float).tolist()
+    if not totals:
         return None
-    les = [float(c) for c in frame.columns]
-    overall = quantile_from_buckets(les, frame.iloc[-1].to_numpy(dtype=float), PERCENTILES[quantile])
+    overall = quantile_from_buckets(les, totals, PERCENTILES[quantile])
     if overall.value != overall.value:  # NaN: no requests
         return None
-    threshold = overall.lower if overall.lower > 0 else les[0]
-    rows = slow_share_breakdown(result, label, threshold)
-    return Breakdown(label, quantile, threshold, overall, rows, query, tuple(result.warnings))
-
-
-def _native_breakdown(
-    client: Querier, histogram: str, service: str, label: str, quantile: str, start: int, end: int
-) -> Breakdown | None:
-    query = native_breakdown_query(histogram, service_selector(service), label, format_duration(end - start))
-    result = client.query(query, _dt(end))
-    histograms = [s.histograms[-1][1] for s in result.series if s.histograms]
-    if not histograms:
-        return None
-    les, counts = native_cumulative(histograms)
-    overall = quantile_from_buckets(les, counts.sum(axis=0).tolist(), PERCENTILES[quantile])
-    if overall.value != overall.value:  # NaN: no requests
-        return None
-    # As the classic path: slow = above the lower bound of the bucket holding the quantile; when that
-    # is the zero bucket (or below), above the first positive bound.
+    # Slow = above the lower bound of the bucket holding the quantile; when that is the zero bucket
+    # (or below), above the first positive bound.
     positive = [b for b in les if 0 < b < float("inf")]
     threshold = overall.lower if overall.lower > 0 or not positive else positive[0]
-    rows = native_slow_share_breakdown(result, label, threshold)
-    return Breakdown(label, quantile, threshold, overall, rows, query, tuple(result.warnings))
+    rank = native_slow_share_breakdown if native else slow_share_breakdown
+    return Breakdown(label, quantile, threshold, overall, rank(result, label, threshold), query,
+                     tuple(result.warnings))

@@ -33,6 +33,7 @@ from analyzers.prometheus.promql import (
     quantile_text,
     validate_label_name,
     validate_metric_name,
+    window_increases,
     window_text,
     with_matchers,
 )
@@ -105,17 +106,13 @@ def windows_query(histogram: str, selector: str, windows: Mapping[str, tuple[int
     """
     if not windows:
         raise ConfigError("windows_query needs at least one window")
-    at = max(end for _, end in windows.values())
-    base, sel = histogram_base(histogram), with_matchers(selector)
-    parts = []
-    for name, (start, end) in windows.items():
-        if end <= start:
-            raise ConfigError(f"window {name!r} must end after it starts (got {start}..{end})")
+    for name in windows:
         if not re.fullmatch(r"[A-Za-z0-9_ -]+", name):
             raise ConfigError(f"window name {name!r}: letters, digits, spaces, '-' and '_' only")
-        offset = f" offset {format_duration(at - end)}" if at > end else ""
-        inner = f"sum by (le) (increase({base}_bucket{sel}[{format_duration(end - start)}]{offset}))"
-        parts.append(f'label_replace({inner}, "window", "{name}", "", "")')
+    series = f"{histogram_base(histogram)}_bucket{with_matchers(selector)}"
+    at, increases = window_increases(series, windows.values())
+    parts = [f'label_replace(sum by (le) ({inc}), "window", "{name}", "", "")'
+             for name, inc in zip(windows, increases, strict=True)]
     return " or ".join(parts), at
 
 

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analyzers.config import format_duration
 from analyzers.errors import ConfigError
 from analyzers.prometheus.promql import (
     by_clause,
@@ -29,6 +28,7 @@ from analyzers.prometheus.promql import (
     quantile_text,
     validate_label_name,
     validate_metric_name,
+    window_increases,
     window_text,
     with_matchers,
 )
@@ -87,14 +87,8 @@ def native_windows_query(
     tag = validate_label_name(tag_label)
     if not re.search(rf'(^|[{{,\s]){re.escape(tag)}\s*="', selector):
         raise ConfigError(f"tag label {tag!r} must be matched with = in the selector {selector!r}")
-    at = max(first[1], second[1])
-    base, sel = histogram_base(histogram), with_matchers(selector)
-    parts = []
-    for grouping, (start, end) in (("", first), (f" by ({tag})", second)):
-        if end <= start:
-            raise ConfigError(f"a window must end after it starts (got {start}..{end})")
-        offset = f" offset {format_duration(at - end)}" if at > end else ""
-        parts.append(f"sum{grouping} (increase({base}{sel}[{format_duration(end - start)}]{offset}))")
+    at, (one, two) = window_increases(f"{histogram_base(histogram)}{with_matchers(selector)}", (first, second))
+    parts = [f"sum ({one})", f"sum by ({tag}) ({two})"]
     return " or ".join(parts), at
 
 

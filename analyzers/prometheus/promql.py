@@ -200,6 +200,28 @@ def window_text(window: str | float) -> str:
     return window
 
 
+def window_increases(series: str, windows: Iterable[tuple[int, int]]) -> tuple[int, list[str]]:
+    """``increase(series[end-start] offset (at-end))`` for each ``(start, end)`` window (Unix s), and
+    ``at``, the latest end: evaluated at ``at`` as an instant query, each part counts exactly its own
+    window (the same numbers as one instant query per window at its end).
+
+    ``series`` is the selector with its matchers (``h_bucket{service="x"}`` for classic buckets,
+    ``h{service="x"}`` for a native histogram). The classic and native before/after builders share
+    this preamble; a window that does not end after it starts is refused.
+    """
+    spans = list(windows)
+    if not spans:
+        raise ConfigError("at least one window is needed")
+    at = max(end for _, end in spans)
+    parts = []
+    for start, end in spans:
+        if end <= start:
+            raise ConfigError(f"a window must end after it starts (got {start}..{end})")
+        offset = f" offset {format_duration(at - end)}" if at > end else ""
+        parts.append(f"increase({series}[{format_duration(end - start)}]{offset})")
+    return at, parts
+
+
 def quantile_text(q: float) -> str:
     """A quantile between 0 and 1 as PromQL text (``0.99``)."""
     if not 0.0 <= q <= 1.0:

@@ -24,7 +24,7 @@ import streamlit as st
 from analyzers.config import HTTP_DURATION
 from analyzers.text import format_p, format_value
 from dashboard import data
-from dashboard.components import charts, common
+from dashboard.components import charts, common, header
 
 PRESETS = ("1h", "6h", "24h", "7d")
 DEFAULT_PRESET = "6h"
@@ -33,35 +33,8 @@ TARGET_POINTS = 600
 MAX_LINES = 12
 
 esc = common.md_escape
-zone = common.viewer_zone()
-st.title("Errors")
-
-try:
-    config = data.get_config()
-except Exception as exc:  # noqa: BLE001
-    st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
-    st.stop()
-config_key = data.fingerprint(config)
-scrape_s = int(config.prometheus.scrape_interval_s)
-
-
-def _known_services() -> list[str]:
-    names = set(config.services)
-    try:
-        names |= set(data.load_services(config.store_url))
-    except Exception:  # noqa: BLE001 - the options only
-        pass
-    return sorted(names)
-
-
-services = _known_services()
-if services:
-    if st.session_state.get("svc") not in services:
-        st.session_state["svc"] = services[0]
-    service = st.sidebar.selectbox("Service", services, index=None, key="svc", bind="query-params") or ""
-else:
-    service = st.sidebar.text_input("Service", key="svc", bind="query-params",
-                                    help="The value of the `service` label.").strip()
+page = header.service_page("Errors")
+zone, config, config_key, scrape_s, service = page.zone, page.config, page.config_key, page.scrape_s, page.service
 time_range = common.time_range_picker(PRESETS, default=DEFAULT_PRESET, zone=zone, key_prefix="err_",
                                       granularity_s=scrape_s)
 if not service:

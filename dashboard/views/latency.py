@@ -17,13 +17,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analyzers.config import HTTP_DURATION, format_duration
+from analyzers.drilldown.exemplars import Exemplars
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy
 from dashboard import data, exemplars
-from dashboard.components import charts, common, compare
+from dashboard.components import charts, common, compare, figures, header
 
 DEPLOY_PAGE = "views/deploy.py"
-TARGET_POINTS = 1500
+#: Points per series: about the chart's width in pixels on a wide screen (more points than pixels
+#: cost bytes and drawing time and show nothing more). 24 h -> a 2 min step, 7 d -> 15 min.
+TARGET_POINTS = 1000
 PRESETS = ("1h", "6h", "24h", "7d")
 DEFAULT_PRESET = "6h"
 REFRESH_S = 60
@@ -36,43 +39,8 @@ NEEDS_BUCKETS = ("{what} needs histogram buckets (classic `_bucket` series with 
 NATIVE_THRESHOLDS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5, 0.75, 1.0, 2.0, 2.5, 5.0, 10.0)
 
 esc = common.md_escape
-zone = common.viewer_zone()
-st.title("Latency")
-
-try:
-    config = data.get_config()
-except Exception as exc:  # noqa: BLE001
-    st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
-    st.stop()
-config_key = data.fingerprint(config)
-scrape_s = int(config.prometheus.scrape_interval_s)
-
-
-# --------------------------------------------------------------------------- sidebar
-
-
-def _known_services() -> list[str]:
-    names = set(config.services)
-    try:
-        names |= set(data.load_services(config.store_url))
-    except Exception:  # noqa: BLE001 - the options only; the store banner shows below if it matters
-        pass
-    return sorted(names)
-
-
-services = _known_services()
-if services:
-    # No widget default (index=None) and the first service seeded instead: a bound widget drops
-    # its parameter from the URL when it equals the default, and a default that depends on which
-    # services exist would make shared links drift.
-    if st.session_state.get("svc") not in services:
-        st.session_state["svc"] = services[0]
-    service = st.sidebar.selectbox("Service", services, index=None, key="svc", bind="query-params") or ""
-else:
-    service = st.sidebar.text_input(
-        "Service", key="svc", bind="query-params",
-        help="The value of the `service` label; no deploys are stored yet to list the services.",
-    ).strip()
+page = header.service_page("Latency")
+zone, config, config_key, scrape_s, service = page.zone, page.config, page.config_key, page.scrape_s, page.service
 histograms = sorted({m.histogram for m in config.metrics.values() if m.histogram} | {HTTP_DURATION})
 histogram = (
     st.sidebar.selectbox("Histogram", histograms, key="hist", bind="query-params")
@@ -182,6 +150,7 @@ def panels() -> None:
         f"{common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · step {format_duration(step)}"
     )
     deploys, verdicts = deploys_in(tr)
+    markers = figures.markers_key(deploys, verdicts)
 
     lat: data.LatencyData | None = None
     ex = None  # exemplars: drawn on the percentile and heatmap charts
@@ -213,11 +182,17 @@ def panels() -> None:
             stale = common.stale_note(first_q, end, step, zone)
             if stale:
                 st.warning(stale, icon=":material/schedule:")
-            fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band)
-            charts.add_deploy_markers(fig, deploys, verdicts, zone)
             ex = exemplars.load(config_key, config, histogram, service, start, end)
-            exemplars.add_markers(fig, ex, zone)
-            show_chart(fig, "percentiles")
+
+            def percentile_figure(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> go.Figure:
+                fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band,
+                                              step_s=step)
+                charts.add_deploy_markers(fig, deploys, verdicts, zone)
+                exemplars.add_markers(fig, ex, zone)
+                return fig
+
+            show_chart(figures.cached(percentile_figure, "percentiles", lat.quantiles, band, tr, step, zone,
+                                      markers, ex), "percentiles")
             exemplars.table(ex, zone)
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
             cols = st.columns(max(len(latest), 1))
@@ -237,15 +212,19 @@ def panels() -> None:
         elif lat.source == "summary":
             st.info(NEEDS_BUCKETS.format(what="The heatmap", source="a summary"))
         elif not lat.cumulative.empty:
-            from analyzers.stats import buckets
+            def heatmap_figure(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> go.Figure:
+                from analyzers.stats import buckets
 
-            rates = pd.DataFrame(buckets.bucket_increments(lat.cumulative)) / lat.window_s
-            edges = bucket_edges(lat.les)
-            rates = rates.iloc[:, : len(edges) - 1]
-            fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt))
-            charts.add_deploy_markers(fig, deploys, verdicts, zone)
-            exemplars.add_markers(fig, ex, zone)
-            show_chart(fig, "heatmap")
+                rates = pd.DataFrame(buckets.bucket_increments(lat.cumulative)) / lat.window_s
+                edges = bucket_edges(lat.les)
+                rates = rates.iloc[:, : len(edges) - 1]
+                fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt), step_s=step)
+                charts.add_deploy_markers(fig, deploys, verdicts, zone)
+                exemplars.add_markers(fig, ex, zone)
+                return fig
+
+            show_chart(figures.cached(heatmap_figure, "heatmap", lat.cumulative, lat.les, lat.window_s, tr, step,
+                                      zone, markers, ex), "heatmap")
             st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
 
     # Breakdown, before/after and burn rates query the classic `_bucket` series by `le`, or the
@@ -356,7 +335,7 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
     good_now = good_ratio.dropna()
     _slo_metrics(good_now, burn, f"Share of requests at most {threshold * 1000:g} ms over the last {lat.window}.",
                  "Error-budget burn over the last long/short window")
-    _slo_chart(good_ratio, float(objective), float(threshold), start, end, deploys, verdicts, burn)
+    _slo_chart(good_ratio, float(objective), float(threshold), start, end, deploys, verdicts, burn, lat.step)
 
 
 def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy], verdicts: dict) -> None:
@@ -408,7 +387,7 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
     else:
         st.caption(f"From the **native histogram**: {threshold * 1000:g} ms lies outside every bucket seen in the "
                    "range, so the ratio is 0 or 1 exactly.")
-    _slo_chart(frac.ratio, float(objective), float(threshold), start, end, deploys, verdicts, burn)
+    _slo_chart(frac.ratio, float(objective), float(threshold), start, end, deploys, verdicts, burn, lat.step)
 
 
 def _slo_metrics(good_now: pd.Series, burn: data.BurnRates, good_help: str, burn_help: str) -> None:
@@ -429,13 +408,17 @@ def _slo_metrics(good_now: pd.Series, burn: data.BurnRates, good_help: str, burn
 
 
 def _slo_chart(ratio: pd.Series, objective: float, threshold: float, start: int, end: int, deploys: list[Deploy],
-               verdicts: dict, burn: data.BurnRates) -> None:
+               verdicts: dict, burn: data.BurnRates, step: int) -> None:
     """The good ratio over the range against the objective, with deploy markers, and the PromQL."""
     if len(ratio.dropna()):
-        fig = charts.good_ratio_chart(ratio, objective=objective, threshold_s=threshold,
-                                      zone=zone, x_range=(data.to_dt(start), data.to_dt(end)))
-        charts.add_deploy_markers(fig, deploys, verdicts, zone)
-        show_chart(fig, "slo_chart")
+        def slo_figure() -> go.Figure:
+            fig = charts.good_ratio_chart(ratio, objective=objective, threshold_s=threshold,
+                                          zone=zone, x_range=(data.to_dt(start), data.to_dt(end)), step_s=step)
+            charts.add_deploy_markers(fig, deploys, verdicts, zone)
+            return fig
+
+        show_chart(figures.cached(slo_figure, "slo", ratio, objective, threshold, start, end, step, zone,
+                                  figures.markers_key(deploys, verdicts)), "slo_chart")
     with st.expander("Burn-rate PromQL"):
         for q in burn.queries:
             common.show_query(q)

@@ -75,6 +75,17 @@ def arr(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def xs_of(trace: dict[str, Any]) -> list[Any]:
+    """A trace's x values as Plotly computes them: its ``x`` array, or ``x0 + i * dx`` (dx in ms on a
+    date axis) for each of its points when it was sent on a regular grid, in ``x0``'s form."""
+    if "x" in trace:
+        return list(arr(trace["x"]))
+    n, x0, dx = len(arr(trace["y"])), trace["x0"], float(trace["dx"])
+    if isinstance(x0, (int, float)):
+        return [float(x0) + i * dx for i in range(n)]
+    return [(pd.Timestamp(str(x0)) + pd.Timedelta(milliseconds=i * dx)).isoformat() for i in range(n)]
+
+
 def shown(value: Any, zone: str) -> pd.Timestamp:
     """The wall-clock time a Plotly date-axis value is drawn at for a viewer in ``zone``: a number
     is an instant (drawn in the browser's zone, the page's zone here), a string is drawn as written."""
@@ -103,7 +114,7 @@ def test_shared_link_reopens_the_same_view(scenario_store: dict[str, Any]) -> No
     assert set(arr(markers["customdata"]).tolist()) == checkout  # every checkout deploy in range, no other service
     assert spec["layout"]["yaxis"]["type"] == "log"
     assert "ms" in spec["layout"]["yaxis"]["title"]["text"]
-    assert any("step 1m" in c.value for c in at.caption)
+    assert any("step 2m" in c.value for c in at.caption)  # ~1,000 points: the chart's width in pixels
 
 
 def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_store: dict[str, Any]) -> None:
@@ -111,14 +122,16 @@ def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_sto
     at = open_latency({"svc": "checkout", "lat_range": "24h", "pct": ["p99"]})
     spec = chart(at, "percentiles")
     line = next(t for t in spec["data"] if t.get("name") == "p99")
-    xs, ys = arr(line["x"]), arr(line["y"]).astype(float)
+    xs, ys = xs_of(line), arr(line["y"]).astype(float)
     bounds = arr(line["customdata"]).astype(float)
     i = int(np.flatnonzero(~np.isnan(ys))[-1])  # the latest point with data
     at_ts = shown(xs[i], "UTC").tz_localize("UTC").timestamp()  # the page's zone is UTC here
+    window = next(re.search(r"Rate window (\w+),", c.value) for c in at.caption if "Rate window" in c.value)
+    assert window is not None and window.group(1) == "2m"  # >= the step (2 min over 24 h) and 4 scrapes
     r = requests.post(
         prom.url + "/api/v1/query",
         data={"query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
-                       '{service="checkout"}[1m])))', "time": f"{at_ts:.0f}"},
+                       f'{{service="checkout"}}[{window.group(1)}])))', "time": f"{at_ts:.0f}"},
         timeout=10,
     )
     expected_ms = float(r.json()["data"]["result"][0]["value"][1]) * 1000
