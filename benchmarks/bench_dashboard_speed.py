@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python -m benchmarks.bench_dashboard_speed --prometheus-url URL --store-url sqlite:///...
     .venv/bin/python -m benchmarks.bench_dashboard_speed            # builds the demo data itself (~1-2 min)
+    .venv/bin/python -m benchmarks.bench_dashboard_speed --before REV   # and that git revision, side by side
 
 Measures, for one service with four percentiles, the heatmap, the breakdown, the
 before/after comparison and the SLO panel:
@@ -336,6 +337,14 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
         stop_process(proc)
 
 
+def export_revision(rev: str, dest: Path) -> Path:
+    """The repository's tree at ``rev`` (``git archive``) in ``dest``: a checkout to run as the baseline."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prometheus-url")
@@ -347,9 +356,14 @@ def main() -> int:
     ap.add_argument("--baseline", type=Path, metavar="DIR",
                     help="another checkout (e.g. `git worktree add DIR <commit>`) measured in the same run, "
                          "alternating with this one; it must be able to read the store")
+    ap.add_argument("--before", metavar="GIT_REV",
+                    help="measure this git revision too (its tree exported with `git archive` into a temporary "
+                         "directory and run as --baseline), alternating with the current checkout")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    if args.before:
+        args.baseline = export_revision(args.before, work / "before")
     server = None
     if args.prometheus_url and args.store_url:
         prom_url, store_url = args.prometheus_url, args.store_url
@@ -391,7 +405,7 @@ def main() -> int:
             print(f"  {name:<50} {fmt(med)}")
             if name in base_rows:
                 bmed = sorted(base_rows[name], key=lambda t: t.total)[len(base_rows[name]) // 2]
-                print(f"  {'   baseline ' + str(args.baseline):<50} {fmt(bmed)}")
+                print(f"  {'   baseline ' + (args.before or str(args.baseline)):<50} {fmt(bmed)}")
         print("Prometheus queries per render: " + "; ".join(f"{k}: {v}" for k, v in queries.items()))
         print(f"screenshot: {work / 'latency-24h.png'}")
     finally:

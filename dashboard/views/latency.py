@@ -30,6 +30,8 @@ TARGET_POINTS = 1000
 PRESETS = ("1h", "6h", "24h", "7d")
 DEFAULT_PRESET = "6h"
 REFRESH_S = 60
+#: Session key: the empty "loading" chart was shown in this session (see panels()).
+SKELETON_SHOWN = "_lat_skeleton_shown"
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
 NEEDS_BUCKETS = ("{what} needs histogram buckets (classic `_bucket` series with `le`, or a native histogram); "
@@ -155,6 +157,15 @@ def panels() -> None:
     lat: data.LatencyData | None = None
     ex = None  # exemplars: drawn on the percentile and heatmap charts
     st.subheader("Percentiles over time")
+    skeleton = st.empty()
+    if not st.session_state.get(SKELETON_SHOWN):
+        # The session's first run (a page just opened): an empty chart while Prometheus answers, so a
+        # first-time browser fetches and compiles Plotly meanwhile. Not on reruns: it would blink.
+        st.session_state[SKELETON_SHOWN] = True
+        skeleton.plotly_chart(figures.cached(
+            lambda: charts.skeleton_chart(zone, x_range=(tr.start_dt, tr.end_dt), y_title="latency (ms, log scale)",
+                                          text="Querying the histogram…"), "skeleton", tr, zone),
+            key="percentiles_skeleton")
     with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
         lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
         for w in lat.warnings:
@@ -204,6 +215,7 @@ def panels() -> None:
                                     f"{row['lower'] * 1000:g}–{row['upper'] * 1000:g} ms.")
         st.caption(f"Rate window {lat.window}, step {step} s. PromQL:")
         common.show_query(lat.query)
+    skeleton.empty()
 
     st.subheader("Bucket heatmap")
     with common.panel("Heatmap"):
