@@ -76,29 +76,31 @@ def local_time(ts: datetime, zone: ViewerZone) -> float | str:
     return float(value) if browser_draws_zone(zone) else str(value)
 
 
-def on_grid(frame: pd.DataFrame, step_s: float | None) -> pd.DataFrame | None:
+def on_grid(frame: pd.DataFrame, step_s: float | None, zone: ViewerZone) -> pd.DataFrame | None:
     """``frame`` reindexed onto the regular grid of ``step_s`` from its first to its last time (a
-    missing step becomes a NaN row, drawn as a gap), or None when its times are not on one grid.
+    missing step becomes a NaN row, drawn as a gap), or None when it cannot go as ``x0``/``dx``:
+    its times are not on one grid, or the page's zone changes its UTC offset inside the range.
 
     A regular series goes to Plotly as ``x0``/``dx`` instead of one x array per trace: a percentile
-    chart of 4 percentiles otherwise sends 12 copies of the same times, half its bytes.
+    chart of 4 percentiles otherwise sends 12 copies of the same times, half its bytes. Plotly
+    turns ``x0`` into wall-clock time once and adds ``dx`` from there, so across a DST change
+    every later point would be drawn an hour off: such a range keeps its x arrays.
     """
     idx = frame.index
-    if not step_s or len(idx) < 2 or not isinstance(idx, pd.DatetimeIndex):
+    if not step_s or len(idx) < 2 or not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
         return None
     grid = pd.date_range(idx[0], idx[-1], freq=pd.Timedelta(seconds=float(step_s)))
     if len(grid) > 4 * len(idx) + 16 or not idx.isin(grid).all():
+        return None
+    offsets = grid.tz_convert(zone.tz).tz_localize(None) - grid.tz_convert("UTC").tz_localize(None)
+    if offsets.nunique() != 1:
         return None
     return frame.reindex(grid)
 
 
 def grid_x(index: pd.DatetimeIndex, zone: ViewerZone, step_s: float) -> dict[str, float | str]:
-    """``x0``/``dx`` of a regular time grid (first time in :func:`local_time`'s form, step in ms).
-
-    Exact in both of :func:`plot_x`'s forms: numbers are instants (the browser applies its zone,
-    DST included, to each point), and strings are only used for UTC or a fixed offset, where wall
-    clock time advances evenly.
-    """
+    """``x0``/``dx`` of a regular time grid from :func:`on_grid` (first time in :func:`local_time`'s
+    form, step in ms)."""
     return {"x0": local_time(index[0].to_pydatetime(), zone), "dx": float(step_s) * 1000.0}
 
 
@@ -371,7 +373,7 @@ def percentile_chart(
     fig = go.Figure()
     for i, (label, frame) in enumerate(quantiles.items()):
         color = palette[i % len(palette)]
-        regular = on_grid(frame, step_s)
+        regular = on_grid(frame, step_s, zone)
         if regular is not None and step_s:
             frame = regular
             xs: dict[str, object] = dict(grid_x(regular.index, zone, step_s))
@@ -429,7 +431,7 @@ def heatmap_chart(
     ``edges``: ``len(columns) + 1`` bucket bounds in seconds (finite, positive), drawn in ms.
     With ``step_s`` the times go as ``x0``/``dx`` (:func:`on_grid`).
     """
-    regular = on_grid(rates, step_s)
+    regular = on_grid(rates, step_s, zone)
     if regular is not None and step_s:
         rates = regular
         xs: dict[str, object] = dict(grid_x(regular.index, zone, step_s))
@@ -462,7 +464,7 @@ def good_ratio_chart(
 ) -> go.Figure:
     """Share of requests at most the SLO threshold over time (percent), with the objective line.
     With ``step_s`` the times go as ``x0``/``dx`` (:func:`on_grid`)."""
-    regular = on_grid(good_ratio.to_frame("ratio"), step_s)
+    regular = on_grid(good_ratio.to_frame("ratio"), step_s, zone)
     if regular is not None and step_s:
         ratio = regular["ratio"]
         xs: dict[str, object] = dict(grid_x(regular.index, zone, step_s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -123,3 +124,40 @@ def test_md_code_fences_any_value(value: str) -> None:
     fence = out[: len(out) - len(out.lstrip("`"))]
     assert out.endswith(fence) and fence not in out[len(fence):-len(fence)]
     assert out[len(fence):-len(fence)].strip() == value
+
+
+def _quantiles(start: str, periods: int, step_s: int) -> dict[str, pd.DataFrame]:
+    idx = pd.date_range(start, periods=periods, freq=pd.Timedelta(seconds=step_s), tz="UTC")
+    values = pd.Series(range(periods), index=idx, dtype=float) / 1000
+    return {"p99": pd.DataFrame({"value": values, "lower": values * 0.5, "upper": values * 2})}
+
+
+def _trace(fig: Any, name: str) -> Any:
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_regular_series_go_as_x0_dx_with_gaps_kept() -> None:
+    """One x0/dx per trace instead of an x array per trace, at the same instants, and a missing
+    step drawn as a gap (NaN) rather than bridged."""
+    q = _quantiles("2026-06-01T00:00", 100, 120)
+    q["p99"] = q["p99"].drop(q["p99"].index[40])  # Prometheus returned no sample at one step
+    line = _trace(charts.percentile_chart(q, BERLIN, step_s=120), "p99")
+    assert line.x is None and line.dx == 120_000
+    xs = [line.x0 + i * line.dx for i in range(len(line.y))]  # where Plotly puts the points
+    assert xs == list(charts.plot_x(pd.date_range("2026-06-01T00:00", periods=100, freq="120s", tz="UTC"), BERLIN))
+    assert pd.isna(line.y[40]) and not pd.isna(line.y[39]) and not pd.isna(line.y[41])
+    utc = common.ViewerZone(UTC, "UTC", False, chosen=True)
+    assert _trace(charts.percentile_chart(q, utc, step_s=120), "p99").x0 == "2026-06-01T00:00:00"  # UTC mode: strings
+
+
+def test_ranges_across_a_dst_change_keep_their_x_arrays() -> None:
+    """Plotly turns x0 into wall-clock time once and adds dx: across New York's fall-back every
+    later point would be an hour off, so such a range sends its times one by one."""
+    new_york = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", True)
+    q = _quantiles("2026-11-01T03:00", 180, 120)  # 23:00 EDT -> 04:00 EST, across 06:00 UTC
+    line = _trace(charts.percentile_chart(q, new_york, step_s=120), "p99")
+    assert line.x is not None and line.x0 is None and len(line.x) == 180
+    heat = charts.heatmap_chart(pd.DataFrame({0.1: q["p99"]["value"]}), [0.05, 0.1], new_york, step_s=120)
+    assert heat.data[0].x is not None
+    calm = charts.percentile_chart(_quantiles("2026-11-02T03:00", 180, 120), new_york, step_s=120)
+    assert _trace(calm, "p99").x0 is not None
