@@ -156,6 +156,43 @@ def verify_one_failing(prom_url: str, store_url: str) -> str | None:
     return None
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) spent so far by process ``pid`` and every descendant, including
+    descendants already gone (their time is in their parent's ``cutime``/``cstime``), from /proc.
+    On a loaded machine wall time stretches with the other jobs; CPU time much less so."""
+    if pid is None:
+        return 0.0
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = sum(int(x) for x in fields[11:15]) / _TICK
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p in tree:
+            continue
+        tree.add(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return sum(cpu.get(p, 0.0) for p in tree)
+
+
+def browser_pid(driver: Any) -> int | None:
+    """The chromedriver process (Chromium and its renderers are its descendants)."""
+    process = getattr(getattr(driver, "service", None), "process", None)
+    return getattr(process, "pid", None)
+
+
 @dataclass
 class Timing:
     """One measured render, all in the page's clock (seconds from the action)."""
@@ -168,6 +205,8 @@ class Timing:
     js_bytes: int  # bytes of static files fetched over the network (0 = all from the HTTP cache)
     long_tasks: float  # main-thread long tasks (> 50 ms) during the render, seconds
     wall: float = 0.0  # the same render seen from the WebDriver client (polling, round trips included)
+    server_cpu: float = 0.0  # CPU seconds of the Streamlit process during the render
+    browser_cpu: float = 0.0  # CPU seconds of Chromium (all its processes) during the render
 
 
 def rendered(driver: Any, charts: int) -> bool:
@@ -177,7 +216,7 @@ def rendered(driver: Any, charts: int) -> bool:
 
 
 def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float = 0.5,
-          navigates: bool = True) -> Timing:
+          navigates: bool = True, server_pid: int | None = None) -> Timing:
     """Run ``action()`` and time it in the page's own clock until the page is rendered.
 
     ``navigates``: the action loads a new document (``driver.get``): time counts from that
@@ -188,6 +227,7 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
         driver.execute_script("sessionStorage.setItem('want', arguments[0])", str(charts))
     if not navigates:
         driver.execute_script("window.__bench.ready = null; window.__bench.plots = [];")
+    cpu0 = (tree_cpu(server_pid), tree_cpu(browser_pid(driver)))
     t0 = time.perf_counter()
     action()
     driver.execute_script("sessionStorage.setItem('want', arguments[0])", str(charts))
@@ -201,6 +241,7 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
         if time.perf_counter() - t0 > RENDER_TIMEOUT_S:
             raise TimeoutError(f"page not rendered within {RENDER_TIMEOUT_S} s")
         time.sleep(0.05)
+    cpu1 = (tree_cpu(server_pid), tree_cpu(browser_pid(driver)))
     b = driver.execute_script("return window.__bench")
     mark = 0.0 if navigates else float(b["mark"])
     end = max([float(b["ready"]), *[float(p) for p in b["plots"] if p >= mark]])
@@ -214,7 +255,8 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
     long_ms = sum(d for s, d in b["long"] if mark <= s <= end)
     return Timing(total=(end - mark) / 1000, boot=boot / 1000, server=(last - boot) / 1000,
                   browser=(end - mark - last) / 1000, ws_bytes=int(sum(w[2] for w in msgs)), js_bytes=int(js),
-                  long_tasks=long_ms / 1000, wall=seen)
+                  long_tasks=long_ms / 1000, wall=seen, server_cpu=cpu1[0] - cpu0[0],
+                  browser_cpu=cpu1[1] - cpu0[1])
 
 
 def pick_range(driver: Any, label: str) -> None:
@@ -272,7 +314,8 @@ def chrome() -> Any:
 
 def fmt(t: Timing) -> str:
     return (f"{t.total:6.2f} s  [WebDriver view {t.wall:5.2f} s]  (boot {t.boot:4.2f} + server {t.server:4.2f} + browser {t.browser:4.2f}; "
-            f"long tasks {t.long_tasks:4.2f} s; {t.ws_bytes / 1e3:5.0f} kB over WS, "
+            f"long tasks {t.long_tasks:4.2f} s; CPU server {t.server_cpu:4.2f} + browser {t.browser_cpu:4.2f} s; "
+            f"{t.ws_bytes / 1e3:5.0f} kB over WS, "
             f"{t.js_bytes / 1e6:4.1f} MB static fetched)")
 
 
@@ -292,9 +335,9 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
     try:
         first = chrome()
         try:
-            add("bare Streamlit page: first visit ever", timed(first, lambda: first.get(bare_url), charts=0))
-            timed(first, lambda: first.get(bare_url), charts=0)
-            add("bare Streamlit page: returning", timed(first, lambda: first.get(bare_url), charts=0))
+            add("bare Streamlit page: first visit ever", timed(first, lambda: first.get(bare_url), charts=0, server_pid=bare_proc.pid))
+            timed(first, lambda: first.get(bare_url), charts=0, server_pid=bare_proc.pid)
+            add("bare Streamlit page: returning", timed(first, lambda: first.get(bare_url), charts=0, server_pid=bare_proc.pid))
         finally:
             first.quit()
     finally:
@@ -306,29 +349,29 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
                           ("first visit ever: Latency 24 h, cold data", args.first_service)):
             first = chrome()
             try:
-                add(name, counted(name, lambda f=first, s=svc: timed(f, lambda: f.get(link("24h", s)))))
+                add(name, counted(name, lambda f=first, s=svc: timed(f, lambda: f.get(link("24h", s)), server_pid=proc.pid)))
             finally:
                 first.quit()
         driver = chrome()
         try:
             driver.get(url + "/deploys")  # the returning visitor: bundles in the HTTP cache
-            timed(driver, lambda: driver.get(url + "/deploys?range=7d"), charts=1)
+            timed(driver, lambda: driver.get(url + "/deploys?range=7d"), charts=1, server_pid=proc.pid)
             add("returning: Deploys page, 11 deploys",
-                timed(driver, lambda: driver.get(url + "/deploys?range=7d"), charts=1))
+                timed(driver, lambda: driver.get(url + "/deploys?range=7d"), charts=1, server_pid=proc.pid))
             if args.deploy_id:
-                timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2)
+                timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2, server_pid=proc.pid)
                 add("returning: Deploy page (verdict + 2 evidence charts)",
-                    timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2))
+                    timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2, server_pid=proc.pid))
             for rng in ("24h", "7d"):
                 add(f"returning: Latency {rng}, cold data",
-                    counted(f"cold {rng}", lambda r=rng: timed(driver, lambda: driver.get(link(r)))))
+                    counted(f"cold {rng}", lambda r=rng: timed(driver, lambda: driver.get(link(r)), server_pid=proc.pid)))
                 add(f"returning: Latency {rng}, warm (cached answers)",
-                    counted(f"warm {rng}", lambda r=rng: timed(driver, lambda: driver.get(link(r)))))
+                    counted(f"warm {rng}", lambda r=rng: timed(driver, lambda: driver.get(link(r)), server_pid=proc.pid)))
             timed(driver, lambda: driver.get(link("24h")))
             add("range 24 h -> 6 h (uncached), in page",
-                timed(driver, lambda: pick_range(driver, "6h"), navigates=False))
+                timed(driver, lambda: pick_range(driver, "6h"), navigates=False, server_pid=proc.pid))
             add("range 6 h -> 24 h (cached), in page",
-                counted("6h->24h", lambda: timed(driver, lambda: pick_range(driver, "24h"), navigates=False)))
+                counted("6h->24h", lambda: timed(driver, lambda: pick_range(driver, "24h"), navigates=False, server_pid=proc.pid)))
             if run == 0:
                 driver.save_screenshot(str(work / "latency-24h.png"))
         finally:
