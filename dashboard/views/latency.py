@@ -21,7 +21,7 @@ from analyzers.drilldown.exemplars import Exemplars
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy
 from dashboard import data, exemplars
-from dashboard.components import charts, common, compare, figures, header
+from dashboard.components import charts, common, compare, figures, header, latency_charts
 
 DEPLOY_PAGE = "views/deploy.py"
 #: Points per series: about the chart's width in pixels on a wide screen (more points than pixels
@@ -163,7 +163,7 @@ def panels() -> None:
         # first-time browser fetches and compiles Plotly meanwhile. Not on reruns: it would blink.
         st.session_state[SKELETON_SHOWN] = True
         skeleton.plotly_chart(figures.cached(
-            lambda: charts.skeleton_chart(zone, x_range=(tr.start_dt, tr.end_dt), y_title="latency (ms, log scale)",
+            lambda: latency_charts.skeleton_chart(zone, x_range=(tr.start_dt, tr.end_dt), y_title="latency (ms, log scale)",
                                           text="Querying the histogram…"), "skeleton", tr, zone),
             key="percentiles_skeleton")
     with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
@@ -196,7 +196,7 @@ def panels() -> None:
             ex = exemplars.load(config_key, config, histogram, service, start, end)
 
             def percentile_figure(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> go.Figure:
-                fig = charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band,
+                fig = latency_charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band,
                                               step_s=step)
                 charts.add_deploy_markers(fig, deploys, verdicts, zone)
                 exemplars.add_markers(fig, ex, zone)
@@ -230,7 +230,7 @@ def panels() -> None:
                 rates = pd.DataFrame(buckets.bucket_increments(lat.cumulative)) / lat.window_s
                 edges = bucket_edges(lat.les)
                 rates = rates.iloc[:, : len(edges) - 1]
-                fig = charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt), step_s=step)
+                fig = latency_charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt), step_s=step)
                 charts.add_deploy_markers(fig, deploys, verdicts, zone)
                 exemplars.add_markers(fig, ex, zone)
                 return fig
@@ -424,7 +424,7 @@ def _slo_chart(ratio: pd.Series, objective: float, threshold: float, start: int,
     """The good ratio over the range against the objective, with deploy markers, and the PromQL."""
     if len(ratio.dropna()):
         def slo_figure() -> go.Figure:
-            fig = charts.good_ratio_chart(ratio, objective=objective, threshold_s=threshold,
+            fig = latency_charts.good_ratio_chart(ratio, objective=objective, threshold_s=threshold,
                                           zone=zone, x_range=(data.to_dt(start), data.to_dt(end)), step_s=step)
             charts.add_deploy_markers(fig, deploys, verdicts, zone)
             return fig

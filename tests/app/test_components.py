@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analyzers.errors import BadDataError, PrometheusUnreachable, StoreUnavailable
-from dashboard.components import charts, common
+from dashboard.components import charts, common, latency_charts
 from dashboard.data import _redact
 
 BERLIN = common.ViewerZone(ZoneInfo("Europe/Berlin"), "Europe/Berlin", True)
@@ -141,13 +141,13 @@ def test_regular_series_go_as_x0_dx_with_gaps_kept() -> None:
     step drawn as a gap (NaN) rather than bridged."""
     q = _quantiles("2026-06-01T00:00", 100, 120)
     q["p99"] = q["p99"].drop(q["p99"].index[40])  # Prometheus returned no sample at one step
-    line = _trace(charts.percentile_chart(q, BERLIN, step_s=120), "p99")
+    line = _trace(latency_charts.percentile_chart(q, BERLIN, step_s=120), "p99")
     assert line.x is None and line.dx == 120_000
     xs = [line.x0 + i * line.dx for i in range(len(line.y))]  # where Plotly puts the points
     assert xs == list(charts.plot_x(pd.date_range("2026-06-01T00:00", periods=100, freq="120s", tz="UTC"), BERLIN))
     assert pd.isna(line.y[40]) and not pd.isna(line.y[39]) and not pd.isna(line.y[41])
     utc = common.ViewerZone(UTC, "UTC", False, chosen=True)
-    assert _trace(charts.percentile_chart(q, utc, step_s=120), "p99").x0 == "2026-06-01T00:00:00"  # UTC mode: strings
+    assert _trace(latency_charts.percentile_chart(q, utc, step_s=120), "p99").x0 == "2026-06-01T00:00:00"  # UTC mode: strings
 
 
 def test_ranges_across_a_dst_change_keep_their_x_arrays() -> None:
@@ -155,9 +155,9 @@ def test_ranges_across_a_dst_change_keep_their_x_arrays() -> None:
     later point would be an hour off, so such a range sends its times one by one."""
     new_york = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", True)
     q = _quantiles("2026-11-01T03:00", 180, 120)  # 23:00 EDT -> 04:00 EST, across 06:00 UTC
-    line = _trace(charts.percentile_chart(q, new_york, step_s=120), "p99")
+    line = _trace(latency_charts.percentile_chart(q, new_york, step_s=120), "p99")
     assert line.x is not None and line.x0 is None and len(line.x) == 180
-    heat = charts.heatmap_chart(pd.DataFrame({0.1: q["p99"]["value"]}), [0.05, 0.1], new_york, step_s=120)
+    heat = latency_charts.heatmap_chart(pd.DataFrame({0.1: q["p99"]["value"]}), [0.05, 0.1], new_york, step_s=120)
     assert heat.data[0].x is not None
-    calm = charts.percentile_chart(_quantiles("2026-11-02T03:00", 180, 120), new_york, step_s=120)
+    calm = latency_charts.percentile_chart(_quantiles("2026-11-02T03:00", 180, 120), new_york, step_s=120)
     assert _trace(calm, "p99").x0 is not None
