@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python -m benchmarks.profile_dashboard_pages                      # builds the demo data (~1 min)
     .venv/bin/python -m benchmarks.profile_dashboard_pages --prometheus-url URL --store-url sqlite:///... \
-        [--deploy ID] [--pages deploy] [--profile deploy] [--root OTHER_CHECKOUT]
+        [--deploy ID] [--pages deploy] [--profile deploy] [--root OTHER_CHECKOUT | --before GIT_REV]
 
 Wall time on a shared machine is noise; the CPU a script run takes is not (much). For each
 page this runs the script once in a fresh process-wide cache ("cold": Prometheus and store
@@ -46,6 +46,9 @@ def main() -> int:
                     help="pages to run, in this order (the first one also pays the module imports)")
     ap.add_argument("--root", type=Path, default=ROOT,
                     help="checkout whose dashboard/app.py runs (put it first on PYTHONPATH too)")
+    ap.add_argument("--before", metavar="GIT_REV",
+                    help="first run the same pages as of this git revision (`git archive` into a temporary "
+                         "directory, run in its own process from that tree), then this checkout")
     args = ap.parse_args()
 
     from benchmarks.bench_dashboard_speed import build_demo, verify_one_failing
@@ -57,6 +60,19 @@ def main() -> int:
         print("building the demo data (3 days, 3 services) ...", flush=True)
         prom_url, store_url, server = build_demo(Path(tempfile.mkdtemp(prefix="profile-pages-")))
     deploy = args.deploy or verify_one_failing(prom_url, store_url) or ""
+    if args.before:
+        import subprocess
+        import sys
+
+        from benchmarks.bench_dashboard_speed import export_revision
+
+        before = export_revision(args.before, Path(tempfile.mkdtemp(prefix="profile-before-")) / "tree")
+        print(f"--- as of {args.before}", flush=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.profile_dashboard_pages", "--prometheus-url", prom_url,
+                        "--store-url", store_url, "--deploy", deploy, "--pages", *args.pages, "--root", str(before),
+                        "--lines", str(args.lines), *(["--profile", args.profile] if args.profile else [])],
+                       cwd=before, env={**os.environ, "PYTHONPATH": str(before)}, check=False)
+        print("--- this checkout", flush=True)
     os.environ.pop("ANALYZERS_CONFIG", None)
     os.environ.update({"PROMETHEUS_URL": prom_url, "DEPLOY_STORE_URL": store_url})
 

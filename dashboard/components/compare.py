@@ -18,7 +18,7 @@ import streamlit as st
 from analyzers.model import Deploy, DeployVerdict, to_utc
 from analyzers.text import p_equals
 from dashboard import data
-from dashboard.components import charts, common, latency_charts
+from dashboard.components import charts, common, figures, latency_charts
 
 WINDOW_LENGTHS = ("15m", "30m", "1h", "3h", "1d")
 
@@ -193,7 +193,8 @@ def _compare(scope: Scope, before: data.Distribution, after: data.Distribution, 
             f"{second} bucket (ms)": f"{ea.lower * 1000:g}–{ea.upper * 1000:g}",
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    fig = latency_charts.cdf_overlay_chart(les, {first: b, second: a})
+    fig = figures.cached(lambda: latency_charts.cdf_overlay_chart(les, {first: b, second: a}), "cdf", les, first, b,
+                         second, a)
     st.plotly_chart(fig, key="before_after")
     st.caption(
         f"{first.capitalize()}: {common.fmt_time(data.to_dt(before.start), scope.zone)} → "
