@@ -27,20 +27,60 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import zlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from analyzers.demo.seriesgen import NULL_FAMILIES, TRANSIENT_FAMILIES, scenario
+from analyzers.demo.seriesgen import NULL_FAMILIES, TRANSIENT_FAMILIES, Scenario, scenario
 from analyzers.stats import verify_series
-from analyzers.stats.sequential import BOUNDARIES, sequential_path
+from analyzers.stats.sequential import BOUNDARIES, HORIZON_TILT, sequential_path
 
 #: Shift families of 2 SD or more (the power and time-to-detect targets), then the rest.
 SHIFTS_2SD = ("step_up", "step_down", "step_ar08", "step_heavy", "step_seasonal", "ramp20", "ramp30", "big4",
               "lowcount_up")
 OTHER_SHIFTS = ("small1", "variance")
+#: No-op families that break the horizon's information assumption (built here on ``ar05``/seeded
+#: counts): ``gaps_after`` (a 5-15 min scrape outage 5-20 min after the deploy and 10 % of the other
+#: rows after it missing: less information arrives than planned), ``traffic_fall`` (requests fall
+#: to half over the window, so a latency mean gets noisier: sd x1.4 at the end, level unchanged),
+#: ``ratio_fall`` (an error ratio with its request counts; requests fall to half after the deploy,
+#: the ratio does not change: less exposure than before).
+HORIZON_NULLS = ("gaps_after", "traffic_fall", "ratio_fall")
 HORIZON_S = 1800.0
 FIXED_FIRST_S = 300.0
+
+
+def horizon_null(family: str, seed: int) -> Scenario:
+    """A no-op deploy whose information does not arrive as planned (see ``HORIZON_NULLS``)."""
+    sc = scenario("ar05", seed)
+    rng = np.random.default_rng([seed, zlib.crc32(family.encode())])
+    y = sc.series.to_numpy().copy()
+    d = int(np.searchsorted(sc.series.index, sc.deploy_at))
+    after = np.arange(y.size) >= d
+    if family == "gaps_after":
+        start = d + int(rng.integers(5, 21))
+        y[start:start + int(rng.integers(5, 16))] = np.nan
+        y[after & (rng.random(y.size) < 0.1)] = np.nan
+        return replace(sc, family=family, series=pd.Series(y, index=sc.series.index, name=family))
+    minutes = np.clip(np.arange(y.size) - d, 0, None).astype(float)
+    traffic = 1.0 - 0.5 * np.clip(minutes / 30.0, 0.0, 1.0)  # 1 before the deploy, 0.5 at 30 min
+    if family == "traffic_fall":
+        y = 10.0 + (y - 10.0) / np.sqrt(traffic)
+        return replace(sc, family=family, series=pd.Series(y, index=sc.series.index, name=family))
+    if family == "ratio_fall":
+        requests = rng.poisson(200.0 * np.where(after, 0.5, 1.0)).astype(float)
+        errors = rng.poisson(requests * 0.004).astype(float)
+        ratio = np.where(requests > 0, errors / np.maximum(requests, 1.0), np.nan)
+        idx = sc.series.index
+        return replace(sc, family=family, series=pd.Series(ratio, index=idx, name=family),
+                       counts=pd.Series(requests, index=idx), kind="gauge")
+    raise ValueError(f"unknown family {family!r}")
+
+
+def _scenario(fam: str, seed: int) -> Scenario:
+    return horizon_null(fam, seed) if fam in HORIZON_NULLS else scenario(fam, seed)
 
 
 def _looks(deploy_s: float, every_s: float, first_s: float) -> np.ndarray:
@@ -48,13 +88,15 @@ def _looks(deploy_s: float, every_s: float, first_s: float) -> np.ndarray:
 
 
 def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool,
-             boundary: str = "linear") -> dict[str, float | bool | None]:
-    sc = scenario(fam, seed)
+             boundary: str = "horizon", tilt: float = HORIZON_TILT,
+             window_s: float = HORIZON_S) -> dict[str, float | bool | None]:
+    sc = _scenario(fam, seed)
     deploy_s = sc.deploy_at.value / 1e9
     series = sc.series[sc.series.index <= sc.deploy_at + pd.Timedelta(seconds=HORIZON_S)]
     t = time.process_time()
-    path = sequential_path(series, sc.deploy_at, "any", kind=sc.kind, window_after_s=HORIZON_S,
-                           transient_s=transient_s, boundary=boundary)
+    counts = None if sc.counts is None else sc.counts[sc.counts.index <= series.index[-1]]
+    path = sequential_path(series, sc.deploy_at, "any", kind=sc.kind, window_after_s=window_s, counts=counts,
+                           transient_s=transient_s, boundary=boundary, tilt=tilt)
     res = path.at(alpha)
     seq_ms = (time.process_time() - t) * 1000
     out: dict[str, float | bool | None] = {"seq_ms": seq_ms, "seq_any": res["status"] == "shifted",
@@ -66,8 +108,8 @@ def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool,
         out["seq_dir_ok"] = sc.direction is None or res["direction"] == sc.direction
     # A guard watching for this shift's direction (its bad direction) gives it 80 % of alpha.
     if sc.direction is not None:
-        guard = sequential_path(series, sc.deploy_at, sc.direction, kind=sc.kind, window_after_s=HORIZON_S,
-                                transient_s=transient_s, boundary=boundary).at(alpha)
+        guard = sequential_path(series, sc.deploy_at, sc.direction, kind=sc.kind, window_after_s=window_s,
+                                counts=counts, transient_s=transient_s, boundary=boundary, tilt=tilt).at(alpha)
         out["guard_any"] = guard["status"] == "shifted" and guard["direction"] == sc.direction
     if not fixed:
         return out
@@ -75,7 +117,10 @@ def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool,
     last = None
     for look in _looks(deploy_s, 60.0, FIXED_FIRST_S):
         part = series[series.index <= pd.Timestamp(look, unit="s", tz="UTC")]
-        r = verify_series(part, sc.deploy_at, alpha=alpha, min_points=5, **sc.options())
+        opts = sc.options()
+        if counts is not None:
+            opts["counts"] = counts[counts.index <= part.index[-1]]
+        r = verify_series(part, sc.deploy_at, alpha=alpha, min_points=5, **opts)
         last = r.status
         if r.status == "shifted" and first_hit is None:
             first_hit = (look - deploy_s) / 60.0
@@ -90,16 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100, help="seeded cases per family")
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--transient", type=float, default=300.0, help="transient allowance after the deploy (s)")
-    ap.add_argument("--boundary", choices=BOUNDARIES, default="linear",
-                    help="the level sequence's boundary (linear: the default; mixture: one-sided normal mixture)")
+    ap.add_argument("--boundary", choices=BOUNDARIES, default="horizon",
+                    help="the level sequence's boundary (horizon: the default, finite-horizon line; linear: "
+                         "all-time line; mixture: one-sided normal mixture)")
+    ap.add_argument("--tilt", type=float, default=HORIZON_TILT, help="tilt of the horizon line (design constant)")
+    ap.add_argument("--window", type=float, default=HORIZON_S,
+                    help="after-window = horizon of the sequence (s); the verifier's is window_after + ramp")
     ap.add_argument("--no-fixed", action="store_true", help="skip today's repeated fixed test (fast)")
     a = ap.parse_args(argv)
     fixed = not a.no_fixed
     rows = []
-    for fam in NULL_FAMILIES + TRANSIENT_FAMILIES + SHIFTS_2SD + OTHER_SHIFTS:
-        cases = [run_case(fam, s, a.alpha, a.transient, fixed, a.boundary) for s in range(a.n)]
+    nulls_all = NULL_FAMILIES + TRANSIENT_FAMILIES + HORIZON_NULLS
+    for fam in nulls_all + SHIFTS_2SD + OTHER_SHIFTS:
+        cases = [run_case(fam, s, a.alpha, a.transient, fixed, a.boundary, a.tilt, a.window) for s in range(a.n)]
         df = pd.DataFrame(cases)
-        row = {"family": fam, "null": fam in NULL_FAMILIES + TRANSIENT_FAMILIES,
+        row = {"family": fam, "null": fam in nulls_all,
                "seq_any": df["seq_any"].mean(),
                "ttd_seq60": df["ttd60"].dropna().median() if df["ttd60"].notna().any() else np.nan,
                "ttd_seq15": df["ttd15"].dropna().median() if df["ttd15"].notna().any() else np.nan,
@@ -119,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         (["ttd_fixed"] if fixed else []) + ["seq_dir_ok", "seq_ms"]
     pd.set_option("display.width", 200)
     print(f"alpha={a.alpha}, n={a.n} seeded cases per family, looks every 60 s and every 15 s up to 30 min, "
-          f"transient allowance {a.transient:.0f} s, {a.boundary} boundary\n")
+          f"transient allowance {a.transient:.0f} s, {a.boundary} boundary"
+          + (f" (tilt {a.tilt}, horizon {a.window / 60:.0f} min)" if a.boundary == "horizon" else "") + "\n")
     nulls, shifts = res[res["null"]], res[~res["null"]]
     print("Null families (share of no-op deploys called changed at any look = false fail):")
     print(nulls[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -62,24 +62,22 @@ from analyzers.stats._fast import median as _median
 from analyzers.stats.changepoints import changepoints, robust_noise_scale
 from analyzers.stats.grid import coerce_arrays, coerce_time, counter_increases, seconds_since_first, to_grid
 from analyzers.stats.noise import (
-    HUBER_C,
     NO_TREND_Z,
     PHI_MAX_BLOCKS,
     TREND_Z,
     UNIT_ROOT_PHI,
     _detrend,
-    ar1_transform,
     block_length,
     earlier_steps,
     estimate_phi_history,
     fit_null,
     history_phi,
     residual_memory,
-    robust_scale,
     slope_z,
 )
-from analyzers.stats.sequential_bounds import line_offset, one_sided_mixture_radius, rho_for
+from analyzers.stats.sequential_bounds import horizon_line, line_offset, one_sided_mixture_radius, rho_for
 from analyzers.stats.sequential_counts import count_path, rate_bounds
+from analyzers.stats.sequential_fit import LevelModel, fit_model
 
 #: Rows after the deploy left out as a possible transient (seconds).
 DEFAULT_TRANSIENT_S = 300.0
@@ -93,23 +91,14 @@ RHO_TARGET_MIN = 10.0
 #: information) and ``mixture`` (one-sided normal mixture, ``rho`` tuned to ``RHO_TARGET_MIN``
 #: minutes of after-data at ``RHO_ALPHA``). Measured side by side in ``benchmarks/bench_sequential.py``:
 #: the same power (docs/statistics.md), so the default stays.
-BOUNDARIES = ("linear", "mixture")
+BOUNDARIES = ("horizon", "linear", "mixture")
 RHO_ALPHA = 0.005
+#: Tilt of the finite-horizon line (``horizon_line``): the share of the boundary at the horizon
+#: that comes from its slope. A design constant chosen once on the benchmark (docs/statistics.md).
+HORIZON_TILT = 0.6
 #: A transient must stand out by this many noise SDs (2-point mean) to be reported.
 TRANSIENT_Z = 3.0
-#: Clip (robust scales) of the first after-row, where a jump at the deploy shows (see _fit_model).
-JUMP_C = 6.0
 MIN_STABLE_PRE = 20
-
-
-@dataclass(frozen=True)
-class _Model:
-    """One nuisance model's sequence: per after-row cumulative sums (see the module doc)."""
-
-    s: np.ndarray  # score of the shift, nuisance (level, line) fitted on every row so far
-    v: np.ndarray  # its information (intrinsic time): sum g_i^2 less what the nuisance fit takes
-    sigma: float  # innovation sd (after memory)
-    name: str
 
 
 @dataclass(frozen=True)
@@ -124,15 +113,16 @@ class SequentialPath:
     times: np.ndarray
     deploy_s: float
     expect: str
-    models: tuple[_Model, ...] = ()
+    models: tuple[LevelModel, ...] = ()
     counts: tuple[np.ndarray, np.ndarray, float, float, float] | None = None  # X_n, T_n, before events, exposure, dispersion
     unit: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     transient: dict[str, Any] | None = None
     reason: str = ""
     rho_v: float = 1.0
-    boundary: str = "linear"  # "linear" | "mixture" (see BOUNDARIES)
+    boundary: str = "horizon"  # see BOUNDARIES
     rho_mix: float = 1.0
+    tilt: float = 0.0  # the horizon line's tilt (HORIZON_TILT unless asked otherwise)
 
     def _bounds(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Lower/upper bound of the shift at every after-row, at family level ``alpha``."""
@@ -150,7 +140,10 @@ class SequentialPath:
         first = True
         for m in self.models:
             with np.errstate(divide="ignore", invalid="ignore"):
-                if self.boundary == "mixture":
+                if self.boundary == "horizon":
+                    l_m = m.s / m.v - m.sigma * _horizon_offset(m.v, a_up, m.v_max, self.tilt)
+                    h_m = m.s / m.v + m.sigma * _horizon_offset(m.v, a_down, m.v_max, self.tilt)
+                elif self.boundary == "mixture":
                     l_m = (m.s - m.sigma * one_sided_mixture_radius(m.v, a_up, self.rho_mix)) / m.v
                     h_m = (m.s + m.sigma * one_sided_mixture_radius(m.v, a_down, self.rho_mix)) / m.v
                 else:
@@ -235,6 +228,12 @@ class SequentialPath:
         return hi
 
 
+def _horizon_offset(v: np.ndarray, alpha: float, v_max: float, tilt: float) -> np.ndarray:
+    """Half-width of the finite-horizon line at information ``v`` (see :func:`horizon_line`)."""
+    a, b = horizon_line(alpha, max(v_max, 1e-12), tilt)
+    return a / v + b
+
+
 def _prepare(series: Any, deploy_at: Any, kind: str, window_before_s: float, window_after_s: float,
              step_s: float | None) -> tuple[np.ndarray, int, int, int, float, float]:
     idx, vals = coerce_arrays(series)
@@ -260,10 +259,13 @@ def _prepare(series: Any, deploy_at: Any, kind: str, window_before_s: float, win
 def sequential_path(series: Any, deploy_at: Any, expect: str = "any", *, kind: str = "gauge",
                     transient_s: float = DEFAULT_TRANSIENT_S, window_before_s: float = 10800.0,
                     window_after_s: float = 3600.0, step_s: float | None = None,
-                    counts: Any = None, min_points: int = 10, boundary: str = "linear") -> SequentialPath:
+                    counts: Any = None, min_points: int = 10, boundary: str = "horizon",
+                    tilt: float = HORIZON_TILT) -> SequentialPath:
     """The confidence sequence of ``series`` around ``deploy_at`` (see the module doc)."""
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
+    if not 0.0 <= tilt < 1.0:
+        raise ValueError(f"tilt must be in [0, 1), got {tilt}")
     y, pre_start, d, post_end, step_s, t0_s = _prepare(series, deploy_at, kind, window_before_s,
                                                       window_after_s, step_s)
     deploy_s = coerce_time(deploy_at).value / 1e9
@@ -285,7 +287,7 @@ def sequential_path(series: Any, deploy_at: Any, expect: str = "any", *, kind: s
     path = _level_path(y, pre_start, d, post_end, skip, times_all, deploy_s, expect, step_s)
     if path is None:
         return empty
-    return path if boundary == "linear" else replace(path, boundary=boundary)
+    return replace(path, boundary=boundary, tilt=tilt)
 
 
 def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int, times_all: np.ndarray,
@@ -335,7 +337,7 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
     phis = [phi] + ([1.0] if phi > UNIT_ROOT_PHI else [])
     for ph in phis:
         for tr in trends:
-            m = _fit_model(w, tpos, dloc, ph, tr or ph >= 1.0, memory)
+            m = fit_model(w, tpos, dloc, ph, tr or ph >= 1.0, memory, w.size)
             if m is not None:
                 models.append(m)
     if not models:
@@ -366,90 +368,7 @@ def _planned_target(n_after: int, skip: int, phi: float) -> float:
     return max(0.5 * (first + rest), 0.5)
 
 
-def _fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: bool, memory: float) -> _Model | None:
-    y = w[tpos]
-    t = (tpos - dloc).astype(float) / max(1.0, float(dloc))
-    x = np.column_stack([np.ones_like(t), t]) if trend else np.ones((t.size, 1))
-    shift = (tpos >= dloc).astype(float)
-    xt = ar1_transform(tpos, x, phi)
-    yt = ar1_transform(tpos, y, phi)
-    gt = ar1_transform(tpos, shift, phi)
-    pre = tpos < dloc
-    if phi >= 1.0:  # random walk: the level column vanishes; keep the drift column only
-        xt = xt[:, 1:] if xt.shape[1] > 1 else np.zeros((xt.shape[0], 0))
-        pre = pre & (np.arange(tpos.size) > 0)
-    xp, yp = xt[pre], yt[pre]
-    if xp.shape[1]:
-        xtx = xp.T @ xp
-        if np.linalg.cond(xtx) > 1e12:
-            return None
-        coef = np.linalg.solve(xtx, xp.T @ yp)
-        res = yp - xp @ coef
-    else:
-        coef = np.zeros(0)
-        res = yp.copy()
-        xtx = np.zeros((0, 0))
-    s = robust_scale(res)
-    if s <= 0:
-        return None
-    # Huber steps: move the coefficients by the least-squares fit of the clipped residuals
-    for _ in range(2 if xp.shape[1] else 0):
-        coef = coef + np.linalg.solve(xtx, xp.T @ np.clip(res, -HUBER_C * s, HUBER_C * s))
-        res = yp - xp @ coef
-    res_c = np.clip(res, -HUBER_C * s, HUBER_C * s)
-    p = xp.shape[1]
-    sigma = float(np.sqrt(np.sum(res_c ** 2) / max(1, res_c.size - p) * memory))
-    post = tpos >= dloc
-    xa, ya, ga = xt[post].copy(), yt[post].copy(), gt[post].copy()
-    clip = np.full(ya.size, HUBER_C * s * math.sqrt(memory))
-    if ya.size and phi > UNIT_ROOT_PHI:
-        # The first row after the deploy (or after the allowance) carries the jump: with phi near 1
-        # it is the only evidence (later rows weigh 1 - phi). It is clipped at JUMP_C scales and
-        # down-weighted by how much more the rows before vary clipped there (weighted rows: still
-        # a martingale, variance sigma^2). Lower phi: later rows carry the shift; clipped at HUBER_C.
-        sigma_j = float(np.sqrt(np.sum(np.clip(res, -JUMP_C * s, JUMP_C * s) ** 2) / max(1, res.size - p) * memory))
-        w1 = sigma / sigma_j if sigma_j > 0 else 1.0
-        xa[0], ya[0], ga[0] = xa[0] * w1, ya[0] * w1, ga[0] * w1
-        clip[0] = JUMP_C * s * math.sqrt(memory) * w1
-    ra = ya - (xa @ coef if p else 0.0)
-    # Huber-clipped rows, before (around the fit) and after (around the shift the earlier rows
-    # suggest: predictable, so under no change the clipped rows stay martingale differences).
-    ya_c = (xa @ coef if p else 0.0) + _clip_predictable(ra, ga, clip)
-    yp_c = (xp @ coef if p else 0.0) + res_c
-    # Invariant mixture (flat prior on the level/line, normal mixture on the shift): the shift's
-    # GLS score and information with the nuisance fitted on every row so far.
-    gy = np.cumsum(ga * ya_c)
-    gg = np.cumsum(ga * ga)
-    if p:
-        xtx = xp.T @ xp + np.cumsum(xa[:, :, None] * xa[:, None, :], axis=0)
-        xty = xp.T @ yp_c + np.cumsum(xa * ya_c[:, None], axis=0)
-        c = np.cumsum(xa * ga[:, None], axis=0)
-        inv_c = np.linalg.solve(xtx, c[:, :, None])[:, :, 0]
-        v = gg - np.einsum("ij,ij->i", c, inv_c)
-        z = gy - np.einsum("ij,ij->i", inv_c, xty)
-    else:
-        v, z = gg, gy
-    name = f"{'random walk' if phi >= 1 else f'AR(1) phi={phi:.2f}'}{' + line' if trend else ''}"
-    return _Model(z, np.maximum(v, 0.0), sigma, name)
-
-
-def _clip_predictable(r: np.ndarray, g: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Clip each residual at ``c`` around ``g_i`` times the shift estimated from the rows before it.
-
-    The centre uses only earlier rows (predictable), so the clipped sum stays a martingale
-    difference sequence under no change, and a real shift is not clipped away.
-    """
-    out = np.empty_like(r)
-    s = v = 0.0
-    for i in range(r.size):
-        centre = g[i] * (s / v) if v > 0 else 0.0
-        out[i] = min(max(r[i], centre - c[i]), centre + c[i])
-        s += g[i] * out[i]
-        v += g[i] * g[i]
-    return out
-
-
-def _transient(w: np.ndarray, dloc: int, skip: int, models: list[_Model], phi: float, times: np.ndarray,
+def _transient(w: np.ndarray, dloc: int, skip: int, models: list[LevelModel], phi: float, times: np.ndarray,
                step_s: float, memory: float) -> dict[str, Any] | None:
     """Did the rows inside the allowance stand out, and when did they return to the level before?"""
     if skip <= 0:

@@ -1,11 +1,15 @@
-"""Boundaries of the level confidence sequence (:mod:`analyzers.stats.sequential`): the linear
-boundary (the default) and the one-sided normal mixture, both in intrinsic (information) time."""
+"""Boundaries of the level confidence sequence (:mod:`analyzers.stats.sequential`), in intrinsic
+(information) time: the finite-horizon line (the default: looks stop at the end of the
+verification window), the all-time line and the one-sided normal mixture."""
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
+
+_SQRT2 = math.sqrt(2.0)
 
 
 def one_sided_mixture_radius(v: np.ndarray | float, alpha: float, rho: float) -> np.ndarray:
@@ -40,13 +44,10 @@ def horizon_crossing(a: float, b: float, v_max: float) -> float:
     """Chance that a standard Brownian motion ``W`` crosses the line ``a + b V`` at some
     ``V <= v_max`` (Bachelier-Levy, exact for continuous monitoring; discrete looks cross less
     often, so the figure is an upper bound for them)."""
-    from scipy.stats import norm
-
     root = math.sqrt(v_max)
-    return float(
-        norm.sf((a + b * v_max) / root)
-        + math.exp(-2.0 * a * b) * norm.cdf((b * v_max - a) / root)
-    )
+    upper = 0.5 * math.erfc((a + b * v_max) / root / _SQRT2)  # P(N > (a + b v) / sqrt v)
+    lower = 0.5 * math.erfc(-(b * v_max - a) / root / _SQRT2)  # P(N < (b v - a) / sqrt v)
+    return float(upper + math.exp(-2.0 * a * b) * lower)
 
 
 def horizon_line(alpha: float, v_max: float, tilt: float = 0.0) -> tuple[float, float]:
@@ -61,19 +62,24 @@ def horizon_line(alpha: float, v_max: float, tilt: float = 0.0) -> tuple[float, 
     lower the boundary early (faster detection of big shifts) and raise it at the horizon.
     Beyond ``v_max`` the boundary gives no guarantee, so callers must stop looking there.
     """
-    from scipy.optimize import brentq
-
     if not 0.0 <= tilt < 1.0:
         raise ValueError(f"tilt must be in [0, 1), got {tilt}")
+    a1, b1 = _unit_horizon_line(float(alpha), float(tilt))
     root = math.sqrt(v_max)
+    return a1 * root, b1 / root
+
+
+@lru_cache(maxsize=4096)
+def _unit_horizon_line(alpha: float, tilt: float) -> tuple[float, float]:
+    """:func:`horizon_line` at ``v_max = 1``; every other horizon is a rescaling (Brownian scaling:
+    ``a`` grows with ``sqrt(v_max)``, ``b`` shrinks with it), so one root-finding per level."""
+    from scipy.optimize import brentq
 
     def excess(height: float) -> float:
-        a = (1.0 - tilt) * height * root
-        b = tilt * height / root
-        return horizon_crossing(a, b, v_max) - alpha
+        return horizon_crossing((1.0 - tilt) * height, tilt * height, 1.0) - alpha
 
-    height = brentq(excess, 1e-6, 40.0, xtol=1e-10)
-    return (1.0 - tilt) * height * root, tilt * height / root
+    height = brentq(excess, 1e-6, 40.0, xtol=1e-12)
+    return (1.0 - tilt) * height, tilt * height
 
 
 def horizon_offset(v: np.ndarray | float, alpha: float, v_max: float, tilt: float = 0.0) -> np.ndarray:

@@ -9,6 +9,11 @@ over every look anyone takes (scheduler checks, ``verify --wait`` polls, dashboa
 replay), stays at most ``alpha``. The reported interval is the sequence's interval at that
 level, so interval and decision never disagree, and the p-value is the always-valid one.
 
+The sequence's boundary is the finite-horizon line: its horizon is the end of the after-window
+(``window_after_s`` + the rollout's ramp), which is also where every look stops: the fetch ends
+there (``analysis_window``) and the path ignores later rows, so a re-verify, a replay or a
+dashboard look after the horizon gives the final check's decision and spends nothing more.
+
 A transient at the deploy (restart blip, cold cache) inside the allowance
 (``verification.transient_s``, default 300 s) is reported, never judged.
 """
@@ -121,4 +126,7 @@ def _method(path: SequentialPath) -> str:
     if path.kind == "rate":
         return "confidence sequence for the event rate (gamma-mixture Poisson) against an exact interval before"
     models = ", ".join(path.details.get("models", []))
-    return f"confidence sequence for the level shift (linear boundary over information time; {models})"
+    boundary = {"horizon": "line over information time up to the window's end, the final look",
+                "linear": "all-time line over information time",
+                "mixture": "normal mixture over information time"}.get(path.boundary, path.boundary)
+    return f"confidence sequence for the level shift ({boundary}; {models})"

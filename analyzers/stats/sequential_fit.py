@@ -1,0 +1,169 @@
+"""The level model of the sequential verdict (:mod:`analyzers.stats.sequential`): one nuisance
+model's prewhitened design, its Huber-clipped score of the shift and its information, after every
+row after the deploy, and the information the planned window would give at its horizon."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzers.stats.noise import HUBER_C, UNIT_ROOT_PHI, ar1_transform, robust_scale
+
+#: Clip (robust scales) of the first after-row, where a jump at the deploy shows (see fit_model).
+JUMP_C = 6.0
+
+
+@dataclass(frozen=True)
+class LevelModel:
+    """One nuisance model's sequence: per after-row cumulative sums (see the module doc)."""
+
+    s: np.ndarray  # score of the shift, nuisance (level, line) fitted on every row so far
+    v: np.ndarray  # its information (intrinsic time): sum g_i^2 less what the nuisance fit takes
+    sigma: float  # innovation sd (after memory)
+    name: str
+    v_max: float = math.inf  # information at the horizon if every planned row arrives (an upper bound)
+
+
+def _design(tpos: np.ndarray, dloc: int, phi: float, trend: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prewhitened nuisance columns (level, line) and shift column at rows ``tpos``, and which
+    rows fit the nuisance (before the deploy). Depends on the positions only, never on values."""
+    xt = ar1_transform(tpos, _columns(tpos, dloc, trend), phi)
+    gt = ar1_transform(tpos, (tpos >= dloc).astype(float), phi)
+    pre = tpos < dloc
+    if phi >= 1.0:  # random walk: the level column vanishes; keep the drift column only
+        xt = xt[:, 1:] if xt.shape[1] > 1 else np.zeros((xt.shape[0], 0))
+        pre = pre & (np.arange(tpos.size) > 0)
+    return xt, gt, pre
+
+
+def _columns(tpos: np.ndarray, dloc: int, trend: bool) -> np.ndarray:
+    t = (tpos - dloc).astype(float) / max(1.0, float(dloc))
+    return np.column_stack([np.ones_like(t), t]) if trend else np.ones((t.size, 1))
+
+
+def _gap_spread(w: np.ndarray, pre_pos: np.ndarray, x_raw: np.ndarray, coef: np.ndarray, phi: float, gap: int,
+                clip: float) -> float:
+    """RMS (clipped at ``clip``) of the prewhitened predictions across ``gap`` steps made before
+    the deploy: what the first after-row's spread really is, where AR(1) would say ``sigma``."""
+    u = np.full(int(pre_pos[-1]) + 1 if pre_pos.size else 0, np.nan)
+    if u.size <= gap + 10:
+        return 0.0
+    xr = x_raw[: pre_pos.size]
+    full = np.concatenate([np.zeros(xr.shape[1] - coef.size), coef])  # random walk: no level column
+    u[pre_pos] = w[pre_pos] - xr @ full
+    if phi >= 1.0:
+        r = (u[gap:] - u[:-gap]) / math.sqrt(gap)
+    else:
+        r = (u[gap:] - phi ** gap * u[:-gap]) / math.sqrt((1.0 - phi ** (2 * gap)) / (1.0 - phi * phi))
+    r = r[np.isfinite(r)]
+    if r.size < 10:
+        return 0.0
+    r = r - np.median(r) if phi >= 1.0 else r  # a random walk's drift is not spread
+    return float(np.sqrt(np.mean(np.clip(r, -clip, clip) ** 2)))
+
+
+def _information(xp: np.ndarray, xa: np.ndarray, ga: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The shift's information after each after-row, nuisance fitted on every row so far, and
+    the solved cross terms the score needs (None without nuisance columns)."""
+    gg = np.cumsum(ga * ga)
+    if not xp.shape[1]:
+        return gg, None
+    xtx = xp.T @ xp + np.cumsum(xa[:, :, None] * xa[:, None, :], axis=0)
+    c = np.cumsum(xa * ga[:, None], axis=0)
+    inv_c = np.linalg.solve(xtx, c[:, :, None])[:, :, 0]
+    return gg - np.einsum("ij,ij->i", c, inv_c), inv_c
+
+
+def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: bool, memory: float,
+               n_rows: int) -> LevelModel | None:
+    y = w[tpos]
+    xt, gt, pre = _design(tpos, dloc, phi, trend)
+    x_raw = _columns(tpos, dloc, trend)
+    yt = ar1_transform(tpos, y, phi)
+    xp, yp = xt[pre], yt[pre]
+    if xp.shape[1]:
+        xtx = xp.T @ xp
+        if np.linalg.cond(xtx) > 1e12:
+            return None
+        coef = np.linalg.solve(xtx, xp.T @ yp)
+        res = yp - xp @ coef
+    else:
+        coef = np.zeros(0)
+        res = yp.copy()
+        xtx = np.zeros((0, 0))
+    s = robust_scale(res)
+    if s <= 0:
+        return None
+    # Huber steps: move the coefficients by the least-squares fit of the clipped residuals
+    for _ in range(2 if xp.shape[1] else 0):
+        coef = coef + np.linalg.solve(xtx, xp.T @ np.clip(res, -HUBER_C * s, HUBER_C * s))
+        res = yp - xp @ coef
+    res_c = np.clip(res, -HUBER_C * s, HUBER_C * s)
+    p = xp.shape[1]
+    sigma = float(np.sqrt(np.sum(res_c ** 2) / max(1, res_c.size - p) * memory))
+    post = tpos >= dloc
+    xa, ya, ga = xt[post].copy(), yt[post].copy(), gt[post].copy()
+    clip = np.full(ya.size, HUBER_C * s * math.sqrt(memory))
+    w_first = 1.0
+    if ya.size:
+        # The first row after the deploy (or after the allowance) predicts across the gap: with phi
+        # near 1 it carries the jump, the only evidence (later rows weigh 1 - phi), so it is clipped
+        # at JUMP_C scales, not HUBER_C. Its weight makes its variance sigma^2 (weighted rows: still
+        # a martingale): the spread of the rows before clipped there, and of the same-gap
+        # predictions before the deploy, which catch memory AR(1) does not (smoothed rates).
+        gap = int(tpos[post][0] - tpos[~post][-1])
+        if phi > UNIT_ROOT_PHI:
+            clip[0] = JUMP_C * s * math.sqrt(memory)
+            spread = float(np.sqrt(np.sum(np.clip(res, -clip[0], clip[0]) ** 2) / max(1, res.size - p) * memory))
+        else:
+            spread = sigma
+        spread = max(spread, _gap_spread(w, tpos[~post], x_raw, coef, phi, gap, clip[0]))
+        w_first = min(1.0, sigma / spread) if spread > 0 else 1.0
+        xa[0], ya[0], ga[0] = xa[0] * w_first, ya[0] * w_first, ga[0] * w_first
+        clip[0] *= w_first
+    ra = ya - (xa @ coef if p else 0.0)
+    # Huber-clipped rows, before (around the fit) and after (around the shift the earlier rows
+    # suggest: predictable, so under no change the clipped rows stay martingale differences).
+    ya_c = (xa @ coef if p else 0.0) + _clip_predictable(ra, ga, clip)
+    yp_c = (xp @ coef if p else 0.0) + res_c
+    # Invariant mixture (flat prior on the level/line, normal mixture on the shift): the shift's
+    # GLS score and information with the nuisance fitted on every row so far.
+    gy = np.cumsum(ga * ya_c)
+    v, inv_c = _information(xp, xa, ga)
+    if inv_c is not None:
+        xty = xp.T @ yp_c + np.cumsum(xa * ya_c[:, None], axis=0)
+        z = gy - np.einsum("ij,ij->i", inv_c, xty)
+    else:
+        z = gy
+    # The horizon's information: the same design with every planned row after the first one
+    # present (fixed once the first after-row is in, which no decision precedes). A missing row
+    # only removes information, so the real information never passes it (docs/statistics.md).
+    v_max = math.inf
+    if post.any():
+        first = int(tpos[post][0])
+        plan = np.concatenate([tpos[~post], np.arange(first, n_rows)])
+        xt_p, gt_p, _ = _design(plan, dloc, phi, trend)
+        keep = plan >= dloc
+        xa_p, ga_p = xt_p[keep].copy(), gt_p[keep].copy()
+        xa_p[0], ga_p[0] = xa_p[0] * w_first, ga_p[0] * w_first
+        v_max = max(float(_information(xp, xa_p, ga_p)[0][-1]), float(v[-1]))
+    name = f"{'random walk' if phi >= 1 else f'AR(1) phi={phi:.2f}'}{' + line' if trend else ''}"
+    return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max)
+
+
+def _clip_predictable(r: np.ndarray, g: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Clip each residual at ``c`` around ``g_i`` times the shift estimated from the rows before it.
+
+    The centre uses only earlier rows (predictable), so the clipped sum stays a martingale
+    difference sequence under no change, and a real shift is not clipped away.
+    """
+    out = np.empty_like(r)
+    s = v = 0.0
+    for i in range(r.size):
+        centre = g[i] * (s / v) if v > 0 else 0.0
+        out[i] = min(max(r[i], centre - c[i]), centre + c[i])
+        s += g[i] * out[i]
+        v += g[i] * g[i]
+    return out
