@@ -75,7 +75,7 @@ def horizon_null(family: str, seed: int) -> Scenario:
         ratio = np.where(requests > 0, errors / np.maximum(requests, 1.0), np.nan)
         idx = sc.series.index
         return replace(sc, family=family, series=pd.Series(ratio, index=idx, name=family),
-                       counts=pd.Series(requests, index=idx), kind="gauge")
+                       counts=pd.Series(requests, index=idx), kind="ratio")
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -127,6 +127,18 @@ def run_case(fam: str, seed: int, alpha: float, transient_s: float, fixed: bool,
     out["fixed_any"] = first_hit is not None
     out["fixed_ttd"] = first_hit
     out["fixed_30"] = last == "shifted"
+    return out
+
+
+#: Shift families every method detects (power ~1): their time to detect is not confounded by power.
+STEPS = ("step_up", "step_down", "step_heavy", "big4")
+
+
+def _all_ttd(rows: pd.DataFrame, col: str, n: int, families: tuple[str, ...]) -> list[float]:
+    """Minutes to detect over every case of ``families``, the undetected counted as never."""
+    out: list[float] = []
+    for _, r in rows[rows["family"].isin(families)].iterrows():
+        out += list(r[col]) + [math.inf] * (n - len(r[col]))
     return out
 
 
@@ -199,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         ttd_f = [x for lst in p2["_ttd_fixed"] for x in lst]
         line += f"; repeated fixed test {np.median(ttd_f):.1f} min"
     print(line + "   (target <= 5)")
+    n_cases = int(round(len(p2) * a.n))
+    never = [math.inf] * (n_cases - len(ttd))
+    print(f"  counting the shifts never detected by 30 min as never (median over all {n_cases} cases): "
+          f"sequential {np.median(ttd + never):.1f} min"
+          + (f"; repeated fixed test {np.median(ttd_f + [math.inf] * (n_cases - len(ttd_f))):.1f} min" if fixed else "")
+          + "; only the steps that power does not limit (step_up, step_down, step_heavy, big4): "
+          + f"{np.median(_all_ttd(p2, '_ttd', a.n, STEPS)):.1f} min"
+          + (f" (fixed {np.median(_all_ttd(p2, '_ttd_fixed', a.n, STEPS)):.1f})" if fixed else ""))
     print(f"CPU per sequential path: median {res['seq_ms'].median():.1f} ms")
     return 0
 

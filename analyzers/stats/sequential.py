@@ -20,15 +20,20 @@ look and a look recomputed from scratch equals the path evaluated at that time):
    known weight ``g_i`` (1 for the first row after the deploy, ``1 - phi**k`` later); its
    innovation is independent with variance ``sigma_w**2``. ``S_n = sum g_i r_i`` is a martingale
    with intrinsic time ``V_n = sum g_i**2``: the **information time**, the effective after-sample
-   size. The default boundary is linear in ``V``: Brownian motion crosses ``a + b V`` with
-   probability ``exp(-2ab)`` (:func:`line_offset`), tightest at half the after-window's planned
-   information. ``boundary="mixture"`` uses the one-sided normal mixture instead (Howard, Ramdas,
-   McAuliffe, Sekhon 2021, eq. 14; Ville's inequality), ``rho`` tuned to ``RHO_TARGET_MIN``
-   minutes of after-data; measured, it has the same power here (docs/statistics.md).
-4. The fitted level is uncertain once, not per look: a Scheffe bound at ``BEFORE_SHARE`` of alpha
-   covers every linear combination of its coefficients at once, so the interval widens by the
-   level's own error. The rest of alpha is split between directions (a declared direction gets
-   ``EXPECT_WEIGHT``, as in the fixed test). Union bound: at most alpha in all.
+   size. The default boundary is a **finite-horizon line** in ``V`` (``boundary="horizon"``,
+   :func:`horizon_line`, Bachelier-Levy): crossed before the horizon's information ``V_max`` with
+   probability alpha. The horizon is the end of the planned after-window, where every look stops
+   (later looks see no later rows); ``V_max`` is the information of the planned design (every row
+   after the first after-row present), an upper bound the real information never passes, so gaps
+   only make it conservative. ``HORIZON_TILT`` sets how much of the boundary is slope. The
+   all-time line (``linear``: crossed ever with probability ``exp(-2ab)``, :func:`line_offset`)
+   and the one-sided normal mixture (``mixture``: Howard, Ramdas, McAuliffe, Sekhon 2021, eq. 14;
+   Ville's inequality), ``rho`` tuned to ``RHO_TARGET_MIN`` minutes of after-data, hold past any
+   horizon; both are measured in docs/statistics.md.
+4. The fitted level's own uncertainty is inside ``V`` (the nuisance is refitted on every row so
+   far: the invariant construction), so nothing is added per look. Alpha is split between
+   directions (a declared direction gets ``EXPECT_WEIGHT``, as in the fixed test); the count
+   sequence (7.) spends ``BEFORE_SHARE`` of it on the rate before. Union bound: alpha in all.
 5. **Transients.** A restart blip, cold cache or JIT warm-up in the first ``transient_s``
    (default 5 min) after the deploy is not a shift: those rows are left out of the sequence
    (the prewhitening bridges the gap exactly, ``phi**k``) and reported as information
@@ -87,10 +92,11 @@ BEFORE_SHARE = 0.2
 EXPECT_WEIGHT = 0.8
 #: Minutes of after-data (past the transient allowance) where the boundary is tightest.
 RHO_TARGET_MIN = 10.0
-#: Boundaries of the level sequence: ``linear`` (the default; tightest at half the after-window's
-#: information) and ``mixture`` (one-sided normal mixture, ``rho`` tuned to ``RHO_TARGET_MIN``
-#: minutes of after-data at ``RHO_ALPHA``). Measured side by side in ``benchmarks/bench_sequential.py``:
-#: the same power (docs/statistics.md), so the default stays.
+#: Boundaries of the level sequence: ``horizon`` (the default: a line that holds up to the end of
+#: the after-window, where looks stop), ``linear`` (a line that holds over all time, tightest at half
+#: the after-window's information) and ``mixture`` (one-sided normal mixture, ``rho`` tuned to
+#: ``RHO_TARGET_MIN`` minutes of after-data at ``RHO_ALPHA``). Measured side by side in
+#: ``benchmarks/bench_sequential.py`` (docs/statistics.md).
 BOUNDARIES = ("horizon", "linear", "mixture")
 RHO_ALPHA = 0.005
 #: Tilt of the finite-horizon line (``horizon_line``): the share of the boundary at the horizon
