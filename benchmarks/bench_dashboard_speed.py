@@ -23,7 +23,8 @@ Every figure is timed inside the page (``performance.now()``, see :data:`WATCH_J
 navigation start or the user's click until Streamlit finished the script run and every
 Plotly chart is drawn, and split into boot (HTML + JS until Streamlit's WebSocket is open),
 server (until the run's last message arrived) and browser (React + Plotly drawing after
-that). Figures depend on the machine's load; run it on an idle machine.
+that), with the CPU seconds the Streamlit process and Chromium spent meanwhile (from /proc).
+Wall times depend on the machine's load; run it on an idle machine, or compare CPU seconds.
 """
 
 from __future__ import annotations
