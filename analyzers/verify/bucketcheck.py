@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 
 #: Lag of a seasonal baseline, for comparing bucket counts with the same hours earlier.
+#: Most windows before the deploy the bucket mix's drift is measured on (the 3 h before window
+#: holds five of a 35-minute after window).
+DRIFT_BLOCKS = 6
+
 _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier": 7 * 86400, "seasonal fit": 86400}
 
 
@@ -51,6 +55,8 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
         bw = [datetime.fromisoformat(t) for t in res["before_window"]]
     windows = {"before": (int(bw[0].timestamp()), int(bw[1].timestamp())),
                "after": (int(aw[0].timestamp()), int(aw[1].timestamp()))}
+    blocks = drift_blocks(res)
+    windows.update(blocks)
     assert spec.histogram is not None
     selector = render(spec.label_selector, service=deploy.service, environment=deploy.environment,
                       version=deploy.version)
@@ -61,13 +67,43 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
         if not les or les != after_les:
             return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
         cmp = compare_bucket_distributions(les, before, after)
+        drift = _drift(result, les, after, list(blocks))
     except (PrometheusError, AnalyzerError, ValueError) as exc:
         if isinstance(exc, PrometheusError) and is_outage(exc):  # could not check: no verdict at all
             raise unreachable_from(exc) from exc
         return {"error": redact(str(exc))}
     return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
             "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
-            "before_window": [t.isoformat() for t in bw]}
+            "before_window": [t.isoformat() for t in bw], **drift}
+
+
+def drift_blocks(res: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Up to :data:`DRIFT_BLOCKS` consecutive windows as long as the after window, ending where
+    the after window starts, inside the series test's before window (oldest first)."""
+    aw = [datetime.fromisoformat(t) for t in res["after_window"]]
+    bw = [datetime.fromisoformat(t) for t in res.get("before_window") or res["after_window"]]
+    length = int((aw[1] - aw[0]).total_seconds())
+    end = int(min(aw[0], bw[1]).timestamp())
+    if length <= 0:
+        return {}
+    m = min(DRIFT_BLOCKS, int((end - bw[0].timestamp()) // length))
+    return {f"block{j}": (end - (m - j) * length, end - (m - j - 1) * length) for j in range(m)}
+
+
+def _drift(result: Any, les: tuple[float, ...], after: tuple[float, ...], names: list[str]) -> dict[str, Any]:
+    """The drift-adjusted comparison's figures, or nothing when it cannot be had (too few blocks,
+    a block without the same buckets or without requests)."""
+    from analyzers.prometheus.latency import window_counts
+    from analyzers.stats.bucket_drift import MIN_BLOCKS, drift_adjusted_comparison
+
+    counts = [window_counts(result, n) for n in names]
+    if len(counts) < MIN_BLOCKS or any(c[0] != les for c in counts):
+        return {}
+    try:
+        d = drift_adjusted_comparison(les, [c[1] for c in counts], after)
+    except ValueError:
+        return {}
+    return {"p_drift": d.p_value, "drift_dispersion": d.dispersion, "drift_blocks": d.blocks, "drift_method": d.method}
 
 
 def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -85,6 +121,11 @@ def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
         return dict(res, status="unchanged", p_value=max(p_line, p), reason=(
             f"The percentile line moved ({p_equals(p_line)}), but the requests per latency bucket did not "
             f"({bt['method']} {p_txt} on {counts}): the move is not in the requests' latencies"))
-    return dict(res, p_value=max(p_line, p), reason=(
-        f"{res.get('reason', '')} The requests per latency bucket differ too ({bt['method']} {p_txt} on "
-        f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} pp)."))
+    text = (f"{res.get('reason', '')} The requests per latency bucket differ too ({bt['method']} {p_txt} on "
+            f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} pp)")
+    pd_ = bt.get("p_drift")
+    if pd_ is not None and math.isfinite(pd_):
+        verb = "beyond" if pd_ <= alpha else "but no more than"
+        text += (f", {verb} the mix's own drift between adjacent windows before the deploy ({bt['drift_blocks']} windows: "
+                 f"x{bt['drift_dispersion']:.1f} the variation of independent requests; drift-adjusted {p_equals(pd_)})")
+    return dict(res, p_value=max(p_line, p), reason=text + ".")

@@ -6,9 +6,11 @@ Inputs per metric (:class:`Evidence` and the metric's plan):
   deploy's metrics and the minimum meaningful effect), or none. A transient that returned to
   baseline (restart blip, cold cache) is no level shift: it is reported as information.
 * **spread**: the spread of the prewhitened residuals grew, shrank, or did not change.
-* **tail**: the requests per latency bucket (histogram-backed percentiles) differ, do not
-  differ, or were not compared. Bucket counts that do not differ veto a level shift of the
-  percentile line (intersection-union, :mod:`analyzers.verify.bucketcheck`).
+* **tail**: the requests per latency bucket (histogram-backed percentiles) differ, differ no
+  more than the mix drifts between adjacent windows before the deploy (``drift``: traffic
+  falling with the hour, bursts; :mod:`analyzers.stats.bucket_drift`), do not differ, or were
+  not compared. Bucket counts that do not differ veto a level shift of the percentile line
+  (intersection-union, :mod:`analyzers.verify.bucketcheck`).
 * **role**: an expectation (``increase``/``decrease``/``unchanged``) or a guard, which fails on
   its metric's bad direction (the opposite of ``good``; a guard without a good direction
   watches but never fails).
@@ -31,7 +33,7 @@ from typing import Any, Literal
 
 Level = Literal["increase", "decrease", "none"]
 Spread = Literal["wider", "narrower", "none"]
-Tail = Literal["differs", "same", "not compared"]
+Tail = Literal["differs", "drift", "same", "not compared"]
 
 #: Metric kinds whose higher values and wider spread are worse (the tail is what users feel).
 TAIL_BAD_KINDS = frozenset({"latency", "ratio"})
@@ -56,7 +58,7 @@ class Rule:
     role: str  # increase | decrease | unchanged | guard | *
     level: str  # declared | against | bad | good | moved | none | *
     spread: str  # wider | narrower | none | *
-    tail: str  # differs | same | not compared | *
+    tail: str  # differs | drift | same | not compared | *
     kind: str  # tail-bad | *
     outcome: str
     why: str
@@ -78,7 +80,9 @@ RULES: tuple[Rule, ...] = (
     Rule("guard", "good", "*", "*", "*", "improved", "moved in the good direction"),
     Rule("guard", "moved", "*", "*", "*", "ok", "moved, but the guard has no bad direction"),
     Rule("guard", "none", "wider", "differs", "tail-bad", "regressed",
-         "wider spread and the requests per bucket differ: the tail got worse"),
+         "wider spread and the requests per bucket differ beyond their drift before the deploy: the tail got worse"),
+    Rule("guard", "none", "wider", "drift", "tail-bad", "ok",
+         "wider spread, but the bucket mix moved no more than it drifts before the deploy (traffic, bursts): noted"),
     Rule("guard", "none", "narrower", "*", "tail-bad", "ok", "tighter spread: not a regression (noted)"),
     Rule("guard", "none", "*", "*", "*", "ok", "no regression"),
 )
@@ -144,6 +148,9 @@ def evidence_from_result(res: dict[str, Any] | None, status: str, alpha: float) 
     p = bt.get("p_value")
     if "error" not in bt and p is not None and math.isfinite(p):
         tail = "differs" if p <= alpha else "same"
+        p_drift = bt.get("p_drift")
+        if tail == "differs" and p_drift is not None and math.isfinite(p_drift) and p_drift > alpha:
+            tail = "drift"  # differs, but no more than the mix moves between windows before the deploy
     return Evidence(level=level, spread=spread, tail=tail, transient=(res.get("transient") or {}).get("text"))
 
 
