@@ -33,7 +33,7 @@ from scipy.special import fdtrc
 
 from analyzers.stats.buckets import bucket_increments, g_test
 
-__all__ = ["DriftComparison", "MIN_BLOCKS", "drift_adjusted_comparison"]
+__all__ = ["DriftComparison", "MIN_BLOCKS", "drift_adjusted_comparison", "seasonal_comparison"]
 
 #: Fewest before-blocks (one adjacent pair) for a dispersion estimate.
 MIN_BLOCKS = 2
@@ -111,3 +111,49 @@ def drift_adjusted_comparison(
     stat = g_test(pooled[-2:])[0]
     p = float(fdtrc(dof, (m - 1) * dof, stat / dof / dispersion))
     return DriftComparison(p, float(stat), dof, dispersion, m, float(pooled[-2].sum()), float(pooled[-1].sum()))
+
+
+def _no_interaction_fit(table: np.ndarray, rounds: int = 100) -> np.ndarray:
+    """Expected counts of a 2 x 2 x k table (day x window x bucket) without the three-way
+    interaction: iterative proportional fitting of the three two-way margins."""
+    fit = np.ones_like(table)
+    for _ in range(rounds):
+        for axis in (2, 1, 0):
+            fit = fit * (table.sum(axis=axis, keepdims=True) / np.maximum(fit.sum(axis=axis, keepdims=True), 1e-300))
+    return fit
+
+
+def seasonal_comparison(
+    les: Sequence[float],
+    last: Sequence[float],
+    after: Sequence[float],
+    last_earlier: Sequence[float],
+    after_earlier: Sequence[float],
+    dispersion: float,
+    blocks: int,
+    *,
+    cumulative: bool = True,
+    min_expected: float = 5.0,
+) -> float:
+    """Did the mix move from the last block to the after window *differently* from how it moved
+    over the same hours a day earlier? The G statistic of the three-way interaction (day x window
+    x bucket; ``dof`` = groups - 1), divided by the before window's ``dispersion`` and referred to
+    ``F(dof, (blocks - 1) dof)``. A traffic ramp or fall that happens every day moves the mix the
+    same way both days. Returns the p-value (NaN when fewer than two groups hold requests).
+    """
+    order = np.argsort(np.asarray(les, dtype="float64"))
+    rows = [np.asarray(r, dtype="float64")[order] for r in (last, after, last_earlier, after_earlier)]
+    if cumulative:
+        rows = [bucket_increments(r) for r in rows]
+    table = np.nan_to_num(np.clip(np.vstack(rows), 0, None))
+    if (table.sum(axis=1) <= 0).any():
+        raise ValueError("every window needs requests to compare latency distributions (a window has 0)")
+    groups = _groups(table, min_expected)
+    if len(groups) < 2:
+        return math.nan
+    pooled = np.column_stack([table[:, g].sum(axis=1) for g in groups]).reshape(2, 2, len(groups))
+    fit = _no_interaction_fit(pooled)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = float(2.0 * np.where(pooled > 0, pooled * np.log(pooled / fit), 0.0).sum())
+    dof = len(groups) - 1
+    return float(fdtrc(dof, max(1, blocks - 1) * dof, max(stat, 0.0) / dof / max(dispersion, 1.0)))

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 #: Most windows before the deploy the bucket mix's drift is measured on (the 3 h before window
 #: holds five of a 35-minute after window).
 DRIFT_BLOCKS = 6
+DAY_S = 86400
 
 _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier": 7 * 86400, "seasonal fit": 86400}
 
@@ -87,23 +88,39 @@ def drift_blocks(res: dict[str, Any]) -> dict[str, tuple[int, int]]:
     if length <= 0:
         return {}
     m = min(DRIFT_BLOCKS, int((end - bw[0].timestamp()) // length))
-    return {f"block{j}": (end - (m - j) * length, end - (m - j - 1) * length) for j in range(m)}
+    out = {f"block{j}": (end - (m - j) * length, end - (m - j - 1) * length) for j in range(m)}
+    if m:  # the last block and the after window a day earlier: how the mix moved then
+        out["day_last"] = (end - length - DAY_S, end - DAY_S)
+        out["day_after"] = (int(aw[0].timestamp()) - DAY_S, int(aw[1].timestamp()) - DAY_S)
+    return out
 
 
 def _drift(result: Any, les: tuple[float, ...], after: tuple[float, ...], names: list[str]) -> dict[str, Any]:
     """The drift-adjusted comparison's figures, or nothing when it cannot be had (too few blocks,
     a block without the same buckets or without requests)."""
     from analyzers.prometheus.latency import window_counts
-    from analyzers.stats.bucket_drift import MIN_BLOCKS, drift_adjusted_comparison
+    from analyzers.stats.bucket_drift import MIN_BLOCKS, drift_adjusted_comparison, seasonal_comparison
 
-    counts = [window_counts(result, n) for n in names]
+    counts = [window_counts(result, n) for n in names if n.startswith("block")]
     if len(counts) < MIN_BLOCKS or any(c[0] != les for c in counts):
         return {}
     try:
         d = drift_adjusted_comparison(les, [c[1] for c in counts], after)
     except ValueError:
         return {}
-    return {"p_drift": d.p_value, "drift_dispersion": d.dispersion, "drift_blocks": d.blocks, "drift_method": d.method}
+    out: dict[str, Any] = {"p_drift": d.p_value, "drift_dispersion": d.dispersion, "drift_blocks": d.blocks,
+                           "drift_method": d.method}
+    day = [window_counts(result, n) for n in ("day_last", "day_after")]
+    if all(c[0] == les for c in day):  # the same hours a day earlier are in the data
+        try:
+            out["p_day"] = seasonal_comparison(les, counts[-1][1], after, day[0][1], day[1][1], d.dispersion, d.blocks)
+        except ValueError:
+            pass
+    # Beyond drift: the mix moved more than between adjacent windows before the deploy AND
+    # otherwise than over the same hours a day earlier (both must reject: the larger p-value).
+    ps = [p for p in (out["p_drift"], out.get("p_day")) if p is not None and math.isfinite(p)]
+    out["p_beyond_drift"] = max(ps) if ps else math.nan
+    return out
 
 
 def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -121,11 +138,23 @@ def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
         return dict(res, status="unchanged", p_value=max(p_line, p), reason=(
             f"The percentile line moved ({p_equals(p_line)}), but the requests per latency bucket did not "
             f"({bt['method']} {p_txt} on {counts}): the move is not in the requests' latencies"))
+    pb = bt.get("p_beyond_drift")
+    if pb is not None and math.isfinite(pb) and pb > alpha:
+        return dict(res, status="unchanged", p_value=max(p_line, pb), reason=(
+            f"The percentile line moved ({p_equals(p_line)}) and the requests per latency bucket differ "
+            f"({bt['method']} {p_txt} on {counts}), but no more than {_drift_text(bt)}: "
+            "the move follows the traffic, not the deploy"))
     text = (f"{res.get('reason', '')} The requests per latency bucket differ too ({bt['method']} {p_txt} on "
             f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} pp)")
-    pd_ = bt.get("p_drift")
-    if pd_ is not None and math.isfinite(pd_):
-        verb = "beyond" if pd_ <= alpha else "but no more than"
-        text += (f", {verb} the mix's own drift between adjacent windows before the deploy ({bt['drift_blocks']} windows: "
-                 f"x{bt['drift_dispersion']:.1f} the variation of independent requests; drift-adjusted {p_equals(pd_)})")
+    if pb is not None and math.isfinite(pb):
+        text += f", beyond {_drift_text(bt)}"
     return dict(res, p_value=max(p_line, p), reason=text + ".")
+
+
+def _drift_text(bt: dict[str, Any]) -> str:
+    """How the bucket mix moves without a deploy, in a reason's words."""
+    text = (f"the mix drifts between adjacent windows before the deploy ({bt['drift_blocks']} windows, "
+            f"x{bt['drift_dispersion']:.1f} the variation of independent requests; {p_equals(bt['p_drift'])})")
+    if bt.get("p_day") is not None and math.isfinite(bt["p_day"]):
+        text += f" or moved over the same hours a day earlier ({p_equals(bt['p_day'])})"
+    return text

@@ -7,9 +7,10 @@ Inputs per metric (:class:`Evidence` and the metric's plan):
   baseline (restart blip, cold cache) is no level shift: it is reported as information.
 * **spread**: the spread of the prewhitened residuals grew, shrank, or did not change.
 * **tail**: the requests per latency bucket (histogram-backed percentiles) differ, differ no
-  more than the mix drifts between adjacent windows before the deploy (``drift``: traffic
-  falling with the hour, bursts; :mod:`analyzers.stats.bucket_drift`), do not differ, or were
-  not compared. Bucket counts that do not differ veto a level shift of the percentile line
+  more than the mix moves without a deploy (``drift``: between adjacent windows before the
+  deploy, or as it moved over the same hours a day earlier; traffic falling with the hour,
+  bursts; :mod:`analyzers.stats.bucket_drift`), do not differ, or were not compared. Bucket
+  counts that do not differ, or differ only by drift, veto a level shift of the percentile line
   (intersection-union, :mod:`analyzers.verify.bucketcheck`).
 * **role**: an expectation (``increase``/``decrease``/``unchanged``) or a guard, which fails on
   its metric's bad direction (the opposite of ``good``; a guard without a good direction
@@ -82,7 +83,7 @@ RULES: tuple[Rule, ...] = (
     Rule("guard", "none", "wider", "differs", "tail-bad", "regressed",
          "wider spread and the requests per bucket differ beyond their drift before the deploy: the tail got worse"),
     Rule("guard", "none", "wider", "drift", "tail-bad", "ok",
-         "wider spread, but the bucket mix moved no more than it drifts before the deploy (traffic, bursts): noted"),
+         "wider spread, but the bucket mix moved no more than it does without a deploy (traffic, bursts): noted"),
     Rule("guard", "none", "narrower", "*", "tail-bad", "ok", "tighter spread: not a regression (noted)"),
     Rule("guard", "none", "*", "*", "*", "ok", "no regression"),
 )
@@ -111,7 +112,7 @@ def relative_level(role: str, expect: str, good: str, level: Level) -> str:
 
 def decide(role: str, expect: str, good: str, kind: str, ev: Evidence) -> Decision:
     """The outcome of one metric: the first rule of :data:`RULES` that matches."""
-    level = ev.level if ev.tail != "same" else "none"  # bucket veto (intersection-union)
+    level = ev.level if ev.tail not in ("same", "drift") else "none"  # bucket veto (intersection-union)
     keys = {
         "role": "guard" if role == "guard" else expect,
         "level": relative_level(role, expect, good, level),
@@ -148,9 +149,9 @@ def evidence_from_result(res: dict[str, Any] | None, status: str, alpha: float) 
     p = bt.get("p_value")
     if "error" not in bt and p is not None and math.isfinite(p):
         tail = "differs" if p <= alpha else "same"
-        p_drift = bt.get("p_drift")
-        if tail == "differs" and p_drift is not None and math.isfinite(p_drift) and p_drift > alpha:
-            tail = "drift"  # differs, but no more than the mix moves between windows before the deploy
+        pb = bt.get("p_beyond_drift")
+        if tail == "differs" and pb is not None and math.isfinite(pb) and pb > alpha:
+            tail = "drift"  # differs, but no more than the mix moves without a deploy
     return Evidence(level=level, spread=spread, tail=tail, transient=(res.get("transient") or {}).get("text"))
 
 

@@ -1,0 +1,131 @@
+"""The bucket-mix test judged against the mix's own drift before the deploy
+(analyzers.stats.bucket_drift): calibrated on independent requests, not fooled by traffic that
+falls with the hour or by garbage-collection bursts, and still sees a tail that got wider."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from analyzers.demo.scenarios import BUCKETS, demo_scenario
+from analyzers.stats.bucket_drift import drift_adjusted_comparison
+from analyzers.stats.buckets import compare_bucket_distributions
+
+LES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+
+
+def _counts(rng: np.random.Generator, n: int, mu: float, sigma: float, burst: float = 0.0) -> np.ndarray:
+    """Cumulative bucket counts of ``n`` log-normal requests (a ``burst`` share around 0.4 s)."""
+    lat = np.exp(rng.normal(mu, sigma, n))
+    k = int(burst * n)
+    if k:
+        lat[:k] = np.exp(rng.normal(np.log(0.4), 0.3, k))
+    return np.searchsorted(np.sort(lat), LES, side="right").astype(float)
+
+
+def test_independent_requests_reject_at_about_alpha() -> None:
+    """Every window drawn from one distribution: the plain G-test's assumption holds, and the
+    drift-adjusted test rejects about as often as its level says (alpha 0.01, 400 seeded cases)."""
+    rejections = 0
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        blocks = [_counts(rng, 3000, np.log(0.05), 0.6) for _ in range(5)]
+        after = _counts(rng, 3000, np.log(0.05), 0.6)
+        rejections += drift_adjusted_comparison(LES, blocks, after).p_value <= 0.01
+    assert rejections / 400 <= 0.025  # binomial(400, 0.01): P(> 10) < 0.002
+
+
+def test_bursts_that_come_and_go_are_drift_not_a_change() -> None:
+    """GC bursts of 0, 1 or 3 % of requests in some windows and not others (seeded, 200 no-op
+    cases): the plain G-test calls 171 of them different, the drift-adjusted test 15. Not alpha:
+    an after window with a burst when none of the five before had one is a real difference of mix
+    that only the spread test next to it (row 14 needs both) can put in proportion."""
+    plain = drift = 0
+    for seed in range(200):
+        rng = np.random.default_rng(1000 + seed)
+        share = rng.choice([0.0, 0.01, 0.03], size=6)
+        blocks = [_counts(rng, 20000, np.log(0.05), 0.6, s) for s in share[:5]]
+        after = _counts(rng, 20000, np.log(0.05), 0.6, share[5])
+        plain += compare_bucket_distributions(LES, np.sum(blocks, axis=0), after).p_value <= 0.01
+        drift += drift_adjusted_comparison(LES, blocks, after).p_value <= 0.01
+    assert plain >= 140  # the assumption broken: most no-op windows "differ"
+    assert drift <= 20
+
+
+def test_a_wider_tail_is_still_found_through_bursts() -> None:
+    """The same bursts, and after the deploy the latency distribution 1.5x wider (a tail regression)."""
+    found = 0
+    for seed in range(50):
+        rng = np.random.default_rng(2000 + seed)
+        share = rng.choice([0.0, 0.01, 0.03], size=6)
+        blocks = [_counts(rng, 20000, np.log(0.05), 0.6, s) for s in share[:5]]
+        after = _counts(rng, 20000, np.log(0.05), 0.9, share[5])
+        found += drift_adjusted_comparison(LES, blocks, after).p_value <= 0.01
+    assert found == 50
+
+
+def _window(inc: dict[str, np.ndarray], i0: int, i1: int) -> np.ndarray:
+    return np.cumsum(inc["buckets"][i0:i1].sum(axis=0)).astype(float)
+
+
+def test_the_demo_no_op_at_low_night_traffic_is_drift() -> None:
+    """The failing benchmark case (bench_demo_truth, demo seed 7 generated at 23:00 UTC):
+    checkout's no-op v1.15.0 at 05:15 UTC failed its p99 guard through a spread change and bucket
+    counts that "differ" (G-test p < 1e-4 on 12,403 requests). Counted from the generator as the
+    bucket test's instant query counts them: the after window is 32 minutes, the blocks the five
+    32-minute windows before it."""
+    sc = demo_scenario(seed=7, end=datetime(2026, 12, 6, 23, tzinfo=UTC))
+    d = sc.deploy("noop_late")
+    assert (d.service, d.started_at) == ("checkout", datetime(2026, 12, 6, 5, 15, tzinfo=UTC))
+    inc = sc.service_increments("checkout")
+    length = 32 * 60 // sc.step_s
+    at = sc.index_of(d.started_at)
+    after = _window(inc, at, at + length)
+    blocks = [_window(inc, at - (5 - j) * length, at - (4 - j) * length) for j in range(5)]
+    les = (*BUCKETS, float("inf"))
+    assert compare_bucket_distributions(les, np.sum(blocks, axis=0), after).p_value < 1e-4
+    res = drift_adjusted_comparison(les, blocks, after)
+    assert res.dispersion > 1.5  # the mix moves between windows more than independent requests would
+    assert res.p_value > 0.01
+
+
+def test_the_demo_latency_regression_is_beyond_drift() -> None:
+    """The same scenario's real regression (checkout median x1.6 at 12:35 UTC): far beyond drift."""
+    sc = demo_scenario(seed=7, end=datetime(2026, 12, 6, 23, tzinfo=UTC))
+    d = sc.deploy("latency_regression")
+    inc = sc.service_increments("checkout")
+    length = 32 * 60 // sc.step_s
+    at = sc.index_of(d.started_at + timedelta(minutes=2))
+    after = _window(inc, at, at + length)
+    blocks = [_window(inc, at - (5 - j) * length, at - (4 - j) * length) for j in range(5)]
+    assert drift_adjusted_comparison((*BUCKETS, float("inf")), blocks, after).p_value < 1e-6
+
+
+def test_too_few_windows_or_empty_ones_are_refused() -> None:
+    rng = np.random.default_rng(3)
+    one = _counts(rng, 100, np.log(0.05), 0.6)
+    with pytest.raises(ValueError, match="at least 2 windows"):
+        drift_adjusted_comparison(LES, [one], one)
+    with pytest.raises(ValueError, match="needs requests"):
+        drift_adjusted_comparison(LES, [one, np.zeros(len(LES))], one)
+
+
+def test_drift_blocks_tile_the_before_window_up_to_the_after_window() -> None:
+    from analyzers.verify.bucketcheck import DRIFT_BLOCKS, drift_blocks
+
+    res = {"before_window": ["2026-12-06T02:15:00+00:00", "2026-12-06T05:15:00+00:00"],
+           "after_window": ["2026-12-06T05:15:00+00:00", "2026-12-06T05:47:00+00:00"]}
+    windows = drift_blocks(res)
+    blocks = {k: v for k, v in windows.items() if k.startswith("block")}
+    day = int(timedelta(days=1).total_seconds())
+    assert windows["day_after"] == (int(datetime(2026, 12, 5, 5, 15, tzinfo=UTC).timestamp()),
+                                    int(datetime(2026, 12, 5, 5, 47, tzinfo=UTC).timestamp()))
+    assert windows["day_last"] == (blocks["block4"][0] - day, blocks["block4"][1] - day)
+    starts = [b[0] for b in blocks.values()]
+    assert len(blocks) == 5 <= DRIFT_BLOCKS  # 180 min hold five 32-minute windows
+    assert starts == sorted(starts)  # oldest first
+    assert list(blocks.values())[-1][1] == int(datetime(2026, 12, 6, 5, 15, tzinfo=UTC).timestamp())
+    assert all(e - s == 32 * 60 for s, e in blocks.values())
+    assert min(starts) >= int(datetime(2026, 12, 6, 2, 15, tzinfo=UTC).timestamp())
