@@ -91,6 +91,11 @@ def test_declared_improvement_is_confirmed(loaded: dict[str, Any]) -> None:
     assert bt["p_value"] <= 0.01 and bt["n_before"] > 0 and bt["n_after"] > 0 and bt["max_cdf_diff"] > 0, bt
     assert bt["before_window"][0].startswith(p99.result["before_window"][0][:16]), (bt, p99.result["before_window"])
     assert 'service="' in bt["query"] and "latency bucket differ too" in p99.reason, p99.reason
+    # ... and beyond what the mix does without a deploy: its drift between adjacent windows before
+    # the deploy and its move over the same hours a day earlier (both from the same instant query)
+    assert bt["drift_blocks"] >= 2 and bt["drift_dispersion"] >= 1 and bt["p_beyond_drift"] <= 0.01, bt
+    assert bt["p_beyond_drift"] == max(bt["p_drift"], bt.get("p_day", 0.0)), bt
+    assert "beyond the mix drifts between adjacent windows before the deploy" in p99.reason, p99.reason
 
 
 @pytest.mark.parametrize("case", ["noop", "ramp_noop"])
