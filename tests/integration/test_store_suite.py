@@ -175,6 +175,49 @@ def test_concurrent_writers_store_each_event_once_and_merge(store_url: str) -> N
             s.close()
 
 
+def test_concurrent_group_commits_over_shared_deploys_merge_without_deadlock(store_url: str) -> None:
+    """Four stores commit batches that each touch several of the same deploys, listed in
+    different orders: the per-deploy locks are taken in one order (no deadlock), every event
+    is stored once, and every deploy ends at its most advanced status."""
+    stores = [open_store(store_url) for _ in range(4)]
+    new_flags: list[bool] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(k: int, s: Store) -> None:
+        try:
+            for round_ in range(10):
+                items = []
+                for j in range(6):
+                    d = (j * 7 + k * 3 + round_) % 8  # each batch spans 6 of 8 deploys, order varies by store
+                    status = "started" if (round_ + j) % 2 else "succeeded"
+                    items.append(("ci", f"r{round_}-d{d}-{status}", {}, deploy(f"d{d}", status=status)))
+                for result in s.record_events(items[::-1] if k % 2 else items):
+                    assert not isinstance(result, BaseException), result
+                    with lock:
+                        new_flags.append(result[1])
+        except BaseException as exc:  # surfaced below with the thread's store
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k, s)) for k, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert not errors, errors
+        assert not any(t.is_alive() for t in threads)
+        distinct = {(r, (j * 7 + k * 3 + r) % 8, "started" if (r + j) % 2 else "succeeded")
+                    for k in range(4) for r in range(10) for j in range(6)}
+        assert sum(new_flags) == len(distinct) == stores[0].count_events()
+        deploys = {d.deploy_id: d for d in stores[0].list_deploys()}
+        assert len(deploys) == 8
+        assert {d.status for d in deploys.values()} == {"succeeded"}  # a later 'started' never moved one back
+    finally:
+        for s in stores:
+            s.close()
+
+
 def test_sqlite_locked_database_is_unavailable_then_recovers(tmp_path) -> None:
     path = tmp_path / "locked.db"
     store = open_store(f"sqlite:///{path}", busy_timeout_s=0.2)

@@ -156,8 +156,9 @@ class SQLStore(SchedulerTables, ABC):
     def _translate(self, exc: BaseException) -> StoreError | None:
         """Map a driver error to StoreError/StoreUnavailable, or None if it is not a DB error."""
 
-    def _lock_deploy(self, cur: Any, deploy_id: str) -> None:  # noqa: B027 - optional hook
-        """Serialise writers of one deploy (SQLite: BEGIN IMMEDIATE already does)."""
+    def _lock_deploys(self, cur: Any, deploy_ids: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Serialise writers of these deploys, locking them in the order given (SQLite: BEGIN
+        IMMEDIATE already does). Callers pass the ids sorted: one lock order, no deadlocks."""
 
     def describe(self) -> str:
         """The URL without its password (safe to log and show)."""
@@ -254,8 +255,7 @@ class SQLStore(SchedulerTables, ABC):
                 pass
         out: list[tuple[Deploy, bool] | StoreError] = []
         with self._tx(write=True) as cur:
-            for deploy_id in sorted({item[3].deploy_id for item in items}):  # one lock order: no deadlocks
-                self._lock_deploy(cur, deploy_id)
+            self._lock_deploys(cur, sorted({item[3].deploy_id for item in items}))  # one lock order: no deadlocks
             for source, event_id, payload, deploy in items:
                 if len(items) == 1:  # no savepoint needed: the transaction is the item
                     try:
@@ -288,8 +288,7 @@ class SQLStore(SchedulerTables, ABC):
         """
         payloads = [_dumps(payload) for _, _, payload, _ in items]  # TypeError/ValueError: caller falls back
         with self._tx(write=True) as cur:
-            for deploy_id in sorted({item[3].deploy_id for item in items}):  # one lock order: no deadlocks
-                self._lock_deploy(cur, deploy_id)
+            self._lock_deploys(cur, sorted({item[3].deploy_id for item in items}))  # one lock order: no deadlocks
             rows: list[Any] = []
             stamps: list[int] = []
             for (source, event_id, _, deploy), text in zip(items, payloads, strict=True):
