@@ -85,7 +85,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 @contextlib.contextmanager
 def checkout(rev: str) -> Iterator[str]:
-    """The tree of ``rev`` extracted into a temporary folder (``git archive``), removed afterwards."""
+    """The tree of ``rev`` extracted into a temporary folder (``git archive``), removed afterwards;
+    ``rev`` may also be a folder holding a checkout, used as it is."""
+    if os.path.isdir(os.path.join(rev, "analyzers")):
+        yield os.path.abspath(rev)
+        return
     with tempfile.TemporaryDirectory(prefix=f"bench-ingest-{rev[:12]}-") as tmp:
         archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, check=True,
                                  capture_output=True).stdout
@@ -254,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
-    p.add_argument("--before", metavar="REV", help="also run the receiver of this git revision, interleaved")
+    p.add_argument("--before", metavar="REV", help="also run the receiver of this git revision (or of the checkout "
+                                                   "in this folder), interleaved")
     p.add_argument("--target-rate", type=float, default=1500.0)
     p.add_argument("--target-p99-ms", type=float, default=25.0)
     p.add_argument("--cpu-rounds", type=int, default=10,
@@ -278,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         codes: list[tuple[str, str | None]] = [("current", None)]
         if args.before:
-            codes.insert(0, (args.before[:10], stack.enter_context(checkout(args.before))))
+            codes.insert(0, (os.path.basename(args.before.rstrip("/"))[:10], stack.enter_context(checkout(args.before))))
         if args.instructions:
             print(f"receiver instructions per event (valgrind callgrind, {args.instructions} events, SQLite, 1 worker)",
                   flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import operator
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -292,7 +293,7 @@ class SQLStore(SchedulerTables, ABC):
             rows: list[Any] = []
             stamps: list[int] = []
             for (source, event_id, _, deploy), text in zip(items, payloads, strict=True):
-                stamps.append(to_us(datetime.now(UTC)))
+                stamps.append(time.time_ns() // 1000)  # = to_us(datetime.now(UTC)): the same clock, floored
                 rows += (source, event_id, deploy.deploy_id, stamps[-1], text)
             inserted = {(r[0], r[1]) for r in self._exec(
                 cur,
