@@ -1,4 +1,4 @@
-"""The accepted-event answer: orjson writing a deploy must give exactly deploy_dict's JSON."""
+"""orjson writing a deploy (the accepted-event answer, the stored row) must give exactly deploy_dict's JSON."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzers.events.store.base import deploy_dict
+from analyzers.events.store.base import deploy_dict, deploy_text
 from analyzers.model import Deploy, Expectation
 from analyzers.server.ingest import FastJSONResponse, deploy_answer
 
-_text = st.text(min_size=1, max_size=12)
+_text = st.text(st.characters(exclude_categories=()), min_size=1, max_size=12)  # any code point, lone surrogates too
 _opt = st.none() | _text
 _zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7))])
 _times = st.builds(lambda s, us, tz: datetime.fromtimestamp(s, tz=UTC).replace(microsecond=us).astimezone(tz),
@@ -34,8 +34,12 @@ def _answer(d: Deploy) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(_deploys)
-def test_the_answer_carries_exactly_deploy_dict(d: Deploy) -> None:
+def test_the_answer_and_the_stored_text_carry_exactly_deploy_dict(d: Deploy) -> None:
     assert json.loads(_answer(d)) == {"status": "created", "deploy": deploy_dict(d)}
+    stored = deploy_text(d)
+    assert stored.isascii()  # non-ASCII text is stored escaped, as ever
+    assert json.loads(stored) == deploy_dict(d)
+    assert Deploy.from_dict(json.loads(stored)) == Deploy.from_dict(deploy_dict(d))
 
 
 def test_the_usual_deploy_goes_to_the_encoder_as_it_is_and_reads_back_the_same() -> None:
@@ -66,3 +70,21 @@ def test_indexed_headers_read_like_starlettes() -> None:
     assert fast["Webhook-Id"] == slow["Webhook-Id"] == "first"
     assert fast.getlist("webhook-id") == ["first", "second"]
     assert 3 not in fast
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_text, _json_values, max_size=5))
+def test_stored_payload_text_reads_back_as_the_standard_encoder_wrote_it(payload: dict) -> None:
+    from analyzers.events.store.base import _dumps, payload_text
+
+    text = payload_text(payload)
+    assert text.isascii()
+    assert _dumps(json.loads(text)) == _dumps(payload)  # NaN, infinities, big integers, surrogates included

@@ -19,6 +19,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
+import orjson
+
 from analyzers.errors import StoreError, StoreUnavailable
 from analyzers.events.store.codec import to_us
 from analyzers.events.store.scheduling import Check, SchedulerTables
@@ -90,6 +92,48 @@ def deploy_dict(d: Deploy) -> dict[str, Any]:
     out["labels"] = dict(d.labels)
     out["expectations"] = [e.to_dict() for e in d.expectations] if d.expectations else []
     return out
+
+
+def plain_deploy(d: Deploy) -> bool:
+    """Whether orjson writes ``d`` as exactly :func:`deploy_dict`'s JSON: fields in order, times as
+    ``...Z``. True when every time is in UTC (``deploy_dict`` converts others) and no expectation
+    is declared (``Expectation.to_dict`` leaves out an absent ``min_effect``); then no float
+    is in it either. ``tests/unit/test_ingest_answer.py`` holds the two equal."""
+    return not d.expectations and all(t is None or t.tzinfo is UTC
+                                      for t in (d.started_at, d.finished_at, d.received_at, d.updated_at))
+
+
+def deploy_text(d: Deploy) -> str:
+    """The stored JSON of a deploy (ASCII): orjson on the dataclass when :func:`plain_deploy`,
+    else the standard encoder on :func:`deploy_dict`. Readers parse it; key order is not part
+    of it (orjson keeps field order, the fallback sorts)."""
+    if plain_deploy(d):
+        try:
+            out = orjson.dumps(d, option=orjson.OPT_UTC_Z)
+        except TypeError:  # a label of another type than str: the standard encoder decides
+            pass
+        else:
+            if out.isascii():  # else the escapes of ensure_ascii, as always
+                return out.decode("ascii")
+    return _dumps(deploy_dict(d))
+
+
+def payload_text(payload: Any) -> str:
+    """The stored JSON of an event's body (ASCII, keys sorted): orjson when its output is
+    certainly what the standard encoder means, else the standard encoder.
+
+    orjson writes NaN and infinities as ``null`` and non-ASCII text as UTF-8, so output with
+    a ``null`` token or a byte over 127 (and anything orjson refuses: non-string keys, integers
+    over 64 bits, lone surrogates) goes through the standard encoder instead. Floats may be
+    spelled differently (``1e-05`` and ``1e-5``) but read back equal.
+    """
+    try:
+        out = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _dumps(payload)
+    if b"null" in out or not out.isascii():
+        return _dumps(payload)
+    return out.decode("ascii")
 
 
 class Store(Protocol):
@@ -287,7 +331,7 @@ class SQLStore(SchedulerTables, ABC):
         Any error aborts the whole transaction; the caller then redoes the batch one savepoint
         per item, which isolates the refused item.
         """
-        payloads = [_dumps(payload) for _, _, payload, _ in items]  # TypeError/ValueError: caller falls back
+        payloads = [payload_text(payload) for _, _, payload, _ in items]  # TypeError/ValueError: caller falls back
         with self._tx(write=True) as cur:
             self._lock_deploys(cur, sorted({item[3].deploy_id for item in items}))  # one lock order: no deadlocks
             rows: list[Any] = []
@@ -339,7 +383,7 @@ class SQLStore(SchedulerTables, ABC):
                 for deploy_id, stamp in changed.items():
                     m = state[deploy_id]
                     values += (m.deploy_id, m.service, m.environment, to_us(m.started_at), m.status,
-                               to_us(m.updated_at) if m.updated_at else stamp, _dumps(deploy_dict(m)))
+                               to_us(m.updated_at) if m.updated_at else stamp, deploy_text(m))
                 self._exec(
                     cur,
                     "INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
@@ -360,7 +404,7 @@ class SQLStore(SchedulerTables, ABC):
             cur,
             "INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (source, event_id) DO NOTHING RETURNING deploy_id",
-            (source, event_id, deploy.deploy_id, to_us(now), _dumps(payload)),
+            (source, event_id, deploy.deploy_id, to_us(now), payload_text(payload)),
         ).fetchone()
         if row is None:
             first = self._exec(
@@ -377,7 +421,7 @@ class SQLStore(SchedulerTables, ABC):
             "started_us = excluded.started_us, status = excluded.status, "
             "updated_us = excluded.updated_us, data = excluded.data",
             (merged.deploy_id, merged.service, merged.environment, to_us(merged.started_at),
-             merged.status, to_us(merged.updated_at or now), _dumps(deploy_dict(merged))),
+             merged.status, to_us(merged.updated_at or now), deploy_text(merged)),
         )
         return merged, True
 
