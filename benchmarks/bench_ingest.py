@@ -280,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         modes.append((f"open@{args.rate:g}", args.rate))
 
     runs: list[dict[str, Any]] = []
+    failed = 0
     with contextlib.ExitStack() as stack:
         codes: list[tuple[str, str | None]] = [("current", None)]
         if args.before:
@@ -321,8 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for mode, rate in modes:
                     order = codes if repeat % 2 == 0 else codes[::-1]  # alternate who goes first
                     for code, root in order:
-                        r = run_benchmark(urls[backend](), workers=args.workers, seconds=args.seconds,
-                                          connections=args.connections, rate=rate, code_root=root)
+                        try:
+                            r = run_benchmark(urls[backend](), workers=args.workers, seconds=args.seconds,
+                                              connections=args.connections, rate=rate, code_root=root)
+                        except RuntimeError as exc:  # the receiver did not start: shown, and counted as a miss
+                            print(f"{backend:<10}  {mode:<12}  {code:<10}  run failed: {exc}", flush=True)
+                            failed += 1
+                            continue
                         ok = r["statuses"].get("200", 0) + r["statuses"].get("201", 0)
                         row = {**r, "backend": backend, "mode": mode, "code": code, "repeat": repeat,
                                "refused": sum(r["statuses"].values()) - ok}
@@ -337,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode, _ in modes:
             for code, _ in codes:
                 group = [r for r in runs if (r["backend"], r["mode"], r["code"]) == (backend, mode, code)]
+                if not group:
+                    missed |= code == "current"
+                    continue
                 row = median_row(group)
                 judged = code == "current"
                 row["meets_target"] = passes(row, args.target_rate, args.target_p99_ms) if judged else None
@@ -349,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           + ("MISSED" if missed else "met"))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "medians": medians}, indent=1))
-    return 1 if missed else 0
+    return 1 if missed or failed else 0
 
 
 if __name__ == "__main__":

@@ -318,7 +318,7 @@ def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) 
     try:
         import requests
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded 2-core machine takes tens of seconds to import it all
         while True:
             try:
                 if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
