@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
 from analyzers.events.schema import body_event_id, loads_strict, parse_event
 from analyzers.events.store import Store
-from analyzers.events.store.base import deploy_dict, plain_deploy
+from analyzers.events.store.codec import deploy_dict, plain_deploy
 from analyzers.model import Deploy
 from analyzers.server.settings import RETRY_AFTER_S, Settings
 

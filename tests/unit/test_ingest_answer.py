@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzers.events.store.base import deploy_dict, deploy_text
+from analyzers.events.store.codec import deploy_dict, deploy_text
 from analyzers.model import Deploy, Expectation
 from analyzers.server.ingest import FastJSONResponse, deploy_answer
 
@@ -83,7 +83,7 @@ _json_values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(_text, _json_values, max_size=5))
 def test_stored_payload_text_reads_back_as_the_standard_encoder_wrote_it(payload: dict) -> None:
-    from analyzers.events.store.base import _dumps, payload_text
+    from analyzers.events.store.codec import _dumps, payload_text
 
     text = payload_text(payload)
     assert text.isascii()
