@@ -131,6 +131,7 @@ def _select_deploys(store, args: argparse.Namespace, now: datetime) -> list[Depl
 def cmd_verify(args: argparse.Namespace) -> int:
     from analyzers.events.store import open_store
     from analyzers.prometheus.client import PrometheusClient
+    from analyzers.verify.canary import with_canaries
     from analyzers.verify.fleet import verify_many
 
     cfg = _config(args)
@@ -147,15 +148,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         client = PrometheusClient(cfg.prometheus)
         ctx_since = min(d.started_at for d in deploys) - timedelta(seconds=cfg.verification.overlap_s)
         context = store.list_deploys(since=ctx_since, limit=100000)
-        verdicts = verify_many(
-            deploys, cfg, client, store=None if args.no_save else store, now=now, context=context
-        )
+        verdicts = verify_many(deploys, cfg, client, store=None if args.no_save else store, now=now, context=context)
+        both = with_canaries(deploys, verdicts, cfg, client, store, now=now, save=not args.no_save)  # the combined answers
     finally:
         store.close()
-    _emit(args, cfg, list(zip(verdicts, deploys, strict=True)))
+    _emit(args, cfg, list(zip(verdicts, deploys, strict=True)), [c for _, c in both])
     order = {"fail": 2, "inconclusive": 1, "pass": 0}
-    worst = max((v.overall for v in verdicts), key=lambda o: order[o])
-    return EXIT_CODES[worst]
+    return EXIT_CODES[max((v.overall for v, _ in both), key=lambda o: order[o])]
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
@@ -189,15 +188,18 @@ def cmd_canary(args: argparse.Namespace) -> int:
     return EXIT_CODES[body["verdict"]]
 
 
-def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict, Deploy]]) -> None:
+def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict, Deploy]],
+          canaries: list[DeployVerdict | None]) -> None:
     from analyzers.delivery.reports import render_html, render_json, render_json_many, render_markdown
+    from analyzers.events.combined import ROLLED_OUT, combined_verdict
 
-    if args.format == "json":
-        text = render_json(*pairs[0]) if len(pairs) == 1 else render_json_many(pairs)
-    elif args.format == "html":
-        text = "\n".join(render_html(v, d, dashboard_url=cfg.dashboard_url) for v, d in pairs)
+    triples = list(zip(pairs, canaries, strict=True))
+    if args.format == "json":  # many deploys: each one's combined verdict
+        text = (render_json(*pairs[0], canary=canaries[0]) if len(pairs) == 1 else render_json_many(
+            [(combined_verdict(c, v, rolled_out=d.status in ROLLED_OUT) or v, d) for (v, d), c in triples]))
     else:
-        text = "\n".join(render_markdown(v, d, dashboard_url=cfg.dashboard_url) for v, d in pairs)
+        render = render_html if args.format == "html" else render_markdown
+        text = "\n".join(render(v, d, dashboard_url=cfg.dashboard_url, canary=c) for (v, d), c in triples)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
@@ -216,9 +218,11 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     """
     import time
 
+    from analyzers.events.combined import ROLLED_OUT, combined_verdict
     from analyzers.events.store import open_store
     from analyzers.prometheus.client import PrometheusClient
     from analyzers.server.worker import final_due
+    from analyzers.verify.canary import current_canary
     from analyzers.verify.deploy import nearby_deploys, verify_deploy
 
     wait_s = parse_duration(args.wait, key="--wait")
@@ -226,6 +230,7 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     client = PrometheusClient(cfg.prometheus)
     verdict: DeployVerdict | None = None
     deploy: Deploy | None = None
+    canary: DeployVerdict | None = None
     if not (args.deploy or args.version):
         raise ConfigError("--wait needs --deploy ID or --service S --version V")
     store = open_store(_store_url(args, cfg))
@@ -247,27 +252,27 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
                 else:
                     if not args.no_save:
                         store.save_verdict(verdict)
+                    canary = current_canary(deploy, cfg, client, store, now=now, save=not args.no_save)
             elapsed = time.monotonic() - start
-            done = verdict is not None and (
-                verdict.overall == "fail" or (deploy is not None and now >= final_due(deploy, cfg))
-            )
+            answer = combined_verdict(canary, verdict, rolled_out=deploy is not None and deploy.status in ROLLED_OUT)
+            done = answer is not None and (answer.overall == "fail" or (deploy is not None and now >= final_due(deploy, cfg)))
             if done or elapsed >= wait_s:
                 break
             state = ("waiting for the deploy event" if deploy is None else
                      "Prometheus unreachable, could not check" if outage is not None else
-                     f"currently {verdict.overall}" if verdict is not None else "checking")
+                     f"currently {answer.overall}" if answer is not None else "checking")
             print(f"[{int(elapsed)} s / {int(wait_s)} s] {state}; checking again in {args.poll:g} s",
                   file=sys.stderr, flush=True)
             time.sleep(min(args.poll, max(wait_s - elapsed, 0.1)))
     finally:
         store.close()
-    if outage is not None and (verdict is None or verdict.overall != "fail"):
+    if outage is not None and (answer is None or answer.overall != "fail"):
         raise outage
-    if verdict is None or deploy is None:
+    if verdict is None or answer is None or deploy is None:
         print(f"No matching deploy arrived within {args.wait}; check the pipeline sends its deploy event (exit 2).", file=sys.stderr)
         return EXIT_CODES["inconclusive"]
-    _emit(args, cfg, [(verdict, deploy)])
-    return EXIT_CODES[verdict.overall]
+    _emit(args, cfg, [(verdict, deploy)], [canary])
+    return EXIT_CODES[answer.overall]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -420,9 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--since", help="e.g. 24h or an RFC 3339 time (default 24h)")
     v.add_argument("--format", choices=("markdown", "json", "html"), default="markdown")
     v.add_argument("--output", "-o", help="write the report to this file")
-    v.add_argument("--store")
-    v.add_argument("--config")
-    v.add_argument("--prometheus-url")
+    for opt in ("--store", "--config", "--prometheus-url"):
+        v.add_argument(opt)
     v.add_argument("--version", help="with --service: the newest deploy of this version")
     v.add_argument("--wait", help="block up to this long (e.g. 30m) for a final verdict; exits at once on fail")
     v.add_argument("--poll", type=float, default=30.0, help="seconds between checks with --wait")
@@ -446,18 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--environment")
     c.add_argument("--version", help="with --service: the newest deploy of this version")
     c.add_argument("--format", choices=("text", "json"), default="text")
-    c.add_argument("--store")
-    c.add_argument("--config")
-    c.add_argument("--prometheus-url")
+    for opt in ("--store", "--config", "--prometheus-url"):
+        c.add_argument(opt)
     c.add_argument("--no-save", action="store_true", help="do not store the canary verdict")
     c.set_defaults(func=cmd_canary)
 
     r = sub.add_parser("replay", help="re-verify past deploys with the current config and show what changes")
     r.add_argument("--since", default="30d")
     r.add_argument("--service")
-    r.add_argument("--store")
-    r.add_argument("--config")
-    r.add_argument("--prometheus-url")
+    for opt in ("--store", "--config", "--prometheus-url"):
+        r.add_argument(opt)
     r.add_argument("--save", action="store_true", help="store the new verdicts")
     r.add_argument("--workers", type=_workers, default=0,
                    help="processes verifying services in parallel (default 0: one per CPU)")

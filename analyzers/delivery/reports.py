@@ -18,6 +18,7 @@ from datetime import tzinfo
 from typing import Any
 
 from analyzers.delivery.escape import md_code, md_text, plain
+from analyzers.events.combined import ROLLED_OUT, CombinedMetric, combine, combine_metrics
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.text import (
     ci_label,
@@ -29,7 +30,6 @@ from analyzers.text import (
     format_values,
     human_duration,
 )
-from analyzers.verify.combined import CombinedMetric, combine, combine_metrics
 
 BADGES = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️"}
@@ -166,12 +166,13 @@ def side_cells(c: CombinedMetric) -> tuple[str, ...]:
     return (c.metric, _half(c.before_after), _half(c.canary), together)
 
 
-def side_by_side(verdict: DeployVerdict, canary: DeployVerdict | None) -> tuple[str, str, list[CombinedMetric]] | None:
+def side_by_side(verdict: DeployVerdict, canary: DeployVerdict | None,
+                 deploy: Deploy | None = None) -> tuple[str, str, list[CombinedMetric]] | None:
     """The combined overall, its reason and the rows, or None without a canary verdict to compare."""
     if canary is None:
         return None
     ba = verdict if verdict.check_kind != "canary" else None
-    overall, reason = combine(canary, ba)
+    overall, reason = combine(canary, ba, rolled_out=deploy is not None and deploy.status in ROLLED_OUT)
     return overall, reason, combine_metrics(canary, ba)
 
 
@@ -194,7 +195,7 @@ def render_markdown(
 
     With ``canary`` (the deploy's latest canary verdict), a table puts each metric's
     before/after and canary-vs-baseline results side by side with the combined outcome
-    (:mod:`analyzers.verify.combined`)."""
+    (:mod:`analyzers.events.combined`)."""
     lines: list[str] = []
     title = f"{verdict.service or (deploy.service if deploy else '')} {verdict.version or (deploy.version if deploy else '')}".strip()
     lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {md_text(title)} — **{BADGES[verdict.overall]}**")
@@ -225,7 +226,7 @@ def render_markdown(
     for m in failing_first(verdict):
         lines.append("| " + " | ".join(_md_cell(c) for c in metric_cells(m)) + " |")
     lines.append("")
-    side = side_by_side(verdict, canary)
+    side = side_by_side(verdict, canary, deploy)
     if side is not None:
         overall, why, rows = side
         lines.append(f"### Before/after and canary vs baseline: {ICONS[overall]} **{BADGES[overall]}** together")
@@ -274,7 +275,7 @@ def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None, *,
     (``verdict``, ``reason``, per metric ``before_after`` / ``canary`` / ``outcome`` / ``decided_by``)."""
     out: dict[str, Any] = {"schema": REPORT_SCHEMA, "deploy": deploy.to_dict() if deploy else None,
                            "verdict": verdict.to_dict()}
-    side = side_by_side(verdict, canary)
+    side = side_by_side(verdict, canary, deploy)
     if canary is not None and side is not None:
         overall, why, rows = side
         out["canary"] = canary.to_dict()
@@ -368,8 +369,8 @@ td.why{min-width:10rem} .dash{font-size:1rem} .scroll{overflow-x:auto}
 _WHY = ' class="why"'
 
 
-def _side_html(verdict: DeployVerdict, canary: DeployVerdict | None) -> str:
-    side = side_by_side(verdict, canary)
+def _side_html(verdict: DeployVerdict, canary: DeployVerdict | None, deploy: Deploy | None) -> str:
+    side = side_by_side(verdict, canary, deploy)
     if side is None:
         return ""
     e = html.escape
@@ -427,7 +428,7 @@ def render_html(
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
 <p>{e(plain(verdict.reason, limit=2000))}</p>{link}
 <div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>
-{_side_html(verdict, canary)}{warns}{facts}
+{_side_html(verdict, canary, deploy)}{warns}{facts}
 <p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>
 </body></html>
 """

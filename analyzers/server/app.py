@@ -46,6 +46,7 @@ from analyzers.config import parse_duration
 from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreError
 from analyzers.events import schema as schema_mod
 from analyzers.events import sources
+from analyzers.events.combined import combined_verdict, latest_pair
 from analyzers.events.openapi import openapi_schema
 from analyzers.events.schema import parse_timestamp
 from analyzers.events.signatures import ENV_SECRET, verify_body, verify_github, verify_headers, verify_token
@@ -411,7 +412,8 @@ def create_app(
             if d is None:
                 return None
             history = store.verdict_history(deploy_id)
-            return {"deploy": d.to_dict(), "verdict": history[-1].to_dict() if history else None,
+            both = combined_verdict(*latest_pair(history))  # the combined answer, as /v1/deploys gives it
+            return {"deploy": d.to_dict(), "verdict": both.to_dict() if both else None,
                     "verdict_history": [v.to_dict() for v in history]}
 
         item = await run_in_threadpool(fetch)

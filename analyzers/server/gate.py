@@ -49,9 +49,9 @@ from starlette.concurrency import run_in_threadpool
 
 from analyzers.config import Config
 from analyzers.errors import ConfigError, StoreError
+from analyzers.events.combined import combine
 from analyzers.model import Deploy, DeployVerdict
 from analyzers.verify.canary import safe_judge
-from analyzers.verify.combined import combine
 from analyzers.verify.dora import ChangeMetricsCollector
 
 FLAGGER_HOOKS = ("confirm-rollout", "pre-rollout", "rollout", "confirm-traffic-increase", "confirm-promotion",

@@ -46,11 +46,11 @@ from typing import Any
 
 from analyzers.config import Config
 from analyzers.errors import AnalyzerError, PrometheusUnreachable
+from analyzers.events.combined import answer_at_last_check, canary_serving, combined_verdict, latest_pair
 from analyzers.events.store.base import SQLStore
 from analyzers.events.store.scheduling import Check
 from analyzers.model import Deploy, DeployVerdict
 from analyzers.text import redact
-from analyzers.verify.combined import canary_serving, latest_pair
 from analyzers.verify.deploy import nearby_deploys, plan_metrics, rate_window, verify_deploy
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,9 @@ class Worker:
             return None
         self.outages = 0
         self.paused_until = None
-        prev_canary, prev = latest_pair(self.store.verdict_history(deploy.deploy_id))
+        history = self.store.verdict_history(deploy.deploy_id)
+        prev_canary, prev = latest_pair(history)
+        said = answer_at_last_check(history, rolled_out=deploy.status in TERMINAL)  # what the last notification said
         from dataclasses import replace
 
         if canary is not None:  # saved first, so the deploy's latest verdict stays the before/after one
@@ -214,8 +216,10 @@ class Worker:
         if self.on_verdict is not None:
             self.on_verdict(verdict, time.monotonic() - t0)
         final = check.kind == "final"
-        if prev is None or prev.overall != verdict.overall or final:
-            for d in self.deliver(verdict, deploy, self.config, final=final):
+        # notify on the combined answer (a failing canary notifies), once per change of it
+        answer = combined_verdict(canary or prev_canary, verdict, rolled_out=deploy.status in TERMINAL) or verdict
+        if said is None or said.overall != answer.overall or final:
+            for d in self.deliver(answer, deploy, self.config, final=final):
                 self.store.save_delivery(deploy.deploy_id, d.at, d.target, d.to_dict())
         retry_at = None
         if (

@@ -19,7 +19,7 @@ whoever polls and how often: one error budget (``[canary].alpha``, Bonferroni ov
 metrics) per canary.
 
 :func:`canary_verdict` turns the judgement into a :class:`~analyzers.model.DeployVerdict`
-(``check_kind="canary"``, metric ``role="canary"``), and :func:`analyzers.verify.combined.combine` merges it with the
+(``check_kind="canary"``, metric ``role="canary"``), and :func:`analyzers.events.combined.combine` merges it with the
 before/after verdict: either failing fails; otherwise the canary decides while it runs.
 """
 
@@ -37,6 +37,7 @@ import pandas as pd
 
 from analyzers.config import Config, MetricSpec, format_duration
 from analyzers.errors import AnalyzerError, ConfigError, PrometheusError, PrometheusUnreachable
+from analyzers.events.combined import ROLLED_OUT, canary_serving, combined_verdict
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, Outcome
 from analyzers.stats.canary import (
     CanaryJudgement,
@@ -47,7 +48,6 @@ from analyzers.stats.canary import (
     compare_rates,
     judge,
 )
-from analyzers.verify.combined import combine  # noqa: F401  (re-exported: the one rule lives there)
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -347,3 +347,30 @@ def safe_judge(deploy: Deploy, config: Config, client: PrometheusClient | None, 
     except AnalyzerError as exc:
         return DeployVerdict(deploy_id=deploy.deploy_id, overall="inconclusive", reason=f"Canary check could not run: {exc}",
                              metrics=(), checked_at=now, service=deploy.service, version=deploy.version, check_kind="canary")
+
+
+def current_canary(deploy: Deploy, config: Config, client: PrometheusClient | None, store: Any, *, now: datetime,
+                   save: bool = True) -> DeployVerdict | None:
+    """The canary verdict a deploy's answer uses now: judged afresh while the deploy is in its
+    observation window and both versions serve (stored when its outcome changed, as the gate
+    does), else the latest stored one (the canary period's evidence), else None."""
+    last = next((v for v in reversed(store.verdict_history(deploy.deploy_id)) if v.check_kind == "canary"), None)
+    if now - deploy.started_at > timedelta(seconds=config.verification.observation_s):
+        return last
+    fresh = safe_judge(deploy, config, client, now=now)
+    if fresh is None or not canary_serving(fresh):
+        return last
+    if save and (last is None or last.overall != fresh.overall):
+        store.save_verdict(fresh)
+    return fresh
+
+
+def with_canaries(deploys: list[Deploy], verdicts: list[DeployVerdict], config: Config, client: PrometheusClient | None,
+                  store: Any, *, now: datetime, save: bool = True) -> list[tuple[DeployVerdict, DeployVerdict | None]]:
+    """Each deploy's combined answer (:func:`~analyzers.events.combined.combined_verdict`) and the
+    canary verdict it used: what ``verify`` exits with and reports side by side."""
+    out = []
+    for d, v in zip(deploys, verdicts, strict=True):
+        canary = current_canary(d, config, client, store, now=now, save=save)
+        out.append((combined_verdict(canary, v, rolled_out=d.status in ROLLED_OUT) or v, canary))
+    return out

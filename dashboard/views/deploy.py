@@ -291,11 +291,11 @@ def _deliveries(deliveries: tuple[dict[str, Any], ...]) -> None:
     )
 
 
-def _side_by_side(verdict: DeployVerdict | None, canary: DeployVerdict | None) -> None:
+def _side_by_side(verdict: DeployVerdict | None, canary: DeployVerdict | None, deploy: Deploy) -> None:
     """Per metric the before/after result next to the canary-vs-baseline one (plain-text cells)."""
     from analyzers.delivery.reports import SIDE_COLUMNS, side_by_side, side_cells
 
-    side = side_by_side(verdict, canary) if verdict is not None else None
+    side = side_by_side(verdict, canary, deploy) if verdict is not None else None
     if side is None:
         return
     overall, _why, rows = side
@@ -389,17 +389,17 @@ def main() -> None:
         return
     from dataclasses import replace
 
-    from analyzers.verify.combined import combine, latest_pair
+    from analyzers.events.combined import ROLLED_OUT, combine, latest_pair
 
     canary, before_after = latest_pair(list(detail.history))
     deploy = detail.deploy
     verdict = before_after or detail.verdict  # the report's main table: the before/after checks
     headline = verdict
     if canary is not None and verdict is not None:  # the banner says what both checks give together
-        overall, reason = combine(canary, before_after)
+        overall, reason = combine(canary, before_after, rolled_out=deploy.status in ROLLED_OUT)
         headline = replace(verdict, overall=overall, reason=reason)  # type: ignore[arg-type]
     _header(deploy, headline)
-    _side_by_side(verdict, canary)
+    _side_by_side(verdict, canary, deploy)
     if verdict is not None:
         for w in verdict.warnings:
             common.plain_warning(common.localize_times(w, zone))

@@ -16,6 +16,7 @@ from analyzers.events.store import open_store
 from analyzers.model import Deploy
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.verify.canary import canary_matcher, canary_verdict, judge_canary, safe_judge
+from tests.fixtures.sink import Sink
 from tests.integration.canary_data import CanaryProm, canary_prom  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -167,7 +168,7 @@ def _worker_run(cp: CanaryProm, tmp_path: Path, service: str, url: str | None = 
 
 
 def test_worker_stores_a_canary_verdict_beside_before_after(canary_prom: CanaryProm, tmp_path: Path) -> None:  # noqa: F811
-    from analyzers.verify.combined import combine, latest_pair
+    from analyzers.events.combined import combine, latest_pair
 
     produced, history, _ = _worker_run(canary_prom, tmp_path, "shop")
     assert len(produced) == 1 and produced[0].check_kind == "first"
@@ -207,3 +208,73 @@ def test_canary_unreachable_raises_for_the_worker(canary_prom: CanaryProm, stopp
     with pytest.raises(PrometheusUnreachable):
         judge_canary(_deploy(canary_prom, "cart"), cfg, PrometheusClient(cfg.prometheus), now=canary_prom.now,
                      raise_unreachable=True)
+
+
+def _cli_verify(cp: CanaryProm, tmp_path: Path, service: str, config: str, status: str = "started") -> tuple[int, dict, list]:
+    import json
+
+    tmp_path.mkdir(exist_ok=True)
+    cfg = tmp_path / f"{service}.toml"
+    cfg.write_text('[verification]\nobservation = "6h"\n' + config)  # the canary started 4 h ago: still observed
+    store_url = f"sqlite:///{tmp_path / f'{service}.db'}"
+    store = open_store(store_url)
+    d = replace(_deploy(cp, service), status=status)  # "started": the canary still runs
+    store.record_event("generic", d.deploy_id, {"service": service}, d)
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "analyzers", "verify", "--deploy", d.deploy_id, "--format", "json",
+                        "--config", str(cfg), "--store", store_url, "--prometheus-url", cp.url],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    store = open_store(store_url)
+    try:
+        return r.returncode, json.loads(r.stdout), [(v.check_kind, v.overall) for v in store.verdict_history(d.deploy_id)]
+    finally:
+        store.close()
+
+
+def test_cli_verify_exit_code_is_the_combined_verdict(canary_prom: CanaryProm, tmp_path: Path) -> None:  # noqa: F811
+    code, report, history = _cli_verify(canary_prom, tmp_path, "shop", "")
+    assert code == 1
+    assert report["combined"]["verdict"] == "fail" and report["canary"]["overall"] == "fail"
+    by = {m["metric"]: m for m in report["combined"]["metrics"]}
+    assert by["error_ratio"]["canary"] == "regressed" and by["error_ratio"]["decided_by"] in ("both", "canary")
+    assert history == [("manual", "fail"), ("canary", "fail")]  # the canary verdict judged now is stored too
+    # a no-op canary asked to rule out a 1.15x rise (30 minutes cannot): before/after alone passes
+    # (exit 0 before), but while both versions serve the undecided canary decides: exit 2
+    code, report, history = _cli_verify(canary_prom, tmp_path, "cart", "[canary]\npass_ratio = 1.15\n")
+    assert report["verdict"]["overall"] == "pass"
+    assert code == 2 and report["combined"]["verdict"] == "inconclusive"
+    assert "the canary decides while both serve" in report["combined"]["reason"]
+    # once the rollout is over, the undecided canary period no longer vetoes before/after's pass
+    code, report, history = _cli_verify(canary_prom, tmp_path / "done", "cart", "[canary]\npass_ratio = 1.15\n",
+                                        status="succeeded")
+    assert code == 0 and report["combined"]["verdict"] == "pass"
+
+
+def test_worker_notifies_the_combined_verdict_once_per_change(canary_prom: CanaryProm, tmp_path: Path,  # noqa: F811
+                                                              sink: Sink, stopped_prometheus_url: str) -> None:
+    from analyzers.config import NotifyRoute, ServiceSpec
+    from analyzers.server.worker import Worker
+
+    # before/after checks only latency (unchanged: a pass); the canary also compares errors (5x: a fail)
+    route = NotifyRoute("oncall", sink.url + "/hook", "json", (), ("pass", "fail", "inconclusive"))
+    cfg = replace(_cfg(canary_prom, metrics=("error_ratio", "latency_p99")), routes=(route,),
+                  services={"shop": ServiceSpec("shop", guards=("latency_p99",))})
+    store = open_store(f"sqlite:///{tmp_path / 'n.db'}")
+    try:
+        d = _deploy(canary_prom, "shop")
+        store.record_event("generic", d.deploy_id, {"service": "shop"}, d)
+        down = Worker(store, cfg.with_prometheus_url(stopped_prometheus_url), clock=lambda: canary_prom.now)
+        assert down.run_once() == [] and sink.bodies("/hook") == []  # could not check: nothing said
+        later = canary_prom.now + timedelta(minutes=15)  # past the outage's backoff
+        (checked,) = Worker(store, cfg, clock=lambda: later).run_once()
+        assert checked.overall == "pass"  # before/after alone
+        (msg,) = sink.bodies("/hook")
+        assert msg["verdict"]["overall"] == "fail" and msg["verdict"]["reason"].startswith("Canary vs baseline")
+        assert {m["metric"]: m["outcome"] for m in msg["verdict"]["metrics"] if m["role"] == "canary"}["error_ratio"] == "regressed"
+        # the next check finds the same answer: no second message
+        store.schedule_check(d.deploy_id, "finished", later)
+        assert len(Worker(store, cfg, clock=lambda: later).run_once()) == 1
+        assert len(sink.bodies("/hook")) == 1
+        assert [x["overall"] for x in store.deliveries(d.deploy_id)] == ["fail"]
+    finally:
+        store.close()

@@ -266,6 +266,29 @@ def test_read_api_filters_and_includes_the_latest_verdict(receiver: ReceiverInfo
     assert requests.get(f"{url}/{ids[0]}", timeout=10).json()["verdict"] is None
 
 
+def test_read_api_shows_the_combined_verdict_not_the_check_stored_last(receiver: ReceiverInfo) -> None:
+    svc = f"svc-{uuid.uuid4().hex[:8]}"
+    did = send_event(receiver.webhook_url, event(svc, version="v2", started_at="2026-11-27T10:00:00Z"),
+                     receiver.secret).json()["deploy_id"]
+    at = datetime(2026, 11, 27, 10, 20, tzinfo=UTC)
+    guard = MetricVerdict(metric="error_ratio", role="guard", expect="unchanged", outcome="ok", reason="flat")
+    canary = MetricVerdict(metric="error_ratio", role="canary", expect="no worse than baseline",  # type: ignore[arg-type]
+                           outcome="regressed", reason="canary 5x", result={"intervals": 15})
+    s = open_store(receiver.store_url)
+    s.save_verdict(DeployVerdict(deploy_id=did, overall="pass", reason="flat", metrics=(guard,), checked_at=at))
+    # the gate stores the canary's fail after the worker's before/after pass
+    s.save_verdict(DeployVerdict(deploy_id=did, overall="fail", reason="Canary vs baseline: canary 5x", metrics=(canary,),
+                                 checked_at=at, check_kind="canary"))
+    s.save_verdict(DeployVerdict(deploy_id=did, overall="pass", reason="still flat", metrics=(guard,), checked_at=at))
+    s.close()
+    listed = requests.get(f"{receiver.base_url}/v1/deploys", params={"service": svc}, timeout=10).json()["deploys"][0]
+    one = requests.get(f"{receiver.base_url}/v1/deploys/{did}", timeout=10).json()
+    for v in (listed["verdict"], one["verdict"]):
+        assert v["overall"] == "fail" and v["reason"].startswith("Canary vs baseline")
+        assert [m["role"] for m in v["metrics"]] == ["guard", "canary"]
+    assert [v["overall"] for v in one["verdict_history"]] == ["pass", "fail", "pass"]
+
+
 def test_read_api_relative_since_and_bad_parameters(receiver: ReceiverInfo) -> None:
     svc = f"svc-{uuid.uuid4().hex[:8]}"
     recent = (datetime.now(UTC) - timedelta(hours=1)).isoformat()

@@ -131,6 +131,37 @@ def test_verdicts_keep_history_and_latest_is_newest(store: Store) -> None:
     assert store.verdict_history("d1")[1] == verdict("d1", "fail", 2)
 
 
+def _canary(deploy_id: str, overall: str, minute: int, reason: str = "canary") -> DeployVerdict:
+    m = MetricVerdict(metric="error_ratio", role="canary", expect="no worse than baseline",  # type: ignore[arg-type]
+                      outcome="regressed" if overall == "fail" else "ok", reason=reason, result={"intervals": 10})
+    return DeployVerdict(deploy_id=deploy_id, overall=overall, reason=reason, metrics=(m,),  # type: ignore[arg-type]
+                         checked_at=T0 + timedelta(minutes=minute), check_kind="canary")
+
+
+def test_latest_verdict_is_the_combined_answer_whichever_check_was_stored_last(store: Store) -> None:
+    for d in ("d1", "d2", "d3", "d4"):
+        store.record_event("ci", d, {}, deploy(d))
+    # the worker saves the canary just before the before/after verdict: a failing canary still fails
+    store.save_verdict(_canary("d1", "fail", 1))
+    store.save_verdict(verdict("d1", "pass", 1))
+    # the gate stores a passing canary after a failed before/after check: still a fail
+    store.save_verdict(verdict("d2", "fail", 1))
+    store.save_verdict(_canary("d2", "pass", 2))
+    store.save_verdict(_canary("d3", "inconclusive", 1))  # a canary alone stands
+    # event text that looks like the key does not make a before/after verdict a canary one
+    store.save_verdict(_canary("d4", "fail", 1))
+    store.save_verdict(DeployVerdict(deploy_id="d4", overall="pass", reason='"check_kind":"canary"', metrics=(),
+                                     checked_at=T0 + timedelta(minutes=2)))
+    latest = store.latest_verdicts(["d1", "d2", "d3", "d4"])
+    assert {k: v.overall for k, v in latest.items()} == {"d1": "fail", "d2": "fail", "d3": "inconclusive", "d4": "fail"}
+    assert latest["d1"].check_kind == "manual" and latest["d1"].reason.startswith("canary")  # the canary decided
+    assert [m.role for m in latest["d1"].metrics] == ["guard", "canary"]  # both checks' evidence
+    assert latest["d1"].checked_at == T0 + timedelta(minutes=1)
+    assert latest["d2"].reason.startswith("Before/after: ")
+    assert store.latest_verdict("d2") == latest["d2"]
+    assert store.verdict_history("d2")[-1].check_kind == "canary"  # the history itself is untouched
+
+
 def test_data_survives_reopening(store_url: str) -> None:
     s = open_store(store_url)
     s.record_event("ci", "a", {}, deploy())

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from analyzers.events.combined import canary_serving, combine, combine_metric, combine_metrics, latest_pair
 from analyzers.model import DeployVerdict, MetricVerdict
-from analyzers.verify.combined import canary_serving, combine, combine_metric, combine_metrics, latest_pair
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -120,3 +120,25 @@ def test_latest_pair_reads_each_kind_from_the_history() -> None:
     assert latest_pair([old_c, first, new_c]) == (new_c, first)
     assert latest_pair([first]) == (None, first)
     assert latest_pair([]) == (None, None)
+
+
+# (before/after overall, canary overall, combined once the rollout is over)
+ROLLED_OUT_ROWS = [
+    ("pass", "inconclusive", "pass"),  # the canary period's overlap was too short to decide: before/after stands
+    ("pass", "fail", "fail"),  # a canary that failed still fails the deploy
+    ("inconclusive", "pass", "pass"),  # before/after undecided: the canary's decision still counts
+    ("inconclusive", "inconclusive", "inconclusive"),
+]
+
+
+@pytest.mark.parametrize(("ba", "canary", "overall"), ROLLED_OUT_ROWS)
+def test_after_the_rollout_an_undecided_canary_no_longer_vetoes(ba: str, canary: str, overall: str) -> None:
+    from analyzers.events.combined import combined_verdict
+
+    b = verdict(ba, ba_m("ok"))
+    c = verdict(canary, c_m({"pass": "ok", "fail": "regressed"}.get(canary, "inconclusive")), kind="canary")
+    assert combine(c, b, rolled_out=True)[0] == overall
+    both = combined_verdict(c, b, rolled_out=True)
+    assert both is not None and both.overall == overall and [m.role for m in both.metrics] == ["guard", "canary"]
+    if (ba, canary) == ("pass", "inconclusive"):
+        assert combine(c, b)[0] == "inconclusive"  # while it runs, the canary decides

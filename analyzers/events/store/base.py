@@ -112,6 +112,8 @@ class Store(Protocol):
     def deliveries(self, deploy_id: str) -> list[dict[str, Any]]: ...
 
 
+#: Canary verdicts in the stored JSON (codec: sorted keys, no spaces; quotes inside values are escaped).
+_CANARY_LIKE = '%"check_kind":"canary"%'
 
 
 class SQLStore(SchedulerTables, ABC):
@@ -417,21 +419,24 @@ class SQLStore(SchedulerTables, ABC):
         return self.latest_verdicts([deploy_id]).get(deploy_id)
 
     def latest_verdicts(self, deploy_ids: Sequence[str]) -> dict[str, DeployVerdict]:
+        """Each deploy's one answer: its latest canary and before/after verdicts combined
+        (:func:`analyzers.events.combined.combined_verdict`), whichever was stored last."""
+        from analyzers.events.combined import ROLLED_OUT, combined_verdict
+
         ids = list(dict.fromkeys(deploy_ids))
-        out: dict[str, DeployVerdict] = {}
+        got: dict[str, list[Any]] = {}  # deploy id -> [canary, before/after, rolled out]
+        sql = "SELECT deploy_id, MAX(id) AS id FROM verdicts WHERE deploy_id IN ({}) AND data {} LIKE ? GROUP BY deploy_id"
         with self._tx(write=False) as cur:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
-                marks = ", ".join("?" for _ in chunk)
-                rows = self._exec(
-                    cur,
-                    f"SELECT v.deploy_id, v.data FROM verdicts v JOIN (SELECT deploy_id, MAX(id) AS id FROM verdicts "
-                    f"WHERE deploy_id IN ({marks}) GROUP BY deploy_id) m ON v.id = m.id",
-                    chunk,
-                ).fetchall()
-                for dep_id, data in rows:
-                    out[dep_id] = DeployVerdict.from_dict(json.loads(data))
-        return out
+                marks = ", ".join("?" * len(chunk))
+                for dep_id, data, status in self._exec(
+                        cur, f"SELECT v.deploy_id, v.data, d.status FROM verdicts v JOIN ({sql.format(marks, '')} UNION "
+                        f"{sql.format(marks, 'NOT')}) m ON v.id = m.id LEFT JOIN deploys d ON d.deploy_id = v.deploy_id",
+                        [*chunk, _CANARY_LIKE, *chunk, _CANARY_LIKE]).fetchall():
+                    v = DeployVerdict.from_dict(json.loads(data))
+                    got.setdefault(dep_id, [None, None, status in ROLLED_OUT])[v.check_kind != "canary"] = v
+        return {k: both for k, (c, ba, done) in got.items() if (both := combined_verdict(c, ba, rolled_out=done))}
 
     def verdict_history(self, deploy_id: str) -> list[DeployVerdict]:
         """Every verdict of one deploy, oldest first."""

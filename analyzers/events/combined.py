@@ -3,8 +3,10 @@
 The two checks answer different questions. Before/after compares the service with itself in
 time (all traffic, both versions mixed while a canary runs); canary vs baseline compares the
 new version with the old one over the same minutes, which removes traffic drift (a daily
-cycle, a load spike) but needs both versions serving. The rule, written once here and used by
-the gate (:mod:`analyzers.server.gate`), the reports and the dashboard:
+cycle, a load spike) but needs both versions serving. The rule, written once here (in the
+events layer, so the store can apply it: ``latest_verdicts`` answers :func:`combined_verdict`)
+and used by the gate (:mod:`analyzers.server.gate`), the CLI's exit code, notifications, the
+reports and the dashboard:
 
 Per metric (a metric key present in either verdict):
 
@@ -24,7 +26,10 @@ Overall:
 2. otherwise, while both versions serve (the canary verdict has at least one metric with
    intervals holding both versions), the canary's verdict: a before/after pass does not
    promote a canary that has not decided, because before/after mixes both versions' traffic
-   and says little about a version taking 5% of it;
+   and says little about a version taking 5% of it. Once the rollout is over (``rolled_out``:
+   the deploy's status is terminal, see :data:`ROLLED_OUT`) an undecided canary from the
+   canary period no longer overrides a decided before/after verdict (a two-minute rolling
+   update's overlap must not leave the deploy inconclusive for ever);
 3. otherwise (no canary verdict, no version label, or the canary was promoted already) the
    before/after verdict stands;
 4. a canary verdict alone (no before/after yet) stands; neither: ``inconclusive``.
@@ -32,11 +37,13 @@ Overall:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from analyzers.model import DeployVerdict, MetricVerdict
 
 _UNDECIDED = ("inconclusive", "error")
+#: Deploy statuses after which no canary runs any more (promoted, rolled back or stopped).
+ROLLED_OUT = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 
 
 @dataclass(frozen=True)
@@ -89,13 +96,15 @@ def canary_serving(canary: DeployVerdict | None) -> bool:
     return any(int((m.result or {}).get("intervals") or 0) > 0 for m in canary.metrics)
 
 
-def combine(canary: DeployVerdict | None, before_after: DeployVerdict | None) -> tuple[str, str]:
+def combine(canary: DeployVerdict | None, before_after: DeployVerdict | None, *,
+            rolled_out: bool = False) -> tuple[str, str]:
     """The overall verdict and one sentence why (rule in the module docstring)."""
     if canary is not None and canary.overall == "fail":
         return "fail", canary.reason
     if before_after is not None and before_after.overall == "fail":
         return "fail", "Before/after: " + before_after.reason
-    if canary is not None and canary_serving(canary):
+    decided_after = rolled_out and before_after is not None and before_after.overall != "inconclusive"
+    if canary is not None and canary_serving(canary) and not decided_after:
         if canary.overall != "pass" and before_after is not None and before_after.overall == "pass":
             return canary.overall, (canary.reason + " (Before/after passes, but it mixes both versions' "
                                     "traffic: the canary decides while both serve.)")
@@ -112,3 +121,31 @@ def latest_pair(history: list[DeployVerdict]) -> tuple[DeployVerdict | None, Dep
     canary = next((v for v in reversed(history) if v.check_kind == "canary"), None)
     before_after = next((v for v in reversed(history) if v.check_kind != "canary"), None)
     return canary, before_after
+
+
+def combined_verdict(canary: DeployVerdict | None, before_after: DeployVerdict | None, *,
+                     rolled_out: bool = False) -> DeployVerdict | None:
+    """The deploy's one answer as a verdict: what lists, ``/v1/deploys``, the CLI's exit code and
+    notifications show, whichever check was stored last.
+
+    Without a canary verdict the before/after verdict as it is (and the reverse). With both: the
+    before/after verdict with the combined ``overall`` and ``reason`` (rule above), both checks'
+    metrics (the canary's with ``role="canary"``) and the later of the two check times.
+    """
+    if canary is None or before_after is None:
+        return before_after if canary is None else canary
+    overall, reason = combine(canary, before_after, rolled_out=rolled_out)
+    return replace(before_after, overall=overall, reason=reason,  # type: ignore[arg-type]
+                   metrics=before_after.metrics + canary.metrics,
+                   checked_at=max(before_after.checked_at, canary.checked_at))
+
+
+def answer_at_last_check(history: list[DeployVerdict], *, rolled_out: bool = False) -> DeployVerdict | None:
+    """The combined answer as it stood when the latest before/after verdict was stored (canary
+    verdicts stored after it, e.g. by the gate, not counted): what the last notification said,
+    so a change the gate stored in between is still a change at the next check."""
+    last = next((i for i in range(len(history) - 1, -1, -1) if history[i].check_kind != "canary"), None)
+    if last is None:
+        return None
+    canary, before_after = latest_pair(history[: last + 1])
+    return combined_verdict(canary, before_after, rolled_out=rolled_out)
