@@ -76,6 +76,15 @@ def _information(xp: np.ndarray, xa: np.ndarray, ga: np.ndarray) -> tuple[np.nda
     return gg - np.einsum("ij,ij->i", c, inv_c), inv_c
 
 
+def _final_information(xp: np.ndarray, xa: np.ndarray, ga: np.ndarray) -> float:
+    """:func:`_information` after the last row only (no running sums)."""
+    gg = float(ga @ ga)
+    if not xp.shape[1]:
+        return gg
+    c = xa.T @ ga
+    return gg - float(c @ np.linalg.solve(xp.T @ xp + xa.T @ xa, c))
+
+
 def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: bool, memory: float,
                n_rows: int) -> LevelModel | None:
     y = w[tpos]
@@ -148,7 +157,7 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         keep = plan >= dloc
         xa_p, ga_p = xt_p[keep].copy(), gt_p[keep].copy()
         xa_p[0], ga_p[0] = xa_p[0] * w_first, ga_p[0] * w_first
-        v_max = max(float(_information(xp, xa_p, ga_p)[0][-1]), float(v[-1]))
+        v_max = max(_final_information(xp, xa_p, ga_p), float(v[-1]))
     name = f"{'random walk' if phi >= 1 else f'AR(1) phi={phi:.2f}'}{' + line' if trend else ''}"
     return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max)
 
