@@ -52,6 +52,7 @@ from analyzers.events.store.scheduling import Check
 from analyzers.model import Deploy, DeployVerdict
 from analyzers.text import redact
 from analyzers.verify.deploy import nearby_deploys, plan_metrics, rate_window, verify_deploy
+from analyzers.verify.plan import ramp_s
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,11 @@ def first_due(deploy: Deploy, config: Config) -> datetime:
 
 
 def final_due(deploy: Deploy, config: Config) -> datetime:
+    """When the final check runs: after the observation time, and never before the sequential
+    horizon (the after-window plus the rollout's ramp), where every look's decision is frozen."""
     v = config.verification
-    return deploy.started_at + timedelta(seconds=max(v.observation_s, v.window_after_s + 60))
+    horizon = v.window_after_s + ramp_s(deploy, config)
+    return deploy.started_at + timedelta(seconds=max(v.observation_s, horizon + 60))
 
 
 def describe_changes(prev: DeployVerdict | None, new: DeployVerdict) -> tuple[str, ...]:
