@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 
 #: Lag of a seasonal baseline, for comparing bucket counts with the same hours earlier.
-#: Most windows before the deploy the bucket mix's drift is measured on (the 3 h before window
-#: holds five of a 35-minute after window).
-DRIFT_BLOCKS = 6
+#: Most windows before the deploy the bucket mix's drift is measured on, and how far back they
+#: reach: 6 h hold eleven 32-minute windows (GC bursts, a few an hour, show in enough pairs).
+DRIFT_BLOCKS = 12
+DRIFT_SPAN_S = 6 * 3600
 DAY_S = 86400
 
 _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier": 7 * 86400, "seasonal fit": 86400}
@@ -80,18 +81,18 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
 
 def drift_blocks(res: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Up to :data:`DRIFT_BLOCKS` consecutive windows as long as the after window, ending where
-    the after window starts, inside the series test's before window (oldest first)."""
+    the after window starts and reaching back at most :data:`DRIFT_SPAN_S` (oldest first), and
+    the last of them and the after window a day earlier."""
     aw = [datetime.fromisoformat(t) for t in res["after_window"]]
-    bw = [datetime.fromisoformat(t) for t in res.get("before_window") or res["after_window"]]
     length = int((aw[1] - aw[0]).total_seconds())
-    end = int(min(aw[0], bw[1]).timestamp())
+    end = int(aw[0].timestamp())
     if length <= 0:
         return {}
-    m = min(DRIFT_BLOCKS, int((end - bw[0].timestamp()) // length))
+    m = min(DRIFT_BLOCKS, int(DRIFT_SPAN_S // length))
     out = {f"block{j}": (end - (m - j) * length, end - (m - j - 1) * length) for j in range(m)}
     if m:  # the last block and the after window a day earlier: how the mix moved then
         out["day_last"] = (end - length - DAY_S, end - DAY_S)
-        out["day_after"] = (int(aw[0].timestamp()) - DAY_S, int(aw[1].timestamp()) - DAY_S)
+        out["day_after"] = (end - DAY_S, int(aw[1].timestamp()) - DAY_S)
     return out
 
 
@@ -102,6 +103,8 @@ def _drift(result: Any, les: tuple[float, ...], after: tuple[float, ...], names:
     from analyzers.stats.bucket_drift import MIN_BLOCKS, drift_adjusted_comparison, seasonal_comparison
 
     counts = [window_counts(result, n) for n in names if n.startswith("block")]
+    while counts and counts[0][0] != les:  # the oldest windows may precede the data
+        counts.pop(0)
     if len(counts) < MIN_BLOCKS or any(c[0] != les for c in counts):
         return {}
     try:

@@ -74,7 +74,7 @@ def test_the_demo_no_op_at_low_night_traffic_is_drift() -> None:
     """The failing benchmark case (bench_demo_truth, demo seed 7 generated at 23:00 UTC):
     checkout's no-op v1.15.0 at 05:15 UTC failed its p99 guard through a spread change and bucket
     counts that "differ" (G-test p < 1e-4 on 12,403 requests). Counted from the generator as the
-    bucket test's instant query counts them: the after window is 32 minutes, the blocks the five
+    bucket test's instant query counts them: the after window is 32 minutes, the blocks the eleven
     32-minute windows before it."""
     sc = demo_scenario(seed=7, end=datetime(2026, 12, 6, 23, tzinfo=UTC))
     d = sc.deploy("noop_late")
@@ -83,7 +83,7 @@ def test_the_demo_no_op_at_low_night_traffic_is_drift() -> None:
     length = 32 * 60 // sc.step_s
     at = sc.index_of(d.started_at)
     after = _window(inc, at, at + length)
-    blocks = [_window(inc, at - (5 - j) * length, at - (4 - j) * length) for j in range(5)]
+    blocks = [_window(inc, at - (11 - j) * length, at - (10 - j) * length) for j in range(11)]
     les = (*BUCKETS, float("inf"))
     assert compare_bucket_distributions(les, np.sum(blocks, axis=0), after).p_value < 1e-4
     res = drift_adjusted_comparison(les, blocks, after)
@@ -99,7 +99,7 @@ def test_the_demo_latency_regression_is_beyond_drift() -> None:
     length = 32 * 60 // sc.step_s
     at = sc.index_of(d.started_at + timedelta(minutes=2))
     after = _window(inc, at, at + length)
-    blocks = [_window(inc, at - (5 - j) * length, at - (4 - j) * length) for j in range(5)]
+    blocks = [_window(inc, at - (11 - j) * length, at - (10 - j) * length) for j in range(11)]
     assert drift_adjusted_comparison((*BUCKETS, float("inf")), blocks, after).p_value < 1e-6
 
 
@@ -112,7 +112,7 @@ def test_too_few_windows_or_empty_ones_are_refused() -> None:
         drift_adjusted_comparison(LES, [one, np.zeros(len(LES))], one)
 
 
-def test_drift_blocks_tile_the_before_window_up_to_the_after_window() -> None:
+def test_drift_blocks_tile_six_hours_up_to_the_after_window() -> None:
     from analyzers.verify.bucketcheck import DRIFT_BLOCKS, drift_blocks
 
     res = {"before_window": ["2026-12-06T02:15:00+00:00", "2026-12-06T05:15:00+00:00"],
@@ -122,10 +122,11 @@ def test_drift_blocks_tile_the_before_window_up_to_the_after_window() -> None:
     day = int(timedelta(days=1).total_seconds())
     assert windows["day_after"] == (int(datetime(2026, 12, 5, 5, 15, tzinfo=UTC).timestamp()),
                                     int(datetime(2026, 12, 5, 5, 47, tzinfo=UTC).timestamp()))
-    assert windows["day_last"] == (blocks["block4"][0] - day, blocks["block4"][1] - day)
+    last = list(blocks.values())[-1]
+    assert windows["day_last"] == (last[0] - day, last[1] - day)
     starts = [b[0] for b in blocks.values()]
-    assert len(blocks) == 5 <= DRIFT_BLOCKS  # 180 min hold five 32-minute windows
+    assert len(blocks) == 11 <= DRIFT_BLOCKS  # 6 h hold eleven 32-minute windows
     assert starts == sorted(starts)  # oldest first
     assert list(blocks.values())[-1][1] == int(datetime(2026, 12, 6, 5, 15, tzinfo=UTC).timestamp())
     assert all(e - s == 32 * 60 for s, e in blocks.values())
-    assert min(starts) >= int(datetime(2026, 12, 6, 2, 15, tzinfo=UTC).timestamp())
+    assert min(starts) >= int(datetime(2026, 12, 5, 23, 15, tzinfo=UTC).timestamp())  # at most 6 h back
