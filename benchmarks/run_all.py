@@ -6,7 +6,7 @@
     .venv/bin/python -m benchmarks.bench_fleet         # fleet scale: batched vs naive
     .venv/bin/python -m benchmarks.bench_canary        # canary vs baseline, side by side with Kayenta
     .venv/bin/python -m benchmarks.bench_dashboard_speed    # latency page in headless Chromium
-    .venv/bin/python -m analyzers.demo.loadgen --workers 2 --seconds 10   # receiver load
+    .venv/bin/python -m benchmarks.bench_ingest        # receiver load target, SQLite and PostgreSQL
 
 Figures and the commands that made them: benchmarks/README_stats.md, docs/scaling.md,
 docs/benchmarks.md, docs/progressive-delivery.md.
@@ -27,7 +27,7 @@ COMMANDS = [
     [sys.executable, "-m", "benchmarks.bench_fleet"],
     [sys.executable, "-m", "benchmarks.bench_canary"],
     [sys.executable, "-m", "benchmarks.bench_dashboard_speed"],
-    [sys.executable, "-m", "analyzers.demo.loadgen", "--workers", "2", "--seconds", "10"],
+    [sys.executable, "-m", "benchmarks.bench_ingest"],
 ]
 
 
