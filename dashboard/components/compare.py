@@ -71,7 +71,7 @@ def verdict_windows(verdict: DeployVerdict | None) -> tuple[tuple[int, int], tup
 
 def before_after(scope: Scope, deploys: list[Deploy], verdicts: dict, tr: common.TimeRange, native: bool = False) -> None:
     mode = st.segmented_control(
-        "Compare", ["deploy", "windows"], default="deploy", key="cmp_mode", bind="query-params",
+        "Compare", ["deploy", "windows"], default="deploy", key="cmp_mode", bind="query-params", persist_state="page",
         help="Around a deploy, or any two windows of the same length (e.g. today vs yesterday).",
     ) or "deploy"
     if mode == "windows":
@@ -124,7 +124,7 @@ def _two_windows(scope: Scope, tr: common.TimeRange, native: bool = False) -> No
     """Two windows of one length, each given by its end: picked in the page's zone, kept in the URL in
     UTC (``cmp_a``, ``cmp_b``) so shared links agree."""
     c1, c2, c3 = st.columns(3)
-    length = c1.selectbox("Window length", WINDOW_LENGTHS, index=1, key="cmp_len", bind="query-params")
+    length = c1.selectbox("Window length", WINDOW_LENGTHS, index=1, key="cmp_len", bind="query-params", persist_state="page")
     length_s = common.preset_seconds(length)
     a1 = common.zoned_datetime_input(f"Second window ends ({scope.zone.name})", "cmp_a", tr.end, scope.zone, container=c3)
     b1 = common.zoned_datetime_input(f"First window ends ({scope.zone.name})", "cmp_b", tr.end - 86400, scope.zone, container=c2)

@@ -409,7 +409,7 @@ def main() -> None:
             st.info(f"Not enough data yet: check again in about {common.fmt_duration(verdict.retry_after_s)}.")
     st.page_link(
         "views/latency.py",
-        label="Latency around this deploy (percentiles, heatmap, before/after)",
+        label="Latency around this deploy (percentiles, before/after)",
         icon=":material/speed:",
         query_params={
             "svc": deploy.service,
@@ -417,6 +417,7 @@ def main() -> None:
             "lat_from": common.url_time(deploy.started_at - timedelta(hours=3)),
             "lat_to": common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC))),
             "deploy": deploy.deploy_id,
+            "panel": "Before / after",  # the Latency page's tab comparing this deploy's verdict windows
             **({"utc": "true"} if zone.chosen else {}),
         },
     )

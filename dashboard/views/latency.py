@@ -32,6 +32,12 @@ DEFAULT_PRESET = "6h"
 REFRESH_S = 60
 #: Session key: the empty "loading" chart was shown in this session (see panels()).
 SKELETON_SHOWN = "_lat_skeleton_shown"
+#: The panels below the percentile chart, one tab each, bound to the URL as ``?panel=<label>``. Only
+#: the open tab's code runs, so the page's first paint is the percentile chart and the light first
+#: tab; a heavy panel is queried and drawn when it is opened. Labels are URL values: keep them.
+QUERY_TAB, HEATMAP_TAB, BREAKDOWN_TAB, COMPARE_TAB, SLO_TAB = (
+    "Query & exemplars", "Bucket heatmap", "Who is slow?", "Before / after", "SLO")
+TABS = (QUERY_TAB, HEATMAP_TAB, BREAKDOWN_TAB, COMPARE_TAB, SLO_TAB)
 BREAKDOWN_LABELS = ("endpoint", "version", "pod")
 OBJECTIVES = (0.99, 0.995, 0.999)
 NEEDS_BUCKETS = ("{what} needs histogram buckets (classic `_bucket` series with `le`, or a native histogram); "
@@ -204,7 +210,6 @@ def panels() -> None:
 
             show_chart(figures.cached(percentile_figure, "percentiles", lat.quantiles, band, tr, step, zone,
                                       markers, ex), "percentiles")
-            exemplars.table(ex, zone)
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
             cols = st.columns(max(len(latest), 1))
             for col, (label, s) in zip(cols, latest.items(), strict=False):
@@ -213,68 +218,83 @@ def panels() -> None:
                     col.metric(f"{label} latest", f"{row['value'] * 1000:.1f} ms",
                                help=f"At {common.fmt_time(s.index[-1].to_pydatetime(), zone)}; {band} "
                                     f"{row['lower'] * 1000:g}–{row['upper'] * 1000:g} ms.")
-        st.caption(f"Rate window {lat.window}, step {step} s. PromQL:")
-        common.show_query(lat.query)
     skeleton.empty()
+    lower_panels(lat, ex, tr, step, deploys, verdicts, markers)
 
-    st.subheader("Bucket heatmap")
-    with common.panel("Heatmap"):
-        if lat is None:
-            st.info("No bucket data: see the error above.")
-        elif lat.source == "summary":
-            st.info(NEEDS_BUCKETS.format(what="The heatmap", source="a summary"))
-        elif not lat.cumulative.empty:
-            def heatmap_figure(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> go.Figure:
-                from analyzers.stats import buckets
 
-                rates = pd.DataFrame(buckets.bucket_increments(lat.cumulative)) / lat.window_s
-                edges = bucket_edges(lat.les)
-                rates = rates.iloc[:, : len(edges) - 1]
-                fig = latency_charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt), step_s=step)
-                charts.add_deploy_markers(fig, deploys, verdicts, zone)
-                exemplars.add_markers(fig, ex, zone)
-                return fig
-
-            show_chart(figures.cached(heatmap_figure, "heatmap", lat.cumulative, lat.les, lat.window_s, tr, step,
-                                      zone, markers, ex), "heatmap")
-            st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
-
+def lower_panels(lat: data.LatencyData | None, ex: Exemplars | None, tr: common.TimeRange, step: int,
+                 deploys: list[Deploy], verdicts: dict, markers: tuple) -> None:
+    """The panels below the percentile chart, one tab each; only the open one runs (queries and draws)."""
+    tabs = dict(zip(TABS, st.tabs(TABS, key="panel", on_change="rerun", bind="query-params"), strict=True))
     # Breakdown, before/after and burn rates query the classic `_bucket` series by `le`, or the
     # native histogram's samples (its buckets travel inside each sample); a summary has no buckets.
     native = lat is not None and lat.source == "native histogram"
     summary = lat is not None and lat.source == "summary"
-    st.subheader("Who is slow?")
-    with common.panel("Breakdown"):
-        if summary:
-            st.info(NEEDS_BUCKETS.format(what="The breakdown", source="a summary"))
-        else:
-            breakdown(tr, native)
+    if tabs[QUERY_TAB].open:
+        with tabs[QUERY_TAB], common.panel("Query"):
+            if lat is None:
+                st.info("No query answered: see the error above.")
+            else:
+                exemplars.table(ex, zone)
+                st.caption(f"Rate window {lat.window}, step {step} s. PromQL:")
+                common.show_query(lat.query)
+    if tabs[HEATMAP_TAB].open:
+        with tabs[HEATMAP_TAB], common.panel("Heatmap"):
+            heatmap(lat, ex, tr, step, deploys, verdicts, markers)
+    if tabs[BREAKDOWN_TAB].open:
+        with tabs[BREAKDOWN_TAB], common.panel("Breakdown"):
+            if summary:
+                st.info(NEEDS_BUCKETS.format(what="The breakdown", source="a summary"))
+            else:
+                breakdown(tr, native)
+    if tabs[COMPARE_TAB].open:
+        with tabs[COMPARE_TAB], common.panel("Before/after"):
+            if summary:
+                st.info(NEEDS_BUCKETS.format(what="The before/after comparison", source="a summary"))
+            else:
+                compare.before_after(compare.Scope(config, config_key, histogram, service, zone, scrape_s),
+                                     deploys, verdicts, tr, native)
+    if tabs[SLO_TAB].open:
+        with tabs[SLO_TAB], common.panel("SLO"):
+            if summary:
+                st.info(NEEDS_BUCKETS.format(what="The SLO view", source="a summary"))
+            elif native and lat is not None:
+                native_slo(lat, tr.start, tr.end, deploys, verdicts)
+            else:
+                slo(lat, tr.start, tr.end, step, deploys, verdicts)
 
-    st.subheader("Before / after a deploy")
-    with common.panel("Before/after"):
-        if summary:
-            st.info(NEEDS_BUCKETS.format(what="The before/after comparison", source="a summary"))
-        else:
-            compare.before_after(compare.Scope(config, config_key, histogram, service, zone, scrape_s),
-                                 deploys, verdicts, tr, native)
 
-    st.subheader("SLO")
-    with common.panel("SLO"):
-        if summary:
-            st.info(NEEDS_BUCKETS.format(what="The SLO view", source="a summary"))
-        elif native and lat is not None:
-            native_slo(lat, start, end, deploys, verdicts)
-        else:
-            slo(lat, start, end, step, deploys, verdicts)
+def heatmap(lat: data.LatencyData | None, ex: Exemplars | None, tr: common.TimeRange, step: int,
+            deploys: list[Deploy], verdicts: dict, markers: tuple) -> None:
+    if lat is None:
+        st.info("No bucket data: see the error above.")
+    elif lat.source == "summary":
+        st.info(NEEDS_BUCKETS.format(what="The heatmap", source="a summary"))
+    elif not lat.cumulative.empty:
+        def heatmap_figure(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> go.Figure:
+            from analyzers.stats import buckets
+
+            rates = pd.DataFrame(buckets.bucket_increments(lat.cumulative)) / lat.window_s
+            edges = bucket_edges(lat.les)
+            rates = rates.iloc[:, : len(edges) - 1]
+            fig = latency_charts.heatmap_chart(rates, edges, zone, x_range=(tr.start_dt, tr.end_dt), step_s=step)
+            charts.add_deploy_markers(fig, deploys, verdicts, zone)
+            exemplars.add_markers(fig, ex, zone)
+            return fig
+
+        show_chart(figures.cached(heatmap_figure, "heatmap", lat.cumulative, lat.les, lat.window_s, tr, step,
+                                  zone, markers, ex), "heatmap")
+        st.caption(f"Requests per second in each bucket (averaged over {lat.window}).")
 
 
 def breakdown(tr: common.TimeRange, native: bool = False) -> None:
     c1, c2 = st.columns(2)
     label = c1.selectbox(
-        "Break down by", BREAKDOWN_LABELS, key="by", bind="query-params", accept_new_options=True,
+        "Break down by", BREAKDOWN_LABELS, key="by", bind="query-params", persist_state="page", accept_new_options=True,
         help="endpoint, version or pod, or type any other label of the histogram.",
     ).strip()
-    quantile = c2.selectbox("Slow means above", list(data.PERCENTILES), index=2, key="tail", bind="query-params")
+    quantile = c2.selectbox("Slow means above", list(data.PERCENTILES), index=2, key="tail", bind="query-params",
+                            persist_state="page")
     with st.spinner("Ranking contributors…"):
         try:
             bd = data.load_breakdown(config_key, config, histogram, service, label, quantile, tr.start, tr.end,
@@ -333,10 +353,10 @@ def slo(lat: data.LatencyData | None, start: int, end: int, step: int, deploys: 
     slo_cfg = config.slo_for(service)
     default = min(range(len(finite)), key=lambda i: abs(finite[i] - slo_cfg.threshold_s))
     threshold = c1.selectbox("Threshold (a bucket bound, seconds)", finite, index=default, key="slo_le",
-                             bind="query-params")
+                             bind="query-params", persist_state="page")
     objectives = sorted(set(OBJECTIVES) | {slo_cfg.objective})
     objective = c2.selectbox("Objective", objectives, index=objectives.index(slo_cfg.objective), key="slo_obj",
-                             bind="query-params",
+                             bind="query-params", persist_state="page",
                              help="Share of requests that must be at most the threshold (default from [slo] in the config).")
     with st.spinner("Querying the burn rates…"):
         burn = data.load_burn_rates(config_key, config, histogram, service, float(threshold), float(objective), end)
@@ -363,12 +383,12 @@ def native_slo(lat: data.LatencyData, start: int, end: int, deploys: list[Deploy
     slo_cfg = config.slo_for(service)
     thresholds = sorted(set(NATIVE_THRESHOLDS) | {float(slo_cfg.threshold_s)})
     threshold = c1.selectbox("Threshold (seconds)", thresholds, index=thresholds.index(float(slo_cfg.threshold_s)),
-                             key="slo_le", bind="query-params",
+                             key="slo_le", bind="query-params", persist_state="page",
                              help="Any latency: a native histogram's bucket bounds are not round numbers, so the "
                                   "share at or below it is interpolated inside the bucket holding it.")
     objectives = sorted(set(OBJECTIVES) | {slo_cfg.objective})
     objective = c2.selectbox("Objective", objectives, index=objectives.index(slo_cfg.objective), key="slo_obj",
-                             bind="query-params",
+                             bind="query-params", persist_state="page",
                              help="Share of requests that must be at most the threshold (default from [slo] in the config).")
     with st.spinner("Querying the burn rates…"):
         burn = data.load_burn_rates(config_key, config, histogram, service, float(threshold), float(objective), end,

@@ -43,14 +43,17 @@ def _wait_for_samples(url: str, n: int, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"fewer than {n} scrapes of the exemplar target within {timeout_s:.0f} s")
 
 
-def open_latency(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str) -> AppTest:
+def open_latency(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str,
+                 panel: str | None = None) -> AppTest:
+    """The Latency page of ``shop``; ``panel`` opens that tab (``?panel=``), else the first one
+    (the exemplar table)."""
     cfg = tmp_path / "config.toml"
     cfg.write_text('[prometheus]\nscrape_interval = "1s"\n' + config)
     monkeypatch.setenv("ANALYZERS_CONFIG", str(cfg))
     monkeypatch.setenv("PROMETHEUS_URL", url)
     monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update({"svc": "shop", "lat_range": "1h", "pct": ["p99"]})
+    at.query_params.update({"svc": "shop", "lat_range": "1h", "pct": ["p99"], **({"panel": panel} if panel else {})})
     at.switch_page("views/latency.py").run()
     assert not at.exception, at.exception
     return at
@@ -67,7 +70,8 @@ def test_exemplars_are_drawn_on_both_charts_and_link_to_their_traces(
     traced: tuple[str, dict[str, float]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, observed = traced
-    at = open_latency(url, tmp_path, monkeypatch, f'[dashboard]\ntrace_url = "{TEMPLATE}"\n')
+    config = f'[dashboard]\ntrace_url = "{TEMPLATE}"\n'
+    at = open_latency(url, tmp_path, monkeypatch, config, panel="Bucket heatmap")
     for key in ("percentiles", "heatmap"):
         spec = _chart(at, key)
         marks = next(t for t in spec["data"] if t.get("name") == "exemplars")
@@ -77,6 +81,7 @@ def test_exemplars_are_drawn_on_both_charts_and_link_to_their_traces(
         assert len(ys) > 0 and all(min(abs(y - e) for e in expected) < 1e-6 * y for y in ys)
         assert "customdata" not in marks  # a click on an exemplar never opens a deploy
         assert all("trace " in h and "<script" not in h for h in marks["hovertext"])
+    at = open_latency(url, tmp_path, monkeypatch, config)  # the first tab: the table of traces
     table = next(d.value for d in at.dataframe if "trace id" in d.value.columns)
     assert set(table["trace id"]) <= set(observed)
     for tid, link in zip(table["trace id"], table["trace"], strict=True):

@@ -48,10 +48,17 @@ def scenario_store(prom: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return deploys
 
 
-def open_latency(query: dict[str, Any], tz: str = "UTC") -> AppTest:
+#: The Latency page's lower panels, one tab each (``?panel=<label>``); only the open one runs.
+HEATMAP, WHO, BEFORE_AFTER, SLO = "Bucket heatmap", "Who is slow?", "Before / after", "SLO"
+
+
+def open_latency(query: dict[str, Any], tz: str = "UTC", panel: str | None = None) -> AppTest:
+    """The Latency page opened from a URL with ``query``; ``panel`` opens that tab, as a link can."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.context = {"timezone": tz}
     at.query_params.update(query)
+    if panel:
+        at.query_params["panel"] = panel
     at.switch_page("views/latency.py").run()  # straight to /latency, as a link opens it
     assert not at.exception, at.exception
     return at
@@ -141,7 +148,7 @@ def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_sto
 
 
 def test_heatmap_is_per_bucket_rate_on_a_log_axis(scenario_store: dict[str, Any]) -> None:
-    at = open_latency({"svc": "search", "lat_range": "6h"})
+    at = open_latency({"svc": "search", "lat_range": "6h"}, panel=HEATMAP)
     spec = chart(at, "heatmap")
     heat = next(t for t in spec["data"] if t["type"] == "heatmap")
     assert spec["layout"]["yaxis"]["type"] == "log"
@@ -154,14 +161,14 @@ def test_heatmap_is_per_bucket_rate_on_a_log_axis(scenario_store: dict[str, Any]
 def test_breakdown_names_the_slow_endpoint_first(scenario_store: dict[str, Any]) -> None:
     profile = next(s for s in SERVICES if s.name == "checkout")
     slowest = max(profile.endpoints[:2], key=lambda e: e.median_s).path  # the small scenario's endpoints
-    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "endpoint"})
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "endpoint"}, panel=WHO)
     frames = [df.value for df in at.dataframe if "endpoint" in df.value.columns]
     assert frames, "the breakdown table is missing"
     top = frames[0].iloc[0]
     assert top["endpoint"] == slowest
     assert top["share of slow requests"] > top["share of all requests"]
 
-    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "version"})
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "version"}, panel=WHO)
     versions = next(df.value for df in at.dataframe if "version" in df.value.columns)["version"]
     assert {"v1.14.0", "v1.14.1"} <= set(versions)
 
@@ -174,14 +181,15 @@ def _gap_pp(at: AppTest) -> tuple[str, float]:
 
 
 def test_before_after_sees_the_improvement_and_not_the_noop(scenario_store: dict[str, Any]) -> None:
-    at = open_latency({"svc": "payments", "lat_range": "24h", "cmp": cmp_label(scenario_store["improvement"])})
+    at = open_latency({"svc": "payments", "lat_range": "24h", "cmp": cmp_label(scenario_store["improvement"])},
+                      panel=BEFORE_AFTER)
     text, gap = _gap_pp(at)
     assert "The distributions differ" in text
     assert gap >= 5
     shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns).set_index("percentile")
     assert shifts.loc["p99", "change (ms)"] < 0  # the improvement cut the tail
 
-    at = open_latency({"svc": "search", "lat_range": "24h", "cmp": cmp_label(scenario_store["noop"])})
+    at = open_latency({"svc": "search", "lat_range": "24h", "cmp": cmp_label(scenario_store["noop"])}, panel=BEFORE_AFTER)
     _, gap = _gap_pp(at)
     assert gap < 2
 
@@ -192,7 +200,7 @@ def test_slo_good_ratio_and_burn_rates(prom: Any, scenario_store: dict[str, Any]
         "svc": "checkout", "lat_range": "custom",
         "lat_from": (end - timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M"),
         "lat_to": end.strftime("%Y-%m-%dT%H:%M"), "slo_le": "0.5", "slo_obj": "0.99",
-    })
+    }, panel=SLO)
     metrics = {m.label: m.value for m in at.metric}
     good = float(metrics["Good ratio (latest)"].rstrip(" %"))
     assert 80 < good < 100
@@ -211,13 +219,17 @@ def test_slo_good_ratio_and_burn_rates(prom: Any, scenario_store: dict[str, Any]
 
 
 def test_prometheus_down_every_panel_says_so(store_data: StoreData) -> None:
-    at = open_latency({"svc": "checkout"})
-    errors = [e.value for e in at.error]
+    errors = []
+    for panel, own in ((None, set()), (HEATMAP, set()), (WHO, {"Breakdown"}), (BEFORE_AFTER, {"Before/after"}),
+                       (SLO, set())):
+        at = open_latency({"svc": "checkout"}, panel=panel)
+        shown = [e.value for e in at.error]
+        assert {e.split(":")[0] for e in shown} == {"Percentiles"} | own, panel  # the chart above, and the tab
+        assert [s.value for s in at.subheader] == ["Percentiles over time"]
+        assert [t.label for t in at.tabs] == ["Query & exemplars", HEATMAP, WHO, BEFORE_AFTER, SLO]
+        errors += shown
     assert {e.split(":")[0] for e in errors} == {"Percentiles", "Breakdown", "Before/after"}
     assert all("Prometheus is unreachable" in e for e in errors)
-    assert [s.value for s in at.subheader] == [
-        "Percentiles over time", "Bucket heatmap", "Who is slow?", "Before / after a deploy", "SLO",
-    ]
 
 
 def banner_html(at: AppTest) -> str:
@@ -260,6 +272,7 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
     link = next(p for p in at.get("page_link") if p.proto.label.startswith("Latency around this deploy"))
     params = {k: v[0] for k, v in parse_qs(link.proto.query_string).items()}
     assert params["svc"] == "payments" and params["lat_range"] == "custom"
+    assert params["panel"] == BEFORE_AFTER  # the link opens the before/after tab, not the default one
 
     at = open_latency(params, tz="Asia/Kolkata")  # the link means the same instants in any zone
     assert at.selectbox(key="cmp_deploy").value == improvement.deploy_id  # the deploy you came from
@@ -271,18 +284,22 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
 
 
 def test_auto_refresh_from_the_url_keeps_the_panels(scenario_store: dict[str, Any]) -> None:
-    at = open_latency({"svc": "search", "lat_range": "1h", "live": "true"})
+    at = open_latency({"svc": "search", "lat_range": "1h", "live": "true"}, panel=WHO)
     assert at.toggle(key="live").value is True
     assert not at.error
-    assert [s.value for s in at.subheader][:2] == ["Percentiles over time", "Bucket heatmap"]
+    assert [s.value for s in at.subheader] == ["Percentiles over time"]
+    assert [t.label for t in at.tabs] == ["Query & exemplars", HEATMAP, WHO, BEFORE_AFTER, SLO]
+    # the open tab runs inside the refreshed fragment: the breakdown answers (a table or "no requests")
+    assert (any("No requests in this range" in i.value for i in at.info)
+            or any("Service-wide" in m.value for m in at.markdown))
 
 
 def test_breakdown_by_any_label_and_a_bad_label_fails_alone(scenario_store: dict[str, Any]) -> None:
-    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "pod"})
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": "pod"}, panel=WHO)
     pods = next(df.value for df in at.dataframe if "pod" in df.value.columns)["pod"]
     assert len(pods) >= 2 and all(p.startswith("checkout-") for p in pods)
 
-    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": 'le"}) or up{a="'})
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "by": 'le"}) or up{a="'}, panel=WHO)
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("Breakdown:")  # refused before any query ran
     assert chart(at, "percentiles")  # the other panels still work
@@ -295,7 +312,7 @@ def test_two_windows_from_the_url(prom: Any, scenario_store: dict[str, Any]) -> 
     at = open_latency({
         "svc": "payments", "lat_range": "24h", "cmp_mode": "windows", "cmp_len": "30m",
         "cmp_b": t0.strftime(fmt), "cmp_a": (t0 + timedelta(minutes=40)).strftime(fmt),
-    })
+    }, panel=BEFORE_AFTER)
     assert at.segmented_control(key="cmp_mode").value == "windows"
     text, gap = _gap_pp(at)
     assert "requests first" in text and "The distributions differ" in text and gap >= 5
@@ -310,10 +327,13 @@ def test_fresh_install_without_deploys_still_drills_down(
     monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
     monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.setenv("PROMETHEUS_URL", prom.url)
-    at = open_latency({"svc": "search", "lat_range": "24h"})
+    at = open_latency({"svc": "search", "lat_range": "24h"}, panel=HEATMAP)
     assert at.text_input(key="svc").value == "search"
     assert not at.error
     assert chart(at, "percentiles") and chart(at, "heatmap")
+    at = open_latency({"svc": "search", "lat_range": "24h"}, panel=BEFORE_AFTER)
+    assert at.text_input(key="svc").value == "search"
+    assert not at.error
     assert any("No deploy of this service" in i.value for i in at.info)
 
 
@@ -378,11 +398,12 @@ def other_sources(tmp_path_factory: pytest.TempPathFactory) -> Any:
         server.stop()
 
 
-def _open_other(other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: dict[str, Any]) -> AppTest:
+def _open_other(other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: dict[str, Any],
+                panel: str | None = None) -> AppTest:
     monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
     monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.setenv("PROMETHEUS_URL", other_sources.url)
-    return open_latency(query)
+    return open_latency(query, panel=panel)
 
 
 def test_summary_only_service_draws_per_instance_quantiles_and_says_so(
@@ -402,13 +423,16 @@ def test_summary_only_service_draws_per_instance_quantiles_and_says_so(
     text = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
     assert "summary" in text and "cannot be combined" in text and "2 instances" in text
     assert "p99.9" in text and "not exported" in text
-    assert any("needs histogram buckets" in i.value for i in at.info)  # heatmap, breakdown, SLO say why
+    for panel in (HEATMAP, WHO, BEFORE_AFTER, SLO):  # each bucket panel says why it has nothing
+        at = _open_other(other_sources, tmp_path, monkeypatch, {"svc": "sumsvc", "lat_range": "6h"}, panel)
+        assert any("needs histogram buckets" in i.value for i in at.info), panel
 
 
 def test_native_histogram_service_draws_percentiles_and_heatmap(
     other_sources: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    at = _open_other(other_sources, tmp_path, monkeypatch, {"svc": "natsvc", "lat_range": "1h", "pct": ["p50", "p99"]})
+    at = _open_other(other_sources, tmp_path, monkeypatch, {"svc": "natsvc", "lat_range": "1h", "pct": ["p50", "p99"]},
+                     HEATMAP)
     assert not at.error
     spec = chart(at, "percentiles")
     line = next(t for t in spec["data"] if t.get("name") == "p99")
@@ -454,19 +478,28 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     monkeypatch.setenv("PROMETHEUS_URL", other_sources.url)
     end = pd.Timestamp(other_sources.end // 60 * 60, unit="s", tz="UTC").to_pydatetime()
     fmt = "%Y-%m-%dT%H:%M"
-    queries_before = _query_counts(other_sources.url)
-    at = open_latency({
+    query = {
         "svc": "natdrill", "lat_range": "custom", "lat_from": (end - timedelta(hours=2)).strftime(fmt),
         "lat_to": end.strftime(fmt), "by": "endpoint", "cmp": cmp_label(deploy), "slo_le": "0.3", "slo_obj": "0.99",
-    })
-    assert not at.error, [e.value for e in at.error]
-    queries = {k: v - queries_before[k] for k, v in _query_counts(other_sources.url).items()}
-    # one query per panel: the percentile/heatmap range query; breakdown, before/after, burn rates
-    assert queries == {"/api/v1/query_range": 1, "/api/v1/query": 3}
-    assert not any("needs histogram buckets" in i.value for i in at.info)
-    captions = " ".join(c.value for c in at.caption)
+    }
+    # One query per panel: the percentile/heatmap range query once (the later tabs reuse its answer);
+    # breakdown, before/after and burn rates one instant query each, when their tab is opened.
+    opened, total = {}, {"/api/v1/query_range": 0.0, "/api/v1/query": 0.0}
+    for panel, expected in ((WHO, {"/api/v1/query_range": 1, "/api/v1/query": 1}),
+                            (BEFORE_AFTER, {"/api/v1/query_range": 0, "/api/v1/query": 1}),
+                            (SLO, {"/api/v1/query_range": 0, "/api/v1/query": 1})):
+        queries_before = _query_counts(other_sources.url)
+        at = opened[panel] = open_latency(query, panel=panel)
+        assert not at.error, [e.value for e in at.error]
+        queries = {k: v - queries_before[k] for k, v in _query_counts(other_sources.url).items()}
+        assert queries == expected, panel
+        total = {k: total[k] + queries[k] for k in total}
+        assert not any("needs histogram buckets" in i.value for i in at.info)
+    assert total == {"/api/v1/query_range": 1, "/api/v1/query": 3}
 
     # Who is slow? /slow, which holds nearly all of the tail with half of the traffic
+    at = opened[WHO]
+    captions = " ".join(c.value for c in at.caption)
     table = next(df.value for df in at.dataframe if "endpoint" in df.value.columns)
     assert list(table["endpoint"]) == ["/slow", "/fast"]
     assert table.iloc[0]["share of slow requests"] > 0.9
@@ -474,6 +507,8 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     assert "one histogram per value" in captions
 
     # Before/after the deploy: the distributions differ, the tail grew; the pooling is stated
+    at = opened[BEFORE_AFTER]
+    captions = " ".join(c.value for c in at.caption)
     text, gap = _gap_pp(at)
     assert "The distributions differ" in text and gap >= 20
     shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns).set_index("percentile")
@@ -482,6 +517,8 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
     assert m and int(m.group(1)) > 30 and 2 <= int(m.group(2)) < int(m.group(1)), captions
 
     # SLO at 300 ms (inside a schema-3 bucket): interpolated, and the burn rates are Prometheus's
+    at = opened[SLO]
+    captions = " ".join(c.value for c in at.caption)
     assert "interpolated" in captions and "width" in captions and "true ratio lies between" in captions
     metrics = {m.label: m.value for m in at.metric}
     good = float(metrics["Good ratio (latest)"].rstrip(" %"))
@@ -507,14 +544,14 @@ def test_native_histogram_service_gets_breakdown_before_after_and_slo(
         at = open_latency({"svc": "natdrill", "lat_range": "custom",
                            "lat_from": (end - timedelta(hours=2)).strftime(fmt), "lat_to": end.strftime(fmt),
                            "cmp_mode": "windows", "cmp_len": "30m", "cmp_b": first_end.strftime(fmt),
-                           "cmp_a": second_end.strftime(fmt)})
+                           "cmp_a": second_end.strftime(fmt)}, panel=BEFORE_AFTER)
         text, gap = _gap_pp(at)
         assert ("The distributions differ" in text) == differs and (gap >= 20) == differs, text
         assert any("pooled into" in c.value for c in at.caption)
 
     # a typed label is validated before any query on the native path too; le is no native label
     for bad, why in (('le"}) or up{a="', "label name"), ("le", "no 'le' label")):
-        at = open_latency({"svc": "natdrill", "lat_range": "1h", "by": bad})
+        at = open_latency({"svc": "natdrill", "lat_range": "1h", "by": bad}, panel=WHO)
         errors = [e.value for e in at.error]
         assert len(errors) == 1 and errors[0].startswith("Breakdown: cannot break down by"), errors
         assert why in errors[0].replace("\\", "") and "config file" not in errors[0], errors
@@ -542,7 +579,7 @@ def test_before_after_opens_on_the_latest_failing_deploy_with_its_verdicts_windo
         store.save_verdict(verdict)
     finally:
         store.close()
-    at = open_latency({"svc": "checkout", "lat_range": "24h"})
+    at = open_latency({"svc": "checkout", "lat_range": "24h"}, panel=BEFORE_AFTER)
     assert at.selectbox(key="cmp_deploy").value == regression.deploy_id
     assert any("The windows the verdict compared for latency\\_p99" in c.value for c in at.caption)
     window = next(m for m in verdict.metrics if m.metric == "latency_p99").result["before_window"]

@@ -94,6 +94,17 @@ def click_until(driver: Any, find: Callable[[], Any], done: Callable[[], bool], 
     raise AssertionError(f"clicking never led to {what}")
 
 
+def open_tab(driver: Any, label: str, done: Callable[[], bool]) -> None:
+    """Click the page's tab labelled ``label`` until ``done`` (its panel drawn)."""
+    from selenium.webdriver.common.by import By
+
+    def tab() -> Any:
+        found = [t for t in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]') if t.text.strip() == label]
+        return found[0] if found else None
+
+    click_until(driver, tab, lambda: idle(driver) and done(), f"the {label!r} tab")
+
+
 def shot(driver: Any, path: Path) -> Path:
     driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000, f"screenshot {path} looks empty"
@@ -140,15 +151,50 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
         "return document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').layout.xaxis.range")
     span_h = (_ts(x_range[1]) - _ts(x_range[0])) / 3600
     assert abs(span_h - 24) < 0.05, f"x axis spans {span_h:.2f} h, expected the requested 24 h"
-    text = body_text(browser)
-    assert "Service-wide p99" in text  # the breakdown panel rendered (its grid is a canvas)
-    assert "The distributions differ" in text or "No detectable difference" in text
     shot(browser, tmp_path / "latency.png")
+    # the lower panels run when their tab is opened, and the open tab goes into the URL
+    open_tab(browser, "Who is slow?", lambda: "Service-wide p99" in body_text(browser))
+    assert "Service-wide p99" in body_text(browser)  # the breakdown panel rendered (its grid is a canvas)
+    assert parse_qs(urlparse(browser.current_url).query)["panel"] == ["Who is slow?"]
+    open_tab(browser, "Before / after", lambda: "between the two CDFs" in body_text(browser))
+    text = body_text(browser)
+    assert "The distributions differ" in text or "No detectable difference" in text
+    assert "Service-wide p99" not in text  # a closed tab's panel is not drawn
+    shot(browser, tmp_path / "latency-before-after.png")
 
     click_until(browser, lambda: (chart_points(browser, 0, "deploys") or [None])[0],
                 lambda: "deploy=" in browser.current_url, "the deploy page after clicking a deploy marker")
     wait_for(lambda: "Deploy: checkout" in body_text(browser), "the deploy header")
     shot(browser, tmp_path / "latency-marker-deploy.png")
+    assert_clean_log(dashboard)
+
+
+def test_deploy_page_link_opens_the_latency_before_after_of_that_deploy(
+    dashboard: Dashboard, browser: Any, tmp_path: Path
+) -> None:
+    """Deploy page -> "Latency around this deploy": the Latency page opens on its before/after tab,
+    comparing the windows that deploy's verdict compared (the regression's, verified as FAIL)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{dashboard.url}/deploy?deploy={dashboard.regression_id}")
+    wait_for(lambda: idle(browser) and "Deploy: checkout" in body_text(browser), "the deploy page")
+
+    def link() -> Any:
+        found = [a for a in browser.find_elements(By.CSS_SELECTOR, "a")
+                 if a.text.strip().startswith("Latency around this deploy")]
+        return found[0] if found else None
+
+    click_until(browser, link, lambda: "/latency" in browser.current_url, "the Latency page")
+    wait_for(lambda: idle(browser) and "Verdict of this deploy: FAIL" in body_text(browser),
+             "the before/after panel of the deploy")
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query["panel"] == ["Before / after"] and query["deploy"] == [dashboard.regression_id]
+    text = body_text(browser)
+    assert "The windows the verdict compared" in text and "between the two CDFs" in text
+    selected = [t for t in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')
+                if t.get_attribute("aria-selected") == "true"]
+    assert [t.text.strip() for t in selected] == ["Before / after"]
+    shot(browser, tmp_path / "deploy-to-latency.png")
     assert_clean_log(dashboard)
 
 

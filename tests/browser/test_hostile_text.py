@@ -75,7 +75,8 @@ def test_links_open_the_deploy_whose_id_they_carry(dashboard: Dashboard, browser
 def test_a_crafted_latency_link_plants_no_link(dashboard: Dashboard, browser: Any) -> None:
     """Values from the URL (a link someone was sent) are shown inert, never as links: an unknown
     service falls back to a known one, a typed breakdown label is refused with its name as text."""
-    browser.get(f"{dashboard.url}/latency?svc=https://evil.example/x&lat_range=1h&by=www.evil.example")
+    browser.get(f"{dashboard.url}/latency?svc=https://evil.example/x&lat_range=1h&by=www.evil.example"
+                "&panel=Who+is+slow%3F")  # the breakdown's tab, opened by the link
     wait_for(lambda: idle(browser) and "Who is slow?" in body_text(browser), "the latency page")
     wait_for(lambda: "cannot break down by" in body_text(browser), "the breakdown's refusal")
     assert "www.evil.example" in body_text(browser)
