@@ -181,7 +181,7 @@ def test_deploy_page_link_opens_the_latency_before_after_of_that_deploy(
 
     def link() -> Any:
         found = [a for a in browser.find_elements(By.CSS_SELECTOR, "a")
-                 if a.text.strip().startswith("Latency around this deploy")]
+                 if "Latency around this deploy" in (a.get_attribute("textContent") or "")]
         return found[0] if found else None
 
     click_until(browser, link, lambda: "/latency" in browser.current_url, "the Latency page")
