@@ -44,6 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -409,11 +410,18 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
             add("range 6 h -> 24 h (cached), in page",
                 counted("6h->24h", lambda: timed(driver, lambda: pick_range(driver, "24h"), charts, navigates=False,
                                                  server_pid=proc.pid)))
-            if lazy:  # each lower panel, opened from the loaded 24 h page (its queries uncached)
+            if lazy:  # each lower panel, opened from the loaded page (its queries uncached)
                 for label, n, text in TAB_PANELS:
-                    driver.get(link("24h"))
+                    if label == "Before / after":  # on the failing deploy's page: its verdict windows, a CDF
+                        if not args.deploy_svc:
+                            continue
+                        page, where = (f"{url}/latency?svc={args.deploy_svc}&deploy={quote(args.deploy_id, safe='')}&{pct}",
+                                       "failing deploy's page")
+                    else:
+                        page, where = link("24h"), "24 h page"
+                    driver.get(page)
                     timed(driver, lambda: None, charts)
-                    add(f"open tab {label!r} (24 h page loaded)",
+                    add(f"open tab {label!r} ({where} loaded)",
                         counted(f"tab {label}", lambda lb=label, k=n, t=text: timed(
                             driver, lambda: open_tab(driver, lb), k, navigates=False, server_pid=proc.pid, need=t)))
             if run == 0:
@@ -458,6 +466,16 @@ def main() -> int:
         print("building the demo data (3 days, 3 services) ...", flush=True)
         prom_url, store_url, server = build_demo(work)
     args.deploy_id = verify_one_failing(prom_url, store_url)
+    args.deploy_svc = None
+    if args.deploy_id:
+        from analyzers.events.store import open_store
+
+        store = open_store(store_url)
+        try:
+            found = store.get_deploy(args.deploy_id)
+            args.deploy_svc = found.service if found is not None else None
+        finally:
+            store.close()
     rows: dict[str, list[Timing]] = {}
     base_rows: dict[str, list[Timing]] = {}
     queries: dict[str, str] = {}
