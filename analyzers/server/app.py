@@ -77,19 +77,27 @@ class IndexedHeaders(Headers):
 
     def __init__(self, scope: Any) -> None:
         super().__init__(scope=scope)
-        index: dict[str, str] = {}
-        for key, value in reversed(self._list):
-            index[key.decode("latin-1")] = value.decode("latin-1")
-        self._index = index
+        self.index = {key.decode("latin-1"): value.decode("latin-1") for key, value in reversed(scope["headers"])}
 
     def __getitem__(self, key: str) -> str:
-        return self._index[key.lower()]
+        return self.index[key.lower()]
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower() in self._index
+        return isinstance(key, str) and key.lower() in self.index
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self._index.get(key.lower(), default)
+        return self.index.get(key.lower(), default)
+
+
+class WebhookRequest(Request):
+    """A request whose ``headers`` are :class:`IndexedHeaders` (the webhook fast path)."""
+
+    @property
+    def headers(self) -> Headers:
+        indexed = self.scope.get("analyzers.indexed_headers")
+        if indexed is None:
+            indexed = self.scope["analyzers.indexed_headers"] = IndexedHeaders(self.scope)
+        return indexed
 
 
 class _MetricsMiddleware:
@@ -304,8 +312,7 @@ def create_app(
 
     async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
         start = time.perf_counter()
-        request = Request(scope, receive)
-        request._headers = IndexedHeaders(scope)  # what request.headers returns (starlette builds it lazily)
+        request = WebhookRequest(scope, receive)
         try:
             response = await post_deploy(request)
         except HTTPProblem as problem:

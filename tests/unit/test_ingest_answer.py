@@ -71,6 +71,12 @@ def test_indexed_headers_read_like_starlettes() -> None:
     assert fast.getlist("webhook-id") == ["first", "second"]
     assert 3 not in fast
 
+    from analyzers.server.app import WebhookRequest
+
+    request = WebhookRequest(dict(scope))
+    assert isinstance(request.headers, IndexedHeaders) and request.headers is request.headers
+    assert request.headers["webhook-id"] == "first"
+
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
