@@ -169,10 +169,13 @@ def kayenta(d: dict[str, np.ndarray], every: int = 5) -> int | None:
     return None
 
 
-def run(reps: int, seed: int, rps: float, prior: float = 1.0, window: int = WINDOW) -> list[dict[str, object]]:
+def run(reps: int, seed: int, rps: float, prior: float = 1.0, window: int = WINDOW,
+        only: tuple[str, float] | None = None) -> list[dict[str, object]]:
     rows = []
     for ci, case in enumerate(CASES):
         for si, share in enumerate(SHARES):
+            if only is not None and (case.name, share) != only:
+                continue
             rng = np.random.default_rng([seed, ci, si])
             o, a, k = [], [], []
             n = reps * (3 if case.noop else 1)  # more no-op runs: the false-fail rate is the tight target
@@ -232,13 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rps", type=float, default=100.0, help="total requests per second (both versions)")
     ap.add_argument("--dispersion-prior", type=float, default=1.0, help="[canary].dispersion_prior for ours")
     ap.add_argument("--window", type=int, default=WINDOW, help="[canary].window in minutes: the fail test's horizon")
+    ap.add_argument("--only", metavar="CASE:SHARE", help="one row, e.g. err2x:0.05 (with a large --reps: a tight power figure)")
     args = ap.parse_args(argv)
+    only = None
+    if args.only:
+        name, _, share = args.only.partition(":")
+        shares = [s for s in SHARES if share and abs(s - float(share)) < 1e-9]
+        if name not in {c.name for c in CASES} or not shares:
+            ap.error(f"--only {args.only}: cases are {', '.join(c.name for c in CASES)}; shares {SHARES}")
+        only = (name, shares[0])
     t0, c0 = time.perf_counter(), time.process_time()
-    rows = run(args.reps, args.seed, args.rps, args.dispersion_prior, args.window)
+    rows = run(args.reps, args.seed, args.rps, args.dispersion_prior, args.window, only)
     print(table(rows, args.window))
     print()
-    for line in targets(rows):
-        print(line)
+    if only is None:
+        for line in targets(rows):
+            print(line)
     print(f"\n{time.perf_counter() - t0:.0f} s ({time.process_time() - c0:.0f} s CPU), seed {args.seed}, {args.rps:g} req/s, "
           f"window {args.window} min, dispersion prior {args.dispersion_prior:g}")
     return 0
