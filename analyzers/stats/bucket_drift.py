@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import fdtrc
 
-from analyzers.stats.buckets import bucket_increments, g_test
+from analyzers.stats.buckets import bucket_increments, g_test, pool_groups
 
 __all__ = ["DriftComparison", "MIN_BLOCKS", "drift_adjusted_comparison", "seasonal_comparison"]
 
@@ -54,27 +54,17 @@ class DriftComparison:
     method: str = "G-test against the bucket mix's drift between adjacent windows before the deploy"
 
 
-def _groups(rows: np.ndarray, min_expected: float) -> list[list[int]]:
-    """Neighbouring buckets grouped so each group's expected count is at least ``min_expected``
-    in the smallest row (the same groups for every pair compared, so every G has one dof)."""
-    tot = rows.sum(axis=0)
-    n_min = float(rows.sum(axis=1).min())
-    n = float(rows.sum())
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in range(rows.shape[1]):
-        if tot[i] == 0 and not current:
-            continue
-        current.append(i)
-        if tot[current].sum() * n_min / n >= min_expected:
-            groups.append(current)
-            current = []
-    if current:
-        if groups:
-            groups[-1].extend(current)
-        else:
-            groups.append(current)
-    return groups
+def _table(les: Sequence[float], rows: Sequence[Sequence[float]], cumulative: bool) -> np.ndarray:
+    """The windows' bucket counts as one table (windows x buckets, buckets in ``le`` order),
+    per-bucket counts when ``cumulative``; refuses a window without requests."""
+    order = np.argsort(np.asarray(les, dtype="float64"))
+    arrays = [np.asarray(r, dtype="float64")[order] for r in rows]
+    if cumulative:
+        arrays = [bucket_increments(r) for r in arrays]
+    table = np.nan_to_num(np.clip(np.vstack(arrays), 0, None))
+    if (table.sum(axis=1) <= 0).any():
+        raise ValueError("every window needs requests to compare latency distributions (a window has 0)")
+    return table
 
 
 def drift_adjusted_comparison(
@@ -93,14 +83,8 @@ def drift_adjusted_comparison(
     """
     if len(blocks) < MIN_BLOCKS:
         raise ValueError(f"need at least {MIN_BLOCKS} windows before the deploy to measure the mix's drift, got {len(blocks)}")
-    order = np.argsort(np.asarray(les, dtype="float64"))
-    rows = [np.asarray(b, dtype="float64")[order] for b in (*blocks, after)]
-    if cumulative:
-        rows = [bucket_increments(r) for r in rows]
-    table = np.nan_to_num(np.clip(np.vstack(rows), 0, None))
-    if (table.sum(axis=1) <= 0).any():
-        raise ValueError("every window needs requests to compare latency distributions (a window has 0)")
-    groups = _groups(table, min_expected)
+    table = _table(les, (*blocks, after), cumulative)
+    groups = pool_groups(table, min_expected)
     m = len(blocks)
     if len(groups) < 2:
         return DriftComparison(math.nan, 0.0, 0, math.nan, m, float(table[-2].sum()), float(table[-1].sum()))
@@ -141,14 +125,8 @@ def seasonal_comparison(
     ``F(dof, (blocks - 1) dof)``. A traffic ramp or fall that happens every day moves the mix the
     same way both days. Returns the p-value (NaN when fewer than two groups hold requests).
     """
-    order = np.argsort(np.asarray(les, dtype="float64"))
-    rows = [np.asarray(r, dtype="float64")[order] for r in (last, after, last_earlier, after_earlier)]
-    if cumulative:
-        rows = [bucket_increments(r) for r in rows]
-    table = np.nan_to_num(np.clip(np.vstack(rows), 0, None))
-    if (table.sum(axis=1) <= 0).any():
-        raise ValueError("every window needs requests to compare latency distributions (a window has 0)")
-    groups = _groups(table, min_expected)
+    table = _table(les, (last, after, last_earlier, after_earlier), cumulative)
+    groups = pool_groups(table, min_expected)
     if len(groups) < 2:
         return math.nan
     pooled = np.column_stack([table[:, g].sum(axis=1) for g in groups]).reshape(2, 2, len(groups))

@@ -328,18 +328,21 @@ class BucketComparison:
     method: str = "G-test"
 
 
-def _pool(before: np.ndarray, after: np.ndarray, min_expected: float) -> list[list[int]]:
-    """Group neighbouring buckets so every group's expected count (both rows) >= min_expected."""
-    n_b, n_a = before.sum(), after.sum()
-    n = n_b + n_a
+def pool_groups(rows: np.ndarray, min_expected: float) -> list[list[int]]:
+    """Neighbouring buckets grouped so each group's expected count is at least ``min_expected``
+    in the smallest row of ``rows`` (windows x buckets); the same groups serve every pair of rows
+    compared, so every G has one dof per group. Empty buckets before the first group are skipped;
+    a short tail joins the last group."""
+    tot = rows.sum(axis=0)
+    n_min = float(rows.sum(axis=1).min())
+    n = float(rows.sum())
     groups: list[list[int]] = []
     current: list[int] = []
-    for i in range(len(before)):
-        if before[i] + after[i] == 0 and not current:
+    for i in range(rows.shape[1]):
+        if tot[i] == 0 and not current:
             continue  # empty bucket: contributes nothing
         current.append(i)
-        tot = before[current].sum() + after[current].sum()
-        if tot * min(n_b, n_a) / n >= min_expected:
+        if tot[current].sum() * n_min / n >= min_expected:
             groups.append(current)
             current = []
     if current:
@@ -348,6 +351,11 @@ def _pool(before: np.ndarray, after: np.ndarray, min_expected: float) -> list[li
         else:
             groups.append(current)
     return groups
+
+
+def _pool(before: np.ndarray, after: np.ndarray, min_expected: float) -> list[list[int]]:
+    """Group neighbouring buckets so every group's expected count (both rows) >= min_expected."""
+    return pool_groups(np.vstack([before, after]), min_expected)
 
 
 def g_test(table: np.ndarray) -> tuple[float, float, int]:
