@@ -179,7 +179,8 @@ def run_demo(
                     "--canary-step", f"{canary_step_s:g}", "--canary-check", "10" if quick_checks else "30"]
         _reuse_or_start("the traffic simulator", sim_url, "/metrics", simulate, dict(os.environ),
                         data / "simulator.log", started, pids)
-        config_path = _write_demo_config(data, prom_url, store_url, dashboard_port, quick_checks=quick_checks)
+        config_path = _write_demo_config(data, prom_url, store_url, dashboard_port, quick_checks=quick_checks,
+                                         canary_step_s=canary_step_s)
         env = dict(
             os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url,
             ANALYZERS_CONFIG=str(config_path),
@@ -342,7 +343,7 @@ def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
 
 
 def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port: int, *,
-                       quick_checks: bool = False) -> Path:
+                       quick_checks: bool = False, canary_step_s: float = 300.0) -> Path:
     """The demo's config file: the built-in catalog, the demo's one dependency and SLOs that fit
     the demo's services (the default 250 ms / 99.5% would burn 15x on checkout and 90x on payments
     in their normal state).
@@ -350,17 +351,21 @@ def _write_demo_config(data: Path, prom_url: str, store_url: str, dashboard_port
     ``scrape_interval`` stays 15 s, the backfill's resolution (rate windows must span 4 samples
     of the history, whatever the simulator's live scrape interval). ``quick_checks`` shortens
     the verification windows so a live deploy gets its first verdict within about 3 minutes
-    (less data per verdict: for tests and a quick look).
+    (less data per verdict: for tests and a quick look). The canary fail test's horizon
+    (``[canary] window``) is the time a demo canary holds each weight, as a rollout controller's
+    analysis per step would be (docs/progressive-delivery.md): a regression is judged within
+    the step it happens in.
     """
     path = data / "config.toml"
-    quick = ('[verification]\nstep = "10s"\nwindow_after = "3m"\nobservation = "6m"\n\n'
-             '[canary]\ninterval = "15s"\nmin_duration = "1m"\n\n' if quick_checks else "")
+    tuning = ('[verification]\nstep = "10s"\nwindow_after = "3m"\nobservation = "6m"\n\n'
+             '[canary]\ninterval = "15s"\nmin_duration = "1m"\n' if quick_checks else "[canary]\n")
+    tuning += f'window = "{max(canary_step_s, 60.0 if not quick_checks else 15.0):g}s"\n\n'
     path.write_text(
         "# Written by `python -m analyzers demo`; a starting point for your own config (README).\n"
         f'[prometheus]\nurl = "{prom_url}"\nscrape_interval = "15s"\n\n'
         f'[store]\nurl = "{store_url}"\n\n'
         f'[dashboard]\nurl = "http://127.0.0.1:{dashboard_port}"\n\n'
-        + quick +
+        + tuning +
         '[services.checkout]\ndepends_on = ["payments"]   # checkout calls payments\n'
         '[services.checkout.slo]\nthreshold = "500ms"\nobjective = 0.995\n\n'
         '[services.payments]\n[services.payments.slo]\nthreshold = "1s"\nobjective = 0.98\n\n'
