@@ -46,7 +46,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -67,6 +66,7 @@ from analyzers.demo.loadgen import (
     _run_loop,
     receiver,
     run_benchmark,
+    stop_process,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,11 +233,7 @@ def instructions_per_request(root: str | None, *, n: int, connections: int) -> f
             subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 120)
         if statuses.count(201) != n:
             raise RuntimeError(f"expected {n} accepted events, got statuses {sorted(set(statuses))}")
         total = 0

@@ -300,6 +300,15 @@ def _cpu_ticks(pid: int) -> int | None:
     return total
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @contextlib.contextmanager
 def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A receiver (``python -m analyzers.server.receiver``) on a free loopback port, answering
@@ -330,11 +339,7 @@ def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) 
             time.sleep(0.1)
         yield proc, port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 15)
 
 
 def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
