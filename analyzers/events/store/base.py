@@ -112,10 +112,6 @@ class Store(Protocol):
     def deliveries(self, deploy_id: str) -> list[dict[str, Any]]: ...
 
 
-#: Canary verdicts in the stored JSON (codec: sorted keys, no spaces; quotes inside values are escaped).
-_CANARY_LIKE = '%"check_kind":"canary"%'
-
-
 class SQLStore(SchedulerTables, ABC):
     """One connection guarded by a lock; every public method is one transaction.
 
@@ -411,8 +407,9 @@ class SQLStore(SchedulerTables, ABC):
         with self._tx(write=True) as cur:
             self._exec(
                 cur,
-                "INSERT INTO verdicts (deploy_id, checked_us, overall, data) VALUES (?, ?, ?, ?)",
-                (verdict.deploy_id, to_us(verdict.checked_at), verdict.overall, _dumps(verdict.to_dict())),
+                "INSERT INTO verdicts (deploy_id, checked_us, overall, check_kind, data) VALUES (?, ?, ?, ?, ?)",
+                (verdict.deploy_id, to_us(verdict.checked_at), verdict.overall, verdict.check_kind,
+                 _dumps(verdict.to_dict())),
             )
 
     def latest_verdict(self, deploy_id: str) -> DeployVerdict | None:
@@ -420,20 +417,23 @@ class SQLStore(SchedulerTables, ABC):
 
     def latest_verdicts(self, deploy_ids: Sequence[str]) -> dict[str, DeployVerdict]:
         """Each deploy's one answer: its latest canary and before/after verdicts combined
-        (:func:`analyzers.events.combined.combined_verdict`), whichever was stored last."""
+        (:func:`analyzers.events.combined.combined_verdict`), whichever was stored last.
+
+        The two latest rows per deploy are found by the ``check_kind`` column (index
+        ``verdicts_kind``), never by matching text inside the stored JSON."""
         from analyzers.events.combined import ROLLED_OUT, combined_verdict
 
         ids = list(dict.fromkeys(deploy_ids))
         got: dict[str, list[Any]] = {}  # deploy id -> [canary, before/after, rolled out]
-        sql = "SELECT deploy_id, MAX(id) AS id FROM verdicts WHERE deploy_id IN ({}) AND data {} LIKE ? GROUP BY deploy_id"
+        sql = "SELECT deploy_id, MAX(id) AS id FROM verdicts WHERE deploy_id IN ({}) AND check_kind {} 'canary' GROUP BY deploy_id"
         with self._tx(write=False) as cur:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 marks = ", ".join("?" * len(chunk))
                 for dep_id, data, status in self._exec(
-                        cur, f"SELECT v.deploy_id, v.data, d.status FROM verdicts v JOIN ({sql.format(marks, '')} UNION "
-                        f"{sql.format(marks, 'NOT')}) m ON v.id = m.id LEFT JOIN deploys d ON d.deploy_id = v.deploy_id",
-                        [*chunk, _CANARY_LIKE, *chunk, _CANARY_LIKE]).fetchall():
+                        cur, f"SELECT v.deploy_id, v.data, d.status FROM verdicts v JOIN ({sql.format(marks, '=')} UNION "
+                        f"{sql.format(marks, '<>')}) m ON v.id = m.id LEFT JOIN deploys d ON d.deploy_id = v.deploy_id",
+                        [*chunk, *chunk]).fetchall():
                     v = DeployVerdict.from_dict(json.loads(data))
                     got.setdefault(dep_id, [None, None, status in ROLLED_OUT])[v.check_kind != "canary"] = v
         return {k: both for k, (c, ba, done) in got.items() if (both := combined_verdict(c, ba, rolled_out=done))}

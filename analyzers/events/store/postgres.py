@@ -20,7 +20,7 @@ from analyzers.errors import StoreError, StoreUnavailable
 from analyzers.events.store.base import SQLStore
 from analyzers.events.store.scheduling import SCHEDULER_DDL
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x6465706C  # "depl"
 _MIGRATIONS = [
     [
@@ -39,6 +39,12 @@ _MIGRATIONS = [
         "CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id)",
     ],
     list(SCHEDULER_DDL),  # 2: the verification scheduler's tables
+    [  # 3: which check a verdict came from, as a column, backfilled from the JSON's top-level key
+        "ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS check_kind TEXT NOT NULL DEFAULT 'manual'",
+        "UPDATE verdicts SET check_kind = data::jsonb->>'check_kind' "
+        "WHERE jsonb_typeof(data::jsonb->'check_kind') = 'string'",
+        "CREATE INDEX IF NOT EXISTS verdicts_kind ON verdicts (deploy_id, check_kind, id)",
+    ],
 ]
 
 

@@ -29,7 +29,7 @@ from analyzers.events.store.scheduling import SCHEDULER_DDL
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATIONS = [
     """
     CREATE TABLE IF NOT EXISTS events (
@@ -50,6 +50,14 @@ _MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id);
     """,
     ";\n".join(SCHEDULER_DDL),  # 2: the verification scheduler's tables
+    # 3: which check a verdict came from, as a column (canary vs before/after), backfilled from
+    # the stored JSON's top-level key; json_extract reads that key only, never a nested one
+    """
+    ALTER TABLE verdicts ADD COLUMN check_kind TEXT NOT NULL DEFAULT 'manual';
+    UPDATE verdicts SET check_kind = json_extract(data, '$.check_kind')
+        WHERE json_type(data, '$.check_kind') = 'text';
+    CREATE INDEX IF NOT EXISTS verdicts_kind ON verdicts (deploy_id, check_kind, id);
+    """,
 ]
 
 #: Write-lock polling: first sleep and the longest one (seconds).
