@@ -13,6 +13,7 @@ the rate window chosen by the analyzer (a duration such as ``5m``), never user i
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -121,33 +122,23 @@ class SLOSettings:
 
 @dataclass(frozen=True)
 class CanarySettings:
-    """Canary vs baseline while both versions serve (``[canary]``, docs/progressive-delivery.md).
-
-    ``label`` tells the versions apart (the canary is the deploy's ``version``; every other value
-    of the label is the baseline); ``selector`` adds fixed matchers such as a pod regex.
-    ``tolerance``: a canary rate up to this many times the baseline's is accepted;
-    ``pass_ratio``: a pass needs the always-valid interval to rule out this ratio.
-    ``gate_token_env`` names the environment variable holding the gate's bearer token.
-    """
+    """Canary vs baseline while both versions serve (``[canary]``; docs/progressive-delivery.md
+    explains every key: ``tolerance``, the accepted rate ratio; ``pass_ratio``, ruled out to pass)."""
 
     label: str = "version"
-    #: Regex (full match) of the canary's label values instead of the deploy's version, e.g. with
-    #: ``label = "pod"``: ``$service-(?!primary-).*`` (Flagger's canary pods); ``$service``/``$version``
-    #: are substituted regex-escaped.
-    canary_match: str | None = None
+    canary_match: str | None = None  # regex (full match) of the canary's label values, e.g. "$service-(?!primary-).*"
     selector: str = ""
     metrics: tuple[str, ...] | None = None  # default: the service's guards that have events or a histogram
     interval_s: float = 60.0
-    tolerance: float = 1.1
+    tolerance: float = 1.05
     pass_ratio: float = 2.0
     min_requests: float = 100.0
     min_duration_s: float = 5 * 60.0
     alpha: float = 0.01
     gate_token_env: str | None = None
-    #: Extra spread assumed for each version's own bad minutes until the data shows it (>= 1;
-    #: 3 for noisy canary pods: fewer false fails, less power; docs/progressive-delivery.md).
-    dispersion_prior: float = 1.0
+    dispersion_prior: float = 1.0  # extra spread assumed for one version's own bad minutes (>= 1; 3: noisy pods)
     window_s: float = 15 * 60.0  # the fail test's horizon (Argo count * interval; docs/progressive-delivery.md)
+    weights: tuple[tuple[str, float], ...] = ()  # alpha's split: {metric = weight}; unlisted: ratio 3, else 1
 
 
 @dataclass(frozen=True)
@@ -364,22 +355,32 @@ def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
     )
 
 
+#: Logged at load when ``[canary] window`` is longer than 15m (docs/progressive-delivery.md: matching the step).
+LONG_WINDOW = ('[canary] window = "{}" is longer than 15m: the fail test may decide only after the controller moved the '
+               "canary on; set it to the analysis per step (Argo Rollouts: count x interval; Flagger: interval x iterations)")
+
+
 def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanarySettings:
     kw: dict[str, Any] = {f"{k}_s": parse_duration(raw.pop(k), key=f"canary.{k}") for k in ("interval", "min_duration", "window") if k in raw}
     kw |= {k: float(raw.pop(k)) for k in ("tolerance", "pass_ratio", "min_requests", "alpha", "dispersion_prior") if k in raw}
     kw |= {k: str(raw.pop(k)) for k in ("label", "selector", "gate_token_env", "canary_match") if k in raw}
     if kw.get("dispersion_prior", 1.0) < 1 or not 0 < kw.get("alpha", 0.01) < 1:
         raise ConfigError("canary.dispersion_prior must be >= 1 and canary.alpha between 0 and 1")
-    if kw.get("tolerance", 1.1) < 1 or kw.get("pass_ratio", 2.0) <= kw.get("tolerance", 1.1):
+    if kw.get("tolerance", 1.05) < 1 or kw.get("pass_ratio", 2.0) <= kw.get("tolerance", 1.05):
         raise ConfigError("canary.tolerance must be >= 1 (a ratio) and canary.pass_ratio larger than it")
     if kw.get("window_s", 900.0) < kw.get("interval_s", 60.0):
         raise ConfigError('canary.window must be at least one canary.interval (e.g. window = "15m", interval = "1m")')
-    if "metrics" in raw:
-        kw["metrics"] = tuple(raw.pop("metrics"))
-        if unknown := [m for m in kw["metrics"] if m not in metrics]:
-            raise ConfigError(f"canary.metrics names unknown metric(s) {unknown}")
+    weights = dict(raw.pop("weights", {}))
+    if bad := {k: v for k, v in weights.items() if k not in metrics or not (isinstance(v, int | float) and v > 0)}:
+        raise ConfigError(f"canary.weights must map known metrics to positive numbers, got {bad}")
+    kw["weights"] = tuple((k, float(v)) for k, v in weights.items())
+    kw |= {"metrics": tuple(raw.pop("metrics"))} if "metrics" in raw else {}
+    if unknown := [m for m in kw.get("metrics") or () if m not in metrics]:
+        raise ConfigError(f"canary.metrics names unknown metric(s) {unknown}")
     if raw:
         raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {sorted(k.removesuffix('_s') for k in CanarySettings.__dataclass_fields__)}")
+    if kw.get("window_s", 900.0) > 900:  # docs/progressive-delivery.md "Matching the controller's step"
+        logging.getLogger(__name__).warning(LONG_WINDOW.format(format_duration(kw["window_s"])))
     return CanarySettings(**kw)
 
 

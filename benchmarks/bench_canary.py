@@ -14,13 +14,14 @@ latency is log-normal (median 80 ms, sigma 0.6) counted into the demo's histogra
 * ``noop-bursty``: each version has bad minutes of its own (error rate x Gamma with CV 0.5,
   latency x log-normal with sd 0.1, independent per version and minute): the counts tests'
   assumption broken on purpose;
+* ``err1.1x``: errors x1.1, the old tolerance: how often a small rise fails now (15 minutes);
 * ``err2x`` / ``err5x``: the canary's error rate x2 / x5 (15 minutes);
 * ``p99+20%``: the canary's latency x1.2 (every percentile +20%, 10 minutes);
 * ``p99+50%``: x1.5 (10 minutes).
 
 Ours: :func:`analyzers.stats.canary.compare_rates` on errors and
 :func:`~analyzers.stats.canary.compare_buckets` on latency buckets, alpha 0.01 per canary split
-over the two metrics, a fail at the first minute either test fails, with the finite-horizon
+3:1 between them (``[canary] weights``' default; ``--error-weight``), tolerance 1.05 (``--tolerance``), a fail at the first minute either test fails, with the finite-horizon
 boundary over ``--window`` minutes (15 by default, ``[canary].window``; looks after it reuse its
 decision, and the no-op cases run 30 minutes, so every later look is counted too). The
 "all-time" columns run the previous test (the mixture e-process, no horizon) on the same data.
@@ -46,7 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from analyzers.stats.canary import RateOptions, alpha_per_metric, compare_buckets, compare_rates
+from analyzers.config import CanarySettings
+from analyzers.stats.canary import RATIO_WEIGHT, RateOptions, alpha_split, compare_buckets, compare_rates
 
 LES = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf])
 SHARES = (0.01, 0.05, 0.25)
@@ -76,6 +78,7 @@ CASES = (
     Case("err5x", 15, err_mult=5.0),
     Case("p99+20%", 10, lat_mult=1.2),
     Case("p99+50%", 10, lat_mult=1.5),
+    Case("err1.1x", 15, err_mult=1.1),  # last: the other cases keep their random streams
 )
 
 
@@ -110,13 +113,15 @@ def simulate(case: Case, share: float, rng: np.random.Generator, rps: float) -> 
     return {"nc": nc, "nb": nb, "xc": xc, "xb": xb, "cc": np.cumsum(bc, axis=1), "cb": np.cumsum(bb, axis=1)}
 
 
-def ours(d: dict[str, np.ndarray], alpha: float = 0.01, prior: float = 1.0, window: int | None = WINDOW) -> int | None:
+def ours(d: dict[str, np.ndarray], alpha: float = 0.01, prior: float = 1.0, window: int | None = WINDOW,
+         tolerance: float = CanarySettings.tolerance, weights: tuple[float, float] = (RATIO_WEIGHT, 1.0)) -> int | None:
     """Minute (1-based) of the first fail, or None. ``window``: the canary window in minutes
-    (the finite-horizon test; None: the all-time mixture test, as before the horizon)."""
-    a = alpha_per_metric(alpha, 2)
-    opts: RateOptions = {"alpha": a, "interval": False, "dispersion_prior": prior, "horizon": window}
-    e = compare_rates("error_ratio", d["xc"], d["xb"], d["nc"], d["nb"], **opts)
-    lat = compare_buckets("latency_p99", LES, d["cc"], d["cb"], **opts)
+    (the finite-horizon test; None: the all-time mixture test, as before the horizon);
+    ``weights``: the error and latency metrics' shares of ``alpha`` (``[canary] weights``)."""
+    a_err, a_lat = alpha_split(alpha, list(weights))
+    opts: RateOptions = {"interval": False, "dispersion_prior": prior, "horizon": window, "tolerance": tolerance}
+    e = compare_rates("error_ratio", d["xc"], d["xb"], d["nc"], d["nb"], **(opts | {"alpha": a_err}))
+    lat = compare_buckets("latency_p99", LES, d["cc"], d["cb"], **(opts | {"alpha": a_lat}))
     hits = [c.detected_index for c in (e, lat) if c.status == "regressed" and c.detected_index is not None]
     return min(hits) + 1 if hits else None
 
@@ -170,7 +175,8 @@ def kayenta(d: dict[str, np.ndarray], every: int = 5) -> int | None:
 
 
 def run(reps: int, seed: int, rps: float, prior: float = 1.0, window: int = WINDOW,
-        only: tuple[str, float] | None = None) -> list[dict[str, object]]:
+        only: tuple[str, float] | None = None, **judge: float | tuple[float, float]) -> list[dict[str, object]]:
+    """``judge``: ``tolerance`` / ``weights`` for :func:`ours` (defaults: the config's)."""
     rows = []
     for ci, case in enumerate(CASES):
         for si, share in enumerate(SHARES):
@@ -181,8 +187,8 @@ def run(reps: int, seed: int, rps: float, prior: float = 1.0, window: int = WIND
             n = reps * (3 if case.noop else 1)  # more no-op runs: the false-fail rate is the tight target
             for _ in range(n):
                 d = simulate(case, share, rng, rps)
-                o.append(ours(d, prior=prior, window=window))
-                a.append(ours(d, prior=prior, window=None))
+                o.append(ours(d, prior=prior, window=window, **judge))  # type: ignore[arg-type]
+                a.append(ours(d, prior=prior, window=None, **judge))  # type: ignore[arg-type]
                 k.append(kayenta(d))
             rows.append({"case": case.name, "share": share, "minutes": case.minutes, "n": n,
                          "ours": sum(x is not None for x in o) / n, "ours_ttd": _median([x for x in o if x]),
@@ -235,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rps", type=float, default=100.0, help="total requests per second (both versions)")
     ap.add_argument("--dispersion-prior", type=float, default=1.0, help="[canary].dispersion_prior for ours")
     ap.add_argument("--window", type=int, default=WINDOW, help="[canary].window in minutes: the fail test's horizon")
+    ap.add_argument("--tolerance", type=float, default=CanarySettings.tolerance, help="[canary].tolerance (before: 1.1)")
+    ap.add_argument("--error-weight", type=float, default=RATIO_WEIGHT,
+                    help="the error metric's weight against latency's 1 ([canary] weights; before: 1)")
     ap.add_argument("--only", metavar="CASE:SHARE", help="one row, e.g. err2x:0.05 (with a large --reps: a tight power figure)")
     args = ap.parse_args(argv)
     only = None
@@ -245,14 +254,16 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--only {args.only}: cases are {', '.join(c.name for c in CASES)}; shares {SHARES}")
         only = (name, shares[0])
     t0, c0 = time.perf_counter(), time.process_time()
-    rows = run(args.reps, args.seed, args.rps, args.dispersion_prior, args.window, only)
+    rows = run(args.reps, args.seed, args.rps, args.dispersion_prior, args.window, only,
+               tolerance=args.tolerance, weights=(args.error_weight, 1.0))
     print(table(rows, args.window))
     print()
     if only is None:
         for line in targets(rows):
             print(line)
     print(f"\n{time.perf_counter() - t0:.0f} s ({time.process_time() - c0:.0f} s CPU), seed {args.seed}, {args.rps:g} req/s, "
-          f"window {args.window} min, dispersion prior {args.dispersion_prior:g}")
+          f"window {args.window} min, dispersion prior {args.dispersion_prior:g}, tolerance {args.tolerance:g}, "
+          f"alpha split errors:latency {args.error_weight:g}:1")
     return 0
 
 

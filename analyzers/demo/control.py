@@ -120,6 +120,12 @@ def request_deploy(data_dir: str | os.PathLike[str], service: str, effect: str, 
         command["strategy"] = strategy
     if canary_step_s is not None:
         command["canary_step_s"] = canary_step_s
+        if (config_path := Path(data_dir) / "config.toml").exists():  # the running demo's [canary] window
+            from analyzers.config import load_config
+            from analyzers.verify.canary import canary_warnings
+
+            for text in canary_warnings(load_config(config_path).canary, step_s=canary_step_s):
+                say(f"warning: {text}")
     answer = control.wait_answer(control.submit(command), timeout_s)
     if not answer.get("ok"):
         raise AnalyzerError(f"the demo did not deploy: {answer.get('error')}")

@@ -32,9 +32,8 @@ Three comparisons, each a sequential test whose error budget covers every look:
 
 A ``pass`` needs more than "no fail yet": the always-valid interval of the ratio must rule out
 a large regression (upper bound at most ``pass_ratio``). Too few requests or no data leave a
-metric ``inconclusive``, never ``ok``. ``judge`` splits one alpha over all metrics (Bonferroni,
-valid under any dependence and any stopping); dry-run metrics take their share too, so
-enforcing one later changes nothing else.
+metric ``inconclusive``, never ``ok``. One alpha is split over all metrics by weight
+(:func:`alpha_split`); dry-run metrics take their share too.
 """
 
 from __future__ import annotations
@@ -245,10 +244,10 @@ def compare_rates(metric: str, canary_events: Any, baseline_events: Any, canary_
     ``horizon`` is set, else the mixture e-process reaching ``1/alpha``); ``ok`` when the
     always-valid interval's upper bound is at most ``pass_ratio`` (a doubling ruled out by
     default) and the canary served at least ``min_exposure``; else ``inconclusive`` with what
-    is missing. Options: :class:`RateOptions` (defaults alpha 0.01, tolerance 1.1, pass_ratio 2,
+    is missing. Options: :class:`RateOptions` (defaults alpha 0.01, tolerance 1.05, pass_ratio 2,
     min_exposure 100, no horizon).
     """
-    alpha, tolerance = options.get("alpha", 0.01), options.get("tolerance", 1.1)
+    alpha, tolerance = options.get("alpha", 0.01), options.get("tolerance", 1.05)
     pass_ratio, min_exposure = options.get("pass_ratio", 2.0), options.get("min_exposure", 100.0)
     prior, horizon = options.get("dispersion_prior", 1.0), options.get("horizon")
     x, y, nx, ny = _clean(canary_events, baseline_events, canary_exposure, baseline_exposure)
@@ -457,6 +456,18 @@ class CanaryJudgement:
 def alpha_per_metric(alpha: float, n_metrics: int) -> float:
     """One budget per canary: Bonferroni over every metric, dry-run ones included."""
     return alpha / max(1, n_metrics)
+
+
+#: Default weight of a count (ratio) metric in :func:`alpha_split`; other metrics weigh 1.
+RATIO_WEIGHT = 3.0
+
+
+def alpha_split(alpha: float, weights: list[float] | tuple[float, ...]) -> list[float]:
+    """One budget per canary split by weight, ``alpha w_m / sum(w)``: the shares add up to ``alpha``,
+    so (union bound) a no-op canary fails at most ``alpha``, under any dependence and stopping."""
+    if any(not w > 0 for w in weights):
+        raise ValueError(f"alpha weights must be positive, got {list(weights)}")
+    return [alpha * w / float(sum(weights)) for w in weights]
 
 
 def _overall(comps: list[Comparison]) -> Literal["pass", "fail", "inconclusive"]:

@@ -15,8 +15,8 @@ interval (60 s by default) from the deploy's start to now:
 
 Metrics of other kinds are not compared (said in the verdict). Every query is recomputed from
 the deploy's start at each look, and the tests' running maxima make the answer the same
-whoever polls and how often: one error budget (``[canary].alpha``, Bonferroni over the
-metrics) per canary.
+whoever polls and how often: one error budget (``[canary].alpha``, split over the metrics by
+:func:`metric_weight`, a weighted Bonferroni) per canary.
 
 :func:`canary_verdict` turns the judgement into a :class:`~analyzers.model.DeployVerdict`
 (``check_kind="canary"``, metric ``role="canary"``), and :func:`analyzers.events.combined.combine` merges it with the
@@ -35,14 +35,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from analyzers.config import Config, MetricSpec, format_duration
+from analyzers.config import LONG_WINDOW, CanarySettings, Config, MetricSpec, format_duration
 from analyzers.errors import AnalyzerError, ConfigError, PrometheusError, PrometheusUnreachable
 from analyzers.events.combined import ROLLED_OUT, canary_serving, combined_verdict
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, Outcome
 from analyzers.stats.canary import (
+    RATIO_WEIGHT,
     CanaryJudgement,
     Comparison,
-    alpha_per_metric,
+    alpha_split,
     compare_buckets,
     compare_levels,
     compare_rates,
@@ -75,6 +76,28 @@ def canary_metrics(config: Config, service: str) -> list[str]:
 
 def comparable(spec: MetricSpec) -> bool:
     return bool((spec.kind == "ratio" and spec.events and spec.exposure) or spec.histogram or spec.per_version)
+
+
+def metric_weight(settings: CanarySettings, spec: MetricSpec) -> float:
+    """The metric's share of ``[canary] alpha``: ``[canary] weights``, else
+    :data:`~analyzers.stats.canary.RATIO_WEIGHT` for an events/exposure count (its counts are the
+    scarce information: a 5% canary sees a few dozen errors in 15 minutes), else 1."""
+    given = dict(settings.weights)
+    if spec.key in given:
+        return given[spec.key]
+    return RATIO_WEIGHT if spec.kind == "ratio" and spec.events and spec.exposure else 1.0
+
+
+def canary_warnings(settings: CanarySettings, step_s: float | None = None) -> list[str]:
+    """Settings that work but likely do not match the rollout (the long window is also logged
+    whenever a config is loaded). ``step_s``: how long the controller holds each canary weight,
+    when known (``demo deploy --canary-step``)."""
+    out = [LONG_WINDOW.format(format_duration(settings.window_s))] if settings.window_s > 15 * 60 else []
+    if step_s is not None and step_s < settings.window_s:
+        out.append(f"the canary step ({format_duration(step_s)}) is shorter than [canary] window = "
+                   f'"{format_duration(settings.window_s)}": a regression may be judged only at a later step; '
+                   "set window to the step")
+    return out
 
 
 def level_query(config: Config, spec: MetricSpec, deploy: Deploy) -> str:
@@ -227,14 +250,14 @@ def judge_canary(deploy: Deploy, config: Config, client: PrometheusClient, *, no
     specs = [config.metric(k) for k in keys]
     usable = [s for s in specs if comparable(s)]
     skipped = tuple(s.key for s in specs if not comparable(s))
-    alpha = alpha_per_metric(cs.alpha, len(usable))
+    alphas = dict(zip((s.key for s in usable), alpha_split(cs.alpha, [metric_weight(cs, s) for s in usable]), strict=True))
     horizon = max(1, math.ceil(cs.window_s / step - 1e-9))  # the fail test's horizon, in intervals
     is_canary = canary_matcher(config, deploy)
     comps: list[Comparison] = []
     queries: dict[str, list[str]] = {}
     warnings: list[str] = []
     for spec in usable:
-        dry = config.dry_run_for(deploy.service, spec.key)
+        dry, alpha = config.dry_run_for(deploy.service, spec.key), alphas[spec.key]
         label = _label(config, spec)
         if end < start:
             comps.append(Comparison(metric=spec.key, method="canary vs baseline", status="inconclusive", alpha=alpha, dry_run=dry,
@@ -333,7 +356,9 @@ def canary_verdict(deploy: Deploy, report: CanaryReport, *, now: datetime | None
     return DeployVerdict(
         deploy_id=deploy.deploy_id, overall=j.overall, reason="Canary vs baseline: " + j.reason, metrics=tuple(metrics),
         checked_at=now or datetime.now(UTC), service=deploy.service, version=deploy.version,
-        warnings=tuple(warnings), multiple_testing=f"Bonferroni over {len(metrics)} canary metric(s), always-valid over every look",
+        warnings=tuple(warnings), multiple_testing=f"Weighted Bonferroni over {len(metrics)} canary metric(s) (alpha "
+                         + ", ".join(f"{c.metric} {c.alpha:.2g}" for c in report.judgement.comparisons)
+                         + "), always-valid over every look",
         check_kind="canary")
 
 

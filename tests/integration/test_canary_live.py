@@ -40,6 +40,8 @@ def test_regressed_canary_fails_on_errors_not_latency(canary_prom: CanaryProm) -
     by = {c.metric: c for c in j.comparisons}
     assert by["error_ratio"].status == "regressed"
     assert by["latency_p99"].status == "ok"
+    # one budget split by weight: the error counts 3, latency 1 ([canary] weights' default)
+    assert (by["error_ratio"].alpha, by["latency_p99"].alpha) == pytest.approx((0.0075, 0.0025), rel=1e-9)
     # both versions over the same minutes: the 30 whole minutes since the canary started
     assert by["error_ratio"].intervals == 30
     assert by["error_ratio"].canary_exposure == pytest.approx(0.25 * 50 * 60 * 30, rel=0.05)
