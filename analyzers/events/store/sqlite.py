@@ -59,12 +59,22 @@ _MIGRATIONS = [
     CREATE INDEX IF NOT EXISTS verdicts_kind ON verdicts (deploy_id, check_kind, id);
     """,
 ]
+#: Statements skipped when what they add is there already (SQLite has no ADD COLUMN IF NOT EXISTS):
+#: a store whose version was set back, or one an interrupted upgrade half-migrated, opens again.
+_DONE_IF_COLUMN = {"ALTER TABLE verdicts ADD COLUMN check_kind": ("verdicts", "check_kind")}
 
 #: Write-lock polling: first sleep and the longest one (seconds).
 _POLL_FIRST_S = 0.0001
 _POLL_MAX_S = 0.001
 
 _UNAVAILABLE = ("locked", "busy", "disk i/o", "full", "unable to open", "readonly", "read-only", "no such table")
+
+
+def _already(conn: sqlite3.Connection, stmt: str) -> bool:
+    for prefix, (table, column) in _DONE_IF_COLUMN.items():
+        if stmt.strip().startswith(prefix):
+            return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+    return False
 
 
 class SQLiteStore(SQLStore):
@@ -160,7 +170,7 @@ class SQLiteStore(SQLStore):
                 )
             for v in range(version, SCHEMA_VERSION):
                 for stmt in _MIGRATIONS[v].split(";"):
-                    if stmt.strip():
+                    if stmt.strip() and not _already(conn, stmt):
                         conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
