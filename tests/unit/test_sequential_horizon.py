@@ -13,6 +13,7 @@ import pytest
 
 from analyzers.demo.seriesgen import scenario
 from analyzers.stats.sequential import HORIZON_TILT, sequential_path
+from tests.fixtures.series import CatalogSeries
 
 WINDOW_S = 1800.0
 
@@ -87,24 +88,6 @@ def test_the_tilt_is_one_design_constant_and_checked() -> None:
     assert end_steep[1][-1] - end_steep[0][-1] > end_flat[1][-1] - end_flat[0][-1]
 
 
-class _StepAfterHorizon:
-    """Seeded no-op series for every catalog metric, with latency_p99 jumping long after the window."""
-
-    def __init__(self, deploy_at: datetime, jump_at: datetime) -> None:
-        rng = np.random.default_rng(8)
-        idx = pd.date_range(deploy_at - timedelta(days=1, hours=3), deploy_at + timedelta(hours=3), freq="60s", tz="UTC")
-        p99 = 0.25 + 0.01 * rng.standard_normal(idx.size)
-        p99[idx >= jump_at] += 0.2
-        self.values = {"error_ratio": 0.01 + 0.001 * rng.standard_normal(idx.size), "latency_p99": p99,
-                       "latency_p50": 0.05 + 0.002 * rng.standard_normal(idx.size),
-                       "request_rate": 100 + 2 * rng.standard_normal(idx.size)}
-        self.index = idx
-
-    def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float):  # type: ignore[no-untyped-def]
-        s = pd.Series(self.values[metric_key], index=self.index)
-        return s[(s.index >= start) & (s.index <= end)], ()
-
-
 def test_re_verify_and_replay_after_the_horizon_give_the_final_check_s_verdict() -> None:
     # verify_deploy is what the scheduler, verify --wait, the dashboard's re-verify and replay call:
     # a look after the horizon (window_after + the rollout's ramp) uses data only up to it.
@@ -117,7 +100,8 @@ def test_re_verify_and_replay_after_the_horizon_give_the_final_check_s_verdict()
     deploy = Deploy(deploy_id="d1", service="checkout", environment="production", version="v2", started_at=t0,
                     finished_at=t0 + timedelta(minutes=5))
     horizon = t0 + timedelta(seconds=cfg.verification.window_after_s + 300)
-    fetcher = _StepAfterHorizon(t0, horizon + timedelta(minutes=10))
+    # seeded no-op series for every catalog metric, latency_p99 jumping long after the window
+    fetcher = CatalogSeries(t0, after=timedelta(hours=3), seed=8, p99_step=(horizon + timedelta(minutes=10), 0.2))
     final = verify_deploy(deploy, cfg, None, now=horizon, fetcher=fetcher)  # type: ignore[arg-type]
     assert sum(bool((m.result or {}).get("sequential")) for m in final.metrics) >= 2
     for later in (timedelta(minutes=15), timedelta(hours=2)):

@@ -17,6 +17,7 @@ from analyzers.verify.deploy import (
     metric_query,
     plan_metrics,
 )
+from tests.fixtures.series import CatalogSeries
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CFG = default_config()
@@ -142,36 +143,13 @@ def test_a_bucket_test_that_could_not_run_leaves_the_shift_and_says_so(bt: dict)
     assert "Bucket counts not compared" in res["reason"]
 
 
-class _SeriesFetcher:
-    """Serves every catalog metric from seeded no-op series (a real seam of verify_deploy)."""
-
-    def __init__(self, deploy_at: datetime, minutes_after: int) -> None:
-        import numpy as np
-        import pandas as pd
-
-        rng = np.random.default_rng(3)
-        idx = pd.date_range(deploy_at - timedelta(days=1, hours=3), deploy_at + timedelta(minutes=minutes_after),
-                            freq="60s", tz="UTC")
-        self.values = {"error_ratio": 0.01 + 0.001 * rng.standard_normal(idx.size),
-                       "latency_p99": 0.25 + 0.01 * rng.standard_normal(idx.size),
-                       "latency_p50": 0.05 + 0.002 * rng.standard_normal(idx.size),
-                       "request_rate": 100 + 2 * rng.standard_normal(idx.size)}
-        self.index = idx
-
-    def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float):  # type: ignore[no-untyped-def]
-        import pandas as pd
-
-        s = pd.Series(self.values[metric_key], index=self.index)
-        return s[(s.index >= start) & (s.index <= end)], ()
-
-
 def test_a_declared_effect_not_seen_yet_fails_only_once_the_window_is_over() -> None:
     # verify --wait --fail-on-no-effect polls early: "not seen yet" must not fail a poll that a
     # later look could still turn into "confirmed"; at the end of the window it fails.
     from analyzers.verify.deploy import verify_deploy
 
     d = _deploy(expectations=(Expectation("latency_p99", "decrease"),), finished_at=T0 + timedelta(minutes=5))
-    fetcher = _SeriesFetcher(T0, 60)
+    fetcher = CatalogSeries(T0, after=timedelta(minutes=60), seed=3)
     early = verify_deploy(d, CFG, None, now=T0 + timedelta(minutes=15), fail_on_no_effect=True, fetcher=fetcher)  # type: ignore[arg-type]
     assert [m.outcome for m in early.metrics if m.metric == "latency_p99"] == ["no_effect"]
     assert early.overall == "pass", early.reason
