@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import requests
 
-from analyzers.demo.promserver import PrometheusServer, backfill
+from analyzers.demo.promserver import PrometheusServer
+from tests.fixtures.prom import cached_backfill
 
 LES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STEP_S = 15
@@ -118,9 +119,9 @@ def canary_prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanaryProm
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = hour - timedelta(hours=5)
     canary_start = start + timedelta(minutes=40)
-    om = root / "canary.om"
-    om.write_text(openmetrics(start, 80, canary_start))
-    backfill(om, root / "tsdb")
+    # the same blocks for every module (and xdist worker) asking within the hour
+    cached_backfill(tmp_path_factory, f"canary-{start:%Y%m%dT%H%M}",
+                    lambda om: om.write_text(openmetrics(start, 80, canary_start)), root / "tsdb")
     server = PrometheusServer(root / "tsdb").start()
     try:
         now = canary_start + timedelta(minutes=30)
