@@ -6,6 +6,9 @@ PROMETHEUS_PORT ?= 9090
 RECEIVER_PORT ?= 8000
 DASHBOARD_PORT ?= 8501
 PYTEST_ARGS ?=
+# pytest-xdist processes for `make test` (each test file runs whole on one of them, so module fixtures
+# start once); PYTEST_WORKERS=0 runs the suite serially in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test install install-bench sysdeps lint bench import-map pins clean
 
@@ -34,7 +37,7 @@ demo: install
 	$(VENV)/bin/deploy-verify demo --prometheus-port $(PROMETHEUS_PORT) --receiver-port $(RECEIVER_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 test: install sysdeps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check analyzers dashboard tests benchmarks scripts conftest.py
