@@ -438,14 +438,23 @@ EARLIER_CHANGE_Z = 4.5
 EARLIER_CHANGE_TREND_Z = 3.0
 
 
-def earlier_steps(nf: NullFit, nf_trend: NullFit, n: int, cps: list[int]) -> list[int]:
+def earlier_steps(nf: NullFit, nf_trend: NullFit, n: int, cps: list[int], hist: HistoryPhi | None = None) -> list[int]:
     """The change points among ``cps`` (positions in a window of ``n`` rows) that are steps,
     not drift: significant alone and still clear of a straight line (``verify_series`` and the
-    sequential path cut the history after the last of them)."""
+    sequential path cut the history after the last of them).
+
+    ``hist`` (the history's blocks, pass it when the window's baseline is its own level): each
+    score is divided by the square root of :func:`residual_memory` over the rows after its
+    change point, as the deploy's own level test is. Without it, a slow wander the deploy test
+    rightly leaves alone (white noise on a 10-minute AR(1) latency wander: a p99 line up 20 % for
+    the last quarter hour) reads as a step minutes before the deploy, and the deploy comes out
+    inconclusive for want of stable history.
+    """
     shapes = np.zeros((n, len(cps)))
     for j, c in enumerate(cps):
         shapes[c:, j] = 1.0
     tz, _ = nf.scores(shapes)
     tz_trend, _ = nf_trend.scores(shapes)
-    return [c for c, z, zt in zip(cps, tz, tz_trend, strict=True)
-            if abs(z) > EARLIER_CHANGE_Z and abs(zt) > EARLIER_CHANGE_TREND_Z]
+    root = np.sqrt([residual_memory(hist, nf.phi, n - c) for c in cps]) if hist is not None else np.ones(len(cps))
+    return [c for c, z, zt, m in zip(cps, tz, tz_trend, root, strict=True)
+            if abs(z) / m > EARLIER_CHANGE_Z and abs(zt) / m > EARLIER_CHANGE_TREND_Z]

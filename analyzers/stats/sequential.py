@@ -318,7 +318,7 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
         nf_trend = fit_null(pre, dw, True, phi0)
         if nf is not None and nf_trend is not None:
             # A step, not a drift: significant alone and still clear of a straight line.
-            sig = earlier_steps(nf, nf_trend, dw, cps)
+            sig = earlier_steps(nf, nf_trend, dw, cps, hist if base.name == bl.PRE_WINDOW else None)
             if sig:
                 pre_lo = max(sig)
                 earlier = [float(times_all[pre_start + c]) for c in sig]

@@ -290,7 +290,7 @@ def _verify_level(
         nf_trend = fit_null(rc[:dw], dw, True, phi0)
         if nf is not None and nf_trend is not None:
             # A step, not a drift: significant alone and still clear of a straight line.
-            sig = earlier_steps(nf, nf_trend, dw, cps)
+            sig = earlier_steps(nf, nf_trend, dw, cps, hist if base.name == bl.PRE_WINDOW else None)
             if sig:
                 pre_lo = max(sig)
                 earlier = [iso_str(ctx.at(pre_start + c)) for c in sig]
