@@ -12,10 +12,14 @@ decisions, the bucket test's instant query), exactly as the end-to-end test does
 
 Prints the agreement per generation hour and every disagreement (deploy, truth, verdict, the
 metrics that decided). Needs the ``prometheus`` and ``promtool`` binaries (Debian package
-``prometheus``). Wall time: about 10-30 s per hour for ``small``, more for ``demo``.
+``prometheus``). Wall time: about 10-30 s per hour for ``small``, 1-3 min for ``demo``.
+
+``--no-prometheus`` serves the same queries from the generator's arrays
+(:mod:`benchmarks.demo_arrays`, about 1 s CPU per hour) for volume: ``--seeds 20`` runs seeds
+0-19, each over ``--hours`` generation hours, and prints agreement per case and per seed.
 
     .venv/bin/python -m benchmarks.bench_demo_truth [--scenario small|demo] [--hours 24] [--seed N]
-        [--offset H] [--demo-config] [--reasons]
+        [--offset H] [--demo-config] [--reasons] [--no-prometheus [--seeds N]]
 """
 
 from __future__ import annotations
@@ -98,6 +102,64 @@ def run_hour(name: str, seed: int, end: datetime, work: Path, demo_config: bool 
     return rows
 
 
+def run_hour_arrays(name: str, seed: int, end: datetime, config: Config) -> list[dict[str, str]]:
+    """:func:`run_hour` without Prometheus: the catalog's answers computed from the scenario's
+    arrays (:class:`benchmarks.demo_arrays.ScenarioBackend`), each deploy verified through
+    :func:`verify_deploy` at its final look, as long after the data as the real run is."""
+    from benchmarks.demo_arrays import ScenarioBackend
+
+    scenario = _scenario(name, seed, end)
+    backend = ScenarioBackend(scenario)
+    deploys = [d.to_deploy() for d in scenario.deploys]
+    now = scenario.end + timedelta(hours=3)
+    rows = []
+    for sd, dep in zip(scenario.deploys, deploys, strict=True):
+        v = verify_deploy(dep, config, backend, others=deploys, fetcher=backend, now=now)  # type: ignore[arg-type]
+        rows.append({"case": sd.case, "service": sd.service, "version": dep.version,
+                     "started": sd.started_at.strftime("%H:%M"), "truth": sd.expected_overall, "overall": v.overall,
+                     "why": "; ".join(f"{m.metric}={m.outcome}" for m in v.metrics if m.outcome not in ("ok", "confirmed")),
+                     "reasons": " | ".join(m.reason for m in v.metrics if m.outcome not in ("ok", "confirmed"))})
+    return rows
+
+
+def main_arrays(a: argparse.Namespace, newest: datetime) -> int:
+    """Seeds x generation hours without Prometheus: agreement per case, per seed, overall."""
+    seeds = [a.seed] if a.seed is not None else list(range(a.seeds))
+    with tempfile.TemporaryDirectory(prefix="demo-truth-") as tmp:
+        config = (_demo_config("http://127.0.0.1:9", Path(tmp)) if a.demo_config
+                  else default_config().with_prometheus_url("http://127.0.0.1:9"))
+    print(f"{a.scenario} scenario, seeds {seeds[0]}-{seeds[-1]}, {a.hours} generation hours ending {newest:%Y-%m-%d %H:%M} UTC "
+          f"and earlier; no Prometheus (answers from the generator's arrays), "
+          f"{'the demo runner config' if a.demo_config else 'default catalog'}\n")
+    by_case: dict[str, list[int]] = {}
+    by_seed: dict[int, list[int]] = {}
+    hours_all = 0
+    cpu = time.process_time()
+    for seed in seeds:
+        for h in range(a.hours):
+            end = newest - timedelta(hours=h + a.offset)
+            rows = run_hour_arrays(a.scenario, seed, end, config)
+            hours_all += all(r["overall"] == r["truth"] for r in rows)
+            for r in rows:
+                good = r["overall"] == r["truth"]
+                by_case.setdefault(f"{r['case']} (truth {r['truth']})", []).append(good)
+                by_seed.setdefault(seed, []).append(good)
+                if not good:
+                    print(f"    seed {seed} end {end:%H:%M}: {r['case']} {r['service']} {r['version']} at {r['started']} UTC: "
+                          f"truth {r['truth']}, got {r['overall']} [{r['why']}]", flush=True)
+                    if a.reasons:
+                        print(f"      {r['reasons']}", flush=True)
+        print(f"seed {seed}: {sum(by_seed[seed])}/{len(by_seed[seed])} agree", flush=True)
+    print("\n| case | deploys | agree |\n|---|---|---|")
+    for case, oks in by_case.items():
+        print(f"| {case} | {len(oks)} | {sum(oks) / len(oks):.4f} |")
+    total = sum(len(v) for v in by_seed.values())
+    agree = sum(sum(v) for v in by_seed.values())
+    print(f"\nAgreement: {agree}/{total} deploys ({agree / max(total, 1):.4f}); generation hours with every deploy "
+          f"agreeing: {hours_all}/{len(seeds) * a.hours}; CPU {time.process_time() - cpu:.0f} s   (target: all)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenario", choices=("small", "demo"), default="small")
@@ -107,7 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo-config", action="store_true",
                     help="verify as the demo runner does (its config file, the fleet path) instead of the default catalog")
     ap.add_argument("--reasons", action="store_true", help="print the deciding metrics' reasons for disagreements")
+    ap.add_argument("--no-prometheus", action="store_true",
+                    help="serve the queries from the generator's arrays instead of a real Prometheus (for volume)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="with --no-prometheus and no --seed: seeds 0..N-1 (default: the demo's own seed only)")
     a = ap.parse_args(argv)
+    if a.no_prometheus and (a.seeds > 1 or a.seed is not None):
+        return main_arrays(a, default_end())
+    if a.no_prometheus:
+        a.seed = SEEDS[a.scenario]
+        return main_arrays(a, default_end())
     seed = SEEDS[a.scenario] if a.seed is None else a.seed
     newest = default_end()
     total = agree = 0
