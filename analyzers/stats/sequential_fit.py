@@ -43,13 +43,13 @@ def _columns(tpos: np.ndarray, dloc: int, trend: bool) -> np.ndarray:
     return np.column_stack([np.ones_like(t), t]) if trend else np.ones((t.size, 1))
 
 
-def _gap_spread(w: np.ndarray, pre_pos: np.ndarray, x_raw: np.ndarray, coef: np.ndarray, phi: float, gap: int,
-                clip: float) -> float:
-    """RMS (clipped at ``clip``) of the prewhitened predictions across ``gap`` steps made before
-    the deploy: what the first after-row's spread really is, where AR(1) would say ``sigma``."""
+def _gap_predictions(w: np.ndarray, pre_pos: np.ndarray, x_raw: np.ndarray, coef: np.ndarray, phi: float,
+                     gap: int) -> np.ndarray:
+    """The prewhitened predictions across ``gap`` steps made before the deploy (in the first
+    after-row's units): what the first after-row's spread really is, where AR(1) would say ``sigma``."""
     u = np.full(int(pre_pos[-1]) + 1 if pre_pos.size else 0, np.nan)
     if u.size <= gap + 10:
-        return 0.0
+        return np.zeros(0)
     xr = x_raw[: pre_pos.size]
     full = np.concatenate([np.zeros(xr.shape[1] - coef.size), coef])  # random walk: no level column
     u[pre_pos] = w[pre_pos] - xr @ full
@@ -59,9 +59,12 @@ def _gap_spread(w: np.ndarray, pre_pos: np.ndarray, x_raw: np.ndarray, coef: np.
         r = (u[gap:] - phi ** gap * u[:-gap]) / math.sqrt((1.0 - phi ** (2 * gap)) / (1.0 - phi * phi))
     r = r[np.isfinite(r)]
     if r.size < 10:
-        return 0.0
-    r = r - np.median(r) if phi >= 1.0 else r  # a random walk's drift is not spread
-    return float(np.sqrt(np.mean(np.clip(r, -clip, clip) ** 2)))
+        return np.zeros(0)
+    return r - np.median(r) if phi >= 1.0 else r  # a random walk's drift is not spread
+
+
+def _rms(r: np.ndarray, clip: float) -> float:
+    return float(np.sqrt(np.mean(np.clip(r, -clip, clip) ** 2))) if r.size else 0.0
 
 
 def _information(xp: np.ndarray, xa: np.ndarray, ga: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -123,12 +126,15 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         # a martingale): the spread of the rows before clipped there, and of the same-gap
         # predictions before the deploy, which catch memory AR(1) does not (smoothed rates).
         gap = int(tpos[post][0] - tpos[~post][-1])
+        r_gap = _gap_predictions(w, tpos[~post], x_raw, coef, phi, gap)
         if phi > UNIT_ROOT_PHI:
-            clip[0] = JUMP_C * s * math.sqrt(memory)
+            # clipped at JUMP_C of its own scale: the same-gap predictions' when they spread wider
+            # than one step (a smoothed rate), so a near-random walk's swing is not a jump
+            clip[0] = JUMP_C * max(s * math.sqrt(memory), robust_scale(r_gap) if r_gap.size else 0.0)
             spread = float(np.sqrt(np.sum(np.clip(res, -clip[0], clip[0]) ** 2) / max(1, res.size - p) * memory))
         else:
             spread = sigma
-        spread = max(spread, _gap_spread(w, tpos[~post], x_raw, coef, phi, gap, clip[0]))
+        spread = max(spread, _rms(r_gap, clip[0]))
         w_first = min(1.0, sigma / spread) if spread > 0 else 1.0
         xa[0], ya[0], ga[0] = xa[0] * w_first, ya[0] * w_first, ga[0] * w_first
         clip[0] *= w_first
