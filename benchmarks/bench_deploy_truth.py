@@ -26,6 +26,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from analyzers.config import Config
+from analyzers.model import MetricVerdict
+from analyzers.verify.decision import decide, evidence_from_result
 from analyzers.verify.deploy import verify_deploy
 from benchmarks.fleet_data import STEP_S, FleetParams, fleet_config, plan_fleet, service_series
 
@@ -52,6 +55,15 @@ class ArrayFetcher:
         lo = self.index.searchsorted(pd.Timestamp(start), side="left")
         hi = self.index.searchsorted(pd.Timestamp(end), side="right")
         return pd.Series(self.values[metric_key][lo:hi], index=self.index[lo:hi]), ()
+
+
+def _row(m: MetricVerdict, config: Config) -> int | str:
+    """The row of the decision table (:data:`analyzers.verify.decision.RULES`) that gave ``m``'s outcome."""
+    if m.result is None:
+        return "-"
+    spec = config.metrics[m.metric]
+    ev = evidence_from_result(m.result, m.result.get("status", "inconclusive"), config.verification.alpha)
+    return decide(m.role, m.expect, spec.good, spec.kind, ev).rule
 
 
 def run(seeds: range, hours: range, services: int, days: int) -> pd.DataFrame:
@@ -82,7 +94,7 @@ def run(seeds: range, hours: range, services: int, days: int) -> pd.DataFrame:
                         "seed": seed, "hour": h, "deploy": f.deploy.deploy_id, "kind": f.truth.kind,
                         "metric": f.truth.metric, "truth": f.truth.expected_overall, "overall": verdict.overall,
                         "confirmed": any(m.metric in declared and m.outcome == "confirmed" for m in verdict.metrics),
-                        "why": "; ".join(f"{m.metric}={m.outcome}" for m in verdict.metrics
+                        "why": "; ".join(f"{m.metric}={m.outcome} (row {_row(m, config)})" for m in verdict.metrics
                                          if m.outcome not in ("ok", "confirmed")),
                         "cpu_ms": cpu * 1000,
                     })

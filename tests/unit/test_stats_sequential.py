@@ -141,6 +141,33 @@ def test_a_jump_on_a_near_random_walk_is_caught_past_the_allowance() -> None:
     assert calls.count("shifted") == 0
 
 
+def test_a_smoothed_rate_s_jump_is_clipped_at_its_own_scale_not_the_one_step_one() -> None:
+    # A cpu counter's rate over 4 scrape intervals on the steep part of a daily cycle (as the
+    # fleet's): its 6-step predictions spread several times wider than its one-step ones, so a
+    # jump row clipped at 6 one-step scales kept a fraction of a +60 % step (16 of 20 caught,
+    # interval's lower bound 0.04 cores in the median case). Clipped at 6 of its own scale:
+    def rate_of_cpu(seed: int, jump: float) -> tuple[pd.Series, pd.Timestamp]:
+        rng = np.random.default_rng([seed, 7])
+        n_before = 27 * 60
+        n = n_before + 35
+        e = np.zeros(n)
+        for i in range(1, n):
+            e[i] = 0.8 * e[i - 1] + 0.03 * rng.standard_normal()
+        t = np.arange(n)
+        load = 0.55 + 0.45 * np.sin(2 * np.pi * (t - n_before) / 1440.0)
+        cores = 3.0 * (0.3 + 0.7 * load) * np.exp(e) * np.where(t >= n_before + 2, jump, 1.0)
+        y = pd.Series(cores).rolling(4).mean().to_numpy()[3:]
+        idx = pd.date_range("2026-03-01", periods=y.size, freq="60s", tz="UTC")
+        return pd.Series(y, index=idx), idx[n_before - 3]
+
+    found = [sequential_path(*rate_of_cpu(s, 1.6), "any", window_after_s=1800).at(0.002) for s in range(20)]
+    assert sum(r["status"] == "shifted" and r["direction"] == "increase" for r in found) >= 19
+    assert float(np.median([r["interval"][0] for r in found])) > 0.1  # cores; the step is +1.2
+    # and the same series without the jump is never called changed (20 seeds, every look)
+    calls = [sequential_path(*rate_of_cpu(s, 1.0), "any", window_after_s=1800).at(0.01)["status"] for s in range(20)]
+    assert calls.count("shifted") == 0
+
+
 def test_a_declared_direction_gets_most_of_alpha() -> None:
     sc = scenario("step_up", 2)
     p_any = sequential_path(sc.series, sc.deploy_at, "any", window_after_s=HORIZON_S)
