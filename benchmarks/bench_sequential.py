@@ -19,7 +19,7 @@ point a minute, so a 15-s look sees new data only once a minute: its false-fail 
 60-s one, and its time to detect is earlier by at most 45 s. Seeded; CPU time only.
 
     .venv/bin/python -m benchmarks.bench_sequential [--n 100] [--alpha 0.01] [--transient 300]
-        [--boundary linear|mixture] [--no-fixed]
+        [--boundary linear|mixture] [--no-fixed] [--families iid,blip,step_up,...]
 """
 
 from __future__ import annotations
