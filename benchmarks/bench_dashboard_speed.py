@@ -100,6 +100,10 @@ WATCH_JS = r"""
       if (!gd.__benchHooked && gd.on) { gd.__benchHooked = true; gd.on('plotly_afterplot', () => T.plots.push(performance.now())); }
       if (gd.querySelector('.main-svg')) drawn += 1;
     });
+    // Vega-Lite charts (st.altair_chart / st.vega_lite_chart): drawn once vega-embed put its marks in.
+    document.querySelectorAll('[data-testid="stVegaLiteChart"]').forEach((el) => {
+      if (el.querySelector('svg.marks, canvas.marks')) drawn += 1;
+    });
     if (drawn < parseInt(sessionStorage.getItem('want') || '0', 10)) return false;
     const need = sessionStorage.getItem('need');
     return !need || document.body.textContent.includes(need);
@@ -387,6 +391,8 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
                                                                      server_pid=proc.pid)))
             finally:
                 first.quit()
+        if args.first_visit_only:
+            return
         driver = chrome()
         try:
             driver.get(url + "/deploys")  # the returning visitor: bundles in the HTTP cache
@@ -454,6 +460,8 @@ def main() -> int:
     ap.add_argument("--before", metavar="GIT_REV",
                     help="measure this git revision too (its tree exported with `git archive` into a temporary "
                          "directory and run as --baseline), alternating with the current checkout")
+    ap.add_argument("--first-visit-only", action="store_true",
+                    help="only the bare page and the Latency page's first visits (the rows of the first-visit target)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))

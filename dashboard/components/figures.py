@@ -1,4 +1,4 @@
-"""Built Plotly figures cached by content, so a rerun or another viewer does not rebuild them.
+"""Built figures (Plotly figures, Vega-Lite specs) cached by content, so a rerun or another viewer does not rebuild them.
 
 Building a figure is most of a warm rerun's server CPU: Plotly validates every property and
 array it is given (0.1-0.3 s for the Latency page's three charts, more on a loaded machine),
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from analyzers.model import Deploy
+
+F = TypeVar("F")
 
 #: Seconds a built figure is kept: as long as the Prometheus answers it is drawn from.
 FIGURE_TTL_S = 60
@@ -69,13 +70,14 @@ def markers_key(deploys: Sequence[Deploy], verdicts: Mapping[str, Any]) -> tuple
 
 
 @st.cache_resource(ttl=FIGURE_TTL_S, max_entries=MAX_FIGURES, show_spinner=False)
-def _built(key: str, _build: Callable[[], go.Figure]) -> go.Figure:
+def _built(key: str, _build: Callable[[], Any]) -> Any:
     return _build()
 
 
-def cached(build: Callable[[], go.Figure], *parts: Any) -> go.Figure:
+def cached(build: Callable[[], F], *parts: Any) -> F:
     """``build()``, or the figure it built before for the same ``parts`` (see :func:`content_key`).
+    A figure is a Plotly ``go.Figure`` or a Vega-Lite spec dict (with its data frames).
 
     ``parts`` must name everything the figure shows; the figure returned must not be changed.
     """
-    return _built(content_key(*parts), build)
+    return cast(F, _built(content_key(*parts), build))

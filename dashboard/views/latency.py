@@ -10,6 +10,7 @@ nobody reads interpolation error as signal. Every choice is bound to the URL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from analyzers.drilldown.exemplars import Exemplars
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy
 from dashboard import data, exemplars
-from dashboard.components import charts, common, compare, figures, header, latency_charts
+from dashboard.components import charts, common, compare, figures, header, latency_charts, percentile_vega
 
 DEPLOY_PAGE = "views/deploy.py"
 #: Points per series: about the chart's width in pixels on a wide screen (more points than pixels
@@ -134,6 +135,22 @@ def show_chart(fig: go.Figure, key: str) -> None:
         st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
 
 
+def vega_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A cached spec as ``st.vega_lite_chart`` may take it: Streamlit moves the datasets out of the dict
+    it is given, so it gets its own top level and datasets mapping (the data frames are only read)."""
+    return {**spec, "datasets": dict(spec.get("datasets", {}))}
+
+
+def show_vega(spec: dict[str, Any], key: str) -> None:
+    """Draw a Vega-Lite chart; a click on a deploy marker opens that deploy's page."""
+    param = percentile_vega.DEPLOY_SELECTION
+    event = st.vega_lite_chart(spec=vega_spec(spec), key=key, width="stretch", on_select="rerun",
+                               selection_mode=[param])
+    picked = common.clicked_vega_deploy(event, param)
+    if picked:
+        st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
+
+
 def bucket_edges(les: tuple[float, ...]) -> list[float]:
     """Drawing edges for buckets on a log axis: (0, le0] starts one ratio below le0, +Inf ends one above."""
     finite = [x for x in les if np.isfinite(x)]
@@ -168,10 +185,9 @@ def panels() -> None:
         # The session's first run (a page just opened): an empty chart while Prometheus answers, so a
         # first-time browser fetches and compiles Plotly meanwhile. Not on reruns: it would blink.
         st.session_state[SKELETON_SHOWN] = True
-        skeleton.plotly_chart(figures.cached(
-            lambda: latency_charts.skeleton_chart(zone, x_range=(tr.start_dt, tr.end_dt), y_title="latency (ms, log scale)",
-                                          text="Querying the histogram…"), "skeleton", tr, zone),
-            key="percentiles_skeleton")
+        skeleton.vega_lite_chart(spec=vega_spec(figures.cached(
+            lambda: percentile_vega.skeleton_spec(zone, x_range=(tr.start_dt, tr.end_dt), text="Querying the histogram…"),
+            "skeleton", tr, zone)), key="percentiles_skeleton", width="stretch")
     with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
         lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
         for w in lat.warnings:
@@ -201,15 +217,13 @@ def panels() -> None:
                 st.warning(stale, icon=":material/schedule:")
             ex = exemplars.load(config_key, config, histogram, service, start, end)
 
-            def percentile_figure(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> go.Figure:
-                fig = latency_charts.percentile_chart(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt), band=band,
-                                              step_s=step)
-                charts.add_deploy_markers(fig, deploys, verdicts, zone)
-                exemplars.add_markers(fig, ex, zone)
-                return fig
+            def percentile_spec(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> dict[str, Any]:
+                return percentile_vega.percentile_spec(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt),
+                                                       band=band, step_s=step, deploys=deploys, verdicts=verdicts,
+                                                       exemplars=ex)
 
-            show_chart(figures.cached(percentile_figure, "percentiles", lat.quantiles, band, tr, step, zone,
-                                      markers, ex), "percentiles")
+            show_vega(figures.cached(percentile_spec, "percentiles", lat.quantiles, band, tr, step, zone,
+                                     markers, ex), "percentiles")
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
             cols = st.columns(max(len(latest), 1))
             for col, (label, s) in zip(cols, latest.items(), strict=False):

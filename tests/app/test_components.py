@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
 
 from analyzers.errors import BadDataError, PrometheusUnreachable, StoreUnavailable
-from dashboard.components import charts, common, latency_charts
+from dashboard.components import charts, common, latency_charts, percentile_vega
 from dashboard.data import _redact
 
 BERLIN = common.ViewerZone(ZoneInfo("Europe/Berlin"), "Europe/Berlin", True)
@@ -132,32 +131,39 @@ def _quantiles(start: str, periods: int, step_s: int) -> dict[str, pd.DataFrame]
     return {"p99": pd.DataFrame({"value": values, "lower": values * 0.5, "upper": values * 2})}
 
 
-def _trace(fig: Any, name: str) -> Any:
-    return next(t for t in fig.data if t.name == name)
-
-
-def test_regular_series_go_as_x0_dx_with_gaps_kept() -> None:
-    """One x0/dx per trace instead of an x array per trace, at the same instants, and a missing
-    step drawn as a gap (NaN) rather than bridged."""
+def test_percentile_rows_keep_gaps_and_each_point_its_own_time() -> None:
+    """The percentile chart (Vega-Lite) gets one row per step: a step Prometheus did not answer is a
+    missing value (a gap in the line, not bridged), and each time is converted on its own: the
+    instant when the page follows the browser's zone (Vega draws it there), else the page zone's
+    wall-clock time written as UTC on a utc scale."""
     q = _quantiles("2026-06-01T00:00", 100, 120)
     q["p99"] = q["p99"].drop(q["p99"].index[40])  # Prometheus returned no sample at one step
-    line = _trace(latency_charts.percentile_chart(q, BERLIN, step_s=120), "p99")
-    assert line.x is None and line.dx == 120_000
-    xs = [line.x0 + i * line.dx for i in range(len(line.y))]  # where Plotly puts the points
-    assert xs == list(charts.plot_x(pd.date_range("2026-06-01T00:00", periods=100, freq="120s", tz="UTC"), BERLIN))
-    assert pd.isna(line.y[40]) and not pd.isna(line.y[39]) and not pd.isna(line.y[41])
+    grid = pd.date_range("2026-06-01T00:00", periods=100, freq="120s", tz="UTC")
+    rows = percentile_vega.latency_rows(q, BERLIN, 120)
+    assert percentile_vega.time_scale(BERLIN) == "time"
+    assert rows["t"].tolist() == [float(ts.value // 1_000_000) for ts in grid]  # instants, ms
+    assert pd.isna(rows["v"][40]) and not pd.isna(rows["v"][39]) and not pd.isna(rows["v"][41])
+    assert rows["v"][41] == pytest.approx(41.0, rel=1e-6) and rows["hi"][41] == pytest.approx(82.0, rel=1e-6)
     utc = common.ViewerZone(UTC, "UTC", False, chosen=True)
-    assert _trace(latency_charts.percentile_chart(q, utc, step_s=120), "p99").x0 == "2026-06-01T00:00:00"  # UTC mode: strings
+    assert percentile_vega.time_scale(utc) == "utc"
+    assert percentile_vega.latency_rows(q, utc, 120)["t"][0] == pd.Timestamp("2026-06-01T00:00").value // 1_000_000
+    fixed = common.ViewerZone(timezone(timedelta(hours=5, minutes=30)), "UTC+05:30", True)  # only an offset known
+    assert percentile_vega.time_scale(fixed) == "utc"  # wall-clock times on a utc scale
+    assert percentile_vega.latency_rows(q, fixed, 120)["t"][0] == pd.Timestamp("2026-06-01T05:30").value // 1_000_000
 
 
-def test_ranges_across_a_dst_change_keep_their_x_arrays() -> None:
-    """Plotly turns x0 into wall-clock time once and adds dx: across New York's fall-back every
-    later point would be an hour off, so such a range sends its times one by one."""
+def test_a_range_across_a_dst_change_keeps_every_point_at_its_own_time() -> None:
+    """Across New York's fall-back every percentile point keeps its own time (not a first time plus a
+    step, which would put every later point an hour off). Plotly turns a heatmap's x0 into wall-clock
+    time once and adds dx, so such a heatmap sends its times one by one, a calm one as x0/dx."""
     new_york = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", True)
     q = _quantiles("2026-11-01T03:00", 180, 120)  # 23:00 EDT -> 04:00 EST, across 06:00 UTC
-    line = _trace(latency_charts.percentile_chart(q, new_york, step_s=120), "p99")
-    assert line.x is not None and line.x0 is None and len(line.x) == 180
+    rows = percentile_vega.latency_rows(q, new_york, 120)
+    assert len(rows) == 180 and (rows["t"].diff().dropna() == 120_000).all()  # instants, one step apart
+    as_wall = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", False)
+    wall = pd.Series(percentile_vega.vega_ms(q["p99"].index, as_wall))
+    assert wall.diff().min() == -3_600_000 + 120_000  # as wall-clock times the repeated hour goes back
     heat = latency_charts.heatmap_chart(pd.DataFrame({0.1: q["p99"]["value"]}), [0.05, 0.1], new_york, step_s=120)
-    assert heat.data[0].x is not None
-    calm = latency_charts.percentile_chart(_quantiles("2026-11-02T03:00", 180, 120), new_york, step_s=120)
-    assert _trace(calm, "p99").x0 is not None
+    assert heat.data[0].x is not None and heat.data[0].x0 is None
+    calm = _quantiles("2026-11-02T03:00", 180, 120)["p99"]["value"]
+    assert latency_charts.heatmap_chart(pd.DataFrame({0.1: calm}), [0.05, 0.1], new_york, step_s=120).data[0].x0 is not None

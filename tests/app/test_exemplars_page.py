@@ -3,7 +3,6 @@ client_python target that attaches trace ids; links come from the config's trace
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import requests
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import APP
-from tests.app.test_latency_page import arr
+from tests.app.test_latency_page import arr, chart
 from tests.fixtures.prom import exemplar_target, scraping_prometheus, wait_for_exemplars
 
 pytestmark = pytest.mark.integration
@@ -60,10 +59,10 @@ def open_latency(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf
 
 
 def _chart(at: AppTest, key: str) -> dict[str, Any]:
-    charts = {c.proto.id: c for c in at.get("plotly_chart")}
+    charts = {c.proto.id: c for c in [*at.get("plotly_chart"), *at.get("vega_lite_chart")]}
     found = [c for k, c in charts.items() if key in k]
     assert found, (key, list(charts), [i.value for i in at.info], [e.value for e in at.error])
-    return json.loads(found[0].proto.spec)
+    return chart(at, found[0].proto.id)
 
 
 def test_exemplars_are_drawn_on_both_charts_and_link_to_their_traces(
@@ -72,15 +71,24 @@ def test_exemplars_are_drawn_on_both_charts_and_link_to_their_traces(
     url, observed = traced
     config = f'[dashboard]\ntrace_url = "{TEMPLATE}"\n'
     at = open_latency(url, tmp_path, monkeypatch, config, panel="Bucket heatmap")
-    for key in ("percentiles", "heatmap"):
-        spec = _chart(at, key)
-        marks = next(t for t in spec["data"] if t.get("name") == "exemplars")
-        ys = arr(marks["y"]).astype(float)
-        # each marker is one observed request, drawn in ms like the lines
-        expected = sorted(v * 1000 for v in observed.values())
-        assert len(ys) > 0 and all(min(abs(y - e) for e in expected) < 1e-6 * y for y in ys)
-        assert "customdata" not in marks  # a click on an exemplar never opens a deploy
-        assert all("trace " in h and "<script" not in h for h in marks["hovertext"])
+    expected = sorted(v * 1000 for v in observed.values())
+    # the percentile chart (Vega-Lite): an exemplar layer drawn from the "exemplars" rows, in ms like the lines
+    spec = _chart(at, "percentiles")
+    rows = spec["datasets"]["exemplars"]
+    ys = rows["ms"].to_numpy(dtype=float)
+    assert len(ys) > 0 and all(min(abs(y - e) for e in expected) < 1e-6 * y for y in ys)
+    marks = next(lay for lay in spec["layer"] if lay.get("name") == "exemplars")
+    assert marks["encoding"]["y"]["field"] == "ms" and "ms" in marks["encoding"]["y"]["title"]
+    # a click on an exemplar never opens a deploy: only the deploy markers carry the selection and its field
+    assert "params" not in marks and "deploy_id" not in rows.columns
+    assert set(rows["trace"]) <= set(observed) and all(rows["latency"].str.endswith(("ms", " s")))
+    # the heatmap (Plotly)
+    spec = _chart(at, "heatmap")
+    marks = next(t for t in spec["data"] if t.get("name") == "exemplars")
+    ys = arr(marks["y"]).astype(float)
+    assert len(ys) > 0 and all(min(abs(y - e) for e in expected) < 1e-6 * y for y in ys)
+    assert "customdata" not in marks  # a click on an exemplar never opens a deploy
+    assert all("trace " in h and "<script" not in h for h in marks["hovertext"])
     at = open_latency(url, tmp_path, monkeypatch, config)  # the first tab: the table of traces
     table = next(d.value for d in at.dataframe if "trace id" in d.value.columns)
     assert set(table["trace id"]) <= set(observed)

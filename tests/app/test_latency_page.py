@@ -65,10 +65,38 @@ def open_latency(query: dict[str, Any], tz: str = "UTC", panel: str | None = Non
 
 
 def chart(at: AppTest, key: str) -> dict[str, Any]:
-    for c in at.get("plotly_chart"):
+    """A Plotly chart's figure (the lower panels' charts), or a Vega-Lite chart's spec (the percentile
+    chart) with its datasets as data frames under ``"datasets"``."""
+    for c in [*at.get("plotly_chart"), *at.get("vega_lite_chart")]:
         if c.proto.id.endswith(key) or f"-{key}" in c.proto.id or key in c.proto.id:
-            return json.loads(c.proto.spec)
+            spec = json.loads(c.proto.spec)
+            if c.type == "vega_lite_chart":
+                import pyarrow as pa
+
+                spec["datasets"] = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in c.proto.datasets}
+            return spec
     raise AssertionError(f"no chart {key!r}")
+
+
+def percentiles(at: AppTest) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The percentile chart (Vega-Lite): its spec and its ``latency`` rows (``t`` ms as the spec's
+    x scale reads it, ``p`` the percentile, ``v``/``lo``/``hi`` ms)."""
+    spec = chart(at, "percentiles")
+    return spec, spec["datasets"]["latency"]
+
+
+def vshown(value: float, spec: dict[str, Any], zone: str) -> pd.Timestamp:
+    """The wall-clock time a Vega-Lite x value of ``spec`` is drawn at for a viewer in ``zone``: on a
+    ``time`` scale an instant (drawn in the browser's zone, the page's zone here), on a ``utc`` scale
+    the wall-clock time written as UTC."""
+    ts = pd.Timestamp(float(value), unit="ms")
+    if spec["encoding"]["x"]["scale"]["type"] == "time":
+        return ts.tz_localize("UTC").tz_convert(zone).tz_localize(None)
+    return ts
+
+
+def layer(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(lay for lay in spec["layer"] if lay.get("name") == name)
 
 
 def arr(value: Any) -> np.ndarray:
@@ -82,25 +110,6 @@ def arr(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def xs_of(trace: dict[str, Any]) -> list[Any]:
-    """A trace's x values as Plotly computes them: its ``x`` array, or ``x0 + i * dx`` (dx in ms on a
-    date axis) for each of its points when it was sent on a regular grid, in ``x0``'s form."""
-    if "x" in trace:
-        return list(arr(trace["x"]))
-    n, x0, dx = len(arr(trace["y"])), trace["x0"], float(trace["dx"])
-    if isinstance(x0, (int, float)):
-        return [float(x0) + i * dx for i in range(n)]
-    return [(pd.Timestamp(str(x0)) + pd.Timedelta(milliseconds=i * dx)).isoformat() for i in range(n)]
-
-
-def shown(value: Any, zone: str) -> pd.Timestamp:
-    """The wall-clock time a Plotly date-axis value is drawn at for a viewer in ``zone``: a number
-    is an instant (drawn in the browser's zone, the page's zone here), a string is drawn as written."""
-    if isinstance(value, (int, float, np.floating)):
-        return pd.Timestamp(float(value), unit="ms", tz="UTC").tz_convert(zone).tz_localize(None)
-    return pd.Timestamp(str(value))
-
-
 def cmp_label(deploy: Any) -> str:
     return f"{deploy.version} · {deploy.started_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC"
 
@@ -111,28 +120,28 @@ def test_shared_link_reopens_the_same_view(scenario_store: dict[str, Any]) -> No
     assert at.selectbox(key="svc").value == "checkout"
     assert at.selectbox(key="lat_range").value == "24h"
     assert at.multiselect(key="pct").value == ["p50", "p99"]
-    spec = chart(at, "percentiles")
-    names = [t.get("name") for t in spec["data"]]
-    assert [n for n in names if n and n.startswith("p")] == ["p50", "p99"]
-    x0, x1 = (shown(x, "UTC") for x in spec["layout"]["xaxis"]["range"])
+    spec, rows = percentiles(at)
+    assert layer(spec, "lines")["encoding"]["color"]["scale"]["domain"] == ["p50", "p99"]  # the legend's lines
+    assert list(rows["p"].unique()) == ["p50", "p99"]
+    x0, x1 = (vshown(x, spec, "UTC") for x in spec["encoding"]["x"]["scale"]["domain"])
     assert x1 - x0 == pd.Timedelta(hours=24)
-    markers = next(t for t in spec["data"] if t.get("name") == "deploys")
+    markers = spec["datasets"]["deploys"]
     checkout = {d.deploy_id for d in scenario_store.values() if d.service == "checkout"}
-    assert set(arr(markers["customdata"]).tolist()) == checkout  # every checkout deploy in range, no other service
-    assert spec["layout"]["yaxis"]["type"] == "log"
-    assert "ms" in spec["layout"]["yaxis"]["title"]["text"]
+    assert set(markers["deploy_id"]) == checkout  # every checkout deploy in range, no other service
+    for name in ("bands", "lines"):
+        assert layer(spec, name)["encoding"]["y"]["scale"]["type"] == "log"
+        assert "ms" in layer(spec, name)["encoding"]["y"]["title"]
     assert any("step 2m" in c.value for c in at.caption)  # ~1,000 points: the chart's width in pixels
 
 
 def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_store: dict[str, Any]) -> None:
     """The page computes quantiles from buckets; they must equal Prometheus's own answer."""
     at = open_latency({"svc": "checkout", "lat_range": "24h", "pct": ["p99"]})
-    spec = chart(at, "percentiles")
-    line = next(t for t in spec["data"] if t.get("name") == "p99")
-    xs, ys = xs_of(line), arr(line["y"]).astype(float)
-    bounds = arr(line["customdata"]).astype(float)
+    spec, rows = percentiles(at)
+    line = rows[rows["p"] == "p99"]
+    ys = line["v"].to_numpy(dtype=float)
     i = int(np.flatnonzero(~np.isnan(ys))[-1])  # the latest point with data
-    at_ts = shown(xs[i], "UTC").tz_localize("UTC").timestamp()  # the page's zone is UTC here
+    at_ts = vshown(line["t"].iloc[i], spec, "UTC").tz_localize("UTC").timestamp()  # the page's zone is UTC here
     window = next(re.search(r"Rate window (\w+),", c.value) for c in at.caption if "Rate window" in c.value)
     assert window is not None and window.group(1) == "2m"  # >= the step (2 min over 24 h) and 4 scrapes
     r = requests.post(
@@ -143,7 +152,7 @@ def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_sto
     )
     expected_ms = float(r.json()["data"]["result"][0]["value"][1]) * 1000
     assert ys[i] == pytest.approx(expected_ms, rel=1e-6)
-    lower, upper = bounds[i]
+    lower, upper = float(line["lo"].iloc[i]), float(line["hi"].iloc[i])
     assert lower <= ys[i] <= upper  # the band is the bucket holding the quantile
 
 
@@ -278,7 +287,8 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
     assert at.selectbox(key="cmp_deploy").value == improvement.deploy_id  # the deploy you came from
     text, gap = _gap_pp(at)
     assert "The distributions differ" in text and gap >= 5
-    x0, x1 = (shown(x, "Asia/Kolkata") for x in chart(at, "percentiles")["layout"]["xaxis"]["range"])
+    spec = chart(at, "percentiles")
+    x0, x1 = (vshown(x, spec, "Asia/Kolkata") for x in spec["encoding"]["x"]["scale"]["domain"])
     start_local = improvement.started_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
     assert x0 == pd.Timestamp(start_local.replace(tzinfo=None)) - pd.Timedelta(hours=3)
 
@@ -412,13 +422,13 @@ def test_summary_only_service_draws_per_instance_quantiles_and_says_so(
     at = _open_other(other_sources, tmp_path, monkeypatch,
                      {"svc": "sumsvc", "lat_range": "6h", "pct": ["p50", "p99", "p99.9"]})
     assert not at.error
-    spec = chart(at, "percentiles")
-    lines = {t["name"]: t for t in spec["data"] if t.get("name") in ("p50", "p99", "p99.9")}
-    assert set(lines) == {"p50", "p99"}  # the summary exports no 0.999 quantile
-    p99 = arr(lines["p99"]["y"]).astype(float)
+    spec, rows = percentiles(at)
+    assert set(rows["p"].unique()) == {"p50", "p99"}  # the summary exports no 0.999 quantile
+    line = rows[rows["p"] == "p99"]
+    p99 = line["v"].to_numpy(dtype=float)
     p99 = p99[~np.isnan(p99)]
     assert len(p99) > 100 and np.allclose(p99, 500.0)  # the highest pod's p99, in ms
-    band = arr(lines["p99"]["customdata"]).astype(float)
+    band = line[["lo", "hi"]].to_numpy(dtype=float)
     assert np.allclose(band[~np.isnan(band[:, 0])], [120.0, 500.0])  # lowest .. highest pod
     text = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
     assert "summary" in text and "cannot be combined" in text and "2 instances" in text
@@ -434,9 +444,8 @@ def test_native_histogram_service_draws_percentiles_and_heatmap(
     at = _open_other(other_sources, tmp_path, monkeypatch, {"svc": "natsvc", "lat_range": "1h", "pct": ["p50", "p99"]},
                      HEATMAP)
     assert not at.error
-    spec = chart(at, "percentiles")
-    line = next(t for t in spec["data"] if t.get("name") == "p99")
-    ys = arr(line["y"]).astype(float)
+    _, rows = percentiles(at)
+    ys = rows[rows["p"] == "p99"]["v"].to_numpy(dtype=float)
     ys = ys[~np.isnan(ys)]
     assert len(ys) > 30 and 150 < float(np.median(ys)) < 330  # true p99 of the log-normal: 256 ms
     heat = next(t for t in chart(at, "heatmap")["data"] if t["type"] == "heatmap")

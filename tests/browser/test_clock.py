@@ -2,9 +2,11 @@
 windows and the text all agree, and the deploy line falls where the data changes.
 
 Chromium is put in each zone with CDP ``Emulation.setTimezoneOverride`` before the page loads,
-so Streamlit learns the zone the way it does for a real viewer (``st.context.timezone``). Plotly
-date axes have no zone: a number is drawn as UTC wall-clock, so what must hold is that every x
-(data, markers, shapes, ranges) is the *wall-clock time in the viewer's zone* of its instant.
+so Streamlit learns the zone the way it does for a real viewer (``st.context.timezone``). What must
+hold is that every x (data, markers, shapes, ranges) is drawn at the *wall-clock time in the
+viewer's zone* of its instant: read from Plotly's computed positions for the Deploy and Deploys
+pages, and from the Vega view's scenegraph and x scale for the Latency page's percentile chart
+(:mod:`tests.browser.vega`).
 Screenshots of each page in two zones go to ``test-artifacts/`` (committed).
 """
 
@@ -20,6 +22,7 @@ import pytest
 
 from tests.browser.conftest import ROOT, Dashboard
 from tests.browser.test_dashboard_browser import assert_clean_log, body_text, idle, wait_for
+from tests.browser.vega import vega_figures
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -179,9 +182,10 @@ def test_latency_marker_falls_where_p99_changes(dashboard: Dashboard, browser: A
     improvement = scenario_deploy(prom, "improvement")
     set_zone(browser, zone)
     browser.get(f"{dashboard.url}/latency?svc=payments&pct=p99&deploy={improvement.deploy_id}")
-    wait_for(lambda: idle(browser) and figures(browser) and "Who is slow?" in body_text(browser),
-             "the latency page")
-    fig = figures(browser)[0]
+    # the percentile chart is Vega-Lite: read as drawn (tests.browser.vega), in the figures' shape
+    wait_for(lambda: idle(browser) and "Who is slow?" in body_text(browser) and any(
+        t["name"] == "p99" and t["x"] for f in vega_figures(browser) for t in f["traces"]), "the latency page")
+    fig = vega_figures(browser)[0]
     assert_names_zone(fig["title"], zone)
     expected = wall_ms(improvement.started_at, zone)
     markers = next(t for t in fig["traces"] if t["name"] == "deploys")

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.browser.conftest import Dashboard
+from tests.browser.vega import click_at, vega_figures
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -141,15 +142,13 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
     link = dashboard.url + "/latency?svc=checkout&lat_range=24h&pct=p50&pct=p99"
     browser.get(link)
     wait_for(lambda: idle(browser) and "Who is slow?" in body_text(browser)
-             and chart_points(browser, 0, "deploys"), "the latency page with deploy markers")
+             and latency_markers(browser)["customdata"], "the latency page with deploy markers")
     query = parse_qs(urlparse(browser.current_url).query)
     assert query["svc"] == ["checkout"] and query["lat_range"] == ["24h"] and query["pct"] == ["p50", "p99"]
-    names = [t.get("name") for t in browser.execute_script(
-        "return document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').data")]
+    fig = vega_figures(browser)[0]  # the percentile chart (Vega-Lite), as drawn
+    names = [t["name"] for t in fig["traces"] if t["x"]]
     assert [n for n in names if n and n.startswith("p")] == ["p50", "p99"]
-    x_range = browser.execute_script(
-        "return document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').layout.xaxis.range")
-    span_h = (_ts(x_range[1]) - _ts(x_range[0])) / 3600
+    span_h = (fig["range"][1] - fig["range"][0]) / 3600_000
     assert abs(span_h - 24) < 0.05, f"x axis spans {span_h:.2f} h, expected the requested 24 h"
     shot(browser, tmp_path / "latency.png")
     # the lower panels run when their tab is opened, and the open tab goes into the URL
@@ -162,8 +161,16 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
     assert "Service-wide p99" not in text  # a closed tab's panel is not drawn
     shot(browser, tmp_path / "latency-before-after.png")
 
-    click_until(browser, lambda: (chart_points(browser, 0, "deploys") or [None])[0],
-                lambda: "deploy=" in browser.current_url, "the deploy page after clicking a deploy marker")
+    browser.execute_script("document.querySelector('[data-testid=\"stVegaLiteChart\"]')"
+                           ".scrollIntoView({block: 'center'})")
+    time.sleep(0.5)
+    markers = latency_markers(browser)
+    deadline = time.monotonic() + TIMEOUT_S
+    while "deploy=" not in browser.current_url and time.monotonic() < deadline:
+        click_at(browser, latency_markers(browser)["client"][0])  # a real click on the first deploy marker
+        time.sleep(1.0)
+    assert "deploy=" in browser.current_url, "the deploy page after clicking a deploy marker"
+    assert parse_qs(urlparse(browser.current_url).query)["deploy"][0] in markers["customdata"]  # a marker's deploy
     wait_for(lambda: "Deploy: checkout" in body_text(browser), "the deploy header")
     shot(browser, tmp_path / "latency-marker-deploy.png")
     assert_clean_log(dashboard)
@@ -198,20 +205,19 @@ def test_deploy_page_link_opens_the_latency_before_after_of_that_deploy(
     assert_clean_log(dashboard)
 
 
+def latency_markers(driver: Any) -> dict[str, Any]:
+    """The deploy markers of the Latency page's percentile chart (Vega-Lite) as drawn: ids and
+    viewport positions."""
+    figs = vega_figures(driver)
+    if not figs:
+        return {"customdata": [], "client": []}
+    return next(t for t in figs[0]["traces"] if t["name"] == "deploys")
+
+
 def assert_clean_log(dashboard: Dashboard) -> None:
     """No panel hit an unexpected error: those are logged server-side with a traceback."""
     log = dashboard.log.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
-
-
-def _ts(value: str | float) -> float:
-    """Seconds of a Plotly date-axis value: epoch ms (the page follows the browser's zone) or a
-    wall-clock string (spans are what matter here)."""
-    import pandas as pd
-
-    if isinstance(value, (int, float)):
-        return float(value) / 1000
-    return pd.Timestamp(value).timestamp()
 
 
 def test_report_links_to_the_root_open_the_deploy_page(dashboard: Dashboard, browser: Any, tmp_path: Path) -> None:
