@@ -134,7 +134,7 @@ def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict]
         "release": [d.kind == "release" for d in deploys],
         "deploy": [f"{d.service} {d.version}" + (" (release)" if d.kind == "release" else "") for d in deploys],
         "where": [f"{d.environment} · {d.status}" for d in deploys],
-        "flag": [f"{d.flag}: {d.flag_from} → {d.flag_to}" if d.kind == "release" and d.flag else "" for d in deploys],
+        "flag": [f"{d.flag}: {d.flag_from} → {d.flag_to}" if d.kind == "release" and d.flag else "—" for d in deploys],
         "author": [d.author or "—" for d in deploys],
         "verdict": states,
         "started": [fmt_time(d.started_at, zone) for d in deploys],
@@ -191,7 +191,8 @@ def percentile_spec(
     labels = list(quantiles)
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
     color = {"field": "p", "type": "nominal", "title": None, "sort": labels,
-             "scale": {"domain": labels, "range": colors}, "legend": {"orient": "top", "direction": "horizontal"}}
+             "scale": {"domain": labels, "range": colors}, "legend": {"orient": "top", "direction": "horizontal", "symbolType": "stroke", "symbolOpacity": 1,
+                                   "symbolStrokeWidth": 2.5}}
     y = {"type": "quantitative", "title": Y_TITLE, "scale": {"type": "log"}, "axis": {"grid": True}}
     tooltip = [{"field": "p", "title": "percentile"},
                {"field": "v", "type": "quantitative", "title": "latency (ms)", "format": ".1f"},
@@ -205,14 +206,12 @@ def percentile_spec(
         {"name": "lines", "data": {"name": "latency"},
          "mark": {"type": "line", "strokeWidth": 1.6, "invalid": "break-paths-filter-domains"},
          "encoding": {"y": {**y, "field": "v"}, "color": color}},
-        # The value under the pointer: the nearest point of any line, with its bucket and time.
+        # Hover targets: an invisible point per value carrying its tooltip (value, bucket, time). A
+        # line is one path, whose tooltip would be its first point's; a "nearest" selection would
+        # add a Voronoi diagram over every point (~1 s of browser CPU on a first visit, measured).
         {"name": "hover", "data": {"name": "latency"},
-         "params": [{"name": "nearest", "select": {"type": "point", "fields": ["t", "p"], "nearest": True,
-                                                   "on": "pointerover", "clear": "pointerout"}}],
-         "mark": {"type": "point", "filled": True, "size": 40, "invalid": "filter"},
-         "encoding": {"y": {**y, "field": "v"}, "color": color,
-                      "opacity": {"condition": {"param": "nearest", "empty": False, "value": 1}, "value": 0},
-                      "tooltip": tooltip}},
+         "mark": {"type": "point", "filled": True, "size": 50, "opacity": 0, "invalid": "filter"},
+         "encoding": {"y": {**y, "field": "v"}, "color": color, "tooltip": tooltip}},
     ]
     if exemplars is not None and exemplars.points:
         layers.append({
@@ -231,6 +230,8 @@ def percentile_spec(
     return {
         "height": HEIGHT,
         "config": {"font": FONT},
+        # Canvas: thousands of points drawn without a DOM node each (Streamlit picks SVG below 2,000).
+        "usermeta": {"embedOptions": {"renderer": "canvas"}},
         "encoding": {"x": _time_axis(zone, x_range)},
         "layer": layers,
         "datasets": datasets,
