@@ -1,9 +1,11 @@
-"""The Latency page's Plotly figures: percentile lines with their bucket bands, the bucket heatmap,
-the SLO good ratio and the before/after CDFs. Pure: data in, ``go.Figure`` out, no Streamlit calls;
-the conventions of :mod:`dashboard.components.charts` (zone, units, deploy markers) hold here too.
+"""The Latency page's Plotly figures: the bucket heatmap, the SLO good ratio and the before/after
+CDFs (the percentile chart, the page's opening view, is Vega-Lite:
+:mod:`dashboard.components.percentile_vega`). Pure: data in, ``go.Figure`` out, no Streamlit
+calls; the conventions of :mod:`dashboard.components.charts` (zone, units, deploy markers) hold
+here too.
 
-Series on the query's regular step go to Plotly as ``x0``/``dx`` (:func:`on_grid`) instead of one
-x array per trace.
+Series on the query's regular step go to Plotly as ``x0``/``dx`` (:func:`on_grid`, :func:`time_x`)
+instead of one x array per trace; :func:`time_layout` is the layout every time chart here shares.
 """
 
 from __future__ import annotations
@@ -47,67 +49,20 @@ def grid_x(index: pd.DatetimeIndex, zone: ViewerZone, step_s: float) -> dict[str
     return {"x0": local_time(index[0].to_pydatetime(), zone), "dx": float(step_s) * 1000.0}
 
 
-def percentile_chart(
-    quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, *, x_range: tuple[datetime, datetime] | None = None,
-    band: str = "bucket", step_s: float | None = None,
-) -> go.Figure:
-    """Percentile lines (seconds in, ms drawn) with the bucket bounds holding each as a band.
+def time_x(frame: pd.DataFrame, step_s: float | None, zone: ViewerZone) -> tuple[pd.DataFrame, dict[str, object]]:
+    """A time-indexed frame and the x arguments of its traces: on its step grid as ``x0``/``dx``
+    (:func:`on_grid`, missing steps as NaN rows), or as it is with one x per point (:func:`plot_x`)."""
+    regular = on_grid(frame, step_s, zone)
+    if regular is not None and step_s:
+        return regular, dict(grid_x(regular.index, zone, step_s))
+    return frame, {"x": plot_x(frame.index, zone)}
 
-    ``quantiles`` maps a label (``p99``) to a frame indexed by time with columns ``value``,
-    ``lower``, ``upper`` in seconds. The band is the histogram bucket the quantile falls in:
-    any wiggle inside it is interpolation, not signal. ``band`` names what the band is in the
-    hover text ("instances" for a summary: lowest to highest instance). With ``step_s`` (the
-    query's step) the times go as ``x0``/``dx`` (:func:`on_grid`), missing steps as gaps.
-    """
-    palette = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd"]
-    fig = go.Figure()
-    for i, (label, frame) in enumerate(quantiles.items()):
-        color = palette[i % len(palette)]
-        regular = on_grid(frame, step_s, zone)
-        if regular is not None and step_s:
-            frame = regular
-            xs: dict[str, object] = dict(grid_x(regular.index, zone, step_s))
-        else:
-            xs = {"x": plot_x(frame.index, zone)}
-        # Values go as float32 (7 significant digits, far finer than the 0.1 ms shown): half the
-        # bytes of float64 for the 3 arrays per percentile (12 at four percentiles over 24 h).
-        upper = (frame["upper"].astype(float) * 1000).replace([np.inf, -np.inf], np.nan).to_numpy(dtype=F32)
-        lower = (frame["lower"].astype(float) * 1000).to_numpy(dtype=F32)
-        fig.add_trace(go.Scatter(**xs, y=upper, mode="lines", line={"width": 0}, showlegend=False,
-                                 hoverinfo="skip", legendgroup=label))
-        fig.add_trace(go.Scatter(**xs, y=lower, mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor=_alpha(color, 0.12), showlegend=False, legendgroup=label,
-                                 hoverinfo="skip"))
-        fig.add_trace(
-            go.Scatter(
-                **xs, y=(frame["value"].astype(float) * 1000).to_numpy(dtype=F32), mode="lines", name=label,
-                line={"color": color, "width": 1.6}, legendgroup=label,
-                customdata=np.stack([lower, upper], axis=-1),
-                hovertemplate=(
-                    f"{label} %{{y:.1f}} ms<br>{band} %{{customdata[0]:.1f}}–%{{customdata[1]:.1f}} ms"
-                    "<extra></extra>"
-                ),
-            )
-        )
-    fig.update_yaxes(type="log")
+
+def time_layout(fig: go.Figure, zone: ViewerZone, x_range: tuple[datetime, datetime] | None, *, y_title: str,
+                height: int) -> go.Figure:
+    """:func:`charts.apply_layout` with the x axis spanning ``x_range`` (when given) in the page's zone."""
     if x_range is not None:
         fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
-    return apply_layout(fig, zone=zone, y_title="latency (ms, log scale)", height=380)
-
-
-def skeleton_chart(zone: ViewerZone, *, x_range: tuple[datetime, datetime], y_title: str, text: str,
-                   height: int = 380) -> go.Figure:
-    """An empty chart with the real one's axes and a line of text, drawn while the data is fetched.
-
-    Besides telling the viewer what is coming, it makes a browser that has not loaded Plotly's
-    JavaScript yet (a first visit: ~4.7 MB to fetch and compile) start on it while the server
-    is still querying, instead of after the real figure arrives.
-    """
-    fig = go.Figure()
-    fig.update_layout(annotations=[{"text": text, "showarrow": False, "xref": "paper", "yref": "paper",
-                                    "x": 0.5, "y": 0.5, "font": {"size": 14, "color": "#8c8c8c"}}])
-    fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     return apply_layout(fig, zone=zone, y_title=y_title, height=height)
 
 
@@ -121,12 +76,7 @@ def heatmap_chart(
     ``edges``: ``len(columns) + 1`` bucket bounds in seconds (finite, positive), drawn in ms.
     With ``step_s`` the times go as ``x0``/``dx`` (:func:`on_grid`).
     """
-    regular = on_grid(rates, step_s, zone)
-    if regular is not None and step_s:
-        rates = regular
-        xs: dict[str, object] = dict(grid_x(regular.index, zone, step_s))
-    else:
-        xs = {"x": plot_x(rates.index, zone)}
+    rates, xs = time_x(rates, step_s, zone)
     z = rates.to_numpy(dtype=float).T
     z = np.where(z > 0, z, np.nan).astype(F32)  # float32: half the bytes, 7 digits (3 shown)
     fig = go.Figure(
@@ -143,9 +93,7 @@ def heatmap_chart(
         )
     )
     fig.update_yaxes(type="log")
-    if x_range is not None:
-        fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
-    return apply_layout(fig, zone=zone, y_title="latency bucket (ms, log scale)", height=420)
+    return time_layout(fig, zone, x_range, y_title="latency bucket (ms, log scale)", height=420)
 
 
 def good_ratio_chart(
@@ -154,13 +102,8 @@ def good_ratio_chart(
 ) -> go.Figure:
     """Share of requests at most the SLO threshold over time (percent), with the objective line.
     With ``step_s`` the times go as ``x0``/``dx`` (:func:`on_grid`)."""
-    regular = on_grid(good_ratio.to_frame("ratio"), step_s, zone)
-    if regular is not None and step_s:
-        ratio = regular["ratio"]
-        xs: dict[str, object] = dict(grid_x(regular.index, zone, step_s))
-    else:
-        ratio = good_ratio
-        xs = {"x": plot_x(good_ratio.index, zone)}
+    frame, xs = time_x(good_ratio.to_frame("ratio"), step_s, zone)
+    ratio = frame["ratio"]
     fig = go.Figure(
         go.Scatter(
             **xs, y=(ratio.astype(float) * 100).to_numpy(dtype=F32), mode="lines", name="good ratio",
@@ -176,9 +119,7 @@ def good_ratio_chart(
         annotations=[{"text": f"objective {objective * 100:g} %", "showarrow": False, "xref": "x domain",
                       "x": 1, "xanchor": "right", "yref": "y", "y": y, "yanchor": "bottom"}],
     )
-    if x_range is not None:
-        fig.update_xaxes(range=[local_time(x_range[0], zone), local_time(x_range[1], zone)])
-    return apply_layout(fig, zone=zone, y_title=f"requests ≤ {threshold_s * 1000:g} ms (%)", height=300)
+    return time_layout(fig, zone, x_range, y_title=f"requests ≤ {threshold_s * 1000:g} ms (%)", height=300)
 
 
 def cdf_overlay_chart(les: Sequence[float], cumulative: Mapping[str, np.ndarray]) -> go.Figure:
@@ -203,9 +144,3 @@ def cdf_overlay_chart(les: Sequence[float], cumulative: Mapping[str, np.ndarray]
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, font={"family": FONT},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
-
-
-def _alpha(hex_color: str, a: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{a})"

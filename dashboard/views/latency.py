@@ -174,20 +174,19 @@ def panels() -> None:
     st.caption(
         f"{common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · step {format_duration(step)}"
     )
-    deploys, verdicts = deploys_in(tr)
-    markers = figures.markers_key(deploys, verdicts)
-
     lat: data.LatencyData | None = None
     ex = None  # exemplars: drawn on the percentile and heatmap charts
     st.subheader("Percentiles over time")
     skeleton = st.empty()
     if not st.session_state.get(SKELETON_SHOWN):
-        # The session's first run (a page just opened): an empty chart while Prometheus answers, so a
-        # first-time browser fetches and compiles Plotly meanwhile. Not on reruns: it would blink.
+        # The session's first run (a page just opened): an empty chart while the store and Prometheus
+        # answer, so a first-time browser fetches and compiles Vega meanwhile. Not on reruns: it would blink.
         st.session_state[SKELETON_SHOWN] = True
         skeleton.vega_lite_chart(spec=vega_spec(figures.cached(
             lambda: percentile_vega.skeleton_spec(zone, x_range=(tr.start_dt, tr.end_dt), text="Querying the histogram…"),
             "skeleton", tr, zone)), key="percentiles_skeleton", width="stretch")
+    deploys, verdicts = deploys_in(tr)
+    markers = figures.markers_key(deploys, verdicts)
     with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
         lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
         for w in lat.warnings:

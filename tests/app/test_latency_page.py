@@ -85,11 +85,16 @@ def percentiles(at: AppTest) -> tuple[dict[str, Any], pd.DataFrame]:
     return spec, spec["datasets"]["latency"]
 
 
-def vshown(value: float, spec: dict[str, Any], zone: str) -> pd.Timestamp:
-    """The wall-clock time a Vega-Lite x value of ``spec`` is drawn at for a viewer in ``zone``: on a
-    ``time`` scale an instant (drawn in the browser's zone, the page's zone here), on a ``utc`` scale
-    the wall-clock time written as UTC."""
-    ts = pd.Timestamp(float(value), unit="ms")
+def vshown(value: float | dict[str, Any], spec: dict[str, Any], zone: str) -> pd.Timestamp:
+    """The wall-clock time a Vega-Lite x value of ``spec`` (ms, or a DateTime object with ``utc: true``
+    as in a scale domain) is drawn at for a viewer in ``zone``: on a ``time`` scale an instant (drawn
+    in the browser's zone, the page's zone here), on a ``utc`` scale the wall-clock time written as UTC."""
+    if isinstance(value, dict):
+        assert value["utc"] is True
+        ts = pd.Timestamp(year=value["year"], month=value["month"], day=value["date"], hour=value["hours"],
+                          minute=value["minutes"], second=value["seconds"]) + pd.Timedelta(milliseconds=value["milliseconds"])
+    else:
+        ts = pd.Timestamp(float(value), unit="ms")
     if spec["encoding"]["x"]["scale"]["type"] == "time":
         return ts.tz_localize("UTC").tz_convert(zone).tz_localize(None)
     return ts
