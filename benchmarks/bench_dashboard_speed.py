@@ -24,10 +24,11 @@ timed with every panel drawn, as it opens):
 * Prometheus queries per render, counted from the server's own ``/metrics``.
 
 Every figure is timed inside the page (``performance.now()``, see :data:`WATCH_JS`), from
-navigation start or the user's click until Streamlit finished the script run and every
-Plotly chart is drawn, and split into boot (HTML + JS until Streamlit's WebSocket is open),
-server (until the run's last message arrived) and browser (React + Plotly drawing after
-that), with the CPU seconds the Streamlit process and Chromium spent meanwhile (from /proc).
+navigation start or the user's click until Streamlit finished the script run and every chart is
+drawn (Plotly's, and Vega-Lite's: the Latency page's percentile chart), and split into boot (HTML
++ JS until Streamlit's WebSocket is open), server (until the run's last message arrived) and
+browser (React and the chart libraries drawing after that), with the CPU seconds the Streamlit
+process and Chromium spent meanwhile (from /proc).
 Wall times depend on the machine's load; run it on an idle machine, or compare CPU seconds.
 """
 
@@ -69,7 +70,7 @@ TAB_PANELS = (("Bucket heatmap", 2, "Requests per second in each bucket"), ("Who
 #: opened, first message sent, every message received with its size), long main-thread tasks,
 #: each Plotly redraw (``plotly_afterplot``) and ``ready``: the first moment the script run is
 #: over (``data-test-script-state="notRunning"``, no running indicator) with at least
-#: ``sessionStorage.want`` Plotly charts drawn (and the text ``sessionStorage.need``, if set, on
+#: ``sessionStorage.want`` charts (Plotly or Vega-Lite) drawn (and the text ``sessionStorage.need``, if set, on
 #: the page), reset whenever the page leaves that state.
 WATCH_JS = r"""
 (() => {

@@ -214,3 +214,13 @@ def test_utc_switch_is_kept_in_the_url(dashboard: Dashboard, browser: Any, prom:
     assert abs(as_ms(line["x0"]) - wall_ms(regression.started_at, "UTC")) < 1000
     assert "Times are shown in UTC (switched in the sidebar" in body_text(browser)
     assert "utc=true" in browser.current_url
+    # the Latency page's Vega chart: wall-clock UTC times on a utc scale, whatever the browser's zone
+    improvement = scenario_deploy(prom, "improvement")
+    browser.get(f"{dashboard.url}/latency?svc=payments&pct=p99&deploy={improvement.deploy_id}&utc=true")
+    wait_for(lambda: idle(browser) and any(t["name"] == "deploys" and t["x"] for f in vega_figures(browser)
+                                           for t in f["traces"]), "the latency chart")
+    fig = vega_figures(browser)[0]
+    assert fig["title"] == "time (UTC)" and fig["scale"] == "utc"
+    markers = next(t for t in fig["traces"] if t["name"] == "deploys")
+    i = markers["customdata"].index(improvement.deploy_id)
+    assert abs(markers["x"][i] - wall_ms(improvement.started_at, "UTC")) < 1000
