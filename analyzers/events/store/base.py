@@ -77,6 +77,49 @@ def merge_deploys(old: Deploy, new: Deploy) -> Deploy:
 #: One event to record: (source, event_id, payload, deploy).
 EventItem = tuple[str, str, dict[str, Any], Deploy]
 
+
+def merge_batch(items: Sequence[EventItem], stamps: Sequence[int], inserted: set[tuple[str, str]],
+                first_seen: dict[tuple[str, str], str], state: dict[str, Deploy],
+                ) -> tuple[list[tuple[Deploy, bool] | StoreError], list[Any]]:
+    """A batch's outcome from what its INSERT did, as one :meth:`SQLStore._record` per item in order.
+
+    ``inserted``: the events the INSERT stored; ``first_seen``: the deploy id each stored
+    event (of this batch or an earlier one) was first stored under; ``state``: the stored
+    deploys of the batch and of ``first_seen``, updated here. Returns one result per item and
+    the flat parameters of :func:`upsert_deploys_sql` (seven per changed deploy).
+    """
+    out: list[tuple[Deploy, bool] | StoreError] = []
+    changed: dict[str, int] = {}  # deploy_id -> stamp of its last new event
+    new_keys: set[tuple[str, str]] = set()
+    for (source, event_id, _, deploy), stamp in zip(items, stamps, strict=True):
+        key = (source, event_id)
+        if key in inserted and key not in new_keys:
+            new_keys.add(key)
+            old = state.get(deploy.deploy_id)
+            merged = deploy if old is None else merge_deploys(old, deploy)
+            state[deploy.deploy_id] = merged
+            changed[deploy.deploy_id] = stamp
+            out.append((merged, True))
+        else:
+            stored = state.get(first_seen[key]) if key in first_seen else None
+            out.append((stored or deploy, False))
+    values: list[Any] = []
+    for deploy_id, stamp in changed.items():
+        m = state[deploy_id]
+        values += (m.deploy_id, m.service, m.environment, to_us(m.started_at), m.status,
+                   to_us(m.updated_at) if m.updated_at else stamp, deploy_text(m))
+    return out, values
+
+
+def upsert_deploys_sql(n: int) -> str:
+    """Insert or update ``n`` deploy rows (``?`` placeholders, seven per row)."""
+    return ("INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
+            "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+            + " ON CONFLICT (deploy_id) DO UPDATE SET "
+            "started_us = excluded.started_us, status = excluded.status, "
+            "updated_us = excluded.updated_us, data = excluded.data")
+
+
 class Store(Protocol):
     """What callers (receiver, verification, dashboard, CLI) may use."""
 
@@ -299,36 +342,9 @@ class SQLStore(SchedulerTables, ABC):
                     wanted,
                 ).fetchall()
             }
-            out: list[tuple[Deploy, bool] | StoreError] = []
-            changed: dict[str, int] = {}  # deploy_id -> stamp of its last new event
-            new_keys: set[tuple[str, str]] = set()
-            for (source, event_id, _, deploy), stamp in zip(items, stamps, strict=True):
-                key = (source, event_id)
-                if key in inserted and key not in new_keys:
-                    new_keys.add(key)
-                    old = state.get(deploy.deploy_id)
-                    merged = deploy if old is None else merge_deploys(old, deploy)
-                    state[deploy.deploy_id] = merged
-                    changed[deploy.deploy_id] = stamp
-                    out.append((merged, True))
-                else:
-                    stored = state.get(first_seen[key]) if key in first_seen else None
-                    out.append((stored or deploy, False))
-            if changed:
-                values: list[Any] = []
-                for deploy_id, stamp in changed.items():
-                    m = state[deploy_id]
-                    values += (m.deploy_id, m.service, m.environment, to_us(m.started_at), m.status,
-                               to_us(m.updated_at) if m.updated_at else stamp, deploy_text(m))
-                self._exec(
-                    cur,
-                    "INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
-                    "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(changed))
-                    + " ON CONFLICT (deploy_id) DO UPDATE SET "
-                    "started_us = excluded.started_us, status = excluded.status, "
-                    "updated_us = excluded.updated_us, data = excluded.data",
-                    values,
-                )
+            out, values = merge_batch(items, stamps, inserted, first_seen, state)
+            if values:
+                self._exec(cur, upsert_deploys_sql(len(values) // 7), values)
         return out
 
     def _record(self, cur: Any, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:
