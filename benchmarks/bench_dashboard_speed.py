@@ -49,6 +49,7 @@ from urllib.parse import quote
 
 import requests
 
+from analyzers.demo.loadgen import tree_cpu_seconds
 from analyzers.demo.promserver import free_port, stop_process
 from tests.browser.conftest import new_chrome
 
@@ -175,35 +176,11 @@ def verify_one_failing(prom_url: str, store_url: str) -> str | None:
     return None
 
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
 def tree_cpu(pid: int | None) -> float:
     """CPU seconds (user + system) spent so far by process ``pid`` and every descendant, including
-    descendants already gone (their time is in their parent's ``cutime``/``cstime``), from /proc.
-    On a loaded machine wall time stretches with the other jobs; CPU time much less so."""
-    if pid is None:
-        return 0.0
-    parent: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(entry)] = int(fields[1])
-        cpu[int(entry)] = sum(int(x) for x in fields[11:15]) / _TICK
-    tree, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p in tree:
-            continue
-        tree.add(p)
-        todo += [c for c, pp in parent.items() if pp == p]
-    return sum(cpu.get(p, 0.0) for p in tree)
+    descendants already gone (:func:`analyzers.demo.loadgen.tree_cpu_seconds`; 0 without a pid or
+    /proc). On a loaded machine wall time stretches with the other jobs; CPU time much less so."""
+    return (tree_cpu_seconds(pid) or 0.0) if pid is not None else 0.0
 
 
 def browser_pid(driver: Any) -> int | None:

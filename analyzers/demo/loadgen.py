@@ -281,23 +281,53 @@ def raw_rates(store_url: str, n: int = 500) -> dict[str, float]:
     return {"raw_insert_per_s": round(raw, 1), "record_event_per_s": round(record_rate, 1)}
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    """User+system clock ticks of ``pid`` and its live child processes (Linux /proc), or None."""
-    total = 0
+#: Clock ticks per second of /proc/PID/stat's times.
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds that process ``pid`` and all its descendants have spent so far, from /proc.
+
+    The one process-tree CPU meter of the benchmarks (the receiver's workers, the dashboard's
+    Streamlit server and Chromium). For ``pid`` and every live descendant (children,
+    grandchildren, ..., found through each process's parent id) it adds the fields of
+    ``/proc/PID/stat`` that count CPU:
+
+    - ``utime`` + ``stime`` (fields 14-15): user and system time of the process itself, all
+      its threads included (the receiver's writer threads);
+    - ``cutime`` + ``cstime`` (fields 16-17): the user and system time of its children that
+      have exited and been reaped. They are included so that a child that exits between two
+      readings (a Chromium renderer, a restarted worker) does not take its time out of the
+      total: its time moves from its own line to its parent's, and a difference of two
+      readings stays the CPU spent in between. A child not reaped yet is still a live
+      descendant; none is counted twice.
+
+    None when /proc cannot be read (not Linux); a process that exits while being read is
+    skipped.
+    """
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
     try:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: ppid
-                total += int(fields[11]) + int(fields[12])  # utime, stime
+        entries = os.listdir("/proc")
     except OSError:
         return None
-    return total
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except (OSError, IndexError):
+            continue
+        parent[int(entry)] = int(fields[1])  # ppid (field 4)
+        ticks[int(entry)] = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in tree:
+            tree.add(p)
+            todo += [c for c, pp in parent.items() if pp == p]
+    return sum(ticks.get(p, 0) for p in tree) / CLK_TCK
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -360,9 +390,9 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         pool = _Requests("127.0.0.1", port, run, int(max_rate * seconds))
         gc.collect()
         gc.freeze()  # the client's collector never walks the pool mid-run (its pauses would count as latency)
-        ticks0, cpu0 = _cpu_ticks(proc.pid), time.process_time()
+        rx0, cpu0 = tree_cpu_seconds(proc.pid), time.process_time()
         latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate))
-        ticks1, cpu1 = _cpu_ticks(proc.pid), time.process_time()
+        rx1, cpu1 = tree_cpu_seconds(proc.pid), time.process_time()
         gc.unfreeze()
     ok = statuses.get(201, 0) + statuses.get(200, 0)
     n = max(1, sum(statuses.values()))
@@ -374,8 +404,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "client_cpu_us_per_req": round((cpu1 - cpu0) / n * 1e6, 1),
-        "receiver_cpu_us_per_req": (round((ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / n * 1e6, 1)
-                                    if ticks0 is not None and ticks1 is not None else None),
+        "receiver_cpu_us_per_req": (round((rx1 - rx0) / n * 1e6, 1) if rx0 is not None and rx1 is not None else None),
         "signed_during_run": pool.signed_late,
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 
 from analyzers.demo import loadgen
@@ -64,3 +67,53 @@ def test_open_loop_rate_offers_the_rate_and_charges_a_slow_server_for_the_wait()
     slow, _ = _run_loop(scenario(0.05))  # 50 ms answers: one connection can do 20/s, 4 do 80/s < 200/s offered
     slow_sorted = sorted(slow)
     assert slow_sorted[len(slow) // 2] > 0.2  # the backlog shows in the latency, not only the 50 ms service time
+
+
+def test_tree_cpu_counts_live_grandchildren_and_reaped_children_once() -> None:
+    """The benchmarks' CPU meter (:func:`loadgen.tree_cpu_seconds`): a process's tree is its
+    own time, every live descendant's (a grandchild too) and its reaped children's (their
+    time moved to its cutime/cstime). Each child burns a fixed amount of CPU time (not wall
+    time), so the figure does not depend on the machine's load."""
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
+    grandchild = burn.format(s=0.3) + "print('burnt', flush=True)\ntime.sleep(60)\n"
+    child = ("import subprocess, sys\n"
+             f"g = subprocess.Popen([sys.executable, '-c', {grandchild!r}], stdout=sys.stdout)\n"
+             "g.wait()\n")
+    parent = ("import subprocess, sys\n"
+              f"subprocess.run([sys.executable, '-c', {burn.format(s=0.3)!r}], check=True)\n"  # reaped
+              f"subprocess.Popen([sys.executable, '-c', {child!r}], stdout=sys.stdout)\n"
+              "import time; time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "burnt"  # grandchild done burning
+        total = loadgen.tree_cpu_seconds(proc.pid)
+        assert total is not None
+        # 0.3 s reaped child + 0.3 s live grandchild, plus four Python start-ups (a few tens of ms
+        # each); the old walker (the process and its live children only) saw about 0.05 s.
+        assert 0.55 <= total <= 0.6 + 4 * 0.25, total
+        assert len(_descendants(proc.pid)) == 3  # the parent, the child and the grandchild are alive
+    finally:
+        for pid in _descendants(proc.pid)[::-1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and its live descendants, parents first (from /proc)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    out, i = [pid], 0
+    while i < len(out):
+        out += [c for c, p in parent.items() if p == out[i]]
+        i += 1
+    return out
