@@ -22,9 +22,11 @@ Each webhook post goes through these steps; each one can answer on its own:
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 import logging
+import statistics
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -209,12 +211,13 @@ class GroupCommitter:
     gets its own answer only after the commit that holds its event (durability unchanged).
 
     With a second writer (:meth:`add_writer`; the receiver adds one for PostgreSQL), events
-    that wait behind a commit that has taken longer than ``overlap_after_s`` start the next
-    batch on the other connection instead of waiting for that commit to end (double
-    buffering): its statements run while the first batch waits for its WAL flush, and
-    PostgreSQL flushes the two commits together or back to back. Behind a commit of usual
-    speed they wait for it and join one larger batch instead (each batch costs the receiver
-    CPU: overlapping every commit cost about 35% more CPU per event for the same tail).
+    that wait behind a *stalled* commit, one in flight for longer than ``overlap_after_s``
+    and than twice the median of the last 32 commits, start the next batch on the
+    other connection instead of waiting for that commit to end (double buffering): its
+    statements run while the first batch waits for its WAL flush, and PostgreSQL flushes the
+    two commits together or back to back. Behind a commit of usual speed they wait for it and
+    join one larger batch instead (each batch costs the receiver CPU: overlapping every
+    commit cost about 35% more CPU per event).
     SQLite keeps one writer (it has one write lock). Writers of the same deploy stay
     serialised by the store's locks.
     """
@@ -234,6 +237,7 @@ class GroupCommitter:
         self.collecting = False  # a batch task is waiting for its loop turn: newcomers join it
         self.started: dict[int, float] = {}  # busy writer (id) -> loop time its batch was handed over
         self.timer: asyncio.TimerHandle | None = None
+        self.durations: collections.deque[float] = collections.deque(maxlen=32)  # recent commits, seconds
         self.tasks: set[asyncio.Task[None]] = set()
         self.commits = 0  # batches committed or failed (a test and the benchmark read it)
         self.overlapped = 0  # of them, started while another batch was still committing
@@ -268,7 +272,8 @@ class GroupCommitter:
             return
         loop = asyncio.get_running_loop()
         if self.started:
-            wait = min(self.started.values()) + self.overlap_after_s - loop.time()
+            typical = statistics.median(self.durations) if self.durations else 0.0
+            wait = min(self.started.values()) + max(self.overlap_after_s, 2 * typical) - loop.time()
             if wait > 0:
                 if self.timer is None:
                     self.timer = loop.call_later(wait, self._timer)
@@ -318,7 +323,7 @@ class GroupCommitter:
                     fut.set_result(result)
         finally:
             self.commits += 1
-            del self.started[id(writer)]
+            self.durations.append(loop.time() - self.started.pop(id(writer)))
             self.idle.append(writer)
             self._kick()
 
