@@ -22,11 +22,9 @@ Each webhook post goes through these steps; each one can answer on its own:
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import json
 import logging
-import statistics
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -202,118 +200,48 @@ async def read_body(request: Request, max_body: int, progress: _Read | None = No
 
 
 class GroupCommitter:
-    """Batches concurrent ``record_event`` calls into store transactions (one fsync each).
+    """Batches concurrent ``record_event`` calls into one store transaction (one fsync).
 
-    Each *writer* is a store connection with its own thread. A batch takes every event
-    queued when it starts (at most ``max_batch``), after one turn of the event loop so that
-    requests already read join it. An idle receiver commits each event at once (no added
-    latency); a busy one pays one fsync per batch instead of one per event. Every caller
-    gets its own answer only after the commit that holds its event (durability unchanged).
-
-    With a second writer (:meth:`add_writer`; the receiver adds one for PostgreSQL), events
-    that wait behind a *stalled* commit, one in flight for longer than ``overlap_after_s``
-    and than twice the median of the last 32 commits, start the next batch on the
-    other connection instead of waiting for that commit to end (double buffering): its
-    statements run while the first batch waits for its WAL flush, and PostgreSQL flushes the
-    two commits together or back to back. Behind a commit of usual speed they wait for it and
-    join one larger batch instead (each batch costs the receiver CPU: overlapping every
-    commit cost about 35% more CPU per event).
-    SQLite keeps one writer (it has one write lock). Writers of the same deploy stay
-    serialised by the store's locks.
+    While a commit runs, new events queue; when it ends, the queue is committed together.
+    An idle receiver commits each event at once (no added latency); a busy one pays one
+    fsync per batch instead of one per event. Every caller still gets its own answer only
+    after the commit that holds its event.
     """
-
-    #: A commit in flight longer than this lets waiting events start a batch on another writer.
-    overlap_after_s = 0.004
 
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
         self.max_batch = max_batch
         self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        # One thread per writer (each writer has one batch in flight at most): a plain
-        # executor hop costs less than anyio's thread pool, and the thread stays warm.
+        self.task: asyncio.Task[None] | None = None
+        # One writer thread per process (only one batch is ever in flight): a plain executor
+        # hop costs less than anyio's thread pool, and the thread stays warm.
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        self.idle: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = [(store, self.executor)]
-        self.extra: list[tuple[Any, concurrent.futures.ThreadPoolExecutor]] = []
-        self.collecting = False  # a batch task is waiting for its loop turn: newcomers join it
-        self.started: dict[int, float] = {}  # busy writer (id) -> loop time its batch was handed over
-        self.timer: asyncio.TimerHandle | None = None
-        self.durations: collections.deque[float] = collections.deque(maxlen=32)  # recent commits, seconds
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.commits = 0  # batches committed or failed (a test and the benchmark read it)
-        self.overlapped = 0  # of them, started while another batch was still committing
-
-    def add_writer(self, store: Store) -> None:
-        """Another connection to the same database, for a batch that starts while one commits.
-
-        The committer owns it: :meth:`close` closes it."""
-        writer = (store, concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer"))
-        self.extra.append(writer)
-        self.idle.append(writer)
-
-    def close(self) -> None:
-        """Stop the writer threads and close the writers added by :meth:`add_writer`."""
-        for store, executor in [(None, self.executor), *self.extra]:
-            executor.shutdown(wait=False)
-            if store is not None:
-                store.close()
 
     async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
         if not hasattr(self.store, "record_events"):
             return await run_in_threadpool(self.store.record_event, source, event_id, payload, deploy)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append(((source, event_id, payload, deploy), fut))
-        self._kick()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
         return await asyncio.shield(fut)
 
-    def _kick(self) -> None:
-        """Start a batch on an idle writer when events wait and no batch is gathering them
-        (behind a busy writer: only once its commit is slower than ``overlap_after_s``)."""
-        if not self.pending or not self.idle or self.collecting:
-            return
-        loop = asyncio.get_running_loop()
-        if self.started:
-            typical = statistics.median(self.durations) if self.durations else 0.0
-            wait = min(self.started.values()) + max(self.overlap_after_s, 2 * typical) - loop.time()
-            if wait > 0:
-                if self.timer is None:
-                    self.timer = loop.call_later(wait, self._timer)
-                return
-        self.collecting = True
-        task = loop.create_task(self._batch(self.idle.pop()))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def _timer(self) -> None:
-        self.timer = None
-        self._kick()
-
-    async def _batch(self, writer: tuple[Any, concurrent.futures.ThreadPoolExecutor]) -> None:
-        store, executor = writer
-        try:
+    async def _drain(self) -> None:
+        while self.pending:
             # One turn of the loop first: requests already read and parsed join this batch
             # (about 10% larger batches under load, i.e. fewer fsyncs; microseconds when idle).
             await asyncio.sleep(0)
             batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
-        except BaseException:
-            self.collecting = False
-            self.idle.append(writer)
-            raise
-        self.collecting = False
-        if self.started:  # another writer is still committing
-            self.overlapped += 1
-        loop = asyncio.get_running_loop()
-        self.started[id(writer)] = loop.time()
-        self._kick()  # the rest (beyond max_batch) or newcomers go to another idle writer
-        try:
             try:
-                results = await loop.run_in_executor(executor, store.record_events, [item for item, _ in batch])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self.store.record_events, [item for item, _ in batch])  # type: ignore[attr-defined]
             except BaseException as exc:  # the whole batch failed: nothing of it was committed
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
                 if not isinstance(exc, Exception):
                     raise
-                return
+                continue
             for (_, fut), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -321,11 +249,6 @@ class GroupCommitter:
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
-        finally:
-            self.commits += 1
-            self.durations.append(loop.time() - self.started.pop(id(writer)))
-            self.idle.append(writer)
-            self._kick()
 
 
 #: ``(signed, message id)`` once a request is authenticated.

@@ -200,10 +200,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
         store.start_background_checkpoints()
     app = create_app(store, settings)
     on_shutdown(app, store.close)  # this factory opened the store, so it closes it
-    committer = app.state.ingestor.committer
-    if getattr(store, "concurrent_writers", False):  # PostgreSQL: a second batch may start while one commits
-        committer.add_writer(open_store(settings.store_url))
-    on_shutdown(app, committer.close)
+    on_shutdown(app, lambda: app.state.ingestor.committer.executor.shutdown(wait=False))
     from analyzers.config import load_config
     from analyzers.prometheus.client import PrometheusClient
     from analyzers.server.gate import install_gate

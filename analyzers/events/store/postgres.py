@@ -7,26 +7,18 @@
   takes the locks of all its deploys in one statement, in sorted order).
 - Migrations run on start under an advisory lock (several receivers may start together);
   the applied version is kept in ``schema_version``.
-- A group commit is two round trips (psycopg pipeline mode): the locks, the events'
-  INSERT and the two SELECTs the merge needs go out together, then the deploys' upsert and
-  COMMIT; one statement at a time it was five or more, each a wait for the server and, in
-  the receiver's writer thread, a wait to get the GIL back from the event loop.
 - Connection loss -> :class:`StoreUnavailable`; the next call reconnects.
 """
 
 from __future__ import annotations
 
-import json
-import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 from analyzers.errors import StoreError, StoreUnavailable
-from analyzers.events.store.base import EventItem, SQLStore, merge_batch, upsert_deploys_sql
-from analyzers.events.store.codec import payload_text
+from analyzers.events.store.base import SQLStore
 from analyzers.events.store.scheduling import SCHEDULER_DDL
-from analyzers.model import Deploy
 
 SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x6465706C  # "depl"
@@ -60,10 +52,6 @@ class PostgresStore(SQLStore):
     """PostgreSQL store at a ``postgresql://`` URL; migrates on construction."""
 
     placeholder = "%s"
-    #: Two connections may commit batches at once (the receiver's group committer opens a
-    #: second one): PostgreSQL flushes their WAL together, and the advisory locks keep
-    #: writers of one deploy in order.
-    concurrent_writers = True
 
     def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
         super().__init__(url.replace("postgres://", "postgresql://", 1))
@@ -102,49 +90,6 @@ class PostgresStore(SQLStore):
         if deploy_ids:
             cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
                         ([zlib.crc32(d.encode()) for d in deploy_ids],))
-
-    def _record_batch(self, items: Sequence[EventItem]) -> list[Any]:
-        """:meth:`SQLStore._record_batch` in two round trips (pipeline mode), with the same outcome.
-
-        The events are inserted in (source, event_id) order (a stable sort: the first of two
-        copies in the batch still wins), so two writers inserting overlapping batches wait
-        on each other's rows in one order and cannot deadlock.
-        """
-        payloads = [payload_text(payload) for _, _, payload, _ in items]  # TypeError/ValueError: caller falls back
-        with self._tx(write=True) as cur:
-            conn = cur.connection
-            with conn.pipeline():
-                self._lock_deploys(cur, sorted({item[3].deploy_id for item in items}))  # one lock order
-                stamps = [time.time_ns() // 1000 for _ in items]  # = to_us(datetime.now(UTC)), floored
-                order = sorted(range(len(items)), key=lambda i: (items[i][0], items[i][1]))
-                rows: list[Any] = []
-                for i in order:
-                    rows += (items[i][0], items[i][1], items[i][3].deploy_id, stamps[i], payloads[i])
-                ins = conn.cursor()
-                ins.execute("INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
-                            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(items))
-                            + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id", rows)
-                keys = ([item[0] for item in items], [item[1] for item in items])
-                batch_keys = "SELECT * FROM unnest(%s::text[], %s::text[])"
-                seen = conn.cursor()  # the deploy each event (new or earlier) was first stored under
-                seen.execute(f"SELECT source, event_id, deploy_id FROM events WHERE (source, event_id) IN ({batch_keys})",
-                             keys)
-                deps = conn.cursor()
-                # UNION, not OR: "deploy_id = ANY(...) OR deploy_id IN (subquery)" is planned as a
-                # sequential scan of every deploy (8 ms per batch at 50,000 deploys, and growing);
-                # each half here is an index lookup.
-                deps.execute("SELECT deploy_id, data FROM deploys WHERE deploy_id = ANY(%s::text[]) UNION "
-                             "SELECT d.deploy_id, d.data FROM unnest(%s::text[], %s::text[]) AS k(s, i) "
-                             "JOIN events e ON e.source = k.s AND e.event_id = k.i JOIN deploys d ON d.deploy_id = e.deploy_id",
-                             ([item[3].deploy_id for item in items], *keys))
-                inserted = {(r[0], r[1]) for r in ins.fetchall()}  # the first round trip ends here
-                first_seen = {(r[0], r[1]): r[2] for r in seen.fetchall()}
-                state = {r[0]: Deploy.from_dict(json.loads(r[1])) for r in deps.fetchall()}
-                out, values = merge_batch(items, stamps, inserted, first_seen, state)
-                if values:
-                    self._exec(cur, upsert_deploys_sql(len(values) // 7), values)
-                conn.commit()  # the second: upsert and COMMIT together (_tx's commit then finds nothing to do)
-        return out
 
     def _translate(self, exc: BaseException) -> StoreError | None:
         import psycopg
