@@ -180,6 +180,7 @@ class SequentialPath:
         hi_run = np.minimum.accumulate(hi[:n])
         out["information"] = float(self.information[n - 1])
         out["estimate"] = self.estimate(n)
+        out["estimate_unclipped"] = self.estimate(n, clipped=False)
         low, high = float(lo_run[-1]), float(hi_run[-1])
         if low > high:  # the running intersection emptied: the model is wrong somewhere; report the latest
             low, high = float(lo[n - 1]), float(hi[n - 1])
@@ -194,8 +195,11 @@ class SequentialPath:
                        decided_at=float(self.times[i]))
         return out
 
-    def estimate(self, n: int) -> float | None:
-        """Point estimate of the shift with the first ``n`` after-rows (the sequence's centre)."""
+    def estimate(self, n: int, *, clipped: bool = True) -> float | None:
+        """Point estimate of the shift with the first ``n`` after-rows (the sequence's centre).
+
+        ``clipped=False``: the same model's estimate from the unclipped rows, the mean shift
+        (clipping shrinks a large or spiky jump); counts have no clipping."""
         if n <= 0:
             return None
         if self.kind == "rate" and self.counts is not None:
@@ -203,7 +207,9 @@ class SequentialPath:
             return float(x[n - 1] / t[n - 1] - xb / tb) if t[n - 1] > 0 and tb > 0 else None
         if not self.models or self.models[0].v[n - 1] <= 0:
             return None
-        return float(self.models[0].s[n - 1] / self.models[0].v[n - 1])
+        m = self.models[0]
+        score = m.s if clipped or m.s_raw is None else m.s_raw
+        return float(score[n - 1] / m.v[n - 1])
 
     @property
     def information(self) -> np.ndarray:

@@ -24,6 +24,7 @@ class LevelModel:
     sigma: float  # innovation sd (after memory)
     name: str
     v_max: float = math.inf  # information at the horizon if every planned row arrives (an upper bound)
+    s_raw: np.ndarray | None = None  # the same score without clipping: s_raw / v estimates the mean shift
 
 
 def _design(tpos: np.ndarray, dloc: int, phi: float, trend: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,13 +146,11 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
     yp_c = (xp @ coef if p else 0.0) + res_c
     # Invariant mixture (flat prior on the level/line, normal mixture on the shift): the shift's
     # GLS score and information with the nuisance fitted on every row so far.
-    gy = np.cumsum(ga * ya_c)
     v, inv_c = _information(xp, xa, ga)
-    if inv_c is not None:
-        xty = xp.T @ yp_c + np.cumsum(xa * ya_c[:, None], axis=0)
-        z = gy - np.einsum("ij,ij->i", inv_c, xty)
-    else:
-        z = gy
+    z = _score(xp, yp_c, xa, ya_c, ga, inv_c)
+    # Unclipped: not a test (heavy tails would break it) but the consistent estimate of the mean
+    # shift, which clipping shrinks for a large or spiky jump (the minimum-effect check uses it).
+    z_raw = _score(xp, yp, xa, ya, ga, inv_c)
     # The horizon's information: the same design with every planned row after the first one
     # present (fixed once the first after-row is in, which no decision precedes). A missing row
     # only removes information, so the real information never passes it (docs/statistics.md).
@@ -165,7 +164,17 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         xa_p[0], ga_p[0] = xa_p[0] * w_first, ga_p[0] * w_first
         v_max = max(_final_information(xp, xa_p, ga_p), float(v[-1]))
     name = f"{'random walk' if phi >= 1 else f'AR(1) phi={phi:.2f}'}{' + line' if trend else ''}"
-    return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max)
+    return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max, z_raw)
+
+
+def _score(xp: np.ndarray, yp: np.ndarray, xa: np.ndarray, ya: np.ndarray, ga: np.ndarray,
+           inv_c: np.ndarray | None) -> np.ndarray:
+    """The shift's GLS score after each after-row, nuisance fitted on every row so far."""
+    gy = np.cumsum(ga * ya)
+    if inv_c is None:
+        return gy
+    xty = xp.T @ yp + np.cumsum(xa * ya[:, None], axis=0)
+    return gy - np.einsum("ij,ij->i", inv_c, xty)
 
 
 def _clip_predictable(r: np.ndarray, g: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -93,6 +93,7 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
         effect = out.get("effect")
         level = res.get("before_value")
         floor = meaningful(min_effect, min_effect_rel, float(level) if level is not None else float("nan"))
+        effect = _size(out, seq, effect)
         if floor is not None and effect is not None and abs(effect) < floor:
             out.update(status="unchanged", direction=None, change_kind="level",
                        reason=f"A change of {fmt_change(effect, unit)} is certain at any look but below the minimum "
@@ -101,7 +102,7 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
             out.update(status="shifted", change_kind="level", direction=seq["direction"])
             if not shifted_before:
                 out["reason"] = (f"{str(seq['direction']).capitalize()} at the deploy, certain at any look "
-                                 f"(always-valid {p_equals(p_any)}); interval {_interval(lo, hi, unit)}.")
+                                 f"(always-valid {p_equals(p_any)}); interval {_interval(*out.get('effect_ci', [lo, hi]), unit)}.")
     elif shifted_before:
         out.update(status="unchanged", direction=None, change_kind=None,
                    reason=(f"Not certain at any look yet: the one-look test sees a move ({p_equals(res.get('p_value'))}), "
@@ -115,6 +116,28 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
     elif tr:
         out["transient"] = dict(tr, text=f"off the level within the first {_mins(tr['allowance_s'])} (not judged)")
     return out
+
+
+def _size(out: dict[str, Any], seq: dict[str, Any], effect: float | None) -> float | None:
+    """The shift's size for the minimum-effect check: the unclipped (mean-shift) estimate when it
+    lies further in the decided direction than the clipped one, which clipping shrinks for a large
+    or spiky jump. It then becomes the reported effect, and the interval's bound on its side is
+    widened to hold it (zero stays excluded: the decision is unchanged)."""
+    raw = seq.get("estimate_unclipped")
+    if effect is None or raw is None or not math.isfinite(raw):
+        return effect
+    sign = 1.0 if seq["direction"] == "increase" else -1.0
+    if sign * raw <= sign * effect:
+        return effect
+    out["effect"] = raw
+    level = out.get("before_value")
+    out["effect_rel"] = raw / level if level not in (None, 0) and math.isfinite(level) else None
+    lo, hi = out.get("effect_ci", seq["interval"])
+    if sign > 0 and hi is not None:
+        out["effect_ci"] = [lo, max(hi, raw)]
+    elif sign < 0 and lo is not None:
+        out["effect_ci"] = [min(lo, raw), hi]
+    return raw
 
 
 def _interval(lo: float | None, hi: float | None, unit: str) -> str:
