@@ -101,8 +101,9 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
         else:
             out.update(status="shifted", change_kind="level", direction=seq["direction"])
             if not shifted_before:
+                shown = out.get("effect_ci", [lo, hi])
                 out["reason"] = (f"{str(seq['direction']).capitalize()} at the deploy, certain at any look "
-                                 f"(always-valid {p_equals(p_any)}); interval {_interval(*out.get('effect_ci', [lo, hi]), unit)}.")
+                                 f"(always-valid {p_equals(p_any)}); interval {_interval(shown[0], shown[1], unit)}.")
     elif shifted_before:
         out.update(status="unchanged", direction=None, change_kind=None,
                    reason=(f"Not certain at any look yet: the one-look test sees a move ({p_equals(res.get('p_value'))}), "
