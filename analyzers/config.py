@@ -355,8 +355,8 @@ def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
     )
 
 
-#: Logged at load when ``[canary] window`` is longer than 15m (docs/progressive-delivery.md: matching the step).
-LONG_WINDOW = ('[canary] window = "{}" is longer than 15m: the fail test may decide only after the controller moved the '
+#: Logged at load when ``[canary] window`` is longer than LONG_WINDOW_S (docs/progressive-delivery.md: matching the step).
+LONG_WINDOW_S, LONG_WINDOW = 15 * 60.0, ('[canary] window = "{}" is longer than 15m: the fail test may decide only after the controller moved the '
                "canary on; set it to the analysis per step (Argo Rollouts: count x interval; Flagger: interval x iterations)")
 
 
@@ -379,7 +379,7 @@ def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanaryS
         raise ConfigError(f"canary.metrics names unknown metric(s) {unknown}")
     if raw:
         raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {sorted(k.removesuffix('_s') for k in CanarySettings.__dataclass_fields__)}")
-    if kw.get("window_s", 900.0) > 900:  # docs/progressive-delivery.md "Matching the controller's step"
+    if kw.get("window_s", 0.0) > LONG_WINDOW_S:  # docs/progressive-delivery.md "Matching the controller's step"
         logging.getLogger(__name__).warning(LONG_WINDOW.format(format_duration(kw["window_s"])))
     return CanarySettings(**kw)
 

@@ -453,11 +453,6 @@ class CanaryJudgement:
                 "metrics": [c.to_dict() for c in self.comparisons]}
 
 
-def alpha_per_metric(alpha: float, n_metrics: int) -> float:
-    """One budget per canary: Bonferroni over every metric, dry-run ones included."""
-    return alpha / max(1, n_metrics)
-
-
 #: Default weight of a count (ratio) metric in :func:`alpha_split`; other metrics weigh 1.
 RATIO_WEIGHT = 3.0
 
@@ -481,7 +476,7 @@ def _overall(comps: list[Comparison]) -> Literal["pass", "fail", "inconclusive"]
 
 
 def judge(comparisons: list[Comparison] | tuple[Comparison, ...]) -> CanaryJudgement:
-    """Combine per-metric comparisons (each already at ``alpha_per_metric``) into a verdict."""
+    """Combine per-metric comparisons (each already at its :func:`alpha_split` share) into a verdict."""
     comps = list(comparisons)
     enforced = [c for c in comps if not c.dry_run]
     overall = _overall(enforced)

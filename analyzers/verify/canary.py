@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from analyzers.config import LONG_WINDOW, CanarySettings, Config, MetricSpec, format_duration
+from analyzers.config import LONG_WINDOW, LONG_WINDOW_S, CanarySettings, Config, MetricSpec, format_duration
 from analyzers.errors import AnalyzerError, ConfigError, PrometheusError, PrometheusUnreachable
 from analyzers.events.combined import ROLLED_OUT, canary_serving, combined_verdict
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, Outcome
@@ -75,7 +75,12 @@ def canary_metrics(config: Config, service: str) -> list[str]:
 
 
 def comparable(spec: MetricSpec) -> bool:
-    return bool((spec.kind == "ratio" and spec.events and spec.exposure) or spec.histogram or spec.per_version)
+    return _is_count(spec) or bool(spec.histogram or spec.per_version)
+
+
+def _is_count(spec: MetricSpec) -> bool:
+    """An events/exposure ratio: compared on its counts."""
+    return bool(spec.kind == "ratio" and spec.events and spec.exposure)
 
 
 def metric_weight(settings: CanarySettings, spec: MetricSpec) -> float:
@@ -85,14 +90,14 @@ def metric_weight(settings: CanarySettings, spec: MetricSpec) -> float:
     given = dict(settings.weights)
     if spec.key in given:
         return given[spec.key]
-    return RATIO_WEIGHT if spec.kind == "ratio" and spec.events and spec.exposure else 1.0
+    return RATIO_WEIGHT if _is_count(spec) else 1.0
 
 
 def canary_warnings(settings: CanarySettings, step_s: float | None = None) -> list[str]:
     """Settings that work but likely do not match the rollout (the long window is also logged
     whenever a config is loaded). ``step_s``: how long the controller holds each canary weight,
     when known (``demo deploy --canary-step``)."""
-    out = [LONG_WINDOW.format(format_duration(settings.window_s))] if settings.window_s > 15 * 60 else []
+    out = [LONG_WINDOW.format(format_duration(settings.window_s))] if settings.window_s > LONG_WINDOW_S else []
     if step_s is not None and step_s < settings.window_s:
         out.append(f"the canary step ({format_duration(step_s)}) is shorter than [canary] window = "
                    f'"{format_duration(settings.window_s)}": a regression may be judged only at a later step; '

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analyzers.stats.canary import (
-    alpha_per_metric,
+    alpha_split,
     compare_buckets,
     compare_levels,
     compare_rates,
@@ -168,7 +168,7 @@ def test_levels_false_fail_under_autocorrelation() -> None:
 
 
 def test_judge_one_budget_and_dry_run_never_fails() -> None:
-    assert alpha_per_metric(0.01, 4) == pytest.approx(0.0025)
+    assert alpha_split(0.01, [1.0] * 4) == pytest.approx([0.0025] * 4)
     z = np.zeros(10)
     bad = compare_rates("error_ratio", np.full(10, 30.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
                         alpha=0.005, dry_run=True)
