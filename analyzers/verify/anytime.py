@@ -93,7 +93,9 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
         effect = out.get("effect")
         level = res.get("before_value")
         floor = meaningful(min_effect, min_effect_rel, float(level) if level is not None else float("nan"))
-        effect = _size(out, seq, effect)
+        widened = _unclipped(out, seq, effect)
+        out.update(widened)
+        effect = widened.get("effect", effect)
         if floor is not None and effect is not None and abs(effect) < floor:
             out.update(status="unchanged", direction=None, change_kind="level",
                        reason=f"A change of {fmt_change(effect, unit)} is certain at any look but below the minimum "
@@ -119,26 +121,25 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
     return out
 
 
-def _size(out: dict[str, Any], seq: dict[str, Any], effect: float | None) -> float | None:
-    """The shift's size for the minimum-effect check: the unclipped (mean-shift) estimate when it
-    lies further in the decided direction than the clipped one, which clipping shrinks for a large
-    or spiky jump. It then becomes the reported effect, and the interval's bound on its side is
-    widened to hold it (zero stays excluded: the decision is unchanged)."""
+def _unclipped(out: dict[str, Any], seq: dict[str, Any], effect: float | None) -> dict[str, Any]:
+    """Updates to ``out`` for the minimum-effect check (empty when none): the unclipped (mean-shift)
+    estimate, when it lies further in the decided direction than the clipped one (clipping shrinks
+    a large or spiky jump), becomes the reported effect, and the interval's bound on its side is
+    widened to hold it (zero stays excluded: the decision is unchanged). Pure: ``out`` is read only."""
     raw = seq.get("estimate_unclipped")
     if effect is None or raw is None or not math.isfinite(raw):
-        return effect
+        return {}
     sign = 1.0 if seq["direction"] == "increase" else -1.0
     if sign * raw <= sign * effect:
-        return effect
-    out["effect"] = raw
+        return {}
     level = out.get("before_value")
-    out["effect_rel"] = raw / level if level not in (None, 0) and math.isfinite(level) else None
     lo, hi = out.get("effect_ci", seq["interval"])
     if sign > 0 and hi is not None:
-        out["effect_ci"] = [lo, max(hi, raw)]
+        hi = max(hi, raw)
     elif sign < 0 and lo is not None:
-        out["effect_ci"] = [min(lo, raw), hi]
-    return raw
+        lo = min(lo, raw)
+    return {"effect": raw, "effect_rel": raw / level if level not in (None, 0) and math.isfinite(level) else None,
+            "effect_ci": [lo, hi]}
 
 
 def _interval(lo: float | None, hi: float | None, unit: str) -> str:
