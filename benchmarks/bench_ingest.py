@@ -297,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    p.add_argument("--loads", default="closed,open", help="comma-separated: closed, open (open needs --rate > 0)")
     p.add_argument("--before", metavar="REV", help="also run the receiver of this git revision (or of the checkout "
                                                    "in this folder), interleaved")
     p.add_argument("--target-rate", type=float, default=1500.0)
@@ -318,9 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for b in backends:
         if b not in ("sqlite", "postgresql"):
             p.error(f"unknown backend {b!r}: use sqlite and/or postgresql")
-    modes: list[tuple[str, float | None]] = [("closed", None)]
-    if args.rate > 0:
+    loads = {x.strip() for x in args.loads.split(",") if x.strip()}
+    if not loads or loads - {"closed", "open"}:
+        p.error(f"--loads {args.loads!r}: use closed and/or open")
+    modes: list[tuple[str, float | None]] = [("closed", None)] if "closed" in loads else []
+    if args.rate > 0 and "open" in loads:
         modes.append((f"open@{args.rate:g}", args.rate))
+    if not modes:
+        p.error("nothing to run: --loads open needs --rate > 0")
 
     runs: list[dict[str, Any]] = []
     failed = 0

@@ -80,13 +80,13 @@ EventItem = tuple[str, str, dict[str, Any], Deploy]
 
 def merge_batch(items: Sequence[EventItem], stamps: Sequence[int], inserted: set[tuple[str, str]],
                 first_seen: dict[tuple[str, str], str], state: dict[str, Deploy],
-                ) -> tuple[list[tuple[Deploy, bool] | StoreError], list[Any]]:
+                ) -> tuple[list[tuple[Deploy, bool] | StoreError], list[tuple[Any, ...]]]:
     """A batch's outcome from what its INSERT did, as one :meth:`SQLStore._record` per item in order.
 
     ``inserted``: the events the INSERT stored; ``first_seen``: the deploy id each stored
     event (of this batch or an earlier one) was first stored under; ``state``: the stored
     deploys of the batch and of ``first_seen``, updated here. Returns one result per item and
-    the flat parameters of :func:`upsert_deploys_sql` (seven per changed deploy).
+    one row per changed deploy, in the column order of :func:`upsert_deploys_sql`.
     """
     out: list[tuple[Deploy, bool] | StoreError] = []
     changed: dict[str, int] = {}  # deploy_id -> stamp of its last new event
@@ -103,16 +103,17 @@ def merge_batch(items: Sequence[EventItem], stamps: Sequence[int], inserted: set
         else:
             stored = state.get(first_seen[key]) if key in first_seen else None
             out.append((stored or deploy, False))
-    values: list[Any] = []
+    rows: list[tuple[Any, ...]] = []
     for deploy_id, stamp in changed.items():
         m = state[deploy_id]
-        values += (m.deploy_id, m.service, m.environment, to_us(m.started_at), m.status,
-                   to_us(m.updated_at) if m.updated_at else stamp, deploy_text(m))
-    return out, values
+        rows.append((m.deploy_id, m.service, m.environment, to_us(m.started_at), m.status,
+                     to_us(m.updated_at) if m.updated_at else stamp, deploy_text(m)))
+    return out, rows
 
 
 def upsert_deploys_sql(n: int) -> str:
-    """Insert or update ``n`` deploy rows (``?`` placeholders, seven per row)."""
+    """Insert or update ``n`` deploy rows (``?`` placeholders, one row of seven per deploy: the
+    rows :func:`merge_batch` returns, flattened)."""
     return ("INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
             "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
             + " ON CONFLICT (deploy_id) DO UPDATE SET "
@@ -163,6 +164,8 @@ class SQLStore(SchedulerTables, ABC):
     """
 
     placeholder = "?"
+    #: :meth:`record_events` takes the :meth:`_record_batch` path from this many events on.
+    batch_from = 2
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -195,13 +198,16 @@ class SQLStore(SchedulerTables, ABC):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     @contextmanager
-    def _tx(self, write: bool) -> Iterator[Any]:
+    def _tx(self, write: bool, *, begin: bool = True) -> Iterator[Any]:
+        """One transaction on the store's connection; ``begin=False``: the body sends its own
+        BEGIN (and may send its own COMMIT: committing an ended transaction does nothing)."""
         with self._lock:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
                 conn = self._conn
-                self._begin(conn, write)
+                if begin:
+                    self._begin(conn, write)
                 cur = conn.cursor()
             except Exception as exc:
                 self._drop()
@@ -270,7 +276,7 @@ class SQLStore(SchedulerTables, ABC):
         nothing of it is stored. The same event twice in one batch is a duplicate the second
         time, exactly as in two transactions.
         """
-        if len(items) > 1:
+        if len(items) >= self.batch_from:
             try:
                 return self._record_batch(items)
             except StoreUnavailable:
@@ -342,9 +348,9 @@ class SQLStore(SchedulerTables, ABC):
                     wanted,
                 ).fetchall()
             }
-            out, values = merge_batch(items, stamps, inserted, first_seen, state)
-            if values:
-                self._exec(cur, upsert_deploys_sql(len(values) // 7), values)
+            out, upserts = merge_batch(items, stamps, inserted, first_seen, state)
+            if upserts:
+                self._exec(cur, upsert_deploys_sql(len(upserts)), [v for row in upserts for v in row])
         return out
 
     def _record(self, cur: Any, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:
