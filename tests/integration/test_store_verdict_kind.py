@@ -51,8 +51,9 @@ def _old_sqlite(tmp_path: Any) -> str:
     """A store as schema 2 left it: no check_kind column, verdicts only in the JSON."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    for script in sqlite_store._MIGRATIONS[:2]:
-        conn.executescript(script)
+    for stmts in sqlite_store._MIGRATIONS[:2]:
+        for stmt in stmts:
+            conn.execute(stmt)
     conn.execute("PRAGMA user_version = 2")
     for d in ("d1", "d2", "d3"):
         dep = _deploy(d)
@@ -145,3 +146,36 @@ def test_new_verdicts_write_the_column_and_reopening_keeps_it(old_store_url: str
     assert _kinds(old_store_url)[-2:] == [("d3", "canary"), ("d3", "final")]
     assert again.latest_verdict("d3").overall == "fail"  # the canary's fail, found by its column
     assert [v.check_kind for v in again.verdict_history("d3")] == ["manual", "canary", "final"]
+
+
+def test_sqlite_store_set_back_to_schema_2_reopens_without_adding_the_column_twice(tmp_path: Any) -> None:
+    """SQLite has no ADD COLUMN IF NOT EXISTS: the step is skipped by its migration id when its
+    column exists (a store whose version was set back, or an upgrade interrupted after the
+    ALTER), and the rest of the migration still runs."""
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    store = open_store(url)
+    store.save_verdict(_verdict("d1", "fail", 1, "canary"))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "back.db", isolation_level=None)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("DROP INDEX verdicts_kind")  # a later step of migration 3, redone on reopening
+    conn.close()
+    again = open_store(url)
+    try:
+        assert again.latest_verdict("d1").overall == "fail"  # type: ignore[union-attr]
+    finally:
+        again.close()
+    conn = sqlite3.connect(tmp_path / "back.db")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'verdicts_kind'").fetchone() is not None
+    finally:
+        conn.close()
+
+
+def test_sqlite_skippable_steps_are_named_by_migration_id_and_point_at_their_alter() -> None:
+    """Each (version, index) key names the ALTER that adds its (table, column): an edit that
+    moves the statement fails here instead of re-running (or skipping) the wrong step."""
+    for (version, index), (table, column) in sqlite_store._DONE_IF_COLUMN.items():
+        stmt = sqlite_store._MIGRATIONS[version - 1][index]
+        assert stmt.startswith(f"ALTER TABLE {table} ADD COLUMN {column} "), (version, index, stmt)

@@ -30,38 +30,36 @@ from analyzers.events.store.scheduling import SCHEDULER_DDL
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
-_MIGRATIONS = [
-    """
-    CREATE TABLE IF NOT EXISTS events (
-        source TEXT NOT NULL, event_id TEXT NOT NULL, deploy_id TEXT NOT NULL,
-        received_us INTEGER NOT NULL, payload TEXT NOT NULL,
-        PRIMARY KEY (source, event_id)
-    );
-    CREATE TABLE IF NOT EXISTS deploys (
-        deploy_id TEXT PRIMARY KEY, service TEXT NOT NULL, environment TEXT NOT NULL,
-        started_us INTEGER NOT NULL, status TEXT NOT NULL, updated_us INTEGER NOT NULL, data TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS deploys_started ON deploys (started_us);
-    CREATE INDEX IF NOT EXISTS deploys_service ON deploys (service, environment, started_us);
-    CREATE TABLE IF NOT EXISTS verdicts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, deploy_id TEXT NOT NULL,
-        checked_us INTEGER NOT NULL, overall TEXT NOT NULL, data TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id);
-    """,
-    ";\n".join(SCHEDULER_DDL),  # 2: the verification scheduler's tables
-    # 3: which check a verdict came from, as a column (canary vs before/after), backfilled from
-    # the stored JSON's top-level key; json_extract reads that key only, never a nested one
-    """
-    ALTER TABLE verdicts ADD COLUMN check_kind TEXT NOT NULL DEFAULT 'manual';
-    UPDATE verdicts SET check_kind = json_extract(data, '$.check_kind')
-        WHERE json_type(data, '$.check_kind') = 'text';
-    CREATE INDEX IF NOT EXISTS verdicts_kind ON verdicts (deploy_id, check_kind, id);
-    """,
+#: The statements that take a store from version ``v`` to ``v + 1``, at ``_MIGRATIONS[v]``.
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS events (
+            source TEXT NOT NULL, event_id TEXT NOT NULL, deploy_id TEXT NOT NULL,
+            received_us INTEGER NOT NULL, payload TEXT NOT NULL,
+            PRIMARY KEY (source, event_id))""",
+        """CREATE TABLE IF NOT EXISTS deploys (
+            deploy_id TEXT PRIMARY KEY, service TEXT NOT NULL, environment TEXT NOT NULL,
+            started_us INTEGER NOT NULL, status TEXT NOT NULL, updated_us INTEGER NOT NULL, data TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS deploys_started ON deploys (started_us)",
+        "CREATE INDEX IF NOT EXISTS deploys_service ON deploys (service, environment, started_us)",
+        """CREATE TABLE IF NOT EXISTS verdicts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, deploy_id TEXT NOT NULL,
+            checked_us INTEGER NOT NULL, overall TEXT NOT NULL, data TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS verdicts_deploy ON verdicts (deploy_id, id)",
+    ],
+    list(SCHEDULER_DDL),  # 2: the verification scheduler's tables
+    [  # 3: which check a verdict came from, as a column (canary vs before/after), backfilled from
+        # the stored JSON's top-level key; json_extract reads that key only, never a nested one
+        "ALTER TABLE verdicts ADD COLUMN check_kind TEXT NOT NULL DEFAULT 'manual'",
+        "UPDATE verdicts SET check_kind = json_extract(data, '$.check_kind') WHERE json_type(data, '$.check_kind') = 'text'",
+        "CREATE INDEX IF NOT EXISTS verdicts_kind ON verdicts (deploy_id, check_kind, id)",
+    ],
 ]
-#: Statements skipped when what they add is there already (SQLite has no ADD COLUMN IF NOT EXISTS):
-#: a store whose version was set back, or one an interrupted upgrade half-migrated, opens again.
-_DONE_IF_COLUMN = {"ALTER TABLE verdicts ADD COLUMN check_kind": ("verdicts", "check_kind")}
+#: Steps skipped when the column they add is there already (SQLite has no ADD COLUMN IF NOT
+#: EXISTS), so that a store whose version was set back, or one an interrupted upgrade
+#: half-migrated, opens again. Keyed by (the version the step leads to, its index in
+#: ``_MIGRATIONS[version - 1]``); the value is the (table, column) the step adds.
+_DONE_IF_COLUMN: dict[tuple[int, int], tuple[str, str]] = {(3, 0): ("verdicts", "check_kind")}
 
 #: Write-lock polling: first sleep and the longest one (seconds).
 _POLL_FIRST_S = 0.0001
@@ -70,11 +68,13 @@ _POLL_MAX_S = 0.001
 _UNAVAILABLE = ("locked", "busy", "disk i/o", "full", "unable to open", "readonly", "read-only", "no such table")
 
 
-def _already(conn: sqlite3.Connection, stmt: str) -> bool:
-    for prefix, (table, column) in _DONE_IF_COLUMN.items():
-        if stmt.strip().startswith(prefix):
-            return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
-    return False
+def _already(conn: sqlite3.Connection, version: int, index: int) -> bool:
+    """Whether step ``index`` of the migration to ``version`` has nothing left to do."""
+    adds = _DONE_IF_COLUMN.get((version, index))
+    if adds is None:
+        return False
+    table, column = adds
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 class SQLiteStore(SQLStore):
@@ -169,8 +169,8 @@ class SQLiteStore(SQLStore):
                     f"{self.path} has schema version {version}, newer than this program ({SCHEMA_VERSION}): upgrade"
                 )
             for v in range(version, SCHEMA_VERSION):
-                for stmt in _MIGRATIONS[v].split(";"):
-                    if stmt.strip() and not _already(conn, stmt):
+                for i, stmt in enumerate(_MIGRATIONS[v]):
+                    if not _already(conn, v + 1, i):
                         conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
