@@ -1,0 +1,108 @@
+"""The receiver's group commit on a real SQLite store, held up as a slow fsync would hold it.
+
+What a sender relies on: its answer comes after the commit that holds its event; after a
+stall, everything queued behind it is committed as one group (not one event per turn); and
+the queued group is already on its way to the store when the stalled batch's answers go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from analyzers.errors import StoreUnavailable
+from analyzers.events.store.sqlite import SQLiteStore
+from analyzers.model import Deploy
+from analyzers.server.ingest import GroupCommitter
+
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+def _deploy(i: int) -> Deploy:
+    return Deploy(deploy_id=f"d{i}", service="checkout", environment="production", version=f"v{i}", started_at=T0,
+                  status="succeeded", received_at=T0, updated_at=T0)
+
+
+class HeldStore(SQLiteStore):
+    """A real SQLite store whose first commit waits for ``release`` (a stalled fsync); it
+    records the size of every batch it is given."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.release = threading.Event()
+        self.batches: list[int] = []
+        self.fail_next = False
+
+    def record_events(self, items: Sequence[Any]) -> list[Any]:
+        self.batches.append(len(items))
+        if len(self.batches) == 1:
+            assert self.release.wait(10), "the test never released the first commit"
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreUnavailable("store down (test)")
+        return super().record_events(items)
+
+
+def test_after_a_stall_the_queue_commits_as_one_group_before_the_stalled_batch_is_answered(tmp_path: Any) -> None:
+    store = HeldStore(str(tmp_path / "held.db"))
+    seen_when_first_answered: dict[str, Any] = {}
+
+    async def scenario() -> list[tuple[Deploy, bool]]:
+        committer = GroupCommitter(store)
+
+        async def first() -> tuple[Deploy, bool]:
+            result = await committer.record("ci", "e0", {"n": 0}, _deploy(0))
+            # answered: its event is committed, and the 20 queued behind it are no longer waiting
+            # for this answer to go out (they were handed to the writer first)
+            seen_when_first_answered["pending"] = len(committer.pending)
+            return result
+
+        head = asyncio.create_task(first())
+        while not store.batches:  # the first commit has started and is held
+            await asyncio.sleep(0.001)
+        queued = [asyncio.create_task(committer.record("ci", f"e{i}", {"n": i}, _deploy(i))) for i in range(1, 21)]
+        await asyncio.sleep(0.05)
+        assert store.batches == [1] and not any(t.done() for t in [head, *queued])  # nothing answered mid-stall
+        store.release.set()
+        results = await asyncio.gather(head, *queued)
+        committer.executor.shutdown(wait=True)
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+        assert store.batches == [1, 20]  # the whole backlog in one group commit
+        assert seen_when_first_answered == {"pending": 0}
+        assert [(d.deploy_id, new) for d, new in results] == [(f"d{i}", True) for i in range(21)]
+        assert store.count_events() == 21
+    finally:
+        store.close()
+
+
+def test_a_failed_group_answers_each_of_its_callers_with_the_error_and_the_next_group_still_commits(tmp_path: Any) -> None:
+    store = HeldStore(str(tmp_path / "held.db"))
+
+    async def scenario() -> list[Any]:
+        committer = GroupCommitter(store)
+        head = asyncio.create_task(committer.record("ci", "e0", {}, _deploy(0)))
+        while not store.batches:
+            await asyncio.sleep(0.001)
+        doomed = [asyncio.create_task(committer.record("ci", f"e{i}", {}, _deploy(i))) for i in range(1, 4)]
+        await asyncio.sleep(0.02)
+        store.fail_next = True  # the first batch (held) fails when released; the queued one was not sent yet
+        store.release.set()
+        out = await asyncio.gather(head, *doomed, return_exceptions=True)
+        later = await committer.record("ci", "e9", {}, _deploy(9))
+        committer.executor.shutdown(wait=True)
+        return [*out, later]
+
+    try:
+        results = asyncio.run(scenario())
+        assert isinstance(results[0], StoreUnavailable)  # nothing of the failed batch was stored
+        assert [r[1] for r in results[1:]] == [True, True, True, True]
+        assert store.event_ids() == {("ci", f"e{i}") for i in (1, 2, 3, 9)}
+        assert store.batches == [1, 3, 1]
+    finally:
+        store.close()
