@@ -21,7 +21,8 @@ Guarantees (both back ends):
 
 from __future__ import annotations
 
-from analyzers.events.store.base import STATUS_RANK, SQLStore, Store, merge_deploys
+from analyzers.events.store.base import SQLStore, Store
+from analyzers.events.store.merge import STATUS_RANK, merge_deploys
 
 
 def open_store(url: str, **options: object) -> Store:

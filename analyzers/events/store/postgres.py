@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from analyzers.errors import StoreError, StoreUnavailable
-from analyzers.events.store.base import EventItem, SQLStore, merge_batch, upsert_deploys_sql
+from analyzers.events.store.base import SQLStore
 from analyzers.events.store.codec import payload_text
+from analyzers.events.store.merge import EventItem, merge_batch, upsert_deploys_sql
 from analyzers.events.store.scheduling import SCHEDULER_DDL
 from analyzers.model import Deploy
 
