@@ -25,7 +25,7 @@ timed with every panel drawn, as it opens):
 
 Every figure is timed inside the page (``performance.now()``, see :data:`WATCH_JS`), from
 navigation start or the user's click until Streamlit finished the script run and every chart is
-drawn (Plotly's, and Vega-Lite's: the Latency page's percentile chart), and split into boot (HTML
+drawn (Plotly's, Vega-Lite's, and the Latency page's percentile chart, uPlot in a Streamlit component), and split into boot (HTML
 + JS until Streamlit's WebSocket is open), server (until the run's last message arrived) and
 browser (React and the chart libraries drawing after that), with the CPU seconds the Streamlit
 process and Chromium spent meanwhile (from /proc).
@@ -71,7 +71,7 @@ TAB_PANELS = (("Bucket heatmap", 2, "Requests per second in each bucket"), ("Who
 #: opened, first message sent, every message received with its size), long main-thread tasks,
 #: each Plotly redraw (``plotly_afterplot``) and ``ready``: the first moment the script run is
 #: over (``data-test-script-state="notRunning"``, no running indicator) with at least
-#: ``sessionStorage.want`` charts (Plotly or Vega-Lite) drawn (and the text ``sessionStorage.need``, if set, on
+#: ``sessionStorage.want`` charts (Plotly, Vega-Lite, or the uPlot percentile chart) drawn (and the text ``sessionStorage.need``, if set, on
 #: the page), reset whenever the page leaves that state.
 WATCH_JS = r"""
 (() => {
@@ -106,6 +106,9 @@ WATCH_JS = r"""
     document.querySelectorAll('[data-testid="stVegaLiteChart"]').forEach((el) => {
       if (el.querySelector('svg.marks, canvas.marks')) drawn += 1;
     });
+    // uPlot charts (the Latency page's percentile chart, dashboard/components/percentile_chart.py):
+    // drawn once its script marked the root ready; the empty chart shown while Prometheus answers is not it.
+    drawn += document.querySelectorAll('.percentile-chart[data-ready]:not([data-skeleton])').length;
     if (drawn < parseInt(sessionStorage.getItem('want') || '0', 10)) return false;
     const need = sessionStorage.getItem('need');
     return !need || document.body.textContent.includes(need);

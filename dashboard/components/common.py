@@ -416,20 +416,6 @@ def clicked_deploy(event: Any) -> str | None:
     return None
 
 
-def clicked_vega_deploy(event: Any, param: str) -> str | None:
-    """The deploy id of a clicked deploy marker in a Vega-Lite selection event (the point selection
-    ``param`` over the field ``deploy_id``), if any."""
-    try:
-        points = event["selection"][param] if event else []
-    except (KeyError, TypeError):
-        return None
-    for p in points or []:
-        picked = p.get("deploy_id") if isinstance(p, dict) else None
-        if isinstance(picked, str) and picked:
-            return picked
-    return None
-
-
 def query_value(name: str) -> str | None:
     """One query-parameter value (the last if repeated), stripped; None when absent or empty."""
     values = st.query_params.get_all(name)

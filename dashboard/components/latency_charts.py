@@ -1,6 +1,6 @@
 """The Latency page's Plotly figures: the bucket heatmap, the SLO good ratio and the before/after
-CDFs (the percentile chart, the page's opening view, is Vega-Lite:
-:mod:`dashboard.components.percentile_vega`). Pure: data in, ``go.Figure`` out, no Streamlit
+CDFs (the percentile chart, the page's opening view, is drawn by uPlot:
+:mod:`dashboard.components.percentile_chart`). Pure: data in, ``go.Figure`` out, no Streamlit
 calls; the conventions of :mod:`dashboard.components.charts` (zone, units, deploy markers) hold
 here too.
 

@@ -22,7 +22,7 @@ from analyzers.drilldown.exemplars import Exemplars
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy
 from dashboard import data, exemplars
-from dashboard.components import charts, common, compare, figures, header, latency_charts, percentile_vega
+from dashboard.components import charts, common, compare, figures, header, latency_charts, percentile_chart
 
 DEPLOY_PAGE = "views/deploy.py"
 #: Points per series: about the chart's width in pixels on a wide screen (more points than pixels
@@ -135,18 +135,9 @@ def show_chart(fig: go.Figure, key: str) -> None:
         st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
 
 
-def vega_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A cached spec as ``st.vega_lite_chart`` may take it: Streamlit moves the datasets out of the dict
-    it is given, so it gets its own top level and datasets mapping (the data frames are only read)."""
-    return {**spec, "datasets": dict(spec.get("datasets", {}))}
-
-
-def show_vega(spec: dict[str, Any], key: str) -> None:
-    """Draw a Vega-Lite chart; a click on a deploy marker opens that deploy's page."""
-    param = percentile_vega.DEPLOY_SELECTION
-    event = st.vega_lite_chart(spec=vega_spec(spec), key=key, width="stretch", on_select="rerun",
-                               selection_mode=[param])
-    picked = common.clicked_vega_deploy(event, param)
+def show_percentiles(data: dict[str, Any], key: str) -> None:
+    """Draw the percentile chart (uPlot); a click on a deploy marker opens that deploy's page."""
+    picked = percentile_chart.draw(data, key)
     if picked:
         st.switch_page(DEPLOY_PAGE, query_params={"deploy": picked})
 
@@ -180,11 +171,11 @@ def panels() -> None:
     skeleton = st.empty()
     if not st.session_state.get(SKELETON_SHOWN):
         # The session's first run (a page just opened): an empty chart while the store and Prometheus
-        # answer, so a first-time browser fetches and compiles Vega meanwhile. Not on reruns: it would blink.
+        # answer, in the place the chart will be. Not on reruns: it would blink.
         st.session_state[SKELETON_SHOWN] = True
-        skeleton.vega_lite_chart(spec=vega_spec(figures.cached(
-            lambda: percentile_vega.skeleton_spec(zone, x_range=(tr.start_dt, tr.end_dt), text="Querying the histogram…"),
-            "skeleton", tr, zone)), key="percentiles_skeleton", width="stretch")
+        with skeleton:
+            percentile_chart.draw(percentile_chart.skeleton(zone, x_range=(tr.start_dt, tr.end_dt),
+                                                            text="Querying the histogram…"), "percentiles_skeleton")
     deploys, verdicts = deploys_in(tr)
     markers = figures.markers_key(deploys, verdicts)
     with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
@@ -216,12 +207,12 @@ def panels() -> None:
                 st.warning(stale, icon=":material/schedule:")
             ex = exemplars.load(config_key, config, histogram, service, start, end)
 
-            def percentile_spec(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> dict[str, Any]:
-                return percentile_vega.percentile_spec(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt),
+            def percentile_data(lat: data.LatencyData = lat, ex: Exemplars | None = ex) -> dict[str, Any]:
+                return percentile_chart.payload(lat.quantiles, zone, x_range=(tr.start_dt, tr.end_dt),
                                                        band=band, step_s=step, deploys=deploys, verdicts=verdicts,
                                                        exemplars=ex)
 
-            show_vega(figures.cached(percentile_spec, "percentiles", lat.quantiles, band, tr, step, zone,
+            show_percentiles(figures.cached(percentile_data, "percentiles", lat.quantiles, band, tr, step, zone,
                                      markers, ex), "percentiles")
             latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
             cols = st.columns(max(len(latest), 1))

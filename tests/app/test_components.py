@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analyzers.errors import BadDataError, PrometheusUnreachable, StoreUnavailable
-from dashboard.components import charts, common, latency_charts, percentile_vega
+from dashboard.components import charts, common, latency_charts, percentile_chart
 from dashboard.data import _redact
 
 BERLIN = common.ViewerZone(ZoneInfo("Europe/Berlin"), "Europe/Berlin", True)
@@ -132,24 +132,55 @@ def _quantiles(start: str, periods: int, step_s: int) -> dict[str, pd.DataFrame]
 
 
 def test_percentile_rows_keep_gaps_and_each_point_its_own_time() -> None:
-    """The percentile chart (Vega-Lite) gets one row per step: a step Prometheus did not answer is a
+    """The percentile chart (uPlot) gets one row per step: a step Prometheus did not answer is a
     missing value (a gap in the line, not bridged), and each time is converted on its own: the
-    instant when the page follows the browser's zone (Vega draws it there), else the page zone's
-    wall-clock time written as UTC on a utc scale."""
+    instant when the page follows the browser's zone (uPlot draws it there), else the page zone's
+    wall-clock time written as UTC, drawn as UTC."""
     q = _quantiles("2026-06-01T00:00", 100, 120)
     q["p99"] = q["p99"].drop(q["p99"].index[40])  # Prometheus returned no sample at one step
     grid = pd.date_range("2026-06-01T00:00", periods=100, freq="120s", tz="UTC")
-    rows = percentile_vega.latency_rows(q, BERLIN, 120)
-    assert percentile_vega.time_scale(BERLIN) == "time"
+    rows = percentile_chart.latency_rows(q, BERLIN, 120)
+    assert percentile_chart.time_scale(BERLIN) == "local"
     assert rows["t"].tolist() == [float(ts.value // 1_000_000) for ts in grid]  # instants, ms
     assert pd.isna(rows["v"][40]) and not pd.isna(rows["v"][39]) and not pd.isna(rows["v"][41])
     assert rows["v"][41] == pytest.approx(41.0, rel=1e-6) and rows["hi"][41] == pytest.approx(82.0, rel=1e-6)
     utc = common.ViewerZone(UTC, "UTC", False, chosen=True)
-    assert percentile_vega.time_scale(utc) == "utc"
-    assert percentile_vega.latency_rows(q, utc, 120)["t"][0] == pd.Timestamp("2026-06-01T00:00").value // 1_000_000
+    assert percentile_chart.time_scale(utc) == "utc"
+    assert percentile_chart.latency_rows(q, utc, 120)["t"][0] == pd.Timestamp("2026-06-01T00:00").value // 1_000_000
     fixed = common.ViewerZone(timezone(timedelta(hours=5, minutes=30)), "UTC+05:30", True)  # only an offset known
-    assert percentile_vega.time_scale(fixed) == "utc"  # wall-clock times on a utc scale
-    assert percentile_vega.latency_rows(q, fixed, 120)["t"][0] == pd.Timestamp("2026-06-01T05:30").value // 1_000_000
+    assert percentile_chart.time_scale(fixed) == "utc"  # wall-clock times on a utc scale
+    assert percentile_chart.latency_rows(q, fixed, 120)["t"][0] == pd.Timestamp("2026-06-01T05:30").value // 1_000_000
+
+
+def test_percentile_payload_is_strict_json_with_gaps_as_null_and_event_text_as_plain_strings() -> None:
+    """What the uPlot chart receives: one time column shared by every line, a missing step as null
+    (JSON has no NaN: a NaN would make the browser refuse the whole payload), values to 7 significant
+    digits, and a deploy's text as plain strings for ``textContent`` (never markup)."""
+    import json
+
+    from analyzers.model import Deploy
+
+    q = _quantiles("2026-06-01T00:00", 100, 120)
+    q["p50"] = q["p99"] / 2
+    q["p99"] = q["p99"].drop(q["p99"].index[40])
+    hostile = Deploy(deploy_id="d&1", service="checkout", environment="prod", version="<img src=x onerror=alert(1)>",
+                     started_at=datetime(2026, 6, 1, 1, 0, tzinfo=UTC))
+    utc = common.ViewerZone(UTC, "UTC", False, chosen=True)
+    data = percentile_chart.payload(q, utc, x_range=(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, 4, tzinfo=UTC)),
+                                    step_s=120, deploys=[hostile])
+    text = json.dumps(data, allow_nan=False)  # raises on NaN/Infinity
+    assert json.loads(text) == data
+    assert data["labels"] == ["p99", "p50"] and len(data["t"]) == 100 and len(data["v"]) == 2
+    assert data["v"][0][40] is None and data["v"][1][40] == pytest.approx(20.0, rel=1e-6)  # a gap in p99 only
+    assert data["v"][0][41] == pytest.approx(41.0, rel=1e-6) and data["hi"][0][41] == pytest.approx(82.0, rel=1e-6)
+    assert data["x"] == {"title": "time (UTC)", "scale": "utc",
+                         "range": [pd.Timestamp("2026-06-01T00:00").value / 1e6, pd.Timestamp("2026-06-01T04:00").value / 1e6]}
+    assert data["y"]["scale"] == "log" and "ms" in data["y"]["title"]
+    assert data["deploys"]["deploy_id"] == ["d&1"] and data["deploys"]["t"] == [pd.Timestamp("2026-06-01T01:00").value / 1e6]
+    assert ["deploy", "checkout <img src=x onerror=alert(1)>"] in data["deploys"]["hover"][0]  # as written, for textContent
+    # the script writes event text with textContent / the canvas only
+    script = (percentile_chart.ASSETS / "percentile_chart.js").read_text()
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "textContent" in script
 
 
 def test_a_range_across_a_dst_change_keeps_every_point_at_its_own_time() -> None:
@@ -158,10 +189,10 @@ def test_a_range_across_a_dst_change_keeps_every_point_at_its_own_time() -> None
     time once and adds dx, so such a heatmap sends its times one by one, a calm one as x0/dx."""
     new_york = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", True)
     q = _quantiles("2026-11-01T03:00", 180, 120)  # 23:00 EDT -> 04:00 EST, across 06:00 UTC
-    rows = percentile_vega.latency_rows(q, new_york, 120)
+    rows = percentile_chart.latency_rows(q, new_york, 120)
     assert len(rows) == 180 and (rows["t"].diff().dropna() == 120_000).all()  # instants, one step apart
     as_wall = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", False)
-    wall = pd.Series(percentile_vega.vega_ms(q["p99"].index, as_wall))
+    wall = pd.Series(percentile_chart.chart_ms(q["p99"].index, as_wall))
     assert wall.diff().min() == -3_600_000 + 120_000  # as wall-clock times the repeated hour goes back
     heat = latency_charts.heatmap_chart(pd.DataFrame({0.1: q["p99"]["value"]}), [0.05, 0.1], new_york, step_s=120)
     assert heat.data[0].x is not None and heat.data[0].x0 is None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
 import requests
 from streamlit.testing.v1 import AppTest
@@ -59,7 +60,7 @@ def open_latency(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conf
 
 
 def _chart(at: AppTest, key: str) -> dict[str, Any]:
-    charts = {c.proto.id: c for c in [*at.get("plotly_chart"), *at.get("vega_lite_chart")]}
+    charts = {c.proto.id: c for c in [*at.get("plotly_chart"), *at.get("bidi_component")]}
     found = [c for k, c in charts.items() if key in k]
     assert found, (key, list(charts), [i.value for i in at.info], [e.value for e in at.error])
     return chart(at, found[0].proto.id)
@@ -72,16 +73,17 @@ def test_exemplars_are_drawn_on_both_charts_and_link_to_their_traces(
     config = f'[dashboard]\ntrace_url = "{TEMPLATE}"\n'
     at = open_latency(url, tmp_path, monkeypatch, config, panel="Bucket heatmap")
     expected = sorted(v * 1000 for v in observed.values())
-    # the percentile chart (Vega-Lite): an exemplar layer drawn from the "exemplars" rows, in ms like the lines
+    # the percentile chart (uPlot): exemplars drawn from their own columns, in ms on the lines' y axis
     spec = _chart(at, "percentiles")
-    rows = spec["datasets"]["exemplars"]
-    ys = rows["ms"].to_numpy(dtype=float)
+    rows = spec["exemplars"]
+    ys = np.asarray(rows["ms"], dtype=float)
     assert len(ys) > 0 and all(min(abs(y - e) for e in expected) < 1e-6 * y for y in ys)
-    marks = next(lay for lay in spec["layer"] if lay.get("name") == "exemplars")
-    assert marks["encoding"]["y"]["field"] == "ms" and "ms" in marks["encoding"]["y"]["title"]
-    # a click on an exemplar never opens a deploy: only the deploy markers carry the selection and its field
-    assert "params" not in marks and "deploy_id" not in rows.columns
-    assert set(rows["trace"]) <= set(observed) and all(rows["latency"].str.endswith(("ms", " s")))
+    assert "ms" in spec["y"]["title"] and len(rows["t"]) == len(ys)
+    # a click on an exemplar never opens a deploy: only the deploy markers carry ids (the script
+    # opens a deploy from spec["deploys"]["deploy_id"] alone)
+    assert "deploy_id" not in rows
+    latency = [dict(h)["latency"] for h in rows["hover"]]
+    assert set(rows["trace"]) <= set(observed) and all(v.endswith(("ms", " s")) for v in latency)
     # the heatmap (Plotly)
     spec = _chart(at, "heatmap")
     marks = next(t for t in spec["data"] if t.get("name") == "exemplars")

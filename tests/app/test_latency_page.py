@@ -65,43 +65,35 @@ def open_latency(query: dict[str, Any], tz: str = "UTC", panel: str | None = Non
 
 
 def chart(at: AppTest, key: str) -> dict[str, Any]:
-    """A Plotly chart's figure (the lower panels' charts), or a Vega-Lite chart's spec (the percentile
-    chart) with its datasets as data frames under ``"datasets"``."""
-    for c in [*at.get("plotly_chart"), *at.get("vega_lite_chart")]:
+    """A Plotly chart's figure (the lower panels' charts), or the percentile chart's data (the JSON
+    its uPlot script draws, ``dashboard.components.percentile_chart.payload``)."""
+    for c in [*at.get("plotly_chart"), *at.get("bidi_component")]:
         if c.proto.id.endswith(key) or f"-{key}" in c.proto.id or key in c.proto.id:
-            spec = json.loads(c.proto.spec)
-            if c.type == "vega_lite_chart":
-                import pyarrow as pa
-
-                spec["datasets"] = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in c.proto.datasets}
-            return spec
+            return json.loads(c.proto.json if c.type == "bidi_component" else c.proto.spec)
     raise AssertionError(f"no chart {key!r}")
 
 
 def percentiles(at: AppTest) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The percentile chart (Vega-Lite): its spec and its ``latency`` rows (``t`` ms as the spec's
-    x scale reads it, ``p`` the percentile, ``v``/``lo``/``hi`` ms)."""
+    """The percentile chart (uPlot): its data and one row per line and time (``t`` ms as the chart's
+    x scale reads it, ``p`` the percentile, ``v``/``lo``/``hi`` ms; a step with no answer is NaN)."""
     spec = chart(at, "percentiles")
-    return spec, spec["datasets"]["latency"]
+    rows = pd.concat([pd.DataFrame({"t": spec["t"], "p": label, "v": spec["v"][i], "lo": spec["lo"][i],
+                                    "hi": spec["hi"][i]}) for i, label in enumerate(spec["labels"])],
+                     ignore_index=True) if spec["labels"] else pd.DataFrame(columns=["t", "p", "v", "lo", "hi"])
+    for col in ("v", "lo", "hi"):
+        rows[col] = rows[col].astype(float)
+    return spec, rows
 
 
-def vshown(value: float | dict[str, Any], spec: dict[str, Any], zone: str) -> pd.Timestamp:
-    """The wall-clock time a Vega-Lite x value of ``spec`` (ms, or a DateTime object with ``utc: true``
-    as in a scale domain) is drawn at for a viewer in ``zone``: on a ``time`` scale an instant (drawn
-    in the browser's zone, the page's zone here), on a ``utc`` scale the wall-clock time written as UTC."""
-    if isinstance(value, dict):
-        assert value["utc"] is True
-        ts = pd.Timestamp(year=value["year"], month=value["month"], day=value["date"], hour=value["hours"],
-                          minute=value["minutes"], second=value["seconds"]) + pd.Timedelta(milliseconds=value["milliseconds"])
-    else:
-        ts = pd.Timestamp(float(value), unit="ms")
-    if spec["encoding"]["x"]["scale"]["type"] == "time":
+def vshown(value: float, spec: dict[str, Any], zone: str) -> pd.Timestamp:
+    """The wall-clock time an x value of the percentile chart (ms) is drawn at for a viewer in ``zone``:
+    on the ``local`` scale an instant (drawn in the browser's zone, the page's zone here), on the
+    ``utc`` scale the wall-clock time written as UTC."""
+    ts = pd.Timestamp(float(value), unit="ms")
+    if spec["x"]["scale"] == "local":
         return ts.tz_localize("UTC").tz_convert(zone).tz_localize(None)
+    assert spec["x"]["scale"] == "utc"
     return ts
-
-
-def layer(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(lay for lay in spec["layer"] if lay.get("name") == name)
 
 
 def arr(value: Any) -> np.ndarray:
@@ -126,16 +118,14 @@ def test_shared_link_reopens_the_same_view(scenario_store: dict[str, Any]) -> No
     assert at.selectbox(key="lat_range").value == "24h"
     assert at.multiselect(key="pct").value == ["p50", "p99"]
     spec, rows = percentiles(at)
-    assert layer(spec, "lines")["encoding"]["color"]["scale"]["domain"] == ["p50", "p99"]  # the legend's lines
+    assert spec["labels"] == ["p50", "p99"]  # the legend's lines
     assert list(rows["p"].unique()) == ["p50", "p99"]
-    x0, x1 = (vshown(x, spec, "UTC") for x in spec["encoding"]["x"]["scale"]["domain"])
+    x0, x1 = (vshown(x, spec, "UTC") for x in spec["x"]["range"])
     assert x1 - x0 == pd.Timedelta(hours=24)
-    markers = spec["datasets"]["deploys"]
+    markers = spec["deploys"]
     checkout = {d.deploy_id for d in scenario_store.values() if d.service == "checkout"}
     assert set(markers["deploy_id"]) == checkout  # every checkout deploy in range, no other service
-    for name in ("bands", "lines"):
-        assert layer(spec, name)["encoding"]["y"]["scale"]["type"] == "log"
-        assert "ms" in layer(spec, name)["encoding"]["y"]["title"]
+    assert spec["y"]["scale"] == "log" and "ms" in spec["y"]["title"]  # lines and bands share the y axis
     assert any("step 2m" in c.value for c in at.caption)  # ~1,000 points: the chart's width in pixels
 
 
@@ -293,7 +283,7 @@ def test_deploy_page_links_to_the_latency_view_of_that_deploy(scenario_store: di
     text, gap = _gap_pp(at)
     assert "The distributions differ" in text and gap >= 5
     spec = chart(at, "percentiles")
-    x0, x1 = (vshown(x, spec, "Asia/Kolkata") for x in spec["encoding"]["x"]["scale"]["domain"])
+    x0, x1 = (vshown(x, spec, "Asia/Kolkata") for x in spec["x"]["range"])
     start_local = improvement.started_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
     assert x0 == pd.Timestamp(start_local.replace(tzinfo=None)) - pd.Timedelta(hours=3)
 

@@ -5,8 +5,8 @@ Chromium is put in each zone with CDP ``Emulation.setTimezoneOverride`` before t
 so Streamlit learns the zone the way it does for a real viewer (``st.context.timezone``). What must
 hold is that every x (data, markers, shapes, ranges) is drawn at the *wall-clock time in the
 viewer's zone* of its instant: read from Plotly's computed positions for the Deploy and Deploys
-pages, and from the Vega view's scenegraph and x scale for the Latency page's percentile chart
-(:mod:`tests.browser.vega`).
+pages, and from the uPlot chart's drawn positions, x scale and axis clock for the Latency page's
+percentile chart (:mod:`tests.browser.uplot`).
 Screenshots of each page in two zones go to ``test-artifacts/`` (committed).
 """
 
@@ -22,7 +22,7 @@ import pytest
 
 from tests.browser.conftest import ROOT, Dashboard
 from tests.browser.test_dashboard_browser import assert_clean_log, body_text, idle, wait_for
-from tests.browser.vega import vega_figures
+from tests.browser.uplot import chart_figures
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -182,10 +182,10 @@ def test_latency_marker_falls_where_p99_changes(dashboard: Dashboard, browser: A
     improvement = scenario_deploy(prom, "improvement")
     set_zone(browser, zone)
     browser.get(f"{dashboard.url}/latency?svc=payments&pct=p99&deploy={improvement.deploy_id}")
-    # the percentile chart is Vega-Lite: read as drawn (tests.browser.vega), in the figures' shape
+    # the percentile chart is uPlot: read as drawn (tests.browser.uplot), in the figures' shape
     wait_for(lambda: idle(browser) and "Who is slow?" in body_text(browser) and any(
-        t["name"] == "p99" and t["x"] for f in vega_figures(browser) for t in f["traces"]), "the latency page")
-    fig = vega_figures(browser)[0]
+        t["name"] == "p99" and t["x"] for f in chart_figures(browser) for t in f["traces"]), "the latency page")
+    fig = chart_figures(browser)[0]
     assert_names_zone(fig["title"], zone)
     expected = wall_ms(improvement.started_at, zone)
     markers = next(t for t in fig["traces"] if t["name"] == "deploys")
@@ -214,12 +214,12 @@ def test_utc_switch_is_kept_in_the_url(dashboard: Dashboard, browser: Any, prom:
     assert abs(as_ms(line["x0"]) - wall_ms(regression.started_at, "UTC")) < 1000
     assert "Times are shown in UTC (switched in the sidebar" in body_text(browser)
     assert "utc=true" in browser.current_url
-    # the Latency page's Vega chart: wall-clock UTC times on a utc scale, whatever the browser's zone
+    # the Latency page's uPlot chart: wall-clock UTC times on a utc scale, whatever the browser's zone
     improvement = scenario_deploy(prom, "improvement")
     browser.get(f"{dashboard.url}/latency?svc=payments&pct=p99&deploy={improvement.deploy_id}&utc=true")
-    wait_for(lambda: idle(browser) and any(t["name"] == "deploys" and t["x"] for f in vega_figures(browser)
+    wait_for(lambda: idle(browser) and any(t["name"] == "deploys" and t["x"] for f in chart_figures(browser)
                                            for t in f["traces"]), "the latency chart")
-    fig = vega_figures(browser)[0]
+    fig = chart_figures(browser)[0]
     assert fig["title"] == "time (UTC)" and fig["scale"] == "utc"
     markers = next(t for t in fig["traces"] if t["name"] == "deploys")
     i = markers["customdata"].index(improvement.deploy_id)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.browser.conftest import Dashboard
-from tests.browser.vega import click_at, vega_figures
+from tests.browser.uplot import chart_figures, click_at
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -145,7 +145,7 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
              and latency_markers(browser)["customdata"], "the latency page with deploy markers")
     query = parse_qs(urlparse(browser.current_url).query)
     assert query["svc"] == ["checkout"] and query["lat_range"] == ["24h"] and query["pct"] == ["p50", "p99"]
-    fig = vega_figures(browser)[0]  # the percentile chart (Vega-Lite), as drawn
+    fig = chart_figures(browser)[0]  # the percentile chart (uPlot), as drawn
     names = [t["name"] for t in fig["traces"] if t["x"]]
     assert [n for n in names if n and n.startswith("p")] == ["p50", "p99"]
     span_h = (fig["range"][1] - fig["range"][0]) / 3600_000
@@ -161,7 +161,7 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
     assert "Service-wide p99" not in text  # a closed tab's panel is not drawn
     shot(browser, tmp_path / "latency-before-after.png")
 
-    browser.execute_script("document.querySelector('[data-testid=\"stVegaLiteChart\"]')"
+    browser.execute_script("document.querySelector('.percentile-chart[data-ready]')"
                            ".scrollIntoView({block: 'center'})")
     time.sleep(0.5)
     markers = latency_markers(browser)
@@ -206,9 +206,9 @@ def test_deploy_page_link_opens_the_latency_before_after_of_that_deploy(
 
 
 def latency_markers(driver: Any) -> dict[str, Any]:
-    """The deploy markers of the Latency page's percentile chart (Vega-Lite) as drawn: ids and
+    """The deploy markers of the Latency page's percentile chart (uPlot) as drawn: ids and
     viewport positions."""
-    figs = vega_figures(driver)
+    figs = chart_figures(driver)
     if not figs:
         return {"customdata": [], "client": []}
     return next(t for t in figs[0]["traces"] if t["name"] == "deploys")

@@ -1,0 +1,228 @@
+"""The Latency page's opening chart (percentiles with their bucket bands, deploy markers, exemplars),
+drawn in the browser by uPlot through a Streamlit component (``st.components.v2``), not Plotly or
+Vega-Lite.
+
+Why uPlot: the opening view is what a first-time visitor waits for, and Streamlit fetches a chart
+library's JavaScript when the first chart of that kind appears (Plotly 4.7 MB, Vega about 0.8 MB
+plus an expression interpreter walking every per-point tooltip). uPlot is 51 kB, vendored in
+``dashboard/components/uplot/`` (MIT, its LICENSE beside it) and sent inline with the component
+(no iframe, no extra request); it draws on a canvas. The lower panels, opened later, keep Plotly.
+
+The data goes as JSON (:func:`payload`); the script is ``uplot/percentile_chart.js``.
+
+* **One clock.** uPlot draws a time axis in the *browser's* zone. When the page's zone is the
+  browser's (:func:`charts.browser_draws_zone`) times go as real instants (epoch ms, scale
+  ``"local"``); otherwise (the UTC switch, a fixed offset) as the wall-clock time in the page's zone
+  written as if it were UTC, drawn as UTC (scale ``"utc"``, uPlot's ``tzDate``). Each point is
+  converted on its own, so a range across a DST change is drawn right; the axis title names the zone.
+* **Units.** Latency in milliseconds on a log axis; the band is the bucket (or, for a summary, the
+  span of instances) holding each percentile. Hover: the legend shows each line's value and band at
+  the cursor's time.
+* **Deploy markers.** A line per deploy in its verdict's colour (releases dotted) with a triangle on
+  top; hovering it names the deploy, a click opens it (:func:`draw` returns its id).
+* **Event text is data, not markup.** Versions, authors and trace ids travel as JSON strings and the
+  script writes them with ``textContent`` or on the canvas, never as HTML.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analyzers.drilldown.exemplars import Exemplars
+from analyzers.model import Deploy, DeployVerdict
+from analyzers.text import format_value
+from dashboard.components.charts import F32, browser_draws_zone, verdict_state
+from dashboard.components.common import VERDICT_COLORS, ViewerZone, fmt_time
+
+ASSETS = Path(__file__).with_name("uplot")
+PALETTE = ("#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd")
+HEIGHT = 380
+Y_TITLE = "latency (ms, log scale)"
+#: Significant digits sent per latency value (float32's: far finer than the 0.1 ms shown).
+DIGITS = 7
+_EPOCH = pd.Timestamp(0)
+_MS = pd.Timedelta(milliseconds=1)
+
+# uPlot (an IIFE defining `uPlot`) and the chart's module, one inline script: Streamlit sends it with
+# the element and imports it in the page; nothing is fetched. The CSS gets a comment line so
+# Streamlit reads it as inline content, not as a file path.
+_JS = (ASSETS / "uPlot.iife.min.js").read_text(encoding="utf-8") + "\n" + (
+    ASSETS / "percentile_chart.js").read_text(encoding="utf-8")
+_CSS = "/* uPlot 1.6.32 (MIT) and the chart's tooltip */\n" + (ASSETS / "uPlot.min.css").read_text(encoding="utf-8") + """
+.percentile-chart { position: relative; width: 100%; }
+.percentile-chart .u-legend { font-size: 13px; }
+.percentile-chart .pc-tip { position: absolute; z-index: 10; pointer-events: none; background: #ffffff;
+  border: 1px solid #c8ccd2; border-radius: 4px; padding: 4px 8px; font-size: 12px; max-width: 320px;
+  white-space: nowrap; box-shadow: 0 1px 4px rgba(0, 0, 0, 0.15); }
+"""
+_component = st.components.v2.component("percentile_chart", js=_JS, css=_CSS, isolate_styles=False)
+
+
+def time_scale(zone: ViewerZone) -> str:
+    """``"local"`` (instants, drawn in the browser's zone: the page's) or ``"utc"`` (wall-clock
+    times of the page's zone, written and drawn as UTC)."""
+    return "local" if browser_draws_zone(zone) else "utc"
+
+
+def chart_ms(values: Sequence[datetime] | pd.DatetimeIndex, zone: ViewerZone) -> np.ndarray:
+    """Times for :func:`time_scale`'s scale, in ms: the instant, or its wall-clock time in the page's
+    zone as if UTC (offset by offset, so DST is followed)."""
+    idx = pd.DatetimeIndex(values)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    idx = idx.tz_convert("UTC") if browser_draws_zone(zone) else idx.tz_convert(zone.tz)
+    return ((idx.tz_localize(None) - _EPOCH) / _MS).to_numpy(dtype="float64")
+
+
+def _frame(frame: pd.DataFrame, step_s: float | None) -> pd.DataFrame:
+    """``frame`` on its regular step grid (a step Prometheus did not answer becomes a NaN row, drawn as
+    a gap, not bridged), or as it is when its times are not on one grid."""
+    idx = frame.index
+    if not step_s or len(idx) < 2 or not isinstance(idx, pd.DatetimeIndex):
+        return frame
+    grid = pd.date_range(idx[0], idx[-1], freq=pd.Timedelta(seconds=float(step_s)))
+    if len(grid) > 4 * len(idx) + 16 or not idx.isin(grid).all():
+        return frame
+    return frame.reindex(grid)
+
+
+def latency_rows(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, step_s: float | None) -> pd.DataFrame:
+    """One row per (time, percentile): ``t`` (ms, :func:`chart_ms`), ``p`` (label), ``v``, ``lo``, ``hi``
+    (ms, float32: 7 significant digits, far finer than the 0.1 ms shown). A bound that a log axis
+    cannot draw (0, +Inf) is missing."""
+    parts = []
+    for label, frame in quantiles.items():
+        f = _frame(frame, step_s)
+        ms = f[["value", "lower", "upper"]].astype(float) * 1000
+        ms = ms.where(np.isfinite(ms) & (ms > 0))
+        parts.append(pd.DataFrame({
+            "t": chart_ms(pd.DatetimeIndex(f.index), zone), "p": label,
+            "v": ms["value"].to_numpy(dtype=F32), "lo": ms["lower"].to_numpy(dtype=F32),
+            "hi": ms["upper"].to_numpy(dtype=F32),
+        }))
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"t": np.array([], dtype="float64"), "p": [], "v": np.array([], dtype=F32),
+         "lo": np.array([], dtype=F32), "hi": np.array([], dtype=F32)})
+    rows["p"] = pd.Categorical(rows["p"], categories=list(quantiles))
+    return rows
+
+
+def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict], zone: ViewerZone) -> pd.DataFrame:
+    """One row per deploy marker: time, id (what a click selects), colour, and its hover fields."""
+    states = [verdict_state(verdicts.get(d.deploy_id)) for d in deploys]
+    return pd.DataFrame({
+        "t": chart_ms([d.started_at for d in deploys], zone),
+        "deploy_id": [d.deploy_id for d in deploys],
+        "color": [VERDICT_COLORS[s] for s in states],
+        "fill": [VERDICT_COLORS[s] if d.deploy_id in verdicts else "#ffffff" for d, s in zip(deploys, states, strict=True)],
+        "release": [d.kind == "release" for d in deploys],
+        "deploy": [f"{d.service} {d.version}" + (" (release)" if d.kind == "release" else "") for d in deploys],
+        "where": [f"{d.environment} · {d.status}" for d in deploys],
+        "flag": [f"{d.flag}: {d.flag_from} → {d.flag_to}" if d.kind == "release" and d.flag else "—" for d in deploys],
+        "author": [d.author or "—" for d in deploys],
+        "verdict": states,
+        "started": [fmt_time(d.started_at, zone) for d in deploys],
+        "signed": ["yes" if d.signed else "UNSIGNED: the event carried no valid signature" for d in deploys],
+    })
+
+
+def exemplar_rows(ex: Exemplars | None, zone: ViewerZone) -> pd.DataFrame:
+    """One row per exemplar (a traced request): time, latency in ms, and its hover fields."""
+    points = ex.points if ex is not None else []
+    return pd.DataFrame({
+        "t": chart_ms([p.time for p in points], zone),
+        "ms": np.array([p.value * 1000 for p in points], dtype="float64"),
+        "when": [fmt_time(p.time.to_pydatetime(), zone, seconds=True) for p in points],
+        "latency": [format_value(p.value, "s") for p in points],
+        "trace": [p.trace_id or "none" for p in points],
+    })
+
+
+DEPLOY_HOVER = (("deploy", "deploy"), ("where", "environment · status"), ("flag", "flag"), ("author", "author"),
+                ("verdict", "verdict"), ("started", "started"), ("signed", "signed"))
+EXEMPLAR_HOVER = (("when", "exemplar at"), ("latency", "latency"), ("trace", "trace"))
+
+
+def _num(values: Any) -> list[float | None]:
+    """Numbers for JSON: DIGITS significant digits, a missing value as null (a gap)."""
+    return [float(f"{x:.{DIGITS}g}") if math.isfinite(x) else None for x in np.asarray(values, dtype="float64")]
+
+
+def _times(values: Any) -> list[float]:
+    """Times for JSON: ms as they are (13 digits: never rounded like the values)."""
+    return [float(x) for x in np.asarray(values, dtype="float64")]
+
+
+def _hover(frame: pd.DataFrame, fields: Sequence[tuple[str, str]]) -> list[list[list[str]]]:
+    return [[[title, str(row[f])] for f, title in fields] for _, row in frame.iterrows()]
+
+
+def _time_axis(zone: ViewerZone, x_range: tuple[datetime, datetime]) -> dict[str, Any]:
+    return {"title": f"time ({zone.name})", "scale": time_scale(zone),
+            "range": _times(chart_ms(list(x_range), zone))}
+
+
+def payload(
+    quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, *, x_range: tuple[datetime, datetime],
+    band: str = "bucket", step_s: float | None = None, deploys: Sequence[Deploy] = (),
+    verdicts: Mapping[str, DeployVerdict] | None = None, exemplars: Exemplars | None = None,
+) -> dict[str, Any]:
+    """Percentile lines (seconds in, ms drawn) with the bucket bounds holding each as a band, the
+    deploy markers and the exemplars, on the range ``x_range`` (drawn whole, data or not), as the
+    JSON the chart's script reads.
+
+    ``quantiles`` maps a label (``p99``) to a frame indexed by time with columns ``value``, ``lower``,
+    ``upper`` in seconds; ``band`` names what the band is in the hover text ("instances" for a
+    summary). Keys: ``x`` (``title`` naming the zone, ``scale`` of :func:`time_scale`, ``range`` in
+    ms), ``y`` (``title``, ``scale``), ``labels`` and ``colors`` (one per line), ``t`` (ms, shared by
+    every line), ``v``/``lo``/``hi`` (one list of ms per line, null = no answer for that step: a gap),
+    ``deploys`` and ``exemplars`` (columns of :func:`deploy_rows`/:func:`exemplar_rows` with their
+    ``hover`` lines).
+    """
+    labels = list(quantiles)
+    rows = latency_rows(quantiles, zone, step_s)
+    wide = rows.pivot(index="t", columns="p", values=["v", "lo", "hi"]) if len(rows) else None
+    t = [] if wide is None else list(wide.index)
+    cols = {k: [_num(wide[(k, label)]) if wide is not None else [] for label in labels] for k in ("v", "lo", "hi")}
+    dep = deploy_rows(deploys, verdicts or {}, zone)
+    ex = exemplar_rows(exemplars, zone)
+    return {
+        "height": HEIGHT, "band": band, "message": "",
+        "x": _time_axis(zone, x_range),
+        "y": {"title": Y_TITLE, "scale": "log"},
+        "labels": labels, "colors": [PALETTE[i % len(PALETTE)] for i in range(len(labels))],
+        "t": _times(t), **cols,
+        "deploys": {"t": _times(dep["t"]), "deploy_id": list(dep["deploy_id"]), "color": list(dep["color"]),
+                    "fill": list(dep["fill"]), "release": [bool(r) for r in dep["release"]],
+                    "hover": _hover(dep, DEPLOY_HOVER)},
+        "exemplars": {"t": _times(ex["t"]), "ms": _num(ex["ms"]), "trace": list(ex["trace"]),
+                      "hover": _hover(ex, EXEMPLAR_HOVER)},
+    }
+
+
+def skeleton(zone: ViewerZone, *, x_range: tuple[datetime, datetime], text: str) -> dict[str, Any]:
+    """An empty chart with the percentile chart's axes and a line of text, drawn while Prometheus
+    answers: it tells the viewer what is coming, in the place the chart will be."""
+    return {
+        "height": HEIGHT, "band": "bucket", "message": text,
+        "x": _time_axis(zone, x_range),
+        "y": {"title": Y_TITLE, "scale": "log", "range": [1, 1000], "labels": False},
+        "labels": [], "colors": [], "t": [], "v": [], "lo": [], "hi": [],
+        "deploys": {"t": [], "deploy_id": [], "color": [], "fill": [], "release": [], "hover": []},
+        "exemplars": {"t": [], "ms": [], "trace": [], "hover": []},
+    }
+
+
+def draw(data: dict[str, Any], key: str) -> str | None:
+    """Draw the chart; the id of the deploy whose marker was just clicked, if any."""
+    result = _component(data=data, key=key, on_deploy_change=lambda: None)
+    picked = getattr(result, "deploy", None) if result is not None else None
+    return picked if isinstance(picked, str) and picked else None
