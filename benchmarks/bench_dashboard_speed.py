@@ -329,6 +329,18 @@ def chrome() -> Any:
     return driver
 
 
+#: Issue 13.6's targets, by the start of a row's name: a returning visitor's page, a first visit ever.
+TARGETS = (("returning:", 1.5), ("first visit ever", 2.5))
+
+
+def verdict(name: str, total: float) -> str:
+    """The target a row is held to and whether its median met it (the bare page is the reference)."""
+    for prefix, limit in TARGETS:
+        if name.startswith(prefix):
+            return f"< {limit:g} s: {'met' if total < limit else 'MISSED'}"
+    return "reference" if name.startswith("bare") else "no target"
+
+
 def fmt(t: Timing) -> str:
     return (f"{t.total:6.2f} s  [WebDriver view {t.wall:5.2f} s]  (boot {t.boot:4.2f} + server {t.server:4.2f} + browser {t.browser:4.2f}; "
             f"long tasks {t.long_tasks:4.2f} s; CPU server {t.server_cpu:4.2f} + browser {t.browser_cpu:4.2f} s; "
@@ -498,7 +510,7 @@ def main() -> int:
               f"{os.getloadavg()[0]:.1f}")
         for name, ts in rows.items():
             med = sorted(ts, key=lambda t: t.total)[len(ts) // 2]
-            print(f"  {name:<50} {fmt(med)}")
+            print(f"  {name:<50} {fmt(med)}  [{verdict(name, med.total)}]")
             if name in base_rows:
                 bmed = sorted(base_rows[name], key=lambda t: t.total)[len(base_rows[name]) // 2]
                 print(f"  {'   baseline ' + (args.before or str(args.baseline)):<50} {fmt(bmed)}")
