@@ -349,6 +349,45 @@ def test_postgres_dropped_connection_is_unavailable_then_reconnects(postgres_url
 
 
 @pytest.mark.postgres
+def test_postgres_group_commit_is_two_round_trips(postgres_url: str, tmp_path) -> None:
+    """Each round trip is a wait on the network and, in the receiver, a GIL hand-off back to
+    the writer thread: a group commit of new events (or one event) is two messages to the
+    server, three when the batch holds an event stored before; the answers are those of the
+    six-statement path. Counted with libpq's protocol trace (messages that end in a wait:
+    a simple Query, or Sync after an extended-protocol statement)."""
+    from psycopg import pq
+
+    store = open_store(new_database(postgres_url))
+    trace = tmp_path / "trace.txt"
+
+    def round_trips(items: list[tuple[str, str, dict[str, Any], Deploy]]) -> tuple[int, list[Any]]:
+        conn = store._conn  # type: ignore[attr-defined]
+        with open(trace, "w") as f:
+            conn.pgconn.trace(f.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            try:
+                results = store.record_events(items)  # type: ignore[attr-defined]
+            finally:
+                conn.pgconn.untrace()
+        sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F\t")]
+        return sum(1 for m in sent if m[2] in ("Query", "Sync")), results
+
+    try:
+        store.ping()
+        n, results = round_trips([("ci", f"e{i}", {"i": i}, deploy(f"d{i % 3}", status="started")) for i in range(6)])
+        assert n == 2 and [r[1] for r in results] == [True] * 6  # type: ignore[index]
+        n, results = round_trips([("ci", "e9", {}, deploy("d9"))])
+        assert n == 2 and results[0][1] is True  # type: ignore[index]
+        n, results = round_trips([("ci", "e1", {}, deploy("d7")), ("ci", "e10", {}, deploy("d1"))])
+        assert n == 3
+        assert [(r[0].deploy_id, r[1]) for r in results] == [("d1", False), ("d1", True)]  # type: ignore[index]
+        assert store.get_deploy("d1").status == "succeeded"  # type: ignore[union-attr]
+        assert store.get_deploy("d7") is None  # a duplicate creates nothing
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
 def test_postgres_down_is_unavailable_with_a_clear_message() -> None:
     from tests.fixtures.receiver import free_port
 
