@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.browser.conftest import Dashboard
-from tests.browser.uplot import chart_figures, click_at
+from tests.browser.uplot import chart_figures, click_at, hover_at
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -165,6 +165,20 @@ def test_shared_latency_link_reopens_the_view_and_markers_lead_to_deploys(
                            ".scrollIntoView({block: 'center'})")
     time.sleep(0.5)
     markers = latency_markers(browser)
+    # hovering a deploy marker names the deploy (plain text: only the tooltip's own div/b elements),
+    # and the legend under the chart gives each line's value with its unit at the cursor's time
+    hover_at(browser, markers["client"][0])
+    tip = browser.execute_script(
+        "const t = document.querySelector('.percentile-chart .pc-tip');"
+        "return [t.style.display, t.textContent, Array.from(t.querySelectorAll('*'), (e) => e.tagName)]")
+    assert tip[0] == "block" and "deploy: checkout " in tip[1] and "verdict: " in tip[1], tip
+    assert set(tip[2]) <= {"DIV", "B"}, tip
+    legend = browser.execute_script(
+        "const u = document.querySelector('.percentile-chart').__chart.u;"
+        "const i = u.data[2].findIndex((v) => v != null);"  # p99's first step with data
+        "u.setCursor({left: u.valToPos(u.data[0][i], 'x'), top: 10});"
+        "return u.root.querySelector('.u-legend').textContent")
+    assert "p99" in legend and " ms (bucket " in legend, legend
     deadline = time.monotonic() + TIMEOUT_S
     while "deploy=" not in browser.current_url and time.monotonic() < deadline:
         click_at(browser, latency_markers(browser)["client"][0])  # a real click on the first deploy marker

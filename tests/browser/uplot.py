@@ -54,6 +54,16 @@ def chart_figures(driver: Any) -> list[dict[str, Any]]:
     return [c for c in driver.execute_script(UPLOT_JS) if c]
 
 
+def hover_at(driver: Any, client: list[float]) -> None:
+    """A real pointer move to viewport coordinates ``client`` (a drawn mark's position)."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionBuilder(driver)
+    actions.pointer_action.move_to_location(int(round(client[0])), int(round(client[1])))
+    actions.pointer_action.pause(0.3)
+    actions.perform()
+
+
 def click_at(driver: Any, client: list[float]) -> None:
     """A real pointer click at viewport coordinates ``client`` (a drawn mark's position)."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
