@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -33,6 +34,9 @@ from analyzers.verify.deploy import verify_deploy
 from benchmarks.fleet_data import STEP_S, FleetParams, fleet_config, plan_fleet, service_series
 
 BASE_END = datetime(2026, 3, 20, tzinfo=UTC)
+#: A day of history before the analysis window (the fetch starts ``history_s`` before the deploy,
+#: so 1 day + the 3 h before-window): the window's own times one day earlier are in the data.
+HISTORY_S = 86400.0 + 3 * 3600.0
 RATE_STEPS = 4  # rate(x[4m]) on the 60 s grid: 4 scrape intervals, as the verifier's rate window
 
 
@@ -66,12 +70,13 @@ def _row(m: MetricVerdict, config: Config) -> int | str:
     return decide(m.role, m.expect, spec.good, spec.kind, ev).rule
 
 
-def run(seeds: range, hours: range, services: int, days: int) -> pd.DataFrame:
+def run(seeds: Sequence[int], hours: Sequence[int], services: int, days: int,
+        history_s: float = HISTORY_S) -> pd.DataFrame:
     rows = []
     for seed in seeds:
         for h in hours:
             plan = plan_fleet(FleetParams(services=services, days=days, seed=seed), end=BASE_END + timedelta(hours=h))
-            config = fleet_config(plan)
+            config = fleet_config(plan, history_s=history_s)
             v = config.verification
             index = pd.DatetimeIndex(pd.to_datetime(plan.timestamps, unit="s", utc=True))
             for i, svc in enumerate(plan.services):
@@ -107,11 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=int, default=24)
     ap.add_argument("--services", type=int, default=6)
     ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--history-h", type=float, default=HISTORY_S / 3600,
+                    help="hours of data fetched before each deploy (default: a day before the 3 h window)")
+    ap.add_argument("--only-seeds", default="", help="comma-separated seeds instead of range(--seeds)")
+    ap.add_argument("--only-hours", default="", help="comma-separated generation hours instead of range(--hours)")
     ap.add_argument("--show", type=int, default=10, help="list this many disagreements")
     a = ap.parse_args(argv)
-    df = run(range(a.seeds), range(a.hours), a.services, a.days)
+    seeds = [int(x) for x in a.only_seeds.split(",")] if a.only_seeds else list(range(a.seeds))
+    hours = [int(x) for x in a.only_hours.split(",")] if a.only_hours else list(range(a.hours))
+    df = run(seeds, hours, a.services, a.days, a.history_h * 3600.0)
     df["agree"] = df["overall"] == df["truth"]
-    print(f"fleet scenario: {a.seeds} seeds x {a.hours} generation hours, {a.services} services x {a.days} days each; "
+    print(f"fleet scenario: {len(seeds)} seeds x {len(hours)} generation hours, {a.services} services x {a.days} days each, {a.history_h:g} h fetched before each deploy; "
           f"{len(df)} deploys through verify_deploy (Prometheus-free fetcher)\n")
     table = df.groupby("kind").agg(deploys=("agree", "size"), agree=("agree", "mean"),
                                    fail=("overall", lambda s: int((s == "fail").sum())),
