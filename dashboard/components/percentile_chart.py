@@ -26,7 +26,6 @@ The data goes as JSON (:func:`payload`); the script is ``uplot/percentile_chart.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +38,7 @@ import streamlit as st
 from analyzers.drilldown.exemplars import Exemplars
 from analyzers.model import Deploy, DeployVerdict
 from analyzers.text import format_value
-from dashboard.components.charts import F32, browser_draws_zone, verdict_state
+from dashboard.components.charts import browser_draws_zone, verdict_state
 from dashboard.components.common import VERDICT_COLORS, ViewerZone, fmt_time
 
 ASSETS = Path(__file__).with_name("uplot")
@@ -94,25 +93,23 @@ def _frame(frame: pd.DataFrame, step_s: float | None) -> pd.DataFrame:
     return frame.reindex(grid)
 
 
-def latency_rows(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, step_s: float | None) -> pd.DataFrame:
-    """One row per (time, percentile): ``t`` (ms, :func:`chart_ms`), ``p`` (label), ``v``, ``lo``, ``hi``
-    (ms, float32: 7 significant digits, far finer than the 0.1 ms shown). A bound that a log axis
-    cannot draw (0, +Inf) is missing."""
-    parts = []
-    for label, frame in quantiles.items():
-        f = _frame(frame, step_s)
-        ms = f[["value", "lower", "upper"]].astype(float) * 1000
-        ms = ms.where(np.isfinite(ms) & (ms > 0))
-        parts.append(pd.DataFrame({
-            "t": chart_ms(pd.DatetimeIndex(f.index), zone), "p": label,
-            "v": ms["value"].to_numpy(dtype=F32), "lo": ms["lower"].to_numpy(dtype=F32),
-            "hi": ms["upper"].to_numpy(dtype=F32),
-        }))
-    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {"t": np.array([], dtype="float64"), "p": [], "v": np.array([], dtype=F32),
-         "lo": np.array([], dtype=F32), "hi": np.array([], dtype=F32)})
-    rows["p"] = pd.Categorical(rows["p"], categories=list(quantiles))
-    return rows
+def latency_columns(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, step_s: float | None
+                    ) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
+    """The lines on one shared time column, as uPlot takes them: ``t`` (ms, :func:`chart_ms`) and, per
+    percentile in order, ``v``, ``lo``, ``hi`` (ms, float64; NaN where Prometheus gave no answer for
+    that step, drawn as a gap, or where a bound cannot be drawn on a log axis: 0, +Inf)."""
+    frames = [_frame(frame, step_s) for frame in quantiles.values()]
+    idx = pd.DatetimeIndex([]) if not frames else pd.DatetimeIndex(frames[0].index)
+    for f in frames[1:]:
+        if not idx.equals(f.index):
+            idx = idx.union(pd.DatetimeIndex(f.index))
+    cols: dict[str, list[np.ndarray]] = {"v": [], "lo": [], "hi": []}
+    for f in frames:
+        ms = f.reindex(idx)[["value", "lower", "upper"]].to_numpy(dtype="float64") * 1000
+        ms[~(np.isfinite(ms) & (ms > 0))] = np.nan
+        for k, col in zip(("v", "lo", "hi"), ms.T, strict=True):
+            cols[k].append(col)
+    return chart_ms(idx, zone) if len(idx) else np.array([], dtype="float64"), cols
 
 
 def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict], zone: ViewerZone) -> pd.DataFrame:
@@ -152,8 +149,19 @@ EXEMPLAR_HOVER = (("when", "exemplar at"), ("latency", "latency"), ("trace", "tr
 
 
 def _num(values: Any) -> list[float | None]:
-    """Numbers for JSON: DIGITS significant digits, a missing value as null (a gap)."""
-    return [float(f"{x:.{DIGITS}g}") if math.isfinite(x) else None for x in np.asarray(values, dtype="float64")]
+    """Numbers for JSON: DIGITS significant digits, a missing value as null (a gap). An integer
+    divided (or multiplied) by an exact power of ten is the double nearest the rounded decimal, so
+    JSON writes it short."""
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v) & (v != 0)
+    k = np.zeros(v.shape, dtype="int64")
+    k[ok] = DIGITS - 1 - np.floor(np.log10(np.abs(v[ok]))).astype("int64")
+    k = np.clip(k, -22, 22)
+    up, down = 10.0 ** np.clip(k, 0, None), 10.0 ** np.clip(-k, 0, None)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.where(k >= 0, np.round(v * up) / up, np.round(v / down) * down)
+    r[~np.isfinite(v)] = np.nan
+    return [None if x != x else x for x in r.tolist()]
 
 
 def _times(values: Any) -> list[float]:
@@ -183,15 +191,14 @@ def payload(
     ``upper`` in seconds; ``band`` names what the band is in the hover text ("instances" for a
     summary). Keys: ``x`` (``title`` naming the zone, ``scale`` of :func:`time_scale`, ``range`` in
     ms), ``y`` (``title``, ``scale``), ``labels`` and ``colors`` (one per line), ``t`` (ms, shared by
-    every line), ``v``/``lo``/``hi`` (one list of ms per line, null = no answer for that step: a gap),
+    every line), ``v``/``lo``/``hi`` (one list of ms per line, :func:`latency_columns`; null = no
+    answer for that step: a gap),
     ``deploys`` and ``exemplars`` (columns of :func:`deploy_rows`/:func:`exemplar_rows` with their
     ``hover`` lines).
     """
     labels = list(quantiles)
-    rows = latency_rows(quantiles, zone, step_s)
-    wide = rows.pivot(index="t", columns="p", values=["v", "lo", "hi"]) if len(rows) else None
-    t = [] if wide is None else list(wide.index)
-    cols = {k: [_num(wide[(k, label)]) if wide is not None else [] for label in labels] for k in ("v", "lo", "hi")}
+    t, lines = latency_columns(quantiles, zone, step_s)
+    cols = {k: [_num(c) for c in v] for k, v in lines.items()}
     dep = deploy_rows(deploys, verdicts or {}, zone)
     ex = exemplar_rows(exemplars, zone)
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -139,17 +140,18 @@ def test_percentile_rows_keep_gaps_and_each_point_its_own_time() -> None:
     q = _quantiles("2026-06-01T00:00", 100, 120)
     q["p99"] = q["p99"].drop(q["p99"].index[40])  # Prometheus returned no sample at one step
     grid = pd.date_range("2026-06-01T00:00", periods=100, freq="120s", tz="UTC")
-    rows = percentile_chart.latency_rows(q, BERLIN, 120)
+    t, lines = percentile_chart.latency_columns(q, BERLIN, 120)
+    v, hi = lines["v"][0], lines["hi"][0]
     assert percentile_chart.time_scale(BERLIN) == "local"
-    assert rows["t"].tolist() == [float(ts.value // 1_000_000) for ts in grid]  # instants, ms
-    assert pd.isna(rows["v"][40]) and not pd.isna(rows["v"][39]) and not pd.isna(rows["v"][41])
-    assert rows["v"][41] == pytest.approx(41.0, rel=1e-6) and rows["hi"][41] == pytest.approx(82.0, rel=1e-6)
+    assert t.tolist() == [float(ts.value // 1_000_000) for ts in grid]  # instants, ms
+    assert pd.isna(v[40]) and not pd.isna(v[39]) and not pd.isna(v[41])
+    assert v[41] == pytest.approx(41.0, rel=1e-6) and hi[41] == pytest.approx(82.0, rel=1e-6)
     utc = common.ViewerZone(UTC, "UTC", False, chosen=True)
     assert percentile_chart.time_scale(utc) == "utc"
-    assert percentile_chart.latency_rows(q, utc, 120)["t"][0] == pd.Timestamp("2026-06-01T00:00").value // 1_000_000
+    assert percentile_chart.latency_columns(q, utc, 120)[0][0] == pd.Timestamp("2026-06-01T00:00").value // 1_000_000
     fixed = common.ViewerZone(timezone(timedelta(hours=5, minutes=30)), "UTC+05:30", True)  # only an offset known
     assert percentile_chart.time_scale(fixed) == "utc"  # wall-clock times on a utc scale
-    assert percentile_chart.latency_rows(q, fixed, 120)["t"][0] == pd.Timestamp("2026-06-01T05:30").value // 1_000_000
+    assert percentile_chart.latency_columns(q, fixed, 120)[0][0] == pd.Timestamp("2026-06-01T05:30").value // 1_000_000
 
 
 def test_percentile_payload_is_strict_json_with_gaps_as_null_and_event_text_as_plain_strings() -> None:
@@ -169,6 +171,9 @@ def test_percentile_payload_is_strict_json_with_gaps_as_null_and_event_text_as_p
     data = percentile_chart.payload(q, utc, x_range=(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, 4, tzinfo=UTC)),
                                     step_s=120, deploys=[hostile])
     text = json.dumps(data, allow_nan=False)  # raises on NaN/Infinity
+    # 7 significant digits, written short (the nearest double to the rounded decimal)
+    assert json.dumps(percentile_chart._num([122.145712, 0.000123456789, 12345678.9, float("nan"), float("inf")])) \
+        == "[122.1457, 0.0001234568, 12345680.0, null, null]"
     assert json.loads(text) == data
     assert data["labels"] == ["p99", "p50"] and len(data["t"]) == 100 and len(data["v"]) == 2
     assert data["v"][0][40] is None and data["v"][1][40] == pytest.approx(20.0, rel=1e-6)  # a gap in p99 only
@@ -189,8 +194,8 @@ def test_a_range_across_a_dst_change_keeps_every_point_at_its_own_time() -> None
     time once and adds dx, so such a heatmap sends its times one by one, a calm one as x0/dx."""
     new_york = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", True)
     q = _quantiles("2026-11-01T03:00", 180, 120)  # 23:00 EDT -> 04:00 EST, across 06:00 UTC
-    rows = percentile_chart.latency_rows(q, new_york, 120)
-    assert len(rows) == 180 and (rows["t"].diff().dropna() == 120_000).all()  # instants, one step apart
+    t, _ = percentile_chart.latency_columns(q, new_york, 120)
+    assert len(t) == 180 and (np.diff(t) == 120_000).all()  # instants, one step apart
     as_wall = common.ViewerZone(ZoneInfo("America/New_York"), "America/New_York", False)
     wall = pd.Series(percentile_chart.chart_ms(q["p99"].index, as_wall))
     assert wall.diff().min() == -3_600_000 + 120_000  # as wall-clock times the repeated hour goes back
