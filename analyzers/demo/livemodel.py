@@ -7,8 +7,8 @@ same model tick by tick against the wall clock, so the demo's data always reache
   local hour x slow AR(1) noise (30 min time constant), Poisson per pod and tick, split over the
   pods serving (evenly, or by the canary's share while a canary runs);
 * latency: the scenario's log-normal per endpoint (median and width follow load, AR(1) noise on
-  log-latency with a 10 min time constant, a fixed offset per pod) mixed with GC-pause bursts
-  around 0.7 s; each request is drawn, so every bucket touched gets an exemplar with a trace id;
+  log-latency with a 10 min time constant, a fixed offset per node that a rollout's pod i takes
+  over from pod i) mixed with GC-pause bursts around 0.7 s; each request is drawn, so every bucket touched gets an exemplar with a trace id;
 * errors: Binomial(requests, ratio) per pod and tick.
 
 A :class:`LiveWorld` starts from a *handoff*: the versions, pods, effects and cumulative counters
@@ -188,6 +188,9 @@ class LiveService:
     latency_noise: dict[str, float] = field(default_factory=dict)
     canary_version: str | None = None
     canary_share: float = 0.0  # share of traffic on canary_version's pods while a canary runs
+    #: Latency offset of each node: pod i of a new version runs where pod i ran (so a deploy or
+    #: a canary moves latency only by its effect, as in :mod:`analyzers.demo.scenarios`).
+    slot_offsets: list[float] = field(default_factory=list)
 
 
 class LiveWorld:
@@ -216,7 +219,7 @@ class LiveWorld:
                     series[ep] = st
                 pod_effect = Effect(**pod["effect"]) if "effect" in pod else eff
                 pods.append(LivePod(pod_name_, pod["version"], pod_effect, self.rng.normal(0.0, 0.03), series))
-            svc = LiveService(profiles[name], spec["version"], eff, base, pods)
+            svc = LiveService(profiles[name], spec["version"], eff, base, pods, slot_offsets=[p.offset for p in pods])
             svc.traffic_noise = float(self.rng.normal(0.0, _TRAFFIC_SD))
             svc.latency_noise = {ep: float(self.rng.normal(0.0, _LATENCY_SD)) for ep in self.endpoints[name]}
             self.services[name] = svc
@@ -224,7 +227,10 @@ class LiveWorld:
     # -- pods -------------------------------------------------------------------------
     def add_pod(self, service: str, version: str, effect: Effect, index: int) -> LivePod:
         svc = self.services[service]
-        pod = LivePod(pod_name(service, version, index, self.seed), version, effect, float(self.rng.normal(0.0, 0.03)),
+        drawn = float(self.rng.normal(0.0, 0.03))  # drawn either way: the random stream stays the same
+        while len(svc.slot_offsets) <= index:  # a service that grows gets new nodes
+            svc.slot_offsets.append(drawn)
+        pod = LivePod(pod_name(service, version, index, self.seed), version, effect, svc.slot_offsets[index],
                       {ep: SeriesState() for ep in self.endpoints[service]})
         svc.pods.append(pod)
         return pod

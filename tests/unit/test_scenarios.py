@@ -18,11 +18,15 @@ from analyzers.demo.promserver import BackfillError, backfill
 from analyzers.demo.scenarios import (
     BUCKETS,
     LE_LABELS,
+    CaseSpec,
+    EndpointProfile,
     Scenario,
     ScenarioDeploy,
+    ServiceProfile,
     default_end,
     demo_cases,
     demo_scenario,
+    generate,
     small_cases,
     small_scenario,
 )
@@ -274,6 +278,37 @@ def _truth_mismatches(sc: Scenario) -> list[str]:
             if not ok:
                 wrong.append(f"{d.case}/{metric}: truth {truth}, log change {v:+.2f}")
     return wrong
+
+
+def test_a_no_op_deploy_brings_pods_as_fast_as_the_ones_they_replace() -> None:
+    """Pod i of a new version runs where pod i ran: a deploy moves latency by its effect only.
+
+    Each slow rollout (an hour, two pods) keeps old and new pod i serving side by side for 15
+    minutes; at 2,000 requests a second their medians agree within 1.5 % (sampling error ~0.3 %).
+    Pods with offsets drawn anew per pod (sd 3 %) differed by up to 10 % of p99 on a no-op.
+    """
+    profile = ServiceProfile("api", (EndpointProfile("/a", 2000.0, 0.05), EndpointProfile("/b", 2000.0, 0.2)),
+                             sigma=0.5, error_ratio=0.001, first_version="v1.0.0")
+    cases = [CaseSpec(f"noop{i}", "api", "no change", rollout_s=3600) for i in range(3)]
+    sc = generate(name="nodes", seed=5, end=NOW, days=0.6, step_s=15, services=(profile,), cases=cases,
+                  utc_offset_h=0.0, first_deploy_after_s=3600, same_service_gap_s=3 * 3600, tail_s=3600)
+    gaps = []
+    for d in sc.deploys:
+        k0 = sc.index_of(d.started_at)
+        for ep in ("/a", "/b"):
+            new = sorted((s for s in sc.series if s.endpoint == ep and s.version == d.event["version"]),
+                         key=lambda s: s.start_idx)
+            old = sorted((s for s in sc.series if s.endpoint == ep and s.start_idx < k0
+                          and s.start_idx + len(s.requests) > k0 and s.version != d.event["version"]),
+                         key=lambda s: s.start_idx + len(s.requests))
+            assert len(new) == len(old) == 2
+            for o, n in zip(old, new, strict=True):
+                lo, hi = n.start_idx, o.start_idx + len(o.requests)  # both serve in between
+                assert hi - lo >= 50
+                median = [_quantile(s.buckets[lo - s.start_idx : hi - s.start_idx].sum(axis=0), 0.5) for s in (o, n)]
+                gaps.append(math.log(median[1] / median[0]))
+    assert len(gaps) == 12
+    assert max(abs(g) for g in gaps) < 0.015, gaps
 
 
 @pytest.mark.parametrize("hours_later", [5, 11, 19])
