@@ -218,8 +218,11 @@ class LiveWorld:
                         st.buckets = np.asarray(raw["buckets"], dtype=np.int64)
                     series[ep] = st
                 pod_effect = Effect(**pod["effect"]) if "effect" in pod else eff
-                pods.append(LivePod(pod_name_, pod["version"], pod_effect, self.rng.normal(0.0, 0.03), series))
-            svc = LiveService(profiles[name], spec["version"], eff, base, pods, slot_offsets=[p.offset for p in pods])
+                drawn = float(self.rng.normal(0.0, 0.03))  # drawn either way: the random stream stays the same
+                pods.append(LivePod(pod_name_, pod["version"], pod_effect, float(pod.get("offset", drawn)), series))
+            # a snapshot keeps each node's offset (a restart mid-rollout has pods of two versions)
+            slots = [float(x) for x in spec.get("node_offsets", [p.offset for p in pods])]
+            svc = LiveService(profiles[name], spec["version"], eff, base, pods, slot_offsets=slots)
             svc.traffic_noise = float(self.rng.normal(0.0, _TRAFFIC_SD))
             svc.latency_noise = {ep: float(self.rng.normal(0.0, _LATENCY_SD)) for ep in self.endpoints[name]}
             self.services[name] = svc
@@ -250,6 +253,8 @@ class LiveWorld:
         load = float(daily_load(np.array([(mid / 3600.0 + self.utc_offset_h) % 24.0]))[0])
         for svc in self.services.values():
             svc.traffic_noise = _ar1_step(self.rng, svc.traffic_noise, dt, _TRAFFIC_TAU_S, _TRAFFIC_SD)
+            for pod in svc.pods:  # once per pod and tick, whatever the number of endpoints
+                self._gc(pod, now, dt_drawn)
             for ep in svc.profile.endpoints:
                 if ep.path not in svc.latency_noise:
                     continue
@@ -278,7 +283,6 @@ class LiveWorld:
         lam_total = peak_rps * dt * load * math.exp(svc.traffic_noise)
         for pod, share in zip(svc.pods, self.shares(svc), strict=True):
             eff = pod.effect
-            self._gc(pod, now, dt)
             n = int(self.rng.poisson(lam_total * share * eff.request_rate))
             st = pod.series[path]
             if n == 0:
@@ -322,7 +326,8 @@ class LiveWorld:
         for name, svc in self.services.items():
             services[name] = {
                 "version": svc.version, "effect": effect_dict(svc.effect), "baseline": effect_dict(svc.baseline),
-                "pods": {p.name: {"version": p.version, "effect": effect_dict(p.effect), "series": {
+                "node_offsets": list(svc.slot_offsets),
+                "pods": {p.name: {"version": p.version, "effect": effect_dict(p.effect), "offset": p.offset, "series": {
                     ep: {"requests": st.requests, "errors": st.errors, "buckets": [int(x) for x in st.buckets],
                          "sum": st.latency_sum} for ep, st in p.series.items()}} for p in svc.pods},
             }

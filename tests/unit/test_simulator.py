@@ -281,3 +281,55 @@ def test_a_restart_continues_the_counters_and_ends_an_interrupted_rollout(handof
     assert [e["status"] for e in sim2.pending_events] == ["rolled_back" if strategy == "canary" else "succeeded"]
     if strategy == "canary":  # the old pods' counters go on from where they were
         assert sum(st.requests for p in world2.services["search"].pods for st in p.series.values()) == requests_before
+
+
+def test_a_canary_runs_on_the_nodes_of_the_pods_it_is_compared_with(handoff: dict[str, Any], tmp_path: Path) -> None:
+    """A pod's latency offset is its node's: canary pod i starts on stable pod i's node, so a
+    no-op canary is as fast as the pods the gate compares it with (offsets drawn anew per pod
+    made a no-op canary up to ~10 % slower or faster); promotion and rolling updates keep the
+    nodes, and a restart from the saved world keeps them too."""
+    from analyzers.demo.simulator import load_world, save_world
+
+    sim, clock = _sim(handoff, tmp_path, canary_step_s=20, rollout_s=20)
+    nodes = {name: list(s.slot_offsets) for name, s in sim.world.services.items()}
+    assert all(len(set(v)) == len(v) > 1 for v in nodes.values())  # the nodes differ from each other
+    with sim.lock:
+        canary = sim.start_deploy("payments", parse_effect("noop"), clock[0], strategy="canary")
+        rolling = sim.start_deploy("search", parse_effect("noop"), clock[0])
+    svc = sim.world.services["payments"]
+    stable = [p.offset for p in svc.pods if p.version == canary["from"]]
+    assert [p.offset for p in svc.pods if p.version == canary["to"]] == stable == nodes["payments"]
+    (tmp_path / "handoff.json").write_text(json.dumps(handoff))
+    save_world(tmp_path, sim, 0)
+    restored, _, _ = load_world(tmp_path, 3)
+    for name, s in restored.services.items():
+        assert s.slot_offsets == nodes[name]
+        assert {p.name: p.offset for p in s.pods} == {p.name: p.offset for p in sim.world.services[name].pods}
+    for _ in range(70):
+        clock[0] += 1
+        sim.tick()
+    for service, version in (("payments", canary["to"]), ("search", rolling["to"])):
+        pods = sim.world.services[service].pods
+        assert {p.version for p in pods} == {version}
+        assert [p.offset for p in pods] == nodes[service]
+
+
+def test_gc_pauses_hit_each_pod_about_once_in_six_hours_whatever_its_endpoints(handoff: dict[str, Any]) -> None:
+    """The scenario's rate (one 15-45 s burst per pod in 6 h) holds live too: a pod's pause is
+    drawn once per tick, not once per endpoint (which tripled it on a three-endpoint service).
+    400 ten-minute ticks, 6 pods: 67 bursts expected (Poisson sd 8); per endpoint would be ~130.
+    The pods serve 0.1 % of the traffic (their effect), which keeps the test quick."""
+    quiet = json.loads(json.dumps(handoff))
+    for spec in quiet["services"].values():
+        for pod in spec["pods"].values():
+            pod["effect"] = {"latency_median": 1.0, "latency_sigma": 1.0, "error_ratio": 1.0, "request_rate": 0.001}
+    world = LiveWorld(quiet, seed=6)
+    t, started = float(handoff["time"]), 0
+    for _ in range(400):
+        before = {p.name: p.gc_until for s in world.services.values() for p in s.pods}
+        t += 600.0
+        world.advance(t)
+        started += sum(p.gc_until != before[p.name] for s in world.services.values() for p in s.pods)
+    pods = sum(len(s.pods) for s in world.services.values())
+    expected = pods * 400 * 600.0 / (6 * 3600.0)
+    assert 0.7 * expected <= started <= 1.35 * expected, (started, expected)
