@@ -177,8 +177,10 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
         st.markdown(esc(common.localize_times(mv.reason, zone)))
         effect, ci = result.get("effect"), result.get("effect_ci") or (None, None)
         rel = result.get("effect_rel")
-        # The interval gets two columns' width: "+3.35 pp to +4.51 pp" must never be cut.
-        c1, c2, c3, c4, c5 = st.columns([1, 2, 1, 1, 1])
+        # Effect and interval on a row of their own: "+148.5 ms" and "-25.0 to +344.0 ms" must never
+        # be cut (in five columns at a 1,400-pixel-wide window one of them or a p-value was).
+        c1, c2 = st.columns([1, 2])
+        c3, c4, c5 = st.columns(3)
         unit_help = "percentage points (pp) of the ratio" if mv.unit == "ratio" else (mv.unit or "metric units")
         c1.metric("Effect", format_delta(effect, mv.unit), help=f"Shift after the deploy, in {unit_help}.")
         c2.metric(ci_label(result), _interval(ci[0], ci[1], mv.unit))

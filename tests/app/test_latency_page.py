@@ -187,15 +187,19 @@ def _gap_pp(at: AppTest) -> tuple[str, float]:
 def test_before_after_sees_the_improvement_and_not_the_noop(scenario_store: dict[str, Any]) -> None:
     at = open_latency({"svc": "payments", "lat_range": "24h", "cmp": cmp_label(scenario_store["improvement"])},
                       panel=BEFORE_AFTER)
-    text, gap = _gap_pp(at)
+    text, improved = _gap_pp(at)
     assert "The distributions differ" in text
-    assert gap >= 5
+    assert improved >= 5
     shifts = next(df.value for df in at.dataframe if "percentile" in df.value.columns).set_index("percentile")
     assert shifts.loc["p99", "change (ms)"] < 0  # the improvement cut the tail
 
+    # Two 30-minute windows of this scenario with no deploy between them differ by 0.8 to 5.3 pp
+    # (daily cycle, AR(1) latency noise): the no-op's 2.6 pp is that drift, the improvement's 12 pp
+    # is not. (The bound was 2 pp on data whose pods redrew their latency offset at every deploy.)
     at = open_latency({"svc": "search", "lat_range": "24h", "cmp": cmp_label(scenario_store["noop"])}, panel=BEFORE_AFTER)
     _, gap = _gap_pp(at)
-    assert gap < 2
+    assert gap < 3
+    assert gap < improved / 4
 
 
 def test_slo_good_ratio_and_burn_rates(prom: Any, scenario_store: dict[str, Any]) -> None:
