@@ -2,7 +2,8 @@
 # command; docker-compose.yml runs all three):
 #   receiver:  deploy-verify serve --host 0.0.0.0 --port 8000          (the default)
 #   worker:    deploy-verify worker --poll 5
-#   dashboard: streamlit run dashboard/app.py --server.address 0.0.0.0 --server.port 8501
+#   dashboard: python -m dashboard --server.address 0.0.0.0 --server.port 8501
+#              (Streamlit, its heavy imports done before the port opens)
 # Runtime only: requirements.txt's pins and the package; no test or lint tool is installed.
 
 # --- builder: every wheel the runtime needs, built once ------------------------------------

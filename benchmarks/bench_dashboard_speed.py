@@ -290,25 +290,29 @@ def lazy_tabs(root: Path) -> bool:
 
 def start_dashboard(store_url: str, prom_url: str, log_path: Path, root: Path = ROOT
                     ) -> tuple[subprocess.Popen[bytes], str]:
-    """``streamlit run dashboard/app.py`` (of checkout ``root``) on a free loopback port; returns once
-    it is healthy."""
-    # `streamlit run` puts only dashboard/ on the path: import analyzers from the same checkout
-    return start_streamlit(root / "dashboard" / "app.py", log_path,
-                           {"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONPATH": str(root)},
-                           cwd=root)
+    """The dashboard of checkout ``root`` on a free loopback port, started the way the demo and the
+    image start it (``python -m dashboard``: imports done before the port opens; a checkout without
+    that launcher, e.g. ``--before`` an older revision: ``streamlit run dashboard/app.py``); returns
+    once it is healthy."""
+    # import analyzers and dashboard from the same checkout
+    env = {"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONPATH": str(root)}
+    if (root / "dashboard" / "__main__.py").exists():
+        return start_streamlit(root / "dashboard" / "app.py", log_path, env, cwd=root,
+                               command=[sys.executable, "-m", "dashboard"])
+    return start_streamlit(root / "dashboard" / "app.py", log_path, env, cwd=root)
 
 
-def start_streamlit(script: Path, log_path: Path, extra_env: dict[str, str], cwd: Path = ROOT
-                    ) -> tuple[subprocess.Popen[bytes], str]:
-    """``streamlit run script`` with the project's .streamlit/config.toml (run from ``cwd``) on a free
-    loopback port; returns once it is healthy."""
+def start_streamlit(script: Path, log_path: Path, extra_env: dict[str, str], cwd: Path = ROOT,
+                    command: list[str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``streamlit run script`` (or ``command`` followed by the same options) with the project's
+    .streamlit/config.toml (run from ``cwd``) on a free loopback port; returns once it is healthy."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
     env.update(extra_env)
+    start = command or [sys.executable, "-m", "streamlit", "run", str(script)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.address",
-             "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+            [*start, "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"

@@ -1,7 +1,8 @@
-"""Streamlit dashboard: ``streamlit run dashboard/app.py``.
+"""Streamlit dashboard: ``python -m dashboard`` (or ``streamlit run dashboard/app.py``).
 
 Layout::
 
+    __main__.py         launcher: imports the heavy modules, then runs app.py in Streamlit
     app.py              entrypoint: page config, sign-in gate, st.navigation, the UTC switch
     views/              one script per page (not ``pages/``: that name triggers Streamlit's
                         legacy automatic page discovery)

@@ -1,4 +1,5 @@
-"""Streamlit entrypoint: ``streamlit run dashboard/app.py``.
+"""Streamlit entrypoint: ``python -m dashboard`` (imports first, see ``dashboard/__main__.py``)
+or ``streamlit run dashboard/app.py``.
 
 Pages (``st.navigation``): Deploys (at ``/`` and ``/deploys``), Deploy detail
 (``/deploy?deploy=<id>``, also opened by ``/?deploy=<id>``), Latency, Errors and Service history.

@@ -185,8 +185,8 @@ def run_demo(
             os.environ, DEPLOY_WEBHOOK_SECRET=secret, PROMETHEUS_URL=prom_url, DEPLOY_STORE_URL=store_url,
             ANALYZERS_CONFIG=str(config_path),
             ANALYZERS_WORKER="1",  # new events you send are verified on their own
-            # `streamlit run dashboard/app.py` puts only dashboard/ on the path: the dashboard
-            # imports the same analyzers as this process, installed or not
+            # the dashboard (`python -m dashboard`) imports the same analyzers as this process,
+            # installed or not
             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         )
         serve = [sys.executable, "-m", "analyzers", "serve", "--host", "127.0.0.1", "--port", str(receiver_port),
@@ -208,7 +208,7 @@ def run_demo(
 
         dash_url = f"http://127.0.0.1:{dashboard_port}"
         streamlit = [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+            sys.executable, "-m", "dashboard",  # heavy imports done before the port opens (health)
             "--server.address", "127.0.0.1", "--server.port", str(dashboard_port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
         ]

@@ -1,4 +1,5 @@
-"""A real ``streamlit run dashboard/app.py`` on loopback and a headless Chromium driving it.
+"""A real dashboard started as the demo and the image start it (``python -m dashboard``, Streamlit
+with the heavy imports done before the port opens) on loopback and a headless Chromium driving it.
 
 The dashboard reads a real SQLite store (deploys of the ``prom`` fixture's scenario, one of
 them verified by the real verifier) and the real Prometheus of the ``prom`` fixture.
@@ -70,13 +71,13 @@ def dashboard(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     regression_id = _fill_store(store_url, prom)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    # `streamlit run` puts only dashboard/ on the path: test this checkout's analyzers, not an installed one
+    # test this checkout's dashboard and analyzers, not an installed one
     env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom.url, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT)})
     log = work / "streamlit.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+            [sys.executable, "-m", "dashboard",
              "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

@@ -88,7 +88,7 @@ def dst_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Da
         log = work / "streamlit.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                [sys.executable, "-m", "dashboard",
                  "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )
