@@ -382,6 +382,8 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
         # page the just-started process serves (it loads the page's Python modules), then another.
         for name, svc in (("first visit ever, dashboard just started", args.warm_service),
                           ("first visit ever: Latency 24 h, cold data", args.first_service)):
+            if args.deploy_pages_only:
+                break
             first = chrome()
             try:
                 add(name, counted(name, lambda f=first, s=svc: timed(f, lambda: f.get(link("24h", s)), charts,
@@ -400,6 +402,8 @@ def measure_once(run: int, args: argparse.Namespace, store_url: str, prom_url: s
                 timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2, server_pid=proc.pid)
                 add("returning: Deploy page (verdict + 2 evidence charts)",
                     timed(driver, lambda: driver.get(f"{url}/deploy?deploy={args.deploy_id}"), charts=2, server_pid=proc.pid))
+            if args.deploy_pages_only:
+                return
             for rng in ("24h", "7d"):
                 add(f"returning: Latency {rng}, cold data",
                     counted(f"cold {rng}", lambda r=rng: timed(driver, lambda: driver.get(link(r)), charts,
@@ -459,6 +463,8 @@ def main() -> int:
                          "directory and run as --baseline), alternating with the current checkout")
     ap.add_argument("--first-visit-only", action="store_true",
                     help="only the bare page and the Latency page's first visits (the rows of the first-visit target)")
+    ap.add_argument("--deploy-pages-only", action="store_true",
+                    help="only the bare page and the returning Deploys and Deploy pages")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
