@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -135,21 +136,29 @@ def choose_baseline(y: np.ndarray, start: int, deploy: int, end: int, step_s: fl
     return best
 
 
-def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
-    """Local-linear Gaussian smoother (kernel SD ``sd`` points), NaN-aware, no first-order edge bias."""
-    from scipy.ndimage import correlate1d
-
+@lru_cache(maxsize=8)
+def _kernels(sd: float, size: int) -> tuple[int, np.ndarray]:
+    """(half-width, rfft of the reversed kernels ``k``, ``u k``, ``u^2 k`` zero-padded to ``size``)."""
     half = int(math.ceil(3 * sd))
     u = np.arange(-half, half + 1, dtype=float)
     k = np.exp(-0.5 * (u / sd) ** 2)
+    kern = np.vstack([k, u * k, u * u * k])[:, ::-1]  # reversed: the products below are correlations
+    return half, np.fft.rfft(kern, n=size, axis=1)
+
+
+def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
+    """Local-linear Gaussian smoother (kernel SD ``sd`` points), NaN-aware, no first-order edge bias.
+
+    The five kernel sums (zeros beyond the ends) come from one batch of FFT products."""
+    n = v.size
     w = np.isfinite(v).astype(float)
     yv = np.where(w > 0, v, 0.0)
-
-    def conv(a: np.ndarray, kern: np.ndarray) -> np.ndarray:
-        return correlate1d(a, kern, mode="constant", cval=0.0)
-
-    s0, s1, s2 = conv(w, k), conv(w, u * k), conv(w, u * u * k)
-    t0, t1 = conv(yv, k), conv(yv, u * k)
+    half = int(math.ceil(3 * sd))
+    size = 1 << int(math.ceil(math.log2(n + 2 * half + 1)))
+    half, kf = _kernels(float(sd), size)
+    data = np.fft.rfft(np.vstack([w, yv]), n=size, axis=1)
+    prod = np.vstack([data[0] * kf, data[1] * kf[:2]])  # s0, s1, s2, t0, t1
+    s0, s1, s2, t0, t1 = np.fft.irfft(prod, n=size, axis=1)[:, half : half + n]
     det = s0 * s2 - s1 * s1
     with np.errstate(all="ignore"):
         out = (s2 * t0 - s1 * t1) / det
@@ -176,7 +185,8 @@ def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s:
         return best
     sd = SHAPE_SMOOTH_S / step_s
     smooth_hist = _smooth(hist, sd)
-    if not _robust_var(hist - smooth_hist) < SEASONAL_RATIO * _robust_var(hist - np.nanmedian(hist)):
+    v_day = _robust_var(hist - np.nanmedian(hist))
+    if not _robust_var(hist - smooth_hist) < SEASONAL_RATIO * v_day:
         return best
     n = end - start
     shape = smooth_hist[:n] if n <= day else None
@@ -190,7 +200,7 @@ def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s:
     # Periodic, not merely slow: today's level before the deploy is yesterday's at the same time
     # (a random walk or a slow wander drifts away within a day; a cycle comes back).
     miss = float(np.mean((pre[fin] - shape[:dw][fin]) ** 2))
-    if not miss < SEASONAL_RATIO * _robust_var(hist - np.nanmedian(hist)):
+    if not miss < SEASONAL_RATIO * v_day:
         return best
     shape = shape.copy()
     if np.all(hist[np.isfinite(hist)] > 0) and np.all(pre[np.isfinite(pre)] > 0):
