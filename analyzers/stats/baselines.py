@@ -39,6 +39,11 @@ DAY = "same time 1 day earlier"
 WEEK = "same time 7 days earlier"
 SEASONAL = "seasonal fit"
 DAY_SHAPE = "1-day shape, anchored"
+#: Baselines whose residual keeps the series' own noise (nothing noisy is subtracted, at most a
+#: smooth shape): the noise memory measured on the raw history describes it, so the residual-memory
+#: factor and the earlier-change test's memory apply as with the level before the deploy. A lagged
+#: day's residual is a difference of two days' noise, which that history does not show.
+OWN_NOISE = frozenset({PRE_WINDOW, DAY_SHAPE})
 
 #: A lagged baseline is used when it leaves less than this share of the variance of a day.
 SEASONAL_RATIO = 0.5

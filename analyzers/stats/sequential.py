@@ -324,7 +324,7 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
         nf_trend = fit_null(pre, dw, True, phi0)
         if nf is not None and nf_trend is not None:
             # A step, not a drift: significant alone and still clear of a straight line.
-            sig = earlier_steps(nf, nf_trend, dw, cps, hist if base.name == bl.PRE_WINDOW else None)
+            sig = earlier_steps(nf, nf_trend, dw, cps, hist if base.name in bl.OWN_NOISE else None)
             if sig:
                 pre_lo = max(sig)
                 earlier = [float(times_all[pre_start + c]) for c in sig]
@@ -335,7 +335,7 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
     phi_est = estimate_phi_history(_detrend(w[:dloc]), hist)
     phi = phi_est.phi
     n_after_window = w.size - dloc
-    memory = residual_memory(hist, phi, n_after_window) if base.name == bl.PRE_WINDOW else 1.0
+    memory = residual_memory(hist, phi, n_after_window) if base.name in bl.OWN_NOISE else 1.0
     z_trend = slope_z(w, dloc, phi)
     trends = [True] if z_trend > TREND_Z else ([False] if z_trend < NO_TREND_Z else [False, True])
     # rows: finite, before the deploy or past the transient allowance

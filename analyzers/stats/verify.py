@@ -290,7 +290,7 @@ def _verify_level(
         nf_trend = fit_null(rc[:dw], dw, True, phi0)
         if nf is not None and nf_trend is not None:
             # A step, not a drift: significant alone and still clear of a straight line.
-            sig = earlier_steps(nf, nf_trend, dw, cps, hist if base.name == bl.PRE_WINDOW else None)
+            sig = earlier_steps(nf, nf_trend, dw, cps, hist if base.name in bl.OWN_NOISE else None)
             if sig:
                 pre_lo = max(sig)
                 earlier = [iso_str(ctx.at(pre_start + c)) for c in sig]
@@ -317,7 +317,7 @@ def _verify_level(
     nw = w.size
     # Memory the AR(1) prewhitening leaves (white noise on a slow wander): scores are divided by
     # the square root of its long-run variance factor over the after window (residual_memory).
-    memory = residual_memory(hist, phi, nw - dloc) if base.name == bl.PRE_WINDOW else 1.0
+    memory = residual_memory(hist, phi, nw - dloc) if base.name in bl.OWN_NOISE else 1.0
     root = math.sqrt(memory)
 
     def level_p(scored: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
