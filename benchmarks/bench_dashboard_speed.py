@@ -5,6 +5,10 @@ Usage (from the repository root)::
     .venv/bin/python -m benchmarks.bench_dashboard_speed --prometheus-url URL --store-url sqlite:///...
     .venv/bin/python -m benchmarks.bench_dashboard_speed            # builds the demo data itself (~1-2 min)
     .venv/bin/python -m benchmarks.bench_dashboard_speed --before REV   # and that git revision, side by side
+    .venv/bin/python -m benchmarks.bench_dashboard_speed --first-visit-only | --deploy-pages-only   # some rows
+
+The dashboard starts as the demo starts it (``python -m dashboard``: imports done before the port
+opens), or with ``streamlit run dashboard/app.py`` for a checkout without that launcher.
 
 Measures, for one service with four percentiles, the Latency page as it opens (the percentile
 chart; the heatmap, breakdown, before/after and SLO panels are tabs that run when opened, each
