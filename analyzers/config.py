@@ -105,7 +105,7 @@ class MetricSpec:
 class VerificationSettings:
     window_before_s: float = 3 * 3600.0
     window_after_s: float = 30 * 60.0
-    history_s: float = 7 * 86400.0  # how far back to fetch for seasonal baselines (capped by data)
+    history_s: float = 8 * 86400.0  # fetched before window_before for seasonal baselines (capped by data)
     step_s: float = 60.0
     alpha: float = 0.01  # per deploy, Holm across its metrics (benchmarks/README_stats.md: why 0.01)
     observation_s: float = 2 * 3600.0  # how long after a deploy its verdict may still change

@@ -34,9 +34,9 @@ from analyzers.verify.deploy import verify_deploy
 from benchmarks.fleet_data import STEP_S, FleetParams, fleet_config, plan_fleet, service_series
 
 BASE_END = datetime(2026, 3, 20, tzinfo=UTC)
-#: A day of history before the analysis window (the fetch starts ``history_s`` before the deploy,
-#: so 1 day + the 3 h before-window): the window's own times one day earlier are in the data.
-HISTORY_S = 86400.0 + 3 * 3600.0
+#: A day of history before the analysis window (the fetch starts ``history_s`` before the window,
+#: 27 h before the deploy): the window's own times one day earlier are in the data.
+HISTORY_S = 86400.0
 RATE_STEPS = 4  # rate(x[4m]) on the 60 s grid: 4 scrape intervals, as the verifier's rate window
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--services", type=int, default=6)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--history-h", type=float, default=HISTORY_S / 3600,
-                    help="hours of data fetched before each deploy (default: a day before the 3 h window)")
+                    help="hours of history fetched before each 3 h analysis window (default: a day)")
     ap.add_argument("--only-seeds", default="", help="comma-separated seeds instead of range(--seeds)")
     ap.add_argument("--only-hours", default="", help="comma-separated generation hours instead of range(--hours)")
     ap.add_argument("--show", type=int, default=10, help="list this many disagreements")

@@ -66,9 +66,11 @@ def metric_query(config: Config, metric_key: str, deploy: Deploy, *, step_s: flo
 
 
 def analysis_window(deploy: Deploy, config: Config, now: datetime) -> tuple[datetime, datetime]:
-    """[start, end] fetched for a deploy: history for seasonal baselines, then the after-window."""
+    """[start, end] fetched for a deploy: ``history_s`` before the analysis window (for the
+    seasonal baselines, which are judged on the day before the window against earlier days),
+    the window before the deploy, then the after-window."""
     v = config.verification
-    start = deploy.started_at - timedelta(seconds=max(v.history_s, v.window_before_s))
+    start = deploy.started_at - timedelta(seconds=v.history_s + v.window_before_s)
     end = min(now, deploy.started_at + timedelta(seconds=v.window_after_s + ramp_s(deploy, config)))
     if end <= deploy.started_at:
         end = deploy.started_at
