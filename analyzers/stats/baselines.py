@@ -18,7 +18,8 @@ deploy, so the choice cannot chase the effect):
   noise (the residual's SD x sqrt(2)); the smoother keeps the cycle (a 1-hour kernel keeps
   97 % of a daily sine, so 3 % of its bend is left in the residual) and leaves a slow remainder of
   the day's noise (about 0.2 of its marginal SD under AR(0.8)) that the test's level and line
-  partly absorb.
+  partly absorb. Not used when today's level before the deploy is more than ``SHAPE_MAX_FACTOR``
+  away from yesterday's there (the service changed since yesterday).
 
 Seasonality is judged on the day of history before the analysis window (see
 :func:`choose_baseline`), so flat or merely autocorrelated metrics keep the simplest
@@ -53,6 +54,10 @@ WEEKLY_RATIO = 1.3
 MIN_COVERAGE = 0.8
 #: Half-width (one Gaussian SD) of the smoother that takes a single day's noise out of its shape.
 SHAPE_SMOOTH_S = 3600.0
+#: The anchoring factor (today's level before the deploy over yesterday's shape there) must lie within
+#: this factor of 1. A larger move means the service changed since yesterday (an earlier deploy): its
+#: noise and bends need not scale with its level, and yesterday's, bumps included, no longer describe today.
+SHAPE_MAX_FACTOR = 1.25
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,9 @@ def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s:
     mostly has not: they drift away within a day. Assumptions: the cycle repeats from one day
     to the next up to a factor (the anchoring), the shape bends slowly against the kernel, and
     nothing changed at the window's times a day earlier. Earlier-deploy steps in that day can
-    make the levels disagree; the pre-window baseline is then kept.
+    make the levels disagree; the pre-window baseline is then kept. So it is when the anchoring
+    factor lies beyond ``SHAPE_MAX_FACTOR`` (the service changed since yesterday by more than
+    growth does, and its bends and noise bumps need not scale with its level).
     """
     hist = y[start - day : start]
     if np.isfinite(hist).mean() < MIN_COVERAGE:
@@ -210,7 +217,8 @@ def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s:
     shape = shape.copy()
     if np.all(hist[np.isfinite(hist)] > 0) and np.all(pre[np.isfinite(pre)] > 0):
         ratio = float(np.median(pre[fin]) / np.median(shape[:dw][fin]))
-        if np.isfinite(ratio) and ratio > 0:
-            shape *= ratio
+        if not (np.isfinite(ratio) and 1.0 / SHAPE_MAX_FACTOR <= ratio <= SHAPE_MAX_FACTOR):
+            return best
+        shape *= ratio
     score = _line_scatter(pre - shape[:dw])
     return Baseline(DAY_SHAPE, shape, score)
