@@ -147,13 +147,12 @@ def choose_baseline(y: np.ndarray, start: int, deploy: int, end: int, step_s: fl
 
 
 @lru_cache(maxsize=8)
-def _kernels(sd: float, size: int) -> tuple[int, np.ndarray]:
-    """(half-width, rfft of the reversed kernels ``k``, ``u k``, ``u^2 k`` zero-padded to ``size``)."""
-    half = int(math.ceil(3 * sd))
+def _kernels(sd: float, half: int, size: int) -> np.ndarray:
+    """rfft of the reversed kernels ``k``, ``u k``, ``u^2 k`` (``u`` in ``-half..half``) zero-padded to ``size``."""
     u = np.arange(-half, half + 1, dtype=float)
     k = np.exp(-0.5 * (u / sd) ** 2)
     kern = np.vstack([k, u * k, u * u * k])[:, ::-1]  # reversed: the products below are correlations
-    return half, np.fft.rfft(kern, n=size, axis=1)
+    return np.fft.rfft(kern, n=size, axis=1)
 
 
 def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
@@ -165,7 +164,7 @@ def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
     yv = np.where(w > 0, v, 0.0)
     half = int(math.ceil(3 * sd))
     size = 1 << int(math.ceil(math.log2(n + 2 * half + 1)))
-    half, kf = _kernels(float(sd), size)
+    kf = _kernels(float(sd), half, size)
     data = np.fft.rfft(np.vstack([w, yv]), n=size, axis=1)
     prod = np.vstack([data[0] * kf, data[1] * kf[:2]])  # s0, s1, s2, t0, t1
     s0, s1, s2, t0, t1 = np.fft.irfft(prod, n=size, axis=1)[:, half : half + n]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from analyzers.events.store.codec import (
 )
 from analyzers.events.store.merge import (
     EventItem,
+    insert_events,
     merge_batch,
     merge_deploys,
     upsert_deploys_sql,
@@ -232,18 +232,8 @@ class SQLStore(SchedulerTables, ABC):
         payloads = [payload_text(payload) for _, _, payload, _ in items]  # TypeError/ValueError: caller falls back
         with self._tx(write=True) as cur:
             self._lock_deploys(cur, sorted({item[3].deploy_id for item in items}))  # one lock order: no deadlocks
-            rows: list[Any] = []
-            stamps: list[int] = []
-            for (source, event_id, _, deploy), text in zip(items, payloads, strict=True):
-                stamps.append(time.time_ns() // 1000)  # = to_us(datetime.now(UTC)): the same clock, floored
-                rows += (source, event_id, deploy.deploy_id, stamps[-1], text)
-            inserted = {(r[0], r[1]) for r in self._exec(
-                cur,
-                "INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
-                + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id",
-                rows,
-            ).fetchall()}
+            sql, rows, stamps = insert_events(items, payloads)
+            inserted = {(r[0], r[1]) for r in self._exec(cur, sql, rows).fetchall()}
             first_seen: dict[tuple[str, str], str] = {}  # event -> deploy_id it was first stored under
             for source, event_id, _, deploy in items:
                 key = (source, event_id)

@@ -4,6 +4,7 @@ deploys upsert both batch paths write (:func:`upsert_deploys_sql`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -103,3 +104,19 @@ def upsert_deploys_sql(n: int) -> str:
             + " ON CONFLICT (deploy_id) DO UPDATE SET "
             "started_us = excluded.started_us, status = excluded.status, "
             "updated_us = excluded.updated_us, data = excluded.data")
+
+
+def insert_events(items: Sequence[EventItem], payloads: Sequence[str]) -> tuple[str, list[Any], list[int]]:
+    """The batch's multi-row events INSERT (``?`` placeholders; ``RETURNING`` the events it
+    stored, ``DO NOTHING`` for those stored before), its flattened parameters, and each event's
+    ``received_us`` stamp (taken in order inside the write transaction: the same clock as
+    ``to_us(datetime.now(UTC))``, floored)."""
+    rows: list[Any] = []
+    stamps: list[int] = []
+    for (source, event_id, _, deploy), text in zip(items, payloads, strict=True):
+        stamps.append(time.time_ns() // 1000)
+        rows += (source, event_id, deploy.deploy_id, stamps[-1], text)
+    sql = ("INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
+           + ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
+           + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
+    return sql, rows, stamps

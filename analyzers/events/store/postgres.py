@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from analyzers.errors import StoreError, StoreUnavailable
 from analyzers.events.store.base import SQLStore
 from analyzers.events.store.codec import payload_text
-from analyzers.events.store.merge import EventItem, merge_batch, upsert_deploys_sql
+from analyzers.events.store.merge import EventItem, insert_events, merge_batch, upsert_deploys_sql
 from analyzers.events.store.scheduling import SCHEDULER_DDL
 from analyzers.model import Deploy
 
@@ -125,15 +124,9 @@ class PostgresStore(SQLStore):
         ids = sorted({item[3].deploy_id for item in items})
         with self._tx(write=True, begin=False) as cur:
             q = psycopg.ClientCursor(cur.connection)
-            rows: list[Any] = []
-            stamps: list[int] = []
-            for (source, event_id, _, deploy), text in zip(items, payloads, strict=True):
-                stamps.append(time.time_ns() // 1000)  # the same clock as SQLStore._record_batch
-                rows += (source, event_id, deploy.deploy_id, stamps[-1], text)
+            insert, rows, stamps = insert_events(items, payloads)
             q.execute(
-                "BEGIN; " + _LOCK_SQL + "; INSERT INTO events (source, event_id, deploy_id, received_us, payload) "
-                "VALUES " + ", ".join(["(%s, %s, %s, %s, %s)"] * len(items))
-                + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id; "
+                "BEGIN; " + _LOCK_SQL + "; " + self._sql(insert) + "; "
                 "SELECT deploy_id, data FROM deploys WHERE deploy_id = ANY(%s::text[])",
                 [[zlib.crc32(d.encode()) for d in ids], *rows, ids],
             )
@@ -159,7 +152,7 @@ class PostgresStore(SQLStore):
                     if data is not None and deploy_id not in state:
                         state[deploy_id] = Deploy.from_dict(json.loads(data))
             out, upserts = merge_batch(items, stamps, inserted, first_seen, state)
-            sql = upsert_deploys_sql(len(upserts)).replace("?", "%s") + "; COMMIT" if upserts else "COMMIT"
+            sql = self._sql(upsert_deploys_sql(len(upserts))) + "; COMMIT" if upserts else "COMMIT"
             q.execute(sql, [v for row in upserts for v in row])
         return out
 
