@@ -1,4 +1,4 @@
-"""Built figures (Plotly figures, Vega-Lite specs) cached by content, so a rerun or another viewer does not rebuild them.
+"""Built figures (Plotly figures, the percentile chart's JSON payload) cached by content, so a rerun or another viewer does not rebuild them.
 
 Building a figure is most of a warm rerun's server CPU: Plotly validates every property and
 array it is given (0.1-0.3 s for the Latency page's three charts, more on a loaded machine),
@@ -76,7 +76,7 @@ def _built(key: str, _build: Callable[[], Any]) -> Any:
 
 def cached(build: Callable[[], F], *parts: Any) -> F:
     """``build()``, or the figure it built before for the same ``parts`` (see :func:`content_key`).
-    A figure is a Plotly ``go.Figure`` or a Vega-Lite spec dict (with its data frames).
+    A figure is a Plotly ``go.Figure`` or the percentile chart's payload dict.
 
     ``parts`` must name everything the figure shows; the figure returned must not be changed.
     """
