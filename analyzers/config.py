@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from analyzers.errors import ConfigError
 from analyzers.model import TraceUrl
+from analyzers.text import format_duration
 
 Good = Literal["increase", "decrease", "none"]
 
@@ -43,15 +44,6 @@ def parse_duration(value: str | float | int, *, key: str = "duration") -> float:
     if not m:
         raise ConfigError(f"{key}: expected a duration such as '30s', '5m', '2h' or '1d', got {value!r}")
     return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """PromQL duration for a number of seconds (``300 -> '5m'``)."""
-    s = int(round(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size and s % size == 0:
-            return f"{s // size}{unit}"
-    return f"{max(s, 1)}s"
 
 
 @dataclass(frozen=True)
@@ -355,9 +347,14 @@ def _route_from(i: int, raw: dict[str, Any]) -> NotifyRoute:
     )
 
 
-#: Logged at load when ``[canary] window`` is longer than LONG_WINDOW_S (docs/progressive-delivery.md: matching the step).
-LONG_WINDOW_S, LONG_WINDOW = 15 * 60.0, ('[canary] window = "{}" is longer than 15m: the fail test may decide only after the controller moved the '
-               "canary on; set it to the analysis per step (Argo Rollouts: count x interval; Flagger: interval x iterations)")
+LONG_WINDOW_S = 15 * 60.0  # docs/progressive-delivery.md "Matching the controller's step"
+
+
+def long_window_warning(window_s: float) -> list[str]:
+    """The warning for a ``[canary] window`` longer than LONG_WINDOW_S (logged at load; canary_warnings lists it)."""
+    return [f'[canary] window = "{format_duration(window_s)}" is longer than {format_duration(LONG_WINDOW_S)}: the fail test '
+            "may decide only after the controller moved the canary on; set it to the analysis per step (Argo Rollouts: "
+            "count x interval; Flagger: interval x iterations)"] if window_s > LONG_WINDOW_S else []
 
 
 def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanarySettings:
@@ -379,8 +376,8 @@ def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanaryS
         raise ConfigError(f"canary.metrics names unknown metric(s) {unknown}")
     if raw:
         raise ConfigError(f"[canary] has unknown keys {sorted(raw)}; allowed: {sorted(k.removesuffix('_s') for k in CanarySettings.__dataclass_fields__)}")
-    if kw.get("window_s", 0.0) > LONG_WINDOW_S:  # docs/progressive-delivery.md "Matching the controller's step"
-        logging.getLogger(__name__).warning(LONG_WINDOW.format(format_duration(kw["window_s"])))
+    for warning in long_window_warning(kw.get("window_s", 0.0)):
+        logging.getLogger(__name__).warning(warning)
     return CanarySettings(**kw)
 
 

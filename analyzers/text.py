@@ -12,7 +12,8 @@ same thing:
 * p-values never read ``p = 0``: below 0.0001 they read ``< 0.0001`` (:func:`format_p` alone,
   :func:`p_equals` in a sentence: ``p < 0.0001``);
 * an effect interval names its level (``99% CI +19.4 ms to +130.9 ms``, :func:`format_interval`);
-* durations read ``45 s``, ``4 min``, ``2.5 h``, ``3 d`` (:func:`human_duration`);
+* durations read ``45 s``, ``4 min``, ``2.5 h``, ``3 d`` (:func:`human_duration`), and ``5m``, ``2h`` where
+  they are PromQL or config durations (:func:`format_duration`);
 * timestamps are shown in a given zone with the zone named (:func:`format_time`);
 * error text that is stored or shown passes :func:`redact` first (webhook paths, tokens,
   userinfo, Authorization headers).
@@ -435,3 +436,12 @@ def url_secrets(url: str | None) -> list[str]:
     if parts.password:
         out.append(parts.password)
     return out
+
+
+def format_duration(seconds: float) -> str:
+    """PromQL duration for a number of seconds (``300 -> '5m'``)."""
+    s = int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{max(s, 1)}s"

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from analyzers.config import format_duration
 from analyzers.drilldown.base import Querier
 from analyzers.errors import ConfigError
 from analyzers.prometheus.latency import buckets_frame, heatmap_query, le_matcher, parse_le
@@ -42,6 +41,7 @@ from analyzers.prometheus.promql import (
 from analyzers.prometheus.results import QueryResult
 from analyzers.stats.buckets import quantile_from_buckets
 from analyzers.stats.divergence import LabelContrast, contrast, rank_contrasts
+from analyzers.text import format_duration
 
 __all__ = ["MAX_LABELS", "MAX_VALUES", "BubbleUp", "candidate_labels", "error_bubbleup", "latency_bubbleup"]
 

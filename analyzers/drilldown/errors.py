@@ -22,12 +22,13 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from analyzers.config import Config, format_duration
+from analyzers.config import Config
 from analyzers.drilldown.base import Querier
 from analyzers.errors import ConfigError
 from analyzers.prometheus.latency import rate_window
 from analyzers.prometheus.promql import render, validate_label_name
 from analyzers.prometheus.results import QueryResult
+from analyzers.text import format_duration
 
 __all__ = ["ErrorBreakdown", "ErrorRow", "ErrorSeries", "counters", "error_breakdown", "error_series", "wilson"]
 

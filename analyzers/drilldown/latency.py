@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from analyzers.config import format_duration, parse_duration
+from analyzers.config import parse_duration
 from analyzers.drilldown.base import Querier
 from analyzers.prometheus.latency import (
     breakdown_query,
@@ -42,6 +42,7 @@ from analyzers.stats.buckets import (
     quantile_from_buckets,
     quantiles_frame,
 )
+from analyzers.text import format_duration
 
 __all__ = [
     "PERCENTILES",

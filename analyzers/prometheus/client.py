@@ -42,7 +42,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from analyzers.config import PrometheusSettings, format_duration
+from analyzers.config import PrometheusSettings
 from analyzers.errors import (
     ERROR_TYPES,
     BadDataError,
@@ -73,6 +73,7 @@ from analyzers.prometheus.results import (
     parse_exemplars,
     parse_result,
 )
+from analyzers.text import format_duration
 
 __all__ = [
     "Exemplar",

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analyzers.config import format_duration
 from analyzers.errors import ConfigError
 from analyzers.prometheus.promql import (
     by_clause,
@@ -39,6 +38,7 @@ from analyzers.prometheus.promql import (
 )
 from analyzers.prometheus.results import PromSeries, QueryResult
 from analyzers.stats.buckets import BreakdownRow, rank_breakdown
+from analyzers.text import format_duration
 
 __all__ = [
     "breakdown_query",

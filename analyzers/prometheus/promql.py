@@ -23,8 +23,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-from analyzers.config import format_duration
 from analyzers.errors import ConfigError
+from analyzers.text import format_duration
 
 __all__ = [
     "by_clause",

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from analyzers.config import LONG_WINDOW, LONG_WINDOW_S, CanarySettings, Config, MetricSpec, format_duration
+from analyzers.config import CanarySettings, Config, MetricSpec, long_window_warning
 from analyzers.errors import AnalyzerError, ConfigError, PrometheusError, PrometheusUnreachable
 from analyzers.events.combined import ROLLED_OUT, canary_serving, combined_verdict
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, Outcome
@@ -49,6 +49,7 @@ from analyzers.stats.canary import (
     compare_rates,
     judge,
 )
+from analyzers.text import format_duration
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -97,7 +98,7 @@ def canary_warnings(settings: CanarySettings, step_s: float | None = None) -> li
     """Settings that work but likely do not match the rollout (the long window is also logged
     whenever a config is loaded). ``step_s``: how long the controller holds each canary weight,
     when known (``demo deploy --canary-step``)."""
-    out = [LONG_WINDOW.format(format_duration(settings.window_s))] if settings.window_s > LONG_WINDOW_S else []
+    out = long_window_warning(settings.window_s)
     if step_s is not None and step_s < settings.window_s:
         out.append(f"the canary step ({format_duration(step_s)}) is shorter than [canary] window = "
                    f'"{format_duration(settings.window_s)}": a regression may be judged only at a later step; '

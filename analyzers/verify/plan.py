@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from analyzers.config import Config, MetricSpec, format_duration
+from analyzers.config import Config, MetricSpec
 from analyzers.model import Deploy
+from analyzers.text import format_duration
 
 #: The direction that hurts, by a metric's good direction.
 BAD_DIRECTION = {"decrease": "increase", "increase": "decrease"}

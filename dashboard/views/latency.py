@@ -17,10 +17,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from analyzers.config import HTTP_DURATION, format_duration
+from analyzers.config import HTTP_DURATION
 from analyzers.drilldown.exemplars import Exemplars
 from analyzers.errors import ConfigError
 from analyzers.model import Deploy
+from analyzers.text import format_duration
 from dashboard import data, exemplars
 from dashboard.components import charts, common, compare, figures, header, latency_charts, percentile_chart
 

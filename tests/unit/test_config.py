@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzers.config import config_from_dict, default_config, format_duration, load_config, parse_duration
+from analyzers.config import config_from_dict, default_config, load_config, parse_duration
 from analyzers.errors import ConfigError
+from analyzers.text import format_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("250ms", 0.25), (90, 90)])
