@@ -65,6 +65,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from analyzers.demo.loaddiag import summary_line
 from analyzers.demo.loadgen import (
     SECRET,
     _drive,
@@ -87,6 +88,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p99_ms", "p99 ms", "{:.1f}"),
     ("max_ms", "max ms", "{:.1f}"),
     ("receiver_cpu_us_per_req", "rx CPU us/req", "{:.0f}"),
+    ("client_cpu_us_per_req", "client us/req", "{:.0f}"),
+    ("postgres_cpu_us_per_req", "PG us/req", "{:.0f}"),
+    ("machine_cpu_pct", "CPU %", "{:.0f}"),
     ("raw_insert_per_s", "raw INSERT/s", "{:,.0f}"),
     ("load_avg_1m", "load", "{:.1f}"),
 )
@@ -129,7 +133,7 @@ def steady_wal(server_url: str, segments: int = 7) -> None:
 
 
 @contextlib.contextmanager
-def store_factory(backend: str, *, fresh_wal: bool = False) -> Iterator[Any]:
+def store_factory(backend: str, *, fresh_wal: bool = False, folder: str | None = None) -> Iterator[Any]:
     """A function giving a fresh, empty store URL for each run of ``backend``.
 
     PostgreSQL: one throwaway server (fsync on, default settings) for every run, a new
@@ -137,9 +141,12 @@ def store_factory(backend: str, *, fresh_wal: bool = False) -> Iterator[Any]:
     state (:func:`steady_wal`), and each run starts right after a CHECKPOINT, which recycles
     the segments of the runs before, as the server's own timed checkpoints (every 5 minutes)
     do, and which keeps a timed checkpoint out of the 10 s that are measured.
+
+    ``folder``: where the SQLite files or PostgreSQL's data folder go (default: the temp folder;
+    ``/dev/shm``, a tmpfs, takes the disk out of the run: a diagnostic, never the judged run).
     """
     if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=folder) as tmp:
             n = iter(range(1 << 30))
             yield lambda: f"sqlite:///{tmp}/run{next(n)}.db"
     else:
@@ -147,7 +154,7 @@ def store_factory(backend: str, *, fresh_wal: bool = False) -> Iterator[Any]:
 
         from tests.fixtures.postgres import new_database, run_postgres
 
-        with run_postgres(fsync=True) as server:
+        with run_postgres(fsync=True, base_dir=folder) as server:
             if fresh_wal:
                 yield lambda: new_database(server)
                 return
@@ -301,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0, help="timed phase of each run (after a 2 s warm-up)")
     p.add_argument("--rate", type=float, default=1500.0, help="open-loop offered events/s (0: closed loop only)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", default="2", metavar="N[,N...]",
+                   help="receiver processes (default 2); several counts run side by side, interleaved, each "
+                        "labelled /wN, and the first is judged")
     p.add_argument("--connections", type=int, default=16, help="closed loop: keep-alive connections (default 16)")
     p.add_argument("--open-connections", default="64,16", metavar="N[,N...]",
                    help="open loop: run it over each of these numbers of keep-alive connections (one request in "
@@ -324,12 +333,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="PostgreSQL as just initialised: no recycled WAL segments and no CHECKPOINT before each "
                         "run, so WAL segment creation (16 MB written and fsynced under the WAL lock) and timed "
                         "checkpoints fall inside the runs")
+    p.add_argument("--store-dir", metavar="FOLDER",
+                   help="put the stores here (default: the temp folder); /dev/shm (tmpfs) shows the receiver's own "
+                        "share of the tail without the disk's fsyncs: a diagnostic, not a judged run")
+    p.add_argument("--no-probe", action="store_true",
+                   help="without the diagnosis per run (the fsync probe beside it and the receiver's commit log)")
     p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON here")
     args = p.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
         if b not in ("sqlite", "postgresql"):
             p.error(f"unknown backend {b!r}: use sqlite and/or postgresql")
+    try:
+        worker_counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    except ValueError:
+        worker_counts = []
+    if not worker_counts or min(worker_counts) < 1:
+        p.error(f"--workers {args.workers!r}: give one or more positive numbers, e.g. 2 or 1,2")
     loads = {x.strip() for x in args.loads.split(",") if x.strip()}
     if not loads or loads - {"closed", "open"}:
         p.error(f"--loads {args.loads!r}: use closed and/or open")
@@ -353,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         codes: list[tuple[str, str | None]] = [("current", None)]
         if args.before:
             codes.insert(0, (os.path.basename(args.before.rstrip("/"))[:10], stack.enter_context(checkout(args.before))))
+        # (label, code root, receiver processes): every code with every worker count; the first
+        # count of "current" is the judged configuration
+        configs = [(code if len(worker_counts) == 1 else f"{code}/w{w}", root, w)
+                   for code, root in codes for w in worker_counts]
+        judged_code = configs[-len(worker_counts)][0]
         if args.instructions:
             print(f"receiver instructions per event (valgrind callgrind, {args.instructions} events, SQLite, 1 worker)",
                   flush=True)
@@ -380,19 +405,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  current / before: {meds[1] / meds[0]:.3f}   (load {os.getloadavg()[0]:.1f} at end)\n", flush=True)
         if args.cpu_only:
             return 0
-        urls = {b: stack.enter_context(store_factory(b, fresh_wal=args.fresh_wal)) for b in backends}
+        urls = {b: stack.enter_context(store_factory(b, fresh_wal=args.fresh_wal, folder=args.store_dir))
+                for b in backends}
+        probe_dir = None if args.no_probe else (args.store_dir or tempfile.gettempdir())
         print(f"bench_ingest: {args.repeats} repeats x {len(backends)} stores x {len(modes)} loads x "
-              f"{len(codes)} code; {args.seconds:g} s each, {args.workers} workers, load@RATExCONNECTIONS, "
+              f"{len(configs)} code x workers; {args.seconds:g} s each, load@RATExCONNECTIONS, "
               f"{os.cpu_count()} CPUs", flush=True)
         print(header(), flush=True)
         for repeat in range(args.repeats):
             for backend in backends:
                 for mode, rate, conns, _ in modes:
-                    order = codes if repeat % 2 == 0 else codes[::-1]  # alternate who goes first
-                    for code, root in order:
+                    order = configs if repeat % 2 == 0 else configs[::-1]  # alternate who goes first
+                    for code, root, workers in order:
                         try:
-                            r = run_benchmark(urls[backend](), workers=args.workers, seconds=args.seconds,
-                                              connections=conns, rate=rate, code_root=root)
+                            r = run_benchmark(urls[backend](), workers=workers, seconds=args.seconds,
+                                              connections=conns, rate=rate, code_root=root, probe_dir=probe_dir)
                         except RuntimeError as exc:  # the receiver did not start: shown, and counted as a miss
                             print(f"{backend:<10}  {mode:<12}  {code:<10}  run failed: {exc}", flush=True)
                             failed += 1
@@ -402,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "refused": sum(r["statuses"].values()) - ok}
                         runs.append(row)
                         print(fmt_row(row), flush=True)
+                        if r.get("diagnosis"):
+                            print("    " + summary_line(r["diagnosis"]), flush=True)
 
     print("\nmedian over repeats")
     print(header() + "  target")
@@ -409,18 +438,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed = False
     for backend in backends:
         for mode, _, _, judge in modes:
-            for code, _ in codes:
+            for code, _, _ in configs:
                 group = [r for r in runs if (r["backend"], r["mode"], r["code"]) == (backend, mode, code)]
                 if not group:
-                    missed |= code == "current"
+                    missed |= code == judged_code
                     continue
                 row = median_row(group)
-                judged = code == "current" and judge
+                judged = code == judged_code and judge
                 met = passes(row, args.target_rate, args.target_p99_ms)
                 row["meets_target"] = met if judged else None
                 missed |= judged and not met
                 medians.append(row)
-                verdict = ("" if code != "current" else ("met" if met else "MISSED") if judge
+                verdict = ("" if not code.startswith("current") else ("met" if met else "MISSED") if judged
                            else f"({'met' if met else 'missed'}: shown, not judged)")
                 print(fmt_row(row) + f"  {verdict}")
     judged_open = next((m for m, rate, _, judge in modes if rate and judge), None)

@@ -149,6 +149,7 @@ class _Conn(asyncio.Protocol):
             return
         del self.buf[:end + 4 + length]
         self.r.latencies.append(time.perf_counter() - self.t0)
+        self.r.sent.append(self.t0)
         self.r.statuses[int(head[9:12])] += 1
         self.busy = False
         if b"\r\nconnection: close" in head:
@@ -174,6 +175,7 @@ class _Run:
         self._staggered = 0
         self.connections = connections
         self.latencies: list[float] = []
+        self.sent: list[float] = []  # when each answered request was due (open loop) or sent
         self.statuses: Counter[int] = Counter()
         self.open = 0
         self.pending: set[asyncio.Future[None]] = set()
@@ -207,12 +209,13 @@ class _Run:
 
 
 async def _drive(host: str, port: int, seconds: float, connections: int, requests: _Requests | None = None,
-                 rate: float | None = None) -> tuple[list[float], Counter[int], float]:
+                 rate: float | None = None, sent: list[float] | None = None) -> tuple[list[float], Counter[int], float]:
     """Keep ``connections`` requests in flight for ``seconds``: (latencies s, status counts, elapsed s).
 
     With ``rate`` (events/s over all connections) the load is open-loop: each connection sends
     on a fixed schedule, and a request's latency runs from when it was due. Status 0 counts
-    connections lost or refused (never a success).
+    connections lost or refused (never a success). ``sent`` receives when each answered request
+    was due or sent (perf_counter), in the order of the latencies.
     """
     if requests is None:
         requests = _Requests(host, port, uuid.uuid4().hex[:8], 0)
@@ -220,6 +223,8 @@ async def _drive(host: str, port: int, seconds: float, connections: int, request
     run = _Run(host, port, start + seconds, requests, connections / rate if rate else None, connections)
     await asyncio.gather(*(run.connect() for _ in range(connections)))
     await run.done
+    if sent is not None:
+        sent.extend(run.sent)
     return run.latencies, run.statuses, time.perf_counter() - start
 
 
@@ -340,7 +345,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None,
+             env_extra: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A receiver (``python -m analyzers.server.receiver``) on a free loopback port, answering
     ``/healthz``: yields ``(process, port)``; stopped with SIGTERM on exit.
 
@@ -348,7 +354,7 @@ def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) 
     with the same client, e.g. ``benchmarks.bench_ingest --before REV``).
     """
     port = _free_port()
-    env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET}
+    env = {**os.environ, "DEPLOY_WEBHOOK_SECRET": SECRET, **(env_extra or {})}
     root = code_root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen([sys.executable, "-m", "analyzers.server.receiver", "--host", "127.0.0.1", "--port", str(port),
@@ -374,25 +380,44 @@ def receiver(store_url: str, *, workers: int = 2, code_root: str | None = None) 
 
 def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, connections: int = 16,
                   warmup_s: float = 2.0, raw_n: int = 500, max_rate: float = 4000.0,
-                  rate: float | None = None, code_root: str | None = None) -> dict[str, Any]:
+                  rate: float | None = None, code_root: str | None = None,
+                  probe_dir: str | None = None) -> dict[str, Any]:
     """Start a receiver on ``store_url``, load it, stop it; return the figures.
 
     ``code_root``: run the receiver from that checkout (see :func:`receiver`).
+    ``probe_dir``: also find where the tail came from (:mod:`analyzers.demo.loaddiag`): an fsync
+    probe in that folder (the store's) beside the run, the receiver's commit log, and the
+    share of the slowest 1% of events that were in flight during a long commit or fsync
+    (``diagnosis``); the machine's CPU use and the PostgreSQL server's CPU per event are
+    always given.
 
     Requests are signed before the timed phase (``max_rate`` x ``seconds`` of them), so the
     client's CPU during the run is little more than socket writes and reads;
     ``client_cpu_us_per_req`` and ``receiver_cpu_us_per_req`` say what each side spent.
     """
-    with receiver(store_url, workers=workers, code_root=code_root) as (proc, port):
+    from analyzers.demo import loaddiag
+    from analyzers.server.settings import ENV_COMMIT_LOG
+
+    logdir = tempfile.mkdtemp(prefix="loadgen-commits-") if probe_dir else None
+    prefix = os.path.join(logdir, "commits") if logdir else None
+    pg = loaddiag.postgres_pid(store_url) if store_url.startswith("postgres") else None
+    sent: list[float] = []
+    with receiver(store_url, workers=workers, code_root=code_root,
+                  env_extra={ENV_COMMIT_LOG: prefix} if prefix else None) as (proc, port):
         run = uuid.uuid4().hex[:8]
         warm = _Requests("127.0.0.1", port, run + "w", int(max_rate * warmup_s))
         _run_loop(_drive("127.0.0.1", port, warmup_s, connections, warm))
         pool = _Requests("127.0.0.1", port, run, int(max_rate * seconds))
         gc.collect()
         gc.freeze()  # the client's collector never walks the pool mid-run (its pauses would count as latency)
-        rx0, cpu0 = tree_cpu_seconds(proc.pid), time.process_time()
-        latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate))
-        rx1, cpu1 = tree_cpu_seconds(proc.pid), time.process_time()
+        probe = loaddiag.FsyncProbe(probe_dir) if probe_dir else contextlib.nullcontext()
+        with probe:
+            t_start = time.perf_counter()
+            rx0, cpu0, pg0, m0 = (tree_cpu_seconds(proc.pid), time.process_time(),
+                                  tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
+            latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate, sent))
+            rx1, cpu1, pg1, m1 = (tree_cpu_seconds(proc.pid), time.process_time(),
+                                  tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
         gc.unfreeze()
     ok = statuses.get(201, 0) + statuses.get(200, 0)
     n = max(1, sum(statuses.values()))
@@ -406,8 +431,15 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         "client_cpu_us_per_req": round((cpu1 - cpu0) / n * 1e6, 1),
         "receiver_cpu_us_per_req": (round((rx1 - rx0) / n * 1e6, 1) if rx0 is not None and rx1 is not None else None),
         "signed_during_run": pool.signed_late,
+        "postgres_cpu_us_per_req": round((pg1 - pg0) / n * 1e6, 1) if pg0 is not None and pg1 is not None else None,
+        "machine_cpu_pct": (round(100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 1) if m0 and m1 else None),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+    if prefix and logdir:  # the receiver has exited: its commit logs are complete
+        commits = [c for c in loaddiag.read_commit_logs(prefix) if c[1] >= t_start]  # not the warm-up's
+        os.rmdir(logdir)
+        fsyncs = probe.samples if isinstance(probe, loaddiag.FsyncProbe) else []
+        result["diagnosis"] = loaddiag.tail_report(sent, latencies, commits, fsyncs)
     result.update(raw_rates(store_url, raw_n))
     return result
 

@@ -200,7 +200,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
         store.start_background_checkpoints()
     app = create_app(store, settings)
     on_shutdown(app, store.close)  # this factory opened the store, so it closes it
-    on_shutdown(app, lambda: app.state.ingestor.committer.executor.shutdown(wait=False))
+    on_shutdown(app, app.state.ingestor.committer.close)
     from analyzers.config import load_config
     from analyzers.prometheus.client import PrometheusClient
     from analyzers.server.gate import install_gate

@@ -40,6 +40,9 @@ from analyzers.events.signatures import ENV_SECRET, parse_secrets
 
 ENV_READ_TOKEN = "DEPLOY_READ_TOKEN"
 ENV_SETTINGS = "ANALYZERS_RECEIVER_SETTINGS"
+#: A path prefix: each receiver process then logs its group commits to PREFIX.PID (a diagnostic of
+#: ``benchmarks.bench_ingest``; see :class:`analyzers.server.ingest.GroupCommitter`).
+ENV_COMMIT_LOG = "ANALYZERS_COMMIT_LOG"
 SOURCE_NAMES = ("github", "gitlab", "argocd", "spinnaker", "grafana")
 ALL_SOURCES = frozenset(("generic", *SOURCE_NAMES))
 DEFAULT_MAX_BODY = 256 * 1024

@@ -106,3 +106,40 @@ def test_a_failed_group_answers_each_of_its_callers_with_the_error_and_the_next_
         assert store.batches == [1, 3, 1]
     finally:
         store.close()
+
+
+def test_the_commit_log_times_every_group_commit_when_asked_and_stays_off_by_default(tmp_path: Any,
+                                                                                     monkeypatch: Any) -> None:
+    """``$ANALYZERS_COMMIT_LOG`` (bench_ingest's diagnosis): one line per group commit, in the
+    order submitted <= started <= ended <= answered, with the batch's size; no file without it."""
+    import os
+    import time
+
+    from analyzers.server.settings import ENV_COMMIT_LOG
+
+    store = HeldStore(str(tmp_path / "held.db"))
+    store.release.set()
+
+    async def scenario(committer: GroupCommitter) -> None:
+        await asyncio.gather(*(committer.record("ci", f"e{i}", {}, _deploy(i)) for i in range(5)))
+        await committer.record("ci", "e9", {}, _deploy(9))
+
+    try:
+        monkeypatch.delenv(ENV_COMMIT_LOG, raising=False)
+        quiet = GroupCommitter(store)
+        assert quiet.commit_log is None
+        quiet.close()
+
+        monkeypatch.setenv(ENV_COMMIT_LOG, str(tmp_path / "commits"))
+        before = time.perf_counter()
+        committer = GroupCommitter(store)
+        asyncio.run(scenario(committer))
+        committer.close()
+        lines = (tmp_path / f"commits.{os.getpid()}").read_text().splitlines()
+        rows = [[float(x) for x in line.split()] for line in lines]
+        assert [int(r[4]) for r in rows] == [5, 1]  # the five concurrent events in one commit
+        for submitted, started, ended, answered, _ in rows:
+            assert before <= submitted <= started <= ended <= answered <= time.perf_counter()
+        assert store.count_events() == 6
+    finally:
+        store.close()
