@@ -7,6 +7,11 @@ own components) are imported *before* the server opens its port. A plain ``strea
 imports (about 1.4 s of CPU); here the health check answers only once they are done, so whoever
 waits for it (the demo, docker-compose, a load balancer) hands visitors a ready process.
 
+Then it warms what a fresh process still pays on its first script run (:mod:`dashboard.warmup`:
+one run of the Latency page under Streamlit's ``AppTest`` with no network, and a frozen heap), so
+the first visitor of a just-started process waits no longer than the next one. A failed warm-up
+is logged and the dashboard starts anyway.
+
 Streamlit runs in this same process (``streamlit.web.cli``, as ``python -m streamlit`` does), so
 the modules imported here are the ones the page scripts get from ``sys.modules``.
 """
@@ -16,16 +21,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import pkgutil
 import sys
 import time
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "app.py"
 
-#: Imported before the server starts, in this order: third-party libraries first, then the
-#: dashboard modules (which import the ``analyzers`` layers they use). A page script imports
-#: nothing heavy that is not here.
-PRELOAD = (
+#: Imported before the server starts, in this order, then :func:`own_modules`. By hand: the
+#: third-party libraries, what Streamlit imports lazily on its first script run, and the
+#: ``analyzers`` modules the dashboard imports inside functions (the dashboard's own modules import
+#: the rest). A page script imports nothing heavy that is not preloaded (a test checks).
+THIRD_PARTY = (
     "numpy",
     "pandas",
     "scipy.stats",
@@ -55,19 +62,21 @@ PRELOAD = (
     "analyzers.verify.fetch",
     "analyzers.verify.plan",
     "analyzers.delivery.reports",
-    "dashboard.data",
-    "dashboard.exemplars",
-    "dashboard.components.access",
-    "dashboard.components.blocks",
-    "dashboard.components.change_metrics",
-    "dashboard.components.charts",
-    "dashboard.components.common",
-    "dashboard.components.compare",
-    "dashboard.components.figures",
-    "dashboard.components.header",
-    "dashboard.components.latency_charts",
-    "dashboard.components.percentile_chart",
 )
+#: Modules of the ``dashboard`` package that are not imported as modules: the launcher itself and
+#: its warm-up, and the scripts Streamlit runs (importing one would run a page).
+NOT_PRELOADED = ("dashboard.__main__", "dashboard.warmup", "dashboard.app")
+SCRIPT_PACKAGES = ("dashboard.views",)
+
+
+def own_modules() -> tuple[str, ...]:
+    """The dashboard's own modules (``dashboard.data``, ``dashboard.components.*``, ...), found by
+    walking the package, so a new component is preloaded without a list to keep."""
+    import dashboard
+
+    found = [m.name for m in pkgutil.walk_packages(dashboard.__path__, "dashboard.")]
+    return tuple(sorted(name for name in found if name not in NOT_PRELOADED and name not in SCRIPT_PACKAGES
+                        and not name.startswith(tuple(p + "." for p in SCRIPT_PACKAGES))))
 
 
 class _NoRuntimeWarning(logging.Filter):
@@ -75,8 +84,8 @@ class _NoRuntimeWarning(logging.Filter):
         return "No runtime found" not in record.getMessage()
 
 
-def preload(modules: tuple[str, ...] = PRELOAD) -> float:
-    """Import ``modules`` and warm Plotly's figure validators (loaded lazily on the first figure
+def preload(modules: tuple[str, ...] | None = None) -> float:
+    """Import ``modules`` (default: :data:`THIRD_PARTY` and :func:`own_modules`) and warm Plotly's figure validators (loaded lazily on the first figure
     otherwise); returns the seconds it took."""
     start = time.perf_counter()
     # Decorating a function with st.cache_data outside a running server only checks its options
@@ -86,7 +95,7 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> float:
     no_runtime = _NoRuntimeWarning()
     quiet.addFilter(no_runtime)
     try:
-        for name in modules:
+        for name in modules if modules is not None else (*THIRD_PARTY, *own_modules()):
             importlib.import_module(name)
     finally:
         quiet.removeFilter(no_runtime)
@@ -109,7 +118,16 @@ def main(argv: list[str] | None = None) -> None:
     """Preload, then hand ``argv`` (``streamlit run`` options) to Streamlit's own command line."""
     args = list(sys.argv[1:] if argv is None else argv)
     took = preload()
-    print(f"dashboard: imported {len(PRELOAD)} modules in {took:.2f} s; starting Streamlit", flush=True)
+    print(f"dashboard: imported {len(THIRD_PARTY) + len(own_modules())} modules in {took:.2f} s", flush=True)
+    try:
+        from dashboard import warmup
+
+        warmed = warmup.warm_up()
+    except Exception as exc:  # noqa: BLE001 - the warm-up only saves the first visitor time
+        print(f"dashboard: warm-up failed ({type(exc).__name__}: {exc}); starting Streamlit anyway", flush=True)
+    else:
+        print(f"dashboard: warmed in {warmed:.2f} s; starting Streamlit" if warmed is not None
+              else "dashboard: warm-up incomplete (see the warning above); starting Streamlit anyway", flush=True)
     from streamlit.web import cli
 
     cli.main(["run", str(APP), *args], prog_name="streamlit")
