@@ -112,40 +112,52 @@ def latency_columns(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, ste
     return chart_ms(idx, zone) if len(idx) else np.array([], dtype="float64"), cols
 
 
-def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict], zone: ViewerZone) -> pd.DataFrame:
-    """One row per deploy marker: time, id (what a click selects), colour, and its hover fields."""
+def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict], zone: ViewerZone
+                ) -> dict[str, list[Any]]:
+    """The deploy markers as the chart's JSON columns: ``t`` (ms, :func:`chart_ms`), ``deploy_id``
+    (what a click selects), ``color``, ``fill`` (white until a verdict exists), ``release`` and
+    ``hover`` (per marker, its ``[title, text]`` lines: :data:`DEPLOY_HOVER`)."""
     states = [verdict_state(verdicts.get(d.deploy_id)) for d in deploys]
-    return pd.DataFrame({
-        "t": chart_ms([d.started_at for d in deploys], zone),
+    hover = []
+    for d, state in zip(deploys, states, strict=True):
+        release = d.kind == "release"
+        fields = {
+            "deploy": f"{d.service} {d.version}" + (" (release)" if release else ""),
+            "where": f"{d.environment} · {d.status}",
+            "flag": f"{d.flag}: {d.flag_from} → {d.flag_to}" if release and d.flag else "—",
+            "author": d.author or "—",
+            "verdict": state,
+            "started": fmt_time(d.started_at, zone),
+            "signed": "yes" if d.signed else "UNSIGNED: the event carried no valid signature",
+        }
+        hover.append([[title, fields[key]] for key, title in DEPLOY_HOVER])
+    return {
+        "t": _times(chart_ms([d.started_at for d in deploys], zone)),
         "deploy_id": [d.deploy_id for d in deploys],
         "color": [VERDICT_COLORS[s] for s in states],
         "fill": [VERDICT_COLORS[s] if d.deploy_id in verdicts else "#ffffff" for d, s in zip(deploys, states, strict=True)],
         "release": [d.kind == "release" for d in deploys],
-        "deploy": [f"{d.service} {d.version}" + (" (release)" if d.kind == "release" else "") for d in deploys],
-        "where": [f"{d.environment} · {d.status}" for d in deploys],
-        "flag": [f"{d.flag}: {d.flag_from} → {d.flag_to}" if d.kind == "release" and d.flag else "—" for d in deploys],
-        "author": [d.author or "—" for d in deploys],
-        "verdict": states,
-        "started": [fmt_time(d.started_at, zone) for d in deploys],
-        "signed": ["yes" if d.signed else "UNSIGNED: the event carried no valid signature" for d in deploys],
-    })
+        "hover": hover,
+    }
 
 
-def exemplar_rows(ex: Exemplars | None, zone: ViewerZone) -> pd.DataFrame:
-    """One row per exemplar (a traced request): time, latency in ms, and its hover fields."""
+def exemplar_rows(ex: Exemplars | None, zone: ViewerZone) -> dict[str, list[Any]]:
+    """The exemplars (traced requests) as the chart's JSON columns: ``t`` (ms), ``ms`` (latency),
+    ``trace`` and ``hover`` (its "exemplar at", "latency" and "trace" lines)."""
     points = ex.points if ex is not None else []
-    return pd.DataFrame({
-        "t": chart_ms([p.time for p in points], zone),
-        "ms": np.array([p.value * 1000 for p in points], dtype="float64"),
-        "when": [fmt_time(p.time.to_pydatetime(), zone, seconds=True) for p in points],
-        "latency": [format_value(p.value, "s") for p in points],
-        "trace": [p.trace_id or "none" for p in points],
-    })
+    traces = [p.trace_id or "none" for p in points]
+    return {
+        "t": _times(chart_ms([p.time for p in points], zone)),
+        "ms": _num([p.value * 1000 for p in points]),
+        "trace": traces,
+        "hover": [[["exemplar at", fmt_time(p.time.to_pydatetime(), zone, seconds=True)],
+                   ["latency", format_value(p.value, "s")], ["trace", trace]]
+                  for p, trace in zip(points, traces, strict=True)],
+    }
 
 
 DEPLOY_HOVER = (("deploy", "deploy"), ("where", "environment · status"), ("flag", "flag"), ("author", "author"),
                 ("verdict", "verdict"), ("started", "started"), ("signed", "signed"))
-EXEMPLAR_HOVER = (("when", "exemplar at"), ("latency", "latency"), ("trace", "trace"))
 
 
 def _num(values: Any) -> list[float | None]:
@@ -167,10 +179,6 @@ def _num(values: Any) -> list[float | None]:
 def _times(values: Any) -> list[float]:
     """Times for JSON: ms as they are (13 digits: never rounded like the values)."""
     return [float(x) for x in np.asarray(values, dtype="float64")]
-
-
-def _hover(frame: pd.DataFrame, fields: Sequence[tuple[str, str]]) -> list[list[list[str]]]:
-    return [[[title, str(row[f])] for f, title in fields] for _, row in frame.iterrows()]
 
 
 def _time_axis(zone: ViewerZone, x_range: tuple[datetime, datetime]) -> dict[str, Any]:
@@ -199,19 +207,14 @@ def payload(
     labels = list(quantiles)
     t, lines = latency_columns(quantiles, zone, step_s)
     cols = {k: [_num(c) for c in v] for k, v in lines.items()}
-    dep = deploy_rows(deploys, verdicts or {}, zone)
-    ex = exemplar_rows(exemplars, zone)
     return {
         "height": HEIGHT, "band": band, "message": "",
         "x": _time_axis(zone, x_range),
         "y": {"title": Y_TITLE, "scale": "log"},
         "labels": labels, "colors": [PALETTE[i % len(PALETTE)] for i in range(len(labels))],
         "t": _times(t), **cols,
-        "deploys": {"t": _times(dep["t"]), "deploy_id": list(dep["deploy_id"]), "color": list(dep["color"]),
-                    "fill": list(dep["fill"]), "release": [bool(r) for r in dep["release"]],
-                    "hover": _hover(dep, DEPLOY_HOVER)},
-        "exemplars": {"t": _times(ex["t"]), "ms": _num(ex["ms"]), "trace": list(ex["trace"]),
-                      "hover": _hover(ex, EXEMPLAR_HOVER)},
+        "deploys": deploy_rows(deploys, verdicts or {}, zone),
+        "exemplars": exemplar_rows(exemplars, zone),
     }
 
 
