@@ -55,6 +55,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -91,6 +92,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("client_cpu_us_per_req", "client us/req", "{:.0f}"),
     ("postgres_cpu_us_per_req", "PG us/req", "{:.0f}"),
     ("machine_cpu_pct", "CPU %", "{:.0f}"),
+    ("runqueue_ms_per_s", "runq ms/s", "{:.0f}"),
     ("raw_insert_per_s", "raw INSERT/s", "{:,.0f}"),
     ("load_avg_1m", "load", "{:.1f}"),
 )
@@ -171,6 +173,23 @@ def store_factory(backend: str, *, fresh_wal: bool = False, folder: str | None =
 
 def store_factory_sqlite(stack: contextlib.ExitStack) -> Any:
     return stack.enter_context(store_factory("sqlite"))
+
+
+def own_session(nice: int) -> None:
+    """Move this process into a new session (a new scheduler autogroup, inherited by everything it
+    starts) at ``nice``; re-executes under ``setsid`` when this process leads its process group."""
+    if os.getsid(0) != os.getpid():
+        try:
+            os.setsid()
+        except PermissionError:  # a process group leader cannot: run again as a new session's leader
+            os.execvp("setsid", ["setsid", "--wait", sys.executable, "-m", "benchmarks.bench_ingest", *sys.argv[1:]])
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+        with open("/proc/self/autogroup") as f:
+            print(f"scheduler: {f.read().strip()} (a session of its own)", flush=True)
+    except OSError as exc:
+        print(f"scheduler: could not set the autogroup's nice to {nice} ({exc}); running as is", flush=True)
 
 
 def passes(row: dict[str, Any], target_rate: float, target_p99_ms: float) -> bool:
@@ -333,13 +352,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="PostgreSQL as just initialised: no recycled WAL segments and no CHECKPOINT before each "
                         "run, so WAL segment creation (16 MB written and fsynced under the WAL lock) and timed "
                         "checkpoints fall inside the runs")
-    p.add_argument("--store-dir", metavar="FOLDER",
-                   help="put the stores here (default: the temp folder); /dev/shm (tmpfs) shows the receiver's own "
-                        "share of the tail without the disk's fsyncs: a diagnostic, not a judged run")
+    p.add_argument("--store-dir", metavar="FOLDER[,FOLDER...]", default="",
+                   help="put the stores here (default: the temp folder); several run side by side, each labelled "
+                        "by its name, the first judged. '--store-dir ,/dev/shm' adds a store on a tmpfs beside the "
+                        "judged one: the receiver's own share of the tail without the disk's fsyncs (a diagnostic)")
     p.add_argument("--no-probe", action="store_true",
                    help="without the diagnosis per run (the fsync probe beside it and the receiver's commit log)")
+    p.add_argument("--autogroup-nice", type=int, default=None, metavar="N",
+                   help="run the benchmark (client, receivers, PostgreSQL) in a session of its own at this "
+                        "scheduler priority (-20..19; below 0 needs root). With the kernel's autogroups on, nice "
+                        "ranks processes only within a session, so other sessions' jobs share the CPUs equally "
+                        "whatever their nice: -10 shows the receiver without them (a diagnostic, not the judged run)")
     p.add_argument("--json", metavar="PATH", help="write every run and the medians as JSON here")
     args = p.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C: the receivers, PostgreSQL servers and temp stores are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.autogroup_nice is not None:
+        own_session(args.autogroup_nice)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
         if b not in ("sqlite", "postgresql"):
@@ -375,9 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             codes.insert(0, (os.path.basename(args.before.rstrip("/"))[:10], stack.enter_context(checkout(args.before))))
         # (label, code root, receiver processes): every code with every worker count; the first
         # count of "current" is the judged configuration
-        configs = [(code if len(worker_counts) == 1 else f"{code}/w{w}", root, w)
-                   for code, root in codes for w in worker_counts]
-        judged_code = configs[-len(worker_counts)][0]
+        folders = [f.strip() or None for f in args.store_dir.split(",")]
+        configs = [(code + ("" if len(worker_counts) == 1 else f"/w{w}")
+                    + ("" if len(folders) == 1 else f"/{os.path.basename(str(f).rstrip('/')) if f else 'tmp'}"), root, w, f)
+                   for code, root in codes for w in worker_counts for f in folders]
+        judged_code = configs[-len(worker_counts) * len(folders)][0]
         if args.instructions:
             print(f"receiver instructions per event (valgrind callgrind, {args.instructions} events, SQLite, 1 worker)",
                   flush=True)
@@ -405,9 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  current / before: {meds[1] / meds[0]:.3f}   (load {os.getloadavg()[0]:.1f} at end)\n", flush=True)
         if args.cpu_only:
             return 0
-        urls = {b: stack.enter_context(store_factory(b, fresh_wal=args.fresh_wal, folder=args.store_dir))
-                for b in backends}
-        probe_dir = None if args.no_probe else (args.store_dir or tempfile.gettempdir())
+        urls = {(b, f): stack.enter_context(store_factory(b, fresh_wal=args.fresh_wal, folder=f))
+                for b in backends for f in folders}
         print(f"bench_ingest: {args.repeats} repeats x {len(backends)} stores x {len(modes)} loads x "
               f"{len(configs)} code x workers; {args.seconds:g} s each, load@RATExCONNECTIONS, "
               f"{os.cpu_count()} CPUs", flush=True)
@@ -416,9 +446,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for backend in backends:
                 for mode, rate, conns, _ in modes:
                     order = configs if repeat % 2 == 0 else configs[::-1]  # alternate who goes first
-                    for code, root, workers in order:
+                    for code, root, workers, folder in order:
+                        probe_dir = None if args.no_probe else (folder or tempfile.gettempdir())
                         try:
-                            r = run_benchmark(urls[backend](), workers=workers, seconds=args.seconds,
+                            r = run_benchmark(urls[backend, folder](), workers=workers, seconds=args.seconds,
                                               connections=conns, rate=rate, code_root=root, probe_dir=probe_dir)
                         except RuntimeError as exc:  # the receiver did not start: shown, and counted as a miss
                             print(f"{backend:<10}  {mode:<12}  {code:<10}  run failed: {exc}", flush=True)
@@ -438,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed = False
     for backend in backends:
         for mode, _, _, judge in modes:
-            for code, _, _ in configs:
+            for code, _, _, _ in configs:
                 group = [r for r in runs if (r["backend"], r["mode"], r["code"]) == (backend, mode, code)]
                 if not group:
                     missed |= code == judged_code

@@ -96,16 +96,22 @@ class FsyncProbe:
             os.unlink(self.out)
 
 
-def read_commit_logs(prefix: str) -> list[tuple[float, float, float, float, int]]:
-    """Every receiver process's commit log under ``prefix`` (then removed), sorted by start."""
+def read_commit_logs(prefix: str) -> tuple[list[tuple[float, float, float, float, int]], list[tuple[float, float]]]:
+    """Every receiver process's commit log under ``prefix`` (then removed): its group commits
+    sorted by start, and its SQLite WAL checkpoints as (start, duration) sorted by start."""
     rows: list[tuple[float, float, float, float, int]] = []
+    checkpoints: list[tuple[float, float]] = []
     for path in glob.glob(glob.escape(prefix) + ".*"):
         with open(path) as f:
             for line in f:
+                if line.startswith("C "):
+                    _, a, b = line.split()
+                    checkpoints.append((float(a), float(b) - float(a)))
+                    continue
                 a, b, c, d, n = line.split()
                 rows.append((float(a), float(b), float(c), float(d), int(n)))
         os.unlink(path)
-    return sorted(rows, key=lambda r: r[1])
+    return sorted(rows, key=lambda r: r[1]), sorted(checkpoints)
 
 
 def machine_cpu() -> tuple[int, int] | None:
@@ -117,6 +123,35 @@ def machine_cpu() -> tuple[int, int] | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def runqueue_seconds(pids: Sequence[int]) -> float:
+    """Seconds that every thread of these processes has spent runnable but waiting for a CPU
+    (``/proc/PID/task/TID/schedstat``, second field): how much the machine's other work held
+    them up. Processes or threads that are gone are skipped."""
+    total = 0
+    for pid in pids:
+        for stat in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(stat) as f:
+                    total += int(f.read().split()[1])
+    return total / 1e9
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return tree
 
 
 def postgres_pid(url: str) -> int | None:
@@ -158,7 +193,8 @@ def _longest_overlap(starts: Sequence[float], spans: Sequence[tuple[float, float
 
 def tail_report(dues: Sequence[float], latencies: Sequence[float],
                 commits: Sequence[tuple[float, float, float, float, int]],
-                fsyncs: Sequence[tuple[float, float]]) -> dict[str, Any]:
+                fsyncs: Sequence[tuple[float, float]],
+                checkpoints: Sequence[tuple[float, float]] = ()) -> dict[str, Any]:
     """What the slowest 1% of events overlapped, beside all events (figures in ms and fractions).
 
     An event is in flight from when it was due (open loop) or sent (closed loop) until its
@@ -166,12 +202,16 @@ def tail_report(dues: Sequence[float], latencies: Sequence[float],
     process) and the longest probe fsync that overlapped that span. Reported for the slowest
     1% and for all events: the median of those longest durations, and the share of events that
     overlapped a stall (at least :data:`STALL_MS`). Also the commits' and fsyncs' p50/p99/max,
-    and the hand-over waits around each commit (event loop to writer thread, and back).
+    and the hand-over waits around each commit (event loop to writer thread, and back); with
+    ``checkpoints`` (SQLite's background WAL checkpoints), the same for them.
     """
     out: dict[str, Any] = {}
     if fsyncs:
         d = [x[1] * 1e3 for x in fsyncs]
         out["fsync_ms"] = {"n": len(d), "p50": _pct(d, 0.5), "p99": _pct(d, 0.99), "max": max(d)}
+    if checkpoints:
+        k = [x[1] * 1e3 for x in checkpoints]
+        out["checkpoint_ms"] = {"n": len(k), "p50": _pct(k, 0.5), "p99": _pct(k, 0.99), "max": max(k)}
     if commits:
         c = [(r[2] - r[1]) * 1e3 for r in commits]
         out["commit_ms"] = {"n": len(c), "p50": _pct(c, 0.5), "p99": _pct(c, 0.99), "max": max(c),
@@ -182,7 +222,8 @@ def tail_report(dues: Sequence[float], latencies: Sequence[float],
     if not latencies or len(dues) != len(latencies):
         return out
     cut = _pct(latencies, 0.99)
-    spans = {"commit": [(r[1], r[2] - r[1]) for r in commits], "fsync": list(fsyncs)}
+    spans = {"commit": [(r[1], r[2] - r[1]) for r in commits], "fsync": list(fsyncs),
+             "checkpoint": list(checkpoints)}
     for name, sp in spans.items():
         if not sp:
             continue
@@ -211,7 +252,10 @@ def summary_line(rep: dict[str, Any]) -> str:
                      f"({c['events_per_commit']:.1f} events each)")
         h = rep["handover_ms"]
         parts.append(f"hand-over p99 to thread {h['to_thread_p99']:.1f} ms, back {h['back_p99']:.1f} ms")
-    for name in ("commit", "fsync"):
+    if "checkpoint_ms" in rep:
+        k = rep["checkpoint_ms"]
+        parts.append(f"{k['n']} checkpoints p50/max {k['p50']:.1f}/{k['max']:.1f} ms")
+    for name in ("commit", "fsync", "checkpoint"):
         o = rep.get(f"{name}_overlap")
         if o:
             parts.append(f"slowest 1% in flight during a {name} >= {STALL_MS:g} ms: {o['slowest_1pct_stalled']:.0%} "

@@ -413,11 +413,14 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         probe = loaddiag.FsyncProbe(probe_dir) if probe_dir else contextlib.nullcontext()
         with probe:
             t_start = time.perf_counter()
+            ours = [*loaddiag.descendants(proc.pid), os.getpid(), *(loaddiag.descendants(pg) if pg else [])]
             rx0, cpu0, pg0, m0 = (tree_cpu_seconds(proc.pid), time.process_time(),
                                   tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
+            rq0 = loaddiag.runqueue_seconds(ours)
             latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate, sent))
             rx1, cpu1, pg1, m1 = (tree_cpu_seconds(proc.pid), time.process_time(),
                                   tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
+            rq1 = loaddiag.runqueue_seconds(ours)
         gc.unfreeze()
     ok = statuses.get(201, 0) + statuses.get(200, 0)
     n = max(1, sum(statuses.values()))
@@ -432,14 +435,18 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
         "receiver_cpu_us_per_req": (round((rx1 - rx0) / n * 1e6, 1) if rx0 is not None and rx1 is not None else None),
         "signed_during_run": pool.signed_late,
         "postgres_cpu_us_per_req": round((pg1 - pg0) / n * 1e6, 1) if pg0 is not None and pg1 is not None else None,
+        # ms per second that the benchmark's processes (client, receiver, PostgreSQL) were runnable
+        # but waited for a CPU: the share of the tail that other work on the machine caused
+        "runqueue_ms_per_s": round((rq1 - rq0) / elapsed * 1e3, 1),
         "machine_cpu_pct": (round(100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 1) if m0 and m1 else None),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     if prefix and logdir:  # the receiver has exited: its commit logs are complete
-        commits = [c for c in loaddiag.read_commit_logs(prefix) if c[1] >= t_start]  # not the warm-up's
+        commits, checkpoints = loaddiag.read_commit_logs(prefix)
         os.rmdir(logdir)
         fsyncs = probe.samples if isinstance(probe, loaddiag.FsyncProbe) else []
-        result["diagnosis"] = loaddiag.tail_report(sent, latencies, commits, fsyncs)
+        result["diagnosis"] = loaddiag.tail_report(sent, latencies, [c for c in commits if c[1] >= t_start], fsyncs,
+                                                   [c for c in checkpoints if c[0] >= t_start])  # not the warm-up's
     result.update(raw_rates(store_url, raw_n))
     return result
 

@@ -225,6 +225,11 @@ class GroupCommitter:
         prefix = os.environ.get(ENV_COMMIT_LOG)
         self.commit_log = open(f"{prefix}.{os.getpid()}", "a") if prefix else None  # noqa: SIM115 - closed in close()
 
+    def log_checkpoint(self, started: float, ended: float) -> None:
+        """A line ``C started ended`` in the commit log: a WAL checkpoint (SQLite's background thread)."""
+        if self.commit_log is not None:
+            self.commit_log.write(f"C {started:.6f} {ended:.6f}\n")
+
     def close(self) -> None:
         """Stop the writer thread (after the batch in flight) and close the commit log."""
         self.executor.shutdown(wait=False)

@@ -196,9 +196,10 @@ def app_from_settings(settings: Settings) -> FastAPI:
     """The app a uvicorn worker serves: opens the store, attaches the scheduler if asked."""
     _setup_logging(settings.log_level)
     store = open_store(settings.store_url)
-    if hasattr(store, "start_background_checkpoints"):  # SQLite: WAL checkpoints off the request path
-        store.start_background_checkpoints()
     app = create_app(store, settings)
+    if hasattr(store, "start_background_checkpoints"):  # SQLite: WAL checkpoints off the request path
+        committer = app.state.ingestor.committer
+        store.start_background_checkpoints(on_checkpoint=committer.log_checkpoint if committer.commit_log else None)
     on_shutdown(app, store.close)  # this factory opened the store, so it closes it
     on_shutdown(app, app.state.ingestor.committer.close)
     from analyzers.config import load_config

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from analyzers.demo.loaddiag import FsyncProbe, machine_cpu, summary_line, tail_report
+from analyzers.demo.loaddiag import (
+    FsyncProbe,
+    descendants,
+    machine_cpu,
+    read_commit_logs,
+    runqueue_seconds,
+    summary_line,
+    tail_report,
+)
 
 
 def test_the_slowest_events_are_tied_to_the_stall_they_waited_behind() -> None:
@@ -52,3 +60,25 @@ def test_machine_cpu_counts_busy_ticks_within_the_total() -> None:
     sum(i * i for i in range(300_000))
     second = machine_cpu()
     assert second is not None and 0 <= second[0] - first[0] <= second[1] - first[1]
+
+
+def test_commit_logs_of_every_process_are_read_with_their_checkpoints_and_removed(tmp_path: Any) -> None:
+    (tmp_path / "c.101").write_text("1.0 1.1 1.3 1.4 5\nC 1.2 1.25\n")
+    (tmp_path / "c.102").write_text("0.5 0.6 0.7 0.8 2\n")
+    commits, checkpoints = read_commit_logs(str(tmp_path / "c"))
+    assert [(c[1], c[4]) for c in commits] == [(0.6, 2), (1.1, 5)]  # sorted by start, both processes
+    assert checkpoints == [(1.2, pytest.approx(0.05))]
+    assert list(tmp_path.iterdir()) == []
+    rep = tail_report([1.0], [0.5], commits, [], checkpoints)
+    assert rep["checkpoint_ms"]["max"] == pytest.approx(50.0)
+    assert "1 checkpoints" in summary_line(rep)
+
+
+def test_run_queue_wait_of_this_process_tree_is_counted_and_never_negative() -> None:
+    import os
+
+    tree = descendants(os.getpid())
+    assert tree[0] == os.getpid()
+    first = runqueue_seconds(tree)
+    sum(i * i for i in range(200_000))
+    assert runqueue_seconds(tree) >= first >= 0

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from analyzers.errors import ConfigError, StoreError, StoreUnavailable
@@ -113,7 +114,8 @@ class SQLiteStore(SQLStore):
         conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint_pages}")
         return conn
 
-    def start_background_checkpoints(self, interval_s: float = 0.25, safety_pages: int = 20000) -> None:
+    def start_background_checkpoints(self, interval_s: float = 0.25, safety_pages: int = 20000,
+                                     on_checkpoint: Callable[[float, float], object] | None = None) -> None:
         """Checkpoint the WAL from a background thread every ``interval_s``, off the request path.
 
         By default the connection whose commit crosses 1,000 WAL pages copies them into the
@@ -122,6 +124,8 @@ class SQLiteStore(SQLStore):
         thread with its own connection runs PASSIVE checkpoints (they never block writers or
         readers; with ``synchronous=FULL`` they fsync like the default ones), and commits
         checkpoint themselves only past ``safety_pages`` (if this thread could not keep up).
+        ``on_checkpoint(started, ended)`` (``time.perf_counter``) is called after each checkpoint
+        that ran (a diagnostic: the receiver's commit log).
         """
         with self._lock:
             if self._checkpointer is not None:
@@ -131,11 +135,12 @@ class SQLiteStore(SQLStore):
                 self._conn.execute(f"PRAGMA wal_autocheckpoint = {safety_pages}")
             stop = threading.Event()
             thread = threading.Thread(target=self._checkpoint_loop, args=(stop, interval_s),
-                                      name="sqlite-checkpoint", daemon=True)
+                                      name="sqlite-checkpoint", daemon=True, kwargs={"on_checkpoint": on_checkpoint})
             self._checkpointer = (thread, stop)
         thread.start()
 
-    def _checkpoint_loop(self, stop: threading.Event, interval_s: float) -> None:
+    def _checkpoint_loop(self, stop: threading.Event, interval_s: float,
+                         on_checkpoint: Callable[[float, float], object] | None = None) -> None:
         conn: sqlite3.Connection | None = None
         while not stop.wait(interval_s):
             try:
@@ -143,7 +148,10 @@ class SQLiteStore(SQLStore):
                     conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
                     conn.execute("PRAGMA busy_timeout = 0")  # another checkpoint running: skip this turn
                     conn.execute("PRAGMA synchronous = FULL")
+                t0 = time.perf_counter()
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if on_checkpoint is not None:
+                    on_checkpoint(t0, time.perf_counter())
             except sqlite3.Error as exc:  # busy, or the file is gone: the commits' safety net remains
                 log.debug("background checkpoint of %s skipped: %s", self.path, exc)
                 if conn is not None and "busy" not in str(exc).lower() and "locked" not in str(exc).lower():
