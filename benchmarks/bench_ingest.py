@@ -33,6 +33,16 @@ Two CPU comparisons come first when asked, since wall-clock figures swing with t
   exactly N events, at 1 connection (one commit per event) and at 16 (group commits). The
   count does not move with the load; system calls and kernel work are not in it.
 
+Under each run a diagnosis line (:mod:`analyzers.demo.loaddiag`; ``--no-probe`` turns it off):
+an fsync probe in the store's folder beside the run (p50/p99/max), every group commit timed in
+the receiver (``$ANALYZERS_COMMIT_LOG``) and SQLite's checkpoints, and the share of the slowest
+1% of events that were in flight during a commit, fsync or checkpoint of at least 10 ms. The
+columns add the client's and PostgreSQL's CPU per event, the machine's CPU use, and the run-queue
+wait of the benchmark's processes (ms per s that they were runnable without a CPU). Variants run
+side by side: ``--workers 2,1``, ``--store-dir ,/dev/shm`` (a tmpfs: without the disk, a
+diagnostic); ``--autogroup-nice -10`` runs everything in a session of its own at that priority
+(nice alone does not reach across sessions when the kernel's autogroups are on).
+
 Runs are interleaved (repeat by repeat, and before/after within a repeat) so that load from
 other processes hits every configuration alike. Printed per run and as the median over the
 repeats: accepted events/s, p50/p99/max latency, receiver CPU per request (user + system, all
