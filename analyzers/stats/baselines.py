@@ -175,6 +175,9 @@ def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
     return out
 
 
+smooth_local_linear = _smooth  # the same smoother, for the in-time placebos (analyzers.stats.placebo)
+
+
 def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s: float,
              best: Baseline) -> Baseline:
     """The anchored 1-day shape when exactly one day precedes the window (see the module doc).

@@ -80,6 +80,8 @@ from analyzers.stats.noise import (
     residual_memory,
     slope_z,
 )
+from analyzers.stats.placebo import HISTORY_S as PLACEBO_HISTORY_S
+from analyzers.stats.placebo import high_pass, placebo_factor
 from analyzers.stats.sequential_bounds import horizon_line, line_offset, one_sided_mixture_radius, rho_for
 from analyzers.stats.sequential_counts import count_path, rate_bounds
 from analyzers.stats.sequential_fit import LevelModel, fit_model
@@ -155,6 +157,12 @@ class SequentialPath:
                 else:
                     l_m = m.s / m.v - m.sigma * line_offset(m.v, a_up, self.rho_v)
                     h_m = m.s / m.v + m.sigma * line_offset(m.v, a_down, self.rho_v)
+            if m.wander > 1.0 and m.s_raw is not None:
+                # The wander the in-time placebos show: the unclipped estimate must clear the same
+                # boundary with sigma scaled by its placebo factor (a second condition: it only
+                # takes decisions away). The hull keeps interval and decision in agreement.
+                l_w, h_w = _wander_bounds(m, a_up, a_down, self.boundary, self.tilt, self.rho_mix, self.rho_v)
+                l_m, h_m = np.minimum(l_m, l_w), np.maximum(h_m, h_w)
             l_m = np.where(m.v > 0, l_m, -np.inf)
             h_m = np.where(m.v > 0, h_m, np.inf)
             # Hull over models: valid when either model holds; a decision needs all of them.
@@ -238,6 +246,22 @@ class SequentialPath:
             if hi / lo < 1.01:
                 break
         return hi
+
+
+def _wander_bounds(m: LevelModel, a_up: float, a_down: float, boundary: str, tilt: float, rho_mix: float,
+                   rho_v: float) -> tuple[np.ndarray, np.ndarray]:
+    """The sequence's bounds around the unclipped estimate, ``sigma`` scaled by ``sqrt(wander)``."""
+    sig = m.sigma * math.sqrt(m.wander)
+    assert m.s_raw is not None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = m.s_raw / m.v
+        if boundary == "horizon":
+            return (centre - sig * _horizon_offset(m.v, a_up, m.v_max, tilt),
+                    centre + sig * _horizon_offset(m.v, a_down, m.v_max, tilt))
+        if boundary == "mixture":
+            return (centre - sig * one_sided_mixture_radius(m.v, a_up, rho_mix) / m.v,
+                    centre + sig * one_sided_mixture_radius(m.v, a_down, rho_mix) / m.v)
+        return centre - sig * line_offset(m.v, a_up, rho_v), centre + sig * line_offset(m.v, a_down, rho_v)
 
 
 def _horizon_offset(v: np.ndarray, alpha: float, v_max: float, tilt: float) -> np.ndarray:
@@ -354,6 +378,7 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
                 models.append(m)
     if not models:
         return None
+    models, placebo = _placebo_models(models, y, w, d, base.name, step_s, n_after_window)
     times = times_all[pre_start + pre_lo + tpos[after_rows]]  # rows present (the padding is NaN)
     transient = _transient(w, dloc, skip, models, phi, times_all[pre_start + pre_lo:], step_s, memory)
     sigma_marg = models[0].sigma / math.sqrt(max(1e-12, 1.0 - min(phi, 0.999) ** 2))
@@ -363,9 +388,26 @@ def _level_path(y: np.ndarray, pre_start: int, d: int, post_end: int, skip: int,
     details = {"phi": phi, "phi_source": phi_est.source, "residual_memory": memory, "baseline": base.name,
                "trend": "both" if len(trends) == 2 else ("line" if trends[0] else "level"),
                "unit_root_check": phi > UNIT_ROOT_PHI, "earlier_changes": earlier,
-               "noise_sd": sigma_marg, "models": [m.name for m in models]}
+               "noise_sd": sigma_marg, "models": [m.name for m in models], **placebo}
     return SequentialPath("level", times, deploy_s, expect, tuple(models), details=details, transient=transient,
                           rho_v=rho_v, rho_mix=rho_mix)
+
+
+def _placebo_models(models: list[LevelModel], y: np.ndarray, w: np.ndarray, d: int, baseline: str, step_s: float,
+                    n_after: int) -> tuple[list[LevelModel], dict[str, Any]]:
+    """Each model with its in-time placebo factor (:mod:`analyzers.stats.placebo`): how much more
+    its unclipped horizon estimate varies at times before the deploy than the model says."""
+    if baseline not in bl.OWN_NOISE:  # a lagged day's residual: the raw history does not show its noise
+        return models, {"placebo_factor": 1.0, "placebos": 0}
+    hist = high_pass(y[max(0, d - int(round(PLACEBO_HISTORY_S / step_s))):d], step_s)
+    out, factors, n_eff = [], [], 0
+    for m in models:
+        pre_rows = w[m.plan[:m.n_pre]] if m.plan is not None else np.zeros(0)
+        f, n_eff = placebo_factor(hist, pre_rows, m.plan, m.weights, m.phi, m.n_pre, m.nuisance,
+                                  m.sigma ** 2 / m.v_max, n_after, step_s)
+        factors.append(f)
+        out.append(replace(m, wander=f) if f > 1.0 and m.s_raw is not None else m)
+    return out, {"placebo_factor": round(max(factors), 3), "placebos": n_eff}
 
 
 def _planned_target(n_after: int, skip: int, phi: float) -> float:

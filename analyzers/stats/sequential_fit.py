@@ -25,6 +25,18 @@ class LevelModel:
     name: str
     v_max: float = math.inf  # information at the horizon if every planned row arrives (an upper bound)
     s_raw: np.ndarray | None = None  # the same score without clipping: s_raw / v estimates the mean shift
+    #: The horizon's estimate as a contrast of the prewhitened rows at ``plan`` (positions in the
+    #: window: the rows before the deploy that are there and every planned row after the first
+    #: after-row), :func:`horizon_contrast`. Positions and ``phi`` only; :mod:`analyzers.stats.placebo`
+    #: slides it over the history before the deploy. ``clip``: the Huber clip of the rows (in ``s``).
+    plan: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    phi: float = 0.0
+    clip: float = HUBER_C
+    n_pre: int = 0
+    nuisance: np.ndarray | None = None  # the prewhitened nuisance columns at ``plan``
+    #: Variance factor of the unclipped estimate from in-time placebos (>= 1; 1: the model's).
+    wander: float = 1.0
 
 
 def _design(tpos: np.ndarray, dloc: int, phi: float, trend: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,6 +167,7 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
     # present (fixed once the first after-row is in, which no decision precedes). A missing row
     # only removes information, so the real information never passes it (docs/statistics.md).
     v_max = math.inf
+    plan = weights = nuisance = None
     if post.any():
         first = int(tpos[post][0])
         plan = np.concatenate([tpos[~post], np.arange(first, n_rows)])
@@ -163,8 +176,41 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         xa_p, ga_p = xt_p[keep].copy(), gt_p[keep].copy()
         xa_p[0], ga_p[0] = xa_p[0] * w_first, ga_p[0] * w_first
         v_max = max(_final_information(xp, xa_p, ga_p), float(v[-1]))
+        weights = horizon_contrast(plan, dloc, phi, trend, w_first)
+        nuisance = nuisance_columns(plan, dloc, phi, trend)
     name = f"{'random walk' if phi >= 1 else f'AR(1) phi={phi:.2f}'}{' + line' if trend else ''}"
-    return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max, z_raw)
+    return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max, z_raw, plan, weights, phi,
+                      HUBER_C * math.sqrt(memory), int((~post).sum()), nuisance)
+
+
+def horizon_contrast(plan: np.ndarray, dloc: int, phi: float, trend: bool, w_first: float) -> np.ndarray | None:
+    """``q`` with ``q @ u`` = the model's shift estimate at the horizon (every planned row
+    present), ``u`` the prewhitened rows at ``plan``: ``W h / (h'h)``, ``W`` the first after-row's
+    weight, ``h`` the prewhitened shift column less its projection on the nuisance columns fitted
+    on every row (the GLS contrast). Clipped rows give the sequence's estimate, unclipped ones the
+    mean shift. None when the design is singular."""
+    xt, gt, _ = _design(plan, dloc, phi, trend)
+    wrow = np.ones(plan.size)
+    after = np.flatnonzero(plan >= dloc)
+    if after.size:
+        wrow[after[0]] = w_first
+    if phi >= 1.0:
+        wrow[0] = 0.0  # a random walk's first row carries nothing
+    xt, gt = xt * wrow[:, None], gt * wrow
+    if xt.shape[1]:
+        xtx = xt.T @ xt
+        if np.linalg.cond(xtx) > 1e12:
+            return None
+        h = gt - xt @ np.linalg.solve(xtx, xt.T @ gt)
+    else:
+        h = gt
+    vv = float(h @ h)
+    return wrow * h / vv if vv > 0 else None
+
+
+def nuisance_columns(plan: np.ndarray, dloc: int, phi: float, trend: bool) -> np.ndarray:
+    """The prewhitened nuisance columns (level, line; a random walk's drift) at ``plan``."""
+    return _design(plan, dloc, phi, trend)[0]
 
 
 def _score(xp: np.ndarray, yp: np.ndarray, xa: np.ndarray, ya: np.ndarray, ga: np.ndarray,

@@ -154,4 +154,7 @@ def _method(path: SequentialPath) -> str:
     boundary = {"horizon": "line over information time up to the window's end, the final look",
                 "linear": "all-time line over information time",
                 "mixture": "normal mixture over information time"}.get(path.boundary, path.boundary)
-    return f"confidence sequence for the level shift ({boundary}; {models})"
+    f = float(path.details.get("placebo_factor", 1.0))
+    wander = (f"; the unclipped shift must also clear it with the variance x{f:.2f} that "
+              f"{path.details.get('placebos', 0)} in-time placebos before the deploy show" if f > 1.0 else "")
+    return f"confidence sequence for the level shift ({boundary}; {models}{wander})"
