@@ -43,7 +43,7 @@ SMOOTH_S = 3600.0
 MIN_EFFECTIVE = 8
 #: Placebos one ``n_after // STRIDE_DIV`` rows apart (closer ones add almost nothing: they share
 #: nearly all their rows).
-STRIDE_DIV = 6
+STRIDE_DIV = 3
 #: Upper bound on the variance factor (a history full of incidents must not blind the test).
 MAX_FACTOR = 16.0
 
@@ -57,7 +57,7 @@ def _whitened(x: np.ndarray, plan: np.ndarray, phi: float, n_pre: int,
     first = 1 if phi >= 1.0 else 0  # a random walk's first row carries nothing
     xn = nuisance[: u.shape[0]]
     if xn.shape[1]:
-        u = u - xn @ np.linalg.lstsq(xn[first:n_pre], u[first:n_pre], rcond=None)[0]
+        u = u - xn @ (np.linalg.pinv(xn[first:n_pre]) @ u[first:n_pre])
     ref = u[first:n_pre]
     scale = 1.4826 * np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
     return u, np.where(scale > 0, scale, np.std(ref, axis=0))
@@ -86,19 +86,35 @@ def _high_pass_share(plan: np.ndarray, contrast: np.ndarray, phi: float, step_s:
     by it. Computed with the smoother's equivalent kernel (a Gaussian) away from the edges."""
     span = int(plan[-1] - plan[0]) + 1
     c = np.zeros(span)
-    # raw-domain weights: the contrast pulled back through the prewhitening
-    p = ar1_transform(plan, np.eye(plan.size), min(phi, 0.999))
-    c[plan - plan[0]] = p.T @ contrast
+    c[plan - plan[0]] = _pull_back(plan, contrast, min(phi, 0.999))
     sd = SMOOTH_S / step_s
     half = int(math.ceil(3 * sd))
     k = np.exp(-0.5 * (np.arange(-half, half + 1) / sd) ** 2)
     k /= k.sum()
     full = np.concatenate([np.zeros(half), c, np.zeros(half)])
     d = full - np.convolve(full, k, mode="same")
-    lag = np.abs(np.subtract.outer(np.arange(full.size), np.arange(full.size)))
-    cov = min(phi, 0.999) ** lag
-    raw = float(full @ cov @ full)
-    return float(min(1.0, max(0.05, (d @ cov @ d) / raw))) if raw > 0 else 1.0
+    r = min(phi, 0.999) ** np.arange(full.size)  # AR(1) autocorrelation by lag
+    raw = _quadratic(full, r)
+    return float(min(1.0, max(0.05, _quadratic(d, r) / raw))) if raw > 0 else 1.0
+
+
+def _pull_back(plan: np.ndarray, q: np.ndarray, phi: float) -> np.ndarray:
+    """``P' q``: the raw-domain weights of the contrast ``q`` on prewhitened rows (``P``: the
+    AR(1) prewhitening of :func:`analyzers.stats.noise.ar1_transform`, gaps bridged with ``phi**k``)."""
+    k = np.diff(plan).astype(float)
+    a = phi ** k
+    s = np.sqrt((1.0 - phi ** (2 * k)) / (1.0 - phi * phi))
+    c = np.zeros(plan.size)
+    c[0] = q[0] * math.sqrt(1.0 - phi * phi)
+    c[1:] += q[1:] / s
+    c[:-1] -= a * q[1:] / s
+    return c
+
+
+def _quadratic(x: np.ndarray, r: np.ndarray) -> float:
+    """``x' R x`` for the Toeplitz matrix ``R`` with first row ``r``, from ``x``'s autocorrelation."""
+    acf = np.correlate(x, x, mode="full")[x.size - 1:]
+    return float(acf[0] * r[0] + 2.0 * np.dot(acf[1:], r[1:]))
 
 
 def high_pass(history: np.ndarray, step_s: float) -> np.ndarray:
