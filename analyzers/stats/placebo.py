@@ -44,6 +44,8 @@ MIN_EFFECTIVE = 8
 #: Placebos one ``n_after // STRIDE_DIV`` rows apart (closer ones add almost nothing: they share
 #: nearly all their rows).
 STRIDE_DIV = 3
+#: Standard errors of the placebo variance by which it must exceed the model's to count.
+SE_MARGIN = 1.0
 #: Upper bound on the variance factor (a history full of incidents must not blind the test).
 MAX_FACTOR = 16.0
 
@@ -151,4 +153,7 @@ def placebo_factor(history: np.ndarray, window_pre: np.ndarray, plan: np.ndarray
     _, own = _whitened(np.asarray(window_pre, dtype=float)[:, None], plan[:n_pre], phi, n_pre, nuisance)
     sd = 1.4826 * float(np.median(np.abs(est / scale))) * float(own[0])
     sd = sd / math.sqrt(_high_pass_share(plan, contrast, phi, step_s))
-    return float(min(max(1.0, sd * sd / model_var), MAX_FACTOR)), n_eff
+    # Shrunk towards the model by one standard error of a MAD-based variance from n_eff placebos
+    # (about 1.65 / sqrt(n_eff) relative): noise in the estimate alone must not cost power.
+    f = sd * sd / model_var / (1.0 + SE_MARGIN * 1.65 / math.sqrt(n_eff))
+    return float(min(max(1.0, f), MAX_FACTOR)), n_eff
