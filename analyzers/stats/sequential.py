@@ -45,6 +45,10 @@ look and a look recomputed from scratch equals the path evaluated at that time):
 7. Low counts: a gamma-mixture Poisson confidence sequence for the after rate (events per
    exposure), against an exact (Garwood) interval for the rate before; overdispersion found
    before the deploy tempers the likelihood.
+8. **In-time placebos** (:mod:`analyzers.stats.placebo`): the model's horizon estimate slid over
+   the day before the deploy. Where it varies more there (relative to the local noise) than the
+   model says, the unclipped estimate must also clear the boundary with ``sigma`` scaled by that
+   factor; the interval is the hull of both, so interval and decision still agree.
 
 Assumptions, and what breaks them: Gaussian-like innovations after clipping (heavy tails are
 clipped; a skewed burst process shifts the clipped mean only if it changes at the deploy); noise
