@@ -24,6 +24,7 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -402,53 +403,56 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
     prefix = os.path.join(logdir, "commits") if logdir else None
     pg = loaddiag.postgres_pid(store_url) if store_url.startswith("postgres") else None
     sent: list[float] = []
-    with receiver(store_url, workers=workers, code_root=code_root,
-                  env_extra={ENV_COMMIT_LOG: prefix} if prefix else None) as (proc, port):
-        run = uuid.uuid4().hex[:8]
-        warm = _Requests("127.0.0.1", port, run + "w", int(max_rate * warmup_s))
-        _run_loop(_drive("127.0.0.1", port, warmup_s, connections, warm))
-        pool = _Requests("127.0.0.1", port, run, int(max_rate * seconds))
-        gc.collect()
-        gc.freeze()  # the client's collector never walks the pool mid-run (its pauses would count as latency)
-        probe = loaddiag.FsyncProbe(probe_dir) if probe_dir else contextlib.nullcontext()
-        with probe:
-            t_start = time.perf_counter()
-            ours = [*loaddiag.descendants(proc.pid), os.getpid(), *(loaddiag.descendants(pg) if pg else [])]
-            rx0, cpu0, pg0, m0 = (tree_cpu_seconds(proc.pid), time.process_time(),
-                                  tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
-            rq0 = loaddiag.runqueue_seconds(ours)
-            latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate, sent))
-            rx1, cpu1, pg1, m1 = (tree_cpu_seconds(proc.pid), time.process_time(),
-                                  tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
-            rq1 = loaddiag.runqueue_seconds(ours)
-        gc.unfreeze()
-    ok = statuses.get(201, 0) + statuses.get(200, 0)
-    n = max(1, sum(statuses.values()))
-    result: dict[str, Any] = {
-        "backend": store_url.split(":", 1)[0], "workers": workers, "connections": connections,
-        "offered_per_s": rate,
-        "seconds": round(elapsed, 2), "accepted_per_s": round(ok / elapsed, 1),
-        "p50_ms": round(_pct(latencies, 0.50) * 1000, 2), "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
-        "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "client_cpu_us_per_req": round((cpu1 - cpu0) / n * 1e6, 1),
-        "receiver_cpu_us_per_req": (round((rx1 - rx0) / n * 1e6, 1) if rx0 is not None and rx1 is not None else None),
-        "signed_during_run": pool.signed_late,
-        "postgres_cpu_us_per_req": round((pg1 - pg0) / n * 1e6, 1) if pg0 is not None and pg1 is not None else None,
-        # ms per second that the benchmark's processes (client, receiver, PostgreSQL) were runnable
-        # but waited for a CPU: the share of the tail that other work on the machine caused
-        "runqueue_ms_per_s": round((rq1 - rq0) / elapsed * 1e3, 1),
-        "machine_cpu_pct": (round(100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 1) if m0 and m1 else None),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-    }
-    if prefix and logdir:  # the receiver has exited: its commit logs are complete
-        commits, checkpoints = loaddiag.read_commit_logs(prefix)
-        os.rmdir(logdir)
-        fsyncs = probe.samples if isinstance(probe, loaddiag.FsyncProbe) else []
-        result["diagnosis"] = loaddiag.tail_report(sent, latencies, [c for c in commits if c[1] >= t_start], fsyncs,
-                                                   [c for c in checkpoints if c[0] >= t_start])  # not the warm-up's
-    result.update(raw_rates(store_url, raw_n))
-    return result
+    try:
+        with receiver(store_url, workers=workers, code_root=code_root,
+                      env_extra={ENV_COMMIT_LOG: prefix} if prefix else None) as (proc, port):
+            run = uuid.uuid4().hex[:8]
+            warm = _Requests("127.0.0.1", port, run + "w", int(max_rate * warmup_s))
+            _run_loop(_drive("127.0.0.1", port, warmup_s, connections, warm))
+            pool = _Requests("127.0.0.1", port, run, int(max_rate * seconds))
+            gc.collect()
+            gc.freeze()  # the client's collector never walks the pool mid-run (its pauses would count as latency)
+            probe = loaddiag.FsyncProbe(probe_dir) if probe_dir else contextlib.nullcontext()
+            with probe:
+                t_start = time.perf_counter()
+                ours = [*loaddiag.descendants(proc.pid), os.getpid(), *(loaddiag.descendants(pg) if pg else [])]
+                rx0, cpu0, pg0, m0 = (tree_cpu_seconds(proc.pid), time.process_time(),
+                                      tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
+                rq0 = loaddiag.runqueue_seconds(ours)
+                latencies, statuses, elapsed = _run_loop(_drive("127.0.0.1", port, seconds, connections, pool, rate, sent))
+                rx1, cpu1, pg1, m1 = (tree_cpu_seconds(proc.pid), time.process_time(),
+                                      tree_cpu_seconds(pg) if pg else None, loaddiag.machine_cpu())
+                rq1 = loaddiag.runqueue_seconds(ours)
+            gc.unfreeze()
+        ok = statuses.get(201, 0) + statuses.get(200, 0)
+        n = max(1, sum(statuses.values()))
+        result: dict[str, Any] = {
+            "backend": store_url.split(":", 1)[0], "workers": workers, "connections": connections,
+            "offered_per_s": rate,
+            "seconds": round(elapsed, 2), "accepted_per_s": round(ok / elapsed, 1),
+            "p50_ms": round(_pct(latencies, 0.50) * 1000, 2), "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
+            "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "client_cpu_us_per_req": round((cpu1 - cpu0) / n * 1e6, 1),
+            "receiver_cpu_us_per_req": (round((rx1 - rx0) / n * 1e6, 1) if rx0 is not None and rx1 is not None else None),
+            "signed_during_run": pool.signed_late,
+            "postgres_cpu_us_per_req": round((pg1 - pg0) / n * 1e6, 1) if pg0 is not None and pg1 is not None else None,
+            # ms per second that the benchmark's processes (client, receiver, PostgreSQL) were runnable
+            # but waited for a CPU: the share of the tail that other work on the machine caused
+            "runqueue_ms_per_s": round((rq1 - rq0) / elapsed * 1e3, 1),
+            "machine_cpu_pct": (round(100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 1) if m0 and m1 else None),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+        if prefix and logdir:  # the receiver has exited: its commit logs are complete
+            commits, checkpoints = loaddiag.read_commit_logs(prefix)
+            fsyncs = probe.samples if isinstance(probe, loaddiag.FsyncProbe) else []
+            result["diagnosis"] = loaddiag.tail_report(sent, latencies, [c for c in commits if c[1] >= t_start], fsyncs,
+                                                       [c for c in checkpoints if c[0] >= t_start])  # not the warm-up's
+        result.update(raw_rates(store_url, raw_n))
+        return result
+    finally:  # also when the run fails: no commit logs left behind
+        if logdir:
+            shutil.rmtree(logdir, ignore_errors=True)
 
 
 def _cli(argv: Sequence[str] | None = None) -> None:
