@@ -33,7 +33,8 @@ Two CPU comparisons come first when asked, since wall-clock figures swing with t
   exactly N events, at 1 connection (one commit per event) and at 16 (group commits). The
   count does not move with the load; system calls and kernel work are not in it.
 
-Under each run a diagnosis line (:mod:`analyzers.demo.loaddiag`; ``--no-probe`` turns it off):
+With ``--diagnose``, under each run a diagnosis line (:mod:`analyzers.demo.loaddiag`; off by default,
+since its probe shares the disk with the store):
 an fsync probe in the store's folder beside the run (p50/p99/max), every group commit timed in
 the receiver (``$ANALYZERS_COMMIT_LOG``) and SQLite's checkpoints, and the share of the slowest
 1% of events that were in flight during a commit, fsync or checkpoint of at least 10 ms. The
@@ -366,8 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="put the stores here (default: the temp folder); several run side by side, each labelled "
                         "by its name, the first judged. '--store-dir ,/dev/shm' adds a store on a tmpfs beside the "
                         "judged one: the receiver's own share of the tail without the disk's fsyncs (a diagnostic)")
-    p.add_argument("--no-probe", action="store_true",
-                   help="without the diagnosis per run (the fsync probe beside it and the receiver's commit log)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="a diagnosis per run: an fsync probe beside it and the receiver's commit log (both share the "
+                        "disk and CPU with the run, so the judged run goes without them)")
     p.add_argument("--autogroup-nice", type=int, default=None, metavar="N",
                    help="run the benchmark (client, receivers, PostgreSQL) in a session of its own at this "
                         "scheduler priority (-20..19; below 0 needs root). With the kernel's autogroups on, nice "
@@ -457,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for mode, rate, conns, _ in modes:
                     order = configs if repeat % 2 == 0 else configs[::-1]  # alternate who goes first
                     for code, root, workers, folder in order:
-                        probe_dir = None if args.no_probe else (folder or tempfile.gettempdir())
+                        probe_dir = None if not args.diagnose else (folder or tempfile.gettempdir())
                         try:
                             r = run_benchmark(urls[backend, folder](), workers=workers, seconds=args.seconds,
                                               connections=conns, rate=rate, code_root=root, probe_dir=probe_dir)
