@@ -1,6 +1,6 @@
 """The launcher's warm-up: one run of the Latency page in this process before the port opens.
 
-Importing the modules (:data:`dashboard.__main__.PRELOAD`) is not all a fresh process pays on its
+Importing the modules (:func:`dashboard.__main__.preload`) is not all a fresh process pays on its
 first script run: Streamlit compiles and inspects on first use (its element machinery, the
 ``st.cache_data`` argument hashing, the page links, the component's registration), pandas builds
 its string arrays' Arrow glue on the first frame of text, the percentile chart's payload code
