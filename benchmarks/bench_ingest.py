@@ -333,6 +333,17 @@ def instructions_per_request(root: str | None, *, n: int, connections: int) -> f
         return total / n
 
 
+def _positive_ints(p: argparse.ArgumentParser, flag: str, text: str, example: str) -> list[int]:
+    """A comma-separated list of positive integers from option ``flag``, or the parser's error naming it."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        p.error(f"{flag} {text!r}: give one or more positive numbers, e.g. {example}")
+    return values
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
@@ -385,21 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for b in backends:
         if b not in ("sqlite", "postgresql"):
             p.error(f"unknown backend {b!r}: use sqlite and/or postgresql")
-    try:
-        worker_counts = [int(x) for x in args.workers.split(",") if x.strip()]
-    except ValueError:
-        worker_counts = []
-    if not worker_counts or min(worker_counts) < 1:
-        p.error(f"--workers {args.workers!r}: give one or more positive numbers, e.g. 2 or 1,2")
+    worker_counts = _positive_ints(p, "--workers", args.workers, "2 or 1,2")
     loads = {x.strip() for x in args.loads.split(",") if x.strip()}
     if not loads or loads - {"closed", "open"}:
         p.error(f"--loads {args.loads!r}: use closed and/or open")
-    try:
-        open_conns = [int(x) for x in args.open_connections.split(",") if x.strip()]
-    except ValueError:
-        open_conns = []
-    if not open_conns or min(open_conns) < 1:
-        p.error(f"--open-connections {args.open_connections!r}: give one or more positive numbers, e.g. 64,16")
+    open_conns = _positive_ints(p, "--open-connections", args.open_connections, "64,16")
     # (label, offered rate or None for closed loop, connections, judged against the target)
     modes: list[tuple[str, float | None, int, bool]] = (
         [("closed", None, args.connections, True)] if "closed" in loads else [])
