@@ -35,6 +35,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
 from analyzers.events.schema import body_event_id, loads_strict, parse_event
@@ -142,6 +143,8 @@ class BodyReads:
         now = loop.time()
         if len(self.active) >= self.limit:
             self._make_room(now)
+        if body_complete(request):  # nothing left to wait for: no deadline to keep, no slot held
+            return await read_body(request, max_body)
         timeout = asyncio.timeout(self.timeout_s)
         entry = _Read(now, timeout)
         key = id(entry)
@@ -156,6 +159,20 @@ class BodyReads:
                               reason="slow_body", headers={"Connection": "close"}) from None
         finally:
             del self.active[key]
+
+
+def body_complete(request: Request) -> bool:
+    """Whether the whole body already sits in the server's buffer, so reading it cannot wait.
+
+    True only under uvicorn's httptools protocol (the receiver's), whose request cycle has
+    parsed the message's end (``more_body`` False) and has the body message ready: then
+    :func:`read_body` returns without yielding to the event loop, and the body deadline (a
+    timer armed and cancelled per event) has nothing to guard. Anything else: False, and
+    the body is read under its deadline as before.
+    """
+    cycle = getattr(request.receive, "__self__", None)
+    return (type(cycle) is RequestResponseCycle and cycle.more_body is False and cycle.message_event.is_set()
+            and not cycle.waiting_for_100_continue)
 
 
 async def read_body(request: Request, max_body: int, progress: _Read | None = None) -> bytes:

@@ -103,11 +103,17 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self.header_timeout_s = _process_settings().header_timeout_s
         self._header_timer: Any = None
+        self._awaiting_headers = True
         self._arm()
 
+    # The timer is armed lazily: an answer only moves the deadline (no timer set and cancelled
+    # per request); when the timer fires early it re-arms for the deadline, and when a
+    # request is in progress it lapses until the next answer arms it again.
     def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+        self._awaiting_headers = True
+        self._header_deadline = self.loop.time() + self.header_timeout_s
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
 
     def _disarm(self) -> None:
         timer = getattr(self, "_header_timer", None)
@@ -117,12 +123,16 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if not self.transport.is_closing():
-            log.info("closed a connection that sent no complete request headers within %g s", self.header_timeout_s)
-            self.transport.close()
+        if not self._awaiting_headers or self.transport.is_closing():
+            return
+        if self.loop.time() < self._header_deadline - 0.005:  # an answer moved the deadline since it was set
+            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
+            return
+        log.info("closed a connection that sent no complete request headers within %g s", self.header_timeout_s)
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._awaiting_headers = False
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
