@@ -485,15 +485,17 @@ def parse_event(
     if finished is not None and status == "started":
         raise _bad("finished_at", "given for status 'started'; send it with the final status")
 
-    flag = _text(data, "flag")
-    flag_from = _flag_state(data, "from")
-    flag_to = _flag_state(data, "to")
+    # Optional fields are looked at only when present (an absent one is None, as each helper
+    # would return): a usual event carries five or six of the twenty fields.
+    flag = _text(data, "flag") if "flag" in data else None
+    flag_from = _flag_state(data, "from") if "from" in data else None
+    flag_to = _flag_state(data, "to") if "to" in data else None
     if kind == "release" and not flag:
         raise _bad("flag", "is required for kind 'release' (the feature flag key)")
     if kind == "deploy" and (flag or flag_from or flag_to):
         raise _bad("flag", "flag/from/to belong to kind 'release'; set kind to 'release' or drop them")
 
-    src = _text(data, "source") or source
+    src = (_text(data, "source") if "source" in data else None) or source
     assert service is not None and environment is not None and version is not None
     return frozen(
         DeployEventIn,
@@ -504,16 +506,16 @@ def parse_event(
         source=src,
         kind=kind,
         status=status,
-        event_id=_text(data, "event_id"),
-        deploy_id=_text(data, "deploy_id"),
+        event_id=_text(data, "event_id") if "event_id" in data else None,
+        deploy_id=_text(data, "deploy_id") if "deploy_id" in data else None,
         finished_at=finished,
-        commit_sha=_text(data, "commit_sha"),
-        ref=_text(data, "ref", limit=500),
-        author=_text(data, "author"),
-        url=_url(data),
-        description=_text(data, "description", limit=_LONG, multiline=True),
-        labels=_labels(data.get("labels")),
-        expectations=_expectations(data.get("expectations"), metric_keys),
+        commit_sha=_text(data, "commit_sha") if "commit_sha" in data else None,
+        ref=_text(data, "ref", limit=500) if "ref" in data else None,
+        author=_text(data, "author") if "author" in data else None,
+        url=_url(data) if "url" in data else None,
+        description=_text(data, "description", limit=_LONG, multiline=True) if "description" in data else None,
+        labels=_labels(data.get("labels")) if "labels" in data else {},
+        expectations=_expectations(data.get("expectations"), metric_keys) if "expectations" in data else (),
         flag=flag,
         flag_from=flag_from,
         flag_to=flag_to,

@@ -122,6 +122,22 @@ def test_slow_body_and_slow_headers_are_cut_off(tmp_path: Path) -> None:
             assert _closed_within(idle, 5.0) is not None  # never sent a byte: closed too
             assert time.monotonic() - t0 < 4.0
         assert send_event(rx.webhook_url, _event(1), rx.secret).status_code == 201
+        # Each answer restarts the header deadline: a keep-alive connection answered 0.7 s after
+        # it opened, then sending half a request's headers, closes about 1 s after the answer
+        # (not when the deadline set at its opening passes, 0.3 s after the answer).
+        body = encode_event(_event(2))
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, rx.secret).items())
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as kept:
+            time.sleep(0.7)
+            kept.sendall(f"POST /webhooks/deploys HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+                         .encode() + body)
+            kept.settimeout(5)
+            answer = kept.recv(65536)
+            answered = time.monotonic()
+            assert answer.startswith(b"HTTP/1.1 201"), answer
+            kept.sendall(b"POST /webhooks/deploys HTTP/1.1\r\nHost: x\r\n")
+            assert _closed_within(kept, 5.0) == b""
+            assert 0.6 < time.monotonic() - answered < 4.0
 
 
 def test_a_thousand_concurrent_connections(target: ReceiverInfo) -> None:
