@@ -25,8 +25,6 @@ Text fields are stored as given (never rendered as HTML here; renderers escape t
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -36,13 +34,19 @@ from typing import Any, TypeVar
 import orjson
 
 from analyzers.errors import EventError
+from analyzers.events.strictjson import (  # noqa: F401 - loads_strict, check_tree, MAX_*: re-exported
+    _CONTROL_NO_WS,
+    MAX_DEPTH,
+    MAX_INT,
+    _printable,
+    check_tree,
+    loads_strict,
+)
 from analyzers.model import Deploy, Expectation
 
 _T = TypeVar("_T")
 
 SCHEMA_ID = "deploy-event/v1"
-MAX_DEPTH = 16
-MAX_INT = 2**63 - 1
 STATUSES = ("started", "succeeded", "failed", "cancelled", "rolled_back")
 KINDS = ("deploy", "release")
 EXPECTS = ("increase", "decrease", "unchanged")
@@ -67,7 +71,6 @@ _FIELDS = {
     "labels", "expectations", "flag", "from", "to",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_NO_WS = re.compile(r"[\x00-\x1f\x7f]")
 # Compiled once: a pattern given as a string is looked up in re's cache on every call.
 _NUMERIC = re.compile(r"\s*-?\d+(\.\d+)?\s*")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})")
@@ -174,114 +177,6 @@ def derive_deploy_id(source: str, service: str, environment: str, version: str, 
 def body_event_id(body: bytes) -> str:
     """Fallback idempotency key for unsigned events without ``event_id``: hash of the body."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-# --------------------------------------------------------------------------- strict JSON
-
-
-def _reject_constant(name: str) -> Any:
-    raise EventError(f"JSON literal {name} is not allowed: send numbers as finite decimals", status_code=400)
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > 19 or abs(int(text)) > MAX_INT:
-        raise EventError(f"integer {text[:30]}... is larger than 64 bits", status_code=400)
-    return int(text)
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise EventError(f"number {text[:30]} overflows a 64-bit float", status_code=400)
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise EventError(f"key {_printable(dup)!r} appears twice in one object: send it once",
-                         field=_printable(dup), status_code=400)
-    return out
-
-
-#: What ``json.loads(text, parse_constant=..., ...)`` builds on every call, built once.
-_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float,
-                                   object_pairs_hook=_unique_keys)
-
-
-def loads_strict(body: bytes) -> Any:
-    """Decode a request body as strict UTF-8 JSON; raises EventError (400) naming the problem."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EventError(
-            f"body is not valid UTF-8 (byte {exc.start}): send JSON encoded as UTF-8", status_code=400
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        data = _STRICT_DECODER.decode(text)
-    except EventError:
-        raise
-    except RecursionError:
-        raise EventError(f"JSON nested too deeply (limit {MAX_DEPTH} levels)", status_code=400) from None
-    except json.JSONDecodeError as exc:
-        raise EventError(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", status_code=400
-        ) from None
-    except ValueError as exc:  # int() digit limits and similar
-        raise EventError(f"body is not acceptable JSON: {exc}", status_code=400) from None
-    # Without any \u escape, valid UTF-8 JSON holds no NUL and no lone surrogate, and with
-    # at most MAX_DEPTH brackets it cannot nest deeper (numbers were checked while parsing):
-    # the tree walk, a tenth of an event's CPU, can only find something otherwise.
-    if b"\\u" in body or body.count(b"{") + body.count(b"[") > MAX_DEPTH:
-        check_tree(data)
-    return data
-
-
-def check_tree(data: Any, path: str = "", depth: int = 0) -> None:
-    """Refuse deep nesting, NUL and lone surrogates anywhere (keys too), naming the field."""
-    if depth > MAX_DEPTH:
-        raise EventError(f"JSON nested too deeply at {path or 'top level'} (limit {MAX_DEPTH})",
-                         field=path or None, status_code=400)
-    if isinstance(data, str):
-        _check_text(data, path)
-    elif isinstance(data, dict):
-        for k, v in data.items():
-            sub = f"{path}.{k}" if path else str(k)
-            _check_text(k, sub, key=True)
-            check_tree(v, sub, depth + 1)
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            check_tree(v, f"{path}[{i}]", depth + 1)
-    elif isinstance(data, float) and not math.isfinite(data):
-        raise EventError(f"{path}: NaN and Infinity are not allowed", field=path or None, status_code=400)
-    elif isinstance(data, int) and not isinstance(data, bool) and abs(data) > MAX_INT:
-        raise EventError(f"{path}: integer larger than 64 bits", field=path or None, status_code=400)
-
-
-def _check_text(s: str, path: str, *, key: bool = False) -> None:
-    what = "key" if key else "value"
-    if "\x00" in s:
-        name = _printable(path)
-        raise EventError(f"{name}: NUL character (\\u0000) in {what} is not allowed", field=name, status_code=400)
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        name = _printable(path)
-        raise EventError(
-            f"{name}: lone UTF-16 surrogate in {what} (\\ud800-\\udfff without its pair) is not allowed",
-            field=name,
-            status_code=400,
-        ) from None
-
-
-def _printable(path: str) -> str:
-    """A field path safe to show: lone surrogates and control characters as \\uXXXX escapes."""
-    safe = path.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL_NO_WS.sub(lambda m: f"\\u{ord(m.group()):04x}", safe)[:200]
 
 
 # --------------------------------------------------------------------------- timestamps

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,8 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analyzers.errors import EventError
 from analyzers.events.schema import DeployEventIn, derive_deploy_id, frozen, parse_event, utc_isoformat
 from analyzers.events.signatures import secret_key, sign, verify_headers
+from analyzers.events.strictjson import loads_flat, loads_full, loads_strict
 from analyzers.model import Deploy, Expectation
 
 SECRETS = ["whsec_" + base64.b64encode(b"k" * 24).decode(), "plain-secret", "ünïcode sécret", "x"]
@@ -47,7 +50,7 @@ def test_header_checks_read_a_lowercase_dict_like_any_mapping() -> None:
         ("msg_1", "1700000000", ["abc", "def"])
 
 
-_zones = st.sampled_from([UTC, timezone.utc, timezone(timedelta(hours=5, minutes=30)),
+_zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
                           timezone(timedelta(hours=-11)), ZoneInfo("UTC"), ZoneInfo("Asia/Kolkata"),
                           ZoneInfo("America/St_Johns")])
 
@@ -104,3 +107,73 @@ def test_parsed_event_and_its_deploy_equal_the_ones_the_constructors_build() -> 
     plain = Deploy(**{f.name: getattr(d, f.name) for f in dataclasses.fields(Deploy)})
     assert d == plain and list(vars(d)) == list(vars(plain))
     assert (d.deploy_id, d.received_at, d.updated_at, d.signed) == (e.effective_deploy_id, now, now, True)
+
+
+# -- strict JSON: orjson for the usual flat body, the strict decoder for everything else ------
+
+def _outcome(decode: Any, body: bytes) -> tuple[str, Any]:
+    try:
+        value = decode(body)
+    except EventError as exc:
+        return "refused", (str(exc), exc.status_code, exc.field)
+    return "decoded", (value, [type(v) for v in value.values()] if isinstance(value, dict) else None,
+                       list(value) if isinstance(value, dict) else None)
+
+
+HOSTILE_BODIES = [
+    b'{"service":"s","started_at":1795773600}',
+    b' \t\r\n{ "a" : "b:c" , "d" : ": e" }\n',  # colons inside strings, a string that starts with one
+    b'{"a":1,"a":2}', b'{"a":1, "a" :2}', b'{"a":"x","b":"y","a":"z"}',  # duplicates
+    b'{"a":9223372036854775807}', b'{"a":-9223372036854775807}',
+    b'{"a":9223372036854775808}', b'{"a":-9223372036854775808}', b'{"a":18446744073709551615}',
+    b'{"a":18446744073709551616}', b'{"a":123456789012345678901234567890}',
+    b'{"a":1.5}', b'{"a":1e5}', b'{"a":1e400}', b'{"a":-0}', b'{"a":01}',
+    b'{"a":NaN}', b'{"a":Infinity}', b'{"a":-Infinity}',
+    b'{"a":"\x01"}', b'{"a":"\t"}', b'{"a":"\x7f"}', b'{"a":"\x00"}', b'{"\x00":1}',
+    b'{"a":"\xed\xa0\x80"}', b'{"a":"\xff"}', b'{"a":"\xc3"}', '{"é":"ü€😀"}'.encode(),
+    b'\xef\xbb\xbf{"a":1}', b'{"a":1,}', b'{"a":1}x', b'{"a":1}{"b":2}', b'{"a" 1}', b'{a:1}', b"{'a':1}",
+    b'{"a":"\\u0000"}', b'{"a":"\\ud800"}', b'{"a\\"b":1}', b'{"a":"\\"","a":1}',
+    b'{"a":{"b":1}}', b'{"a":[1,2]}', b'{"a":"[{"}', b'{"a":true,"b":false,"c":null}',
+    b'[]', b'"x"', b'1', b'null', b'', b'{', b'{}', b'{"":1}', b'{"a":' + b'9' * 5000 + b'}',
+    b'{"a":"' + b"x" * 300_000 + b'"}', b"{" * 20 + b"}" * 20,
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_strict_json_fast_path_gives_what_the_strict_decoder_gives(body: bytes) -> None:
+    """Same value (same key order, same types) or the same refusal (message, status, field)."""
+    assert _outcome(loads_strict, body) == _outcome(loads_full, body)
+
+
+def test_the_usual_event_body_takes_the_fast_path_and_hostile_ones_do_not() -> None:
+    assert loads_flat(b'{"service":"s","version":"v1","started_at":1795773600,"signed":true,"x":null}') == \
+        {"service": "s", "version": "v1", "started_at": 1795773600, "signed": True, "x": None}
+    for body in (b'{"a":1,"a":2}', b'{"a":9223372036854775808}', b'{"a":1.5}', b'{"a":"\\n"}',
+                 b'{"a":{"b":1}}', b'\xef\xbb\xbf{"a":1}', b'{"a":"\x01"}'):
+        assert loads_flat(body) is None, body
+
+
+_keys = st.sampled_from(["a", "b", "service", ":", " :x", "é", "", "{", "[", "k k"])
+_scalars = (st.text(max_size=8) | st.integers(-(2**65), 2**65) | st.booleans() | st.none()
+            | st.floats(allow_nan=False, allow_infinity=False))
+_ws = st.sampled_from(["", " ", "\n", "\t ", "\r\n"])
+
+
+@st.composite
+def _flat_bodies(draw: Any) -> bytes:
+    """Flat objects written by hand: duplicates, raw or escaped strings, odd spacing, big ints."""
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        key, value = draw(_keys), draw(_scalars)
+        if isinstance(value, str) and draw(st.booleans()):
+            text = '"' + value.replace("\\", "").replace('"', "") + '"'  # raw, control characters and all
+        else:
+            text = json.dumps(value, ensure_ascii=draw(st.booleans()))
+        parts.append(f"{draw(_ws)}{json.dumps(key)}{draw(_ws)}:{draw(_ws)}{text}{draw(_ws)}")
+    return ("{" + ",".join(parts) + "}").encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=500, deadline=None)
+@given(_flat_bodies())
+def test_strict_json_fast_path_agrees_on_generated_flat_bodies(body: bytes) -> None:
+    assert _outcome(loads_strict, body) == _outcome(loads_full, body)
