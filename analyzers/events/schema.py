@@ -358,7 +358,7 @@ def parse_event(
         check_tree(dict(body))
     if not isinstance(data, Mapping):
         raise EventError("body must be a JSON object (deploy-event/v1)", status_code=422)
-    unknown = sorted(set(data) - _FIELDS)
+    unknown = () if _FIELDS.issuperset(data) else sorted(set(data) - _FIELDS)
     if unknown:
         raise _bad(_printable(unknown[0]), f"unknown field; deploy-event/v1 fields are: {', '.join(sorted(_FIELDS))}")
     schema = data.get("schema")

@@ -83,6 +83,13 @@ class FastJSONResponse(JSONResponse):
     sent for every event.
     """
 
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is None and self.status_code in (200, 201):  # what Starlette writes for them, directly
+            self.raw_headers = [(b"content-length", str(len(self.body)).encode("latin-1")),
+                                (b"content-type", b"application/json")]
+        else:
+            super().init_headers(headers)
+
     def render(self, content: Any) -> bytes:
         try:
             return orjson.dumps(content, option=orjson.OPT_UTC_Z)
@@ -230,6 +237,7 @@ class GroupCommitter:
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.batched = hasattr(store, "record_events")
         self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
         # One writer thread per process (only one batch is ever in flight): a plain executor
@@ -259,7 +267,7 @@ class GroupCommitter:
         return t0, time.perf_counter(), results
 
     async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
-        if not hasattr(self.store, "record_events"):
+        if not self.batched:
             return await run_in_threadpool(self.store.record_event, source, event_id, payload, deploy)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending.append(((source, event_id, payload, deploy), fut))

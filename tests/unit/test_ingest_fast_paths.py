@@ -177,3 +177,16 @@ def _flat_bodies(draw: Any) -> bytes:
 @given(_flat_bodies())
 def test_strict_json_fast_path_agrees_on_generated_flat_bodies(body: bytes) -> None:
     assert _outcome(loads_strict, body) == _outcome(loads_full, body)
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 400, 503])
+def test_accepted_answer_headers_are_the_ones_starlette_writes(status: int) -> None:
+    from fastapi.responses import JSONResponse
+
+    from analyzers.server.ingest import FastJSONResponse
+
+    content = {"status": "created", "deploy_id": "d_1", "note": "é"}
+    fast, plain = FastJSONResponse(content, status_code=status), JSONResponse(content, status_code=status)
+    assert fast.raw_headers == plain.raw_headers
+    with_headers = FastJSONResponse(content, status_code=status, headers={"Retry-After": "1"})
+    assert with_headers.raw_headers == JSONResponse(content, status_code=status, headers={"Retry-After": "1"}).raw_headers
