@@ -76,7 +76,9 @@ class IndexedHeaders(Headers):
     """
 
     def __init__(self, scope: Any) -> None:
-        super().__init__(scope=scope)
+        self._list = scope["headers"]  # as Headers(scope=scope) keeps it (a list under uvicorn), without the copy
+        if type(self._list) is not list:
+            self._list = scope["headers"] = list(self._list)
         self.index = {key.decode("latin-1"): value.decode("latin-1") for key, value in reversed(scope["headers"])}
 
     def __getitem__(self, key: str) -> str:

@@ -35,6 +35,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
@@ -151,7 +152,7 @@ class BodyReads:
         if len(self.active) >= self.limit:
             self._make_room(now)
         if body_complete(request):  # nothing left to wait for: no deadline to keep, no slot held
-            return await read_body(request, max_body)
+            return await read_body(request, max_body, buffered=True)
         timeout = asyncio.timeout(self.timeout_s)
         entry = _Read(now, timeout)
         key = id(entry)
@@ -182,11 +183,14 @@ def body_complete(request: Request) -> bool:
             and not cycle.waiting_for_100_continue)
 
 
-async def read_body(request: Request, max_body: int, progress: _Read | None = None) -> bytes:
+async def read_body(request: Request, max_body: int, progress: _Read | None = None, *,
+                    buffered: bool = False) -> bytes:
     """The request body, refusing more than ``max_body`` bytes before reading it all.
 
     Content-Length is checked first (413 without reading), the streamed count second
     (chunked or lying senders), and gzip output third (bombs) with the same cap.
+    ``buffered``: the whole body is one message already received (:func:`body_complete`),
+    taken with a single ``receive()`` as Starlette's stream would take it.
     """
     cl = request.headers.get("content-length")
     if cl is not None:
@@ -195,6 +199,14 @@ async def read_body(request: Request, max_body: int, progress: _Read | None = No
         if int(cl) > max_body:
             raise HTTPProblem(413, f"body of {int(cl)} bytes exceeds the limit of {max_body} bytes",
                               reason="too_large", headers={"Connection": "close"})
+    if buffered:
+        message = await request.receive()
+        if message["type"] != "http.request":  # http.disconnect, as Request.stream() raises it
+            raise ClientDisconnect()
+        if len(message.get("body", b"")) > max_body:
+            raise HTTPProblem(413, f"body exceeds the limit of {max_body} bytes", reason="too_large",
+                              headers={"Connection": "close"})
+        return _decoded(request, message.get("body", b""), max_body)
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
@@ -203,15 +215,20 @@ async def read_body(request: Request, max_body: int, progress: _Read | None = No
         if len(buf) > max_body:
             raise HTTPProblem(413, f"body exceeds the limit of {max_body} bytes", reason="too_large",
                               headers={"Connection": "close"})
+    return _decoded(request, bytes(buf), max_body)
+
+
+def _decoded(request: Request, buf: bytes, max_body: int) -> bytes:
+    """The body after its Content-Encoding (identity or gzip, capped at ``max_body``)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
-        return bytes(buf)
+        return buf
     if encoding not in ("gzip", "x-gzip"):
         raise HTTPProblem(415, f"Content-Encoding {encoding!r} is not supported: send identity or gzip",
                           field="content-encoding", reason="encoding")
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = d.decompress(bytes(buf), max_body + 1)
+        out = d.decompress(buf, max_body + 1)
     except zlib.error as exc:
         raise HTTPProblem(400, f"gzip body is corrupt ({exc})", field="content-encoding", reason="malformed") from None
     if len(out) > max_body or d.unconsumed_tail:
