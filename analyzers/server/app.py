@@ -318,7 +318,7 @@ def create_app(
         start = time.perf_counter()
         request = WebhookRequest(scope, receive)
         try:
-            response = await post_deploy(request)
+            response = await ingestor.ingest(request, "generic", generic_pre, None)  # what post_deploy does
         except HTTPProblem as problem:
             response = error_response(problem)
         except AnalyzerError as exc:

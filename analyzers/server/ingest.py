@@ -290,7 +290,21 @@ class GroupCommitter:
         self.pending.append(((source, event_id, payload, deploy), fut))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain())
-        return await asyncio.shield(fut)
+        # Not shielded: a caller cancelled while it waits cancels only its own future (its event
+        # stays in the batch and is committed; _answer skips it). The answers are set one loop
+        # turn after the commit (as a shield's extra hop did), so the queue that built up
+        # meanwhile is handed to the writer before the answered callers resume.
+        return await fut  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _answer(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: list[Any]) -> None:
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
 
     async def _drain(self) -> None:
         while self.pending:
@@ -315,13 +329,7 @@ class GroupCommitter:
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            asyncio.get_running_loop().call_soon(self._answer, batch, results)
 
 
 #: ``(signed, message id)`` once a request is authenticated.

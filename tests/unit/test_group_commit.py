@@ -143,3 +143,35 @@ def test_the_commit_log_times_every_group_commit_when_asked_and_stays_off_by_def
         assert store.count_events() == 6
     finally:
         store.close()
+
+
+def test_a_caller_cancelled_while_waiting_does_not_lose_its_event_or_disturb_the_others(tmp_path: Any) -> None:
+    """Its event is committed with the batch it was queued in; the others get their answers;
+    nothing is set on the cancelled caller's future (no error from the event loop)."""
+    store = HeldStore(str(tmp_path / "held.db"))
+    loop_errors: list[Any] = []
+
+    async def scenario() -> list[Any]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        committer = GroupCommitter(store)
+        head = asyncio.create_task(committer.record("ci", "e0", {"n": 0}, _deploy(0)))
+        while not store.batches:
+            await asyncio.sleep(0.001)
+        queued = [asyncio.create_task(committer.record("ci", f"e{i}", {"n": i}, _deploy(i))) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        queued[1].cancel()
+        store.release.set()
+        results = await asyncio.gather(head, *queued, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        committer.executor.shutdown(wait=True)
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+        assert isinstance(results[2], asyncio.CancelledError)
+        assert [(r[0].deploy_id, r[1]) for i, r in enumerate(results) if i != 2] == [("d0", True), ("d1", True),
+                                                                                      ("d3", True)]
+        assert store.batches == [1, 3] and store.count_events() == 4  # e2 committed with its batch
+        assert loop_errors == []
+    finally:
+        store.close()
