@@ -150,12 +150,15 @@ def frozen(cls: type[_T], **values: Any) -> _T:
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (about
     50 calls per event for :class:`DeployEventIn` and :class:`~analyzers.model.Deploy`);
-    filling the instance's dict gives the same object (equal, same hash, still frozen). Only
-    for classes without ``__post_init__``; a missing or unknown field raises TypeError.
+    filling the instance's dict gives the same object (equal, same hash, still frozen). A class
+    with a ``__post_init__`` goes through ``__init__`` (its checks run); a missing or unknown field
+    raises TypeError.
     """
     if values.keys() != cls.__dataclass_fields__.keys():  # type: ignore[attr-defined]
         fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
         raise TypeError(f"{cls.__name__}: give every field, exactly: {sorted(set(values) ^ set(fields))}")
+    if hasattr(cls, "__post_init__"):
+        return cls(**values)
     obj = object.__new__(cls)
     obj.__dict__.update(values)
     return obj

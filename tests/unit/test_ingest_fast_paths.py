@@ -95,6 +95,20 @@ def test_frozen_builds_the_same_frozen_object_as_the_constructor(cls: Any) -> No
         frozen(cls, **values, extra=1)
 
 
+def test_frozen_runs_the_checks_of_a_class_with_post_init() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        n: int
+
+        def __post_init__(self) -> None:
+            if self.n < 0:
+                raise ValueError("n must be >= 0")
+
+    assert frozen(Checked, n=1) == Checked(1)
+    with pytest.raises(ValueError, match="n must be"):
+        frozen(Checked, n=-1)
+
+
 def test_parsed_event_and_its_deploy_equal_the_ones_the_constructors_build() -> None:
     e = parse_event(b'{"service": " s ", "environment": "e", "version": "v", "started_at": 1795773600, '
                     b'"kind": "release", "flag": "f", "from": true, "to": 0.5, "labels": {"a": 1}, '
