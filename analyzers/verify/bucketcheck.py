@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from analyzers.config import Config, MetricSpec
 from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy
-from analyzers.text import p_equals, redact
+from analyzers.text import format_value, p_equals, redact
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 DRIFT_BLOCKS = 12
 DRIFT_SPAN_S = 6 * 3600
 DAY_S = 86400
+
+#: The tail a bucket change's direction is read in: bounds with at least this share of the before
+#: window's requests at or under them (its p90 and up).
+TAIL_FROM = 0.9
 
 _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier": 7 * 86400, "seasonal fit": 86400}
 
@@ -76,7 +80,32 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
         return {"error": redact(str(exc))}
     return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
             "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
-            "before_window": [t.isoformat() for t in bw], **drift}
+            "before_window": [t.isoformat() for t in bw], **drift, **tail_direction(les, before, after)}
+
+
+def tail_direction(les: tuple[float, ...], before: tuple[float, ...], after: tuple[float, ...]) -> dict[str, Any]:
+    """Which way the slow tail moved, from cumulative counts per bucket bound (sorted, ``+Inf`` last).
+
+    Among the bounds in the before window's tail (at least :data:`TAIL_FROM` of its requests at or
+    under them; ``+Inf`` excluded), the one where the share of requests *slower* than the bound
+    changed most: ``"slower"`` if that share grew, ``"faster"`` if it shrank, with the bound and
+    both shares. Empty when a window has no requests or no bound lies in the tail. A G-test says
+    whether the mixes differ, not which way: a deploy that halves latency while its rollout widens
+    the percentile line's spread moves the requests to faster buckets, and is not a worse tail.
+    """
+    if not before or not after or before[-1] <= 0 or after[-1] <= 0:
+        return {}
+    best: tuple[float, float, float, float] | None = None
+    for le, b, a in zip(les, before, after, strict=True):
+        if math.isinf(le) or b / before[-1] < TAIL_FROM:
+            continue
+        share_b, share_a = 1.0 - b / before[-1], 1.0 - a / after[-1]
+        if best is None or abs(share_a - share_b) > abs(best[3] - best[2]):
+            best = (le, share_a - share_b, share_b, share_a)
+    if best is None or best[1] == 0:
+        return {}
+    return {"tail_direction": "slower" if best[1] > 0 else "faster", "tail_le": best[0],
+            "tail_share_before": best[2], "tail_share_after": best[3]}
 
 
 def drift_blocks(res: dict[str, Any]) -> dict[str, tuple[int, int]]:
@@ -151,6 +180,9 @@ def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
             f"{counts}; largest gap between the bucket CDFs {bt['max_cdf_diff'] * 100:.1f} pp)")
     if pb is not None and math.isfinite(pb):
         text += f", beyond {_drift_text(bt)}"
+    if bt.get("tail_direction"):
+        text += (f"; requests slower than {format_value(bt['tail_le'], 's')}: {bt['tail_share_before'] * 100:.2f}% "
+                 f"before, {bt['tail_share_after'] * 100:.2f}% after")
     return dict(res, p_value=max(p_line, p), reason=text + ".")
 
 

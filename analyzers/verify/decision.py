@@ -6,7 +6,8 @@ Inputs per metric (:class:`Evidence` and the metric's plan):
   deploy's metrics and the minimum meaningful effect), or none. A transient that returned to
   baseline (restart blip, cold cache) is no level shift: it is reported as information.
 * **spread**: the spread of the prewhitened residuals grew, shrank, or did not change.
-* **tail**: the requests per latency bucket (histogram-backed percentiles) differ, differ no
+* **tail**: the requests per latency bucket (histogram-backed percentiles) differ with the slow
+  tail's share grown (``differs``) or shrunk (``faster``: the mix moved to faster buckets), differ no
   more than the mix moves without a deploy (``drift``: between adjacent windows before the
   deploy, or as it moved over the same hours a day earlier; traffic falling with the hour,
   bursts; :mod:`analyzers.stats.bucket_drift`), do not differ, or were not compared. Bucket
@@ -34,7 +35,7 @@ from typing import Any, Literal
 
 Level = Literal["increase", "decrease", "none"]
 Spread = Literal["wider", "narrower", "none"]
-Tail = Literal["differs", "drift", "same", "not compared"]
+Tail = Literal["differs", "faster", "drift", "same", "not compared"]
 
 #: Metric kinds whose higher values and wider spread are worse (the tail is what users feel).
 TAIL_BAD_KINDS = frozenset({"latency", "ratio"})
@@ -85,6 +86,8 @@ RULES: tuple[Rule, ...] = (
     Rule("guard", "none", "wider", "drift", "tail-bad", "ok",
          "wider spread, but the bucket mix moved no more than it does without a deploy (traffic, bursts): noted"),
     Rule("guard", "none", "narrower", "*", "tail-bad", "ok", "tighter spread: not a regression (noted)"),
+    Rule("guard", "none", "wider", "faster", "tail-bad", "ok",
+         "wider spread, but the slow tail's share of requests shrank (the mix moved to faster buckets): noted"),
     Rule("guard", "none", "*", "*", "*", "ok", "no regression"),
 )
 
@@ -152,6 +155,8 @@ def evidence_from_result(res: dict[str, Any] | None, status: str, alpha: float) 
         pb = bt.get("p_beyond_drift")
         if tail == "differs" and pb is not None and math.isfinite(pb) and pb > alpha:
             tail = "drift"  # differs, but no more than the mix moves without a deploy
+        elif tail == "differs" and bt.get("tail_direction") == "faster":
+            tail = "faster"  # differs, with fewer slow requests than before
     return Evidence(level=level, spread=spread, tail=tail, transient=(res.get("transient") or {}).get("text"))
 
 

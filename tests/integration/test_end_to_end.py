@@ -96,6 +96,9 @@ def test_declared_improvement_is_confirmed(loaded: dict[str, Any]) -> None:
     assert bt["drift_blocks"] >= 2 and bt["drift_dispersion"] >= 1 and bt["p_beyond_drift"] <= 0.01, bt
     assert bt["p_beyond_drift"] == max(bt["p_drift"], bt.get("p_day", 0.0)), bt
     assert "beyond the mix drifts between adjacent windows before the deploy" in p99.reason, p99.reason
+    # ... and which way: fewer requests than before are slower than a bound in the old tail
+    assert bt["tail_direction"] == "faster" and bt["tail_share_after"] < bt["tail_share_before"], bt
+    assert "requests slower than" in p99.reason, p99.reason
 
 
 @pytest.mark.parametrize("case", ["noop", "ramp_noop"])

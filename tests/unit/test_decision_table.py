@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from analyzers.verify.bucketcheck import tail_direction
 from analyzers.verify.decision import (
     RULES,
     Evidence,
@@ -41,7 +42,10 @@ ROWS = [
     # G-test p < 1e-4 on 12,403 requests), but no more than it drifts between the half-hours before
     (15, "guard", "increase", "decrease", "latency", Evidence(spread="wider", tail="drift")),
     (16, "guard", "increase", "decrease", "latency", Evidence(spread="narrower")),
-    (17, "guard", "increase", "decrease", "latency", Evidence()),
+    # the demo's gradual search rollout (p50 x0.55 over 20 min): the p99 line's spread widened
+    # while the requests moved to faster buckets
+    (17, "guard", "increase", "decrease", "latency", Evidence(spread="wider", tail="faster")),
+    (18, "guard", "increase", "decrease", "latency", Evidence()),
 ]
 
 
@@ -59,7 +63,7 @@ def _all_inputs():  # type: ignore[no-untyped-def]
     roles = [("expectation", e) for e in ("increase", "decrease", "unchanged")] + [("guard", "x")]
     for (role, expect), good, kind, level, spread, tail in itertools.product(
             roles, ("increase", "decrease", "none"), ("latency", "ratio", "rate", "gauge", "count"),
-            ("increase", "decrease", "none"), ("wider", "narrower", "none"), ("differs", "drift", "same", "not compared")):
+            ("increase", "decrease", "none"), ("wider", "narrower", "none"), ("differs", "faster", "drift", "same", "not compared")):
         yield role, expect, good, kind, Evidence(level=level, spread=spread, tail=tail)  # type: ignore[arg-type]
 
 
@@ -79,7 +83,7 @@ def test_principles_hold_for_every_combination() -> None:
         if ev.level == "none" and ev.tail != "differs":  # no level, no tail change beyond its drift
             assert d.outcome not in ("regressed", "opposite")
         assert d.outcome in {"confirmed", "no_effect", "opposite", "regressed", "improved", "ok"}
-    assert n == 4 * 3 * 5 * 3 * 3 * 4
+    assert n == 4 * 3 * 5 * 3 * 3 * 5
 
 
 def test_bucket_counts_that_do_not_differ_veto_the_line() -> None:
@@ -96,6 +100,12 @@ def test_a_bucket_mix_within_its_drift_is_drift_and_vetoes_the_line() -> None:
     assert evidence_from_result(drift, "shifted", 0.01).tail == "drift"
     assert evidence_from_result(beyond, "shifted", 0.01).tail == "differs"
     assert evidence_from_result(plain, "shifted", 0.01).tail == "differs"
+    faster = dict(base, bucket_test={"p_value": 1e-6, "p_beyond_drift": 1e-4, "tail_direction": "faster"})
+    slower = dict(base, bucket_test={"p_value": 1e-6, "p_beyond_drift": 1e-4, "tail_direction": "slower"})
+    assert evidence_from_result(faster, "shifted", 0.01).tail == "faster"
+    assert evidence_from_result(slower, "shifted", 0.01).tail == "differs"
+    assert decide("guard", "increase", "decrease", "latency", evidence_from_result(faster, "shifted", 0.01)).outcome == "ok"
+    assert decide("guard", "increase", "decrease", "latency", evidence_from_result(slower, "shifted", 0.01)).outcome == "regressed"
     assert decide("guard", "increase", "decrease", "latency", Evidence(level="increase", tail="drift")).outcome == "ok"
     assert decide("guard", "increase", "decrease", "latency", Evidence(level="increase", tail="differs")).outcome == "regressed"
 
@@ -115,3 +125,21 @@ def test_guards_say_what_they_watch_for() -> None:
 
 def test_the_docs_print_the_table_of_the_code() -> None:
     assert table_markdown() in (ROOT / "docs" / "statistics.md").read_text()
+
+
+def test_the_tail_direction_reads_which_way_the_slow_requests_moved() -> None:
+    les = (0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
+    before = (100.0, 500.0, 900.0, 980.0, 998.0, 1000.0)  # cumulative: 10 % slower than 250 ms
+    faster = tail_direction(les, before, (300.0, 800.0, 980.0, 995.0, 999.0, 1000.0))
+    slower = tail_direction(les, before, (50.0, 300.0, 800.0, 940.0, 990.0, 1000.0))
+    assert faster["tail_direction"] == "faster" and slower["tail_direction"] == "slower"
+    assert faster["tail_le"] == slower["tail_le"] == 0.25
+    assert faster["tail_share_before"] == pytest.approx(0.10, abs=1e-9)
+    assert faster["tail_share_after"] == pytest.approx(0.02, abs=1e-9)
+    assert slower["tail_share_after"] == pytest.approx(0.20, abs=1e-9)
+    # a faster median with a heavier tail is a slower tail: only the before window's p90 and up count
+    mixed = tail_direction(les, before, (400.0, 700.0, 850.0, 930.0, 960.0, 1000.0))
+    assert mixed["tail_direction"] == "slower"
+    assert tail_direction(les, before, before) == {}
+    assert tail_direction((), (), ()) == {}
+    assert tail_direction(les, before, (0.0,) * 6) == {}
