@@ -155,7 +155,7 @@ def _kernels(sd: float, half: int, size: int) -> np.ndarray:
     return np.fft.rfft(kern, n=size, axis=1)
 
 
-def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
+def smooth_local_linear(v: np.ndarray, sd: float) -> np.ndarray:
     """Local-linear Gaussian smoother (kernel SD ``sd`` points), NaN-aware, no first-order edge bias.
 
     The five kernel sums (zeros beyond the ends) come from one batch of FFT products."""
@@ -173,9 +173,6 @@ def _smooth(v: np.ndarray, sd: float) -> np.ndarray:
         out = (s2 * t0 - s1 * t1) / det
     out[~(det > 1e-9 * np.maximum(s0 * s2, 1e-300))] = np.nan
     return out
-
-
-smooth_local_linear = _smooth  # the same smoother, for the in-time placebos (analyzers.stats.placebo)
 
 
 def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s: float,
@@ -198,7 +195,7 @@ def _one_day(y: np.ndarray, start: int, deploy: int, end: int, day: int, step_s:
     if np.isfinite(hist).mean() < MIN_COVERAGE:
         return best
     sd = SHAPE_SMOOTH_S / step_s
-    smooth_hist = _smooth(hist, sd)
+    smooth_hist = smooth_local_linear(hist, sd)
     v_day = _robust_var(hist - np.nanmedian(hist))
     if not _robust_var(hist - smooth_hist) < SEASONAL_RATIO * v_day:
         return best

@@ -151,21 +151,12 @@ class SequentialPath:
         hi = np.full(self.times.size, np.inf)
         first = True
         for m in self.models:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if self.boundary == "horizon":
-                    l_m = m.s / m.v - m.sigma * _horizon_offset(m.v, a_up, m.v_max, self.tilt)
-                    h_m = m.s / m.v + m.sigma * _horizon_offset(m.v, a_down, m.v_max, self.tilt)
-                elif self.boundary == "mixture":
-                    l_m = (m.s - m.sigma * one_sided_mixture_radius(m.v, a_up, self.rho_mix)) / m.v
-                    h_m = (m.s + m.sigma * one_sided_mixture_radius(m.v, a_down, self.rho_mix)) / m.v
-                else:
-                    l_m = m.s / m.v - m.sigma * line_offset(m.v, a_up, self.rho_v)
-                    h_m = m.s / m.v + m.sigma * line_offset(m.v, a_down, self.rho_v)
+            l_m, h_m = self._model_bounds(m, m.s, m.sigma, a_up, a_down)
             if m.wander > 1.0 and m.s_raw is not None:
                 # The wander the in-time placebos show: the unclipped estimate must clear the same
                 # boundary with sigma scaled by its placebo factor (a second condition: it only
                 # takes decisions away). The hull keeps interval and decision in agreement.
-                l_w, h_w = _wander_bounds(m, a_up, a_down, self.boundary, self.tilt, self.rho_mix, self.rho_v)
+                l_w, h_w = self._model_bounds(m, m.s_raw, m.sigma * math.sqrt(m.wander), a_up, a_down)
                 l_m, h_m = np.minimum(l_m, l_w), np.maximum(h_m, h_w)
             l_m = np.where(m.v > 0, l_m, -np.inf)
             h_m = np.where(m.v > 0, h_m, np.inf)
@@ -173,6 +164,20 @@ class SequentialPath:
             lo, hi = (l_m, h_m) if first else (np.minimum(lo, l_m), np.maximum(hi, h_m))
             first = False
         return lo, hi
+
+    def _model_bounds(self, m: LevelModel, score: np.ndarray, sigma: float, a_up: float,
+                      a_down: float) -> tuple[np.ndarray, np.ndarray]:
+        """The boundary (``self.boundary``) around ``score / m.v`` with noise ``sigma``: the clipped
+        score with the model's sigma, or the unclipped one with the placebos' wider sigma."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.boundary == "horizon":
+                return (score / m.v - sigma * _horizon_offset(m.v, a_up, m.v_max, self.tilt),
+                        score / m.v + sigma * _horizon_offset(m.v, a_down, m.v_max, self.tilt))
+            if self.boundary == "mixture":
+                return ((score - sigma * one_sided_mixture_radius(m.v, a_up, self.rho_mix)) / m.v,
+                        (score + sigma * one_sided_mixture_radius(m.v, a_down, self.rho_mix)) / m.v)
+            return (score / m.v - sigma * line_offset(m.v, a_up, self.rho_v),
+                    score / m.v + sigma * line_offset(m.v, a_down, self.rho_v))
 
     def at(self, alpha: float, until_s: float | None = None) -> dict[str, Any]:
         """Interval and decision with the data up to ``until_s`` (unix s; all when None).
@@ -250,22 +255,6 @@ class SequentialPath:
             if hi / lo < 1.01:
                 break
         return hi
-
-
-def _wander_bounds(m: LevelModel, a_up: float, a_down: float, boundary: str, tilt: float, rho_mix: float,
-                   rho_v: float) -> tuple[np.ndarray, np.ndarray]:
-    """The sequence's bounds around the unclipped estimate, ``sigma`` scaled by ``sqrt(wander)``."""
-    sig = m.sigma * math.sqrt(m.wander)
-    assert m.s_raw is not None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        centre = m.s_raw / m.v
-        if boundary == "horizon":
-            return (centre - sig * _horizon_offset(m.v, a_up, m.v_max, tilt),
-                    centre + sig * _horizon_offset(m.v, a_down, m.v_max, tilt))
-        if boundary == "mixture":
-            return (centre - sig * one_sided_mixture_radius(m.v, a_up, rho_mix) / m.v,
-                    centre + sig * one_sided_mixture_radius(m.v, a_down, rho_mix) / m.v)
-        return centre - sig * line_offset(m.v, a_up, rho_v), centre + sig * line_offset(m.v, a_down, rho_v)
 
 
 def _horizon_offset(v: np.ndarray, alpha: float, v_max: float, tilt: float) -> np.ndarray:

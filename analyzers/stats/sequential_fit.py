@@ -28,11 +28,10 @@ class LevelModel:
     #: The horizon's estimate as a contrast of the prewhitened rows at ``plan`` (positions in the
     #: window: the rows before the deploy that are there and every planned row after the first
     #: after-row), :func:`horizon_contrast`. Positions and ``phi`` only; :mod:`analyzers.stats.placebo`
-    #: slides it over the history before the deploy. ``clip``: the Huber clip of the rows (in ``s``).
+    #: slides it over the history before the deploy.
     plan: np.ndarray | None = None
     weights: np.ndarray | None = None
     phi: float = 0.0
-    clip: float = HUBER_C
     n_pre: int = 0
     nuisance: np.ndarray | None = None  # the prewhitened nuisance columns at ``plan``
     #: Variance factor of the unclipped estimate from in-time placebos (>= 1; 1: the model's).
@@ -180,7 +179,7 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         nuisance = nuisance_columns(plan, dloc, phi, trend)
     name = f"{'random walk' if phi >= 1 else f'AR(1) phi={phi:.2f}'}{' + line' if trend else ''}"
     return LevelModel(z, np.maximum(v, 0.0), sigma, name, v_max, z_raw, plan, weights, phi,
-                      HUBER_C * math.sqrt(memory), int((~post).sum()), nuisance)
+                      int((~post).sum()), nuisance)
 
 
 def horizon_contrast(plan: np.ndarray, dloc: int, phi: float, trend: bool, w_first: float) -> np.ndarray | None:
