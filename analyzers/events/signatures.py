@@ -44,19 +44,17 @@ def secret_key(secret: str) -> bytes:
     return secret.encode("utf-8")
 
 
-#: secret_key per configured secret, decoded once (the receiver signs every event with each).
-_key = functools.lru_cache(maxsize=64)(secret_key)
-
-
 @functools.lru_cache(maxsize=64)
 def _keyed(secret: str) -> hmac.HMAC:
     """An HMAC-SHA256 already keyed with ``secret``: each signature starts from a copy of it.
+
+    Cached per configured secret, so its key is decoded once (the receiver signs every event with each).
 
     Copying skips what a one-shot ``hmac.digest`` redoes per call (OpenSSL's algorithm
     fetch and the key's inner and outer pads), and, unlike the one-shot, never hands the GIL
     to another thread in the middle of a short message. Same bytes out (tested).
     """
-    return hmac.new(_key(secret), digestmod=hashlib.sha256)
+    return hmac.new(secret_key(secret), digestmod=hashlib.sha256)
 
 
 def parse_secrets(raw: str | Sequence[str] | None) -> tuple[str, ...]:
