@@ -32,9 +32,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-#: The receiver writes its commit log to ``$ANALYZERS_COMMIT_LOG.PID`` when this is set.
-ENV_COMMIT_LOG = "ANALYZERS_COMMIT_LOG"
-
 #: A commit or an fsync at least this long counts as a stall in :func:`tail_report`.
 STALL_MS = 10.0
 
