@@ -170,7 +170,8 @@ def postgres_pid(url: str) -> int | None:
     return None
 
 
-def _pct(values: Sequence[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank, no interpolation); NaN when empty."""
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
@@ -205,20 +206,20 @@ def tail_report(dues: Sequence[float], latencies: Sequence[float],
     out: dict[str, Any] = {}
     if fsyncs:
         d = [x[1] * 1e3 for x in fsyncs]
-        out["fsync_ms"] = {"n": len(d), "p50": _pct(d, 0.5), "p99": _pct(d, 0.99), "max": max(d)}
+        out["fsync_ms"] = {"n": len(d), "p50": pct(d, 0.5), "p99": pct(d, 0.99), "max": max(d)}
     if checkpoints:
         k = [x[1] * 1e3 for x in checkpoints]
-        out["checkpoint_ms"] = {"n": len(k), "p50": _pct(k, 0.5), "p99": _pct(k, 0.99), "max": max(k)}
+        out["checkpoint_ms"] = {"n": len(k), "p50": pct(k, 0.5), "p99": pct(k, 0.99), "max": max(k)}
     if commits:
         c = [(r[2] - r[1]) * 1e3 for r in commits]
-        out["commit_ms"] = {"n": len(c), "p50": _pct(c, 0.5), "p99": _pct(c, 0.99), "max": max(c),
+        out["commit_ms"] = {"n": len(c), "p50": pct(c, 0.5), "p99": pct(c, 0.99), "max": max(c),
                             "events_per_commit": sum(r[4] for r in commits) / len(commits)}
         to_thread = [(r[1] - r[0]) * 1e3 for r in commits]
         back = [(r[3] - r[2]) * 1e3 for r in commits]
-        out["handover_ms"] = {"to_thread_p99": _pct(to_thread, 0.99), "back_p99": _pct(back, 0.99)}
+        out["handover_ms"] = {"to_thread_p99": pct(to_thread, 0.99), "back_p99": pct(back, 0.99)}
     if not latencies or len(dues) != len(latencies):
         return out
-    cut = _pct(latencies, 0.99)
+    cut = pct(latencies, 0.99)
     spans = {"commit": [(r[1], r[2] - r[1]) for r in commits], "fsync": list(fsyncs),
              "checkpoint": list(checkpoints)}
     for name, sp in spans.items():
@@ -229,9 +230,9 @@ def tail_report(dues: Sequence[float], latencies: Sequence[float],
         every = [_longest_overlap(starts, sp, longest, t, t + lat) * 1e3 for t, lat in zip(dues, latencies, strict=True)]
         slow = [x for x, lat in zip(every, latencies, strict=True) if lat >= cut]
         out[f"{name}_overlap"] = {
-            "slowest_1pct_median_ms": _pct(slow, 0.5),
+            "slowest_1pct_median_ms": pct(slow, 0.5),
             "slowest_1pct_stalled": sum(x >= STALL_MS for x in slow) / len(slow),
-            "all_median_ms": _pct(every, 0.5),
+            "all_median_ms": pct(every, 0.5),
             "all_stalled": sum(x >= STALL_MS for x in every) / len(every),
         }
     return out

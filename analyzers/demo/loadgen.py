@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from analyzers.demo import loaddiag
 from analyzers.events.send import encode_event, signed_headers
 
 SECRET = "whsec_" + "bG9hZGdlbi1zZWNyZXQtbG9hZGdlbi1zZWNyZXQ="  # base64 of a fixed 30-byte key
@@ -239,11 +240,6 @@ def _run_loop(coro: Any) -> Any:
         return runner.run(coro)
 
 
-def _pct(values: Sequence[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
-
-
 def raw_rates(store_url: str, n: int = 500) -> dict[str, float]:
     """Raw single-row INSERT commits/s and the store's record_event/s, on ``store_url``."""
     from analyzers.events.store import open_store
@@ -396,7 +392,6 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
     client's CPU during the run is little more than socket writes and reads;
     ``client_cpu_us_per_req`` and ``receiver_cpu_us_per_req`` say what each side spent.
     """
-    from analyzers.demo import loaddiag
     from analyzers.server.settings import ENV_COMMIT_LOG
 
     logdir = tempfile.mkdtemp(prefix="loadgen-commits-") if probe_dir else None
@@ -430,7 +425,7 @@ def run_benchmark(store_url: str, *, workers: int = 2, seconds: float = 10.0, co
             "backend": store_url.split(":", 1)[0], "workers": workers, "connections": connections,
             "offered_per_s": rate,
             "seconds": round(elapsed, 2), "accepted_per_s": round(ok / elapsed, 1),
-            "p50_ms": round(_pct(latencies, 0.50) * 1000, 2), "p99_ms": round(_pct(latencies, 0.99) * 1000, 2),
+            "p50_ms": round(loaddiag.pct(latencies, 0.50) * 1000, 2), "p99_ms": round(loaddiag.pct(latencies, 0.99) * 1000, 2),
             "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "client_cpu_us_per_req": round((cpu1 - cpu0) / n * 1e6, 1),
