@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import pkgutil
 import sys
 import time
@@ -79,26 +78,18 @@ def own_modules() -> tuple[str, ...]:
                         and not name.startswith(tuple(p + "." for p in SCRIPT_PACKAGES))))
 
 
-class _NoRuntimeWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No runtime found" not in record.getMessage()
-
-
 def preload(modules: tuple[str, ...] | None = None) -> float:
     """Import ``modules`` (default: :data:`THIRD_PARTY` and :func:`own_modules`) and warm Plotly's figure validators (loaded lazily on the first figure
     otherwise); returns the seconds it took."""
     start = time.perf_counter()
     # Decorating a function with st.cache_data outside a running server only checks its options
     # (the cache itself is made on first use, by the server's runtime) but logs a warning per
-    # function: not worth an operator's attention.
-    quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")
-    no_runtime = _NoRuntimeWarning()
-    quiet.addFilter(no_runtime)
-    try:
+    # function: not worth an operator's attention (the warm-up's filter, :func:`dashboard.warmup.quiet`).
+    from dashboard.warmup import quiet
+
+    with quiet():
         for name in modules if modules is not None else (*THIRD_PARTY, *own_modules()):
             importlib.import_module(name)
-    finally:
-        quiet.removeFilter(no_runtime)
     import plotly.graph_objects as go
 
     # Plotly builds each trace type's property validators on first use: a Deploy page's first
