@@ -300,10 +300,8 @@ def start_dashboard(store_url: str, prom_url: str, log_path: Path, root: Path = 
     once it is healthy."""
     # import analyzers and dashboard from the same checkout
     env = {"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONPATH": str(root)}
-    if (root / "dashboard" / "__main__.py").exists():
-        return start_streamlit(root / "dashboard" / "app.py", log_path, env, cwd=root,
-                               command=[sys.executable, "-m", "dashboard"])
-    return start_streamlit(root / "dashboard" / "app.py", log_path, env, cwd=root)
+    launcher = [sys.executable, "-m", "dashboard"] if (root / "dashboard" / "__main__.py").exists() else None
+    return start_streamlit(root / "dashboard" / "app.py", log_path, env, cwd=root, command=launcher)
 
 
 def start_streamlit(script: Path, log_path: Path, extra_env: dict[str, str], cwd: Path = ROOT,
