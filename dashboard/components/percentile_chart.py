@@ -109,7 +109,7 @@ def latency_columns(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, ste
         ms[~(np.isfinite(ms) & (ms > 0))] = np.nan
         for k, col in zip(("v", "lo", "hi"), ms.T, strict=True):
             cols[k].append(col)
-    return chart_ms(idx, zone) if len(idx) else np.array([], dtype="float64"), cols
+    return chart_ms(idx, zone), cols
 
 
 def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict], zone: ViewerZone
@@ -118,9 +118,9 @@ def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict]
     (what a click selects), ``color``, ``fill`` (white until a verdict exists), ``release`` and
     ``hover`` (per marker, its ``[title, text]`` lines: :data:`DEPLOY_HOVER`)."""
     states = [verdict_state(verdicts.get(d.deploy_id)) for d in deploys]
+    releases = [d.kind == "release" for d in deploys]
     hover = []
-    for d, state in zip(deploys, states, strict=True):
-        release = d.kind == "release"
+    for d, state, release in zip(deploys, states, releases, strict=True):
         fields = {
             "deploy": f"{d.service} {d.version}" + (" (release)" if release else ""),
             "where": f"{d.environment} · {d.status}",
@@ -136,7 +136,7 @@ def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict]
         "deploy_id": [d.deploy_id for d in deploys],
         "color": [VERDICT_COLORS[s] for s in states],
         "fill": [VERDICT_COLORS[s] if d.deploy_id in verdicts else "#ffffff" for d, s in zip(deploys, states, strict=True)],
-        "release": [d.kind == "release" for d in deploys],
+        "release": releases,
         "hover": hover,
     }
 
