@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: A commit or an fsync at least this long counts as a stall in :func:`tail_report`.
@@ -143,11 +143,22 @@ def descendants(pid: int) -> list[int]:
             with contextlib.suppress(OSError, IndexError, ValueError):
                 with open(f"/proc/{entry}/stat") as f:
                     parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-    tree, todo = [], [pid]
+    return process_tree(parent, pid)
+
+
+def process_tree(parent: Mapping[int, int], pid: int) -> list[int]:
+    """``pid`` first, then every process below it, from ``parent`` (PID -> parent PID, as
+    ``/proc/PID/stat`` gives it); each once, even if a reused PID made the table loop."""
+    children: dict[int, list[int]] = {}
+    for child, p in parent.items():
+        children.setdefault(p, []).append(child)
+    tree, seen, todo = [], set(), [pid]
     while todo:
         p = todo.pop()
-        tree.append(p)
-        todo += [c for c, pp in parent.items() if pp == p]
+        if p not in seen:
+            seen.add(p)
+            tree.append(p)
+            todo += children.get(p, [])
     return tree
 
 

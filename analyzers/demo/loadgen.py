@@ -323,13 +323,7 @@ def tree_cpu_seconds(pid: int) -> float | None:
             continue
         parent[int(entry)] = int(fields[1])  # ppid (field 4)
         ticks[int(entry)] = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    tree, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p not in tree:
-            tree.add(p)
-            todo += [c for c, pp in parent.items() if pp == p]
-    return sum(ticks.get(p, 0) for p in tree) / CLK_TCK
+    return sum(ticks.get(p, 0) for p in loaddiag.process_tree(parent, pid)) / CLK_TCK
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
