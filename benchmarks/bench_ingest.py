@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = [(code + ("" if len(worker_counts) == 1 else f"/w{w}")
                     + ("" if len(folders) == 1 else f"/{os.path.basename(str(f).rstrip('/')) if f else 'tmp'}"), root, w, f)
                    for code, root in codes for w in worker_counts for f in folders]
-        judged_code = configs[-len(worker_counts) * len(folders)][0]
+        judged_code = next(label for label, root, _, _ in configs if root is None)  # current code's first
         if args.instructions:
             print(f"receiver instructions per event (valgrind callgrind, {args.instructions} events, SQLite, 1 worker)",
                   flush=True)
