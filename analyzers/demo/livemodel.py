@@ -171,7 +171,7 @@ class LivePod:
     name: str
     version: str
     effect: Effect
-    offset: float
+    node: int  # index into its service's ``node_offsets``: the node it runs on
     series: dict[str, SeriesState]
     gc_until: float = 0.0
     gc_fraction: float = 0.0
@@ -189,8 +189,13 @@ class LiveService:
     canary_version: str | None = None
     canary_share: float = 0.0  # share of traffic on canary_version's pods while a canary runs
     #: Latency offset of each node: pod i of a new version runs where pod i ran (so a deploy or
-    #: a canary moves latency only by its effect, as in :mod:`analyzers.demo.scenarios`).
-    slot_offsets: list[float] = field(default_factory=list)
+    #: a canary moves latency only by its effect, as in :mod:`analyzers.demo.scenarios`). The one
+    #: place an offset is kept: a pod holds only its node's index (:attr:`LivePod.node`).
+    node_offsets: list[float] = field(default_factory=list)
+
+    def offset(self, pod: LivePod) -> float:
+        """The latency offset of the node ``pod`` runs on."""
+        return self.node_offsets[pod.node]
 
 
 class LiveWorld:
@@ -207,8 +212,8 @@ class LiveWorld:
         for name, spec in handoff["services"].items():
             eff = Effect(**spec["effect"])
             base = Effect(**spec.get("baseline", spec["effect"]))
-            pods = []
-            for pod_name_, pod in spec["pods"].items():
+            pods, drawn = [], []
+            for i, (pod_name_, pod) in enumerate(spec["pods"].items()):
                 series = {}
                 for ep in self.endpoints[name]:
                     raw = pod["series"].get(ep, {})
@@ -218,11 +223,13 @@ class LiveWorld:
                         st.buckets = np.asarray(raw["buckets"], dtype=np.int64)
                     series[ep] = st
                 pod_effect = Effect(**pod["effect"]) if "effect" in pod else eff
-                drawn = float(self.rng.normal(0.0, 0.03))  # drawn either way: the random stream stays the same
-                pods.append(LivePod(pod_name_, pod["version"], pod_effect, float(pod.get("offset", drawn)), series))
-            # a snapshot keeps each node's offset (a restart mid-rollout has pods of two versions)
-            slots = [float(x) for x in spec.get("node_offsets", [p.offset for p in pods])]
-            svc = LiveService(profiles[name], spec["version"], eff, base, pods, slot_offsets=slots)
+                drawn.append(float(self.rng.normal(0.0, 0.03)))  # drawn either way: the random stream stays the same
+                pods.append(LivePod(pod_name_, pod["version"], pod_effect, int(pod.get("node", i)), series))
+            # a snapshot keeps each node's offset (a restart mid-rollout has pods of two versions);
+            # the backfill's handoff has none: pod i gets node i with a fresh offset
+            nodes = [float(x) for x in spec.get("node_offsets", drawn)]
+            nodes += drawn[len(nodes):max(p.node for p in pods) + 1] if pods else []
+            svc = LiveService(profiles[name], spec["version"], eff, base, pods, node_offsets=nodes)
             svc.traffic_noise = float(self.rng.normal(0.0, _TRAFFIC_SD))
             svc.latency_noise = {ep: float(self.rng.normal(0.0, _LATENCY_SD)) for ep in self.endpoints[name]}
             self.services[name] = svc
@@ -231,9 +238,9 @@ class LiveWorld:
     def add_pod(self, service: str, version: str, effect: Effect, index: int) -> LivePod:
         svc = self.services[service]
         drawn = float(self.rng.normal(0.0, 0.03))  # drawn either way: the random stream stays the same
-        while len(svc.slot_offsets) <= index:  # a service that grows gets new nodes
-            svc.slot_offsets.append(drawn)
-        pod = LivePod(pod_name(service, version, index, self.seed), version, effect, svc.slot_offsets[index],
+        while len(svc.node_offsets) <= index:  # a service that grows gets new nodes
+            svc.node_offsets.append(drawn)
+        pod = LivePod(pod_name(service, version, index, self.seed), version, effect, index,
                       {ep: SeriesState() for ep in self.endpoints[service]})
         svc.pods.append(pod)
         return pod
@@ -288,7 +295,7 @@ class LiveWorld:
             if n == 0:
                 continue
             mu = math.log(median_s) + LOAD_LATENCY * load + svc.latency_noise[path] + math.log(eff.latency_median) \
-                + pod.offset
+                + svc.offset(pod)
             sigma = prof.sigma * (1.0 + LOAD_SIGMA * load) * eff.latency_sigma
             n_gc = int(self.rng.binomial(n, pod.gc_fraction)) if pod.gc_fraction else 0
             lat = np.concatenate([self.rng.lognormal(mu, sigma, n - n_gc),
@@ -326,8 +333,8 @@ class LiveWorld:
         for name, svc in self.services.items():
             services[name] = {
                 "version": svc.version, "effect": effect_dict(svc.effect), "baseline": effect_dict(svc.baseline),
-                "node_offsets": list(svc.slot_offsets),
-                "pods": {p.name: {"version": p.version, "effect": effect_dict(p.effect), "offset": p.offset, "series": {
+                "node_offsets": list(svc.node_offsets),
+                "pods": {p.name: {"version": p.version, "effect": effect_dict(p.effect), "node": p.node, "series": {
                     ep: {"requests": st.requests, "errors": st.errors, "buckets": [int(x) for x in st.buckets],
                          "sum": st.latency_sum} for ep, st in p.series.items()}} for p in svc.pods},
             }

@@ -291,27 +291,28 @@ def test_a_canary_runs_on_the_nodes_of_the_pods_it_is_compared_with(handoff: dic
     from analyzers.demo.simulator import load_world, save_world
 
     sim, clock = _sim(handoff, tmp_path, canary_step_s=20, rollout_s=20)
-    nodes = {name: list(s.slot_offsets) for name, s in sim.world.services.items()}
+    nodes = {name: list(s.node_offsets) for name, s in sim.world.services.items()}
     assert all(len(set(v)) == len(v) > 1 for v in nodes.values())  # the nodes differ from each other
     with sim.lock:
         canary = sim.start_deploy("payments", parse_effect("noop"), clock[0], strategy="canary")
         rolling = sim.start_deploy("search", parse_effect("noop"), clock[0])
     svc = sim.world.services["payments"]
-    stable = [p.offset for p in svc.pods if p.version == canary["from"]]
-    assert [p.offset for p in svc.pods if p.version == canary["to"]] == stable == nodes["payments"]
+    stable = [svc.offset(p) for p in svc.pods if p.version == canary["from"]]
+    assert [svc.offset(p) for p in svc.pods if p.version == canary["to"]] == stable == nodes["payments"]
     (tmp_path / "handoff.json").write_text(json.dumps(handoff))
     save_world(tmp_path, sim, 0)
     restored, _, _ = load_world(tmp_path, 3)
     for name, s in restored.services.items():
-        assert s.slot_offsets == nodes[name]
-        assert {p.name: p.offset for p in s.pods} == {p.name: p.offset for p in sim.world.services[name].pods}
+        assert s.node_offsets == nodes[name]
+        live = sim.world.services[name]
+        assert {p.name: s.offset(p) for p in s.pods} == {p.name: live.offset(p) for p in live.pods}
     for _ in range(70):
         clock[0] += 1
         sim.tick()
     for service, version in (("payments", canary["to"]), ("search", rolling["to"])):
-        pods = sim.world.services[service].pods
-        assert {p.version for p in pods} == {version}
-        assert [p.offset for p in pods] == nodes[service]
+        svc = sim.world.services[service]
+        assert {p.version for p in svc.pods} == {version}
+        assert [svc.offset(p) for p in svc.pods] == nodes[service]
 
 
 def test_gc_pauses_hit_each_pod_about_once_in_six_hours_whatever_its_endpoints(handoff: dict[str, Any]) -> None:
