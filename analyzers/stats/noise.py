@@ -48,13 +48,34 @@ NO_TREND_Z = 1.5
 #: Huber clipping constant for prewhitened residuals, in robust scales.
 HUBER_C = 3.0
 
+#: 1.4826 * MAD estimates the standard deviation of Gaussian data.
+MAD_SD = 1.4826
+
+
+def robust_scales(x: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """Each row's robust scale: ``1.4826 * median |x - centre|`` (``centre``: the row's median unless
+    given), NaN ignored, the row's standard deviation where that is 0; a 1-D ``x`` is one row (a
+    0-d result). The package's one MAD-based scale (:func:`robust_scale`, :func:`history_phi`, the
+    placebos' local scales)."""
+    if x.ndim == 1:  # one row: scalar reductions, a third of the row-wise ones' cost
+        x = x[~np.isnan(x)]
+        c1 = _median(x) if centre is None else float(centre)
+        s1 = MAD_SD * _median(np.abs(x - c1))
+        return np.float64(s1 if s1 > 0 else np.std(x))
+    full = not np.isnan(x).any()  # no NaN: the faster reductions give the same numbers
+    med = _median_rows if full else (lambda a: np.nanmedian(a, axis=1))
+    c = med(x) if centre is None else centre
+    s = MAD_SD * med(np.abs(x - c[:, None]))
+    zero = ~(s > 0)
+    return np.where(zero, (np.std if full else np.nanstd)(x, axis=1), s) if zero.any() else s
+
+
 def robust_scale(x: np.ndarray) -> float:
-    """1.4826 * MAD, falling back to the standard deviation when the MAD is 0."""
+    """:func:`robust_scales` of the finite values of a 1-D array (0.0 with fewer than two)."""
     x = x[np.isfinite(x)]
     if x.size < 2:
         return 0.0
-    s = 1.4826 * _median(np.abs(x - _median(x)))
-    return s if s > 0 else float(np.std(x))
+    return float(robust_scales(x))
 
 
 def _phi_raw(e: np.ndarray) -> tuple[float, int]:
@@ -161,14 +182,10 @@ def history_phi(history: np.ndarray, length: int) -> HistoryPhi | None:
     icpt = (sy - slope * st) / cnt
     e = np.where(w, b - icpt[:, None] - slope[:, None] * t, np.nan)
     full = bool(w.all())  # no gaps: the plain (faster) reductions give the same numbers
-    std, mean = (np.std, np.mean) if full else (np.nanstd, np.nanmean)
+    mean = np.mean if full else np.nanmean
 
-    def med(x: np.ndarray) -> np.ndarray:
-        return _median_rows(x) if full else np.nanmedian(x, axis=1)
-
-    c = med(e)
-    s = 1.4826 * med(np.abs(e - c[:, None]))
-    s = np.where(s > 0, s, std(e, axis=1))
+    c = _median_rows(e) if full else np.nanmedian(e, axis=1)
+    s = robust_scales(e, c)
     z = np.clip(e - c[:, None], -3.5 * s[:, None], 3.5 * s[:, None])
     z = z - mean(z, axis=1)[:, None]
     ok = np.isfinite(z[:, 1:]) & np.isfinite(z[:, :-1])

@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from analyzers.stats.baselines import smooth_local_linear
-from analyzers.stats.noise import ar1_transform
+from analyzers.stats.noise import ar1_transform, robust_scales
 
 #: Placebos come from at most this much history before the deploy (seconds): recent wander.
 HISTORY_S = 86400.0
@@ -61,8 +61,7 @@ def _whitened(x: np.ndarray, plan: np.ndarray, phi: float, n_pre: int,
     if xn.shape[1]:
         u = u - xn @ (np.linalg.pinv(xn[first:n_pre]) @ u[first:n_pre])
     ref = u[first:n_pre]
-    scale = 1.4826 * np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
-    return u, np.where(scale > 0, scale, np.std(ref, axis=0))
+    return u, robust_scales(ref.T)
 
 
 def placebo_estimates(history: np.ndarray, plan: np.ndarray, contrast: np.ndarray, phi: float, n_pre: int,
