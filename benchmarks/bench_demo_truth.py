@@ -28,7 +28,7 @@ import argparse
 import dataclasses
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analyzers.config import Config, VerificationSettings, default_config, load_config
@@ -40,6 +40,11 @@ from analyzers.verify.fleet import verify_many
 
 #: The seeds the demo command and the test fixtures use.
 SEEDS = {"demo": 7, "small": 11}
+
+
+def _utc(t: datetime) -> datetime:
+    """``t`` in UTC; a time without a zone is read as UTC."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _scenario(name: str, seed: int, end: datetime) -> Scenario:
@@ -173,14 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve the queries from the generator's arrays instead of a real Prometheus (for volume)")
     ap.add_argument("--seeds", type=int, default=1,
                     help="with --no-prometheus and no --seed: seeds 0..N-1 (default: the demo's own seed only)")
+    ap.add_argument("--end", default=None,
+                    help="newest generation hour's scenario end, ISO UTC (default: 3 h before the current hour, as the "
+                         "demo); fix it to compare two runs made at different hours")
     a = ap.parse_args(argv)
+    newest = default_end() if a.end is None else _utc(datetime.fromisoformat(a.end))
     if a.no_prometheus and (a.seeds > 1 or a.seed is not None):
-        return main_arrays(a, default_end())
+        return main_arrays(a, newest)
     if a.no_prometheus:
         a.seed = SEEDS[a.scenario]
-        return main_arrays(a, default_end())
+        return main_arrays(a, newest)
     seed = SEEDS[a.scenario] if a.seed is None else a.seed
-    newest = default_end()
     total = agree = 0
     print(f"{a.scenario} scenario (seed {seed}), {a.hours} generation hours ending {newest:%Y-%m-%d %H:%M} UTC "
           f"and earlier; real Prometheus per hour, {'the demo runner config (fleet path)' if a.demo_config else 'default catalog'}\n")
