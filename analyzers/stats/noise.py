@@ -61,7 +61,7 @@ def robust_scales(x: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray
         x = x[~np.isnan(x)]
         c1 = _median(x) if centre is None else float(centre)
         s1 = MAD_SD * _median(np.abs(x - c1))
-        return np.float64(s1 if s1 > 0 else np.std(x))
+        return np.asarray(s1 if s1 > 0 else np.std(x))
     full = not np.isnan(x).any()  # no NaN: the faster reductions give the same numbers
     med = _median_rows if full else (lambda a: np.nanmedian(a, axis=1))
     c = med(x) if centre is None else centre
