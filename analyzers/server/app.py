@@ -102,6 +102,15 @@ class WebhookRequest(Request):
         self.headers = IndexedHeaders(scope)
 
 
+class DirectRequest:
+    """What the direct path's checks read of a request: its :class:`IndexedHeaders`."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, scope: Any) -> None:
+        self.headers = IndexedHeaders(scope)
+
+
 class _MetricsMiddleware:
     """Pure ASGI middleware: counts every response by route template (bounded cardinality)."""
 
@@ -143,6 +152,7 @@ class _ReceiverApp(FastAPI):
     """
 
     fast_post: Callable[[Any, Any, Any], Any] | None = None
+    direct_post: Callable[[Any, bytes, Any], None] | None = None  # analyzers.server.protocol's direct path
     guard: Callable[[Request], None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -314,30 +324,52 @@ def create_app(
     fast_counters: dict[int, Any] = {}
     fast_latency = metrics.latency.labels("/webhooks/deploys")
 
-    async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
-        start = time.perf_counter()
-        request = WebhookRequest(scope, receive)
-        try:
-            response = await ingestor.ingest(request, "generic", generic_pre, None)  # what post_deploy does
-        except HTTPProblem as problem:
-            response = error_response(problem)
-        except AnalyzerError as exc:
-            response = error_response(problem_from(exc))
-        except ClientDisconnect:  # the sender hung up before its body arrived: nothing stored, no one to answer
+    def failed(exc: BaseException) -> Response | None:
+        """The answer to a post that raised ``exc`` (None: the sender is gone, nobody to answer)."""
+        if isinstance(exc, HTTPProblem):
+            return error_response(exc)
+        if isinstance(exc, AnalyzerError):
+            return error_response(problem_from(exc))
+        if isinstance(exc, ClientDisconnect):  # the sender hung up before its body arrived: nothing stored
             metrics.requests.labels("POST", "/webhooks/deploys", "499").inc()
-            return
-        except Exception:
-            log.exception("unexpected error on POST /webhooks/deploys")
-            response = error_response(HTTPProblem(500, "internal error; the event was not stored", reason="internal"))
-        await response(scope, receive, send)
-        status = response.status_code
+            return None
+        log.error("unexpected error on POST /webhooks/deploys", exc_info=exc)
+        return error_response(HTTPProblem(500, "internal error; the event was not stored", reason="internal"))
+
+    def count(status: int, start: float) -> None:
         counter = fast_counters.get(status)
         if counter is None:  # labels() takes a lock and builds a key: once per status
             counter = fast_counters[status] = metrics.requests.labels("POST", "/webhooks/deploys", str(status))
         counter.inc()
         fast_latency.observe(time.perf_counter() - start)
 
+    async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
+        start = time.perf_counter()
+        request = WebhookRequest(scope, receive)
+        try:
+            response = await ingestor.ingest(request, "generic", generic_pre, None)  # what post_deploy does
+        except Exception as exc:
+            response = failed(exc)
+            if response is None:
+                return
+        await response(scope, receive, send)
+        count(response.status_code, start)
+
+    def direct_post_deploy(scope: Any, body: bytes, reply: Callable[[Any], None]) -> None:
+        """``fast_post_deploy`` for a body that arrived whole (:mod:`analyzers.server.protocol`'s
+        direct path): the same checks, answers and counts, without a task."""
+        start = time.perf_counter()
+
+        def done(outcome: Any) -> None:
+            response = failed(outcome) if isinstance(outcome, BaseException) else outcome
+            reply(response)
+            if response is not None:
+                count(response.status_code, start)
+
+        ingestor.ingest_whole(DirectRequest(scope), body, "generic", generic_pre, done)
+
     app.fast_post = fast_post_deploy
+    app.direct_post = direct_post_deploy if ingestor.committer.batched else None
 
     @app.post("/webhooks/github", status_code=201, openapi_extra=source_doc, summary="GitHub deployment / deployment_status events")
     async def post_github(request: Request) -> JSONResponse:

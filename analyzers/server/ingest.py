@@ -36,13 +36,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreError, StoreUnavailable
 from analyzers.events.schema import body_event_id, loads_strict, parse_event
 from analyzers.events.store import Store
 from analyzers.events.store.codec import deploy_dict, plain_deploy
 from analyzers.model import Deploy
+from analyzers.server.protocol import buffered as body_buffered
 from analyzers.server.settings import ENV_COMMIT_LOG, RETRY_AFTER_S, Settings
 
 log = logging.getLogger("analyzers.server.receiver")
@@ -147,12 +147,11 @@ class BodyReads:
         victim.timeout.reschedule(now)  # its pending receive() is cancelled: it answers 408
 
     async def read(self, request: Request, max_body: int) -> bytes:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        if body_complete(request):  # nothing left to wait for: no deadline to keep, no slot held, no room to make
+            return await read_body(request, max_body, buffered=True)
+        now = asyncio.get_running_loop().time()
         if len(self.active) >= self.limit:
             self._make_room(now)
-        if body_complete(request):  # nothing left to wait for: no deadline to keep, no slot held
-            return await read_body(request, max_body, buffered=True)
         timeout = asyncio.timeout(self.timeout_s)
         entry = _Read(now, timeout)
         key = id(entry)
@@ -173,14 +172,12 @@ def body_complete(request: Request) -> bool:
     """Whether the whole body already sits in the server's buffer, so reading it cannot wait.
 
     True only under uvicorn's httptools protocol (the receiver's), whose request cycle has
-    parsed the message's end (``more_body`` False) and has the body message ready: then
-    :func:`read_body` returns without yielding to the event loop, and the body deadline (a
+    parsed the message's end and has the body message ready (:func:`analyzers.server.protocol.buffered`):
+    then :func:`read_body` returns without yielding to the event loop, and the body deadline (a
     timer armed and cancelled per event) has nothing to guard. Anything else: False, and
     the body is read under its deadline as before.
     """
-    cycle = getattr(request.receive, "__self__", None)
-    return (type(cycle) is RequestResponseCycle and cycle.more_body is False and cycle.message_event.is_set()
-            and not cycle.waiting_for_100_continue)
+    return body_buffered(request.receive)
 
 
 async def read_body(request: Request, max_body: int, progress: _Read | None = None, *,
@@ -192,21 +189,12 @@ async def read_body(request: Request, max_body: int, progress: _Read | None = No
     ``buffered``: the whole body is one message already received (:func:`body_complete`),
     taken with a single ``receive()`` as Starlette's stream would take it.
     """
-    cl = request.headers.get("content-length")
-    if cl is not None:
-        if not cl.strip().isdigit():
-            raise HTTPProblem(400, "Content-Length is not a number", field="content-length", reason="malformed")
-        if int(cl) > max_body:
-            raise HTTPProblem(413, f"body of {int(cl)} bytes exceeds the limit of {max_body} bytes",
-                              reason="too_large", headers={"Connection": "close"})
+    _check_length(request, max_body)
     if buffered:
         message = await request.receive()
         if message["type"] != "http.request":  # http.disconnect, as Request.stream() raises it
             raise ClientDisconnect()
-        if len(message.get("body", b"")) > max_body:
-            raise HTTPProblem(413, f"body exceeds the limit of {max_body} bytes", reason="too_large",
-                              headers={"Connection": "close"})
-        return _decoded(request, message.get("body", b""), max_body)
+        return whole_body(request, message.get("body", b""), max_body, checked=True)
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
@@ -218,7 +206,28 @@ async def read_body(request: Request, max_body: int, progress: _Read | None = No
     return _decoded(request, bytes(buf), max_body)
 
 
-def _decoded(request: Request, buf: bytes, max_body: int) -> bytes:
+def _check_length(request: Any, max_body: int) -> None:
+    cl = request.headers.get("content-length")
+    if cl is not None:
+        if not cl.strip().isdigit():
+            raise HTTPProblem(400, "Content-Length is not a number", field="content-length", reason="malformed")
+        if int(cl) > max_body:
+            raise HTTPProblem(413, f"body of {int(cl)} bytes exceeds the limit of {max_body} bytes",
+                              reason="too_large", headers={"Connection": "close"})
+
+
+def whole_body(request: Any, body: bytes, max_body: int, *, checked: bool = False) -> bytes:
+    """A body that arrived whole (one message), through the checks :func:`read_body` applies:
+    Content-Length, size, Content-Encoding (``checked``: the Content-Length was checked already)."""
+    if not checked:
+        _check_length(request, max_body)
+    if len(body) > max_body:
+        raise HTTPProblem(413, f"body exceeds the limit of {max_body} bytes", reason="too_large",
+                          headers={"Connection": "close"})
+    return _decoded(request, body, max_body)
+
+
+def _decoded(request: Any, buf: bytes, max_body: int) -> bytes:
     """The body after its Content-Encoding (identity or gzip, capped at ``max_body``)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -283,6 +292,14 @@ class GroupCommitter:
         results = self.store.record_events(items)  # type: ignore[attr-defined]
         return t0, time.perf_counter(), results
 
+    def submit(self, item: tuple[str, str, Any, Any], done: Callable[[Any], None]) -> None:
+        """Queue one event for the next group commit; ``done(result)`` is called in the event loop
+        with ``(deploy, new)`` or the exception, as :meth:`record` would return or raise it
+        (the direct path: no future and no task per event). Needs a store with ``record_events``."""
+        self.pending.append((item, _Callback(done)))  # type: ignore[arg-type]
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+
     async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
         if not self.batched:
             return await run_in_threadpool(self.store.record_event, source, event_id, payload, deploy)
@@ -332,6 +349,24 @@ class GroupCommitter:
             asyncio.get_running_loop().call_soon(self._answer, batch, results)
 
 
+class _Callback:
+    """A queued event's answer as a callback: what :meth:`GroupCommitter._answer` and ``_drain``
+    call on a future (``done``, ``set_result``, ``set_exception``), without the future."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], None]) -> None:
+        self.fn = fn
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, result: Any) -> None:
+        self.fn(result)
+
+    set_exception = set_result
+
+
 #: ``(signed, message id)`` once a request is authenticated.
 Auth = tuple[bool, str | None]
 #: Checks the headers before the body: returns an Auth when that settles it, or the check
@@ -353,20 +388,46 @@ class Ingestor:
         # Counters of stored events by (source, new), looked up once each (labels() takes a lock).
         self.counted: dict[tuple[str, bool], Any] = {}
 
+    def _admit(self, auth: Auth | Callable[[bytes], Auth], body: bytes) -> Auth:
+        """Steps 3-4: the signature over the body, then an in-flight slot (the caller frees it)."""
+        signed_id = auth(body) if callable(auth) else auth
+        if self.inflight >= self.settings.max_inflight:
+            raise HTTPProblem(503, "receiver overloaded: retry later", reason="overload", headers={"Retry-After": "1"})
+        self.inflight += 1
+        return signed_id
+
+    def _refused(self, problem: HTTPProblem, source: str, body: bytes | None, exc: Exception | None = None) -> HTTPProblem:
+        """Count and log a refusal; a post refused before its body closes its connection."""
+        if body is None:  # refused before its body: do not wait for it on this connection
+            problem.headers["Connection"] = "close"
+        self.metrics.events.labels(source, "rejected", problem.reason).inc()
+        if exc is not None and problem.status >= 500:
+            log.warning("event not stored: %s", exc)
+        else:
+            log.info("refused %s event: %d %s (field %r)", source, problem.status, problem.reason, problem.field)
+        return problem
+
+    def _accepted(self, source: str, event_id: str, stored: Any, new: bool) -> FastJSONResponse:
+        counter = self.counted.get((source, new))
+        if counter is None:
+            counter = self.counted[source, new] = self.metrics.events.labels(
+                source, "accepted" if new else "duplicate", "ok" if new else "duplicate")
+        counter.inc()
+        return FastJSONResponse(
+            {"status": "created" if new else "duplicate", "deploy_id": stored.deploy_id, "event_id": event_id,
+             "signed": stored.signed, "deploy": deploy_answer(stored)},
+            status_code=201 if new else 200,
+        )
+
     async def ingest(self, request: Request, source: str, pre_auth: PreAuth,
                      to_generic: ToGeneric | None) -> JSONResponse:
-        metrics = self.metrics
         counted = False
         body: bytes | None = None
         try:
             try:
                 auth = pre_auth(request)
                 body = await self.reads.read(request, self.settings.max_body)
-                signed, msg_id = auth(body) if callable(auth) else auth
-                if self.inflight >= self.settings.max_inflight:
-                    raise HTTPProblem(503, "receiver overloaded: retry later", reason="overload",
-                                      headers={"Retry-After": "1"})
-                self.inflight += 1
+                signed, msg_id = self._admit(auth, body)
                 counted = True
                 raw = data = loads_strict(body)
                 if to_generic is not None:
@@ -377,43 +438,68 @@ class Ingestor:
                         raise EventError(f"{source} payload does not have the shape this endpoint maps; see "
                                          "the per-source set-up in the docs", status_code=422) from None
                     if data is None:
-                        metrics.events.labels(source, "ignored", "not_a_deploy").inc()
+                        self.metrics.events.labels(source, "ignored", "not_a_deploy").inc()
                         return JSONResponse({"status": "ignored", "reason": "not a deploy event"}, status_code=202)
                 event = parse_event(data, source=source, metric_keys=self.keys, checked=data is raw)
                 event_id = event.event_id or msg_id or body_event_id(body)
                 deploy = event.to_deploy(signed)
                 stored, new = await self.committer.record(event.source, event_id, raw, deploy)
             except HTTPProblem as problem:
-                if body is None:  # refused before its body: do not wait for it on this connection
-                    problem.headers["Connection"] = "close"
-                metrics.events.labels(source, "rejected", problem.reason).inc()
-                log.info("refused %s event: %d %s (field %r)", source, problem.status, problem.reason, problem.field)
+                self._refused(problem, source, body)
                 raise
             except (EventError, StoreError) as exc:
-                refused = problem_from(exc)
-                if body is None:
-                    refused.headers["Connection"] = "close"
-                metrics.events.labels(source, "rejected", refused.reason).inc()
-                if refused.status >= 500:
-                    log.warning("event not stored: %s", exc)
-                else:
-                    log.info("refused %s event: %d %s (field %r)", source, refused.status, refused.reason,
-                             refused.field)
-                raise refused from None
+                raise self._refused(problem_from(exc), source, body, exc) from None
         finally:
             if counted:
                 self.inflight -= 1
-        counter = self.counted.get((source, new))
-        if counter is None:
-            counter = self.counted[source, new] = metrics.events.labels(
-                source, "accepted" if new else "duplicate", "ok" if new else "duplicate")
-        counter.inc()
-        return FastJSONResponse(
-            {"status": "created" if new else "duplicate", "deploy_id": stored.deploy_id, "event_id": event_id,
-             "signed": stored.signed, "deploy": deploy_answer(stored)},
-            status_code=201 if new else 200,
-        )
+        return self._accepted(source, event_id, stored, new)
+
+    def ingest_whole(self, request: Any, body: bytes, source: str, pre_auth: PreAuth,
+                     done: Callable[[Any], None]) -> None:
+        """:meth:`ingest` of a deploy-event/v1 post whose body arrived whole (the direct path of
+        :mod:`analyzers.server.protocol`), without a task: the same steps, checks, counts and
+        answers. ``done`` gets the response, or the exception :meth:`ingest` would raise."""
+        checked: bytes | None = None
+        try:
+            auth = pre_auth(request)
+            checked = whole_body(request, body, self.settings.max_body)
+            signed, msg_id = self._admit(auth, checked)
+            try:
+                raw = loads_strict(checked)
+                event = parse_event(raw, source=source, metric_keys=self.keys, checked=True)
+                event_id = event.event_id or msg_id or body_event_id(checked)
+                item = (event.source, event_id, raw, event.to_deploy(signed))
+            except BaseException:
+                self.inflight -= 1
+                raise
+        except HTTPProblem as problem:
+            done(self._refused(problem, source, checked))
+            return
+        except (EventError, StoreError) as exc:
+            done(self._refused(problem_from(exc), source, checked, exc))
+            return
+        except Exception as exc:
+            done(exc)
+            return
+
+        def committed(result: Any) -> None:
+            self.inflight -= 1
+            try:
+                if isinstance(result, BaseException):
+                    raise result
+                stored, new = result
+            except HTTPProblem as problem:
+                done(self._refused(problem, source, checked))
+            except (EventError, StoreError) as exc:
+                done(self._refused(problem_from(exc), source, checked, exc))
+            except Exception as exc:
+                done(exc)
+            else:
+                done(self._accepted(source, event_id, stored, new))
+
+        self.committer.submit(item, committed)
 
 
 __all__ = ["HTTPProblem", "Ingestor", "BodyReads", "GroupCommitter", "FastJSONResponse", "deploy_answer", "read_body",
+           "whole_body",
            "problem_from", "error_response"]

@@ -14,7 +14,7 @@ Connection timeouts (what uvicorn does and does not cover):
 
 - ``timeout_keep_alive`` (``keep_alive_s``): an idle connection *after an answer* closes.
 - Not covered by uvicorn: a connection that never finishes its headers (slowloris) stays
-  open forever, and a body may trickle in forever. :class:`TimedHttpToolsProtocol` closes a
+  open forever, and a body may trickle in forever. :class:`~analyzers.server.protocol.ReceiverProtocol` closes a
   connection whose request headers are not complete within ``header_timeout_s`` of it
   opening (or of its previous answer); the body deadline is enforced in
   :mod:`analyzers.server.ingest` (408).
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import logging
 import os
@@ -35,122 +34,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from analyzers.events.signatures import ENV_SECRET
 from analyzers.events.store import open_store
 from analyzers.server.app import create_app
+from analyzers.server.protocol import ReceiverProtocol, process_settings
 from analyzers.server.settings import DEFAULT_MAX_BODY, ENV_SETTINGS, Settings
 
 log = logging.getLogger("analyzers.server.receiver")
-
-
-class CoalescingTransport:
-    """A transport that sends a response's header block together with its body: one write.
-
-    uvicorn writes the status line and headers, then the body, as two ``transport.write``
-    calls: two ``send`` system calls and two TCP segments per answer, and the sender wakes up
-    twice. Here the header block is held until the body's write joins it (in the same turn of
-    the event loop for every response this app sends); anything else that happens first, a
-    close or the next loop turn, sends it as it is, so a streamed response never waits for its
-    first chunk. ``100 Continue`` is never held. Everything else is the wrapped transport's.
-    """
-
-    __slots__ = ("_t", "_held", "_loop")
-
-    def __init__(self, transport: Any, loop: Any) -> None:
-        self._t = transport
-        self._held: bytes | None = None
-        self._loop = loop
-
-    def write(self, data: bytes) -> None:
-        if self._held is not None:
-            data, self._held = self._held + data, None
-        elif data[:9] == b"HTTP/1.1 " and data[9:12] != b"100":
-            self._held = data
-            self._loop.call_soon(self.flush)
-            return
-        self._t.write(data)
-
-    def flush(self) -> None:
-        if self._held is not None:
-            data, self._held = self._held, None
-            if not self._t.is_closing():
-                self._t.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._t.close()
-
-    def is_closing(self) -> bool:
-        return bool(self._t.is_closing())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._t, name)
-
-
-class TimedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a header deadline (slowloris protection), writing each
-    answer in one piece (:class:`CoalescingTransport`).
-
-    A timer runs from the moment the connection opens, and again from each answer; when it
-    fires before the next request's headers are complete, the connection is closed. A
-    request whose headers are complete is not affected (its body has its own deadline).
-    """
-
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
-        self.header_timeout_s = _process_settings().header_timeout_s
-        self._header_timer: Any = None
-        self._awaiting_headers = True
-        self._arm()
-
-    # The timer is armed lazily: an answer only moves the deadline (no timer set and cancelled
-    # per request); when the timer fires early it re-arms for the deadline, and when a
-    # request is in progress it lapses until the next answer arms it again.
-    def _arm(self) -> None:
-        self._awaiting_headers = True
-        self._header_deadline = self.loop.time() + self.header_timeout_s
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
-
-    def _disarm(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
-
-    def _header_timeout(self) -> None:
-        self._header_timer = None
-        if not self._awaiting_headers or self.transport.is_closing():
-            return
-        if self.loop.time() < self._header_deadline - 0.005:  # an answer moved the deadline since it was set
-            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
-            return
-        log.info("closed a connection that sent no complete request headers within %g s", self.header_timeout_s)
-        self.transport.close()
-
-    def on_headers_complete(self) -> None:
-        self._awaiting_headers = False
-        super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-
-@functools.cache
-def _process_settings() -> Settings:
-    """This process's settings (uvicorn pickles the protocol class by name into each worker
-    process, so the class reads them from what :func:`serve` handed down)."""
-    text = os.environ.get(ENV_SETTINGS)
-    return Settings.from_json(text) if text else Settings.build()
 
 
 def on_shutdown(app: FastAPI, callback: Callable[[], object]) -> None:
@@ -230,7 +121,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory (``--factory analyzers.server.run:app_from_env``): the settings serve() handed down."""
-    return app_from_settings(_process_settings())
+    return app_from_settings(process_settings())
 
 
 def serve(settings: Settings) -> None:
@@ -246,7 +137,7 @@ def serve(settings: Settings) -> None:
                 proxy_headers=False,  # the receiver reads neither client address nor scheme: no per-request rewrite
                 server_header=False,  # no "server: uvicorn" on every answer (one header less to write; no fingerprint)
                 timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.keep_alive_s)),
-                http=TimedHttpToolsProtocol)
+                http=ReceiverProtocol)
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
