@@ -163,22 +163,25 @@ def process_tree(parent: Mapping[int, int], pid: int) -> list[int]:
 
 
 def postgres_pid(url: str) -> int | None:
-    """The PID of the PostgreSQL server listening on ``url``'s port on this machine (its postmaster:
-    :func:`analyzers.demo.loadgen.tree_cpu_seconds` of it counts every backend), or None."""
-    port = url.rsplit(":", 1)[-1].split("/", 1)[0]
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        if args and args[0].endswith(b"postgres") and b"-p" in args:
-            i = args.index(b"-p")
-            if i + 1 < len(args) and args[i + 1].decode() == port:
-                return int(entry)
-    return None
+    """The PID of the PostgreSQL server behind ``url`` when it runs on this machine (its postmaster:
+    :func:`analyzers.demo.loadgen.tree_cpu_seconds` of it counts every backend), or None.
+
+    Read from the first line of ``postmaster.pid`` in the server's data folder (``SHOW
+    data_directory``; the benchmark's throwaway server lets its owner read it), as ``pg_ctl``
+    finds it; None when the folder cannot be read here or the process is gone.
+    """
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        with open(os.path.join(str(row[0]), "postmaster.pid")) as f:  # type: ignore[index]
+            pid = int(f.readline())
+    except (OSError, ValueError, TypeError, psycopg.Error):
+        return None
+    return pid if os.path.exists(f"/proc/{pid}") else None
 
 
 def pct(values: Sequence[float], q: float) -> float:

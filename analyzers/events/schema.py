@@ -35,12 +35,12 @@ import orjson
 
 from analyzers.errors import EventError
 from analyzers.events.strictjson import (  # noqa: F401 - loads_strict, check_tree, MAX_*: re-exported
-    _CONTROL_NO_WS,
+    CONTROL_NO_WS,
     MAX_DEPTH,
     MAX_INT,
-    _printable,
     check_tree,
     loads_strict,
+    printable,
 )
 from analyzers.model import Deploy, Expectation
 
@@ -249,7 +249,7 @@ def _text(d: Mapping[str, Any], name: str, *, required: bool = False, limit: int
         raise _bad(path, "must not be empty")
     if len(s) > limit:
         raise _bad(path, f"is {len(s)} characters long; the limit is {limit}")
-    if (_CONTROL if multiline else _CONTROL_NO_WS).search(s):
+    if (_CONTROL if multiline else CONTROL_NO_WS).search(s):
         raise _bad(path, "contains control characters")
     return s
 
@@ -272,8 +272,8 @@ def _labels(value: Any) -> dict[str, str]:
         raise _bad("labels", f"has {len(value)} entries; the limit is {_MAX_LABELS}")
     out: dict[str, str] = {}
     for k, v in value.items():
-        if not k or len(k) > 100 or _CONTROL_NO_WS.search(k):
-            raise _bad(f"labels.{_printable(k)}", "label names must be 1-100 printable characters")
+        if not k or len(k) > 100 or CONTROL_NO_WS.search(k):
+            raise _bad(f"labels.{printable(k)}", "label names must be 1-100 printable characters")
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise _bad(f"labels.{k}", f"must be a string, got {type(v).__name__}")
         out[k] = _text(value, k, limit=500, path=f"labels.{k}") or ""
@@ -363,7 +363,7 @@ def parse_event(
         raise EventError("body must be a JSON object (deploy-event/v1)", status_code=422)
     unknown = () if _FIELDS.issuperset(data) else sorted(set(data) - _FIELDS)
     if unknown:
-        raise _bad(_printable(unknown[0]), f"unknown field; deploy-event/v1 fields are: {', '.join(sorted(_FIELDS))}")
+        raise _bad(printable(unknown[0]), f"unknown field; deploy-event/v1 fields are: {', '.join(sorted(_FIELDS))}")
     schema = data.get("schema")
     if schema is not None and schema != SCHEMA_ID:
         raise _bad("schema", f"must be {SCHEMA_ID!r} (or omitted)")

@@ -21,7 +21,8 @@ from analyzers.errors import EventError
 
 MAX_DEPTH = 16
 MAX_INT = 2**63 - 1
-_CONTROL_NO_WS = re.compile(r"[\x00-\x1f\x7f]")
+#: Control characters other than whitespace (refused in single-line fields and keys; escaped by :func:`printable`).
+CONTROL_NO_WS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _reject_constant(name: str) -> Any:
@@ -46,8 +47,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(out) != len(pairs):
         seen: set[str] = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise EventError(f"key {_printable(dup)!r} appears twice in one object: send it once",
-                         field=_printable(dup), status_code=400)
+        raise EventError(f"key {printable(dup)!r} appears twice in one object: send it once",
+                         field=printable(dup), status_code=400)
     return out
 
 
@@ -158,12 +159,12 @@ def check_tree(data: Any, path: str = "", depth: int = 0) -> None:
 def _check_text(s: str, path: str, *, key: bool = False) -> None:
     what = "key" if key else "value"
     if "\x00" in s:
-        name = _printable(path)
+        name = printable(path)
         raise EventError(f"{name}: NUL character (\\u0000) in {what} is not allowed", field=name, status_code=400)
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        name = _printable(path)
+        name = printable(path)
         raise EventError(
             f"{name}: lone UTF-16 surrogate in {what} (\\ud800-\\udfff without its pair) is not allowed",
             field=name,
@@ -171,7 +172,7 @@ def _check_text(s: str, path: str, *, key: bool = False) -> None:
         ) from None
 
 
-def _printable(path: str) -> str:
+def printable(path: str) -> str:
     """A field path safe to show: lone surrogates and control characters as \\uXXXX escapes."""
     safe = path.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL_NO_WS.sub(lambda m: f"\\u{ord(m.group()):04x}", safe)[:200]
+    return CONTROL_NO_WS.sub(lambda m: f"\\u{ord(m.group()):04x}", safe)[:200]

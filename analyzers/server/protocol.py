@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from analyzers.server.settings import ENV_SETTINGS, Settings
 
@@ -154,7 +155,7 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         self._awaiting_headers = True
         self._feeding = False
         self._deferred: tuple[Any, Any] | None = None
-        self._direct = None if self.access_log else _direct_post(self.app)  # the access log lives in the ASGI cycle
+        self._direct = _direct_post(self.app)
         self._arm()
 
     # -- the direct path ------------------------------------------------------------------
@@ -202,6 +203,10 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         if not keep_alive and not closing:
             parts.append(b"connection: close\r\n")
         parts += (b"\r\n", response.body)
+        if self.access_log:  # the line uvicorn's cycle logs
+            scope = cycle.scope
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope["method"],
+                                    get_path_with_query_string(scope), scope["http_version"], response.status_code)
         cycle.keep_alive = keep_alive
         cycle.response_started = cycle.response_complete = True
         self.raw_transport.write(b"".join(parts))
