@@ -59,6 +59,7 @@ _STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_p
 
 #: A key's closing quote (or, inside a body without backslashes, a string starting with ':').
 _KEY_END = re.compile(rb'"[ \t\n\r]*:')
+_QUOTE_SPACE = re.compile(rb'"[ \t\n\r]')
 
 
 def loads_flat(body: bytes) -> dict[str, Any] | None:
@@ -74,7 +75,9 @@ def loads_flat(body: bytes) -> dict[str, Any] | None:
     refuses what the strict decoder refuses here (invalid UTF-8, surrogates, control
     characters, NaN, trailing data) and then the strict decoder runs.
     """
-    if b"\\" in body or b"[" in body or body.count(b"{") != 1:
+    # ``bytes.find``, not ``in``: ``in`` first tries the operand as an integer and formats (then
+    # drops) a TypeError each time (about 2,000 instructions per test, seven tests per event)
+    if body.find(b"\\") >= 0 or body.find(b"[") >= 0 or body.count(b"{") != 1:
         return None
     try:
         data = orjson.loads(body)
@@ -83,7 +86,7 @@ def loads_flat(body: bytes) -> dict[str, Any] | None:
     if type(data) is not dict:
         return None
     # the colons right after a quote; with a quote followed by spacing anywhere, count them all
-    spaced = b'" ' in body or b'"\n' in body or b'"\t' in body or b'"\r' in body
+    spaced = _QUOTE_SPACE.search(body) is not None
     if (len(_KEY_END.findall(body)) if spaced else body.count(b'":')) != len(data):
         return None
     for value in data.values():

@@ -152,7 +152,10 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self.header_timeout_s = process_settings().header_timeout_s
         self._header_timer: Any = None
+        self._timer_at = 0.0
         self._awaiting_headers = True
+        self._idle = False
+        self._idle_deadline = 0.0
         self._feeding = False
         self._deferred: tuple[Any, Any] | None = None
         self._direct = _direct_post(self.app)
@@ -160,6 +163,7 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
 
     # -- the direct path ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self._idle = False
         self._feeding = True
         try:
             super().data_received(data)
@@ -215,15 +219,24 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
             self.transport.close()
         self.on_response_complete()
 
-    # -- header deadline --------------------------------------------------------------------
-    # The timer is armed lazily: an answer only moves the deadline (no timer set and cancelled
-    # per request); when the timer fires early it re-arms for the deadline, and when a
-    # request is in progress it lapses until the next answer arms it again.
+    # -- header deadline and keep-alive: one timer per connection ------------------------------
+    # The timer is armed lazily: an answer only moves the deadlines (no timer set and cancelled
+    # per request, where uvicorn sets one for its keep-alive at every answer and cancels it at
+    # the next request's bytes); when the timer fires before a deadline it re-arms for it, and
+    # it lapses while a request is in progress until the next answer arms it again.
     def _arm(self) -> None:
         self._awaiting_headers = True
         self._header_deadline = self.loop.time() + self.header_timeout_s
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
+        self._schedule(self._header_deadline)
+
+    def _schedule(self, when: float) -> None:
+        timer = self._header_timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return  # it fires first and re-arms for ``when``
+            timer.cancel()
+        self._timer_at = when
+        self._header_timer = self.loop.call_at(when, self._header_timeout)
 
     def _disarm(self) -> None:
         timer = getattr(self, "_header_timer", None)
@@ -233,22 +246,44 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if not self._awaiting_headers or self.transport.is_closing():
+        if self.transport.is_closing():
             return
-        if self.loop.time() < self._header_deadline - 0.005:  # an answer moved the deadline since it was set
-            self._header_timer = self.loop.call_at(self._header_deadline, self._header_timeout)
-            return
-        log.info("closed a connection that sent no complete request headers within %g s", self.header_timeout_s)
-        self.transport.close()
+        now = self.loop.time()
+        due = []
+        if self._idle:  # no byte since the last answer: uvicorn's keep-alive timeout
+            if now >= self._idle_deadline - 0.005:
+                self.transport.close()
+                return
+            due.append(self._idle_deadline)
+        if self._awaiting_headers:
+            if now >= self._header_deadline - 0.005:
+                log.info("closed a connection that sent no complete request headers within %g s",
+                         self.header_timeout_s)
+                self.transport.close()
+                return
+            due.append(self._header_deadline)
+        if due:  # an answer moved a deadline since the timer was set
+            self._schedule(min(due))
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()
+        # uvicorn's, with its keep-alive deadline kept in this connection's timer
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle = True
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+            self._schedule(self._idle_deadline)
+        self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

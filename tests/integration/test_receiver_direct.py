@@ -188,3 +188,29 @@ def test_an_event_whose_sender_hangs_up_is_still_stored(receivers: list[tuple[in
     else:
         pytest.fail("the event of a sender that hung up was not stored")
     assert app.state.ingestor.inflight == 0
+
+
+def test_keep_alive_closes_an_idle_connection_and_each_request_moves_it(tmp_path) -> None:
+    """uvicorn's keep-alive timeout, kept in the connection's one timer (no timer per request):
+    requests 0.6 s apart on a 1 s keep-alive all get answers on one connection; once idle, the
+    connection closes about 1 s after its last answer (not at the 10 s header deadline)."""
+    store = open_store(f"sqlite:///{tmp_path}/k.db")
+    try:
+        app = create_app(store, secrets=SECRET)
+        with serve_app(app, http=ReceiverProtocol, timeout_keep_alive=1) as base:
+            port = int(base.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                for i in range(3):
+                    sock.sendall(_post(_event(f"k{i}")))
+                    data = b""
+                    while b'"status":"created"' not in data:
+                        chunk = sock.recv(65536)
+                        assert chunk, f"closed before answering request {i}"
+                        data += chunk
+                    answered = time.monotonic()
+                    time.sleep(0.6)
+                assert sock.recv(65536) == b""  # closed by the server while idle
+                closed_after = time.monotonic() - answered
+        assert 0.9 <= closed_after <= 3.0
+    finally:
+        store.close()

@@ -83,7 +83,7 @@ def payload_text(payload: Any) -> str:
         out = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return _dumps(payload)
-    if b"null" in out or not out.isascii():
+    if out.find(b"null") >= 0 or not out.isascii():  # find: ``in`` formats a TypeError first (strictjson)
         return _dumps(payload)
     return out.decode("ascii")
 
