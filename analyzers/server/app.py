@@ -346,12 +346,13 @@ def create_app(
     async def fast_post_deploy(scope: Any, receive: Any, send: Any) -> None:
         start = time.perf_counter()
         request = WebhookRequest(scope, receive)
+        response: Response | None
         try:
             response = await ingestor.ingest(request, "generic", generic_pre, None)  # what post_deploy does
         except Exception as exc:
             response = failed(exc)
-            if response is None:
-                return
+        if response is None:
+            return
         await response(scope, receive, send)
         count(response.status_code, start)
 

@@ -122,7 +122,7 @@ class CoalescingTransport:
 
 #: What the app offers the direct path: ``direct_post(scope, body, reply)``; it calls
 #: ``reply(response)`` once with a Starlette response (or None: nobody to answer).
-DirectPost = Callable[[dict[str, Any], bytes, Callable[[Any], None]], None]
+DirectPost = Callable[[Any, bytes, Callable[[Any], None]], None]
 
 
 def _direct_post(app: Any) -> DirectPost | None:
@@ -176,7 +176,7 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         cycle, app = deferred
         if (cycle.more_body is False and self.cycle is cycle and not self.pipeline and not cycle.disconnected
                 and not self.transport.is_closing()):
-            self._direct(cycle.scope, bytes(cycle.body), functools.partial(self._reply, cycle))  # type: ignore[misc]
+            self._direct(cycle.scope, bytes(cycle.body), functools.partial(self._reply, cycle))  # type: ignore[misc]  # set when deferred
         else:  # the body is still on its way (or something else is queued): the ASGI path
             super()._start_asgi_task(cycle, app)
 
