@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -210,6 +210,10 @@ class Timing:
     wall: float = 0.0  # the same render seen from the WebDriver client (polling, round trips included)
     server_cpu: float = 0.0  # CPU seconds of the Streamlit process during the render
     browser_cpu: float = 0.0  # CPU seconds of Chromium (all its processes) during the render
+    #: The render's events in the page's clock (ms from the action), for ``--timeline``: WebSocket
+    #: (``new``/``open``/``send``/``msg`` with bytes), long tasks (``long``, its duration), static
+    #: files (``js``: request start, with its end and bytes), ``ready``.
+    events: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 def rendered(driver: Any, charts: int) -> bool:
@@ -259,10 +263,19 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
         "return performance.getEntriesByType('resource').filter(e => e.name.includes('/static/'))"
         ".reduce((a, e) => a + (e.transferSize || 0), 0)") if navigates else 0
     long_ms = sum(d for s, d in b["long"] if mark <= s <= end)
+    events = [(w[1] - mark, w[0], f"{int(w[2])} B" if w[0] in ("msg", "send") else "") for w in b["ws"]
+              if mark <= w[1] <= end]
+    events += [(s - mark, "long", f"{d:.0f} ms") for s, d in b["long"] if mark <= s <= end]
+    if navigates:
+        files = driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/static/'))"
+            ".map(e => [e.startTime, e.responseEnd, e.transferSize || 0, e.name.split('/').pop()])")
+        events += [(float(a), "js", f"{n} until {float(z):.0f} ms, {int(sz) / 1e3:.0f} kB") for a, z, sz, n in files]
+    events.append((end - mark, "ready", ""))
     return Timing(total=(end - mark) / 1000, boot=boot / 1000, server=(last - boot) / 1000,
                   browser=(end - mark - last) / 1000, ws_bytes=int(sum(w[2] for w in msgs)), js_bytes=int(js),
                   long_tasks=long_ms / 1000, wall=seen, server_cpu=cpu1[0] - cpu0[0],
-                  browser_cpu=cpu1[1] - cpu0[1])
+                  browser_cpu=cpu1[1] - cpu0[1], events=sorted(events))
 
 
 def pick_range(driver: Any, label: str) -> None:
@@ -467,6 +480,9 @@ def main() -> int:
                     help="only the bare page and the Latency page's first visits (the rows of the first-visit target)")
     ap.add_argument("--deploy-pages-only", action="store_true",
                     help="only the bare page and the returning Deploys and Deploy pages")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print the first-visit rows' median render as a timeline (WebSocket messages, long "
+                         "tasks, static files, in the page's clock)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
@@ -523,6 +539,9 @@ def main() -> int:
         for name, ts in rows.items():
             med = sorted(ts, key=lambda t: t.total)[len(ts) // 2]
             print(f"  {name:<50} {fmt(med)}  [{verdict(name, med.total)}]")
+            if args.timeline and name.startswith(("first visit", "bare Streamlit page: first")):
+                for at, kind, what in med.events:
+                    print(f"      {at:8.1f} ms  {kind:<5} {what}")
             if name in base_rows:
                 bmed = sorted(base_rows[name], key=lambda t: t.total)[len(base_rows[name]) // 2]
                 print(f"  {'   baseline ' + (args.before or str(args.baseline)):<50} {fmt(bmed)}")

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.components.charts import F32, FONT, apply_layout, local_time, plot_x
-from dashboard.components.common import ViewerZone
+from dashboard.components.common import ViewerZone, fmt_time
 
 
 def on_grid(frame: pd.DataFrame, step_s: float | None, zone: ViewerZone) -> pd.DataFrame | None:
@@ -144,3 +144,31 @@ def cdf_overlay_chart(les: Sequence[float], cumulative: Mapping[str, np.ndarray]
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, font={"family": FONT},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
+
+
+def latest_values(quantiles: Mapping[str, pd.DataFrame], zone: ViewerZone, band: str = "bucket") -> str | None:
+    """The latest value of each percentile as one line of Markdown, under the percentile chart:
+    ``Latest at 2026-11-27 14:05 CET: p50 **12.3 ms** (bucket 10–25 ms) · p99 ...``; a percentile
+    whose latest point is older than the others' names its own time. None when no percentile has
+    a value.
+
+    A line of text, not one ``st.metric`` card per percentile: the cards made a first-time visitor's
+    browser fetch and run Streamlit's metric chunks (number formatting, themes) after the chart's
+    message had arrived, on the path to the drawn page; the line shows the same values, their unit,
+    time and ``band`` (what the bounds are: the bucket, or the instances of a summary) as plain text.
+    """
+    latest = []
+    for label, frame in quantiles.items():
+        valid = frame["value"].dropna()
+        if len(valid):
+            at = valid.index[-1]
+            latest.append((label, at, frame.loc[at]))
+    if not latest:
+        return None
+    newest = max(at for _, at, _ in latest)
+    parts = []
+    for label, at, row in latest:
+        when = "" if at == newest else f" at {fmt_time(at.to_pydatetime(), zone)}"
+        parts.append(f"{label} **{row['value'] * 1000:.1f} ms** ({band} {row['lower'] * 1000:g}–"
+                     f"{row['upper'] * 1000:g} ms{when})")
+    return f"Latest at {fmt_time(newest.to_pydatetime(), zone)}: " + " · ".join(parts)

@@ -215,14 +215,9 @@ def panels() -> None:
 
             show_percentiles(figures.cached(percentile_data, "percentiles", lat.quantiles, band, tr, step, zone,
                                      markers, ex), "percentiles")
-            latest = {k: v["value"].dropna() for k, v in lat.quantiles.items()}
-            cols = st.columns(max(len(latest), 1))
-            for col, (label, s) in zip(cols, latest.items(), strict=False):
-                if len(s):
-                    row = lat.quantiles[label].loc[s.index[-1]]
-                    col.metric(f"{label} latest", f"{row['value'] * 1000:.1f} ms",
-                               help=f"At {common.fmt_time(s.index[-1].to_pydatetime(), zone)}; {band} "
-                                    f"{row['lower'] * 1000:g}–{row['upper'] * 1000:g} ms.")
+            latest = latency_charts.latest_values(lat.quantiles, zone, band)
+            if latest:
+                st.markdown(latest)
     skeleton.empty()
     lower_panels(lat, ex, tr, step, deploys, verdicts, markers)
 

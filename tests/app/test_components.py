@@ -154,6 +154,21 @@ def test_percentile_rows_keep_gaps_and_each_point_its_own_time() -> None:
     assert percentile_chart.latency_columns(q, fixed, 120)[0][0] == pd.Timestamp("2026-06-01T05:30").value // 1_000_000
 
 
+def test_latest_values_line_names_unit_band_and_time() -> None:
+    """The line under the percentile chart: each percentile's latest value in ms with the band
+    holding it, the time of the latest point in the page's zone, and its own time for a percentile
+    whose data stops earlier; nothing when no percentile has a value."""
+    q = _quantiles("2026-06-01T00:00", 10, 60)  # p99: 0 .. 9 ms, the band half to twice the value
+    p50 = q["p99"] / 2
+    p50.loc[p50.index[-3]:, "value"] = np.nan  # p50's last answers missing: its latest point is older
+    line = latency_charts.latest_values({"p50": p50, "p99": q["p99"]}, BERLIN)
+    assert line == ("Latest at 2026-06-01 02:09 CEST: p50 **3.0 ms** (bucket 1.5–6 ms at 2026-06-01 02:06 CEST)"
+                    " · p99 **9.0 ms** (bucket 4.5–18 ms)")
+    assert "(instances 4.5–18 ms)" in (latency_charts.latest_values(q, BERLIN, "instances") or "")
+    empty = q["p99"].assign(value=np.nan)
+    assert latency_charts.latest_values({"p99": empty}, BERLIN) is None
+
+
 def test_percentile_payload_is_strict_json_with_gaps_as_null_and_event_text_as_plain_strings() -> None:
     """What the uPlot chart receives: one time column shared by every line, a missing step as null
     (JSON has no NaN: a NaN would make the browser refuse the whole payload), values to 7 significant

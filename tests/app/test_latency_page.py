@@ -149,6 +149,12 @@ def test_percentiles_equal_prometheus_histogram_quantile(prom: Any, scenario_sto
     assert ys[i] == pytest.approx(expected_ms, rel=1e-6)
     lower, upper = float(line["lo"].iloc[i]), float(line["hi"].iloc[i])
     assert lower <= ys[i] <= upper  # the band is the bucket holding the quantile
+    # the line under the chart states the same latest value, in ms, with its bucket
+    latest = next(m.value for m in at.markdown if m.value.startswith("Latest at "))
+    shown = re.search(r"p99 \*\*([0-9.]+) ms\*\* \(bucket ([0-9.e+]+)–([0-9.e+]+) ms\)", latest)
+    assert shown is not None, latest
+    assert float(shown.group(1)) == pytest.approx(expected_ms, abs=0.051)  # printed to 0.1 ms
+    assert (float(shown.group(2)), float(shown.group(3))) == pytest.approx((lower, upper), rel=1e-5)
 
 
 def test_heatmap_is_per_bucket_rate_on_a_log_axis(scenario_store: dict[str, Any]) -> None:
