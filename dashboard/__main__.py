@@ -27,11 +27,12 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "app.py"
 
-#: Imported before the server starts, in this order, then :func:`own_modules`. By hand: the
-#: third-party libraries, what Streamlit imports lazily on its first script run, and the
-#: ``analyzers`` modules the dashboard imports inside functions (the dashboard's own modules import
-#: the rest). A page script imports nothing heavy that is not preloaded (a test checks).
-THIRD_PARTY = (
+#: The preload's hand-kept list, imported before the server starts, in this order, then
+#: :func:`own_modules` (found by walking the package, no list): the third-party libraries, modules
+#: of Streamlit's own that it imports lazily on its first script run, and the ``analyzers`` modules
+#: the dashboard imports inside functions (the dashboard's own modules import the rest). A page
+#: script imports nothing heavy that is not preloaded (a test checks).
+PRELOAD_LIST = (
     "numpy",
     "pandas",
     "scipy.stats",
@@ -78,9 +79,14 @@ def own_modules() -> tuple[str, ...]:
                         and not name.startswith(tuple(p + "." for p in SCRIPT_PACKAGES))))
 
 
+def preloaded() -> tuple[str, ...]:
+    """Every module the launcher imports: :data:`PRELOAD_LIST`, then :func:`own_modules`."""
+    return (*PRELOAD_LIST, *own_modules())
+
+
 def preload(modules: tuple[str, ...] | None = None) -> float:
-    """Import ``modules`` (default: :data:`THIRD_PARTY` and :func:`own_modules`) and warm Plotly's figure validators (loaded lazily on the first figure
-    otherwise); returns the seconds it took."""
+    """Import ``modules`` (default: :func:`preloaded`) and warm Plotly's figure validators (loaded
+    lazily on the first figure otherwise); returns the seconds it took."""
     start = time.perf_counter()
     # Decorating a function with st.cache_data outside a running server only checks its options
     # (the cache itself is made on first use, by the server's runtime) but logs a warning per
@@ -88,7 +94,7 @@ def preload(modules: tuple[str, ...] | None = None) -> float:
     from dashboard.warmup import quiet
 
     with quiet():
-        for name in modules if modules is not None else (*THIRD_PARTY, *own_modules()):
+        for name in modules if modules is not None else preloaded():
             importlib.import_module(name)
     import plotly.graph_objects as go
 
@@ -108,8 +114,9 @@ def preload(modules: tuple[str, ...] | None = None) -> float:
 def main(argv: list[str] | None = None) -> None:
     """Preload, then hand ``argv`` (``streamlit run`` options) to Streamlit's own command line."""
     args = list(sys.argv[1:] if argv is None else argv)
-    took = preload()
-    print(f"dashboard: imported {len(THIRD_PARTY) + len(own_modules())} modules in {took:.2f} s", flush=True)
+    modules = preloaded()  # the package walked once per start
+    took = preload(modules)
+    print(f"dashboard: imported {len(modules)} modules in {took:.2f} s", flush=True)
     try:
         from dashboard import warmup
 

@@ -59,7 +59,7 @@ def test_preload_imports_every_module_a_page_imports() -> None:
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.splitlines()[-1])
     missing = sorted(wanted - set(out["loaded"]))
-    assert not missing, (f"add to dashboard/__main__.py THIRD_PARTY (a first visitor would wait for them): "
+    assert not missing, (f"add to dashboard/__main__.py PRELOAD_LIST (a first visitor would wait for them): "
                          f"{missing}")
     # the warm-up ran the page (no step failed), froze the heap the imports left, and kept no cache
     # entry of its own configuration
@@ -128,12 +128,20 @@ def test_the_launcher_starts_streamlit_when_the_warm_up_raises(monkeypatch: pyte
     def boom() -> float:
         raise MemoryError("no room to warm")
 
-    monkeypatch.setattr(launcher, "preload", lambda: 0.0)
+    walks: list[int] = []
+    walk = launcher.own_modules
+    imported: list[tuple[str, ...] | None] = []
+    monkeypatch.setattr(launcher, "own_modules", lambda: walks.append(1) or walk())
+    monkeypatch.setattr(launcher, "preload", lambda modules=None: imported.append(modules) or 0.0)
     monkeypatch.setattr(warmup, "warm_up", boom)
     monkeypatch.setattr(cli, "main", lambda args, prog_name: started.append(args))
     launcher.main(["--server.port", "1"])
     assert started == [["run", str(launcher.APP), "--server.port", "1"]]
-    assert "warm-up failed (MemoryError: no room to warm); starting Streamlit anyway" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "warm-up failed (MemoryError: no room to warm); starting Streamlit anyway" in out
+    # the package is walked once per start: the modules imported are the ones the log line counts
+    assert walks == [1] and imported == [(*launcher.PRELOAD_LIST, *walk())]
+    assert f"dashboard: imported {len(imported[0] or ())} modules in 0.00 s" in out
 
 
 def test_no_page_needs_streamlit_magic() -> None:
