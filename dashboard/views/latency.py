@@ -179,7 +179,12 @@ def panels() -> None:
                                                             text="Querying the histogram…"), "percentiles_skeleton")
     deploys, verdicts = deploys_in(tr)
     markers = figures.markers_key(deploys, verdicts)
-    with common.panel("Percentiles"), st.spinner("Querying the histogram…"):
+    # The chart's place, then the tabs below it, sent before Prometheus is asked: the browser draws the
+    # tab bar while the query runs, and once it answers only the chart, the latest values and the open
+    # tab's content are left to draw (a first visit's browser is the slower side: docs/benchmarks.md).
+    top = st.container()
+    tabs = panel_tabs()
+    with top, common.panel("Percentiles"), st.spinner("Querying the histogram…"):
         lat = data.load_latency(config_key, config, histogram, service, start, end, step, tuple(percentiles))
         for w in lat.warnings:
             st.warning(f"Prometheus warning: {esc(w)}")
@@ -219,13 +224,17 @@ def panels() -> None:
             if latest:
                 st.markdown(latest)
     skeleton.empty()
-    lower_panels(lat, ex, tr, step, deploys, verdicts, markers)
+    lower_panels(lat, ex, tr, step, deploys, verdicts, markers, tabs)
+
+
+def panel_tabs() -> dict[str, Any]:
+    """The tabs of the panels below the percentile chart, by label (the open one is in the URL)."""
+    return dict(zip(TABS, st.tabs(TABS, key="panel", on_change="rerun", bind="query-params"), strict=True))
 
 
 def lower_panels(lat: data.LatencyData | None, ex: Exemplars | None, tr: common.TimeRange, step: int,
-                 deploys: list[Deploy], verdicts: dict, markers: tuple) -> None:
+                 deploys: list[Deploy], verdicts: dict, markers: tuple, tabs: dict[str, Any]) -> None:
     """The panels below the percentile chart, one tab each; only the open one runs (queries and draws)."""
-    tabs = dict(zip(TABS, st.tabs(TABS, key="panel", on_change="rerun", bind="query-params"), strict=True))
     # Breakdown, before/after and burn rates query the classic `_bucket` series by `le`, or the
     # native histogram's samples (its buckets travel inside each sample); a summary has no buckets.
     native = lat is not None and lat.source == "native histogram"
