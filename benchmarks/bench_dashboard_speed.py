@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python -m benchmarks.bench_dashboard_speed            # builds the demo data itself (~1-2 min)
     .venv/bin/python -m benchmarks.bench_dashboard_speed --before REV   # and that git revision, side by side
     .venv/bin/python -m benchmarks.bench_dashboard_speed --first-visit-only | --deploy-pages-only   # some rows
+    .venv/bin/python -m benchmarks.bench_dashboard_speed --first-visit-only --timeline   # and each first visit's timeline
 
 The dashboard starts as the demo starts it (``python -m dashboard``: imports done before the port
 opens), or with ``streamlit run dashboard/app.py`` for a checkout without that launcher.
