@@ -90,11 +90,30 @@ def drift_adjusted_comparison(
         return DriftComparison(math.nan, 0.0, 0, math.nan, m, float(table[-2].sum()), float(table[-1].sum()))
     pooled = np.column_stack([table[:, g].sum(axis=1) for g in groups])
     dof = len(groups) - 1
-    pairs = [g_test(pooled[j:j + 2])[0] for j in range(m - 1)]
-    dispersion = max(1.0, float(np.mean(pairs)) / dof)
+    pairs = np.array([g_test(pooled[j:j + 2])[0] for j in range(m - 1)])
     stat = g_test(pooled[-2:])[0]
+    dispersion = max(1.0, float(np.mean(pairs)) / dof, _scaled_dispersion(pooled, pairs / dof))
     p = float(fdtrc(dof, (m - 1) * dof, stat / dof / dispersion))
     return DriftComparison(p, float(stat), dof, dispersion, m, float(pooled[-2].sum()), float(pooled[-1].sum()))
+
+
+def _pair_size(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The requests a pair of windows compares (harmonic: ``n_a n_b / (n_a + n_b)``)."""
+    return a * b / np.maximum(a + b, 1e-300)
+
+
+def _scaled_dispersion(pooled: np.ndarray, per_dof: np.ndarray) -> float:
+    """The adjacent pairs' dispersion scaled to the tested pair's size. A mix that moves by a
+    fixed amount between windows (a latency wander, GC bursts) adds to ``G / dof`` in proportion
+    to the requests compared: ``G / dof = 1 + kappa n``. ``kappa`` is fitted on the pairs before
+    the deploy (ratio of sums) and applied to the last block and the after window, so windows at
+    night (few requests) do not set the dispersion for a morning's after window (many)."""
+    n = pooled.sum(axis=1)
+    sizes = _pair_size(n[:-2], n[1:-1])
+    if sizes.size == 0 or sizes.sum() <= 0:
+        return 1.0
+    kappa = max(0.0, float(np.sum(per_dof - 1.0)) / float(sizes.sum()))
+    return 1.0 + kappa * float(_pair_size(n[-2], n[-1]))
 
 
 def _no_interaction_fit(table: np.ndarray, rounds: int = 100) -> np.ndarray:

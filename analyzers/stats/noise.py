@@ -241,10 +241,16 @@ def residual_memory(hist: HistoryPhi | None, phi: float, span: int) -> float:
     sub = w[:, lo:].reshape(w.shape[0], k, size)
     ok = np.isfinite(sub)
     sums = np.where(ok, sub, 0.0).sum(axis=2)
-    den = float(np.sum(np.where(ok, sub * sub, 0.0)))
-    if den <= 0:
+    den_b = np.sum(np.where(ok, sub * sub, 0.0), axis=(1, 2))
+    use = den_b > 0
+    if not use.any():
         return 1.0
-    f = float(np.sum(sums * sums)) / den / _white_after_line(length, size) * (1.0 + MEMORY_SE_MARGIN * math.sqrt(2.0 / sums.size))
+    # Pooled sums (efficient when the noise level is the same in every block) and the mean of the
+    # blocks' own ratios (when it is not: a p99 in a wide bucket is several times noisier, and the
+    # pooled sums let the noisiest blocks set the ratio); the larger: it only takes decisions away.
+    ss = np.sum(sums * sums, axis=1)
+    f = max(float(np.sum(ss)) / float(np.sum(den_b)), float(np.mean(ss[use] / den_b[use]))) / _white_after_line(length, size)
+    f *= 1.0 + MEMORY_SE_MARGIN * math.sqrt(2.0 / sums.size)
     return float(min(max(f, 1.0), MEMORY_MAX))
 
 

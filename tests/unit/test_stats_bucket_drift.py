@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from scipy.special import fdtrc
 
 from analyzers.demo.scenarios import BUCKETS, demo_scenario
 from analyzers.stats.bucket_drift import drift_adjusted_comparison, seasonal_comparison
-from analyzers.stats.buckets import compare_bucket_distributions
+from analyzers.stats.buckets import compare_bucket_distributions, g_test, pool_groups
 
 LES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 
@@ -137,3 +138,42 @@ def test_drift_blocks_tile_six_hours_up_to_the_after_window() -> None:
     assert list(blocks.values())[-1][1] == int(datetime(2026, 12, 6, 5, 15, tzinfo=UTC).timestamp())
     assert all(e - s == 32 * 60 for s, e in blocks.values())
     assert min(starts) >= int(datetime(2026, 12, 5, 23, 15, tzinfo=UTC).timestamp())  # at most 6 h back
+
+
+def _morning(seed: int, after_sigma: float = 0.6) -> tuple[list[np.ndarray], np.ndarray]:
+    """Eleven windows whose requests grow from 1,500 to 20,000 (night to morning) and an after
+    window of 20,000; every window's median wanders by a fixed amount (sd 6 % on log latency)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.geomspace(1500, 20000, 11).astype(int)
+    mus = np.log(0.05) + rng.normal(0.0, 0.06, 12)
+    blocks = [_counts(rng, int(n), mu, 0.6) for n, mu in zip(sizes, mus[:11], strict=True)]
+    return blocks, _counts(rng, 20000, mus[11], after_sigma)
+
+
+def test_a_wander_is_judged_at_the_after_windows_size() -> None:
+    """A mix that moves by the same amount between windows adds to G in proportion to the requests
+    compared. Measured on night windows (few requests) and applied to a morning after window (many),
+    the mean dispersion is too small: 55 of 200 no-op cases rejected at 0.01; scaled to the tested
+    pair's size, 22. Still not 2: what is left is the reference distribution. A median that wanders
+    moves the mix along one direction, so ten pairs estimate the dispersion with about ten degrees
+    of freedom, not the ``10 dof`` that ``F(dof, (m - 1) dof)`` assumes (a limit of the test, which
+    never fails a deploy alone: row 14 needs the spread test too)."""
+    scaled = unscaled = 0
+    for seed in range(200):
+        blocks, after = _morning(3000 + seed)
+        res = drift_adjusted_comparison(LES, blocks, after)
+        scaled += res.p_value <= 0.01
+        # the former rule: the pairs' mean G per degree of freedom, whatever their size
+        table = np.vstack([np.diff(b, prepend=0.0) for b in (*blocks, after)])
+        groups = pool_groups(table, 5.0)
+        pooled = np.column_stack([table[:, g].sum(axis=1) for g in groups])
+        dof = len(groups) - 1
+        disp = max(1.0, float(np.mean([g_test(pooled[j:j + 2])[0] for j in range(10)])) / dof)
+        unscaled += fdtrc(dof, 10 * dof, g_test(pooled[-2:])[0] / dof / disp) <= 0.01
+    assert unscaled >= 0.2 * 200, unscaled  # the former rule on a morning: far beyond alpha
+    assert scaled <= 0.6 * unscaled and scaled <= 0.15 * 200, (scaled, unscaled)
+
+
+def test_a_wider_tail_is_still_found_on_a_morning() -> None:
+    """The same windows, after the deploy the latency distribution 1.5x wider: found in every case."""
+    assert all(drift_adjusted_comparison(LES, *_morning(4000 + s, after_sigma=0.9)).p_value <= 0.01 for s in range(50))
