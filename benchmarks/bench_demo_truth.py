@@ -19,7 +19,7 @@ metrics that decided). Needs the ``prometheus`` and ``promtool`` binaries (Debia
 0-19, each over ``--hours`` generation hours, and prints agreement per case and per seed.
 
     .venv/bin/python -m benchmarks.bench_demo_truth [--scenario small|demo] [--hours 24] [--seed N]
-        [--offset H] [--demo-config] [--reasons] [--no-prometheus [--seeds N]]
+        [--offset H] [--end YYYY-MM-DDTHH:MM] [--demo-config] [--reasons] [--no-prometheus [--seeds N]]
 """
 
 from __future__ import annotations
