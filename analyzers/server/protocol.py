@@ -55,7 +55,7 @@ def check_uvicorn(version: str, protocol: type = httptools_impl.HttpToolsProtoco
                               f"found uvicorn {version}: install the pinned one (pip install -r requirements.txt)")
     missing = [f"{cls.__name__}.{name}" for cls, names in (
         (protocol, ("data_received", "on_headers_complete", "_start_asgi_task", "on_response_complete",
-                    "connection_made", "connection_lost", "_unset_keepalive_if_required")),
+                    "connection_made", "connection_lost")),
         (cycle, ("run_asgi", "send", "receive"))) for name in names if not hasattr(cls, name)]
     if missing:
         raise UvicornMismatch(f"uvicorn {version} lacks {', '.join(missing)}, which the receiver uses; "
@@ -274,7 +274,11 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._unset_keepalive_if_required()
+        # uvicorn's own keep-alive timer is set only by the on_response_complete this replaces, so
+        # it is normally None here; cancelled all the same (what uvicorn's private unset does)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
