@@ -28,23 +28,19 @@ import argparse
 import dataclasses
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from analyzers.config import Config, VerificationSettings, default_config, load_config
 from analyzers.demo.promserver import PrometheusServer, backfill
 from analyzers.demo.scenarios import Scenario, default_end, demo_scenario, small_scenario
+from analyzers.model import to_utc
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.verify.deploy import verify_deploy
 from analyzers.verify.fleet import verify_many
 
 #: The seeds the demo command and the test fixtures use.
 SEEDS = {"demo": 7, "small": 11}
-
-
-def _utc(t: datetime) -> datetime:
-    """``t`` in UTC; a time without a zone is read as UTC."""
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _scenario(name: str, seed: int, end: datetime) -> Scenario:
@@ -182,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="newest generation hour's scenario end, ISO UTC (default: 3 h before the current hour, as the "
                          "demo); fix it to compare two runs made at different hours")
     a = ap.parse_args(argv)
-    newest = default_end() if a.end is None else _utc(datetime.fromisoformat(a.end))
+    newest = default_end() if a.end is None else to_utc(a.end)
     if a.no_prometheus and (a.seeds > 1 or a.seed is not None):
         return main_arrays(a, newest)
     if a.no_prometheus:
