@@ -260,18 +260,16 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
     msgs = [w for w in b["ws"] if w[0] == "msg" and mark <= w[1] <= end]
     boot = (opened[0] - mark) if (navigates and opened) else 0.0
     last = (msgs[-1][1] - mark) if msgs else boot
-    js = driver.execute_script(
+    # the static files' [start, end, bytes, name], in the page's clock
+    files = driver.execute_script(
         "return performance.getEntriesByType('resource').filter(e => e.name.includes('/static/'))"
-        ".reduce((a, e) => a + (e.transferSize || 0), 0)") if navigates else 0
+        ".map(e => [e.startTime, e.responseEnd, e.transferSize || 0, e.name.split('/').pop()])") if navigates else []
+    js = sum(sz for _a, _z, sz, _n in files)
     long_ms = sum(d for s, d in b["long"] if mark <= s <= end)
     events = [(w[1] - mark, w[0], f"{int(w[2])} B" if w[0] in ("msg", "send") else "") for w in b["ws"]
               if mark <= w[1] <= end]
     events += [(s - mark, "long", f"{d:.0f} ms") for s, d in b["long"] if mark <= s <= end]
-    if navigates:
-        files = driver.execute_script(
-            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/static/'))"
-            ".map(e => [e.startTime, e.responseEnd, e.transferSize || 0, e.name.split('/').pop()])")
-        events += [(float(a), "js", f"{n} until {float(z):.0f} ms, {int(sz) / 1e3:.0f} kB") for a, z, sz, n in files]
+    events += [(float(a), "js", f"{n} until {float(z):.0f} ms, {int(sz) / 1e3:.0f} kB") for a, z, sz, n in files]
     events.append((end - mark, "ready", ""))
     return Timing(total=(end - mark) / 1000, boot=boot / 1000, server=(last - boot) / 1000,
                   browser=(end - mark - last) / 1000, ws_bytes=int(sum(w[2] for w in msgs)), js_bytes=int(js),
