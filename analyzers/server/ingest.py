@@ -288,6 +288,15 @@ class Ingestor:
             log.info("refused %s event: %d %s (field %r)", source, problem.status, problem.reason, problem.field)
         return problem
 
+    def _failure(self, exc: Exception, source: str, body: bytes | None) -> Exception:
+        """What a post that raised ``exc`` answers with: a refusal counted and logged as
+        :meth:`ingest` does it, or ``exc`` itself when it is none (an internal error)."""
+        if isinstance(exc, HTTPProblem):
+            return self._refused(exc, source, body)
+        if isinstance(exc, EventError | StoreError):
+            return self._refused(problem_from(exc), source, body, exc)
+        return exc
+
     def _accepted(self, source: str, event_id: str, stored: Any, new: bool) -> FastJSONResponse:
         counter = self.counted.get((source, new))
         if counter is None:
@@ -353,14 +362,8 @@ class Ingestor:
             except BaseException:
                 self.inflight -= 1
                 raise
-        except HTTPProblem as problem:
-            done(self._refused(problem, source, checked))
-            return
-        except (EventError, StoreError) as exc:
-            done(self._refused(problem_from(exc), source, checked, exc))
-            return
         except Exception as exc:
-            done(exc)
+            done(self._failure(exc, source, checked))
             return
 
         def committed(result: Any) -> None:
@@ -369,12 +372,8 @@ class Ingestor:
                 if isinstance(result, BaseException):
                     raise result
                 stored, new = result
-            except HTTPProblem as problem:
-                done(self._refused(problem, source, checked))
-            except (EventError, StoreError) as exc:
-                done(self._refused(problem_from(exc), source, checked, exc))
             except Exception as exc:
-                done(exc)
+                done(self._failure(exc, source, checked))
             else:
                 done(self._accepted(source, event_id, stored, new))
 
