@@ -66,7 +66,11 @@ class GroupCommitter:
         """Queue one event for the next group commit; ``done(result)`` is called in the event loop
         with ``(deploy, new)`` or the exception, as :meth:`record` would return or raise it
         (the direct path: no future and no task per event). Needs a store with ``record_events``."""
-        self.pending.append((item, _Callback(done)))  # type: ignore[arg-type]
+        self._queue(item, _Callback(done))  # type: ignore[arg-type]
+
+    def _queue(self, item: tuple[Any, ...], answer: asyncio.Future[Any]) -> None:
+        """Add an event and its answer to the next batch; start the drain unless it runs."""
+        self.pending.append((item, answer))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain())
 
@@ -74,9 +78,7 @@ class GroupCommitter:
         if not self.batched:
             return await run_in_threadpool(self.store.record_event, source, event_id, payload, deploy)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.append(((source, event_id, payload, deploy), fut))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
+        self._queue((source, event_id, payload, deploy), fut)
         # Not shielded: a caller cancelled while it waits cancels only its own future (its event
         # stays in the batch and is committed; _answer skips it). The answers are set one loop
         # turn after the commit (as a shield's extra hop did), so the queue that built up
