@@ -348,7 +348,7 @@ def create_app(
         request = WebhookRequest(scope, receive)
         response: Response | None
         try:
-            response = await ingestor.ingest(request, "generic", generic_pre, None)  # what post_deploy does
+            response = await post_deploy(request)
         except Exception as exc:
             response = failed(exc)
         if response is None:

@@ -294,9 +294,6 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-#: The former name (``serve`` passes the class to uvicorn by reference).
-TimedHttpToolsProtocol = ReceiverProtocol
-
 
 @functools.cache
 def process_settings() -> Settings:
