@@ -265,10 +265,11 @@ def timed(driver: Any, action: Any, charts: int = PANEL_CHARTS, settle_s: float 
         "return performance.getEntriesByType('resource').filter(e => e.name.includes('/static/'))"
         ".map(e => [e.startTime, e.responseEnd, e.transferSize || 0, e.name.split('/').pop()])") if navigates else []
     js = sum(sz for _a, _z, sz, _n in files)
-    long_ms = sum(d for s, d in b["long"] if mark <= s <= end)
+    longs = [(s, d) for s, d in b["long"] if mark <= s <= end]
+    long_ms = sum(d for _s, d in longs)
     events = [(w[1] - mark, w[0], f"{int(w[2])} B" if w[0] in ("msg", "send") else "") for w in b["ws"]
               if mark <= w[1] <= end]
-    events += [(s - mark, "long", f"{d:.0f} ms") for s, d in b["long"] if mark <= s <= end]
+    events += [(s - mark, "long", f"{d:.0f} ms") for s, d in longs]
     events += [(float(a), "js", f"{n} until {float(z):.0f} ms, {int(sz) / 1e3:.0f} kB") for a, z, sz, n in files]
     events.append((end - mark, "ready", ""))
     return Timing(total=(end - mark) / 1000, boot=boot / 1000, server=(last - boot) / 1000,

@@ -118,6 +118,7 @@ def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict]
     (what a click selects), ``color``, ``fill`` (white until a verdict exists), ``release`` and
     ``hover`` (per marker, its ``[title, text]`` lines: :data:`DEPLOY_HOVER`)."""
     states = [verdict_state(verdicts.get(d.deploy_id)) for d in deploys]
+    colors = [VERDICT_COLORS[s] for s in states]
     releases = [d.kind == "release" for d in deploys]
     hover = []
     for d, state, release in zip(deploys, states, releases, strict=True):
@@ -134,8 +135,8 @@ def deploy_rows(deploys: Sequence[Deploy], verdicts: Mapping[str, DeployVerdict]
     return {
         "t": _times(chart_ms([d.started_at for d in deploys], zone)),
         "deploy_id": [d.deploy_id for d in deploys],
-        "color": [VERDICT_COLORS[s] for s in states],
-        "fill": [VERDICT_COLORS[s] if d.deploy_id in verdicts else "#ffffff" for d, s in zip(deploys, states, strict=True)],
+        "color": colors,
+        "fill": [c if d.deploy_id in verdicts else "#ffffff" for d, c in zip(deploys, colors, strict=True)],
         "release": releases,
         "hover": hover,
     }
