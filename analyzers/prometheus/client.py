@@ -58,7 +58,7 @@ from analyzers.errors import (
     QueryTimeoutError,
     UnavailableError,
 )
-from analyzers.prometheus.connection import failure_reason, is_loopback, strip_credentials
+from analyzers.prometheus.connection import failure_reason, is_loopback, strip_credentials, timed_out
 from analyzers.prometheus.results import (
     MAX_POINTS,
     Exemplar,
@@ -171,6 +171,7 @@ class PrometheusClient:
             method="POST",
         )
         self._timeout = (min(10.0, settings.timeout_s), settings.timeout_s + min(5.0, settings.timeout_s))
+        self._library_timeout_s = settings.timeout_s  # the library's calls wait this long
         self._count_lock = threading.Lock()
         self._query_count = 0
 
@@ -291,11 +292,7 @@ class PrometheusClient:
                 self.base_url + "/-/ready", headers=self._headers, auth=self._auth, verify=self._verify, timeout=self._timeout
             )
         except requests.RequestException as exc:
-            raise PrometheusUnreachable(
-                f"cannot reach Prometheus at {where}: {failure_reason(exc)}; "
-                "check prometheus.url in the config or that the server is up",
-                url=where,
-            ) from exc
+            raise self._unreachable(exc) from exc
         if r.status_code == 200:
             return
         if r.status_code in (404, 405):  # query frontends and proxies often lack /-/ready
@@ -320,6 +317,22 @@ class PrometheusClient:
             raise self._unreadable(query, exc) from exc
         return QueryResult(query, series, warnings, step, start, end, result_type)
 
+    def _unreachable(self, exc: requests.RequestException, query: str | None = None,
+                     waited_s: float | None = None) -> PrometheusUnreachable:
+        """The typed error for a request that got no answer, with what to do next for its cause:
+        a timeout (``waited_s``: the read timeout, this client's own unless given), a TLS failure,
+        or anything else on the way (refused, reset, DNS)."""
+        where = self.describe()
+        if timed_out(exc):
+            why = (f"no answer within {waited_s or self._timeout[1]:g} s ({failure_reason(exc)}); "
+                   "narrow the time range or raise prometheus.timeout, and check that the server is up")
+        elif isinstance(exc, requests.exceptions.SSLError):
+            why = (f"TLS failed ({failure_reason(exc)}); "
+                   "set prometheus.verify_tls to the CA bundle path (or false for a test server)")
+        else:
+            why = f"{failure_reason(exc)}; check prometheus.url in the config or that the server is up"
+        return PrometheusUnreachable(f"cannot reach Prometheus at {where}: {why}", url=where, query=query)
+
     def _unreadable(self, query: str, exc: BaseException) -> PrometheusQueryError:
         return PrometheusQueryError(
             f"Prometheus at {self.describe()} answered with a result this client cannot read ({exc}) "
@@ -334,18 +347,12 @@ class PrometheusClient:
         answer was already turned into its typed error by :meth:`_check_library_response`."""
         with self._count_lock:
             self._query_count += 1
-        where = self.describe()
         try:
             return call()
         except requests.RequestException as exc:  # includes the library's JSON decoding errors
             if isinstance(exc, requests.exceptions.JSONDecodeError):
                 raise self._unreadable(query, exc) from exc
-            raise PrometheusUnreachable(
-                f"cannot reach Prometheus at {where}: {failure_reason(exc)}; "
-                "check prometheus.url in the config or that the server is up",
-                url=where,
-                query=query,
-            ) from exc
+            raise self._unreachable(exc, query, waited_s=self._library_timeout_s) from exc
         except (PrometheusApiClientException, KeyError, TypeError, ValueError) as exc:
             raise self._unreadable(query, exc) from exc
 
@@ -377,7 +384,6 @@ class PrometheusClient:
 
     def _post(self, path: str, params: dict[str, str], query: str) -> tuple[Any, tuple[str, ...]]:
         url = self.base_url + path
-        where = self.describe()
         with self._count_lock:
             self._query_count += 1
         try:
@@ -389,27 +395,8 @@ class PrometheusClient:
                 verify=self._verify,
                 timeout=self._timeout,
             )
-        except requests.Timeout as exc:
-            raise PrometheusUnreachable(
-                f"cannot reach Prometheus at {where}: no answer within {self._timeout[1]:g} s ({failure_reason(exc)}); "
-                "narrow the time range or raise prometheus.timeout, and check that the server is up",
-                url=where,
-                query=query,
-            ) from exc
-        except requests.exceptions.SSLError as exc:
-            raise PrometheusUnreachable(
-                f"cannot reach Prometheus at {where}: TLS failed ({failure_reason(exc)}); "
-                "set prometheus.verify_tls to the CA bundle path (or false for a test server)",
-                url=where,
-                query=query,
-            ) from exc
         except requests.RequestException as exc:
-            raise PrometheusUnreachable(
-                f"cannot reach Prometheus at {where}: {failure_reason(exc)}; "
-                "check prometheus.url in the config or that the server is up",
-                url=where,
-                query=query,
-            ) from exc
+            raise self._unreachable(exc, query) from exc
         return self._envelope(resp, query)
 
     def _envelope(self, resp: requests.Response, query: str) -> tuple[Any, tuple[str, ...]]:

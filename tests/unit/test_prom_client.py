@@ -222,6 +222,12 @@ def test_client_timeout_is_unreachable_and_quick() -> None:
         client = PrometheusClient(PrometheusSettings(url=url, timeout_s=0.2))
         with pytest.raises(PrometheusUnreachable, match="no answer within 0.4 s"):
             client.query("up", T0)
+        # every path says it timed out, with what to do next: the label look-ups (prometheus-api-client,
+        # which waits prometheus.timeout_s itself) and the readiness check too
+        with pytest.raises(PrometheusUnreachable, match=r"no answer within 0\.2 s.*raise prometheus\.timeout"):
+            client.label_values("job", "up", T0, T0 + timedelta(minutes=5))
+        with pytest.raises(PrometheusUnreachable, match=r"no answer within 0\.4 s.*raise prometheus\.timeout"):
+            client.check()
     finally:
         listener.close()
 
