@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,15 +65,13 @@ def _fill_store(url: str, prom: Any) -> str:
     return regression.deploy_id
 
 
-@pytest.fixture(scope="module")
-def dashboard(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    work = tmp_path_factory.mktemp("dashboard")
-    store_url = f"sqlite:///{work / 'deploys.db'}"
-    regression_id = _fill_store(store_url, prom)
+@contextmanager
+def running_dashboard(work: Path, store_url: str, prom_url: str) -> Iterator[tuple[str, Path]]:
+    """This checkout's dashboard (not an installed one) on a free loopback port, reading
+    ``store_url`` and the Prometheus at ``prom_url``: yields its URL and its log file, and stops it."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-    # test this checkout's dashboard and analyzers, not an installed one
-    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom.url, "PYTHONUNBUFFERED": "1",
+    env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": prom_url, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT)})
     log = work / "streamlit.log"
     with log.open("wb") as out:
@@ -86,9 +85,18 @@ def dashboard(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
         why = wait_until_up(url + "/_stcore/health", proc=proc, timeout_s=60, interval_s=0.3)
         if why is not None:
             raise RuntimeError(f"streamlit {why}:\n{log.read_text()[-3000:]}")
-        yield Dashboard(url, store_url, regression_id, log)
+        yield url, log
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def dashboard(prom: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    work = tmp_path_factory.mktemp("dashboard")
+    store_url = f"sqlite:///{work / 'deploys.db'}"
+    regression_id = _fill_store(store_url, prom)
+    with running_dashboard(work, store_url, prom.url) as (url, log):
+        yield Dashboard(url, store_url, regression_id, log)
 
 
 def new_chrome(page_load_timeout_s: float = 60.0) -> Any:

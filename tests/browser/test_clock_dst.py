@@ -11,9 +11,6 @@ off on one side.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +20,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from analyzers.demo.promserver import PrometheusServer, backfill, free_port, stop_process, wait_until_up
-from tests.browser.conftest import ROOT, Dashboard
+from analyzers.demo.promserver import PrometheusServer, backfill
+from tests.browser.conftest import Dashboard, running_dashboard
 from tests.browser.test_clock import as_ms, change_x, figures, save, set_zone, wall_ms
 from tests.browser.test_dashboard_browser import assert_clean_log, body_text, idle, wait_for
 
@@ -63,7 +60,6 @@ def dst_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Da
     backfill(om, work / "tsdb")
     om.unlink()
     server = PrometheusServer(work / "tsdb", retention="3650d").start()  # the data is weeks old
-    proc = None
     try:
         config = default_config().with_prometheus_url(server.url)
         store_url = f"sqlite:///{work / 'deploys.db'}"
@@ -81,25 +77,9 @@ def dst_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Da
             store.save_verdict(verdict)
         finally:
             store.close()
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "ANALYZERS_CONFIG"}
-        env.update({"DEPLOY_STORE_URL": store_url, "PROMETHEUS_URL": server.url, "PYTHONUNBUFFERED": "1",
-                    "PYTHONPATH": str(ROOT)})
-        log = work / "streamlit.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "dashboard",
-                 "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        why = wait_until_up(url + "/_stcore/health", proc=proc, timeout_s=60, interval_s=0.3)
-        if why is not None:
-            raise RuntimeError(f"streamlit {why}:\n{log.read_text()[-3000:]}")
-        yield Dashboard(url, store_url, regression.deploy_id, log), regression
+        with running_dashboard(work, store_url, server.url) as (url, log):
+            yield Dashboard(url, store_url, regression.deploy_id, log), regression
     finally:
-        if proc is not None:
-            stop_process(proc)
         server.stop()
 
 
