@@ -474,3 +474,39 @@ def test_services_lists_each_deployed_service_once(store: Store) -> None:
     store.record_event("generic", "e2", {}, deploy("d2", service="checkout"))
     store.record_event("generic", "e3", {}, deploy("d3", service="search", version="v2"))
     assert store.services() == ["checkout", "search"]
+
+
+#: Text that would break a message built by hand: quotes, backslashes, format and placeholder
+#: syntax of both drivers, statement separators, comments, array braces, non-ASCII.
+HOSTILE = ["it's", "back\\slash\\'", "%s %(x)s %% $1 ?", "'); DROP TABLE events; --", "E'\\x00'", "{a,\"b\"}",
+           "\u00e9\U0001F680 \u2028", "/* c */", ""]
+
+
+def test_group_commit_stores_hostile_text_exactly_in_every_value(store: Store) -> None:
+    """PostgreSQL's group commit quotes every value into a message template on the client: the
+    events, ids and deploys come back byte for byte, in a batch, alone, and as duplicates (the
+    third message's quoting), and a value that cannot be sent (a lone surrogate) refuses its item only."""
+    from analyzers.errors import StoreError
+
+    def item(i: int, text: str) -> tuple[str, str, dict[str, Any], Deploy]:
+        return (f"src {text}", f"ev{i} {text}", {"text": text, "k " + text: [text]},
+                deploy(f"d{i} {text}", service=f"svc {text}", version=text, labels={text or "k": text},
+                       description=text))
+
+    batch = [item(i, text) for i, text in enumerate(HOSTILE)]
+    results = store.record_events(batch)  # type: ignore[attr-defined]
+    assert [r[1] for r in results] == [True] * len(batch)  # type: ignore[index]
+    alone = store.record_events([item(99, HOSTILE[2])])  # type: ignore[attr-defined]
+    assert alone[0][1] is True  # type: ignore[index]
+    again = store.record_events([batch[0], batch[3], ("ci", "bad", {}, deploy("dbad", service="lone \ud800"))])  # type: ignore[attr-defined]
+    assert [(r[0], r[1]) for r in again[:2]] == [(results[0][0], False), (results[3][0], False)]  # type: ignore[index]
+    assert isinstance(again[2], StoreError) and store.get_deploy("dbad") is None
+    for (source, event_id, payload, d), (stored, _) in zip(batch, results, strict=True):  # type: ignore[misc]
+        assert stored == d
+        assert store.get_deploy(d.deploy_id) == d
+        assert store.event_payload(source, event_id) == payload
+    assert store.count_events() == len(batch) + 1
+    if store.url.startswith("postgresql"):  # PostgreSQL's text holds no NUL: refused while quoting, alone
+        nul = store.record_events([("ci", "n\x00ul", {}, deploy("dnul")), item(100, "after")])  # type: ignore[attr-defined]
+        assert isinstance(nul[0], StoreError) and nul[1][1] is True  # type: ignore[index]
+        assert store.get_deploy("dnul") is None and store.count_events() == len(batch) + 2

@@ -116,7 +116,11 @@ def insert_events(items: Sequence[EventItem], payloads: Sequence[str]) -> tuple[
     for (source, event_id, _, deploy), text in zip(items, payloads, strict=True):
         stamps.append(time.time_ns() // 1000)
         rows += (source, event_id, deploy.deploy_id, stamps[-1], text)
-    sql = ("INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
-           + ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
-           + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
-    return sql, rows, stamps
+    return insert_events_sql(len(items)), rows, stamps
+
+
+def insert_events_sql(n: int) -> str:
+    """The multi-row events INSERT of :func:`insert_events` for ``n`` events (``?`` placeholders)."""
+    return ("INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+            + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
