@@ -11,7 +11,7 @@ probe's timestamps can be compared.
   every group commit too.
 - The receiver's commit log: with ``$ANALYZERS_COMMIT_LOG`` set to a path prefix, every
   group commit of every receiver process is written to ``PREFIX.PID`` as one line
-  ``submitted started ended answered events`` (:class:`analyzers.server.ingest.GroupCommitter`).
+  ``submitted started ended answered events`` (:class:`analyzers.server.commit.GroupCommitter`).
 - :func:`tail_report`: for the slowest 1% of events, the longest commit and the longest probe
   fsync that ran while each was in flight (from when it was due to its answer), beside the same
   figures for all events.

@@ -79,7 +79,15 @@ def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key in (name, name.title(), name.upper()):
+    """The value of header ``name`` (given in lower case) in any spelling of its name.
+
+    One ``get`` first: it finds the header in a dict keyed in lower case (HTTP/2, most
+    clients) and in a case-insensitive mapping (Starlette's ``Headers`` and the receiver's
+    indexed headers, which lower the name themselves); other spellings are tried after."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key in (name.title(), name.upper()):
         if key in headers:
             return headers[key]
     lowered = {k.lower(): v for k, v in headers.items()}

@@ -37,6 +37,7 @@ from analyzers.errors import AnalyzerError, EventError, SignatureError, StoreErr
 from analyzers.events.schema import body_event_id, loads_strict, parse_event
 from analyzers.events.store import Store
 from analyzers.events.store.codec import deploy_dict, plain_deploy
+from analyzers.events.store.merge import EventItem
 from analyzers.model import Deploy
 from analyzers.server.commit import GroupCommitter
 from analyzers.server.protocol import buffered as body_buffered
@@ -144,7 +145,10 @@ class BodyReads:
         victim.timeout.reschedule(now)  # its pending receive() is cancelled: it answers 408
 
     async def read(self, request: Request, max_body: int) -> bytes:
-        if body_complete(request):  # nothing left to wait for: no deadline to keep, no slot held, no room to make
+        # The whole body already sits in uvicorn's buffer (the receiver's httptools protocol has
+        # parsed the message's end): read_body returns without yielding to the event loop, so there
+        # is no deadline to keep (a timer armed and cancelled per event), no slot held, no room to make.
+        if body_buffered(request.receive):
             return await read_body(request, max_body, buffered=True)
         now = asyncio.get_running_loop().time()
         if len(self.active) >= self.limit:
@@ -165,25 +169,14 @@ class BodyReads:
             del self.active[key]
 
 
-def body_complete(request: Request) -> bool:
-    """Whether the whole body already sits in the server's buffer, so reading it cannot wait.
-
-    True only under uvicorn's httptools protocol (the receiver's), whose request cycle has
-    parsed the message's end and has the body message ready (:func:`analyzers.server.protocol.buffered`):
-    then :func:`read_body` returns without yielding to the event loop, and the body deadline (a
-    timer armed and cancelled per event) has nothing to guard. Anything else: False, and
-    the body is read under its deadline as before.
-    """
-    return body_buffered(request.receive)
-
-
 async def read_body(request: Request, max_body: int, progress: _Read | None = None, *,
                     buffered: bool = False) -> bytes:
     """The request body, refusing more than ``max_body`` bytes before reading it all.
 
     Content-Length is checked first (413 without reading), the streamed count second
     (chunked or lying senders), and gzip output third (bombs) with the same cap.
-    ``buffered``: the whole body is one message already received (:func:`body_complete`),
+    ``buffered``: the whole body is one message already received
+    (:func:`analyzers.server.protocol.buffered`),
     taken with a single ``receive()`` as Starlette's stream would take it.
     """
     _check_length(request, max_body)
@@ -289,13 +282,38 @@ class Ingestor:
         return problem
 
     def _failure(self, exc: Exception, source: str, body: bytes | None) -> Exception:
-        """What a post that raised ``exc`` answers with: a refusal counted and logged as
-        :meth:`ingest` does it, or ``exc`` itself when it is none (an internal error)."""
+        """What a post that raised ``exc`` answers with: a refusal counted and logged
+        (:meth:`_refused`), or ``exc`` itself when it is none (an internal error)."""
         if isinstance(exc, HTTPProblem):
             return self._refused(exc, source, body)
         if isinstance(exc, EventError | StoreError):
             return self._refused(problem_from(exc), source, body, exc)
         return exc
+
+    def _prepare(self, request: Any, body: bytes, source: str, auth: Auth | Callable[[bytes], Auth],
+                 to_generic: ToGeneric | None = None) -> EventItem | None:
+        """Steps 3-5 up to the commit, for both paths: signature, in-flight slot, parse (through the
+        source's mapping, if any). Returns the event to commit, whose slot the caller then frees
+        after the commit, or None when the mapping says the post is not a deploy event. On None
+        or an exception no slot is held."""
+        signed, msg_id = self._admit(auth, body)
+        try:
+            raw = data = loads_strict(body)
+            if to_generic is not None:
+                try:
+                    data = to_generic(raw, request)
+                except (TypeError, AttributeError, KeyError, ValueError) as exc:  # hostile shapes
+                    log.warning("%s payload of unexpected shape (%s)", source, type(exc).__name__)
+                    raise EventError(f"{source} payload does not have the shape this endpoint maps; see "
+                                     "the per-source set-up in the docs", status_code=422) from None
+                if data is None:
+                    self.inflight -= 1
+                    return None
+            event = parse_event(data, source=source, metric_keys=self.keys, checked=data is raw)
+            return event.source, event.event_id or msg_id or body_event_id(body), raw, event.to_deploy(signed)
+        except BaseException:
+            self.inflight -= 1
+            raise
 
     def _accepted(self, source: str, event_id: str, stored: Any, new: bool) -> FastJSONResponse:
         counter = self.counted.get((source, new))
@@ -311,38 +329,24 @@ class Ingestor:
 
     async def ingest(self, request: Request, source: str, pre_auth: PreAuth,
                      to_generic: ToGeneric | None) -> JSONResponse:
-        counted = False
         body: bytes | None = None
         try:
+            auth = pre_auth(request)
+            body = await self.reads.read(request, self.settings.max_body)
+            item = self._prepare(request, body, source, auth, to_generic)
+            if item is None:
+                self.metrics.events.labels(source, "ignored", "not_a_deploy").inc()
+                return JSONResponse({"status": "ignored", "reason": "not a deploy event"}, status_code=202)
             try:
-                auth = pre_auth(request)
-                body = await self.reads.read(request, self.settings.max_body)
-                signed, msg_id = self._admit(auth, body)
-                counted = True
-                raw = data = loads_strict(body)
-                if to_generic is not None:
-                    try:
-                        data = to_generic(raw, request)
-                    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # hostile shapes
-                        log.warning("%s payload of unexpected shape (%s)", source, type(exc).__name__)
-                        raise EventError(f"{source} payload does not have the shape this endpoint maps; see "
-                                         "the per-source set-up in the docs", status_code=422) from None
-                    if data is None:
-                        self.metrics.events.labels(source, "ignored", "not_a_deploy").inc()
-                        return JSONResponse({"status": "ignored", "reason": "not a deploy event"}, status_code=202)
-                event = parse_event(data, source=source, metric_keys=self.keys, checked=data is raw)
-                event_id = event.event_id or msg_id or body_event_id(body)
-                deploy = event.to_deploy(signed)
-                stored, new = await self.committer.record(event.source, event_id, raw, deploy)
-            except HTTPProblem as problem:
-                self._refused(problem, source, body)
-                raise
-            except (EventError, StoreError) as exc:
-                raise self._refused(problem_from(exc), source, body, exc) from None
-        finally:
-            if counted:
+                stored, new = await self.committer.record(*item)
+            finally:
                 self.inflight -= 1
-        return self._accepted(source, event_id, stored, new)
+        except Exception as exc:
+            failure = self._failure(exc, source, body)
+            if failure is exc:
+                raise
+            raise failure from None
+        return self._accepted(source, item[1], stored, new)
 
     def ingest_whole(self, request: Any, body: bytes, source: str, pre_auth: PreAuth,
                      done: Callable[[Any], None]) -> None:
@@ -353,18 +357,13 @@ class Ingestor:
         try:
             auth = pre_auth(request)
             checked = whole_body(request, body, self.settings.max_body)
-            signed, msg_id = self._admit(auth, checked)
-            try:
-                raw = loads_strict(checked)
-                event = parse_event(raw, source=source, metric_keys=self.keys, checked=True)
-                event_id = event.event_id or msg_id or body_event_id(checked)
-                item = (event.source, event_id, raw, event.to_deploy(signed))
-            except BaseException:
-                self.inflight -= 1
-                raise
+            item = self._prepare(request, checked, source, auth)
         except Exception as exc:
             done(self._failure(exc, source, checked))
             return
+        if item is None:  # only a source's mapping ignores a post, and this path has none
+            raise RuntimeError("a deploy-event/v1 post was ignored")
+        event_id = item[1]
 
         def committed(result: Any) -> None:
             self.inflight -= 1
@@ -380,6 +379,5 @@ class Ingestor:
         self.committer.submit(item, committed)
 
 
-__all__ = ["HTTPProblem", "Ingestor", "BodyReads", "GroupCommitter", "FastJSONResponse", "deploy_answer", "read_body",
-           "whole_body",
+__all__ = ["HTTPProblem", "Ingestor", "BodyReads", "FastJSONResponse", "deploy_answer", "read_body", "whole_body",
            "problem_from", "error_response"]

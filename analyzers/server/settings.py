@@ -41,7 +41,7 @@ from analyzers.events.signatures import ENV_SECRET, parse_secrets
 ENV_READ_TOKEN = "DEPLOY_READ_TOKEN"
 ENV_SETTINGS = "ANALYZERS_RECEIVER_SETTINGS"
 #: A path prefix: each receiver process then logs its group commits to PREFIX.PID (a diagnostic of
-#: ``benchmarks.bench_ingest``; see :class:`analyzers.server.ingest.GroupCommitter`).
+#: ``benchmarks.bench_ingest``; see :class:`analyzers.server.commit.GroupCommitter`).
 ENV_COMMIT_LOG = "ANALYZERS_COMMIT_LOG"
 SOURCE_NAMES = ("github", "gitlab", "argocd", "spinnaker", "grafana")
 ALL_SOURCES = frozenset(("generic", *SOURCE_NAMES))

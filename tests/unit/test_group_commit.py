@@ -16,7 +16,7 @@ from typing import Any
 from analyzers.errors import StoreUnavailable
 from analyzers.events.store.sqlite import SQLiteStore
 from analyzers.model import Deploy
-from analyzers.server.ingest import GroupCommitter
+from analyzers.server.commit import GroupCommitter
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
