@@ -92,7 +92,8 @@ def drift_adjusted_comparison(
     dof = len(groups) - 1
     pairs = np.array([g_test(pooled[j:j + 2])[0] for j in range(m - 1)])
     stat = g_test(pooled[-2:])[0]
-    dispersion = max(1.0, float(np.mean(pairs)) / dof, _scaled_dispersion(pooled, pairs / dof))
+    # never below 1: _scaled_dispersion is 1 + kappa n with kappa, n >= 0
+    dispersion = max(float(np.mean(pairs)) / dof, _scaled_dispersion(pooled, pairs / dof))
     p = float(fdtrc(dof, (m - 1) * dof, stat / dof / dispersion))
     return DriftComparison(p, float(stat), dof, dispersion, m, float(pooled[-2].sum()), float(pooled[-1].sum()))
 
@@ -107,7 +108,9 @@ def _scaled_dispersion(pooled: np.ndarray, per_dof: np.ndarray) -> float:
     fixed amount between windows (a latency wander, GC bursts) adds to ``G / dof`` in proportion
     to the requests compared: ``G / dof = 1 + kappa n``. ``kappa`` is fitted on the pairs before
     the deploy (ratio of sums) and applied to the last block and the after window, so windows at
-    night (few requests) do not set the dispersion for a morning's after window (many)."""
+    night (few requests) do not set the dispersion for a morning's after window (many). At least
+    1: ``kappa`` is floored at 0 and the pair size is of non-negative counts (every G is finite:
+    each window holds requests), so the dispersion needs no floor of its own."""
     n = pooled.sum(axis=1)
     sizes = _pair_size(n[:-2], n[1:-1])
     if sizes.size == 0 or sizes.sum() <= 0:

@@ -150,6 +150,7 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         w_first = min(1.0, sigma / spread) if spread > 0 else 1.0
         xa[0], ya[0], ga[0] = xa[0] * w_first, ya[0] * w_first, ga[0] * w_first
         clip[0] *= w_first
+        clip[1:] = after_clip(ga, s, sigma)[1:]
     ra = ya - (xa @ coef if p else 0.0)
     # Huber-clipped rows, before (around the fit) and after (around the shift the earlier rows
     # suggest: predictable, so under no change the clipped rows stay martingale differences).
@@ -220,6 +221,21 @@ def _score(xp: np.ndarray, yp: np.ndarray, xa: np.ndarray, ya: np.ndarray, ga: n
         return gy
     xty = xp.T @ yp + np.cumsum(xa * ya[:, None], axis=0)
     return gy - np.einsum("ij,ij->i", inv_c, xty)
+
+
+def after_clip(g: np.ndarray, s: float, sigma: float) -> np.ndarray:
+    """The Huber clip of each after-row around its predictable centre (docs/statistics.md, "The
+    Huber clip of the after-rows"): ``HUBER_C`` standard deviations of the row's distance from
+    the centre under no change, ``sqrt(s^2 + g_i^2 sigma^2 / V_(i-1))``: the row's own innovation
+    (``s``, as the rows before are clipped) plus the centre's variance, ``g_i`` times the shift
+    estimated from the ``V_(i-1) = sum_(j<i) g_j^2`` of information before it, whose variance the
+    sequence states as ``sigma^2 / V`` (``sigma``: the innovation sd with the residual memory).
+    Wide while the centre rests on few rows, ``HUBER_C s`` once it has settled. Positions and
+    scales only, never values: predictable. Row 0 has no centre (its clip is the caller's)."""
+    v_prev = np.cumsum(g * g) - g * g
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = s * s + np.where(v_prev > 0, g * g * sigma * sigma / v_prev, sigma * sigma)
+    return HUBER_C * np.sqrt(var)
 
 
 def _clip_predictable(r: np.ndarray, g: np.ndarray, c: np.ndarray) -> np.ndarray:
