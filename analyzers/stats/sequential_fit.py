@@ -150,7 +150,9 @@ def fit_model(w: np.ndarray, tpos: np.ndarray, dloc: int, phi: float, trend: boo
         w_first = min(1.0, sigma / spread) if spread > 0 else 1.0
         xa[0], ya[0], ga[0] = xa[0] * w_first, ya[0] * w_first, ga[0] * w_first
         clip[0] *= w_first
-        clip[1:] = after_clip(ga, s, sigma)[1:]
+        # later rows: three SDs of their distance from the running estimate (sigma / sqrt(memory):
+        # the SD of one clipped row before the deploy; sigma^2 / V: the estimate's variance)
+        clip[1:] = after_clip(ga, sigma / math.sqrt(memory), sigma)[1:]
     ra = ya - (xa @ coef if p else 0.0)
     # Huber-clipped rows, before (around the fit) and after (around the shift the earlier rows
     # suggest: predictable, so under no change the clipped rows stay martingale differences).
@@ -223,18 +225,17 @@ def _score(xp: np.ndarray, yp: np.ndarray, xa: np.ndarray, ya: np.ndarray, ga: n
     return gy - np.einsum("ij,ij->i", inv_c, xty)
 
 
-def after_clip(g: np.ndarray, s: float, sigma: float) -> np.ndarray:
+def after_clip(g: np.ndarray, row_sd: float, sigma: float) -> np.ndarray:
     """The Huber clip of each after-row around its predictable centre (docs/statistics.md, "The
-    Huber clip of the after-rows"): ``HUBER_C`` standard deviations of the row's distance from
-    the centre under no change, ``sqrt(s^2 + g_i^2 sigma^2 / V_(i-1))``: the row's own innovation
-    (``s``, as the rows before are clipped) plus the centre's variance, ``g_i`` times the shift
-    estimated from the ``V_(i-1) = sum_(j<i) g_j^2`` of information before it, whose variance the
-    sequence states as ``sigma^2 / V`` (``sigma``: the innovation sd with the residual memory).
-    Wide while the centre rests on few rows, ``HUBER_C s`` once it has settled. Positions and
-    scales only, never values: predictable. Row 0 has no centre (its clip is the caller's)."""
+    Huber clip of the after-rows"): ``HUBER_C`` standard deviations of the row's distance from the
+    centre under no change, ``sqrt(row_sd^2 + g_i^2 sigma^2 / V_(i-1))``: the row's own SD plus the
+    variance of the centre, ``g_i`` times the shift estimated from ``V_(i-1) = sum_(j<i) g_j^2`` of
+    information, which the sequence states as ``sigma^2 / V``. Wide while the centre rests on few
+    rows, ``HUBER_C row_sd`` once it has settled. Positions and scales only, never values: the clip
+    is predictable. Row 0 has no centre (the caller clips it)."""
     v_prev = np.cumsum(g * g) - g * g
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = s * s + np.where(v_prev > 0, g * g * sigma * sigma / v_prev, sigma * sigma)
+        var = row_sd * row_sd + np.where(v_prev > 0, g * g * sigma * sigma / v_prev, sigma * sigma)
     return HUBER_C * np.sqrt(var)
 
 

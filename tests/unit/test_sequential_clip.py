@@ -2,9 +2,9 @@
 after-rows").
 
 Each after-row is clipped at ``HUBER_C`` standard deviations of its distance from the running
-shift estimate under no change: ``s sqrt(1 + g_i^2 sigma^2 / (s^2 V_(i-1)))``, the row's own
-innovation plus the estimate's variance (``sigma^2 = s^2 x memory``), about
-``HUBER_C s sqrt(1 + memory / k)`` with ``k`` rows behind the estimate. The clip used to be
+shift estimate under no change: ``sqrt(sd^2 + g_i^2 sigma^2 / V_(i-1))``, the row's own SD (``sd``:
+one clipped row before the deploy, ``sigma / sqrt(memory)``) plus the estimate's variance, about
+``HUBER_C sd sqrt(1 + memory / k)`` with ``k`` rows behind the estimate. The clip used to be
 ``HUBER_C s sqrt(memory)`` at every row: a spike late in the window counted for ``sqrt(memory)``
 times more exactly where the noise is least trustworthy."""
 
