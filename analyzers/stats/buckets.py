@@ -35,6 +35,7 @@ __all__ = [
     "bucket_increments",
     "compare_bucket_distributions",
     "g_test",
+    "line_noise_scale",
     "native_at_or_below",
     "native_cumulative",
     "native_fraction_at_or_below",
@@ -455,3 +456,31 @@ def rank_breakdown(totals: Mapping[str, float], fast: Mapping[str, float]) -> tu
         )
     return tuple(sorted(rows, key=lambda r: (-r.excess, -r.slow, r.value)))
 
+
+
+
+def line_noise_scale(values: np.ndarray, les: Sequence[float]) -> np.ndarray:
+    """Per value of a histogram percentile line: the width of the bucket holding it.
+
+    ``histogram_quantile`` interpolates linearly inside the bucket that holds the rank, so the
+    line's error can be as large as that bucket's width, and at the request counts behind one
+    point of a p99 (hundreds a minute, a percent of them in the tail) its noise does fill the
+    bucket: it scales with the width, not with the finer delta-method figure (measured on the
+    demo's payments p99, which sits at the 1 s bound: the line's noise grows x3.1-3.8 where it
+    crosses from 0.5-1 s into 1-2.5 s, a width ratio of 3). A line that wanders from a narrow
+    bucket into a wide one therefore gets noisier without any change in the requests. ``les``
+    are sorted bounds (``+Inf`` allowed); a value lies in ``(le[b-1], le[b]]``, and a value at
+    the highest finite bound (the rank in ``+Inf``) is given that bound's bucket. NaN where the
+    value is not finite and positive or lies above the highest finite bound.
+    """
+    les_a = np.asarray(les, dtype=float)
+    les_a = les_a[np.isfinite(les_a)]
+    out = np.full(np.shape(values), np.nan)
+    if les_a.size == 0:
+        return out
+    lower = np.concatenate([[0.0], les_a[:-1]])
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(v) & (v > 0) & (v <= les_a[-1] * (1 + 1e-9))
+    b = np.clip(np.searchsorted(les_a, np.where(ok, v, 0.0) * (1 - 1e-12), side="left"), 0, les_a.size - 1)
+    out[ok] = (les_a[b] - lower[b])[ok]
+    return out

@@ -117,7 +117,10 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     Poisson rate test), ``seed`` (0), ``window_before_s`` (10800), ``window_after_s``
     (3600), ``max_gap_frac`` (0.5: share of missing points after the deploy that makes
     the answer inconclusive), ``unit`` ("": the metric's unit, e.g. ``s``, ``ratio``, ``req/s``,
-    only for the reason text, which then writes ``60.9 ms`` or ``3.93 pp``; results are the same).
+    only for the reason text, which then writes ``60.9 ms`` or ``3.93 pp``; results are the same),
+    ``histogram`` (the bucket bounds of the histogram a percentile line is drawn from: the spread
+    test then compares residuals in units of the width of the bucket holding each point,
+    :func:`analyzers.stats.buckets.line_noise_scale`).
 
     Raises :class:`NotASeries` when the input is not a time series at all and
     ``ValueError`` for an unknown ``expect``/``kind``; everything else (no data, too few
@@ -137,6 +140,7 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
     window_after_s = float(opts.pop("window_after_s", 3600.0))
     max_gap_frac = float(opts.pop("max_gap_frac", 0.5))
     unit = str(opts.pop("unit", "") or "")
+    histogram = opts.pop("histogram", None)
     ignored = sorted(opts)
     if expect not in EXPECTS:
         raise ValueError(f"expect must be one of {EXPECTS}, got {expect!r}")
@@ -225,7 +229,7 @@ def verify_series(series: Any, deploy_at: Any, expect: str = "any", **options: A
                 details=base_details, common=common, ctx=ctx)
     if use_poisson:
         return verify_counts(y, cnt_arr, kind, pre_start, d, post_end, **args)
-    return _verify_level(y, pre_start, d, post_end, kind, seed=seed, ramp_s=ramp_s, **args)
+    return _verify_level(y, pre_start, d, post_end, kind, seed=seed, ramp_s=ramp_s, histogram=histogram, **args)
 
 
 def _unit_scale(x: np.ndarray) -> float:
@@ -253,6 +257,7 @@ def _verify_level(
     details: dict[str, Any],
     common: dict[str, Any],
     ctx: Ctx,
+    histogram: Any = None,
 ) -> SeriesResult:
     step_s = ctx.step_s
     unit = _unit_scale(y[pre_start:post_end])
@@ -332,6 +337,14 @@ def _verify_level(
     post_rows = fit.tpos >= dloc
     h_best = hn[:, int(np.argmax(np.abs(tstat)))]
     res_alt = fit.resid - h_best * float(h_best @ fit.resid)
+    if histogram is not None:
+        # A histogram percentile's noise is set by the bucket holding it (line_noise_scale):
+        # compare the spread in those units, so a line that crossed into a wider, sparser
+        # bucket is not read as a wider spread of the requests' latencies.
+        from analyzers.stats.buckets import line_noise_scale
+
+        res_alt = res_alt / line_noise_scale(raw[pre_lo:][fit.tpos] * unit, histogram)
+        details = dict(details, spread_units="bucket widths")
     p_var, spread_ratio = spread_test(res_alt[fit.pre_rows], res_alt[post_rows])
     post_scale = 1.0
     if p_var / (1.0 - LEVEL_WEIGHT) <= alpha and spread_ratio > 1.3:

@@ -9,6 +9,7 @@ the metric's p-value is the larger of the two). See ``docs/statistics.md``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier":
 
 
 def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, deploy: Deploy,
-                res: dict[str, Any]) -> dict[str, Any]:
+                res: dict[str, Any], bounds_out: list[tuple[float, ...]] | None = None
+                ) -> dict[str, Any]:
     """Compare the request counts per latency bucket of the after window with its baseline.
 
     A percentile line drawn by ``histogram_quantile`` is interpolated inside one bucket and, at
@@ -47,7 +49,8 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
     (:func:`analyzers.stats.buckets.compare_bucket_distributions`). Assumes requests are independent:
     with thousands of them, bursts and slow drifts make it reject easily, so it can confirm a
     shift the series test found but is never the only evidence for one. Returns the figures, or
-    ``{"error": ...}`` when they could not be had.
+    ``{"error": ...}`` when they could not be had. ``bounds_out`` (a list) receives the bucket bounds
+    when they were had.
     """
     from analyzers.prometheus.latency import window_counts, windows_query
     from analyzers.prometheus.promql import render
@@ -73,6 +76,8 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
         if not les or les != after_les:
             return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
         cmp = compare_bucket_distributions(les, before, after)
+        if bounds_out is not None:
+            bounds_out.append(tuple(les))
         drift = _drift(result, les, after, list(blocks))
     except (PrometheusError, AnalyzerError, ValueError) as exc:
         if isinstance(exc, PrometheusError) and is_outage(exc):  # could not check: no verdict at all
@@ -157,12 +162,17 @@ def _drift(result: Any, les: tuple[float, ...], after: tuple[float, ...], names:
 
 def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
     """A shifted latency result once its bucket test is in: the line and the buckets must both
-    show the change (an intersection-union test, so the p-value is the larger of the two)."""
+    show the change (an intersection-union test, so the p-value is the larger of the two).
+
+    ``alpha`` (the metric's share of the deploy's budget) is kept with the bucket figures: the
+    decision table reads the tail at the same level (:func:`analyzers.verify.decision.evidence_from_result`)."""
     bt = res.get("bucket_test") or {}
     p = bt.get("p_value")
     if "error" in bt or p is None or not math.isfinite(p):
         why = bt.get("error") or "too few requests to compare"
         return dict(res, reason=f"{res.get('reason', '')} Bucket counts not compared: {why}.")
+    bt = dict(bt, alpha=alpha)
+    res = dict(res, bucket_test=bt)
     counts = f"{bt['n_before']:,.0f} requests before, {bt['n_after']:,.0f} after"
     p_line = float(res["p_value"])
     p_txt = p_equals(p)
@@ -193,3 +203,24 @@ def _drift_text(bt: dict[str, Any]) -> str:
     if bt.get("p_day") is not None and math.isfinite(bt["p_day"]):
         text += f" or moved over the same hours a day earlier ({p_equals(bt['p_day'])})"
     return text
+
+
+def spread_in_line_units(client: PrometheusClient, config: Config, spec: MetricSpec, deploy: Deploy,
+                         res: dict[str, Any], rerun: Callable[[tuple[float, ...]], dict[str, Any]]) -> dict[str, Any]:
+    """A spread-only change of a histogram percentile, judged again in the line's own noise units.
+
+    The spread test assumes the line's noise keeps its scale when nothing changes. A percentile
+    drawn by ``histogram_quantile`` breaks that: its noise scales with the width of the bucket
+    holding it (:func:`analyzers.stats.buckets.line_noise_scale`), so a p99 that wanders across
+    a bound (payments at 1 s: 0.5-1 s below, 1-2.5 s above) gets about 3x noisier with the same
+    requests. With the bounds from the bucket test's query (fetched once here; the figures are
+    kept in the result for the decision), ``rerun(bounds)`` repeats the series test with the
+    spread compared in bucket widths. Unchanged (with the bucket figures) when no bounds came.
+    """
+    got: list[tuple[float, ...]] = []
+    bt = bucket_test(client, config, spec, deploy, res, bounds_out=got)
+    if not got:
+        return dict(res, bucket_test=bt)
+    new = rerun(got[0])
+    new["bucket_test"] = bt
+    return new

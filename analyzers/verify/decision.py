@@ -151,9 +151,12 @@ def evidence_from_result(res: dict[str, Any] | None, status: str, alpha: float) 
     bt = res.get("bucket_test") or {}
     p = bt.get("p_value")
     if "error" not in bt and p is not None and math.isfinite(p):
-        tail = "differs" if p <= alpha else "same"
+        # At the level the bucket test was judged at (with_buckets: the metric's alpha / k), so
+        # the reason's "no more than drift" and the table's tail are one decision, in one budget.
+        a_tail = float(bt.get("alpha", alpha))
+        tail = "differs" if p <= a_tail else "same"
         pb = bt.get("p_beyond_drift")
-        if tail == "differs" and pb is not None and math.isfinite(pb) and pb > alpha:
+        if tail == "differs" and pb is not None and math.isfinite(pb) and pb > a_tail:
             tail = "drift"  # differs, but no more than the mix moves without a deploy
         elif tail == "differs" and bt.get("tail_direction") == "faster":
             tail = "faster"  # differs, with fewer slow requests than before

@@ -31,7 +31,7 @@ from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.stats.sequential import SequentialPath
 from analyzers.text import ci_label, format_effect, format_number, human_duration, p_equals, redact
 from analyzers.verify import anytime
-from analyzers.verify.bucketcheck import bucket_test, with_buckets
+from analyzers.verify.bucketcheck import bucket_test, spread_in_line_units, with_buckets
 from analyzers.verify.decision import Decision, decide, evidence_from_result, watch_text
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -198,8 +198,10 @@ def verify_deploy(
             raw.append(MetricRun.failed(plan, query or _safe_query(config, plan, deploy), "error", str(exc)))
             continue
         min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
-        try:
-            tested_res = verify_series(
+
+        def run_test(histogram: tuple[float, ...] | None = None, plan: MetricPlan = plan, series: Any = series,
+                   min_effect: float | None = min_effect) -> dict[str, Any]:
+            return verify_series(
                 series,
                 deploy.started_at,
                 # the declared (or, for guards, the bad) direction gets most of alpha; the other
@@ -212,10 +214,18 @@ def verify_deploy(
                 min_points=plan.spec.min_points,
                 ramp_s=ramp_s(deploy, config),
                 unit=plan.spec.unit,  # numbers in the reason carry the metric's unit
+                histogram=histogram,
             ).to_dict()
+
+        try:
+            tested_res = run_test()
         except AnalyzerError as exc:
             raw.append(MetricRun.failed(plan, query, "inconclusive", str(exc)))
             continue
+        if plan.spec.histogram and tested_res.get("status") == "shifted" and tested_res.get("change_kind") == "variance":
+            # a spread-only change of a percentile line: judged again in the line's noise units
+            # (an outage while fetching the bucket counts raises: no verdict at all)
+            tested_res = spread_in_line_units(client, config, plan.spec, deploy, tested_res, run_test)
         if warns:
             quoted = "; ".join(warns)
             warnings.append(f"{plan.spec.key}: back end warned: {quoted}")
@@ -242,7 +252,8 @@ def verify_deploy(
         seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel,
                                 unit=plan.spec.unit)
         if plan.spec.histogram and seq_res.get("status") == "shifted":
-            seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)
+            if "bucket_test" not in seq_res:  # not already fetched for the spread (same windows)
+                seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)
             seq_res = with_buckets(seq_res, alpha / k)
         raw[i] = MetricRun(plan, run.query, seq_res)
     tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
