@@ -255,6 +255,8 @@ def verify_deploy(
             if "bucket_test" not in seq_res:  # not already fetched for the spread (same windows)
                 seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)
             seq_res = with_buckets(seq_res, alpha / k)
+        elif isinstance(seq_res.get("bucket_test"), dict):  # fetched for the spread: its tail at alpha / k too
+            seq_res["bucket_test"] = dict(seq_res["bucket_test"], alpha=alpha / k)
         raw[i] = MetricRun(plan, run.query, seq_res)
     tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
     p_adj: dict[int, float] = {i: min(1.0, float(raw[i].tested_p) * (k if i in paths else len(tested)))  # type: ignore[arg-type]
