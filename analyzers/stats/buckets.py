@@ -457,8 +457,6 @@ def rank_breakdown(totals: Mapping[str, float], fast: Mapping[str, float]) -> tu
     return tuple(sorted(rows, key=lambda r: (-r.excess, -r.slow, r.value)))
 
 
-
-
 def line_noise_scale(values: np.ndarray, les: Sequence[float]) -> np.ndarray:
     """Per value of a histogram percentile line: the width of the bucket holding it.
 
