@@ -294,7 +294,6 @@ class ReceiverProtocol(httptools_impl.HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-
 @functools.cache
 def process_settings() -> Settings:
     """This process's settings (uvicorn pickles the protocol class by name into each worker

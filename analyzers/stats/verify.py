@@ -40,6 +40,7 @@ import numpy as np
 from analyzers.stats import baselines as bl
 from analyzers.stats._fast import median as _median
 from analyzers.stats._fast import nanmedian as _nanmedian
+from analyzers.stats.buckets import line_noise_scale
 from analyzers.stats.changepoints import _running_median5, changepoints, robust_noise_scale
 from analyzers.stats.counts import verify_constant, verify_counts
 from analyzers.stats.effects import shift_with_ci
@@ -341,8 +342,6 @@ def _verify_level(
         # A histogram percentile's noise is set by the bucket holding it (line_noise_scale):
         # compare the spread in those units, so a line that crossed into a wider, sparser
         # bucket is not read as a wider spread of the requests' latencies.
-        from analyzers.stats.buckets import line_noise_scale
-
         res_alt = res_alt / line_noise_scale(raw[pre_lo:][fit.tpos] * unit, histogram)
         details = dict(details, spread_units="bucket widths")
     p_var, spread_ratio = spread_test(res_alt[fit.pre_rows], res_alt[post_rows])

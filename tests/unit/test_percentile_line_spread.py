@@ -99,7 +99,7 @@ def test_the_table_reads_the_bucket_tail_at_the_level_with_buckets_judged_it(p_b
     # failed the guard through row 14 (the demo's `fix` payments, seed 11, and `ramp_noop`,
     # seed 4). A mix far beyond drift (p = 1e-5) still fails it.
     res = with_buckets(dict(SPREAD_ONLY, bucket_test=_bucket(p_beyond)), alpha=0.005)
-    assert res["bucket_test"]["alpha"] == 0.005
+    assert res["bucket_test"]["alpha"] == pytest.approx(0.005, rel=1e-12)
     ev = evidence_from_result(res, res["status"], 0.01)  # as verify_deploy reads it (alpha = 0.01)
     assert ev.tail == ("drift" if outcome == "ok" else "differs")
     assert decide("guard", "increase", "decrease", "latency", ev).outcome == outcome

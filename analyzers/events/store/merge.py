@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from analyzers.errors import StoreError
@@ -119,8 +120,10 @@ def insert_events(items: Sequence[EventItem], payloads: Sequence[str]) -> tuple[
     return insert_events_sql(len(items)), rows, stamps
 
 
+@lru_cache(maxsize=256)
 def insert_events_sql(n: int) -> str:
-    """The multi-row events INSERT of :func:`insert_events` for ``n`` events (``?`` placeholders)."""
+    """The multi-row events INSERT of :func:`insert_events` for ``n`` events (``?`` placeholders),
+    built once per batch size (every group commit of both stores asks for it)."""
     return ("INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
             + ", ".join(["(?, ?, ?, ?, ?)"] * n)
             + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
