@@ -11,6 +11,7 @@ from analyzers.cli.common import check_output, cli_config, parse_time, store_url
 from analyzers.config import Config, parse_duration
 from analyzers.errors import ConfigError, PrometheusUnreachable
 from analyzers.model import EXIT_CODES, Deploy, DeployVerdict
+from analyzers.text import format_time
 
 
 def _select_deploys(store, args: argparse.Namespace, now: datetime) -> list[Deploy]:  # type: ignore[no-untyped-def]
@@ -49,8 +50,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         deploys = _select_deploys(store, args, now)
         if not deploys:
-            print("No deploys matched; nothing to verify (exit 2: inconclusive).", file=sys.stderr)
-            return EXIT_CODES["inconclusive"]
+            return _no_match(args, _no_match_reason(store, args, now))
         client = PrometheusClient(cfg.prometheus)
         ctx_since = min(d.started_at for d in deploys) - timedelta(seconds=cfg.verification.overlap_s)
         context = store.list_deploys(since=ctx_since, limit=100000)
@@ -74,7 +74,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
     cfg = cli_config(args)
     if not args.deploy and not (args.service and args.version):
         raise ConfigError("name the canary: --deploy ID, or --service NAME --version VERSION")
-    store = open_store(args.store or cfg.store_url)
+    store = open_store(store_url(args, cfg))  # reading: never creates an empty store
     try:
         args.deploy, args.since = ([args.deploy] if args.deploy else None), None
         found = _select_deploys(store, args, datetime.now(UTC))
@@ -94,6 +94,42 @@ def cmd_canary(args: argparse.Namespace) -> int:
     return EXIT_CODES[body["verdict"]]
 
 
+def _no_match_reason(store, args: argparse.Namespace, now: datetime) -> str:  # type: ignore[no-untyped-def]
+    """Which filters matched nothing, in which store, and what to try next."""
+    wanted = [f"{k} {getattr(args, k)!r}" for k in ("service", "environment", "version") if getattr(args, k, None)]
+    since = parse_time(args.since, now=now) if args.since else now - timedelta(days=30 if args.version else 1)
+    where = getattr(store, "describe", lambda: "the store")()
+    text = (f"No deploy{' of ' + ', '.join(wanted) if wanted else ''} started since {format_time(since)} in {where}; "
+            "nothing to verify.")
+    known = store.services()
+    if args.service and args.service not in known:
+        return text + (f" No deploy of service {args.service!r} was ever stored; known services: "
+                       f"{', '.join(known[:20]) or 'none yet'}. Check --service, or that the pipeline sends its deploy event.")
+    return text + (" Widen --since, check --environment/--version, or check that the pipeline sent the deploy event "
+                   "(the receiver's GET /v1/deploys lists what arrived).")
+
+
+def _no_match(args: argparse.Namespace, reason: str) -> int:
+    """Nothing to verify: exit 2 (inconclusive), the reason on stderr and as the report, so a pipeline
+    step that posts ``--output`` (or parses stdout) gets why instead of a missing file."""
+    from analyzers.delivery.reports import render_no_match
+
+    print(f"{reason} (exit 2: inconclusive)", file=sys.stderr)
+    _write(args, render_no_match(reason, args.format))
+    return EXIT_CODES["inconclusive"]
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {args.output} ({exc.strerror}); choose another --output") from None
+    else:
+        sys.stdout.write(text)
+
+
 def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict, Deploy]],
           canaries: list[DeployVerdict | None]) -> None:
     from analyzers.delivery.reports import render_html, render_json, render_json_many, render_markdown
@@ -106,14 +142,7 @@ def _emit(args: argparse.Namespace, cfg: Config, pairs: list[tuple[DeployVerdict
     else:
         render = render_html if args.format == "html" else render_markdown
         text = "\n".join(render(v, d, dashboard_url=cfg.dashboard_url, canary=c) for (v, d), c in triples)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the report to {args.output} ({exc.strerror}); choose another --output") from None
-    else:
-        sys.stdout.write(text)
+    _write(args, text)
 
 
 def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
@@ -175,7 +204,7 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     if outage is not None and (answer is None or answer.overall != "fail"):
         raise outage
     if verdict is None or answer is None or deploy is None:
-        print(f"No matching deploy arrived within {args.wait}; check the pipeline sends its deploy event (exit 2).", file=sys.stderr)
-        return EXIT_CODES["inconclusive"]
+        return _no_match(args, f"No matching deploy arrived within {args.wait}: check that the pipeline sends its "
+                               "deploy event before this step (the receiver's GET /v1/deploys lists what arrived).")
     _emit(args, cfg, [(verdict, deploy)], [canary])
     return EXIT_CODES[answer.overall]

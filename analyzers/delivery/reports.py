@@ -432,3 +432,19 @@ def render_html(
 <p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>
 </body></html>
 """
+
+
+def render_no_match(reason: str, fmt: str) -> str:
+    """The report when no deploy matched (``verify`` exits 2): the same format as a verdict's, so a
+    pipeline step that posts ``--output`` (a PR comment, an artifact) posts why instead of failing on
+    a missing file. JSON: an empty list, as :func:`render_json_many` of no verdicts."""
+    if fmt == "json":
+        return render_json_many([])
+    if fmt == "html":
+        e = html.escape
+        return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Deploy verification: '
+                f"no deploy matched {BADGES['inconclusive']}</title><style>{_CSS}</style></head>\n<body><h1>Deploy "
+                f"verification: no deploy matched <span class=\"badge inconclusive\">{BADGES['inconclusive']}</span>"
+                f"</h1>\n<p>{e(plain(reason, limit=2000))}</p>\n</body></html>\n")
+    return (f"## {ICONS['inconclusive']} Deploy verification: no deploy matched — **{BADGES['inconclusive']}**\n\n"
+            f"{md_text(reason, limit=2000, line_start=True)}\n")

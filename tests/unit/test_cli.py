@@ -134,3 +134,28 @@ def test_output_to_an_impossible_path_is_exit_3_before_any_work(tmp_path: Path, 
     assert res.returncode == 3, res.stdout + res.stderr
     assert "cannot write the report" in res.stderr and "Traceback" not in res.stderr
     assert "could not check" not in res.stderr  # refused before Prometheus was asked
+
+
+def test_canary_without_a_store_or_config_says_where_it_looked_and_creates_nothing(tmp_path: Path) -> None:
+    res = _run_in(tmp_path, "canary", "--service", "checkout", "--version", "v1")
+    assert res.returncode == 3, res.stdout + res.stderr  # was 2 ("no such deploy") on a fresh empty store
+    assert "ANALYZERS_CONFIG" in res.stderr and "--store" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "data").exists()  # no empty ./data/deploys.db was created
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "json", "html"])
+def test_no_matching_deploy_still_writes_the_report_and_says_why(tmp_path: Path, fmt: str) -> None:
+    """The README's CI job posts --output as a PR comment even when verify exits 2: the file must exist
+    and say why (unknown service: the known ones), in the format asked for."""
+    url = _store_with_one_deploy(tmp_path)
+    out = tmp_path / "verdict.out"
+    res = _run_in(tmp_path, "verify", "--store", url, "--service", "chekout", "--since", "30d",
+                  "--format", fmt, "--output", str(out), "--prometheus-url", "http://127.0.0.1:9")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "'chekout'" in res.stderr and "known services: cli" in res.stderr and "Traceback" not in res.stderr
+    text = out.read_text()
+    if fmt == "json":
+        assert json.loads(text) == []  # the many-deploys form with no verdicts
+    else:
+        assert "no deploy matched" in text and "INCONCLUSIVE" in text and "known services: cli" in text
+        assert ("<!doctype html>" in text) == (fmt == "html")
