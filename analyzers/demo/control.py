@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from analyzers.demo.processes import cli_command
 from analyzers.errors import AnalyzerError
 
 
@@ -60,7 +61,7 @@ class ControlDir:
         (self.inbox / f"{cid}.json").unlink(missing_ok=True)  # do not let it run later by surprise
         raise AnalyzerError(
             f"the traffic simulator did not answer within {timeout_s:.0f} s (no {path.name} in {self.outbox}). "
-            "Is the demo running? Start it with `python -m analyzers demo` (or check .demo/simulator.log)."
+            f"Is the demo running? Start it with `{cli_command()} demo` (or check .demo/simulator.log)."
         )
 
     def read_state(self) -> dict[str, Any] | None:
@@ -111,7 +112,7 @@ def request_deploy(data_dir: str | os.PathLike[str], service: str, effect: str, 
     if control.read_state() is None:
         raise AnalyzerError(
             f"no running demo found in {Path(data_dir).resolve()} (no simulator state): start it with "
-            "`python -m analyzers demo` (or pass the --data-dir it runs with)"
+            f"`{cli_command()} demo` (or pass the --data-dir it runs with)"
         )
     command: dict[str, Any] = {"command": "deploy", "service": service, "effect": effect}
     if rollout_s is not None:

@@ -30,9 +30,12 @@ from typing import Any
 
 import requests
 
+from analyzers.demo.processes import cli_command, is_ours, pid_record, read_pids, shown_path, stop_demo
 from analyzers.errors import AnalyzerError
 
 ROOT = Path(__file__).resolve().parents[2]
+#: What the summary lists on the receiver (each one answers: tests/unit/test_demo_summary.py).
+RECEIVER_PATHS = "POST /webhooks/deploys, GET /v1/deploys, /healthz, /metrics, /openapi.json"
 
 
 def _say(msg: str) -> None:
@@ -167,7 +170,7 @@ def run_demo(
                                       exemplars=True, work_dir=data / "prometheus").start()
             started.append(server.stop)
             if server.pid is not None:
-                pids.append(_pid_record("prometheus", server.pid, server.command))
+                pids.append(pid_record("prometheus", server.pid, server.command))
 
         store_url = f"sqlite:///{data / 'deploys.db'}"
         secret = _secret(data)
@@ -217,23 +220,23 @@ def run_demo(
 
         print()
         print(f"  Dashboard:   {dash_url}")
-        print(f"  Receiver:    {receiver_url}   (POST /webhooks/deploys, GET /v1/deploys, /metrics, /docs)")
+        print(f"  Receiver:    {receiver_url}   ({RECEIVER_PATHS})")
         print(f"  Prometheus:  {prom_url}   (scrapes the traffic simulator at {sim_url}/metrics)")
         print(f"  Demo data:   {data}   (webhook secret in {data / 'webhook-secret'})")
         every = f"every {deploy_every_s / 60:g} min" if deploy_every_s > 0 else "only when asked"
-        print(f"  Deploys:     {every}; now: python -m analyzers demo deploy --service checkout --effect latency+30%"
+        print(f"  Deploys:     {every}; now: {cli_command()} demo deploy --service checkout --effect latency+30%"
               + (f" --data-dir {data_dir}" if data_dir != ".demo" else ""))
         print()
         print("Point the CLI at the demo's data:")
-        print(f"  export ANALYZERS_CONFIG={_shown_path(config_path)}")
+        print(f"  export ANALYZERS_CONFIG={shown_path(config_path)}")
         print()
         if not block:
             started.clear()  # leave them running; `demo --stop` ends them
             pid_file = data / "pids.json"
-            earlier = [r for r in _read_pids(pid_file) if isinstance(r, dict) and _is_ours(r)]
+            earlier = [r for r in read_pids(pid_file) if isinstance(r, dict) and is_ours(r)]
             pid_file.write_text(json.dumps(earlier + pids, indent=1))
             pid_file.chmod(0o600)
-            print(f"Left running; stop them with: python -m analyzers demo --stop --data-dir {data_dir}")
+            print(f"Left running; stop them with: {cli_command()} demo --stop --data-dir {data_dir}")
             return 0
         print("Press Ctrl-C to stop everything this run started.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -244,80 +247,6 @@ def run_demo(
         return 0
     finally:
         stop_all()
-
-
-def stop_demo(data_dir: str = ".demo") -> int:
-    """End the processes a ``demo --no-block`` run left running (recorded in pids.json).
-
-    A PID is signalled only while ``/proc/PID`` still shows the process the demo started: the
-    same command line and the same start time (a PID reused by another program is left alone).
-    """
-    path = Path(data_dir) / "pids.json"
-    if not path.exists():
-        _say(f"nothing to stop: {path} does not exist")
-        return 0
-    for rec in _read_pids(path):
-        if not isinstance(rec, dict):
-            _say(f"not stopping PID {rec}: recorded by an older demo without its command line, so it cannot be "
-                 "checked; stop it yourself if it is still the demo's")
-            continue
-        if not _is_ours(rec):
-            _say(f"not stopping PID {rec['pid']} ({rec.get('what')}): it is no longer the process the demo started")
-            continue
-        try:
-            os.kill(int(rec["pid"]), signal.SIGTERM)
-            _say(f"stopped {rec.get('what')} (PID {rec['pid']})")
-        except ProcessLookupError:
-            pass
-    path.unlink()
-    return 0
-
-
-def _proc_start_ticks(pid: int) -> int | None:
-    """Field 22 of ``/proc/PID/stat`` (start time in clock ticks since boot), ``None`` when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
-
-
-def _proc_argv(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.decode(errors="replace").split("\0")[:-1]
-
-
-def _pid_record(what: str, pid: int, argv: list[str]) -> dict[str, Any]:
-    return {"what": what, "pid": pid, "argv": [str(a) for a in argv], "start_ticks": _proc_start_ticks(pid)}
-
-
-def _is_ours(rec: dict[str, Any]) -> bool:
-    """The process at ``rec['pid']`` runs ``rec['argv']`` and started when it was recorded."""
-    pid = int(rec.get("pid", 0))
-    if pid <= 0 or rec.get("start_ticks") is None:
-        return False
-    return _proc_argv(pid) == rec.get("argv") and _proc_start_ticks(pid) == rec["start_ticks"]
-
-
-def _read_pids(path: Path) -> list[Any]:
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return []
-    return data if isinstance(data, list) else []
-
-
-def _shown_path(path: Path) -> str:
-    """``path`` relative to the working directory when it is inside it (the printed export line)."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _check_has_demo_data(prom_url: str, deploys: list[dict[str, Any]]) -> None:
@@ -396,7 +325,10 @@ def _verify_all(store_url: str, prom_url: str, deploys: list[dict[str, Any]], co
         for v in sorted(verdicts, key=lambda v: v.service):
             t = truth.get(v.deploy_id)
             expected = f" (scenario truth: {t['expected_overall']})" if t else ""
-            _say(f"  {v.overall.upper():13s} {v.service} {v.version}{expected}")
+            ev = t["event"] if t else {}
+            what = (f" (release: flag {ev.get('flag')} {ev.get('from')} -> {ev.get('to')})"  # not a second deploy
+                    if ev.get("kind") == "release" else "")
+            _say(f"  {v.overall.upper():13s} {v.service} {v.version}{what}{expected}")
     finally:
         store.close()
 
@@ -420,7 +352,7 @@ def _reuse_or_start(
     _say(f"starting {what} at {url} ...")
     proc = _spawn(cmd, env, log)
     started.append(functools.partial(_terminate, proc))
-    pids.append(_pid_record(what, proc.pid, cmd))
+    pids.append(pid_record(what, proc.pid, cmd))
     _wait(url + health, what, proc, timeout=timeout, log=log)
 
 

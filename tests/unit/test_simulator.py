@@ -189,15 +189,15 @@ def test_the_schedule_reverts_a_change_it_made_before_changing_anything_else(han
 
 
 def test_stop_signals_only_a_process_that_still_matches_its_record(tmp_path: Path) -> None:
-    from analyzers.demo.run import _pid_record, stop_demo
+    from analyzers.demo.processes import pid_record, stop_demo
 
     argv = [sys.executable, "-c", "import time; time.sleep(60)"]
     ours = subprocess.Popen(argv)
     other = subprocess.Popen(argv)
     try:
-        records = [_pid_record("ours", ours.pid, argv),
-                   dict(_pid_record("reused pid", other.pid, argv), start_ticks=1),  # started at another time
-                   dict(_pid_record("other program", other.pid, argv), argv=["prometheus"])]
+        records = [pid_record("ours", ours.pid, argv),
+                   dict(pid_record("reused pid", other.pid, argv), start_ticks=1),  # started at another time
+                   dict(pid_record("other program", other.pid, argv), argv=["prometheus"])]
         (tmp_path / "pids.json").write_text(json.dumps(records + [other.pid]))  # a bare PID from an old demo
         assert stop_demo(str(tmp_path)) == 0
         assert ours.wait(timeout=10) != 0  # SIGTERM
