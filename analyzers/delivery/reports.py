@@ -92,13 +92,24 @@ def _canary_effect(r: dict[str, Any], unit: str) -> str:
     ratio, ci = r.get("ratio"), r.get("ratio_ci") or [None, None]
     if ratio is None:
         return "n/a"
-    level = 1.0 - float(r.get("alpha") or 0.01)
+    level = canary_level(r)
     if str(r.get("method", "")).startswith("sequential"):
         out = f"canary/baseline x{format_number(ratio, 2)}"
         if ci[0] is not None and ci[1] is not None:
             out += f", {level * 100:g}% CI x{format_number(ci[0], 2)} to x{format_number(ci[1], 2)}"
         return out
     return "canary − baseline " + format_effect(ratio, unit, ci=ci, level=level)
+
+
+def canary_level(r: dict[str, Any]) -> float:
+    """The level of a canary result's ``ratio_ci``. A latency comparison splits its alpha over the
+    bucket bounds it tests and reports the deciding bound's interval: that bound's level (99.875 %
+    of two bounds at alpha 0.0025), as its reason says, not the metric's total (99.75 %)."""
+    ci = r.get("ratio_ci")
+    for part in (r.get("details") or {}).get("per_bound") or ():
+        if isinstance(part, dict) and part.get("ratio_ci") == ci and part.get("alpha") is not None:
+            return 1.0 - float(part["alpha"])
+    return 1.0 - float(r.get("alpha") or 0.01)
 
 
 def levels_text(m: MetricVerdict) -> str:

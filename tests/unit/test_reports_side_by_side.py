@@ -86,3 +86,21 @@ def test_a_canary_only_report_compares_with_nothing() -> None:
     doc = json.loads(render_json(c, DEPLOY, canary=c))
     assert doc["combined"]["verdict"] == "fail"
     assert doc["combined"]["metrics"][0]["before_after"] is None  # a canary verdict is not its own before/after
+
+
+def test_a_latency_canary_interval_is_labelled_at_the_level_it_was_computed() -> None:
+    """Two bucket bounds share alpha 0.0025: the deciding bound's interval is a 99.875 % one (its
+    reason says so); the report's cell must not call the same interval 99.75 %."""
+    from analyzers.stats.canary import compare_buckets
+
+    les = [0.1, 0.25, 0.5, float("inf")]
+    # ten one-minute intervals: the canary sends 40% of its requests over 250 ms, the baseline 2%
+    canary_cum = np.tile([30.0, 60.0, 90.0, 100.0], (10, 1))
+    baseline_cum = np.tile([600.0, 980.0, 995.0, 1000.0], (10, 1))
+    c = compare_buckets("latency_p99", les, canary_cum, baseline_cum, bounds=[0.1, 0.25], alpha=0.0025)
+    assert c.status == "regressed" and "99.875% interval" in c.reason
+    rep = CanaryReport(judgement=judge([c]), start=T0, end=T0 + timedelta(minutes=10), queries={"latency_p99": ["q"]})
+    md = render_markdown(before_after(), DEPLOY, canary=canary_verdict(DEPLOY, rep, now=T0 + timedelta(minutes=21)))
+    row = next(line for line in md.split("### Before/after and canary vs baseline")[1].splitlines()
+               if line.startswith("| latency\\_p99"))
+    assert "99.875% CI x" in row and "99.75%" not in row
