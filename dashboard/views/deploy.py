@@ -167,7 +167,7 @@ def _overlaps(detail: data.DeployDetail) -> None:
 
 
 def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
-    from analyzers.text import ci_label, format_delta, format_p, format_relative
+    from analyzers.text import format_delta
 
     result = mv.result or {}
     with st.container(border=True):
@@ -175,34 +175,10 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
         title.subheader(f"{esc(mv.metric)} · {mv.role}")
         badge.badge(mv.outcome.replace("_", " "), color=OUTCOME_COLORS.get(mv.outcome, "gray"))
         st.markdown(esc(common.localize_times(mv.reason, zone)))
-        effect, ci = result.get("effect"), result.get("effect_ci") or (None, None)
-        rel = result.get("effect_rel")
-        # Effect and interval on a row of their own: "+148.5 ms" and "-25.0 to +344.0 ms" must never
-        # be cut (in five columns at a 1,400-pixel-wide window one of them or a p-value was).
-        c1, c2 = st.columns([1, 2])
-        c3, c4, c5 = st.columns(3)
-        unit_help = "percentage points (pp) of the ratio" if mv.unit == "ratio" else (mv.unit or "metric units")
-        c1.metric("Effect", format_delta(effect, mv.unit), help=f"Shift after the deploy, in {unit_help}.")
-        c2.metric(ci_label(result), _interval(ci[0], ci[1], mv.unit))
-        c3.metric("p-value", format_p(result.get("p_value")),
-                  help="Raw p-value of this metric's test; see the adjusted one beside it.")
-        c4.metric("p (Holm-adjusted)", format_p(mv.p_adjusted),
-                  help="Adjusted for the number of metrics tested on this deploy.")
-        n_before, n_after = result.get("n_before"), result.get("n_after")
-        c5.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
-                                           f"{n_after if n_after is not None else '—'}")
-        st.caption(
-            f"Effect {format_delta(effect, mv.unit)}"
-            + (f" · relative change {format_relative(rel)} of the before level" if rel is not None else "")
-            + f" · baseline: {esc(result.get('baseline') or 'n/a')}"
-        )
-        expect = (f"declared: {mv.expect}" if mv.role == "expectation" else f"guard, watching for: {mv.expect}")
-        expect += f" · unit: {mv.unit}" if mv.unit else ""
-        if result.get("needed_more_s"):
-            expect += f" · wait about {common.fmt_duration(float(result['needed_more_s']))} more"
-        if result.get("method"):
-            expect += f" · method: {result['method']}"
-        st.caption(expect)
+        if mv.role == "canary":
+            _canary_figures(mv, result)
+        else:
+            _before_after_figures(mv, result)
         if mv.query:
             common.show_query(mv.query)
         before, after = _window(result, "before_window"), _window(result, "after_window")
@@ -223,16 +199,90 @@ def _metric_section(deploy: Deploy, mv: MetricVerdict) -> None:
                 stale = common.stale_note(series, end, step, zone)
                 if stale:
                     st.warning(stale, icon=":material/schedule:")
+                # the chart is the catalog query's series: its unit, not a canary result's ("ratio")
+                spec = config.metrics.get(mv.metric)
                 fig = charts.metric_chart(
-                    series, metric=mv.metric, unit=mv.unit, zone=zone, deploy_at=deploy.started_at,
-                    before=before, after=after, change_at=change_at,
+                    series, metric=mv.metric, unit=spec.unit if spec is not None else mv.unit, zone=zone,
+                    deploy_at=deploy.started_at, before=before, after=after, change_at=change_at,
                 )
                 st.plotly_chart(fig, key=f"chart_{mv.metric}" if mv.role != "canary" else f"chart_canary_{mv.metric}")
-                lo, hi = result.get("effect_ci") or (None, None)
-                st.caption(
-                    f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "
-                    f"Effect CI: {format_delta(lo, mv.unit)} to {format_delta(hi, mv.unit)}."
-                )
+                if mv.role == "canary":
+                    st.caption(f"Step {step} s. {esc(mv.metric)} of the whole service, every version together; the "
+                               "canary test compares the versions' counts (query above) over the same minutes. "
+                               "Black line: deploy.")
+                else:
+                    lo, hi = result.get("effect_ci") or (None, None)
+                    st.caption(
+                        f"Step {step} s. Shaded: windows compared. Black line: deploy; red dashed: detected change. "
+                        f"Effect CI: {format_delta(lo, mv.unit)} to {format_delta(hi, mv.unit)}."
+                    )
+
+
+def _before_after_figures(mv: MetricVerdict, result: dict[str, Any]) -> None:
+    from analyzers.text import ci_label, format_delta, format_p, format_relative
+
+    effect, ci = result.get("effect"), result.get("effect_ci") or (None, None)
+    rel = result.get("effect_rel")
+    # Effect and interval on a row of their own: "+148.5 ms" and "-25.0 to +344.0 ms" must never
+    # be cut (in five columns at a 1,400-pixel-wide window one of them or a p-value was).
+    c1, c2 = st.columns([1, 2])
+    c3, c4, c5 = st.columns(3)
+    unit_help = "percentage points (pp) of the ratio" if mv.unit == "ratio" else (mv.unit or "metric units")
+    c1.metric("Effect", format_delta(effect, mv.unit), help=f"Shift after the deploy, in {unit_help}.")
+    c2.metric(ci_label(result), _interval(ci[0], ci[1], mv.unit))
+    c3.metric("p-value", format_p(result.get("p_value")),
+              help="Raw p-value of this metric's test; see the adjusted one beside it.")
+    c4.metric("p (Holm-adjusted)", format_p(mv.p_adjusted),
+              help="Adjusted for the number of metrics tested on this deploy.")
+    n_before, n_after = result.get("n_before"), result.get("n_after")
+    c5.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
+                                       f"{n_after if n_after is not None else '—'}")
+    st.caption(
+        f"Effect {format_delta(effect, mv.unit)}"
+        + (f" · relative change {format_relative(rel)} of the before level" if rel is not None else "")
+        + f" · baseline: {esc(result.get('baseline') or 'n/a')}"
+    )
+    expect = (f"declared: {mv.expect}" if mv.role == "expectation" else f"guard, watching for: {mv.expect}")
+    expect += f" · unit: {mv.unit}" if mv.unit else ""
+    if result.get("needed_more_s"):
+        expect += f" · wait about {common.fmt_duration(float(result['needed_more_s']))} more"
+    if result.get("method"):
+        expect += f" · method: {result['method']}"
+    st.caption(expect)
+
+
+def _canary_figures(mv: MetricVerdict, result: dict[str, Any]) -> None:
+    """Canary against baseline over the same minutes: the rate ratio with its always-valid interval
+    and the counts behind it (a before/after effect, p-value or point count does not exist here)."""
+    from analyzers.delivery.reports import canary_level
+    from analyzers.text import format_number
+
+    ratio, ci = result.get("ratio"), result.get("ratio_ci") or (None, None)
+    c1, c2 = st.columns([1, 2])
+    c3, c4, c5 = st.columns(3)
+
+    def factor(x: Any, upper: bool = False) -> str:  # JSON stores an infinite bound as null
+        if x is None:
+            return "∞" if upper and ci[0] is not None else "n/a"
+        if float(x) == float("inf"):
+            return "∞"
+        return f"x{format_number(x, 3)}"
+
+    c1.metric("Rate ratio", factor(ratio),
+              help="The canary's rate of the counted events (errors, or requests slower than a bucket bound) "
+                   "divided by the baseline's: x1 is no difference.")
+    c2.metric(f"{canary_level(result) * 100:g}% always-valid interval", f"{factor(ci[0])} to {factor(ci[1], upper=True)}",
+              help="Valid at every look the gate takes, however often it polls.")
+
+    def counts(side: str) -> str:
+        ev, ex = result.get(f"{side}_events"), result.get(f"{side}_exposure")
+        return "—" if ev is None or ex is None else f"{float(ev):,.0f} in {float(ex):,.0f} requests"
+
+    c3.metric("Canary", counts("canary"), help="Counted events in the canary's requests over the compared minutes.")
+    c4.metric("Baseline", counts("baseline"), help="The same for the baseline over the same minutes.")
+    c5.metric("Intervals compared", f"{result.get('intervals', '—')}",
+              help="Query steps in which both versions served; the test looks at each in turn.")
+    st.caption(f"canary vs baseline, watching for: {esc(mv.expect)} · method: {esc(result.get('method') or 'n/a')}")
 
 
 def _interval(lo: Any, hi: Any, unit: str) -> str:
@@ -426,7 +476,9 @@ def main() -> None:
     _overlaps(detail)
     if verdict is not None:
         st.header("Evidence per metric")
-        extra = canary.metrics if canary is not None and canary is not verdict else ()
+        # the canary's cards beside the before/after ones; with no before/after verdict yet the page's
+        # verdict is the canary one (a separately loaded copy): its cards once, never twice
+        extra = canary.metrics if canary is not None and before_after is not None else ()
         for mv in sorted([*verdict.metrics, *extra], key=lambda m: OUTCOME_ORDER.get(m.outcome, 1)):  # failing first
             _metric_section(deploy, mv)
     _history(detail.history)
