@@ -113,8 +113,15 @@ def canary_level(r: dict[str, Any]) -> float:
 
 
 def levels_text(m: MetricVerdict) -> str:
-    """``"12.0 ms → 18.0 ms"`` (medians of the compared windows, one scale), missing data called out."""
+    """``"12.0 ms → 18.0 ms"`` (medians of the compared windows, one scale), missing data called out.
+    A canary result has no before and after: the counts it compared (``canary 14 of 457 requests vs
+    baseline 20 of 4,226``)."""
     r = m.result or {}
+    if m.role == "canary":
+        if r.get("canary_exposure") is None or r.get("baseline_exposure") is None:
+            return "n/a"
+        return " vs ".join(f"{side} {float(r.get(side + '_events') or 0):,.0f} of {float(r[side + '_exposure']):,.0f} "
+                           "requests" for side in ("canary", "baseline"))
     if r.get("before_value") is None and r.get("after_value") is None:
         return "n/a"
     before, after = format_values([r.get("before_value"), r.get("after_value")], m.unit)

@@ -129,3 +129,19 @@ def test_slack_text_objects_are_verbatim_and_nothing_unfurls() -> None:
     objects = [b["text"] for b in msg["blocks"] if "text" in b] + [e for b in msg["blocks"] for e in b.get("elements", [])]
     assert objects and all(o["type"] == "mrkdwn" and o["verbatim"] is True for o in objects)
     assert msg["unfurl_links"] is False and msg["unfurl_media"] is False
+
+
+def test_slack_gives_a_canary_metric_its_counts_not_an_empty_before_after() -> None:
+    import numpy as np
+
+    from analyzers.delivery.notify import slack_message
+    from analyzers.stats.canary import compare_rates, judge
+    from analyzers.verify.canary import CanaryReport, canary_verdict
+
+    c = compare_rates("error_ratio", np.full(10, 3.0), np.full(10, 1.0), np.full(10, 100.0), np.full(10, 1000.0),
+                      alpha=0.005)
+    rep = CanaryReport(judgement=judge([c]), start=T0, end=T0, queries={"error_ratio": ["q"]})
+    text = slack_message(canary_verdict(DEPLOY, rep, now=T0), DEPLOY)["blocks"][1]["text"]["text"]
+    line = next(x for x in text.splitlines() if x.startswith("• *error_ratio* (canary"))
+    assert "— regressed: canary 30 of 1,000 requests vs baseline 10 of 10,000 requests, effect canary/baseline x" in line
+    assert ": n/a," not in line
