@@ -10,8 +10,23 @@ from datetime import UTC, datetime
 
 from analyzers.cli.common import cli_config, parse_time, store_url
 from analyzers.errors import ConfigError
-from analyzers.model import EXIT_CODES
+from analyzers.model import EXIT_CODES, DeployVerdict
 from analyzers.text import ci_label, format_effect, format_time, p_equals
+
+
+def _stored_before_after(store, deploy_ids: list[str]) -> dict[str, DeployVerdict]:  # type: ignore[no-untyped-def]
+    """Each deploy's latest before/after verdict: what a replay (before/after only) is compared with.
+    The store's latest verdict combines it with the canary's, so a canary that failed would read as
+    "fail -> pass" under an unchanged config."""
+    from analyzers.events.combined import latest_pair
+
+    out = {}
+    for did, v in store.latest_verdicts(deploy_ids).items():
+        if v.check_kind == "canary" or any(m.role == "canary" for m in v.metrics):
+            v = latest_pair(store.verdict_history(did))[1]
+        if v is not None:
+            out[did] = v
+    return out
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -31,7 +46,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if not deploys:
             print(f"No deploys since {since.isoformat()}; nothing to replay.", file=sys.stderr)
             return 0
-        before = store.latest_verdicts([d.deploy_id for d in deploys])
+        before = _stored_before_after(store, [d.deploy_id for d in deploys])
         workers = args.workers or os.cpu_count() or 1
         verdicts = verify_many(deploys, cfg, PrometheusClient(cfg.prometheus), store=store if args.save else None,
                                now=now, workers=workers)
@@ -43,7 +58,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"Replayed {len(verdicts)} deploys since {format_time(since)} with the current config:")
     for k in ("pass", "fail", "inconclusive"):
         print(f"  {k:13s} {counts.get(k, 0)}")
-    print(f"{len(changed)} verdicts differ from the stored ones:")
+    print(f"{len(changed)} of them differ from the stored before/after verdicts (canary checks are not replayed):")
     for d, old, new in changed:
         print(f"  {format_time(d.started_at)} {d.service} {d.version}: "
               f"{old.overall if old else 'none'} -> {new.overall} ({new.reason})")
