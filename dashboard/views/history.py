@@ -23,8 +23,14 @@ st.caption(f"{zone.note()} Effects are the shift at each deploy in the metric's 
 
 
 def effect_cell(mv: MetricVerdict) -> str:
-    """``regressed: +3.93 pp (+747.0%)``: the outcome, the shift with its unit, the relative change."""
+    """``regressed: +3.93 pp (+747.0%)``: the outcome, the shift with its unit, the relative change;
+    a canary-only result: ``regressed (canary): x8.24`` (canary's rate over the baseline's)."""
     r = mv.result or {}
+    if mv.role == "canary":
+        from analyzers.text import format_number
+
+        ratio = r.get("ratio")
+        return f"{mv.outcome} (canary): " + ("n/a" if ratio is None else f"x{format_number(ratio, 3)}")
     out = f"{mv.outcome}: {format_delta(r.get('effect'), mv.unit)}"
     if r.get("effect_rel") is not None:
         out += f" ({format_relative(r['effect_rel'])})"
@@ -74,7 +80,11 @@ for d in history.deploys:
         "verdict": latest.overall if latest else "not verified",
         "open": common.deploy_link(d.deploy_id),
     }
-    by_metric = {mv.metric: mv for mv in latest.metrics} if latest else {}
+    # a verdict with a canary check holds each metric twice: the before/after one carries the effect
+    by_metric: dict[str, MetricVerdict] = {}
+    for mv in latest.metrics if latest else ():
+        if mv.metric not in by_metric or by_metric[mv.metric].role == "canary":
+            by_metric[mv.metric] = mv
     for key in metric_keys:
         found = by_metric.get(key)
         row[key] = effect_cell(found) if found is not None else ""

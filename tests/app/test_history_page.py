@@ -44,3 +44,29 @@ def test_deploy_page_shows_where_the_verdict_was_delivered(store_data: StoreData
     deliveries = next(df.value for df in at.dataframe if "target" in df.value.columns)
     row = deliveries.iloc[0]
     assert (row["target"], row["delivered"], row["attempts"], row["HTTP status"]) == ("oncall", "no", 4, 503)
+
+
+def test_history_keeps_the_before_after_effect_when_a_canary_checked_the_same_metric(store_data: StoreData) -> None:
+    """The stored verdict of a deploy with a canary check lists each metric twice (before/after,
+    then canary): the table shows the before/after effect, not the canary's "n/a"."""
+    import numpy as np
+
+    from analyzers.stats.canary import compare_rates, judge
+    from analyzers.verify.canary import CanaryReport, canary_verdict
+
+    d = store_data.improvement  # search v7.1.0: latency_p99 confirmed, -120 ms
+    c = compare_rates("latency_p99", np.full(10, 1.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
+                      alpha=0.005)
+    rep = CanaryReport(judgement=judge([c]), start=d.started_at, end=store_data.now, queries={"latency_p99": ["q"]})
+    store = open_store(store_data.url)
+    try:
+        store.save_verdict(canary_verdict(d, rep, now=store_data.now))
+        assert {m.role for m in store.latest_verdicts([d.deploy_id])[d.deploy_id].metrics} == {"expectation", "canary"}
+    finally:
+        store.close()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["hist_svc"] = "search"
+    at.switch_page("views/history.py").run()
+    assert not at.exception
+    row = at.dataframe[0].value.set_index("version").loc["v7.1.0"]
+    assert row["latency_p99"] == "confirmed: -120.0 ms (+50%)", row["latency_p99"]
