@@ -155,3 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_CODES["error"]
+    except Exception as exc:  # noqa: BLE001 - a bug must not exit 1, which a CI gate reads as "fail"
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split())[:500]
+        print(f"error: unexpected {type(exc).__name__}: {text}; nothing was judged (exit 3). Run again with "
+              "--debug for the traceback and report it.", file=sys.stderr)
+        return EXIT_CODES["error"]

@@ -94,11 +94,17 @@ def cmd_verify_series(args: argparse.Namespace) -> int:
         if col not in df.columns:
             raise ConfigError(f"column {col!r} not in {args.file}; columns are {list(df.columns)}")
     ts = df[tcol]
-    if pd.api.types.is_numeric_dtype(ts):
-        unit = "ms" if ts.dropna().abs().max() > 1e11 else "s"
-        index = pd.to_datetime(ts, unit=unit, utc=True)
-    else:
-        index = pd.to_datetime(ts, utc=True, format="ISO8601")
+    try:
+        if pd.api.types.is_numeric_dtype(ts):
+            unit = "ms" if ts.dropna().abs().max() > 1e11 else "s"
+            index = pd.to_datetime(ts, unit=unit, utc=True)
+        else:
+            index = pd.to_datetime(ts, utc=True, format="ISO8601")
+    except (ValueError, OverflowError, TypeError) as exc:
+        bad = next((f"row {i + 2}: {v!r}" for i, v in enumerate(ts) if not _reads_as_time(v)), "a value")
+        raise ConfigError(f"cannot read column {tcol!r} of {args.file} as times ({bad}): use RFC 3339 "
+                          "(2026-11-27T10:00:00Z) or Unix seconds or milliseconds, or name the column with "
+                          "--time-column") from exc
     series = pd.Series(pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float), index=pd.DatetimeIndex(index))
     series = series.sort_index()
     series = series[~series.index.duplicated()]
@@ -124,3 +130,13 @@ def cmd_verify_series(args: argparse.Namespace) -> int:
         return EXIT_CODES["pass"]
     ok = result["status"] == "shifted" and result["direction"] == args.expect
     return EXIT_CODES["pass"] if ok else EXIT_CODES["fail"]
+
+
+def _reads_as_time(value: object) -> bool:
+    import pandas as pd
+
+    try:
+        pd.to_datetime(value, utc=True, format="ISO8601")
+    except (ValueError, OverflowError, TypeError):
+        return False
+    return True

@@ -159,3 +159,20 @@ def test_no_matching_deploy_still_writes_the_report_and_says_why(tmp_path: Path,
     else:
         assert "no deploy matched" in text and "INCONCLUSIVE" in text and "known services: cli" in text
         assert ("<!doctype html>" in text) == (fmt == "html")
+
+
+def test_unreadable_timestamp_in_the_csv_is_exit_3_naming_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("timestamp,value\n2026-11-27T10:00:00Z,1.0\nyesterday,2.0\n")
+    res = run_cli("verify-series", str(path), "--deploy-at", "2026-11-27T10:00:00Z")
+    assert res.returncode == 3, res.stderr  # was a traceback and exit 1, which CI reads as "fail"
+    assert "row 3: 'yesterday'" in res.stderr and "RFC 3339" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_unexpected_error_is_exit_3_never_1(tmp_path: Path) -> None:
+    """Exit 1 means "the deploy failed" to a pipeline: a crash must say error (3), and how to see more."""
+    res = _run_in(tmp_path, "verify", "--config", str(tmp_path), "--service", "checkout")  # a folder, not a file
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and "--debug" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    debug = _run_in(tmp_path, "--debug", "verify", "--config", str(tmp_path), "--service", "checkout")
+    assert "Traceback" in debug.stderr  # --debug shows it
