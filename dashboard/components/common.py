@@ -425,8 +425,9 @@ def query_value(name: str) -> str | None:
 
 
 def deploy_link(deploy_id: str) -> str:
-    """Relative link to a deploy's page with the id URL-encoded (ids may hold ``&``, ``#``, ``/``)."""
-    return f"deploy?deploy={quote(deploy_id, safe='')}"
+    """Relative link to a deploy's page with the id URL-encoded (ids may hold ``&``, ``#``, ``/``);
+    a viewer who switched to UTC stays in UTC there (the link opens a new page, not this session)."""
+    return f"deploy?deploy={quote(deploy_id, safe='')}" + (f"&{UTC_PARAM}=true" if utc_chosen() else "")
 
 
 def stale_note(series: Any, end: int, step: int, zone: ViewerZone) -> str | None:

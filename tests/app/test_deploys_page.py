@@ -154,3 +154,12 @@ def test_store_down_shows_a_banner_not_a_traceback(
     assert "DEPLOY\\_STORE\\_URL" in errors or "DEPLOY_STORE_URL" in errors
     assert not at.dataframe
     assert "secret" not in errors
+
+
+def test_a_deploys_link_keeps_the_utc_switch(store_data: StoreData) -> None:
+    """The details link opens a new page: a viewer who switched to UTC must not land in their
+    browser's zone there (the Deploys page said UTC, the deploy page would say CET)."""
+    at = run_app({"utc": "true"})
+    assert not at.exception
+    assert table(at).set_index("version").loc["v2.4.0", "open"] == "deploy?deploy=dep-regression&utc=true"
+    assert table(run_app()).set_index("version").loc["v2.4.0", "open"] == "deploy?deploy=dep-regression"
