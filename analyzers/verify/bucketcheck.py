@@ -37,8 +37,7 @@ _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier":
 
 
 def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, deploy: Deploy,
-                res: dict[str, Any], bounds_out: list[tuple[float, ...]] | None = None
-                ) -> dict[str, Any]:
+                res: dict[str, Any]) -> tuple[dict[str, Any], tuple[float, ...] | None]:
     """Compare the request counts per latency bucket of the after window with its baseline.
 
     A percentile line drawn by ``histogram_quantile`` is interpolated inside one bucket and, at
@@ -48,9 +47,8 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
     week earlier when it used a seasonal baseline), and a G-test compares them
     (:func:`analyzers.stats.buckets.compare_bucket_distributions`). Assumes requests are independent:
     with thousands of them, bursts and slow drifts make it reject easily, so it can confirm a
-    shift the series test found but is never the only evidence for one. Returns the figures, or
-    ``{"error": ...}`` when they could not be had. ``bounds_out`` (a list) receives the bucket bounds
-    when they were had.
+    shift the series test found but is never the only evidence for one. Returns the figures (or
+    ``{"error": ...}`` when they could not be had) and the bucket bounds (None when no counts came).
     """
     from analyzers.prometheus.latency import window_counts, windows_query
     from analyzers.prometheus.promql import render
@@ -74,18 +72,17 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
         result = client.query(query, datetime.fromtimestamp(at, UTC))
         (les, before), (after_les, after) = window_counts(result, "before"), window_counts(result, "after")
         if not les or les != after_les:
-            return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}
+            return {"query": query, "error": f"no {spec.histogram}_bucket series with the same buckets in both windows"}, None
         cmp = compare_bucket_distributions(les, before, after)
-        if bounds_out is not None:
-            bounds_out.append(tuple(les))
         drift = _drift(result, les, after, list(blocks))
     except (PrometheusError, AnalyzerError, ValueError) as exc:
         if isinstance(exc, PrometheusError) and is_outage(exc):  # could not check: no verdict at all
             raise unreachable_from(exc) from exc
-        return {"error": redact(str(exc))}
-    return {"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
-            "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
-            "before_window": [t.isoformat() for t in bw], **drift, **tail_direction(les, before, after)}
+        return {"error": redact(str(exc))}, None
+    return ({"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
+             "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
+             "before_window": [t.isoformat() for t in bw], **drift, **tail_direction(les, before, after)},
+            tuple(les))
 
 
 def tail_direction(les: tuple[float, ...], before: tuple[float, ...], after: tuple[float, ...]) -> dict[str, Any]:
@@ -165,8 +162,11 @@ def with_buckets(res: dict[str, Any], alpha: float) -> dict[str, Any]:
     show the change (an intersection-union test, so the p-value is the larger of the two).
 
     ``alpha`` (the metric's share of the deploy's budget) is kept with the bucket figures: the
-    decision table reads the tail at the same level (:func:`analyzers.verify.decision.evidence_from_result`)."""
+    decision table reads the tail at the same level (:func:`analyzers.verify.decision.evidence_from_result`).
+    A result that is not shifted (the counts were fetched to judge its spread) only gets that level."""
     bt = res.get("bucket_test") or {}
+    if res.get("status") != "shifted":
+        return dict(res, bucket_test=dict(bt, alpha=alpha)) if isinstance(res.get("bucket_test"), dict) else res
     p = bt.get("p_value")
     if "error" in bt or p is None or not math.isfinite(p):
         why = bt.get("error") or "too few requests to compare"
@@ -217,10 +217,9 @@ def spread_in_line_units(client: PrometheusClient, config: Config, spec: MetricS
     kept in the result for the decision), ``rerun(bounds)`` repeats the series test with the
     spread compared in bucket widths. Unchanged (with the bucket figures) when no bounds came.
     """
-    got: list[tuple[float, ...]] = []
-    bt = bucket_test(client, config, spec, deploy, res, bounds_out=got)
-    if not got:
+    bt, bounds = bucket_test(client, config, spec, deploy, res)
+    if bounds is None:
         return dict(res, bucket_test=bt)
-    new = rerun(got[0])
+    new = rerun(bounds)
     new["bucket_test"] = bt
     return new

@@ -170,6 +170,7 @@ def verify_deploy(
         fetcher = DirectFetcher(client)
 
     now = now or datetime.now(UTC)
+    alpha = config.verification.alpha  # the deploy's error budget: every test and the table use it
     plans = plan_metrics(deploy, config)
     start, end = analysis_window(deploy, config, now)
     overlaps = find_overlaps(deploy, others, config)
@@ -209,7 +210,7 @@ def verify_deploy(
                 expect=plan.expect if plan.expect in ("increase", "decrease") else "any",
                 min_effect=min_effect,
                 min_effect_rel=plan.spec.min_effect_rel,
-                alpha=config.verification.alpha,
+                alpha=alpha,
                 kind=plan.spec.kind,
                 min_points=plan.spec.min_points,
                 ramp_s=ramp_s(deploy, config),
@@ -234,7 +235,7 @@ def verify_deploy(
             continue
         charts[plan.spec.key] = chart_points(series, deploy, config)
         tested_res.update(window_levels(series, tested_res))
-        tested_res["ci_level"] = 1.0 - config.verification.alpha  # effect_ci is a (1 - alpha) interval
+        tested_res["ci_level"] = 1.0 - alpha  # effect_ci is a (1 - alpha) interval
         if tested_res.get("status") != "inconclusive":
             path = anytime.path_for(series, deploy, plan, config, ramp_s(deploy, config))
             if path is not None and path.kind != "none":
@@ -243,7 +244,6 @@ def verify_deploy(
 
     # One error budget over every look: each tested metric's level decision comes from its
     # confidence sequence at alpha / k (Bonferroni), p-values are always-valid ones.
-    alpha = config.verification.alpha
     k = len(paths)
     for i, path in paths.items():
         run = raw[i]
@@ -251,12 +251,10 @@ def verify_deploy(
         min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
         seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel,
                                 unit=plan.spec.unit)
-        if plan.spec.histogram and seq_res.get("status") == "shifted":
-            if "bucket_test" not in seq_res:  # not already fetched for the spread (same windows)
-                seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)
+        if plan.spec.histogram and seq_res.get("status") == "shifted" and "bucket_test" not in seq_res:
+            seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)[0]  # not fetched for the spread
+        if "bucket_test" in seq_res:  # judged, and its tail read by the table, at alpha / k (also when fetched for the spread)
             seq_res = with_buckets(seq_res, alpha / k)
-        elif isinstance(seq_res.get("bucket_test"), dict):  # fetched for the spread: its tail at alpha / k too
-            seq_res["bucket_test"] = dict(seq_res["bucket_test"], alpha=alpha / k)
         raw[i] = MetricRun(plan, run.query, seq_res)
     tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
     p_adj: dict[int, float] = {i: min(1.0, float(raw[i].tested_p) * (k if i in paths else len(tested)))  # type: ignore[arg-type]

@@ -103,3 +103,16 @@ def test_the_table_reads_the_bucket_tail_at_the_level_with_buckets_judged_it(p_b
     ev = evidence_from_result(res, res["status"], 0.01)  # as verify_deploy reads it (alpha = 0.01)
     assert ev.tail == ("drift" if outcome == "ok" else "differs")
     assert decide("guard", "increase", "decrease", "latency", ev).outcome == outcome
+
+
+def test_bucket_figures_fetched_for_the_spread_of_an_unchanged_line_carry_the_level_only() -> None:
+    # The spread rerun in bucket widths found nothing (status "unchanged"): with_buckets keeps the
+    # verdict and its reason as they are and only records the level the tail is read at, as it
+    # does for a shifted line, so verify_deploy stamps it in one place.
+    unchanged = dict(SPREAD_ONLY, status="unchanged", reason="no change", bucket_test=_bucket(0.008))
+    res = with_buckets(unchanged, alpha=0.005)
+    assert res["status"] == "unchanged" and res["reason"] == "no change"
+    assert res["bucket_test"]["alpha"] == pytest.approx(0.005, rel=1e-12)
+    assert {k: v for k, v in res["bucket_test"].items() if k != "alpha"} == _bucket(0.008)
+    failed = with_buckets(dict(unchanged, bucket_test={"error": "no buckets"}), alpha=0.005)
+    assert failed["reason"] == "no change" and failed["bucket_test"] == {"error": "no buckets", "alpha": 0.005}
