@@ -9,14 +9,19 @@ the metric's p-value is the larger of the two). See ``docs/statistics.md``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pandas as pd
 
 from analyzers.config import Config, MetricSpec
 from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy
-from analyzers.text import format_value, p_equals, redact
+from analyzers.stats.sequential import SequentialPath
+from analyzers.stats.tail_shift import implied_log_shift, lognormal_tail, shift_to_ratio
+from analyzers.text import format_relative, format_value, p_equals, redact
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -36,8 +41,15 @@ TAIL_FROM = 0.9
 _BASELINE_LAG_S = {"same time 1 day earlier": 86400, "same time 7 days earlier": 7 * 86400, "seasonal fit": 86400}
 
 
+class BucketCounts(NamedTuple):
+    """The bucket bounds (sorted, ``+Inf`` last) and the before window's cumulative counts."""
+
+    les: tuple[float, ...]
+    before: tuple[float, ...]
+
+
 def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, deploy: Deploy,
-                res: dict[str, Any]) -> tuple[dict[str, Any], tuple[float, ...] | None]:
+                res: dict[str, Any]) -> tuple[dict[str, Any], BucketCounts | None]:
     """Compare the request counts per latency bucket of the after window with its baseline.
 
     A percentile line drawn by ``histogram_quantile`` is interpolated inside one bucket and, at
@@ -48,7 +60,8 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
     (:func:`analyzers.stats.buckets.compare_bucket_distributions`). Assumes requests are independent:
     with thousands of them, bursts and slow drifts make it reject easily, so it can confirm a
     shift the series test found but is never the only evidence for one. Returns the figures (or
-    ``{"error": ...}`` when they could not be had) and the bucket bounds (None when no counts came).
+    ``{"error": ...}`` when they could not be had) and the bounds with the before window's counts
+    (None when no counts came).
     """
     from analyzers.prometheus.latency import window_counts, windows_query
     from analyzers.prometheus.promql import render
@@ -82,7 +95,7 @@ def bucket_test(client: PrometheusClient, config: Config, spec: MetricSpec, depl
     return ({"query": query, "method": cmp.method, "p_value": cmp.p_value, "n_before": cmp.n_before,
              "n_after": cmp.n_after, "max_cdf_diff": cmp.max_cdf_diff, "groups": len(cmp.pooled_les),
              "before_window": [t.isoformat() for t in bw], **drift, **tail_direction(les, before, after)},
-            tuple(les))
+            BucketCounts(tuple(les), tuple(before)))
 
 
 def tail_direction(les: tuple[float, ...], before: tuple[float, ...], after: tuple[float, ...]) -> dict[str, Any]:
@@ -206,7 +219,8 @@ def _drift_text(bt: dict[str, Any]) -> str:
 
 
 def spread_in_line_units(client: PrometheusClient, config: Config, spec: MetricSpec, deploy: Deploy,
-                         res: dict[str, Any], rerun: Callable[[tuple[float, ...]], dict[str, Any]]) -> dict[str, Any]:
+                         res: dict[str, Any], rerun: Callable[[tuple[float, ...]], dict[str, Any]]
+                         ) -> tuple[dict[str, Any], BucketCounts | None]:
     """A spread-only change of a histogram percentile, judged again in the line's own noise units.
 
     The spread test assumes the line's noise keeps its scale when nothing changes. A percentile
@@ -215,11 +229,89 @@ def spread_in_line_units(client: PrometheusClient, config: Config, spec: MetricS
     a bound (payments at 1 s: 0.5-1 s below, 1-2.5 s above) gets about 3x noisier with the same
     requests. With the bounds from the bucket test's query (fetched once here; the figures are
     kept in the result for the decision), ``rerun(bounds)`` repeats the series test with the
-    spread compared in bucket widths. Unchanged (with the bucket figures) when no bounds came.
+    spread compared in bucket widths. Unchanged (with the bucket figures) when no bounds came. The
+    counts come back too (for :func:`in_latency_units`).
     """
-    bt, bounds = bucket_test(client, config, spec, deploy, res)
-    if bounds is None:
-        return dict(res, bucket_test=bt)
-    new = rerun(bounds)
+    bt, counts = bucket_test(client, config, spec, deploy, res)
+    if counts is None:
+        return dict(res, bucket_test=bt), None
+    new = rerun(counts.les)
     new["bucket_test"] = bt
-    return new
+    return new, counts
+
+
+def histogram_quantile_of(query: str) -> float | None:
+    """The ``q`` of a catalog query drawn by ``histogram_quantile(q, ...)``, else None."""
+    m = _QUANTILE.search(query)
+    if m is None:
+        return None
+    q = float(m.group(1))
+    return q if 0.0 < q < 1.0 else None
+
+
+_QUANTILE = re.compile(r"histogram_quantile\(\s*([0-9]*\.?[0-9]+)\s*,")
+
+
+def in_latency_units(res: dict[str, Any], series: pd.Series, counts: BucketCounts | None, quantile: float | None,
+                     make_path: Callable[[pd.Series], SequentialPath | None], level_alpha: float,
+                     until_s: float, rerun: Callable[[pd.Series], dict[str, Any]] | None = None,
+                     min_effect_rel: float | None = None) -> dict[str, Any]:
+    """A level shift of a percentile line, which must also be certain as a shift of the requests' latency.
+
+    The line is mapped point by point to the log-latency shift of the before window's log-normal
+    tail that ``histogram_quantile`` would read as it (:mod:`analyzers.stats.tail_shift`), and the
+    same confidence sequence (``make_path``: baseline, noise model, horizon, direction) runs on that
+    series at the same level. The shift stands only if both sequences are certain of it in the same
+    direction (intersection-union: the p-value is the larger, and the error rate over every look is
+    at most either sequence's), and, with ``min_effect_rel``, only if the requests' latency moved by
+    at least that much (the larger of the clipped and unclipped estimates in the decided direction,
+    as :mod:`analyzers.verify.anytime` reads the line's). Otherwise the line's move is its
+    interpolation inside a wide bucket, or a wander the line amplifies there: the metric is
+    unchanged, and its interval is widened to
+    hold zero, so interval and decision agree, and its spread is judged on the same scale (``rerun``:
+    the one-look series test on the shifts; the wander the line amplifies in a wide bucket also
+    makes it noisier there).
+    The figures are kept as ``latency_shift``
+    (docs/verdict-json.md). ``res`` unchanged when the tail cannot be fitted or the sequence not run.
+    """
+    if (res.get("status") != "shifted" or res.get("change_kind", "level") != "level" or counts is None
+            or quantile is None or res.get("p_value") is None):
+        return res
+    fit = lognormal_tail(counts.les, counts.before)
+    if fit is None:
+        return res
+    shifts = implied_log_shift(series.to_numpy(dtype=float), counts.les, fit[0], fit[1], quantile)
+    shift_series = pd.Series(shifts, index=series.index)
+    path = make_path(shift_series)
+    if path is None or path.kind != "level":
+        return res
+    seq = path.at(level_alpha, until_s)
+    p = path.pvalue(until_s)
+    lo, hi = seq["interval"]
+    est = seq.get("estimate")
+    raw = seq.get("estimate_unclipped")
+    if est is not None and raw is not None and math.isfinite(raw) and seq["direction"] in ("increase", "decrease"):
+        est = max(est, raw) if seq["direction"] == "increase" else min(est, raw)
+    size = shift_to_ratio(est)
+    info = {"status": seq["status"], "direction": seq["direction"], "p_value": p,
+            "estimate": size, "interval": [shift_to_ratio(lo), shift_to_ratio(hi)],
+            "tail_mu": fit[0], "tail_sigma": fit[1]}
+    out = dict(res, latency_shift=info, p_value=max(float(res["p_value"]), p))
+    certain = seq["status"] == "shifted" and seq["direction"] == res.get("direction")
+    small = certain and min_effect_rel is not None and size is not None and abs(size) < min_effect_rel
+    if certain and not small:
+        return out
+    why = (f"by {format_relative(size)}, certain at any look but below the minimum meaningful effect "
+           f"({format_relative(min_effect_rel).lstrip('+')})" if small else
+           f"the move is not certain at any look ({format_relative(info['interval'][0])} to "
+           f"{format_relative(info['interval'][1])}, always-valid {p_equals(p)})")
+    if rerun is not None:
+        spread = {k: v for k, v in (rerun(shift_series).get("details") or {}).items() if k in ("p_spread", "spread_ratio")}
+        out["details"] = dict(out.get("details") or {}, **spread)
+    elo, ehi = out.get("effect_ci") or [None, None]
+    out.update(status="unchanged", direction=None, change_kind=None,
+               effect_ci=[min(elo, 0.0) if elo is not None else None, max(ehi, 0.0) if ehi is not None else None],
+               reason=(f"The percentile line moved ({p_equals(res['p_value'])}), but read as a shift of the requests' "
+                       f"latency (the log-normal tail of the bucket counts before the deploy) {why}: the line's "
+                       "interpolation inside a wide bucket amplifies the move"))
+    return out

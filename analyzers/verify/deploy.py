@@ -31,7 +31,14 @@ from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.stats.sequential import SequentialPath
 from analyzers.text import ci_label, format_effect, format_number, human_duration, p_equals, redact
 from analyzers.verify import anytime
-from analyzers.verify.bucketcheck import bucket_test, spread_in_line_units, with_buckets
+from analyzers.verify.bucketcheck import (
+    BucketCounts,
+    bucket_test,
+    histogram_quantile_of,
+    in_latency_units,
+    spread_in_line_units,
+    with_buckets,
+)
 from analyzers.verify.decision import Decision, decide, evidence_from_result, watch_text
 from analyzers.verify.fetch import (
     DirectFetcher,
@@ -63,6 +70,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analyzers.prometheus.client import PrometheusClient
 
 
@@ -183,6 +192,9 @@ def verify_deploy(
         )
     raw: list[MetricRun] = []
     paths: dict[int, SequentialPath] = {}
+    counts: dict[int, BucketCounts | None] = {}  # bucket counts already fetched, per metric
+    series_of: dict[int, pd.Series] = {}
+    reruns: dict[int, Callable[..., dict[str, Any]]] = {}
     charts: dict[str, dict[str, list[Any]]] = {}
     for plan in plans:
         if progress:
@@ -226,7 +238,7 @@ def verify_deploy(
         if plan.spec.histogram and tested_res.get("status") == "shifted" and tested_res.get("change_kind") == "variance":
             # a spread-only change of a percentile line: judged again in the line's noise units
             # (an outage while fetching the bucket counts raises: no verdict at all)
-            tested_res = spread_in_line_units(client, config, plan.spec, deploy, tested_res, run_test)
+            tested_res, counts[len(raw)] = spread_in_line_units(client, config, plan.spec, deploy, tested_res, run_test)
         if warns:
             quoted = "; ".join(warns)
             warnings.append(f"{plan.spec.key}: back end warned: {quoted}")
@@ -240,6 +252,7 @@ def verify_deploy(
             path = anytime.path_for(series, deploy, plan, config, ramp_s(deploy, config))
             if path is not None and path.kind != "none":
                 paths[len(raw)] = path
+                series_of[len(raw)], reruns[len(raw)] = series, run_test
         raw.append(MetricRun(plan, query, tested_res))
 
     # One error budget over every look: each tested metric's level decision comes from its
@@ -252,9 +265,19 @@ def verify_deploy(
         seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel,
                                 unit=plan.spec.unit)
         if plan.spec.histogram and seq_res.get("status") == "shifted" and "bucket_test" not in seq_res:
-            seq_res["bucket_test"] = bucket_test(client, config, plan.spec, deploy, seq_res)[0]  # not fetched for the spread
+            seq_res["bucket_test"], counts[i] = bucket_test(client, config, plan.spec, deploy, seq_res)  # not fetched for the spread
         if "bucket_test" in seq_res:  # judged, and its tail read by the table, at alpha / k (also when fetched for the spread)
             seq_res = with_buckets(seq_res, alpha / k)
+        if plan.spec.histogram and path.kind == "level":  # the line's shift, certain as a shift of the requests too
+
+            def make_path(s: pd.Series, plan: MetricPlan = plan) -> SequentialPath | None:
+                return anytime.path_for(s, deploy, plan, config, ramp_s(deploy, config))
+
+            def spread_of(s: pd.Series, run_on: Callable[..., dict[str, Any]] = reruns[i]) -> dict[str, Any]:
+                return run_on(series=s)
+
+            seq_res = in_latency_units(seq_res, series_of[i], counts.get(i), histogram_quantile_of(plan.spec.query),
+                                       make_path, alpha / k, now.timestamp(), spread_of, plan.spec.min_effect_rel)
         raw[i] = MetricRun(plan, run.query, seq_res)
     tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
     p_adj: dict[int, float] = {i: min(1.0, float(raw[i].tested_p) * (k if i in paths else len(tested)))  # type: ignore[arg-type]
