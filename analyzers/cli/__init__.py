@@ -64,6 +64,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_command(args)
 
 
+def _add_sources(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="sqlite:////abs/path.db or postgresql://... (default: $DEPLOY_STORE_URL, "
+                                   "else the config's store.url)")
+    p.add_argument("--config", help="TOML config (default: $ANALYZERS_CONFIG)")
+    p.add_argument("--prometheus-url", help="Prometheus-compatible API base URL (default: $PROMETHEUS_URL, "
+                                            "else the config's prometheus.url)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analyzers.server.run import add_serve_arguments
 
@@ -78,13 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="verify deploys against Prometheus (exit 0 pass, 1 fail, 2 inconclusive, 3 error)")
     v.add_argument("--deploy", action="append", help="deploy id (repeatable)")
-    v.add_argument("--service")
-    v.add_argument("--environment")
+    v.add_argument("--service", help="only this service's deploys")
+    v.add_argument("--environment", help="only deploys to this environment (e.g. production)")
     v.add_argument("--since", help="e.g. 24h or an RFC 3339 time (default 24h)")
-    v.add_argument("--format", choices=("markdown", "json", "html"), default="markdown")
-    v.add_argument("--output", "-o", help="write the report to this file")
-    for opt in ("--store", "--config", "--prometheus-url"):
-        v.add_argument(opt)
+    v.add_argument("--format", choices=("markdown", "json", "html"), default="markdown", help="report format")
+    v.add_argument("--output", "-o", help="write the report to this file (written even when nothing matched)")
+    _add_sources(v)
     v.add_argument("--version", help="with --service: the newest deploy of this version")
     v.add_argument("--wait", help="block up to this long (e.g. 30m) for a final verdict; exits at once on fail")
     v.add_argument("--poll", type=float, default=30.0, help="seconds between checks with --wait")
@@ -92,41 +99,38 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     vs = sub.add_parser("verify-series", help="offline check of an exported CSV (timestamp,value)")
-    vs.add_argument("file")
-    vs.add_argument("--deploy-at", required=True)
-    vs.add_argument("--expect", choices=("increase", "decrease", "any"), default="any")
-    vs.add_argument("--time-column")
-    vs.add_argument("--value-column")
-    vs.add_argument("--min-effect", type=float)
-    vs.add_argument("--min-effect-rel", type=float)
-    vs.add_argument("--format", choices=("text", "json"), default="text")
+    vs.add_argument("file", help="CSV with a header: timestamp (RFC 3339, Unix s or ms) and value columns")
+    vs.add_argument("--deploy-at", required=True, help="when the deploy started: RFC 3339 or Unix seconds")
+    vs.add_argument("--expect", choices=("increase", "decrease", "any"), default="any",
+                    help="the direction the deploy should move the series (default any)")
+    vs.add_argument("--time-column", help="name of the time column (default: the first)")
+    vs.add_argument("--value-column", help="name of the value column (default: the second)")
+    vs.add_argument("--min-effect", type=float, help="smallest shift that counts, in the series' units")
+    vs.add_argument("--min-effect-rel", type=float, help="smallest shift that counts, as a fraction (0.1: 10%%)")
+    vs.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     vs.set_defaults(func=cmd_verify_series)
 
     c = sub.add_parser("canary", help="judge a canary against its baseline now (exit 0 pass, 1 fail, 2 inconclusive)")
     c.add_argument("--deploy", help="deploy id")
-    c.add_argument("--service")
-    c.add_argument("--environment")
+    c.add_argument("--service", help="with --version: the canary's service")
+    c.add_argument("--environment", help="only deploys to this environment")
     c.add_argument("--version", help="with --service: the newest deploy of this version")
-    c.add_argument("--format", choices=("text", "json"), default="text")
-    for opt in ("--store", "--config", "--prometheus-url"):
-        c.add_argument(opt)
+    c.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    _add_sources(c)
     c.add_argument("--no-save", action="store_true", help="do not store the canary verdict")
     c.set_defaults(func=cmd_canary)
 
     r = sub.add_parser("replay", help="re-verify past deploys with the current config and show what changes")
-    r.add_argument("--since", default="30d")
-    r.add_argument("--service")
-    for opt in ("--store", "--config", "--prometheus-url"):
-        r.add_argument(opt)
+    r.add_argument("--since", default="30d", help="deploys started since: a duration or an RFC 3339 time (default 30d)")
+    r.add_argument("--service", help="only this service's deploys")
+    _add_sources(r)
     r.add_argument("--save", action="store_true", help="store the new verdicts")
     r.add_argument("--workers", type=workers_arg, default=0,
                    help="processes verifying services in parallel (default 0: one per CPU)")
     r.set_defaults(func=cmd_replay)
 
     w = sub.add_parser("worker", help="run scheduled verifications (first, finished, final) and deliver reports")
-    w.add_argument("--store")
-    w.add_argument("--config")
-    w.add_argument("--prometheus-url")
+    _add_sources(w)
     w.add_argument("--poll", type=float, default=5.0, help="seconds between passes")
     w.add_argument("--once", action="store_true", help="run what is due now, then exit")
     w.set_defaults(func=cmd_worker)

@@ -383,16 +383,20 @@ def add_demo_parser(sub: Any) -> argparse.ArgumentParser:
     d.add_argument("--strategy", choices=("rolling", "canary"), default="rolling",
                    help="demo deploy: rolling update, or a canary at 10%%, 50%%, then 100%% gated by the receiver")
     d.add_argument("--canary-step", type=float, help="seconds a canary holds each weight (default 300)")
-    d.add_argument("--simulator-port", type=int, default=int(os.environ.get("SIMULATOR_PORT", "9469")))
+    d.add_argument("--simulator-port", type=int, default=int(os.environ.get("SIMULATOR_PORT", "9469")),
+                   help="traffic simulator's /metrics port (default 9469, $SIMULATOR_PORT)")
     d.add_argument("--scrape-interval", default="15s", help="how often Prometheus scrapes the simulator")
     d.add_argument("--deploy-every", type=float, default=900.0, help="seconds between automatic deploys (0: none)")
     d.add_argument("--quick-checks", action="store_true",
                    help="short verification windows: a first verdict about 3 min after a deploy (tests)")
-    d.add_argument("--prometheus-port", type=int, default=int(os.environ.get("PROMETHEUS_PORT", "9090")))
-    d.add_argument("--receiver-port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")))
-    d.add_argument("--dashboard-port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "8501")))
-    d.add_argument("--data-dir", default=".demo")
-    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--prometheus-port", type=int, default=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+                   help="Prometheus port (default 9090, $PROMETHEUS_PORT)")
+    d.add_argument("--receiver-port", type=int, default=int(os.environ.get("RECEIVER_PORT", "8000")),
+                   help="webhook receiver port (default 8000, $RECEIVER_PORT)")
+    d.add_argument("--dashboard-port", type=int, default=int(os.environ.get("DASHBOARD_PORT", "8501")),
+                   help="dashboard port (default 8501, $DASHBOARD_PORT)")
+    d.add_argument("--data-dir", default=".demo", help="where the demo keeps its data, config and PIDs (default .demo)")
+    d.add_argument("--seed", type=int, default=7, help="seed of the generated history and traffic (default 7)")
     d.add_argument("--fresh", action="store_true", help="regenerate the demo data")
     d.add_argument("--no-block", action="store_true", help="start, load, print URLs and exit (leave servers running)")
     d.add_argument("--stop", action="store_true", help="stop what a --no-block run left running")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -174,3 +175,15 @@ def test_an_unexpected_error_is_exit_3_never_1(tmp_path: Path) -> None:
     res = _run_in(tmp_path, "verify", "--config", str(tmp_path), "--service", "checkout")  # a folder, not a file
     assert res.returncode == 3, res.stdout + res.stderr
     assert "Traceback" not in res.stderr and "--debug" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["verify", "verify-series", "canary", "replay", "worker", "demo"])
+def test_every_option_in_help_says_what_it_does(command: str) -> None:
+    """`--help` is where a new user starts: no flag listed bare (as --store, --config and
+    --prometheus-url were on four commands)."""
+    from analyzers.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [a.option_strings[0] if a.option_strings else a.dest for a in sub.choices[command]._actions
+            if not a.help and a.dest != "help"]
+    assert bare == [], f"{command}: options without help: {bare}"
