@@ -14,6 +14,7 @@ Streamlit's session threads, and opening one costs well under a millisecond.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,8 +79,15 @@ def get_client(config: Config) -> PrometheusClient:
 
 @contextlib.contextmanager
 def _store(url: str) -> Iterator[Any]:
-    from analyzers.events.store import open_store
+    from analyzers.events.store import open_store, sqlite_path
 
+    path = sqlite_path(url)
+    if path is not None and not os.path.exists(path):  # read-only: never create an empty store and show "no deploys"
+        raise StoreUnavailable(
+            f"there is no deploy store at {os.path.abspath(path)} ({url}); the dashboard reads the receiver's "
+            "store and never creates one. Point it there with DEPLOY_STORE_URL or ANALYZERS_CONFIG (after "
+            "make demo: export ANALYZERS_CONFIG=.demo/config.toml), or start the receiver first: it creates it."
+        )
     try:
         store = open_store(url)
     except AnalyzerError:

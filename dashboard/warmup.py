@@ -111,9 +111,12 @@ def run_page(timeout_s: float = TIMEOUT_S) -> None:
     """The app once on the Latency page, with an unreachable Prometheus and an empty store."""
     from streamlit.testing.v1 import AppTest
 
+    from analyzers.events.store import open_store
+
     with tempfile.TemporaryDirectory(prefix="dashboard-warmup-") as tmp, environment(
         ANALYZERS_CONFIG=None, PROMETHEUS_URL=closed_url(), DEPLOY_STORE_URL=f"sqlite:///{Path(tmp) / 'warm-up.db'}",
     ):
+        open_store(os.environ["DEPLOY_STORE_URL"]).close()  # the pages never create a store: an empty one here
         at = AppTest.from_file(str(APP), default_timeout=timeout_s)
         at.context = {"timezone": "UTC"}
         at.query_params.update(QUERY)

@@ -163,3 +163,17 @@ def test_a_deploys_link_keeps_the_utc_switch(store_data: StoreData) -> None:
     assert not at.exception
     assert table(at).set_index("version").loc["v2.4.0", "open"] == "deploy?deploy=dep-regression&utc=true"
     assert table(run_app()).set_index("version").loc["v2.4.0", "open"] == "deploy?deploy=dep-regression"
+
+
+def test_a_missing_store_is_an_error_banner_and_is_not_created(store_data: StoreData, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started without the receiver's store (no config, a typo in DEPLOY_STORE_URL), the dashboard said
+    "No deploys ... send deploy events" over an empty ./data/deploys.db it had just created."""
+    missing = tmp_path / "nowhere" / "deploys.db"
+    monkeypatch.setenv("DEPLOY_STORE_URL", f"sqlite:///{missing}")
+    at = run_app()
+    assert not at.exception
+    text = " ".join(e.value for e in at.error).replace("\\", "")  # the banner is Markdown-escaped
+    assert "no deploy store at" in text and "DEPLOY_STORE_URL" in text and "ANALYZERS_CONFIG" in text, text
+    assert not any("No deploys" in i.value for i in at.info)
+    assert not missing.exists() and not missing.parent.exists()
