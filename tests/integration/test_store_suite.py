@@ -349,42 +349,75 @@ def test_postgres_dropped_connection_is_unavailable_then_reconnects(postgres_url
 
 
 @pytest.mark.postgres
-def test_postgres_group_commit_is_two_round_trips(postgres_url: str, tmp_path) -> None:
+def test_postgres_group_commit_round_trips(postgres_url: str, tmp_path) -> None:
     """Each round trip is a wait on the network and, in the receiver, a GIL hand-off back to
-    the writer thread: a group commit of new events (or one event) is two messages to the
-    server, three when the batch holds an event stored before; the answers are those of the
-    six-statement path. Counted with libpq's protocol trace (messages that end in a wait:
-    a simple Query, or Sync after an extended-protocol statement)."""
+    the writer thread: a group commit of new events of new deploys (or one such event) is one
+    message to the server; one that updates a deploy this store wrote lately, or holds an
+    event stored before, is two or three; a wrong guess (a deploy another receiver wrote)
+    costs one more and keeps nothing of the guess. The answers are those of the six-statement
+    path. Counted with libpq's protocol trace (messages that end in a wait: a simple Query, or
+    Sync after an extended-protocol statement)."""
     from psycopg import pq
 
-    store = open_store(new_database(postgres_url))
+    url = new_database(postgres_url)
+    store = open_store(url)
     trace = tmp_path / "trace.txt"
 
-    def round_trips(items: list[tuple[str, str, dict[str, Any], Deploy]]) -> tuple[int, list[Any]]:
-        conn = store._conn  # type: ignore[attr-defined]
+    def round_trips(items: list[tuple[str, str, dict[str, Any], Deploy]], on: Any = None) -> tuple[int, list[Any]]:
+        on = on or store
+        conn = on._conn
         with open(trace, "w") as f:
             conn.pgconn.trace(f.fileno())
             conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
             try:
-                results = store.record_events(items)  # type: ignore[attr-defined]
+                results = on.record_events(items)
             finally:
                 conn.pgconn.untrace()
         sent = [line.split("\t") for line in trace.read_text().splitlines() if line.startswith("F\t")]
         return sum(1 for m in sent if m[2] in ("Query", "Sync")), results
 
+    other = open_store(url)  # a second receiver: it has not written d0-d9
     try:
         store.ping()
+        other.ping()
         n, results = round_trips([("ci", f"e{i}", {"i": i}, deploy(f"d{i % 3}", status="started")) for i in range(6)])
-        assert n == 2 and [r[1] for r in results] == [True] * 6  # type: ignore[index]
+        assert n == 1 and [r[1] for r in results] == [True] * 6  # type: ignore[index]
+        assert store.get_deploy("d0").status == "started"  # type: ignore[union-attr]
+        assert store.event_payload("ci", "e5") == {"i": 5}
         n, results = round_trips([("ci", "e9", {}, deploy("d9"))])
-        assert n == 2 and results[0][1] is True  # type: ignore[index]
+        assert n == 1 and results[0][1] is True  # type: ignore[index]
+        # d1 was written by this store: no guess, the two-message path (three: e1 was stored before)
         n, results = round_trips([("ci", "e1", {}, deploy("d7")), ("ci", "e10", {}, deploy("d1"))])
         assert n == 3
         assert [(r[0].deploy_id, r[1]) for r in results] == [("d1", False), ("d1", True)]  # type: ignore[index]
         assert store.get_deploy("d1").status == "succeeded"  # type: ignore[union-attr]
         assert store.get_deploy("d7") is None  # a duplicate creates nothing
+        assert store.guesses_missed == 0  # type: ignore[attr-defined]
+
+        # The other receiver guesses d2 is new: the unique violation rolls the guess back whole
+        # (e11 and d8 are not kept twice), then the two-message path merges into the stored d2.
+        n, results = round_trips([("ci", "e11", {"x": 1}, deploy("d8")),
+                                  ("ci", "e12", {}, deploy("d2", status="succeeded", version="v2"))], other)
+        assert n == 3 and other.guesses_missed == 1  # type: ignore[attr-defined]
+        assert [(r[0].deploy_id, r[0].status, r[1]) for r in results] == [  # type: ignore[index]
+            ("d8", "succeeded", True), ("d2", "succeeded", True)]
+        assert results[1][0].version == "v1"  # identity stays as first stored (the merge rule)
+        assert store.get_deploy("d2").status == "succeeded"  # type: ignore[union-attr]
+        # After a missed guess the next batch is not guessed (then guessing resumes)
+        n, _ = round_trips([("ci", "e13", {}, deploy("d13"))], other)
+        assert n == 2
+        n, _ = round_trips([("ci", "e14", {}, deploy("d14"))], other)
+        assert n == 1
+        # An event stored before under another deploy: the guess fails on the events INSERT,
+        # the answer is a duplicate under the deploy it was first stored under, d15 not created
+        n, results = round_trips([("ci", "e9", {}, deploy("d15"))], other)
+        assert n == 4 and other.guesses_missed == 2  # type: ignore[attr-defined]
+        assert (results[0][0].deploy_id, results[0][1]) == ("d9", False)  # type: ignore[index]
+        assert store.get_deploy("d15") is None
+        assert store.count_events() == 12
     finally:
         store.close()
+        other.close()
 
 
 @pytest.mark.postgres

@@ -8,10 +8,13 @@
 - Migrations run on start under an advisory lock (several receivers may start together);
   the applied version is kept in ``schema_version``.
 - Connection loss -> :class:`StoreUnavailable`; the next call reconnects.
-- A group commit (:meth:`PostgresStore._record_batch`) is two round trips to the server:
-  ``BEGIN``, the deploy locks, the events INSERT and the SELECT of the deploys travel as one
-  message, the deploys upsert and ``COMMIT`` as a second (three when the batch holds events
-  stored before). Parameters are bound on the client for these (the server takes several
+- A group commit (:meth:`PostgresStore._record_batch`) of new events of deploys not stored
+  before is one round trip: the deploy locks and plain INSERTs of the events and the deploys in
+  one message, one implicit transaction (the outcome is known before anything is sent). When
+  the batch updates a deploy this store wrote lately, or after a wrong guess (a unique
+  violation: nothing of it is kept), it is two: ``BEGIN``, the deploy locks, the events INSERT
+  and the SELECT of the deploys travel as one message, the deploys upsert and ``COMMIT`` as a
+  second (three when the batch holds events stored before). Parameters are bound on the client for these (the server takes several
   statements per message only without server-side parameters): each value is quoted by
   psycopg's own adapters (``Transformer.as_literal``, as ``psycopg.sql.Literal`` and
   ``ClientCursor`` do it) into a message template built once per batch size
@@ -44,7 +47,7 @@ _LOCK_SQL = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDI
 
 
 @lru_cache(maxsize=256)
-def _message(kind: str, n: int) -> bytes:
+def _message(kind: str, n: int, m: int = 0) -> bytes:
     """A group commit's message for ``n`` rows as a template: ``%s`` where each quoted value goes
     (``bytes % literals``). Built once per size: psycopg's own placeholder parsing of a message
     of 50 values or more is not cached and took about a third of the writer thread's CPU.
@@ -53,9 +56,18 @@ def _message(kind: str, n: int) -> bytes:
       values each), the SELECT of the batch's deploys (one array);
     - ``before``: the deploys ``n`` events stored by earlier transactions were stored under
       (two values each);
-    - ``upsert``: the upsert of ``n`` deploys (seven values each) and ``COMMIT``.
+    - ``upsert``: the upsert of ``n`` deploys (seven values each) and ``COMMIT``;
+    - ``new``: a whole group commit of ``n`` new events of ``m`` deploys not stored before, in
+      one message without ``BEGIN`` (one implicit transaction, committed when the message ends):
+      the deploy locks, then plain INSERTs of the events and the deploys (no ``ON CONFLICT``),
+      so an event or a deploy stored before raises a unique violation and nothing is kept.
     """
-    if kind == "first":
+    if kind == "new":
+        sql = (_LOCK_SQL + "; INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
+               + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+               + "; INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
+               "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * m))
+    elif kind == "first":
         sql = ("BEGIN; " + _LOCK_SQL + "; " + insert_events_sql(n) + "; "
                "SELECT deploy_id, data FROM deploys WHERE deploy_id = ANY(%s::text[])")
     elif kind == "before":
@@ -104,9 +116,16 @@ class PostgresStore(SQLStore):
     placeholder = "%s"
     batch_from = 1  # two round trips for a single event too, instead of six
 
+    #: Deploy ids this store wrote lately (a bounded, insertion-ordered set): a batch touching
+    #: one of them is no new-deploys batch, so :meth:`_record_batch` does not guess it is.
+    _RECENT = 4096
+
     def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
         super().__init__(url.replace("postgres://", "postgresql://", 1))
         self.connect_timeout_s = connect_timeout_s
+        self.recent: dict[str, None] = {}
+        self.guesses_missed = 0  # new-deploys guesses that met a stored event or deploy
+        self._skip = self._backoff = 0  # after a missed guess, batches not guessed (doubling up to 64)
         self._start()
 
     def _connect(self) -> Any:
@@ -145,9 +164,15 @@ class PostgresStore(SQLStore):
             cur.execute(_LOCK_SQL, ([zlib.crc32(d.encode()) for d in deploy_ids],))
 
     def _record_batch(self, items: Sequence[EventItem]) -> list[tuple[Deploy, bool] | StoreError]:
-        """:meth:`SQLStore._record_batch`'s outcome in two round trips instead of six.
+        """:meth:`SQLStore._record_batch`'s outcome in one or two round trips instead of six.
 
-        The first message: ``BEGIN``; the deploy locks (sorted ids, as every writer takes them);
+        A batch of distinct events whose deploys this store has not written lately is first
+        guessed new: its outcome (``merge_batch`` with nothing stored) is sent as one message
+        (:func:`_message` ``new``); a unique violation means some event or deploy was stored
+        before, the implicit transaction is rolled back whole, and the batch goes the two-message
+        way below. After a wrong guess the next batches are not guessed (1, 2, 4 ... up to 64).
+
+        The two-message way. The first message: ``BEGIN``; the deploy locks (sorted ids, as every writer takes them);
         the multi-row events INSERT (``ON CONFLICT DO NOTHING RETURNING``); the SELECT of the
         batch's deploys. Each statement of a message runs with its own snapshot (READ
         COMMITTED), so the SELECT sees every commit made before its locks were granted. When
@@ -158,14 +183,32 @@ class PostgresStore(SQLStore):
         before anything is sent.
         """
         from psycopg.adapt import Transformer
+        from psycopg.errors import UniqueViolation
 
         payloads = [payload_text(payload) for _, _, payload, _ in items]  # TypeError/ValueError: caller falls back
         ids = sorted({item[3].deploy_id for item in items})
+        locks = [zlib.crc32(d.encode()) for d in ids]
         with self._tx(write=True, begin=False) as cur:
             literal = Transformer.from_context(cur.connection).as_literal
             _, rows, stamps = insert_events(items, payloads)
-            cur.execute(_bound(_message("first", len(items)),
-                               [[zlib.crc32(d.encode()) for d in ids], *rows, ids], literal), prepare=False)
+            if self._guess(ids) and len({(s, e) for s, e, _, _ in items}) == len(items):
+                # Guess: every event and every deploy is new (a deploy's first event). Then the
+                # outcome is known before anything is sent, and the whole group commit is one
+                # message (see _message "new"). Wrong guess: a unique violation, nothing kept,
+                # and the batch takes the path below (one round trip lost).
+                out, upserts = merge_batch(items, stamps, {(s, e) for s, e, _, _ in items},
+                                           {(s, e): d.deploy_id for s, e, _, d in items}, {})
+                try:
+                    cur.execute(_bound(_message("new", len(items), len(upserts)),
+                                       [locks, *rows, *(v for row in upserts for v in row)], literal), prepare=False)
+                except UniqueViolation:  # the implicit transaction is rolled back; the connection is idle
+                    self.guesses_missed += 1
+                    self._skip = self._backoff = min(64, 2 * self._backoff or 1)
+                else:
+                    self._backoff = 0
+                    self._remember(ids)
+                    return out
+            cur.execute(_bound(_message("first", len(items)), [locks, *rows, ids], literal), prepare=False)
             cur.nextset()  # past BEGIN
             cur.nextset()  # past the locks
             inserted = {(r[0], r[1]) for r in cur.fetchall()}
@@ -186,7 +229,23 @@ class PostgresStore(SQLStore):
             out, upserts = merge_batch(items, stamps, inserted, first_seen, state)
             cur.execute(_bound(_message("upsert", len(upserts)), [v for row in upserts for v in row], literal)
                         if upserts else b"COMMIT", prepare=False)
+            self._remember(ids)
         return out
+
+    def _guess(self, ids: Sequence[str]) -> bool:
+        """Whether to send a batch of these deploys as new (one message): not after a recent
+        missed guess, nor when this store wrote one of them lately."""
+        if self._skip:
+            self._skip -= 1
+            return False
+        return not any(d in self.recent for d in ids)
+
+    def _remember(self, ids: Sequence[str]) -> None:
+        recent = self.recent
+        for d in ids:
+            recent[d] = None
+        while len(recent) > self._RECENT:
+            del recent[next(iter(recent))]
 
     def _translate(self, exc: BaseException) -> StoreError | None:
         import psycopg
