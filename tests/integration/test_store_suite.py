@@ -463,6 +463,43 @@ def test_group_commit_isolates_a_bad_item_and_sees_duplicates_within_the_batch(s
     assert store.count_events() == 2
 
 
+def test_group_commit_guessed_new_then_stored_before(store: Store) -> None:
+    """A batch is first written as if every event and deploy were new (plain INSERTs); when
+    a deploy was stored before, its update is merged as usual, and when an event was, it is a
+    duplicate under the deploy it was first stored under and nothing else of the guess stays."""
+    assert [r[1] for r in store.record_events([  # type: ignore[attr-defined, index]
+        ("ci", "e1", {"n": 1}, deploy("d1", status="started", commit_sha="abc")),
+        ("ci", "e2", {"n": 2}, deploy("d2", status="started"))])] == [True, True]
+    results = store.record_events([  # type: ignore[attr-defined]
+        ("ci", "e3", {"n": 3}, deploy("d3")),
+        ("ci", "e4", {"n": 4}, deploy("d1", status="succeeded", version="v9", at=T0 - timedelta(minutes=5)))])
+    assert [(r[0].deploy_id, r[0].status, r[1]) for r in results] == [  # type: ignore[index]
+        ("d3", "succeeded", True), ("d1", "succeeded", True)]
+    d1 = store.get_deploy("d1")
+    assert d1 is not None and (d1.version, d1.commit_sha, d1.started_at) == ("v1", "abc", T0 - timedelta(minutes=5))
+    results = store.record_events([("ci", "e5", {"n": 5}, deploy("d5")),  # type: ignore[attr-defined]
+                                   ("ci", "e2", {"n": 2}, deploy("d6"))])
+    assert [(r[0].deploy_id, r[1]) for r in results] == [("d5", True), ("d2", False)]  # type: ignore[index]
+    assert store.get_deploy("d6") is None and store.get_deploy("d2").status == "started"  # type: ignore[union-attr]
+    assert store.event_payload("ci", "e5") == {"n": 5}
+    assert store.count_events() == 5
+
+
+def test_sqlite_group_commit_of_new_events_is_four_statements(tmp_path) -> None:
+    """In the receiver's writer thread each SQLite step releases and takes back the GIL: a
+    batch of new events of new deploys is BEGIN, two INSERTs and COMMIT (one step each), where
+    reading back what the INSERT stored and the stored deploys costs a step per row."""
+    store = open_store(f"sqlite:///{tmp_path / 'steps.db'}")
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    results = store.record_events([("ci", f"e{i}", {}, deploy(f"d{i}")) for i in range(9)])  # type: ignore[attr-defined]
+    assert [r[1] for r in results] == [True] * 9  # type: ignore[index]
+    # (around BEGIN IMMEDIATE, two PRAGMAs switch SQLite's own busy handler off and on: _begin polls)
+    assert [s.split()[0] for s in statements if not s.startswith("PRAGMA busy_timeout")] == [
+        "BEGIN", "INSERT", "INSERT", "COMMIT"]
+    store.close()
+
+
 def test_group_commit_gives_the_same_answers_and_rows_as_one_event_at_a_time(store_url: str, tmp_path) -> None:
     """A batch is written in a few multi-row statements: it must behave exactly like the
     events recorded one by one (merges in order, duplicates within the batch and from an

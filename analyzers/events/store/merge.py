@@ -127,3 +127,17 @@ def insert_events_sql(n: int) -> str:
     return ("INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
             + ", ".join(["(?, ?, ?, ?, ?)"] * n)
             + " ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
+
+
+@lru_cache(maxsize=256)
+def new_rows_sql(table: str, n: int) -> str:
+    """A plain INSERT of ``n`` rows into ``events`` (the five values of :func:`insert_events`)
+    or ``deploys`` (the seven of :func:`upsert_deploys_sql`), without ``ON CONFLICT``: a row
+    stored before raises a unique violation. The guess that a batch is all new uses it."""
+    columns = _COLUMNS[table]
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+            + ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * n))
+
+
+_COLUMNS = {"events": ("source", "event_id", "deploy_id", "received_us", "payload"),
+            "deploys": ("deploy_id", "service", "environment", "started_us", "status", "updated_us", "data")}

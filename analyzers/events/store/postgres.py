@@ -37,6 +37,7 @@ from analyzers.events.store.merge import (
     insert_events,
     insert_events_sql,
     merge_batch,
+    new_rows_sql,
     upsert_deploys_sql,
 )
 from analyzers.events.store.scheduling import SCHEDULER_DDL
@@ -63,10 +64,7 @@ def _message(kind: str, n: int, m: int = 0) -> bytes:
       so an event or a deploy stored before raises a unique violation and nothing is kept.
     """
     if kind == "new":
-        sql = (_LOCK_SQL + "; INSERT INTO events (source, event_id, deploy_id, received_us, payload) VALUES "
-               + ", ".join(["(?, ?, ?, ?, ?)"] * n)
-               + "; INSERT INTO deploys (deploy_id, service, environment, started_us, status, updated_us, data) "
-               "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * m))
+        sql = _LOCK_SQL + "; " + new_rows_sql("events", n) + "; " + new_rows_sql("deploys", m)
     elif kind == "first":
         sql = ("BEGIN; " + _LOCK_SQL + "; " + insert_events_sql(n) + "; "
                "SELECT deploy_id, data FROM deploys WHERE deploy_id = ANY(%s::text[])")
