@@ -485,21 +485,6 @@ def test_group_commit_guessed_new_then_stored_before(store: Store) -> None:
     assert store.count_events() == 5
 
 
-def test_sqlite_group_commit_of_new_events_is_four_statements(tmp_path) -> None:
-    """In the receiver's writer thread each SQLite step releases and takes back the GIL: a
-    batch of new events of new deploys is BEGIN, two INSERTs and COMMIT (one step each), where
-    reading back what the INSERT stored and the stored deploys costs a step per row."""
-    store = open_store(f"sqlite:///{tmp_path / 'steps.db'}")
-    statements: list[str] = []
-    store._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
-    results = store.record_events([("ci", f"e{i}", {}, deploy(f"d{i}")) for i in range(9)])  # type: ignore[attr-defined]
-    assert [r[1] for r in results] == [True] * 9  # type: ignore[index]
-    # (around BEGIN IMMEDIATE, two PRAGMAs switch SQLite's own busy handler off and on: _begin polls)
-    assert [s.split()[0] for s in statements if not s.startswith("PRAGMA busy_timeout")] == [
-        "BEGIN", "INSERT", "INSERT", "COMMIT"]
-    store.close()
-
-
 def test_group_commit_gives_the_same_answers_and_rows_as_one_event_at_a_time(store_url: str, tmp_path) -> None:
     """A batch is written in a few multi-row statements: it must behave exactly like the
     events recorded one by one (merges in order, duplicates within the batch and from an

@@ -26,7 +26,6 @@ from analyzers.events.store.merge import (
     insert_events,
     merge_batch,
     merge_deploys,
-    new_rows_sql,
     upsert_deploys_sql,
 )
 from analyzers.events.store.scheduling import Check, SchedulerTables
@@ -80,9 +79,6 @@ class SQLStore(SchedulerTables, ABC):
     placeholder = "?"
     #: :meth:`record_events` takes the :meth:`_record_batch` path from this many events on.
     batch_from = 2
-    #: The driver's unique-violation error, when a failed statement leaves the transaction
-    #: usable (SQLite): :meth:`_record_batch` then first guesses its events and deploys are new.
-    _unique_violation: tuple[type[BaseException], ...] = ()
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -237,10 +233,7 @@ class SQLStore(SchedulerTables, ABC):
         with self._tx(write=True) as cur:
             self._lock_deploys(cur, sorted({item[3].deploy_id for item in items}))  # one lock order: no deadlocks
             sql, rows, stamps = insert_events(items, payloads)
-            new = self._guess_new(cur, items, rows, stamps)
-            if isinstance(new, list):
-                return new
-            inserted = new or {(r[0], r[1]) for r in self._exec(cur, sql, rows).fetchall()}
+            inserted = {(r[0], r[1]) for r in self._exec(cur, sql, rows).fetchall()}
             first_seen: dict[tuple[str, str], str] = {}  # event -> deploy_id it was first stored under
             for source, event_id, _, deploy in items:
                 key = (source, event_id)
@@ -261,30 +254,6 @@ class SQLStore(SchedulerTables, ABC):
             out, upserts = merge_batch(items, stamps, inserted, first_seen, state)
             if upserts:
                 self._exec(cur, upsert_deploys_sql(len(upserts)), [v for row in upserts for v in row])
-        return out
-
-    def _guess_new(self, cur: Any, items: Sequence[EventItem], rows: list[Any], stamps: list[int],
-                   ) -> list[tuple[Deploy, bool] | StoreError] | set[tuple[str, str]] | None:
-        """Guess that every event of the batch, and every deploy, is stored for the first time
-        (a deploy's first event), with plain INSERTs: two statements, where the general path
-        runs one step per row it reads back (in a thread, each step a GIL hand-off).
-
-        Returns the batch's outcome when the guess held; the set of its events when they were
-        new but some deploy was stored before (the caller merges into it); None when some event
-        was stored before (that failed statement changed nothing; the caller starts over).
-        """
-        keys = {(s, e) for s, e, _, _ in items}
-        if not self._unique_violation or len(keys) < len(items):
-            return None
-        try:
-            self._exec(cur, new_rows_sql("events", len(items)), rows)
-        except self._unique_violation:
-            return None
-        out, upserts = merge_batch(items, stamps, keys, {(s, e): d.deploy_id for s, e, _, d in items}, {})
-        try:
-            self._exec(cur, new_rows_sql("deploys", len(upserts)), [v for row in upserts for v in row])
-        except self._unique_violation:
-            return keys
         return out
 
     def _record(self, cur: Any, source: str, event_id: str, payload: dict[str, Any], deploy: Deploy) -> tuple[Deploy, bool]:

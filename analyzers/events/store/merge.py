@@ -133,7 +133,7 @@ def insert_events_sql(n: int) -> str:
 def new_rows_sql(table: str, n: int) -> str:
     """A plain INSERT of ``n`` rows into ``events`` (the five values of :func:`insert_events`)
     or ``deploys`` (the seven of :func:`upsert_deploys_sql`), without ``ON CONFLICT``: a row
-    stored before raises a unique violation. The guess that a batch is all new uses it."""
+    stored before raises a unique violation (PostgreSQL's one-message group commit)."""
     columns = _COLUMNS[table]
     return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
             + ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * n))

@@ -81,9 +81,6 @@ def _already(conn: sqlite3.Connection, version: int, index: int) -> bool:
 class SQLiteStore(SQLStore):
     """SQLite store at ``path``; the schema is created (migrated) on first use."""
 
-    #: A failed statement is undone alone; the transaction goes on (the guess of ``_record_batch``).
-    _unique_violation = (sqlite3.IntegrityError,)
-
     def __init__(self, path: str, *, busy_timeout_s: float = 5.0, url: str | None = None) -> None:
         super().__init__(url or f"sqlite:///{path}")
         if path in ("", ":memory:"):
