@@ -14,7 +14,8 @@ probe's timestamps can be compared.
   ``submitted started ended answered events`` (:class:`analyzers.server.commit.GroupCommitter`).
 - :func:`tail_report`: for the slowest 1% of events, the longest commit and the longest probe
   fsync that ran while each was in flight (from when it was due to its answer), beside the same
-  figures for all events.
+  figures for all events; and how their time splits between waiting for their own group
+  commit to start, that commit, and the answer's way back (:func:`_split`).
 - :func:`machine_cpu` and :func:`postgres_pid`: the machine's CPU use over the run, and the
   PostgreSQL server's process (its CPU per event is shown beside the receiver's).
 """
@@ -203,6 +204,39 @@ def _longest_overlap(starts: Sequence[float], spans: Sequence[tuple[float, float
     return best
 
 
+def _split(dues: Sequence[float], latencies: Sequence[float], cut: float,
+           commits: Sequence[tuple[float, float, float, float, int]]) -> dict[str, float]:
+    """Where the slowest events' time went, as medians over those of ``latencies >= cut``: from
+    due to the hand-over of its own group commit (waiting behind the commit in flight), that
+    commit (hand-over, writer thread, back to the loop), and from then to the client's answer.
+
+    The receiver does not log which commit held which event: an event's own commit is taken to
+    be the last one (of any receiver process) handed over after the event was due and answered
+    before the client got its answer. Events with no such commit are counted in ``unmatched``.
+    """
+    by_answer = sorted(commits, key=lambda r: r[3])
+    answered = [r[3] for r in by_answer]
+    wait: list[float] = []
+    own: list[float] = []
+    after: list[float] = []
+    unmatched = 0
+    for due, lat in zip(dues, latencies, strict=True):
+        if lat < cut:
+            continue
+        i = bisect.bisect_right(answered, due + lat) - 1
+        while i >= 0 and by_answer[i][0] < due:
+            i -= 1
+        if i < 0:
+            unmatched += 1
+            continue
+        r = by_answer[i]
+        wait.append((r[0] - due) * 1e3)
+        own.append((r[3] - r[0]) * 1e3)
+        after.append((due + lat - r[3]) * 1e3)
+    return {"queue_wait": pct(wait, 0.5), "own_commit": pct(own, 0.5), "after": pct(after, 0.5),
+            "unmatched": unmatched}
+
+
 def tail_report(dues: Sequence[float], latencies: Sequence[float],
                 commits: Sequence[tuple[float, float, float, float, int]],
                 fsyncs: Sequence[tuple[float, float]],
@@ -234,6 +268,8 @@ def tail_report(dues: Sequence[float], latencies: Sequence[float],
     if not latencies or len(dues) != len(latencies):
         return out
     cut = pct(latencies, 0.99)
+    if commits:
+        out["slowest_split_ms"] = _split(dues, latencies, cut, commits)
     spans = {"commit": [(r[1], r[2] - r[1]) for r in commits], "fsync": list(fsyncs),
              "checkpoint": list(checkpoints)}
     for name, sp in spans.items():
@@ -267,6 +303,10 @@ def summary_line(rep: dict[str, Any]) -> str:
     if "checkpoint_ms" in rep:
         k = rep["checkpoint_ms"]
         parts.append(f"{k['n']} checkpoints p50/max {k['p50']:.1f}/{k['max']:.1f} ms")
+    if "slowest_split_ms" in rep:
+        w = rep["slowest_split_ms"]
+        parts.append(f"slowest 1% (median): {w['queue_wait']:.1f} ms before its commit, {w['own_commit']:.1f} ms "
+                     f"its commit, {w['after']:.1f} ms after")
     for name in ("commit", "fsync", "checkpoint"):
         o = rep.get(f"{name}_overlap")
         if o:

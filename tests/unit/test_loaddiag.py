@@ -20,11 +20,12 @@ from analyzers.demo.loaddiag import (
 
 def test_the_slowest_events_are_tied_to_the_stall_they_waited_behind() -> None:
     # 1,000 events due 1 ms apart, 2 ms each; one commit of 60 ms at t = 0.500 s holds up the
-    # 20 events due in its last 20 ms (their latency grows to 20-40 ms); every other commit takes 1 ms
+    # 20 events due in its last 20 ms: they go in the next commit (handed over at 0.570 s, answered
+    # 1.1 ms later) and get their answer 1 ms after that (latency 13-32 ms); every other commit takes 1 ms
     dues = [i / 1000 for i in range(1000)]
     lat = [0.002] * 1000
     for i in range(540, 560):
-        lat[i] = 0.560 - dues[i] + 0.002 + 0.020
+        lat[i] = 0.5711 + 0.001 - dues[i]
     commits = [(t, t, t + 0.001, t + 0.0011, 1) for t in (i / 100 for i in range(100)) if not 0.49 < t < 0.57]
     commits.append((0.500, 0.500, 0.560, 0.561, 3))
     commits.sort(key=lambda c: c[1])
@@ -35,8 +36,15 @@ def test_the_slowest_events_are_tied_to_the_stall_they_waited_behind() -> None:
     assert rep["commit_overlap"]["all_stalled"] == pytest.approx(0.06, abs=0.02)  # the events that overlapped it
     assert rep["fsync_overlap"]["slowest_1pct_stalled"] == 0.0  # the disk was not the cause
     assert rep["fsync_ms"]["p99"] == pytest.approx(1.0, abs=0.01)
+    # the slowest 10 (due 0.540-0.549 s) waited ~25 ms behind the stall before their own 1.1 ms commit
+    split = rep["slowest_split_ms"]
+    assert split["queue_wait"] == pytest.approx(25.0, abs=1.0)
+    assert split["own_commit"] == pytest.approx(1.1, abs=0.01)
+    assert split["after"] == pytest.approx(1.0, abs=0.01)
+    assert split["unmatched"] == 0
     line = summary_line(rep)
     assert "commit p50/p99/max" in line and "100%" in line and "probe fsync" in line
+    assert "ms before its commit, 1.1 ms its commit, 1.0 ms after" in line
 
 
 def test_no_timings_no_claims() -> None:
