@@ -377,8 +377,11 @@ def _combine(deploy: Deploy, metrics: Sequence[MetricVerdict], fail_on_no_effect
         if any(m.outcome == "error" for m in unsure):
             first = next(m for m in unsure if m.outcome == "error")
             return "inconclusive", f"{what} could not be verified: {first.reason}", retry
-        wait = f" Check again in about {math.ceil(retry / 60)} minutes." if retry else ""
-        return "inconclusive", f"{what} is inconclusive for {names}: not enough data yet.{wait}", retry
+        if retry:
+            return ("inconclusive", f"{what} is inconclusive for {names}: not enough data yet. "
+                    f"Check again in about {math.ceil(retry / 60)} minutes.", retry)
+        # waiting does not help (no data at all, gaps, too little history): say what does
+        return "inconclusive", f"{what} is inconclusive for {names}: {unsure[0].reason}", None
     confirmed = [m for m in metrics if m.role == "expectation" and m.outcome == "confirmed"]
     improved = [m for m in metrics if m.outcome == "improved"]
     parts = []

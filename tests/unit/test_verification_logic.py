@@ -78,6 +78,17 @@ def test_missing_data_is_never_a_pass() -> None:
     assert retry == 600 and "10 minutes" in reason
 
 
+def test_no_data_at_all_says_what_to_check_not_to_wait() -> None:
+    # waiting cannot help a metric with no samples: the headline gives its reason, no retry time
+    no_data = MetricVerdict(metric="latency_p99", role="guard", expect="increase", outcome="inconclusive",
+                            reason="No data: the series is empty or all NaN around the deploy; check the query "
+                                   "and that the metric is scraped.")
+    overall, reason, retry = _combine(_deploy(), [no_data], False)
+    assert overall == "inconclusive" and retry is None
+    assert "not enough data yet" not in reason
+    assert "latency_p99" in reason and "check the query" in reason
+
+
 def test_no_effect_passes_unless_asked_to_fail() -> None:
     ms = [_mv("no_effect", role="expectation"), _mv("ok")]
     assert _combine(_deploy(), ms, False)[0] == "pass"
