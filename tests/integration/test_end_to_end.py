@@ -194,4 +194,4 @@ def test_replay_counts_verdicts_and_lists_changes(loaded: dict[str, Any], prom: 
     assert f"Replayed {n} deploys" in r.stdout
     fails = sum(1 for d in prom.scenario.deploys if d.expected_overall == "fail")
     assert re.search(rf"fail\s+{fails}\b", r.stdout), r.stdout
-    assert "0 verdicts differ" in r.stdout  # same config, same data: same verdicts as stored
+    assert "0 of them differ from the stored before/after verdicts" in r.stdout  # same config, same data: same verdicts
