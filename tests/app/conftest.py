@@ -128,6 +128,27 @@ def fill_store(url: str, now: datetime) -> StoreData:
     return StoreData(url, now, regression, improvement, release, unverified)
 
 
+def save_rate_canary(data: StoreData, deploy: Deploy, metric: str, canary_events: float,
+                     *before: DeployVerdict) -> None:
+    """Store ``before`` verdicts, then a rate canary verdict on ``metric`` as the gate stores it:
+    ``canary_events`` of 100 canary requests a minute against 10 of 1,000 baseline ones, 10 minutes."""
+    import numpy as np
+
+    from analyzers.stats.canary import compare_rates, judge
+    from analyzers.verify.canary import CanaryReport, canary_verdict
+
+    c = compare_rates(metric, np.full(10, canary_events), np.full(10, 10.0), np.full(10, 100.0),
+                      np.full(10, 1000.0), alpha=0.005)
+    rep = CanaryReport(judgement=judge([c]), start=deploy.started_at, end=data.now, queries={metric: ["q"]})
+    store = open_store(data.url)
+    try:
+        for verdict in before:
+            store.save_verdict(verdict)
+        store.save_verdict(canary_verdict(deploy, rep, now=data.now))
+    finally:
+        store.close()
+
+
 @pytest.fixture(autouse=True)
 def _clear_streamlit_caches() -> Iterator[None]:
     """The data cache is shared across AppTest instances of one process: start each test clean."""

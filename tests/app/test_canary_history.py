@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from analyzers.events.store import open_store
 from analyzers.model import Deploy, DeployVerdict
-from tests.app.conftest import APP, StoreData
+from tests.app.conftest import APP, StoreData, save_rate_canary
 
 
 def test_history_shows_change_metrics_and_trend(store_data: StoreData) -> None:
@@ -43,20 +43,8 @@ def test_history_shows_change_metrics_and_trend(store_data: StoreData) -> None:
 
 
 def test_deploy_page_shows_a_stored_canary_verdict(store_data: StoreData) -> None:
-    import numpy as np
-
-    from analyzers.stats.canary import compare_rates, judge
-    from analyzers.verify.canary import CanaryReport, canary_verdict
-
     d = store_data.unverified
-    c = compare_rates("error_ratio", np.full(10, 30.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
-                      alpha=0.005)
-    rep = CanaryReport(judgement=judge([c]), start=d.started_at, end=store_data.now, queries={"error_ratio": ["q"]})
-    store = open_store(store_data.url)
-    try:
-        store.save_verdict(canary_verdict(d, rep, now=store_data.now))
-    finally:
-        store.close()
+    save_rate_canary(store_data, d, "error_ratio", 30.0)
     at = AppTest.from_file(APP, default_timeout=30)
     at.query_params["deploy"] = d.deploy_id
     at.run()
@@ -66,11 +54,7 @@ def test_deploy_page_shows_a_stored_canary_verdict(store_data: StoreData) -> Non
 
 
 def test_deploy_page_shows_before_after_and_canary_side_by_side(store_data: StoreData) -> None:
-    import numpy as np
-
     from analyzers.model import MetricVerdict
-    from analyzers.stats.canary import compare_rates, judge
-    from analyzers.verify.canary import CanaryReport, canary_verdict
 
     d = store_data.unverified
     ok = MetricVerdict(metric="error_ratio", role="guard", expect="increase", outcome="ok",
@@ -79,15 +63,8 @@ def test_deploy_page_shows_before_after_and_canary_side_by_side(store_data: Stor
     before_after = DeployVerdict(deploy_id=d.deploy_id, overall="pass", reason="Every guard held.", metrics=(ok,),
                                  checked_at=store_data.now - timedelta(minutes=2), service=d.service,
                                  version=d.version, check_kind="first")
-    c = compare_rates("error_ratio", np.full(10, 30.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
-                      alpha=0.005)
-    rep = CanaryReport(judgement=judge([c]), start=d.started_at, end=store_data.now, queries={"error_ratio": ["q"]})
-    store = open_store(store_data.url)
-    try:  # the gate stored the canary verdict after the worker's before/after check: it is the latest
-        store.save_verdict(before_after)
-        store.save_verdict(canary_verdict(d, rep, now=store_data.now))
-    finally:
-        store.close()
+    # the gate stored the canary verdict after the worker's before/after check: it is the latest
+    save_rate_canary(store_data, d, "error_ratio", 30.0, before_after)
     at = AppTest.from_file(APP, default_timeout=30)
     at.query_params["deploy"] = d.deploy_id
     at.run()

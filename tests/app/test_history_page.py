@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from streamlit.testing.v1 import AppTest
 
 from analyzers.events.store import open_store
-from tests.app.conftest import APP, StoreData
+from tests.app.conftest import APP, StoreData, save_rate_canary
 
 
 def test_history_lists_a_services_deploys_with_verdicts_and_effects(store_data: StoreData) -> None:
@@ -49,18 +49,10 @@ def test_deploy_page_shows_where_the_verdict_was_delivered(store_data: StoreData
 def test_history_keeps_the_before_after_effect_when_a_canary_checked_the_same_metric(store_data: StoreData) -> None:
     """The stored verdict of a deploy with a canary check lists each metric twice (before/after,
     then canary): the table shows the before/after effect, not the canary's "n/a"."""
-    import numpy as np
-
-    from analyzers.stats.canary import compare_rates, judge
-    from analyzers.verify.canary import CanaryReport, canary_verdict
-
     d = store_data.improvement  # search v7.1.0: latency_p99 confirmed, -120 ms
-    c = compare_rates("latency_p99", np.full(10, 1.0), np.full(10, 10.0), np.full(10, 100.0), np.full(10, 1000.0),
-                      alpha=0.005)
-    rep = CanaryReport(judgement=judge([c]), start=d.started_at, end=store_data.now, queries={"latency_p99": ["q"]})
+    save_rate_canary(store_data, d, "latency_p99", 1.0)
     store = open_store(store_data.url)
     try:
-        store.save_verdict(canary_verdict(d, rep, now=store_data.now))
         assert {m.role for m in store.latest_verdicts([d.deploy_id])[d.deploy_id].metrics} == {"expectation", "canary"}
     finally:
         store.close()
