@@ -189,13 +189,13 @@ class PostgresStore(SQLStore):
         with self._tx(write=True, begin=False) as cur:
             literal = Transformer.from_context(cur.connection).as_literal
             _, rows, stamps = insert_events(items, payloads)
-            if self._guess(ids) and len({(s, e) for s, e, _, _ in items}) == len(items):
+            keys = {(s, e) for s, e, _, _ in items}
+            if self._guess(ids) and len(keys) == len(items):
                 # Guess: every event and every deploy is new (a deploy's first event). Then the
                 # outcome is known before anything is sent, and the whole group commit is one
                 # message (see _message "new"). Wrong guess: a unique violation, nothing kept,
                 # and the batch takes the path below (one round trip lost).
-                out, upserts = merge_batch(items, stamps, {(s, e) for s, e, _, _ in items},
-                                           {(s, e): d.deploy_id for s, e, _, d in items}, {})
+                out, upserts = merge_batch(items, stamps, keys, {(s, e): d.deploy_id for s, e, _, d in items}, {})
                 try:
                     cur.execute(_bound(_message("new", len(items), len(upserts)),
                                        [locks, *rows, *(v for row in upserts for v in row)], literal), prepare=False)
