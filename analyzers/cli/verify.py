@@ -161,22 +161,26 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
     from analyzers.verify.deploy import nearby_deploys, verify_deploy
 
     wait_s = parse_duration(args.wait, key="--wait")
+    if not (args.deploy or args.version):
+        raise ConfigError("--wait needs --deploy ID or --service S --version V")
+    if args.version and not args.service:
+        raise ConfigError("--version needs --service: --wait waits for the newest deploy of that service and version")
+    if args.since:  # a bad --since is a mistake to say now, not a deploy event to wait for
+        parse_time(args.since, now=datetime.now(UTC))
     start = time.monotonic()
     client = PrometheusClient(cfg.prometheus)
     verdict: DeployVerdict | None = None
     deploy: Deploy | None = None
     canary: DeployVerdict | None = None
-    if not (args.deploy or args.version):
-        raise ConfigError("--wait needs --deploy ID or --service S --version V")
     store = open_store(store_url(args, cfg))
     outage: PrometheusUnreachable | None = None
     try:
         while True:
             now = datetime.now(UTC)
-            try:
+            if args.deploy:  # only an id the store does not hold yet is waited for
+                found = [d for d in (store.get_deploy(args.deploy[0]),) if d is not None]
+            else:
                 found = _select_deploys(store, args, now)
-            except ConfigError:
-                found = []  # the deploy event has not arrived yet
             if found:
                 deploy = found[0]
                 try:
@@ -196,6 +200,10 @@ def _verify_wait(args: argparse.Namespace, cfg: Config) -> int:
             state = ("waiting for the deploy event" if deploy is None else
                      "Prometheus unreachable, could not check" if outage is not None else
                      f"currently {answer.overall}" if answer is not None else "checking")
+            if deploy is not None:  # a CI log reader learns when the answer comes, in UTC like the log
+                due = final_due(deploy, cfg)
+                ends = now + timedelta(seconds=max(wait_s - elapsed, 0.0))
+                state += f" (final verdict due {format_time(due)}; this wait ends {format_time(ends)})"
             print(f"[{int(elapsed)} s / {int(wait_s)} s] {state}; checking again in {args.poll:g} s",
                   file=sys.stderr, flush=True)
             time.sleep(min(args.poll, max(wait_s - elapsed, 0.1)))

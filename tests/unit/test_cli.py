@@ -162,6 +162,40 @@ def test_no_matching_deploy_still_writes_the_report_and_says_why(tmp_path: Path,
         assert ("<!doctype html>" in text) == (fmt == "html")
 
 
+@pytest.mark.parametrize(("args", "why"), [
+    (("--version", "v1"), "--version needs --service"),
+    (("--service", "cli", "--version", "v1", "--since", "yesterday"), "cannot read time 'yesterday'"),
+])
+def test_wait_with_a_usage_mistake_is_exit_3_at_once_not_a_wait(tmp_path: Path, args: tuple[str, ...], why: str) -> None:
+    """A pipeline's typo must not hold the job for the whole --wait and then blame a missing deploy
+    event (exit 2): it was "waiting for the deploy event" for 20 s here, then said none arrived."""
+    url = _store_with_one_deploy(tmp_path)
+    res = _run_in(tmp_path, "verify", "--store", url, *args, "--wait", "20s", "--poll", "1",
+                  "--prometheus-url", "http://127.0.0.1:9")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert why in res.stderr and "waiting for the deploy event" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_wait_progress_in_the_ci_log_says_when_the_final_verdict_is_due(tmp_path: Path) -> None:
+    """Each --wait progress line tells the CI log reader when the answer comes (the final check, in
+    UTC, with the zone named) and when this wait gives up, beside the current state."""
+    from analyzers.events.store import open_store
+
+    url = _store_with_one_deploy(tmp_path)  # started 2026-11-27 10:00 UTC; observation 2 h by default
+    store = open_store(url)
+    try:
+        (deploy,) = store.list_deploys(service="cli", limit=10)
+    finally:
+        store.close()
+    res = _run_in(tmp_path, "verify", "--store", url, "--deploy", deploy.deploy_id, "--wait", "2s",
+                  "--poll", "0.5", "--prometheus-url", "http://127.0.0.1:9")
+    assert res.returncode == 3, res.stdout + res.stderr  # Prometheus down all along: an error, never a verdict
+    progress = [line for line in res.stderr.splitlines() if line.startswith("[")]
+    assert progress, res.stderr
+    assert all("Prometheus unreachable" in line and "final verdict due 2026-11-27 12:00 UTC" in line
+               and "this wait ends" in line for line in progress), progress
+
+
 def test_unreadable_timestamp_in_the_csv_is_exit_3_naming_the_row(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("timestamp,value\n2026-11-27T10:00:00Z,1.0\nyesterday,2.0\n")
