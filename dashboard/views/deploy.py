@@ -459,6 +459,9 @@ def main() -> None:
             st.caption(f"Multiple testing: {esc(verdict.multiple_testing)}")
         if verdict.retry_after_s:
             st.info(f"Not enough data yet: check again in about {common.fmt_duration(verdict.retry_after_s)}.")
+    around_from = common.url_time(deploy.started_at - timedelta(hours=3))
+    around_to = common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC)))
+    utc = {"utc": "true"} if zone.chosen else {}
     st.page_link(
         "views/latency.py",
         label="Latency around this deploy (percentiles, before/after)",
@@ -466,12 +469,19 @@ def main() -> None:
         query_params={
             "svc": deploy.service,
             "lat_range": "custom",
-            "lat_from": common.url_time(deploy.started_at - timedelta(hours=3)),
-            "lat_to": common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC))),
+            "lat_from": around_from,
+            "lat_to": around_to,
             "deploy": deploy.deploy_id,
             "panel": "Before / after",  # the Latency page's tab comparing this deploy's verdict windows
-            **({"utc": "true"} if zone.chosen else {}),
+            **utc,
         },
+    )
+    st.page_link(  # "errors are up": who is failing around the deploy, the versions side by side
+        "views/errors.py",
+        label="Errors around this deploy (who is failing, by version)",
+        icon=":material/error:",
+        query_params={"svc": deploy.service, "err_range": "custom", "err_from": around_from, "err_to": around_to,
+                      "err_by": "version", "deploy": deploy.deploy_id, **utc},
     )
     _overlaps(detail)
     if verdict is not None:

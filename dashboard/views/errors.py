@@ -10,7 +10,8 @@ scripts call), over the picked range:
 - *What explains it*: BubbleUp over every label of the series, for the errors or for the slow
   tail, with the figures behind the ranking.
 
-Every choice is bound to the URL (``svc``, ``err_range``, ``err_by``, ``bu``).
+Every choice is bound to the URL (``svc``, ``err_range``, ``err_from``/``err_to``, ``err_by``, ``bu``); a link
+from a deploy's page also carries ``deploy=<id>``, and the page links back to it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ st.caption(
     f"{common.md_code(service)} · {common.fmt_time(tr.start_dt, zone)} → {common.fmt_time(tr.end_dt, zone)} · "
     f"{zone.note()} Error ratios in %, differences in percentage points (pp)."
 )
+came_from = common.query_value("deploy")  # opened from a deploy's page: one click back to its evidence
+if came_from:
+    st.page_link("views/deploy.py", label="Back to the deploy this view was opened from", icon=":material/arrow_back:",
+                 query_params={"deploy": came_from, **({"utc": "true"} if zone.chosen else {})})
 
 labels: tuple[str, ...] | None = None
 with common.panel("Labels"):

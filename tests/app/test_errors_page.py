@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -120,3 +121,30 @@ def test_a_hostile_service_name_is_shown_as_code_never_as_markup(
     for text in shown:
         assert fenced in text, text
         assert "evil.example" not in text.replace(fenced, ""), text  # nowhere outside the code span
+
+
+def test_deploy_page_links_to_who_is_failing_around_that_deploy_and_back(scenario_store: dict[str, Any]) -> None:
+    """"Errors are up" at 3 a.m.: from a deploy's page one link opens the Errors page around that
+    deploy, broken down by version, the same instants in any zone, with a link back to the deploy.
+    The deploy page used to link only to the Latency page."""
+    from urllib.parse import parse_qs
+
+    regression = scenario_store["regression"]
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["deploy"] = regression.deploy_id
+    at.run()
+    assert not at.exception, at.exception
+    link = next(p for p in at.get("page_link") if p.proto.label.startswith("Errors around this deploy"))
+    params = {k: v[0] for k, v in parse_qs(link.proto.query_string).items()}
+    assert params["svc"] == "checkout" and params["err_range"] == "custom" and params["err_by"] == "version"
+    assert params["err_from"] == url_time(regression.started_at - timedelta(hours=3))
+
+    at = open_errors(params, tz="Asia/Kolkata")
+    assert not at.error, [e.value for e in at.error]
+    who = frames(at)[0]
+    assert who["version"].iloc[0] == regression.version  # the new version leads "who is failing"
+    caption = next(c.value for c in at.caption if "IST" in c.value)
+    start_ist = (regression.started_at - timedelta(hours=3)).astimezone(ZoneInfo("Asia/Kolkata"))
+    assert start_ist.strftime("%Y-%m-%d %H:%M IST") in caption  # the same instants, in the viewer's zone
+    back = next(p for p in at.get("page_link") if p.proto.label.startswith("Back to the deploy"))
+    assert parse_qs(back.proto.query_string)["deploy"] == [regression.deploy_id]
