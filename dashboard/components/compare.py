@@ -69,6 +69,22 @@ def verdict_windows(verdict: DeployVerdict | None) -> tuple[tuple[int, int], tup
     return None
 
 
+def verdict_summary(verdict: DeployVerdict) -> str:
+    """What decided the verdict and how its latency metrics came out, each with its role (a guard's
+    before/after check and a canary's can judge the same metric differently): `` (failed on
+    error_ratio guard regressed; latency: latency_p99 guard ok)``, Markdown-escaped; "" if nothing.
+
+    Naming only the latency metrics read "FAIL (latency_p99: ok)" when another metric failed."""
+    def name(m: Any) -> str:
+        return f"{m.metric} {m.role} {m.outcome.replace('_', ' ')}"
+
+    failed = [m for m in verdict.metrics if m.failed]
+    latency = [m for m in verdict.metrics if m.metric.startswith("latency") and not m.failed]
+    parts = ([f"failed on {', '.join(name(m) for m in failed)}"] if failed else []) + (
+        [f"latency: {', '.join(name(m) for m in latency)}"] if latency else [])
+    return f" ({common.md_escape('; '.join(parts))})" if parts else ""
+
+
 def before_after(scope: Scope, deploys: list[Deploy], verdicts: dict, tr: common.TimeRange, native: bool = False) -> None:
     mode = st.segmented_control(
         "Compare", ["deploy", "windows"], default="deploy", key="cmp_mode", bind="query-params", persist_state="page",
@@ -163,12 +179,9 @@ def _compare(scope: Scope, before: data.Distribution, after: data.Distribution, 
     else:
         verdict_text = "No detectable difference"
     if verdict is not None:
-        latency_outcomes = [f"{m.metric}: {m.outcome.replace('_', ' ')}" for m in verdict.metrics
-                            if m.metric.startswith("latency")]
-        st.markdown(f"Verdict of this deploy: **{verdict.overall.upper()}**"
-                    + (f" ({common.md_escape(', '.join(latency_outcomes))})" if latency_outcomes else "")
-                    + ". It tests each metric's series for a lasting shift; the bucket test below only asks "
-                    "whether the two windows' request distributions differ at all.")
+        st.markdown(f"Verdict of this deploy: **{verdict.overall.upper()}**{verdict_summary(verdict)}. It tests "
+                    "each metric's series for a lasting shift; the bucket test below only asks whether the two "
+                    "windows' request distributions differ at all.")
     st.markdown(
         f"Bucket test: {verdict_text} ({cmp.method} on bucket counts: {p_equals(p)}; largest gap between the "
         f"two CDFs {cmp.max_cdf_diff * 100:.1f} pp; {cmp.n_before:,.0f} requests {first}, "

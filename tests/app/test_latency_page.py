@@ -601,3 +601,35 @@ def test_before_after_opens_on_the_latest_failing_deploy_with_its_verdicts_windo
     assert any(f"Before: {start_utc}" in c.value for c in at.caption), [c.value for c in at.caption]
     text = " ".join(m.value for m in at.markdown)
     assert "Verdict of this deploy: **FAIL**" in text
+
+
+def test_before_after_says_which_metric_failed_the_deploy_not_only_its_latency_outcomes(
+    scenario_store: dict[str, Any]
+) -> None:
+    """A deploy failed on its error ratio while its latency guard passed: the panel read "Verdict of
+    this deploy: FAIL (latency_p99: ok, latency_p99: inconclusive)", the failing metric unnamed and the
+    guard's and the canary's latency_p99 indistinguishable. It names what failed and each role."""
+    from dataclasses import replace
+
+    from analyzers.model import DeployVerdict
+    from tests.app.conftest import _mv
+
+    regression = scenario_store["regression"]
+    at_ = regression.started_at
+    errors = _mv("error_ratio", "guard", "increase", "regressed", "error ratio rose", "ratio", 0.04,
+                 (0.03, 0.05), 1e-9, at_)
+    guard = _mv("latency_p99", "guard", "increase", "ok", "no change", "s", 0.001, (-0.01, 0.01), 0.6, at_)
+    canary = replace(_mv("latency_p99", "guard", "increase", "inconclusive", "undecided", "s", 0.0, (0.0, 0.0), 1.0,
+                         at_), role="canary")
+    verdict = DeployVerdict(deploy_id=regression.deploy_id, service=regression.service, version=regression.version,
+                            overall="fail", reason="failed: error_ratio (regressed)", metrics=(errors, guard, canary),
+                            checked_at=at_ + timedelta(hours=1))
+    store = open_store(os.environ["DEPLOY_STORE_URL"])
+    try:
+        store.save_verdict(verdict)
+    finally:
+        store.close()
+    at = open_latency({"svc": "checkout", "lat_range": "24h", "deploy": regression.deploy_id}, panel=BEFORE_AFTER)
+    text = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert ("Verdict of this deploy: **FAIL** (failed on error_ratio guard regressed; latency: latency_p99 guard ok, "
+            "latency_p99 canary inconclusive)") in text, text
