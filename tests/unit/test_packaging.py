@@ -196,3 +196,19 @@ def test_compose_uses_the_installed_command() -> None:
     for name in ("receiver", "worker"):
         assert services[name]["command"][0] == "deploy-verify", name
         assert services[name]["build"] == "."
+
+
+def test_compose_services_come_back_after_a_store_that_was_not_ready() -> None:
+    """`docker compose --profile postgres up` starts the receiver beside a PostgreSQL still running
+    initdb; the receiver exits 3 when its store is unreachable at start (checked below, for real), so
+    every long-running service must restart, and PostgreSQL reports when it is ready."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("receiver", "worker", "dashboard", "postgres"):
+        assert services[name].get("restart") in ("unless-stopped", "always", "on-failure"), name
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYZERS_", "DEPLOY_", "PROMETHEUS_"))}
+    env.update(DEPLOY_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-m", "analyzers", "serve", "--port", "9", "--store",
+                          "postgresql://postgres:deploys@127.0.0.1:9/deploys?connect_timeout=2"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode != 0 and "unavailable" in res.stderr, res.stderr  # it exits: compose must restart it
