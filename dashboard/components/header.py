@@ -3,16 +3,18 @@
 Title, the viewer's zone, the configuration (a broken one stops the page with a banner that
 says what to do) and the service picker in the sidebar, bound to the URL as ``?svc=``. One
 place, so both pages pick, spell and remember the service the same way and a link from one
-page opens the same service on the other.
+page opens the same service on the other. :func:`drilldown_links` are the Deploy page's way in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
 from analyzers.config import Config
+from analyzers.model import Deploy
 from dashboard import data
 from dashboard.components import common
 
@@ -65,3 +67,31 @@ def service_page(title: str) -> ServicePage:
             help="The value of the `service` label; no deploys are stored yet to list the services.",
         ).strip()
     return ServicePage(zone, config, data.fingerprint(config), int(config.prometheus.scrape_interval_s), service)
+
+
+def drilldown_links(deploy: Deploy, zone: common.ViewerZone) -> None:
+    """The Deploy page's links into the drill-downs, on the six hours around the deploy (kept in the
+    URL in UTC, so a pasted link means the same instants anywhere) and in the viewer's UTC choice:
+    the Latency page's before/after of this deploy, and the Errors page by version ("errors are
+    up"), which links back to the deploy."""
+    around_from = common.url_time(deploy.started_at - timedelta(hours=3))
+    around_to = common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC)))
+    utc = {common.UTC_PARAM: "true"} if zone.chosen else {}
+    st.page_link(
+        "views/latency.py",
+        label="Latency around this deploy (percentiles, before/after)",
+        icon=":material/speed:",
+        query_params={
+            "svc": deploy.service, "lat_range": "custom", "lat_from": around_from, "lat_to": around_to,
+            "deploy": deploy.deploy_id,
+            "panel": "Before / after",  # the Latency page's tab comparing this deploy's verdict windows
+            **utc,
+        },
+    )
+    st.page_link(
+        "views/errors.py",
+        label="Errors around this deploy (who is failing, by version)",
+        icon=":material/error:",
+        query_params={"svc": deploy.service, "err_range": "custom", "err_from": around_from, "err_to": around_to,
+                      "err_by": "version", "deploy": deploy.deploy_id, **utc},
+    )

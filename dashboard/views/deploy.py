@@ -17,7 +17,7 @@ from analyzers.errors import PrometheusUnreachable
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict, to_utc
 from analyzers.text import redact
 from dashboard import data
-from dashboard.components import access, charts, common
+from dashboard.components import access, charts, common, header
 
 DEPLOY_PAGE = "views/deploy.py"
 OUTCOME_COLORS: dict[str, common.BadgeColor] = {
@@ -459,30 +459,7 @@ def main() -> None:
             st.caption(f"Multiple testing: {esc(verdict.multiple_testing)}")
         if verdict.retry_after_s:
             st.info(f"Not enough data yet: check again in about {common.fmt_duration(verdict.retry_after_s)}.")
-    around_from = common.url_time(deploy.started_at - timedelta(hours=3))
-    around_to = common.url_time(min(deploy.started_at + timedelta(hours=3), datetime.now(UTC)))
-    utc = {"utc": "true"} if zone.chosen else {}
-    st.page_link(
-        "views/latency.py",
-        label="Latency around this deploy (percentiles, before/after)",
-        icon=":material/speed:",
-        query_params={
-            "svc": deploy.service,
-            "lat_range": "custom",
-            "lat_from": around_from,
-            "lat_to": around_to,
-            "deploy": deploy.deploy_id,
-            "panel": "Before / after",  # the Latency page's tab comparing this deploy's verdict windows
-            **utc,
-        },
-    )
-    st.page_link(  # "errors are up": who is failing around the deploy, the versions side by side
-        "views/errors.py",
-        label="Errors around this deploy (who is failing, by version)",
-        icon=":material/error:",
-        query_params={"svc": deploy.service, "err_range": "custom", "err_from": around_from, "err_to": around_to,
-                      "err_by": "version", "deploy": deploy.deploy_id, **utc},
-    )
+    header.drilldown_links(deploy, zone)
     _overlaps(detail)
     if verdict is not None:
         st.header("Evidence per metric")
