@@ -55,7 +55,11 @@ if came_from:
                  query_params={"deploy": came_from, **({"utc": "true"} if zone.chosen else {})})
 
 labels: tuple[str, ...] | None = None
-with common.panel("Labels"):
+# The first query of the page: a slow Prometheus mid-incident left the page blank under its caption for
+# up to prometheus.timeout; the spinner says what is awaited, how long it has waited and the limit.
+with common.panel("Labels"), st.spinner(
+        f"Asking Prometheus which labels {common.md_code(service)}'s requests carry (it gives up after "
+        f"{common.fmt_duration(config.prometheus.timeout_s)}, `prometheus.timeout`)…", show_time=True):
     labels = data.load_error_labels(config_key, config, service, tr.start, tr.end)
 if labels is None:  # Prometheus unreachable or the config incomplete: the banner above says what to do
     st.stop()

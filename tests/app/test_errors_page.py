@@ -148,3 +148,39 @@ def test_deploy_page_links_to_who_is_failing_around_that_deploy_and_back(scenari
     assert start_ist.strftime("%Y-%m-%d %H:%M IST") in caption  # the same instants, in the viewer's zone
     back = next(p for p in at.get("page_link") if p.proto.label.startswith("Back to the deploy"))
     assert parse_qs(back.proto.query_string)["deploy"] == [regression.deploy_id]
+
+
+def test_a_slow_prometheus_shows_what_the_page_waits_for_not_a_blank_page(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, store_data: Any
+) -> None:
+    """Prometheus slow mid-incident (a loopback server that accepts and never answers, 2 s timeout):
+    the Errors page's first query (the service's labels) ran with no spinner, so the page stayed blank
+    under its caption until the timeout (30 s by default). Every message the page sends is recorded
+    (Streamlit keeps only the last state of each element, and a spinner appears after 0.5 s)."""
+    import socket
+
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # the kernel completes the handshakes; nothing ever reads or answers
+    config = tmp_path / "slow.toml"
+    config.write_text(f'[prometheus]\nurl = "http://127.0.0.1:{hole.getsockname()[1]}"\ntimeout = "2s"\n'
+                      f'[store]\nurl = "{store_data.url}"\n')
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    monkeypatch.setenv("ANALYZERS_CONFIG", str(config))
+    spinners: list[str] = []
+    enqueue = ForwardMsgQueue.enqueue
+
+    def record(self: ForwardMsgQueue, msg: Any) -> None:
+        if msg.HasField("delta") and msg.delta.HasField("new_transient"):  # how Streamlit sends a spinner
+            spinners.extend(e.spinner.text for e in msg.delta.new_transient.elements if e.HasField("spinner"))
+        enqueue(self, msg)
+
+    monkeypatch.setattr(ForwardMsgQueue, "enqueue", record)
+    try:
+        at = open_errors({"svc": "checkout"})
+    finally:
+        hole.close()
+    assert any("Asking Prometheus which labels" in s and "`checkout`" in s and "2 s" in s for s in spinners), spinners
+    assert any("cannot reach Prometheus" in e.value for e in at.error), [e.value for e in at.error]
