@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -95,3 +96,27 @@ def drilldown_links(deploy: Deploy, zone: common.ViewerZone) -> None:
         query_params={"svc": deploy.service, "err_range": "custom", "err_from": around_from, "err_to": around_to,
                       "err_by": "version", "deploy": deploy.deploy_id, **utc},
     )
+
+
+def fixed_time_link(tr: common.TimeRange, key_prefix: str) -> str:
+    """This page's URL with its range pinned: ``{prefix}range=custom`` and the range's start and end in
+    UTC minutes, every other parameter kept (the service, the breakdown, the open tab, ``utc``) except
+    ``live`` (auto-refresh moves the range). A preset such as "last 6h" is relative to the opener's
+    clock; this link opens the same instants for anyone, in any zone, at any later time."""
+    own = {f"{key_prefix}range", f"{key_prefix}from", f"{key_prefix}to", "live"}
+    pairs = [(k, v) for k in st.query_params if k not in own for v in st.query_params.get_all(k)]
+    pairs += [(f"{key_prefix}range", "custom"), (f"{key_prefix}from", common.url_time(tr.start_dt)),
+              (f"{key_prefix}to", common.url_time(tr.end_dt + timedelta(seconds=59)))]
+    try:
+        base = (st.context.url or "").split("?", 1)[0]
+    except Exception:  # noqa: BLE001 - outside a browser session (tests, the warm-up): a relative link
+        base = ""
+    return f"{base}?{urlencode(pairs)}"
+
+
+def share_link(tr: common.TimeRange, key_prefix: str) -> None:
+    """The sidebar's "link with these exact times" for the incident channel (copy button included)."""
+    with st.sidebar.expander("Link with these exact times", icon=":material/link:"):
+        st.code(fixed_time_link(tr, key_prefix), language=None, wrap_lines=True)
+        st.caption("A preset range (last 6h) moves with the clock of whoever opens it; this link keeps these "
+                   "instants (UTC in the link) and shows them in each viewer's zone.")

@@ -38,6 +38,7 @@ page = header.service_page("Errors")
 zone, config, config_key, scrape_s, service = page.zone, page.config, page.config_key, page.scrape_s, page.service
 time_range = common.time_range_picker(PRESETS, default=DEFAULT_PRESET, zone=zone, key_prefix="err_",
                                       granularity_s=scrape_s)
+header.share_link(time_range, "err_")
 if not service:
     st.info("Pick a service in the sidebar.")
     st.stop()

@@ -88,6 +88,7 @@ live = st.sidebar.toggle(
     f"Auto-refresh every {REFRESH_S} s", key="live", bind="query-params",
     help="Re-query the last minutes while you watch (preset ranges only).",
 )
+header.share_link(time_range, "lat_")
 
 st.caption(
     f"{common.md_code(service) if service else 'no service'} · {esc(histogram)} · {zone.note()} Latency in milliseconds; bands show "

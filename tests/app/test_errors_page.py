@@ -184,3 +184,29 @@ def test_a_slow_prometheus_shows_what_the_page_waits_for_not_a_blank_page(
         hole.close()
     assert any("Asking Prometheus which labels" in s and "`checkout`" in s and "2 s" in s for s in spinners), spinners
     assert any("cannot reach Prometheus" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_link_with_exact_times_opens_the_same_instants_later_and_in_another_zone(store_data: Any) -> None:
+    """A link pasted in the incident channel: `?err_range=6h` means "the 6 h before whoever opens it",
+    so a colleague opening it later saw another window. The sidebar offers the same view with the
+    range pinned (UTC minutes in the URL, every other choice kept), shown in each viewer's zone."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.app.test_latency_page import open_latency
+
+    at = open_errors({"svc": "checkout", "err_range": "6h", "err_by": "version"}, tz="America/New_York")
+    link = next(c.value for c in at.code if "err_range=custom" in c.value)
+    params = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    assert params["svc"] == "checkout" and params["err_by"] == "version"
+    t0, t1 = (datetime.fromisoformat(params[k]).replace(tzinfo=UTC) for k in ("err_from", "err_to"))
+    assert timedelta(hours=6) <= t1 - t0 <= timedelta(hours=6, minutes=2)
+    assert abs(datetime.now(UTC) - t1) < timedelta(minutes=5)
+
+    later = open_errors(params, tz="Asia/Kolkata")  # another viewer, another zone: the same instants
+    ist = ZoneInfo("Asia/Kolkata")
+    span = f"{t0.astimezone(ist):%Y-%m-%d %H:%M} IST → {t1.astimezone(ist):%Y-%m-%d %H:%M} IST"
+    assert any(span in c.value for c in later.caption), [c.value for c in later.caption]
+
+    lat = open_latency({"svc": "checkout", "lat_range": "1h", "live": "true"})
+    pinned = next(c.value for c in lat.code if "lat_range=custom" in c.value)
+    assert "live=" not in pinned and "svc=checkout" in pinned  # a pinned range does not auto-refresh
