@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from analyzers.cli.common import cli_config, workers_arg
+from analyzers.cli.common import cli_config, store_url, workers_arg
 from analyzers.cli.offline import cmd_replay, cmd_verify_series
 from analyzers.cli.verify import cmd_canary, cmd_verify
 from analyzers.errors import AnalyzerError, PrometheusUnreachable
@@ -35,20 +35,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import threading
 
     from analyzers.events.store import open_store
-    from analyzers.server.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = cli_config(args)
-    store = open_store(args.store or cfg.store_url)
+    # Like verify: never a fresh empty ./data/deploys.db polled for ever (no config given, or a typo
+    # in the path): the deploys come from the receiver's store, so one that does not exist is an error.
+    url = store_url(args, cfg)
+    from analyzers.server.worker import Worker  # the statistics' imports, once the store is known
+
+    store = open_store(url)
     try:
         worker = Worker(store, cfg)
+        where = getattr(store, "describe", lambda: "the store")()
         if args.once:
             verdicts = worker.run_once()
             for v in verdicts:
                 print(f"{v.overall.upper():13s} {v.service} {v.version} ({v.check_kind}): {v.reason}")
+            if not verdicts:
+                print(f"no check due in {where}", file=sys.stderr)
             return 0
         stop = threading.Event()
-        print(f"worker {worker.worker_id} polling {getattr(store, 'describe', lambda: 'the store')()} every {args.poll:g} s; Ctrl-C to stop", file=sys.stderr)
+        print(f"worker {worker.worker_id} polling {where} every {args.poll:g} s; Ctrl-C to stop", file=sys.stderr)
         try:
             worker.run_forever(stop, args.poll)
         except KeyboardInterrupt:

@@ -196,6 +196,17 @@ def test_wait_progress_in_the_ci_log_says_when_the_final_verdict_is_due(tmp_path
                and "this wait ends" in line for line in progress), progress
 
 
+def test_worker_without_a_store_refuses_instead_of_polling_a_new_empty_one(tmp_path: Path) -> None:
+    """`deploy-verify worker` from the wrong folder, or with a typo in the SQLite path, created an empty
+    ./data/deploys.db, found nothing due and exited 0 (--once) or polled it for ever: no verdict, no error."""
+    res = _run_in(tmp_path, "worker", "--once")
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "no deploy store configured" in res.stderr and "Traceback" not in res.stderr
+    res = _run_in(tmp_path, "worker", "--once", "--store", f"sqlite:///{tmp_path / 'typo.db'}")
+    assert res.returncode == 3 and "typo.db" in res.stderr and "does not exist" in res.stderr, res.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "typo.db").exists()
+
+
 def test_unreadable_timestamp_in_the_csv_is_exit_3_naming_the_row(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text("timestamp,value\n2026-11-27T10:00:00Z,1.0\nyesterday,2.0\n")
