@@ -212,3 +212,18 @@ def test_compose_services_come_back_after_a_store_that_was_not_ready() -> None:
                           "postgresql://postgres:deploys@127.0.0.1:9/deploys?connect_timeout=2"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode != 0 and "unavailable" in res.stderr, res.stderr  # it exits: compose must restart it
+
+
+def test_the_documented_compose_override_gives_each_service_the_config_it_names() -> None:
+    """docker-compose.yml runs on the built-in config; docs/scaling.md's override is how a platform
+    team gives the receiver, worker and dashboard its own file (catalog, chat routes): every service it
+    names exists, and each gets ANALYZERS_CONFIG pointing at a file mounted at that path."""
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    snippet = text.split("# docker-compose.override.yml", 1)[1].split("```", 1)[0]
+    override = yaml.safe_load(snippet)["services"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(override) == {"receiver", "worker", "dashboard"} <= set(compose)
+    for name, svc in override.items():
+        path = svc["environment"]["ANALYZERS_CONFIG"]
+        targets = [v.split(":")[1] for v in svc["volumes"]]
+        assert path in targets, (name, path, targets)
