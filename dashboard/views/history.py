@@ -43,9 +43,11 @@ except Exception as exc:  # noqa: BLE001 - a broken config file gets a banner, n
     st.error(common.explain_error(exc, what="Loading the configuration"), icon=":material/error:")
     st.stop()
 
-stored: list[str] = []
+stored: list[str] | None = None
 with common.panel("Listing services"):
     stored = data.load_services(config.store_url)
+if stored is None:  # the store is down: the banner above says so; never "no deploys stored yet"
+    st.stop()
 services = sorted(set(config.services) | set(stored))
 if not services:
     st.info(f"No deploys stored yet: send deploy events to the receiver (see {common.doc_ref('send_events')}).")

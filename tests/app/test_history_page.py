@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from analyzers.events.store import open_store
@@ -62,3 +63,17 @@ def test_history_keeps_the_before_after_effect_when_a_canary_checked_the_same_me
     assert not at.exception
     row = at.dataframe[0].value.set_index("version").loc["v7.1.0"]
     assert row["latency_p99"] == "confirmed: -120.0 ms (+50%)", row["latency_p99"]
+
+
+def test_store_down_is_an_error_banner_never_no_deploys_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL down: the page showed the store error *and* "No deploys stored yet: send deploy
+    events", telling an on-call engineer the deploys were never sent."""
+    from analyzers.demo.promserver import free_port
+
+    monkeypatch.delenv("ANALYZERS_CONFIG", raising=False)
+    monkeypatch.setenv("DEPLOY_STORE_URL", f"postgresql://deploys:pw@127.0.0.1:{free_port()}/deploys")
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.switch_page("views/history.py").run()
+    assert not at.exception, at.exception
+    assert any("deploy store is unavailable" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("No deploys stored yet" in i.value for i in at.info), [i.value for i in at.info]
