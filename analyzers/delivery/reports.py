@@ -216,9 +216,13 @@ def render_markdown(
     (:mod:`analyzers.events.combined`)."""
     lines: list[str] = []
     title = f"{verdict.service or (deploy.service if deploy else '')} {verdict.version or (deploy.version if deploy else '')}".strip()
-    lines.append(f"## {ICONS[verdict.overall]} Deploy verification: {md_text(title)} — **{BADGES[verdict.overall]}**")
+    side = side_by_side(verdict, canary, deploy)
+    # The headline is the answer the exit code, the gate and the notifications give: with a canary, the
+    # combined one (a before/after PASS headline over a failing canary, exit 1, read as a pass).
+    overall, reason = (side[0], side[1]) if side is not None else (verdict.overall, verdict.reason)
+    lines.append(f"## {ICONS[overall]} Deploy verification: {md_text(title)} — **{BADGES[overall]}**")
     lines.append("")
-    lines.append(md_text(verdict.reason, limit=2000, line_start=True))
+    lines.append(md_text(reason, limit=2000, line_start=True))
     lines.append("")
     if deploy is not None:
         facts = [
@@ -237,6 +241,9 @@ def render_markdown(
             facts.append("**unsigned source**")
         lines.append("; ".join(facts) + ".")
         lines.append("")
+    if side is not None:
+        lines.append(f"**Before/after: {BADGES[verdict.overall]}.** " + md_text(verdict.reason, limit=2000))
+        lines.append("")
     headers = [*COLUMNS]
     headers[COLUMNS.index("effect")] = f"effect [{_verdict_ci_label(verdict)}]"
     lines.append("| " + " | ".join(headers) + " |")
@@ -244,12 +251,9 @@ def render_markdown(
     for m in failing_first(verdict):
         lines.append("| " + " | ".join(_md_cell(c) for c in metric_cells(m)) + " |")
     lines.append("")
-    side = side_by_side(verdict, canary, deploy)
-    if side is not None:
-        overall, why, rows = side
+    if side is not None:  # its reason is the headline's
+        rows = side[2]
         lines.append(f"### Before/after and canary vs baseline: {ICONS[overall]} **{BADGES[overall]}** together")
-        lines.append("")
-        lines.append(md_text(why, limit=2000, line_start=True))
         lines.append("")
         lines.append("| " + " | ".join(SIDE_COLUMNS) + " |")
         lines.append("|" + "---|" * len(SIDE_COLUMNS))
@@ -264,7 +268,8 @@ def render_markdown(
     if verdict.warnings:
         lines.append("")
     if verdict.retry_after_s:
-        lines.append(f"Not enough data yet: check again in about {human_duration(max(60.0, verdict.retry_after_s))}.")
+        lines.append(f"{'Before/after: n' if side is not None else 'N'}ot enough data yet: check again in about "
+                     f"{human_duration(max(60.0, verdict.retry_after_s))}.")
         lines.append("")
     notes = [f"checked {format_time(verdict.checked_at, zone)}"]
     if verdict.multiple_testing:
@@ -392,12 +397,12 @@ def _side_html(verdict: DeployVerdict, canary: DeployVerdict | None, deploy: Dep
     if side is None:
         return ""
     e = html.escape
-    overall, why, rows = side
+    overall, _, rows = side  # its reason is the page's headline
     head = "".join(f"<th>{e(k)}</th>" for k in SIDE_COLUMNS)
     body = "".join("<tr>" + "".join(f'<td data-label="{e(k)}">{e(plain(c, limit=None))}</td>'
                                     for k, c in zip(SIDE_COLUMNS, side_cells(r), strict=True)) + "</tr>" for r in rows)
     return (f'<h2 id="side-by-side">Before/after and canary vs baseline: <span class="badge {overall}">'
-            f"{BADGES[overall]}</span> together</h2><p>{e(plain(why, limit=2000))}</p>"
+            f"{BADGES[overall]}</span> together</h2>"
             f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
@@ -435,7 +440,10 @@ def render_html(
     link = ""
     if dashboard_url:
         link = f'<p class="dash"><a href="{e(deploy_link(dashboard_url, verdict.deploy_id))}">Open in the dashboard</a></p>'
-    cls = verdict.overall
+    side = side_by_side(verdict, canary, deploy)  # with a canary the headline is the combined answer (exit code)
+    cls, reason = (side[0], side[1]) if side is not None else (verdict.overall, verdict.reason)
+    if side is not None:
+        link += f"<p><b>Before/after: {BADGES[verdict.overall]}.</b> {e(plain(verdict.reason, limit=2000))}</p>"
     title = plain(f"{verdict.service} {verdict.version}")
     head = "".join(f"<th>{e(k)}</th>" for k in labels)
     return f"""<!doctype html>
@@ -444,7 +452,7 @@ def render_html(
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>Deploy verification: {e(title)} {BADGES[cls]}</title><style>{_CSS}</style></head>
 <body><h1>Deploy verification: {e(title)} <span class="badge {cls}">{BADGES[cls]}</span></h1>
-<p>{e(plain(verdict.reason, limit=2000))}</p>{link}
+<p>{e(plain(reason, limit=2000))}</p>{link}
 <div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>
 {_side_html(verdict, canary, deploy)}{warns}{facts}
 <p><small>Checked {e(format_time(verdict.checked_at, zone))}. {e(verdict.multiple_testing)}</small></p>

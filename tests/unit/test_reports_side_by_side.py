@@ -104,3 +104,24 @@ def test_a_latency_canary_interval_is_labelled_at_the_level_it_was_computed() ->
     row = next(line for line in md.split("### Before/after and canary vs baseline")[1].splitlines()
                if line.startswith("| latency\\_p99"))
     assert "99.875% CI x" in row and "99.75%" not in row
+
+
+def test_the_headline_is_the_answer_the_exit_code_gives() -> None:
+    """Before/after passed, the canary regressed: `verify` exits 1, the gate says fail, yet the
+    Markdown and HTML reports (the PR comment, the artifact) were headed "PASS" with the before/after
+    reason. The headline is now the combined verdict; the before/after result stays, labelled."""
+    ba, c = before_after(), canary()
+    md = render_markdown(ba, DEPLOY, canary=c)
+    head, reason = md.splitlines()[0], md.splitlines()[2]
+    assert head == "## ❌ Deploy verification: checkout v2 — **FAIL**", head
+    assert reason.startswith("Canary vs baseline")
+    assert "**Before/after: PASS.** checkout v2 passed verification." in md
+    assert md.count("Canary vs baseline: error") == 1  # the combined reason once, not again in the section
+    page = render_html(ba, DEPLOY, canary=c)
+    assert '<h1>Deploy verification: checkout v2 <span class="badge fail">FAIL</span></h1>' in page
+    assert "<title>Deploy verification: checkout v2 FAIL</title>" in page
+    assert "<b>Before/after: PASS.</b> checkout v2 passed verification." in page
+    waiting = replace(ba, overall="inconclusive", retry_after_s=600.0)
+    assert "Before/after: not enough data yet: check again in about 10 min." in render_markdown(
+        waiting, DEPLOY, canary=c)  # not a bare "check again" under a FAIL headline
+    assert render_markdown(ba, DEPLOY).splitlines()[0].endswith("**PASS**")  # no canary: the before/after verdict
