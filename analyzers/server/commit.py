@@ -2,7 +2,10 @@
 
 :class:`GroupCommitter` queues each event with its answer (a future the caller awaits, or a
 callback for the direct path of :mod:`analyzers.server.protocol`), hands the queue to one
-writer thread as one batch, and answers every event of the batch after its commit.
+writer thread as one batch, and answers every event of the batch after its commit. Events
+that queue while that thread waits for the store's write lock (SQLite: the other receiver
+process's commit) join the batch once the lock is held (``record_events_joining``), instead of
+waiting for one more commit.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +38,11 @@ class GroupCommitter:
         self.store = store
         self.max_batch = max_batch
         self.batched = hasattr(store, "record_events")
+        self.joining = hasattr(store, "record_events_joining")
         self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        # pending is appended to by the event loop and taken from by the loop (a batch handed over)
+        # and by the writer thread (events joining the batch in flight, see _more)
+        self._pending_lock = threading.Lock()
         self.task: asyncio.Task[None] | None = None
         # One writer thread per process (only one batch is ever in flight): a plain executor
         # hop costs less than anyio's thread pool, and the thread stays warm.
@@ -57,10 +65,27 @@ class GroupCommitter:
         if self.commit_log is not None:
             self.commit_log.close()
 
-    def _timed(self, items: list[Any]) -> tuple[float, float, Any]:
+    def _timed(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> tuple[float, float, Any]:
+        """In the writer thread: commit ``batch``, which grows by the events that join it (:meth:`_more`)."""
         t0 = time.perf_counter()
-        results = self.store.record_events(items)  # type: ignore[attr-defined]
+        items = [item for item, _ in batch]
+        if self.joining:
+            results = self.store.record_events_joining(items, lambda: self._more(batch))  # type: ignore[attr-defined]
+        else:
+            results = self.store.record_events(items)  # type: ignore[attr-defined]
         return t0, time.perf_counter(), results
+
+    def _more(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[tuple[Any, ...]]:
+        """In the writer thread, once the store holds its write lock: the events queued since ``batch``
+        was handed over (up to ``max_batch`` in all), moved into it; their answers come with its own."""
+        with self._pending_lock:
+            room = self.max_batch - len(batch)
+            if room <= 0 or not self.pending:
+                return []
+            extra = self.pending[:room]
+            del self.pending[:room]
+        batch.extend(extra)
+        return [item for item, _ in extra]
 
     def submit(self, item: tuple[str, str, Any, Any], done: Callable[[Any], None]) -> None:
         """Queue one event for the next group commit; ``done(result)`` is called in the event loop
@@ -70,7 +95,8 @@ class GroupCommitter:
 
     def _queue(self, item: tuple[Any, ...], answer: asyncio.Future[Any]) -> None:
         """Add an event and its answer to the next batch; start the drain unless it runs."""
-        self.pending.append((item, answer))
+        with self._pending_lock:
+            self.pending.append((item, answer))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain())
 
@@ -100,11 +126,15 @@ class GroupCommitter:
             # One turn of the loop first: requests already read and parsed join this batch
             # (about 10% larger batches under load, i.e. fewer fsyncs; microseconds when idle).
             await asyncio.sleep(0)
-            batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+            with self._pending_lock:
+                batch = self.pending[: self.max_batch]
+                del self.pending[: self.max_batch]
+            if not batch:  # the writer thread took them into the batch before
+                break
             try:
                 submitted = time.perf_counter()
                 started, ended, results = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, self._timed, [item for item, _ in batch])
+                    self.executor, self._timed, batch)
                 if self.commit_log is not None:
                     self.commit_log.write(f"{submitted:.6f} {started:.6f} {ended:.6f} {time.perf_counter():.6f} "
                                           f"{len(batch)}\n")

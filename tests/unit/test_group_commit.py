@@ -175,3 +175,101 @@ def test_a_caller_cancelled_while_waiting_does_not_lose_its_event_or_disturb_the
         assert loop_errors == []
     finally:
         store.close()
+
+
+class OtherWriterStore(SQLiteStore):
+    """A real SQLite store that says when its writer starts waiting for the write lock, and records
+    the size of every batch it commits."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.waiting = threading.Event()
+        self.batches: list[int] = []
+
+    def _begin(self, conn: Any, write: bool) -> None:
+        if write and not self._begun:
+            self.waiting.set()
+        super()._begin(conn, write)
+
+    def record_events(self, items: Sequence[Any]) -> list[Any]:
+        self.batches.append(len(items))
+        return super().record_events(items)
+
+
+def test_events_queued_while_the_writer_waits_for_the_write_lock_join_its_commit(tmp_path: Any) -> None:
+    """With two receiver processes on one SQLite file, one's commit often waits for the other's
+    (its fsync). The events that arrive meanwhile are committed with the waiting batch, once the
+    lock is had, instead of waiting for one more commit after it; each is answered after that commit."""
+    import sqlite3
+
+    path = str(tmp_path / "shared.db")
+    store = OtherWriterStore(path)
+    other = sqlite3.connect(path, isolation_level=None)  # the other receiver process's connection
+
+    async def scenario() -> list[tuple[Deploy, bool]]:
+        committer = GroupCommitter(store)
+        other.execute("BEGIN IMMEDIATE")  # its commit in flight: holds the write lock
+        head = asyncio.create_task(committer.record("ci", "e0", {"n": 0}, _deploy(0)))
+        assert await asyncio.to_thread(store.waiting.wait, 10), "the writer never tried to begin"
+        queued = [asyncio.create_task(committer.record("ci", f"e{i}", {"n": i}, _deploy(i))) for i in range(1, 10)]
+        await asyncio.sleep(0.05)
+        assert not any(t.done() for t in [head, *queued])  # nothing answered before its commit
+        other.execute("COMMIT")  # the other process's commit ends
+        results = await asyncio.gather(head, *queued)
+        committer.executor.shutdown(wait=True)
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+        assert store.batches == [10]  # one commit for all ten, not [1, 9]
+        assert [(d.deploy_id, new) for d, new in results] == [(f"d{i}", True) for i in range(10)]
+        assert store.count_events() == 10
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_failed_joined_commit_answers_the_events_that_joined_it_too(tmp_path: Any) -> None:
+    """Events that joined a batch share its fate: when its commit fails, each of them gets the
+    error (nothing of it was stored), and the write lock is released for the next commit."""
+    import sqlite3
+
+    path = str(tmp_path / "shared.db")
+
+    class FailingStore(OtherWriterStore):
+        fail = True
+
+        def record_events(self, items: Sequence[Any]) -> list[Any]:
+            self.batches.append(len(items))
+            if self.fail:
+                self.fail = False
+                raise StoreUnavailable("disk I/O error (test)")
+            return super(OtherWriterStore, self).record_events(items)
+
+    store = FailingStore(path)
+    other = sqlite3.connect(path, isolation_level=None)
+
+    async def scenario() -> list[Any]:
+        committer = GroupCommitter(store)
+        other.execute("BEGIN IMMEDIATE")
+        head = asyncio.create_task(committer.record("ci", "e0", {}, _deploy(0)))
+        assert await asyncio.to_thread(store.waiting.wait, 10)
+        joined = [asyncio.create_task(committer.record("ci", f"e{i}", {}, _deploy(i))) for i in range(1, 4)]
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        out = await asyncio.gather(head, *joined, return_exceptions=True)
+        later = await committer.record("ci", "e9", {}, _deploy(9))
+        committer.executor.shutdown(wait=True)
+        return [*out, later]
+
+    try:
+        results = asyncio.run(scenario())
+        assert all(isinstance(r, StoreUnavailable) for r in results[:4])
+        assert results[4][1] is True
+        assert store.batches == [4, 1]
+        assert store.event_ids() == {("ci", "e9")}
+        other.execute("BEGIN IMMEDIATE")  # the lock is free again: the failed commit left nothing behind
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        store.close()

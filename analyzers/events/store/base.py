@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
@@ -219,6 +219,14 @@ class SQLStore(SchedulerTables, ABC):
                     out.append(err)
                 self._exec(cur, "RELEASE SAVEPOINT event")
         return out
+
+    def record_events_joining(self, items: Sequence[EventItem],
+                              more: Callable[[], Sequence[EventItem]]) -> list[tuple[Deploy, bool] | StoreError]:
+        """:meth:`record_events` of ``items`` and of the events ``more()`` returns, called once when the
+        write transaction can start without waiting (a group commit's late arrivals join it): one
+        result per event, ``items`` first. Here (no write lock to wait for up front) ``more`` is
+        called at once; SQLite calls it after taking its write lock (:meth:`.SQLiteStore.record_events_joining`)."""
+        return self.record_events([*items, *more()])
 
     def _record_batch(self, items: Sequence[EventItem]) -> list[tuple[Deploy, bool] | StoreError]:
         """The same outcome as one :meth:`_record` per item in order, in a handful of statements.

@@ -21,12 +21,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from analyzers.errors import ConfigError, StoreError, StoreUnavailable
 from analyzers.events.store.base import SQLStore
+from analyzers.events.store.merge import EventItem
 from analyzers.events.store.scheduling import SCHEDULER_DDL
+from analyzers.model import Deploy
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class SQLiteStore(SQLStore):
         self.busy_timeout_s = busy_timeout_s
         self._autocheckpoint_pages = 1000  # SQLite's default
         self._checkpointer: tuple[threading.Thread, threading.Event] | None = None
+        self._begun = False  # a write transaction begun by record_events_joining, not yet used
         self._start()
 
     @classmethod
@@ -187,7 +190,35 @@ class SQLiteStore(SQLStore):
                 conn.execute("ROLLBACK")
             raise
 
+    def record_events_joining(self, items: Sequence[EventItem],
+                              more: Callable[[], Sequence[EventItem]]) -> list[tuple[Deploy, bool] | StoreError]:
+        """:meth:`record_events` of ``items`` and of the events ``more()`` returns once the write lock
+        is held: with two receiver processes the lock is often held by the other one's commit
+        (its fsync), and the events queued meanwhile then join this commit instead of waiting for
+        one more. If the lock cannot be had, nothing is taken from ``more`` and the error is raised."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                self._begin(self._conn, True)
+            except Exception as exc:
+                self._drop()
+                self._raise_translated(exc)
+            self._begun = True  # the next write transaction (_tx) is this one
+            try:
+                return self.record_events([*items, *more()])
+            finally:
+                if self._begun:  # not used (an error before it): end it, releasing the lock
+                    self._begun = False
+                    try:
+                        self._conn.rollback()
+                    except Exception:
+                        self._drop()
+
     def _begin(self, conn: sqlite3.Connection, write: bool) -> None:
+        if write and self._begun:  # record_events_joining took the write lock already
+            self._begun = False
+            return
         if not write:
             conn.execute("BEGIN")
             return
