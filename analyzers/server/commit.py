@@ -1,11 +1,13 @@
 """Group commit: concurrent events of one receiver process share one store transaction.
 
 :class:`GroupCommitter` queues each event with its answer (a future the caller awaits, or a
-callback for the direct path of :mod:`analyzers.server.protocol`), hands the queue to one
-writer thread as one batch, and answers every event of the batch after its commit. Events
-that queue while that thread waits for the store's write lock (SQLite: the other receiver
-process's commit) join the batch once the lock is held (``record_events_joining``), instead of
-waiting for one more commit.
+callback for the direct path of :mod:`analyzers.server.protocol`); one writer thread takes the
+queue as one batch, commits it, takes what queued meanwhile as the next batch and hands the
+first batch's answers to the event loop, which sets them. Under load the thread goes from one
+commit to the next without waiting for a turn of the event loop. Events that queue while the
+thread waits for the store's write lock (SQLite: the other receiver process's commit) join
+the batch once the lock is held (``record_events_joining``), instead of waiting for one more
+commit.
 """
 
 from __future__ import annotations
@@ -40,17 +42,16 @@ class GroupCommitter:
         self.batched = hasattr(store, "record_events")
         self.joining = hasattr(store, "record_events_joining")
         self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        # pending is appended to by the event loop and taken from by the loop (a batch handed over)
-        # and by the writer thread (events joining the batch in flight, see _more)
+        # pending is appended to by the event loop and taken from by the writer thread (_take, _more)
         self._pending_lock = threading.Lock()
-        self.task: asyncio.Task[None] | None = None
+        self.writing = False  # the writer thread runs (_write); set and cleared under _pending_lock
+        self.loop: Any = None  # the event loop the answers go to (set by the first event)
         # One writer thread per process (only one batch is ever in flight): a plain executor
         # hop costs less than anyio's thread pool, and the thread stays warm.
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         # Diagnostic ($ANALYZERS_COMMIT_LOG=PREFIX): one line per group commit in PREFIX.PID,
-        # ``submitted started ended answered events`` (perf_counter seconds: when the batch was
-        # handed to the writer thread, when the thread started and ended it, when the event loop
-        # resumed its callers). Off by default: the hot path only reads the clock three times a batch.
+        # ``submitted started ended answered events`` (perf_counter seconds: when the writer thread
+        # took the batch, when its commit started and ended, when the event loop set the answers). Off by default: the hot path only reads the clock three times a batch.
         prefix = os.environ.get(ENV_COMMIT_LOG)
         self.commit_log = open(f"{prefix}.{os.getpid()}", "a") if prefix else None  # noqa: SIM115 - closed in close()
 
@@ -94,11 +95,23 @@ class GroupCommitter:
         self._queue(item, _Callback(done))  # type: ignore[arg-type]
 
     def _queue(self, item: tuple[Any, ...], answer: asyncio.Future[Any]) -> None:
-        """Add an event and its answer to the next batch; start the drain unless it runs."""
+        """Add an event and its answer to the next batch; wake the writer thread unless it runs."""
         with self._pending_lock:
             self.pending.append((item, answer))
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain())
+            if self.writing:
+                return
+            self.writing = True
+        self.loop = asyncio.get_running_loop()
+        # One turn of the loop first: requests already read and parsed in this turn join the
+        # first batch (an idle receiver's first event waits microseconds for it).
+        self.loop.call_soon(self._start)
+
+    def _start(self) -> None:
+        try:
+            self.executor.submit(self._write)
+        except RuntimeError:  # closed (shutting down): nothing queued will be committed
+            while batch := self._take():
+                self._answer(batch, StoreUnavailable("receiver shutting down: retry later"), (0.0, 0.0, 0.0))
 
     async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
         if not self.batched:
@@ -106,13 +119,52 @@ class GroupCommitter:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue((source, event_id, payload, deploy), fut)
         # Not shielded: a caller cancelled while it waits cancels only its own future (its event
-        # stays in the batch and is committed; _answer skips it). The answers are set one loop
-        # turn after the commit (as a shield's extra hop did), so the queue that built up
-        # meanwhile is handed to the writer before the answered callers resume.
+        # stays in the batch and is committed; _answer skips it).
         return await fut  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _answer(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: list[Any]) -> None:
+    def _take(self) -> list[tuple[tuple[Any, ...], asyncio.Future[Any]]]:
+        """The next batch (up to ``max_batch`` queued events); empty: the writer thread stops."""
+        with self._pending_lock:
+            batch = self.pending[: self.max_batch]
+            del self.pending[: self.max_batch]
+            if not batch:
+                self.writing = False
+        return batch
+
+    def _write(self) -> None:
+        """The writer thread, while events are queued: commit a batch, take the next one (what queued
+        meanwhile) before the answers of the first go out, hand those answers to the event loop,
+        commit the next. Under load it goes from one commit to the next without waiting for the
+        event loop's turn (the loop only answers)."""
+        batch = self._take()
+        while batch:
+            submitted = time.perf_counter()
+            try:
+                started, ended, results = self._timed(batch)
+            except BaseException as exc:  # the whole batch failed: nothing of it was committed
+                started = ended = time.perf_counter()
+                results = exc if isinstance(exc, Exception) else StoreUnavailable(str(exc))
+            following = self._take()
+            try:
+                self.loop.call_soon_threadsafe(self._answer, batch, results, (submitted, started, ended))
+            except RuntimeError:  # the event loop is closed (shutdown): nobody is waiting
+                with self._pending_lock:
+                    self.pending.clear()
+                    self.writing = False
+                return
+            batch = following
+
+    def _answer(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: Any,
+                times: tuple[float, float, float]) -> None:
+        """In the event loop: each caller's answer (``results`` per event, or the batch's exception)."""
+        if self.commit_log is not None and not isinstance(results, BaseException):
+            self.commit_log.write(f"{times[0]:.6f} {times[1]:.6f} {times[2]:.6f} {time.perf_counter():.6f} "
+                                  f"{len(batch)}\n")
+        if isinstance(results, BaseException):
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(results)
+            return
         for (_, fut), result in zip(batch, results, strict=True):
             if fut.done():
                 continue
@@ -121,35 +173,9 @@ class GroupCommitter:
             else:
                 fut.set_result(result)
 
-    async def _drain(self) -> None:
-        while self.pending:
-            # One turn of the loop first: requests already read and parsed join this batch
-            # (about 10% larger batches under load, i.e. fewer fsyncs; microseconds when idle).
-            await asyncio.sleep(0)
-            with self._pending_lock:
-                batch = self.pending[: self.max_batch]
-                del self.pending[: self.max_batch]
-            if not batch:  # the writer thread took them into the batch before
-                break
-            try:
-                submitted = time.perf_counter()
-                started, ended, results = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, self._timed, batch)
-                if self.commit_log is not None:
-                    self.commit_log.write(f"{submitted:.6f} {started:.6f} {ended:.6f} {time.perf_counter():.6f} "
-                                          f"{len(batch)}\n")
-            except BaseException as exc:  # the whole batch failed: nothing of it was committed
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            asyncio.get_running_loop().call_soon(self._answer, batch, results)
-
 
 class _Callback:
-    """A queued event's answer as a callback: what :meth:`GroupCommitter._answer` and ``_drain``
+    """A queued event's answer as a callback: what :meth:`GroupCommitter._answer`
     call on a future (``done``, ``set_result``, ``set_exception``), without the future."""
 
     __slots__ = ("fn",)
