@@ -1,13 +1,13 @@
 """Group commit: concurrent events of one receiver process share one store transaction.
 
 :class:`GroupCommitter` queues each event with its answer (a future the caller awaits, or a
-callback for the direct path of :mod:`analyzers.server.protocol`); one writer thread takes the
-queue as one batch, commits it, takes what queued meanwhile as the next batch and hands the
-first batch's answers to the event loop, which sets them. Under load the thread goes from one
-commit to the next without waiting for a turn of the event loop. Events that queue while the
-thread waits for the store's write lock (SQLite: the other receiver process's commit) join
-the batch once the lock is held (``record_events_joining``), instead of waiting for one more
-commit.
+callback for the direct path of :mod:`analyzers.server.protocol`), hands the queue to one
+writer thread as one batch, and answers every event of the batch after its commit. On
+PostgreSQL (``chain_commits``) the thread then takes what queued meanwhile as the next batch
+itself, before handing the answers to the event loop, so that under load it goes from one
+commit to the next without waiting for a turn of the loop. Events that queue while the thread
+waits for SQLite's write lock (the other receiver process's commit) join the batch once the
+lock is held (``record_events_joining``), instead of waiting for one more commit.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class GroupCommitter:
         self.max_batch = max_batch
         self.batched = hasattr(store, "record_events")
         self.joining = hasattr(store, "record_events_joining")
+        self.chain = bool(getattr(store, "chain_commits", False))
         self.pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         # pending is appended to by the event loop and taken from by the writer thread (_take, _more)
         self._pending_lock = threading.Lock()
@@ -95,7 +96,7 @@ class GroupCommitter:
         self._queue(item, _Callback(done))  # type: ignore[arg-type]
 
     def _queue(self, item: tuple[Any, ...], answer: asyncio.Future[Any]) -> None:
-        """Add an event and its answer to the next batch; wake the writer thread unless it runs."""
+        """Add an event and its answer to the next batch; start the writer thread unless it runs."""
         with self._pending_lock:
             self.pending.append((item, answer))
             if self.writing:
@@ -107,11 +108,17 @@ class GroupCommitter:
         self.loop.call_soon(self._start)
 
     def _start(self) -> None:
+        """In the event loop: hand the queue to the writer thread as one batch (none queued: it stays idle)."""
+        batch = self._take()
+        if not batch:
+            return
         try:
-            self.executor.submit(self._write)
+            self.executor.submit(self._write, batch, time.perf_counter())
         except RuntimeError:  # closed (shutting down): nothing queued will be committed
-            while batch := self._take():
-                self._answer(batch, StoreUnavailable("receiver shutting down: retry later"), (0.0, 0.0, 0.0))
+            down = StoreUnavailable("receiver shutting down: retry later")
+            while batch:
+                self._answer(batch, down, (0.0, 0.0, 0.0))
+                batch = self._take()
 
     async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
         if not self.batched:
@@ -123,7 +130,7 @@ class GroupCommitter:
         return await fut  # type: ignore[no-any-return]
 
     def _take(self) -> list[tuple[tuple[Any, ...], asyncio.Future[Any]]]:
-        """The next batch (up to ``max_batch`` queued events); empty: the writer thread stops."""
+        """The next batch (up to ``max_batch`` queued events); empty: the writer goes idle."""
         with self._pending_lock:
             batch = self.pending[: self.max_batch]
             del self.pending[: self.max_batch]
@@ -131,28 +138,35 @@ class GroupCommitter:
                 self.writing = False
         return batch
 
-    def _write(self) -> None:
-        """The writer thread, while events are queued: commit a batch, take the next one (what queued
-        meanwhile) before the answers of the first go out, hand those answers to the event loop,
-        commit the next. Under load it goes from one commit to the next without waiting for the
-        event loop's turn (the loop only answers)."""
-        batch = self._take()
+    def _write(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], submitted: float) -> None:
+        """The writer thread: commit ``batch``. Chained (``chain_commits``, PostgreSQL): then take what
+        queued meanwhile as the next batch, hand the answers to the event loop, commit the next,
+        without waiting for a turn of the loop. Otherwise (SQLite) the loop answers and hands the
+        next batch over (:meth:`_turn`): the moment that takes lets the other receiver process's
+        writer, polling for SQLite's write lock, have it."""
         while batch:
-            submitted = time.perf_counter()
             try:
                 started, ended, results = self._timed(batch)
             except BaseException as exc:  # the whole batch failed: nothing of it was committed
                 started = ended = time.perf_counter()
                 results = exc if isinstance(exc, Exception) else StoreUnavailable(str(exc))
-            following = self._take()
+            following = self._take() if self.chain else []
             try:
-                self.loop.call_soon_threadsafe(self._answer, batch, results, (submitted, started, ended))
+                self.loop.call_soon_threadsafe(self._answer if self.chain else self._turn, batch, results,
+                                               (submitted, started, ended))
             except RuntimeError:  # the event loop is closed (shutdown): nobody is waiting
                 with self._pending_lock:
                     self.pending.clear()
                     self.writing = False
                 return
-            batch = following
+            batch, submitted = following, time.perf_counter()
+
+    def _turn(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: Any,
+              times: tuple[float, float, float]) -> None:
+        """In the event loop, after an unchained commit: the queue goes to the writer thread first,
+        then the answers (whose callers resume after both)."""
+        self._start()
+        self._answer(batch, results, times)
 
     def _answer(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: Any,
                 times: tuple[float, float, float]) -> None:

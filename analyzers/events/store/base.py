@@ -77,6 +77,9 @@ class SQLStore(SchedulerTables, ABC):
     """
 
     placeholder = "?"
+    #: The receiver's writer thread may start the next group commit as soon as one ends
+    #: (:class:`analyzers.server.commit.GroupCommitter`); SQLite says no (see there).
+    chain_commits = True
     #: :meth:`record_events` takes the :meth:`_record_batch` path from this many events on.
     batch_from = 2
 

@@ -83,6 +83,11 @@ def _already(conn: sqlite3.Connection, version: int, index: int) -> bool:
 class SQLiteStore(SQLStore):
     """SQLite store at ``path``; the schema is created (migrated) on first use."""
 
+    #: Not chained: a receiver process's writer that asks for the write lock again the moment its
+    #: commit ends can win it over and over from the other process's writer, which polls for it
+    #: (chained, SQLite's commit p99 rose in side-by-side runs: docs/benchmarks.md).
+    chain_commits = False
+
     def __init__(self, path: str, *, busy_timeout_s: float = 5.0, url: str | None = None) -> None:
         super().__init__(url or f"sqlite:///{path}")
         if path in ("", ":memory:"):
