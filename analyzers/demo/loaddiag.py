@@ -11,7 +11,9 @@ probe's timestamps can be compared.
   every group commit too.
 - The receiver's commit log: with ``$ANALYZERS_COMMIT_LOG`` set to a path prefix, every
   group commit of every receiver process is written to ``PREFIX.PID`` as one line
-  ``submitted started ended answered events`` (:class:`analyzers.server.commit.GroupCommitter`).
+  ``submitted started ended answered events joined`` (:class:`analyzers.server.commit.GroupCommitter`;
+  ``joined``: events that joined the batch while it waited for SQLite's write lock; receivers
+  before it wrote five fields, read as none joined).
 - :func:`tail_report`: for the slowest 1% of events, the longest commit and the longest probe
   fsync that ran while each was in flight (from when it was due to its answer), beside the same
   figures for all events; and how their time splits between waiting for their own group
@@ -94,10 +96,14 @@ class FsyncProbe:
             os.unlink(self.out)
 
 
-def read_commit_logs(prefix: str) -> tuple[list[tuple[float, float, float, float, int]], list[tuple[float, float]]]:
+#: One group commit of the commit log: submitted, started, ended, answered, events, joined.
+CommitRow = tuple[float, float, float, float, int, int]
+
+
+def read_commit_logs(prefix: str) -> tuple[list[CommitRow], list[tuple[float, float]]]:
     """Every receiver process's commit log under ``prefix`` (then removed): its group commits
     sorted by start, and its SQLite WAL checkpoints as (start, duration) sorted by start."""
-    rows: list[tuple[float, float, float, float, int]] = []
+    rows: list[CommitRow] = []
     checkpoints: list[tuple[float, float]] = []
     for path in glob.glob(glob.escape(prefix) + ".*"):
         with open(path) as f:
@@ -106,8 +112,8 @@ def read_commit_logs(prefix: str) -> tuple[list[tuple[float, float, float, float
                     _, a, b = line.split()
                     checkpoints.append((float(a), float(b) - float(a)))
                     continue
-                a, b, c, d, n = line.split()
-                rows.append((float(a), float(b), float(c), float(d), int(n)))
+                a, b, c, d, n, *joined = line.split()
+                rows.append((float(a), float(b), float(c), float(d), int(n), int(joined[0]) if joined else 0))
         os.unlink(path)
     return sorted(rows, key=lambda r: r[1]), sorted(checkpoints)
 
@@ -205,7 +211,7 @@ def _longest_overlap(starts: Sequence[float], spans: Sequence[tuple[float, float
 
 
 def _split(dues: Sequence[float], latencies: Sequence[float], cut: float,
-           commits: Sequence[tuple[float, float, float, float, int]]) -> dict[str, float]:
+           commits: Sequence[Sequence[float]]) -> dict[str, float]:
     """Where the slowest events' time went, as medians over those of ``latencies >= cut``: from
     due to the hand-over of its own group commit (waiting behind the commit in flight), that
     commit (hand-over, writer thread, back to the loop), and from then to the client's answer.
@@ -238,7 +244,7 @@ def _split(dues: Sequence[float], latencies: Sequence[float], cut: float,
 
 
 def tail_report(dues: Sequence[float], latencies: Sequence[float],
-                commits: Sequence[tuple[float, float, float, float, int]],
+                commits: Sequence[Sequence[float]],
                 fsyncs: Sequence[tuple[float, float]],
                 checkpoints: Sequence[tuple[float, float]] = ()) -> dict[str, Any]:
     """What the slowest 1% of events overlapped, beside all events (figures in ms and fractions).
@@ -261,7 +267,8 @@ def tail_report(dues: Sequence[float], latencies: Sequence[float],
     if commits:
         c = [(r[2] - r[1]) * 1e3 for r in commits]
         out["commit_ms"] = {"n": len(c), "p50": pct(c, 0.5), "p99": pct(c, 0.99), "max": max(c),
-                            "events_per_commit": sum(r[4] for r in commits) / len(commits)}
+                            "events_per_commit": sum(r[4] for r in commits) / len(commits),
+                            "joined_share": sum(r[5] for r in commits if len(r) > 5) / max(1, sum(r[4] for r in commits))}
         to_thread = [(r[1] - r[0]) * 1e3 for r in commits]
         back = [(r[3] - r[2]) * 1e3 for r in commits]
         out["handover_ms"] = {"to_thread_p99": pct(to_thread, 0.99), "back_p99": pct(back, 0.99)}
@@ -297,7 +304,8 @@ def summary_line(rep: dict[str, Any]) -> str:
     if "commit_ms" in rep:
         c = rep["commit_ms"]
         parts.append(f"commit p50/p99/max {c['p50']:.1f}/{c['p99']:.1f}/{c['max']:.1f} ms "
-                     f"({c['events_per_commit']:.1f} events each)")
+                     f"({c['events_per_commit']:.1f} events each, {c['joined_share']:.0%} of them joined "
+                     "while it waited for the write lock)")
         h = rep["handover_ms"]
         parts.append(f"hand-over p99 to thread {h['to_thread_p99']:.1f} ms, back {h['back_p99']:.1f} ms")
     if "checkpoint_ms" in rep:

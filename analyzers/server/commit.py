@@ -51,8 +51,9 @@ class GroupCommitter:
         # hop costs less than anyio's thread pool, and the thread stays warm.
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         # Diagnostic ($ANALYZERS_COMMIT_LOG=PREFIX): one line per group commit in PREFIX.PID,
-        # ``submitted started ended answered events`` (perf_counter seconds: when the writer thread
-        # took the batch, when its commit started and ended, when the event loop set the answers). Off by default: the hot path only reads the clock three times a batch.
+        # ``submitted started ended answered events joined`` (perf_counter seconds: when the batch was
+        # taken for the writer thread, when its commit started and ended, when the event loop set
+        # the answers; its events, of which ``joined`` joined it while it waited for the write lock). Off by default: the hot path only reads the clock three times a batch.
         prefix = os.environ.get(ENV_COMMIT_LOG)
         self.commit_log = open(f"{prefix}.{os.getpid()}", "a") if prefix else None  # noqa: SIM115 - closed in close()
 
@@ -117,7 +118,7 @@ class GroupCommitter:
         except RuntimeError:  # closed (shutting down): nothing queued will be committed
             down = StoreUnavailable("receiver shutting down: retry later")
             while batch:
-                self._answer(batch, down, (0.0, 0.0, 0.0))
+                self._answer(batch, down, (0.0, 0.0, 0.0, 0))
                 batch = self._take()
 
     async def record(self, source: str, event_id: str, payload: Any, deploy: Any) -> tuple[Any, bool]:
@@ -145,6 +146,7 @@ class GroupCommitter:
         next batch over (:meth:`_turn`): the moment that takes lets the other receiver process's
         writer, polling for SQLite's write lock, have it."""
         while batch:
+            handed = len(batch)
             try:
                 started, ended, results = self._timed(batch)
             except BaseException as exc:  # the whole batch failed: nothing of it was committed
@@ -153,7 +155,7 @@ class GroupCommitter:
             following = self._take() if self.chain else []
             try:
                 self.loop.call_soon_threadsafe(self._answer if self.chain else self._turn, batch, results,
-                                               (submitted, started, ended))
+                                               (submitted, started, ended, len(batch) - handed))
             except RuntimeError:  # the event loop is closed (shutdown): nobody is waiting
                 with self._pending_lock:
                     self.pending.clear()
@@ -162,18 +164,18 @@ class GroupCommitter:
             batch, submitted = following, time.perf_counter()
 
     def _turn(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: Any,
-              times: tuple[float, float, float]) -> None:
+              times: tuple[float, float, float, int]) -> None:
         """In the event loop, after an unchained commit: the queue goes to the writer thread first,
         then the answers (whose callers resume after both)."""
         self._start()
         self._answer(batch, results, times)
 
     def _answer(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], results: Any,
-                times: tuple[float, float, float]) -> None:
+                times: tuple[float, float, float, int]) -> None:
         """In the event loop: each caller's answer (``results`` per event, or the batch's exception)."""
         if self.commit_log is not None and not isinstance(results, BaseException):
             self.commit_log.write(f"{times[0]:.6f} {times[1]:.6f} {times[2]:.6f} {time.perf_counter():.6f} "
-                                  f"{len(batch)}\n")
+                                  f"{len(batch)} {times[3]}\n")
         if isinstance(results, BaseException):
             for _, fut in batch:
                 if not fut.done():

@@ -138,7 +138,8 @@ def test_the_commit_log_times_every_group_commit_when_asked_and_stays_off_by_def
         lines = (tmp_path / f"commits.{os.getpid()}").read_text().splitlines()
         rows = [[float(x) for x in line.split()] for line in lines]
         assert [int(r[4]) for r in rows] == [5, 1]  # the five concurrent events in one commit
-        for submitted, started, ended, answered, _ in rows:
+        assert [int(r[5]) for r in rows] == [0, 0]  # none joined: no other writer held the lock
+        for submitted, started, ended, answered, _, _ in rows:
             assert before <= submitted <= started <= ended <= answered <= time.perf_counter()
         assert store.count_events() == 6
     finally:
@@ -196,11 +197,18 @@ class OtherWriterStore(SQLiteStore):
         return super().record_events(items)
 
 
-def test_events_queued_while_the_writer_waits_for_the_write_lock_join_its_commit(tmp_path: Any) -> None:
+def test_events_queued_while_the_writer_waits_for_the_write_lock_join_its_commit(tmp_path: Any,
+                                                                                 monkeypatch: Any) -> None:
     """With two receiver processes on one SQLite file, one's commit often waits for the other's
     (its fsync). The events that arrive meanwhile are committed with the waiting batch, once the
-    lock is had, instead of waiting for one more commit after it; each is answered after that commit."""
+    lock is had, instead of waiting for one more commit after it; each is answered after that
+    commit. The commit log counts them (its last field)."""
+    import os
     import sqlite3
+
+    from analyzers.server.settings import ENV_COMMIT_LOG
+
+    monkeypatch.setenv(ENV_COMMIT_LOG, str(tmp_path / "commits"))
 
     path = str(tmp_path / "shared.db")
     store = OtherWriterStore(path)
@@ -217,11 +225,14 @@ def test_events_queued_while_the_writer_waits_for_the_write_lock_join_its_commit
         other.execute("COMMIT")  # the other process's commit ends
         results = await asyncio.gather(head, *queued)
         committer.executor.shutdown(wait=True)
+        committer.close()
         return results
 
     try:
         results = asyncio.run(scenario())
         assert store.batches == [10]  # one commit for all ten, not [1, 9]
+        assert [line.split()[4:] for line in (tmp_path / f"commits.{os.getpid()}").read_text().splitlines()] == [
+            ["10", "9"]]
         assert [(d.deploy_id, new) for d, new in results] == [(f"d{i}", True) for i in range(10)]
         assert store.count_events() == 10
     finally:

@@ -71,15 +71,17 @@ def test_machine_cpu_counts_busy_ticks_within_the_total() -> None:
 
 
 def test_commit_logs_of_every_process_are_read_with_their_checkpoints_and_removed(tmp_path: Any) -> None:
-    (tmp_path / "c.101").write_text("1.0 1.1 1.3 1.4 5\nC 1.2 1.25\n")
-    (tmp_path / "c.102").write_text("0.5 0.6 0.7 0.8 2\n")
+    (tmp_path / "c.101").write_text("1.0 1.1 1.3 1.4 5 3\nC 1.2 1.25\n")
+    (tmp_path / "c.102").write_text("0.5 0.6 0.7 0.8 2\n")  # a receiver before the joined field
     commits, checkpoints = read_commit_logs(str(tmp_path / "c"))
-    assert [(c[1], c[4]) for c in commits] == [(0.6, 2), (1.1, 5)]  # sorted by start, both processes
+    assert [(c[1], c[4], c[5]) for c in commits] == [(0.6, 2, 0), (1.1, 5, 3)]  # sorted by start, both processes
     assert checkpoints == [(1.2, pytest.approx(0.05))]
     assert list(tmp_path.iterdir()) == []
     rep = tail_report([1.0], [0.5], commits, [], checkpoints)
     assert rep["checkpoint_ms"]["max"] == pytest.approx(50.0)
     assert "1 checkpoints" in summary_line(rep)
+    assert rep["commit_ms"]["joined_share"] == pytest.approx(3 / 7)
+    assert "43% of them joined while it waited for the write lock" in summary_line(rep)
 
 
 def test_run_queue_wait_of_this_process_tree_is_counted_and_never_negative() -> None:
