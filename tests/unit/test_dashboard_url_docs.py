@@ -21,8 +21,8 @@ PAGES = {"deploys.py": "/deploys", "deploy.py": "/deploy", "latency.py": "/laten
 
 
 def url_params(script: Path) -> set[str]:
-    """Query parameters the script binds (``bind="query-params"`` widgets, the time-range picker, the
-    service header) or reads (``common.query_value("...")``)."""
+    """Query parameters the script binds (``bind="query-params"`` widgets, ``url_selectbox``, the
+    time-range picker, the service header) or reads (``common.query_value("...")``)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(script.read_text())):
         if not isinstance(node, ast.Call):
@@ -37,6 +37,8 @@ def url_params(script: Path) -> set[str]:
             prefix = kw.get("key_prefix")
             p = prefix.value if isinstance(prefix, ast.Constant) else ""
             found |= {f"{p}range", f"{p}from", f"{p}to"}
+        if name == "url_selectbox" and isinstance(kw.get("key"), ast.Constant):
+            found.add(kw["key"].value)
         if name == "service_page":
             found.add("svc")
         if name == "query_value" and node.args and isinstance(node.args[0], ast.Constant):
