@@ -56,17 +56,23 @@ class GroupCommitter:
         # the answers; its events, of which ``joined`` joined it while it waited for the write lock). Off by default: the hot path only reads the clock three times a batch.
         prefix = os.environ.get(ENV_COMMIT_LOG)
         self.commit_log = open(f"{prefix}.{os.getpid()}", "a") if prefix else None  # noqa: SIM115 - closed in close()
+        # written by the event loop (commits) and SQLite's checkpoint thread: a text file object is
+        # not safe for two writing threads (interleaved writes garbled a line in a benchmark run)
+        self._log_lock = threading.Lock()
 
     def log_checkpoint(self, started: float, ended: float) -> None:
         """A line ``C started ended`` in the commit log: a WAL checkpoint (SQLite's background thread)."""
         if self.commit_log is not None:
-            self.commit_log.write(f"C {started:.6f} {ended:.6f}\n")
+            with self._log_lock:
+                if not self.commit_log.closed:  # the store's checkpoint thread may outlive close()
+                    self.commit_log.write(f"C {started:.6f} {ended:.6f}\n")
 
     def close(self) -> None:
         """Stop the writer thread (after the batch in flight) and close the commit log."""
         self.executor.shutdown(wait=False)
         if self.commit_log is not None:
-            self.commit_log.close()
+            with self._log_lock:
+                self.commit_log.close()
 
     def _timed(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> tuple[float, float, Any]:
         """In the writer thread: commit ``batch``, which grows by the events that join it (:meth:`_more`)."""
@@ -174,8 +180,9 @@ class GroupCommitter:
                 times: tuple[float, float, float, int]) -> None:
         """In the event loop: each caller's answer (``results`` per event, or the batch's exception)."""
         if self.commit_log is not None and not isinstance(results, BaseException):
-            self.commit_log.write(f"{times[0]:.6f} {times[1]:.6f} {times[2]:.6f} {time.perf_counter():.6f} "
-                                  f"{len(batch)} {times[3]}\n")
+            line = f"{times[0]:.6f} {times[1]:.6f} {times[2]:.6f} {time.perf_counter():.6f} {len(batch)} {times[3]}\n"
+            with self._log_lock:
+                self.commit_log.write(line)
         if isinstance(results, BaseException):
             for _, fut in batch:
                 if not fut.done():

@@ -284,3 +284,42 @@ def test_a_failed_joined_commit_answers_the_events_that_joined_it_too(tmp_path: 
     finally:
         other.close()
         store.close()
+
+
+def test_the_commit_log_stays_line_by_line_when_checkpoints_and_commits_are_logged_at_once(tmp_path: Any,
+                                                                                         monkeypatch: Any) -> None:
+    """SQLite's checkpoint thread logs beside the event loop's commit lines: every line stays whole
+    (a garbled line once stopped a benchmark run), and a checkpoint logged after close() is dropped."""
+    import os
+
+    from analyzers.server.settings import ENV_COMMIT_LOG
+
+    monkeypatch.setenv(ENV_COMMIT_LOG, str(tmp_path / "commits"))
+    store = HeldStore(str(tmp_path / "held.db"))
+    store.release.set()
+    committer = GroupCommitter(store)
+
+    def checkpoints() -> None:
+        for i in range(20000):
+            committer.log_checkpoint(i * 1e-3, i * 1e-3 + 5e-4)
+
+    async def commits() -> None:
+        for i in range(300):
+            await asyncio.gather(*(committer.record("ci", f"e{i}-{j}", {}, _deploy(j)) for j in range(3)))
+
+    threads = [threading.Thread(target=checkpoints) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        asyncio.run(commits())
+        for t in threads:
+            t.join()
+        committer.close()
+        committer.log_checkpoint(1.0, 2.0)  # after close: nothing written, no error
+        lines = (tmp_path / f"commits.{os.getpid()}").read_text().splitlines()
+        marks = [line for line in lines if line.startswith("C ")]
+        rows = [line.split() for line in lines if not line.startswith("C ")]
+        assert len(marks) == 60000 and all(len(m.split()) == 3 for m in marks)
+        assert sum(int(r[4]) for r in rows) == 900 and all(len(r) == 6 for r in rows)
+    finally:
+        store.close()
