@@ -229,20 +229,12 @@ def time_range_picker(
     options = [*presets, "custom"]
     if default not in options:
         default = presets[-1]
-    key = f"{key_prefix}range"
-    # No widget default (index=None) and the start seeded instead: a bound widget leaves its default
-    # out of the URL, and this default can depend on the data (the Latency page opens on its latest
-    # deploy), so every choice must be written to the URL for links to stay put.
-    if key not in st.session_state and key not in st.query_params:
-        st.session_state[key] = default
-    label = st.sidebar.selectbox(
-        "Time range",
-        options,
-        index=None,
-        key=key,
-        bind="query-params",
+    # Always in the URL (url_selectbox): this default can depend on the data (the Latency page opens
+    # on its latest deploy), so a link copied from the address bar must carry the range shown.
+    label = url_selectbox(
+        "Time range", options, key=f"{key_prefix}range", default=default, container=st.sidebar,
         help=f"The last 1h, 24h, ... up to now, or a custom range (in {zone.name}). Kept in the URL.",
-    ) or default  # no format_func: a bound widget writes its *formatted* value into the URL
+    )
     end = floor_now(granularity_s)
     if label != "custom":
         return TimeRange(end - preset_seconds(label), end, label)
@@ -254,6 +246,28 @@ def time_range_picker(
         st.sidebar.warning("'To' is before 'From': showing the day before 'To' instead.")
         start_ts = end_ts - 86400
     return TimeRange(start_ts, end_ts, "custom")
+
+
+def url_selectbox(label: str, options: list[str], *, key: str, default: str | None = None, container: Any = None,
+                  help: str | None = None) -> str:
+    """A selectbox whose value is always in the URL (``?key=value``), so the address bar is a link to the view.
+
+    Streamlit's ``bind="query-params"`` writes a value to the URL only when the viewer picks it: a
+    value the page chose (the first service, which depends on what is stored) stayed out of the URL,
+    and a link copied from the address bar named no service. Here the URL value wins when valid, else
+    ``default`` (the first option if None); a pick is written back by the change callback, which runs
+    before the page."""
+    box = container if container is not None else st
+    wanted = query_value(key)
+    st.session_state[key] = wanted if wanted in options else (default if default in options else options[0])
+
+    def remember() -> None:
+        st.query_params[key] = str(st.session_state[key])
+
+    value = str(box.selectbox(label, options, key=key, on_change=remember, help=help))
+    if query_value(key) != value:
+        st.query_params[key] = value
+    return value
 
 
 def zoned_datetime_input(label: str, param: str, default: int, zone: ViewerZone, *, container: Any = None,

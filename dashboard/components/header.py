@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -46,26 +45,6 @@ def known_services(config: Config) -> list[str]:
     return sorted(names)
 
 
-def url_selectbox(label: str, options: list[str], *, key: str, container: Any = None, help: str | None = None) -> str:
-    """A selectbox whose value is always in the URL (``?key=value``), so the address bar is a link to the view.
-
-    Streamlit's ``bind="query-params"`` writes a value to the URL only when the viewer picks it: a
-    value the page chose (the first service, which depends on what is stored) stayed out of the URL,
-    and a link copied from the address bar named no service. Here the URL value wins when valid, else
-    the first option; a pick is written back by the change callback, which runs before the page."""
-    box = container if container is not None else st
-    wanted = common.query_value(key)
-    st.session_state[key] = wanted if wanted in options else options[0]
-
-    def remember() -> None:
-        st.query_params[key] = str(st.session_state[key])
-
-    value = str(box.selectbox(label, options, key=key, on_change=remember, help=help))
-    if common.query_value(key) != value:
-        st.query_params[key] = value
-    return value
-
-
 def service_page(title: str) -> ServicePage:
     """Draw the page title and the sidebar's service picker; stop the page on a broken config."""
     zone = common.viewer_zone()
@@ -77,7 +56,7 @@ def service_page(title: str) -> ServicePage:
         st.stop()
     services = known_services(config)
     if services:
-        service = url_selectbox("Service", services, key="svc", container=st.sidebar)
+        service = common.url_selectbox("Service", services, key="svc", container=st.sidebar)
     else:
         service = st.sidebar.text_input(
             "Service", key="svc", bind="query-params",

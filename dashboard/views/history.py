@@ -14,7 +14,7 @@ import streamlit as st
 from analyzers.model import MetricVerdict
 from analyzers.text import format_delta, format_relative
 from dashboard import data
-from dashboard.components import change_metrics, common, header
+from dashboard.components import change_metrics, common
 
 zone = common.viewer_zone()
 st.title("Service history")
@@ -52,7 +52,7 @@ services = sorted(set(config.services) | set(stored))
 if not services:
     st.info(f"No deploys stored yet: send deploy events to the receiver (see {common.doc_ref('send_events')}).")
     st.stop()
-service = header.url_selectbox("Service", services, key="hist_svc", container=st.sidebar)
+service = common.url_selectbox("Service", services, key="hist_svc", container=st.sidebar)
 limit = st.sidebar.selectbox("Last N deploys", (10, 20, 50, 100), index=1, key="hist_n", bind="query-params")
 
 history: data.DeployList | None = None
