@@ -148,8 +148,13 @@ with common.panel("Error series"), st.spinner("Querying the counters…"):
     else:
         if es.ratio.shape[1] > MAX_LINES:
             st.caption(f"{es.ratio.shape[1]} values: the {MAX_LINES} with the most errors are drawn.")
-        st.plotly_chart(_lines(es.ratio, 100.0, "error ratio (%)", deploys, verdicts), key="err_ratio")
-        st.plotly_chart(_lines(es.error_rate, 1.0, "errors per second (errors/s)", deploys, verdicts), key="err_rate")
+        for frame, scale, title, key in ((es.ratio, 100.0, "error ratio (%)", "err_ratio"),
+                                         (es.error_rate, 1.0, "errors per second (errors/s)", "err_rate")):
+            event = st.plotly_chart(_lines(frame, scale, title, deploys, verdicts), key=key, on_select="rerun",
+                                    selection_mode="points")
+            picked = common.clicked_deploy(event)  # a deploy marker opens that deploy's evidence, as on Latency
+            if picked:
+                st.switch_page("views/deploy.py", query_params={"deploy": picked})
         st.caption(f"Rate window {es.window}, step {step} s. A gap means no requests (not 0% errors). PromQL:")
     common.show_query(es.query)
 

@@ -253,3 +253,17 @@ def test_history_link_in_the_address_bar_names_its_service(dashboard: Dashboard,
         wait_for(lambda: parse_qs(urlparse(browser.current_url).query).get(key) == ["checkout"],  # noqa: B023
                  f"the service in the URL after opening {path}", timeout_s=10)
     assert parse_qs(urlparse(browser.current_url).query).get("err_range") == ["6h"]  # the range shown, too
+
+
+def test_errors_page_deploy_markers_open_the_deploy(dashboard: Dashboard, browser: Any) -> None:
+    """"Errors are up": a click on a deploy marker of the Errors page's per-version chart opens that
+    deploy's evidence, as on the Latency page (the markers there were drawn but not clickable)."""
+    browser.get(dashboard.url + "/errors?svc=checkout&err_range=24h&err_by=version")
+    wait_for(lambda: idle(browser) and chart_points(browser, 0, "deploys"), "the error ratio chart with deploy markers")
+    ids = browser.execute_script(
+        "const d = document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')[0].data;"
+        "return d.find((t) => t.name === 'deploys').customdata.flat()")
+    click_until(browser, lambda: (chart_points(browser, 0, "deploys") or [None])[0],
+                lambda: "/deploy?" in browser.current_url, "the deploy page after clicking a deploy marker")
+    assert parse_qs(urlparse(browser.current_url).query)["deploy"][0] in ids
+    wait_for(lambda: "Deploy: checkout" in body_text(browser), "the deploy header")
