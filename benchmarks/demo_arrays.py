@@ -9,6 +9,8 @@ per-step increments (:meth:`analyzers.demo.scenarios.Scenario.service_increments
   grid at both ends of each window, where Prometheus does not extrapolate), summed over pods;
   ``histogram_quantile`` interpolates linearly inside the bucket as Prometheus does (the
   ``+Inf`` bucket answers the highest finite bound, no requests give NaN);
+* the bucket counts per bound of ``latency_shift`` (``sum by (le) (increase(h_bucket{...}[w]))``,
+  :meth:`ScenarioBackend.fetch_buckets`): each step's increments over ``w`` per ``le``;
 * the bucket test's one instant query (:func:`analyzers.prometheus.promql.window_increases`:
   ``label_replace(sum by (le) (increase(h_bucket{...}[D] offset O)), "window", NAME, ...)``
   parts), answered per window with cumulative counts per ``le``.
@@ -30,6 +32,7 @@ import pandas as pd
 from analyzers.config import parse_duration
 from analyzers.demo.scenarios import BUCKETS, LE_LABELS, Scenario
 from analyzers.prometheus.results import PromSeries, QueryResult
+from analyzers.verify.fetch import BucketGrid
 
 _SERVICE = re.compile(r'service="([^"]+)"')
 _WINDOW = re.compile(r'\[([0-9a-z]+)\]')
@@ -111,6 +114,22 @@ class ScenarioBackend:
                 raise ValueError(f"no array answer for metric {metric_key!r} ({query})")
         index = pd.DatetimeIndex(pd.to_datetime(t, unit="s", utc=True))
         return pd.Series(v, index=index, dtype=float), ()
+
+    def fetch_buckets(self, query: str, metric_key: str, start: datetime, end: datetime,
+                      step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
+        """``sum by (le) (increase(h_bucket{...}[w]))`` on the grid: cumulative counts per bound."""
+        service = _SERVICE.search(query)
+        window = _WINDOW.search(query)
+        if service is None or window is None or "sum by (le)" not in query:
+            raise ValueError(f"cannot serve {query!r}")
+        a = int(np.floor(start.timestamp() / step_s) * step_s)
+        b = int(np.ceil(end.timestamp() / step_s) * step_s)
+        grid = np.arange(a, b + 1, int(step_s), dtype=np.int64)
+        t = grid[(grid >= self.t0) & (grid <= int(self.sc.end.timestamp()))]
+        counts = np.full((len(grid), len(LE_LABELS)), np.nan)
+        counts[np.searchsorted(grid, t)] = self._increase(service.group(1), "buckets", t, parse_duration(window.group(1)))
+        index = pd.DatetimeIndex(pd.to_datetime(grid, unit="s", utc=True))
+        return BucketGrid(tuple(BUCKETS) + (float("inf"),), counts, index), ()
 
     # -- the client's instant query (bucket test) -------------------------------------------
     def query(self, query: str, at: datetime, **_: Any) -> QueryResult:

@@ -48,9 +48,9 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 #: ``le`` label values in exposition form, ``+Inf`` last.
 LE_LABELS: tuple[str, ...] = tuple(f"{b:g}" for b in BUCKETS) + ("+Inf",)
 #: Catalog metric keys the truth is stated for (see ``analyzers.config.DEFAULT_METRICS``).
-TRUTH_METRICS: tuple[str, ...] = ("error_ratio", "latency_p99", "latency_p50", "request_rate")
+TRUTH_METRICS: tuple[str, ...] = ("error_ratio", "latency_p99", "latency_shift", "latency_p50", "request_rate")
 #: Catalog metrics that guard every deploy by default, and the direction that is bad.
-GUARDS_BAD: dict[str, str] = {"error_ratio": "increase", "latency_p99": "increase"}
+GUARDS_BAD: dict[str, str] = {"error_ratio": "increase", "latency_p99": "increase", "latency_shift": "increase"}
 
 _Z99 = 2.3263478740408408  # standard normal 0.99 quantile
 GC_MEDIAN_S = 0.7
@@ -700,6 +700,7 @@ def derive_truth(effect: Effect, sigma: float = 0.6) -> dict[str, str]:
     return {
         "error_ratio": direction(effect.error_ratio),
         "latency_p99": direction(p99),
+        "latency_shift": direction(effect.latency_median),  # the median read from the buckets
         "latency_p50": direction(effect.latency_median),
         "request_rate": direction(effect.request_rate),
     }

@@ -252,66 +252,105 @@ def histogram_quantile_of(query: str) -> float | None:
 _QUANTILE = re.compile(r"histogram_quantile\(\s*([0-9]*\.?[0-9]+)\s*,")
 
 
-def in_latency_units(res: dict[str, Any], series: pd.Series, counts: BucketCounts | None, quantile: float | None,
-                     make_path: Callable[[pd.Series], SequentialPath | None], level_alpha: float,
-                     until_s: float, rerun: Callable[[pd.Series], dict[str, Any]] | None = None,
-                     min_effect_rel: float | None = None) -> dict[str, Any]:
+class LineCheck(NamedTuple):
+    """What :func:`in_latency_units` needs besides the result: the percentile line and its bucket
+    counts, how to run the metric's confidence sequence on another series, and at which level."""
+
+    series: pd.Series  # the percentile line
+    counts: BucketCounts | None  # bounds and the before window's counts (bucket test)
+    quantile: float | None  # the line's q (histogram_quantile(q, ...))
+    make_path: Callable[[pd.Series], SequentialPath | None]  # the metric's sequence on another series
+    level_alpha: float  # the metric's share of the deploy's budget (alpha / k)
+    until_s: float  # the look (Unix s)
+    rerun: Callable[[pd.Series], dict[str, Any]] | None = None  # the one-look test on another series
+    min_effect_rel: float | None = None
+    #: log of the same quantile read from each step's bucket counts (log-probit;
+    #: :func:`analyzers.stats.step_quantiles.step_log_quantiles`), when they were fetched
+    step_reads: pd.Series | None = None
+
+
+def _sequence_on(check: LineCheck, shift_series: pd.Series) -> dict[str, Any] | None:
+    """The metric's sequence on a log-latency series: status, direction, p, size and interval as
+    factors minus one (None when it cannot run)."""
+    path = check.make_path(shift_series)
+    if path is None or path.kind != "level":
+        return None
+    seq = path.at(check.level_alpha, check.until_s)
+    p = path.pvalue(check.until_s)
+    lo, hi = seq["interval"]
+    est = seq.get("estimate")
+    raw = seq.get("estimate_unclipped")
+    if est is not None and raw is not None and math.isfinite(raw) and seq["direction"] in ("increase", "decrease"):
+        est = max(est, raw) if seq["direction"] == "increase" else min(est, raw)
+    return {"status": seq["status"], "direction": seq["direction"], "p_value": p,
+            "estimate": shift_to_ratio(est), "interval": [shift_to_ratio(lo), shift_to_ratio(hi)]}
+
+
+def in_latency_units(res: dict[str, Any], check: LineCheck) -> dict[str, Any]:
     """A level shift of a percentile line, which must also be certain as a shift of the requests' latency.
 
     The line is mapped point by point to the log-latency shift of the before window's log-normal
     tail that ``histogram_quantile`` would read as it (:mod:`analyzers.stats.tail_shift`), and the
-    same confidence sequence (``make_path``: baseline, noise model, horizon, direction) runs on that
-    series at the same level. The shift stands only if both sequences are certain of it in the same
-    direction (intersection-union: the p-value is the larger, and the error rate over every look is
-    at most either sequence's), and, with ``min_effect_rel``, only if the requests' latency moved by
-    at least that much (the larger of the clipped and unclipped estimates in the decided direction,
-    as :mod:`analyzers.verify.anytime` reads the line's). Otherwise the line's move is its
+    same confidence sequence (``check.make_path``: baseline, noise model, horizon, direction) runs
+    on that series at the same level; with ``check.step_reads`` (the same quantile read from each
+    step's bucket counts, log-probit), it runs on that series too. The shift stands only if every
+    sequence is certain of it in the same direction (intersection-union: the p-value is the
+    largest, and the error rate over every look is at most any one sequence's), and, with
+    ``min_effect_rel``, only if the requests' latency moved by at least that much on every scale
+    (the larger of the clipped and unclipped estimates in the decided direction, as
+    :mod:`analyzers.verify.anytime` reads the line's). Otherwise the line's move is its
     interpolation inside a wide bucket, or a wander the line amplifies there: the metric is
-    unchanged, and its interval is widened to
-    hold zero, so interval and decision agree, and its spread is judged on the same scale (``rerun``:
-    the one-look series test on the shifts; the wander the line amplifies in a wide bucket also
-    makes it noisier there).
-    The figures are kept as ``latency_shift``
-    (docs/verdict-json.md). ``res`` unchanged when the tail cannot be fitted or the sequence not run.
+    unchanged, and its interval is widened to hold zero, so interval and decision agree, and its
+    spread is judged on the same scale (``rerun``: the one-look test on the shifts; the wander the
+    line amplifies in a wide bucket also makes it noisier there).
+    The figures are kept as ``latency_shift`` (and ``step_quantile``; docs/verdict-json.md).
+    ``res`` unchanged when the tail cannot be fitted or the sequence not run.
     """
+    counts, quantile = check.counts, check.quantile
     if (res.get("status") != "shifted" or res.get("change_kind", "level") != "level" or counts is None
             or quantile is None or res.get("p_value") is None):
         return res
     fit = lognormal_tail(counts.les, counts.before)
     if fit is None:
         return res
-    shifts = implied_log_shift(series.to_numpy(dtype=float), counts.les, fit[0], fit[1], quantile)
-    shift_series = pd.Series(shifts, index=series.index)
-    path = make_path(shift_series)
-    if path is None or path.kind != "level":
+    shifts = implied_log_shift(check.series.to_numpy(dtype=float), counts.les, fit[0], fit[1], quantile)
+    shift_series = pd.Series(shifts, index=check.series.index)
+    info = _sequence_on(check, shift_series)
+    if info is None:
         return res
-    seq = path.at(level_alpha, until_s)
-    p = path.pvalue(until_s)
-    lo, hi = seq["interval"]
-    est = seq.get("estimate")
-    raw = seq.get("estimate_unclipped")
-    if est is not None and raw is not None and math.isfinite(raw) and seq["direction"] in ("increase", "decrease"):
-        est = max(est, raw) if seq["direction"] == "increase" else min(est, raw)
-    size = shift_to_ratio(est)
-    info = {"status": seq["status"], "direction": seq["direction"], "p_value": p,
-            "estimate": size, "interval": [shift_to_ratio(lo), shift_to_ratio(hi)],
-            "tail_mu": fit[0], "tail_sigma": fit[1]}
-    out = dict(res, latency_shift=info, p_value=max(float(res["p_value"]), p))
-    certain = seq["status"] == "shifted" and seq["direction"] == res.get("direction")
-    small = certain and min_effect_rel is not None and size is not None and abs(size) < min_effect_rel
-    if certain and not small:
+    info.update(tail_mu=fit[0], tail_sigma=fit[1])
+    out = dict(res, latency_shift=info, p_value=max(float(res["p_value"]), info["p_value"]))
+    scales = [(info, shift_series)]
+    if check.step_reads is not None:
+        step = _sequence_on(check, check.step_reads)
+        if step is not None:
+            out["step_quantile"] = step
+            out["p_value"] = max(out["p_value"], step["p_value"])
+            scales.append((step, check.step_reads))
+    failed = None
+    for scale, series in scales:
+        certain = scale["status"] == "shifted" and scale["direction"] == res.get("direction")
+        size = scale["estimate"]
+        small = certain and check.min_effect_rel is not None and size is not None and abs(size) < check.min_effect_rel
+        if not certain or small:
+            failed = (scale, series, small)
+            break
+    if failed is None:
         return out
+    scale, series, small = failed
+    size, p = scale["estimate"], scale["p_value"]
+    read = ("read from each minute's bucket counts" if scale is not info
+            else "the log-normal tail of the bucket counts before the deploy")
     why = (f"by {format_relative(size)}, certain at any look but below the minimum meaningful effect "
-           f"({format_relative(min_effect_rel).lstrip('+')})" if small else
-           f"the move is not certain at any look ({format_relative(info['interval'][0])} to "
-           f"{format_relative(info['interval'][1])}, always-valid {p_equals(p)})")
-    if rerun is not None:
-        spread = {k: v for k, v in (rerun(shift_series).get("details") or {}).items() if k in ("p_spread", "spread_ratio")}
+           f"({format_relative(check.min_effect_rel).lstrip('+')})" if small else
+           f"the move is not certain at any look ({format_relative(scale['interval'][0])} to "
+           f"{format_relative(scale['interval'][1])}, always-valid {p_equals(p)})")
+    if check.rerun is not None:
+        spread = {k: v for k, v in (check.rerun(series).get("details") or {}).items() if k in ("p_spread", "spread_ratio")}
         out["details"] = dict(out.get("details") or {}, **spread)
     elo, ehi = out.get("effect_ci") or [None, None]
     out.update(status="unchanged", direction=None, change_kind=None,
                effect_ci=[min(elo, 0.0) if elo is not None else None, max(ehi, 0.0) if ehi is not None else None],
                reason=(f"The percentile line moved ({p_equals(res['p_value'])}), but read as a shift of the requests' "
-                       f"latency (the log-normal tail of the bucket counts before the deploy) {why}: the line's "
-                       "interpolation inside a wide bucket amplifies the move"))
+                       f"latency ({read}) {why}: the line's interpolation inside a wide bucket amplifies the move"))
     return out

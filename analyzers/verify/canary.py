@@ -70,9 +70,11 @@ class CanaryReport:
 
 
 def canary_metrics(config: Config, service: str) -> list[str]:
-    """Metrics compared between versions: ``[canary].metrics`` or the service's comparable guards."""
-    keys = config.canary.metrics if config.canary.metrics is not None else config.guards_for(service)
-    return list(keys)
+    """Metrics compared between versions: ``[canary].metrics`` or the service's comparable guards
+    (without a per-step quantile read, ``latency_shift``: its histogram is compared already)."""
+    if config.canary.metrics is not None:
+        return list(config.canary.metrics)
+    return [k for k in config.guards_for(service) if config.metric(k).read_quantile is None]
 
 
 def comparable(spec: MetricSpec) -> bool:

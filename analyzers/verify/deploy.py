@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from analyzers.config import Config
+from analyzers.config import Config, MetricSpec
 from analyzers.errors import AnalyzerError, PrometheusError, is_outage, unreachable_from
 from analyzers.model import Deploy, DeployVerdict, MetricVerdict
 from analyzers.stats.sequential import SequentialPath
@@ -33,6 +33,7 @@ from analyzers.text import ci_label, format_effect, format_number, human_duratio
 from analyzers.verify import anytime
 from analyzers.verify.bucketcheck import (
     BucketCounts,
+    LineCheck,
     bucket_test,
     histogram_quantile_of,
     in_latency_units,
@@ -41,13 +42,16 @@ from analyzers.verify.bucketcheck import (
 )
 from analyzers.verify.decision import Decision, decide, evidence_from_result, watch_text
 from analyzers.verify.fetch import (
+    BucketGrid,
     DirectFetcher,
     Fetcher,
     align,
     chart_points,
+    fetch_buckets,
     fetch_grid,
     fetch_metric_series,
     grid_series,
+    read_quantile_series,
     series_from_result,
     window_levels,
 )
@@ -61,6 +65,7 @@ from analyzers.verify.plan import (
     ramp_s,
     rate_window,
 )
+from analyzers.verify.request_latency import as_factor, log_min_effect, log_series
 
 #: Re-exported: callers (CLI, worker, fleet, dashboard) import these from here.
 __all__ = [
@@ -131,6 +136,8 @@ def _reason(plan: MetricPlan, outcome: str, res: dict[str, Any]) -> str:
     if res.get("change_kind") == "variance":  # a spread-only change has no direction: no sign
         ratio = (res.get("details") or {}).get("spread_ratio")
         size = f"spread x{format_number(ratio, 2)}, no level change" if ratio is not None else "spread changed"
+    elif (res.get("request_latency") or {}).get("text"):  # a quantile read from bucket counts: as a factor
+        size = res["request_latency"]["text"]
     elif eff is not None:
         size = format_effect(eff, unit, rel=rel, ci=ci, label=ci_label(res))
     # What the metric is checked for: a guard fails on its bad direction, never "expected increase".
@@ -191,17 +198,19 @@ def verify_deploy(
             "a change cannot be attributed to one of them alone."
         )
     raw: list[MetricRun] = []
-    paths: dict[int, SequentialPath] = {}
-    counts: dict[int, BucketCounts | None] = {}  # bucket counts already fetched, per metric
-    series_of: dict[int, pd.Series] = {}
-    reruns: dict[int, Callable[..., dict[str, Any]]] = {}
+    pending: dict[int, _Pending] = {}  # per tested metric (index in raw): what its sequence needs
+    counts: dict[int, BucketCounts | None] = {}  # bucket counts fetched to judge a spread, per metric
+    grids: dict[tuple[str, str], BucketGrid] = {}  # bucket counts per minute, per (histogram, selector)
     charts: dict[str, dict[str, list[Any]]] = {}
     for plan in plans:
         if progress:
             progress(plan.spec.key)
         query = ""
         try:
-            query, series, warns = fetch_metric_series(client, config, plan.spec.key, deploy, start, end, fetcher=fetcher)
+            if plan.spec.read_quantile is not None:
+                query, series, warns, grids[_grid_key(plan.spec)] = _fetch_read(client, config, plan, deploy, start, end, fetcher)
+            else:
+                query, series, warns = fetch_metric_series(client, config, plan.spec.key, deploy, start, end, fetcher=fetcher)
         except PrometheusError as exc:
             if is_outage(exc):  # "could not check" is no verdict: the caller retries (worker) or exits 3 (CLI)
                 raise unreachable_from(exc) from exc
@@ -210,10 +219,18 @@ def verify_deploy(
         except AnalyzerError as exc:
             raw.append(MetricRun.failed(plan, query or _safe_query(config, plan, deploy), "error", str(exc)))
             continue
-        min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
+        on_log = plan.spec.read_quantile is not None  # judged on log latency, reported as a factor
+        chart_series = series
+        if on_log:
+            series = log_series(series)
+            min_effect, min_rel = log_min_effect(plan.spec, plan.min_effect), None
+        else:
+            min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
+            min_rel = plan.spec.min_effect_rel
 
         def run_test(histogram: tuple[float, ...] | None = None, plan: MetricPlan = plan, series: Any = series,
-                   min_effect: float | None = min_effect) -> dict[str, Any]:
+                     min_effect: float | None = min_effect, min_rel: float | None = min_rel,
+                     unit: str = "" if on_log else plan.spec.unit) -> dict[str, Any]:
             return verify_series(
                 series,
                 deploy.started_at,
@@ -221,12 +238,12 @@ def verify_deploy(
                 # direction is still tested, so a move the wrong way is reported too
                 expect=plan.expect if plan.expect in ("increase", "decrease") else "any",
                 min_effect=min_effect,
-                min_effect_rel=plan.spec.min_effect_rel,
+                min_effect_rel=min_rel,
                 alpha=alpha,
                 kind=plan.spec.kind,
                 min_points=plan.spec.min_points,
                 ramp_s=ramp_s(deploy, config),
-                unit=plan.spec.unit,  # numbers in the reason carry the metric's unit
+                unit=unit,  # numbers in the reason carry the metric's unit
                 histogram=histogram,
             ).to_dict()
 
@@ -235,7 +252,8 @@ def verify_deploy(
         except AnalyzerError as exc:
             raw.append(MetricRun.failed(plan, query, "inconclusive", str(exc)))
             continue
-        if plan.spec.histogram and tested_res.get("status") == "shifted" and tested_res.get("change_kind") == "variance":
+        line = plan.spec.histogram is not None and not on_log  # a percentile line drawn from a histogram
+        if line and tested_res.get("status") == "shifted" and tested_res.get("change_kind") == "variance":
             # a spread-only change of a percentile line: judged again in the line's noise units
             # (an outage while fetching the bucket counts raises: no verdict at all)
             tested_res, counts[len(raw)] = spread_in_line_units(client, config, plan.spec, deploy, tested_res, run_test)
@@ -245,42 +263,47 @@ def verify_deploy(
             raw.append(MetricRun.failed(plan, query, "inconclusive", f"the back end returned partial data ({quoted}); not judged",
                                         tested_res))
             continue
-        charts[plan.spec.key] = chart_points(series, deploy, config)
+        charts[plan.spec.key] = chart_points(chart_series, deploy, config)
         tested_res.update(window_levels(series, tested_res))
         tested_res["ci_level"] = 1.0 - alpha  # effect_ci is a (1 - alpha) interval
         if tested_res.get("status") != "inconclusive":
             path = anytime.path_for(series, deploy, plan, config, ramp_s(deploy, config))
             if path is not None and path.kind != "none":
-                paths[len(raw)] = path
-                series_of[len(raw)], reruns[len(raw)] = series, run_test
+                pending[len(raw)] = _Pending(path, series, run_test, min_effect, min_rel, on_log, line)
+        if on_log and len(raw) not in pending:
+            tested_res = as_factor(tested_res, float(plan.spec.read_quantile))  # type: ignore[arg-type]
         raw.append(MetricRun(plan, query, tested_res))
 
     # One error budget over every look: each tested metric's level decision comes from its
     # confidence sequence at alpha / k (Bonferroni), p-values are always-valid ones.
-    k = len(paths)
-    for i, path in paths.items():
+    k = len(pending)
+    for i, pm in pending.items():
         run = raw[i]
         plan = run.plan
-        min_effect = plan.min_effect if plan.min_effect is not None else plan.spec.min_effect
-        seq_res = anytime.apply(run.result or {}, path, k, alpha, now, min_effect, plan.spec.min_effect_rel,
-                                unit=plan.spec.unit)
-        if plan.spec.histogram and seq_res.get("status") == "shifted" and "bucket_test" not in seq_res:
+        seq_res = anytime.apply(run.result or {}, pm.path, k, alpha, now, pm.min_effect, pm.min_rel,
+                                unit="" if pm.on_log else plan.spec.unit)
+        if pm.on_log:
+            seq_res = as_factor(dict(seq_res, _min_log=pm.min_effect), float(plan.spec.read_quantile))  # type: ignore[arg-type]
+            raw[i] = MetricRun(plan, run.query, seq_res)
+            continue
+        if pm.line and seq_res.get("status") == "shifted" and "bucket_test" not in seq_res:
             seq_res["bucket_test"], counts[i] = bucket_test(client, config, plan.spec, deploy, seq_res)  # not fetched for the spread
         if "bucket_test" in seq_res:  # judged, and its tail read by the table, at alpha / k (also when fetched for the spread)
             seq_res = with_buckets(seq_res, alpha / k)
-        if plan.spec.histogram and path.kind == "level":  # the line's shift, certain as a shift of the requests too
+        if pm.line and pm.path.kind == "level":  # the line's shift, certain as a shift of the requests too
 
             def make_path(s: pd.Series, plan: MetricPlan = plan) -> SequentialPath | None:
                 return anytime.path_for(s, deploy, plan, config, ramp_s(deploy, config))
 
-            def spread_of(s: pd.Series, run_on: Callable[..., dict[str, Any]] = reruns[i]) -> dict[str, Any]:
-                return run_on(series=s)
-
-            seq_res = in_latency_units(seq_res, series_of[i], counts.get(i), histogram_quantile_of(plan.spec.query),
-                                       make_path, alpha / k, now.timestamp(), spread_of, plan.spec.min_effect_rel)
+            q = histogram_quantile_of(plan.spec.query)
+            reads = None
+            if STEP_READS and q is not None and seq_res.get("status") == "shifted":
+                reads = _step_reads(client, config, plan, deploy, start, end, fetcher, grids, q)
+            seq_res = in_latency_units(seq_res, LineCheck(pm.series, counts.get(i), q, make_path, alpha / k,
+                                                          now.timestamp(), pm.rerun, plan.spec.min_effect_rel, reads))
         raw[i] = MetricRun(plan, run.query, seq_res)
     tested = [i for i, r in enumerate(raw) if r.tested_p is not None]
-    p_adj: dict[int, float] = {i: min(1.0, float(raw[i].tested_p) * (k if i in paths else len(tested)))  # type: ignore[arg-type]
+    p_adj: dict[int, float] = {i: min(1.0, float(raw[i].tested_p) * (k if i in pending else len(tested)))  # type: ignore[arg-type]
                                for i in tested}
 
     metrics: list[MetricVerdict] = []
@@ -296,7 +319,7 @@ def verify_deploy(
         else:
             assert res is not None
             status = res.get("status", "inconclusive")
-            if status == "shifted" and i not in paths and i in p_adj and p_adj[i] > alpha:
+            if status == "shifted" and i not in pending and i in p_adj and p_adj[i] > alpha:
                 status = "unchanged"
                 res["reason"] = (
                     f"the shift ({p_equals(res.get('p_value'))}) is not significant after Bonferroni correction "
@@ -347,6 +370,62 @@ def verify_deploy(
         ),
         retry_after_s=retry,
     )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """One tested metric between its one-look test and its sequential decision."""
+
+    path: SequentialPath
+    series: pd.Series  # the series tested (log latency for a read quantile)
+    rerun: Callable[..., dict[str, Any]]  # the one-look test again, on another series
+    min_effect: float | None
+    min_rel: float | None
+    on_log: bool  # a per-step quantile read from bucket counts, judged as a factor
+    line: bool  # a percentile line drawn from a histogram (bucket test, latency units)
+
+
+#: Confirm a percentile line's shift on the same quantile read from each minute's bucket counts
+#: too (docs/statistics.md, "The typical request got slower").
+STEP_READS = True
+
+
+def _grid_key(spec: MetricSpec) -> tuple[str, str]:
+    return (str(spec.histogram), spec.label_selector)
+
+
+def _fetch_read(client: PrometheusClient, config: Config, plan: MetricPlan, deploy: Deploy, start: datetime,
+                end: datetime, fetcher: Fetcher) -> tuple[str, pd.Series, tuple[str, ...], BucketGrid]:
+    """A ``read_quantile`` metric: its bucket counts per step and the quantile read from them."""
+    query = metric_query(config, plan.spec.key, deploy)
+    grid, warns = fetch_buckets(client, fetcher, query, plan.spec.key, start, end, config.verification.step_s)
+    return query, read_quantile_series(grid, float(plan.spec.read_quantile)), warns, grid  # type: ignore[arg-type]
+
+
+def _step_reads(client: PrometheusClient, config: Config, plan: MetricPlan, deploy: Deploy, start: datetime,
+                end: datetime, fetcher: Fetcher, grids: dict[tuple[str, str], BucketGrid], q: float) -> pd.Series | None:
+    """Log of quantile ``q`` read from each minute's bucket counts of the line's histogram (the grid
+    ``latency_shift`` fetched, else one range query now); None when they cannot be had."""
+    from analyzers.prometheus.latency import heatmap_query
+    from analyzers.prometheus.promql import render
+
+    grid = grids.get(_grid_key(plan.spec))
+    if grid is None:
+        selector = render(plan.spec.label_selector, service=deploy.service, environment=deploy.environment,
+                          version=deploy.version)
+        query = heatmap_query(str(plan.spec.histogram), selector, rate_window(config, config.verification.step_s))
+        try:
+            grid, _ = fetch_buckets(client, fetcher, query, plan.spec.key, start, end, config.verification.step_s)
+        except PrometheusError as exc:
+            if is_outage(exc):
+                raise unreachable_from(exc) from exc
+            return None
+        except AnalyzerError:
+            return None
+        grids[_grid_key(plan.spec)] = grid
+    if not grid.les:
+        return None
+    return log_series(read_quantile_series(grid, q))
 
 
 def _safe_query(config: Config, plan: MetricPlan, deploy: Deploy) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,22 @@ if TYPE_CHECKING:
 
 
 class Fetcher(Protocol):
-    """Gets one query's values on a regular grid; verification asks it instead of the client."""
+    """Gets one query's values on a regular grid; verification asks it instead of the client.
+
+    A fetcher may also have ``fetch_buckets(query, metric_key, start, end, step_s)`` returning
+    :class:`BucketGrid` and warnings for a ``sum by (le) (...)`` query (one series per bound);
+    without it, :func:`fetch_bucket_grid` asks the client."""
 
     def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]: ...
+
+
+class BucketGrid(NamedTuple):
+    """Counts per bucket bound on a regular grid: ``les`` sorted (``+Inf`` last), ``counts`` one
+    row per time of ``index`` (cumulative over the bounds; NaN rows where the back end had none)."""
+
+    les: tuple[float, ...]
+    counts: np.ndarray
+    index: pd.DatetimeIndex
 
 
 def series_from_result(result: Any, metric_key: str, start: datetime, end: datetime, step_s: float) -> pd.Series:
@@ -117,12 +130,84 @@ class DirectFetcher:
         self.queries = 0
         self.points = 0
 
+    def fetch_buckets(self, query: str, metric_key: str, start: datetime, end: datetime,
+                      step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
+        grid, warns, q, n = fetch_bucket_grid(self.client, query, metric_key, start, end, step_s)
+        self.queries += q
+        self.points += n
+        return grid, warns
+
     def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]:
         a, b = align(start.timestamp(), step_s, up=False), align(end.timestamp(), step_s, up=True)
         parts, warns, q, n = fetch_grid(self.client, query, metric_key, a, b, step_s)
         self.queries += q
         self.points += n
         return grid_series(parts, a, b, step_s), tuple(w for _, _, ws in warns for w in ws)
+
+
+def bucket_grid_from(parts: list[pd.DataFrame], a: float, b: float, step_s: float) -> BucketGrid:
+    """One :class:`BucketGrid` on the grid [a, b] from frames of ``buckets_frame`` (columns: bounds)."""
+    index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"), freq=pd.Timedelta(seconds=step_s))
+    parts = [p for p in parts if len(p.columns)]
+    if not parts:
+        return BucketGrid((), np.empty((len(index), 0)), index)
+    frame = pd.concat(parts)
+    frame = frame[~frame.index.duplicated(keep="last")].sort_index(axis=1)
+    frame.index = pd.DatetimeIndex(frame.index).tz_convert("UTC")
+    frame = frame.reindex(index)
+    return BucketGrid(tuple(float(c) for c in frame.columns), frame.to_numpy(dtype=float), index)
+
+
+def fetch_bucket_grid(client: PrometheusClient, query: str, metric_key: str, start: datetime, end: datetime,
+                      step_s: float) -> tuple[BucketGrid, tuple[str, ...], int, int]:
+    """A ``sum by (le) (increase(h_bucket{...}[w]))`` range query on the step-aligned grid, split
+    as :func:`fetch_grid` splits (the cap is per series). Returns the grid, the back end's warnings,
+    queries issued and points fetched. Counter resets are the back end's to handle (``increase``)."""
+    from analyzers.prometheus.latency import buckets_frame
+
+    a, b = align(start.timestamp(), step_s, up=False), align(end.timestamp(), step_s, up=True)
+    parts: list[pd.DataFrame] = []
+    warns: list[str] = []
+    queries = points = 0
+    span = (MAX_POINTS - 3) * step_s
+    t = a
+    while t <= b:
+        t_end = min(b, t + span)
+        result = client.query_range(query, datetime.fromtimestamp(t, UTC), datetime.fromtimestamp(t_end, UTC), step_s)
+        queries += 1
+        points += sum(len(x.values) for x in result.series)
+        if result.step_s is not None and abs(result.step_s - step_s) > 1e-9:
+            raise AnalyzerError(f"the back end answered {metric_key!r} at a {result.step_s:g} s step instead of {step_s:g} s; "
+                                "lower verification.history or raise verification.step")
+        try:
+            parts.append(buckets_frame(result))
+        except ValueError as exc:
+            raise AnalyzerError(f"metric {metric_key!r}: {exc}") from exc
+        warns.extend(result.warnings)
+        t = t_end + step_s
+    return bucket_grid_from(parts, a, b, step_s), tuple(warns), queries, points
+
+
+def read_quantile_series(grid: BucketGrid, q: float) -> pd.Series:
+    """Quantile ``q`` of each step's requests (seconds), read from its bucket counts
+    (:func:`analyzers.stats.step_quantiles.step_log_quantiles`; NaN where it cannot be read)."""
+    from analyzers.stats.step_quantiles import step_log_quantiles
+
+    if not grid.les:
+        return pd.Series(np.nan, index=grid.index, dtype=float)
+    return pd.Series(np.exp(step_log_quantiles(grid.les, grid.counts, q)), index=grid.index, dtype=float)
+
+
+def fetch_buckets(client: PrometheusClient | None, fetcher: Fetcher | None, query: str, metric_key: str,
+                  start: datetime, end: datetime, step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
+    """The bucket counts of ``query`` through ``fetcher.fetch_buckets`` when it has one, else the client."""
+    own = getattr(fetcher, "fetch_buckets", None)
+    if own is not None:
+        return own(query, metric_key, start, end, step_s)  # type: ignore[no-any-return]
+    if client is None:
+        raise ValueError("fetching bucket counts needs a client or a fetcher with fetch_buckets")
+    grid, warns, _, _ = fetch_bucket_grid(client, query, metric_key, start, end, step_s)
+    return grid, warns
 
 
 def fetch_metric_series(
@@ -138,11 +223,18 @@ def fetch_metric_series(
 ) -> tuple[str, pd.Series, tuple[str, ...]]:
     """Fetch one catalog metric for a deploy as one series (regular step, NaN for gaps).
 
+    A metric with ``read_quantile`` (``latency_shift``) is that quantile of each step's requests
+    in seconds, read from the step's bucket counts (:func:`read_quantile_series`).
+
     Raises :class:`PrometheusError` on back-end failures and :class:`AnalyzerError` when the
     template returns several series (the template must aggregate to one).
     """
     step = step_s if step_s is not None else config.verification.step_s
     query = metric_query(config, metric_key, deploy, step_s=step)
+    spec = config.metric(metric_key)
+    if spec.read_quantile is not None:
+        grid, warns = fetch_buckets(client, fetcher, query, metric_key, start, end, step)
+        return query, read_quantile_series(grid, spec.read_quantile), warns
     if fetcher is None:
         if client is None:
             raise ValueError("fetch_metric_series needs a client or a fetcher")

@@ -48,6 +48,7 @@ from analyzers.verify.deploy import (
     plan_metrics,
     verify_deploy,
 )
+from analyzers.verify.fetch import BucketGrid
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -141,6 +142,15 @@ class BatchedFetcher:
                 warns.extend(w)
         return part, tuple(warns)
 
+    def fetch_buckets(self, query: str, metric_key: str, start: datetime, end: datetime,
+                      step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
+        """Bucket counts per bound (``latency_shift``): one deploy's window, not batched."""
+        direct = DirectFetcher(self.client)
+        out = direct.fetch_buckets(query, metric_key, start, end, step_s)
+        self.queries += direct.queries
+        self.points += direct.points
+        return out
+
     def clear(self) -> None:
         self.cache.clear()
         self.errors.clear()
@@ -165,6 +175,8 @@ def _wanted(group: Sequence[Deploy], config: Config, now: datetime) -> list[tupl
         except AnalyzerError:
             continue
         for p in plans:
+            if p.spec.read_quantile is not None:  # one series per bound: fetched per deploy (fetch_buckets)
+                continue
             try:
                 wanted.append((metric_query(config, p.spec.key, d, step_s=step), p.spec.key, start, end))
             except AnalyzerError:

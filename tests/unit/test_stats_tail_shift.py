@@ -22,7 +22,7 @@ from analyzers.demo.scenarios import BUCKETS
 from analyzers.stats.buckets import quantile_from_buckets
 from analyzers.stats.sequential import sequential_path
 from analyzers.stats.tail_shift import implied_log_shift, lognormal_tail
-from analyzers.verify.bucketcheck import BucketCounts, histogram_quantile_of, in_latency_units
+from analyzers.verify.bucketcheck import BucketCounts, LineCheck, histogram_quantile_of, in_latency_units
 
 LES = BUCKETS + (math.inf,)
 Z99 = 2.3263478740408408
@@ -94,7 +94,7 @@ def _judged(seed: int, p99_before: float, sigma: float, move: float) -> tuple[bo
     res = {"status": "shifted", "change_kind": "level", "direction": "increase", "p_value": path.pvalue(),
            "effect_ci": seq["interval"]}
     end = float(series.index[-1].timestamp())
-    new = in_latency_units(res, series, counts, 0.99, lambda s: _path(s, deploy), 0.005, end, None, 0.10)
+    new = in_latency_units(res, LineCheck(series, counts, 0.99, lambda s: _path(s, deploy), 0.005, end, None, 0.10))
     return True, new["status"] == "shifted"
 
 
@@ -123,11 +123,11 @@ def test_a_vetoed_shift_reads_unchanged_with_an_interval_holding_zero() -> None:
     assert seq["status"] == "shifted" and seq["interval"][0] > 0
     res = {"status": "shifted", "change_kind": "level", "direction": "increase", "p_value": path.pvalue(),
            "effect_ci": seq["interval"], "reason": "line"}
-    out = in_latency_units(res, series, counts, 0.99, lambda s: _path(s, deploy), 0.005,
-                           float(series.index[-1].timestamp()), None, 0.10)
+    out = in_latency_units(res, LineCheck(series, counts, 0.99, lambda s: _path(s, deploy), 0.005,
+                                          float(series.index[-1].timestamp()), None, 0.10))
     assert out["status"] == "unchanged" and out["direction"] is None
     assert out["effect_ci"][0] <= 0.0 <= out["effect_ci"][1]  # interval and decision agree
     assert out["effect_ci"][1] == pytest.approx(seq["interval"][1], rel=1e-12)
     assert out["p_value"] >= res["p_value"]
     assert out["latency_shift"]["interval"][0] is not None and "requests' latency" in out["reason"]
-    assert in_latency_units(res, series, None, 0.99, lambda s: _path(s, deploy), 0.005, 0.0) is res  # no counts
+    assert in_latency_units(res, LineCheck(series, None, 0.99, lambda s: _path(s, deploy), 0.005, 0.0)) is res  # no counts

@@ -1,0 +1,114 @@
+"""The ``latency_shift`` guard: the typical request's latency, read minute by minute from the
+bucket counts and judged as a factor.
+
+A metric with ``read_quantile`` (:class:`analyzers.config.MetricSpec`) is fetched as one range
+query of bucket increases per bound (:func:`analyzers.verify.fetch.fetch_buckets`), read as that
+quantile of each step's requests with log-probit interpolation
+(:mod:`analyzers.stats.step_quantiles`), and tested on its log: the same one-look test and the
+same confidence sequence as every metric (alpha split over the deploy's tested metrics, AR noise
+model, placebos, transient allowance), where a shift of every request by a factor ``r`` is
+``log r`` whatever the bounds. Its minimum effect is ``log(1 + min_effect_rel)``. The figures are
+then turned back into seconds (``effect``, ``effect_ci``, ``before_value``, ``after_value``) and the
+factor is kept as ``request_latency`` (docs/verdict-json.md), so reports read "requests x1.30
+slower (99% CI x1.21-x1.39), median 99.1 ms -> 128 ms".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzers.config import MetricSpec
+from analyzers.stats.step_quantiles import MIN_REQUESTS
+from analyzers.text import ci_label, format_number, format_value, human_duration, p_equals
+
+
+def log_series(series: pd.Series) -> pd.Series:
+    """``log`` of a latency series (seconds); values that are not positive are missing."""
+    v = series.to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(np.isfinite(v) & (v > 0), np.log(np.where(v > 0, v, 1.0)), np.nan)
+    return pd.Series(out, index=series.index, dtype=float)
+
+
+def log_min_effect(spec: MetricSpec, min_effect: float | None) -> float | None:
+    """The minimum effect on log latency: ``log(1 + min_effect_rel)`` (an absolute ``min_effect``
+    in seconds has no meaning on this scale; a declared one is read as a fraction too)."""
+    rel = min_effect if min_effect is not None else spec.min_effect_rel
+    return math.log1p(rel) if rel is not None and rel > -1 else None
+
+
+def quantile_name(q: float) -> str:
+    return "median" if abs(q - 0.5) < 1e-12 else f"p{q * 100:g}"
+
+
+def _factor(x: float | None) -> float | None:
+    return math.exp(x) if x is not None and math.isfinite(x) else None
+
+
+def _seconds(base: float | None, x: float | None) -> float | None:
+    return base * math.expm1(x) if base is not None and x is not None and math.isfinite(x) else None
+
+
+def factor_text(f: float | None) -> str:
+    """``x1.30``: a factor to two decimals (three significant digits from x10)."""
+    if f is None:
+        return "x?"
+    return f"x{f:.2f}" if f < 10 else f"x{format_number(f, 3)}"
+
+
+def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
+    """A result tested on log latency, turned back into seconds, with the factor and a reason."""
+    out = dict(res)
+    b_log, a_log = res.get("before_value"), res.get("after_value")
+    before = _factor(b_log)
+    after = _factor(a_log)
+    eff = res.get("effect")
+    lo, hi = (res.get("effect_ci") or [None, None])[:2]
+    name = quantile_name(quantile)
+    info: dict[str, Any] = {
+        "quantile": quantile, "factor": _factor(eff), "factor_ci": [_factor(lo), _factor(hi)],
+        "log_effect": eff, "log_ci": [lo, hi], "before_s": before, "after_s": after, "min_requests": MIN_REQUESTS,
+    }
+    out.update(before_value=before, after_value=after, effect=_seconds(before, eff),
+               effect_ci=[_seconds(before, lo), _seconds(before, hi)],
+               effect_rel=math.expm1(eff) if eff is not None and math.isfinite(eff) else None)
+    seq = res.get("sequential")
+    if isinstance(seq, dict) and seq.get("interval"):
+        s_lo, s_hi = seq["interval"]
+        out["sequential"] = dict(seq, interval=[_seconds(before, s_lo), _seconds(before, s_hi)], log_interval=[s_lo, s_hi])
+    f = info["factor"]
+    way = "slower" if f is not None and f > 1 else "faster"
+    levels = (f"{name} {format_value(before, 's')} -> {format_value(after, 's')}"
+              if before is not None and after is not None else "")
+    ci = f"{ci_label(out)} {factor_text(info['factor_ci'][0])}-{factor_text(info['factor_ci'][1])}"
+    info["text"] = f"requests {factor_text(f)} {way} ({ci})" + (f", {levels}" if levels else "")
+    status = res.get("status")
+    read = f"the {name} of each minute's requests, read from its bucket counts"
+    old = str(res.get("reason") or "")
+    if status == "shifted" and res.get("change_kind", "level") == "level":
+        reason = f"Judged on {read}: certain at any look (always-valid {p_equals(res.get('p_value'))})"
+    elif status == "shifted":
+        reason = f"Judged on {read}: its spread changed, its level did not"
+    elif "minimum meaningful effect" in old:
+        rel = math.expm1(res["_min_log"]) if res.get("_min_log") is not None else None
+        reason = (f"Judged on {read}: {factor_text(f)}, certain at any look but below the minimum meaningful "
+                  f"effect ({factor_text(1 + rel) if rel is not None else 'set'})")
+    elif status == "inconclusive":
+        reason = old.rstrip(".")
+        missing = res.get("after_missing")
+        if missing:
+            reason += (f". Minutes with fewer than {MIN_REQUESTS:g} requests (or all in one bucket) are not read: "
+                       f"{missing * 100:.0f}% of the after window")
+    else:
+        reason = f"No change of {read} certain at any look: {info['text']}"
+    tr = res.get("transient")
+    if isinstance(tr, dict) and tr.get("recovered"):
+        reason += f"; transient at deploy, recovered after {human_duration(tr['recovered_after_s'])}"
+    out["reason"] = reason + "."
+    out.pop("_min_log", None)
+    out["request_latency"] = info
+    return out
