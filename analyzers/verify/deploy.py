@@ -65,7 +65,13 @@ from analyzers.verify.plan import (
     ramp_s,
     rate_window,
 )
-from analyzers.verify.request_latency import as_factor, log_min_effect, log_series
+from analyzers.verify.request_latency import (
+    against_day_before,
+    as_factor,
+    day_differenced,
+    log_min_effect,
+    log_series,
+)
 
 #: Re-exported: callers (CLI, worker, fleet, dashboard) import these from here.
 __all__ = [
@@ -282,7 +288,10 @@ def verify_deploy(
         plan = run.plan
         seq_res = anytime.apply(run.result or {}, pm.path, k, alpha, now, pm.min_effect, pm.min_rel,
                                 unit="" if pm.on_log else plan.spec.unit)
-        if pm.on_log:
+        if pm.on_log:  # also certain against the same minutes a day earlier (load follows the hour)
+            seq_res = against_day_before(seq_res, day_differenced(pm.series, config.verification.step_s),
+                                         lambda s, plan=plan: anytime.path_for(s, deploy, plan, config, ramp_s(deploy, config)),
+                                         alpha / k, now.timestamp(), pm.min_effect)
             seq_res = as_factor(dict(seq_res, _min_log=pm.min_effect), float(plan.spec.read_quantile))  # type: ignore[arg-type]
             raw[i] = MetricRun(plan, run.query, seq_res)
             continue

@@ -205,7 +205,8 @@ def fetch_buckets(client: PrometheusClient | None, fetcher: Fetcher | None, quer
     if own is not None:
         return own(query, metric_key, start, end, step_s)  # type: ignore[no-any-return]
     if client is None:
-        raise ValueError("fetching bucket counts needs a client or a fetcher with fetch_buckets")
+        raise AnalyzerError(f"metric {metric_key!r} reads bucket counts per bound: it needs a Prometheus client "
+                            "or a fetcher with fetch_buckets")
     grid, warns, _, _ = fetch_bucket_grid(client, query, metric_key, start, end, step_s)
     return grid, warns
 

@@ -89,7 +89,9 @@ def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
     status = res.get("status")
     read = f"the {name} of each minute's requests, read from its bucket counts"
     old = str(res.get("reason") or "")
-    if status == "shifted" and res.get("change_kind", "level") == "level":
+    if res.get("_vetoed"):
+        reason = f"{read.capitalize()} moved: {info['text']}. {old.rstrip('.')}"
+    elif status == "shifted" and res.get("change_kind", "level") == "level":
         reason = f"Judged on {read}: certain at any look (always-valid {p_equals(res.get('p_value'))})"
     elif status == "shifted":
         reason = f"Judged on {read}: its spread changed, its level did not"
@@ -110,5 +112,63 @@ def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
         reason += f"; transient at deploy, recovered after {human_duration(tr['recovered_after_s'])}"
     out["reason"] = reason + "."
     out.pop("_min_log", None)
+    out.pop("_vetoed", None)
     out["request_latency"] = info
+    return out
+
+
+#: The lag of the second reading: the same minutes a day earlier.
+DAY_S = 86400.0
+
+
+def day_differenced(series: pd.Series, step_s: float) -> pd.Series | None:
+    """``series`` minus itself a day earlier (same index; NaN where the day before is missing), or
+    None when the series is not on a regular grid that divides a day."""
+    lag = DAY_S / step_s
+    if len(series) < 2 or abs(lag - round(lag)) > 1e-9:
+        return None
+    return series - series.shift(int(round(lag)))
+
+
+def against_day_before(res: dict[str, Any], diff: pd.Series | None, path_on: Any, level_alpha: float,
+                       until_s: float, min_log: float | None) -> dict[str, Any]:
+    """A level shift of the log quantile, which must also be certain against the same minutes a day
+    earlier (intersection-union: the p-value is the larger, the error rate over every look at most
+    either sequence's).
+
+    The median of a service's requests follows its load: on a morning ramp it rises for an hour
+    whether anything was deployed or not, and read minute by minute from thousands of requests it
+    is precise enough for that rise to be certain. The same confidence sequence (``path_on``) runs
+    on the series minus itself a day earlier (``diff``), where a move the service makes every day at
+    this hour cancels; the shift stands only if that sequence is certain of it too, in the same
+    direction, and by at least the minimum effect. Without a day of data before the window
+    (``diff`` None or the sequence cannot run) the first reading stands, and ``day_before`` says so.
+    """
+    if res.get("status") != "shifted" or res.get("change_kind", "level") != "level":
+        return res
+    path = path_on(diff) if diff is not None and diff.notna().any() else None
+    if path is None or path.kind != "level":
+        return dict(res, day_before={"status": "not compared", "why": "no day of data before the window"})
+    seq = path.at(level_alpha, until_s)
+    p = path.pvalue(until_s)
+    est = seq.get("estimate")
+    raw = seq.get("estimate_unclipped")
+    if est is not None and raw is not None and math.isfinite(raw) and seq["direction"] in ("increase", "decrease"):
+        est = max(est, raw) if seq["direction"] == "increase" else min(est, raw)
+    lo, hi = seq["interval"]
+    info = {"status": seq["status"], "direction": seq["direction"], "p_value": p, "log_effect": est,
+            "log_ci": [lo, hi], "factor": _factor(est), "factor_ci": [_factor(lo), _factor(hi)]}
+    out = dict(res, day_before=info, p_value=max(float(res.get("p_value") or 0.0), p))
+    certain = seq["status"] == "shifted" and seq["direction"] == res.get("direction")
+    small = certain and min_log is not None and est is not None and abs(est) < min_log
+    if certain and not small:
+        return out
+    elo, ehi = out.get("effect_ci") or [None, None]
+    why = (f"by {factor_text(info['factor'])}, below the minimum meaningful effect" if small else
+           f"not certain at any look ({factor_text(info['factor_ci'][0])} to {factor_text(info['factor_ci'][1])}, "
+           f"always-valid {p_equals(p)})")
+    out.update(status="unchanged", direction=None, change_kind=None,
+               effect_ci=[min(elo, 0.0) if elo is not None else None, max(ehi, 0.0) if ehi is not None else None],
+               reason=(f"Against the same minutes a day earlier the move is {why}: it follows the time of day "
+                       "(the service's load), not the deploy"), _vetoed=True)
     return out

@@ -32,7 +32,8 @@ def _deploy(**kw) -> Deploy:  # type: ignore[no-untyped-def]
 def test_plan_puts_declared_first_and_adds_guards_once() -> None:
     d = _deploy(expectations=(Expectation("latency_p99", "decrease"),))
     plans = plan_metrics(d, CFG)
-    assert [(p.spec.key, p.role) for p in plans] == [("latency_p99", "expectation"), ("error_ratio", "guard")]
+    assert [(p.spec.key, p.role) for p in plans] == [("latency_p99", "expectation"), ("error_ratio", "guard"),
+                                                  ("latency_shift", "guard")]
     assert plans[1].expect == "increase"  # the bad direction of a lower-is-better guard
 
 
