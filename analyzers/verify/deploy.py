@@ -71,6 +71,7 @@ from analyzers.verify.request_latency import (
     day_differenced,
     log_min_effect,
     log_series,
+    thin_share,
 )
 
 #: Re-exported: callers (CLI, worker, fleet, dashboard) import these from here.
@@ -276,6 +277,8 @@ def verify_deploy(
             path = anytime.path_for(series, deploy, plan, config, ramp_s(deploy, config))
             if path is not None and path.kind != "none":
                 pending[len(raw)] = _Pending(path, series, run_test, min_effect, min_rel, on_log, line)
+        if on_log:  # minutes with counts that could not be read (too few requests, one bucket)
+            tested_res["thin_minutes"] = thin_share(grids[_grid_key(plan.spec)], series, deploy.started_at)
         if on_log and len(raw) not in pending:
             tested_res = as_factor(tested_res, float(plan.spec.read_quantile))  # type: ignore[arg-type]
         raw.append(MetricRun(plan, query, tested_res))

@@ -101,10 +101,12 @@ def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
                   f"effect ({factor_text(1 + rel) if rel is not None else 'set'})")
     elif status == "inconclusive":
         reason = old.rstrip(".")
-        missing = res.get("after_missing")
-        if missing:
-            reason += (f". Minutes with fewer than {MIN_REQUESTS:g} requests (or all in one bucket) are not read: "
-                       f"{missing * 100:.0f}% of the after window")
+        thin = res.get("thin_minutes")
+        if thin:
+            reason = (f"Too few requests to read the {name} minute by minute: {thin * 100:.0f}% of the minutes since "
+                      f"the deploy have fewer than {MIN_REQUESTS:g} (or all in one bucket), and such a minute is "
+                      f"left out, never read. {reason}. With this little traffic raise [verification] step (more "
+                      "requests per step) or judge latency_p99 alone")
     else:
         reason = f"No change of {read} certain at any look: {info['text']}"
     tr = res.get("transient")
@@ -121,13 +123,21 @@ def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
 DAY_S = 86400.0
 
 
+#: The day before is smoothed over this long (centred): its load shape stays (a linear ramp exactly),
+#: its minute-to-minute wander mostly goes, so the difference is hardly noisier than the series.
+SMOOTH_S = 3600.0
+
+
 def day_differenced(series: pd.Series, step_s: float) -> pd.Series | None:
-    """``series`` minus itself a day earlier (same index; NaN where the day before is missing), or
-    None when the series is not on a regular grid that divides a day."""
+    """``series`` minus the same minutes a day earlier, smoothed over :data:`SMOOTH_S` (centred;
+    NaN where the day before is missing), or None when the series is not on a regular grid that
+    divides a day."""
     lag = DAY_S / step_s
     if len(series) < 2 or abs(lag - round(lag)) > 1e-9:
         return None
-    return series - series.shift(int(round(lag)))
+    width = int(round(SMOOTH_S / step_s)) | 1
+    before = series.shift(int(round(lag))).rolling(width, center=True, min_periods=max(2, width // 3)).mean()
+    return series - before
 
 
 def against_day_before(res: dict[str, Any], diff: pd.Series | None, path_on: Any, level_alpha: float,
@@ -172,3 +182,13 @@ def against_day_before(res: dict[str, Any], diff: pd.Series | None, path_on: Any
                reason=(f"Against the same minutes a day earlier the move is {why}: it follows the time of day "
                        "(the service's load), not the deploy"), _vetoed=True)
     return out
+
+
+def thin_share(grid: Any, reads: pd.Series, since: Any) -> float:
+    """Share of the steps from ``since`` on whose bucket counts came but could not be read."""
+    after = np.asarray(grid.index >= pd.Timestamp(since))
+    counted = after & np.isfinite(grid.counts).all(axis=1) if grid.les else np.zeros(len(after), dtype=bool)
+    if not after.any():
+        return 0.0
+    unread = counted & ~np.isfinite(reads.to_numpy(dtype=float))
+    return round(float(unread.sum() / after.sum()), 4)
