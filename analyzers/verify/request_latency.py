@@ -87,15 +87,15 @@ def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
     ci = f"{ci_label(out)} {factor_text(info['factor_ci'][0])}-{factor_text(info['factor_ci'][1])}"
     info["text"] = f"requests {factor_text(f)} {way} ({ci})" + (f", {levels}" if levels else "")
     status = res.get("status")
-    read = f"the {name} of each minute's requests, read from its bucket counts"
+    read = f"the {name} of each minute's requests (read from its bucket counts)"
     old = str(res.get("reason") or "")
     if res.get("_vetoed"):
-        reason = f"{read.capitalize()} moved: {info['text']}. {old.rstrip('.')}"
+        reason = f"{read[0].upper()}{read[1:]} moved: {info['text']}. {old.rstrip('.')}"
     elif status == "shifted" and res.get("change_kind", "level") == "level":
         reason = f"Judged on {read}: certain at any look (always-valid {p_equals(res.get('p_value'))})"
     elif status == "shifted":
         reason = f"Judged on {read}: its spread changed, its level did not"
-    elif "minimum meaningful effect" in old:
+    elif status == "unchanged" and (res.get("sequential") or {}).get("status") == "shifted":  # certain, but small
         rel = math.expm1(res["_min_log"]) if res.get("_min_log") is not None else None
         reason = (f"Judged on {read}: {factor_text(f)}, certain at any look but below the minimum meaningful "
                   f"effect ({factor_text(1 + rel) if rel is not None else 'set'})")
@@ -108,7 +108,7 @@ def as_factor(res: dict[str, Any], quantile: float) -> dict[str, Any]:
                       f"left out, never read. {reason}. With this little traffic raise [verification] step (more "
                       "requests per step) or judge latency_p99 alone")
     else:
-        reason = f"No change of {read} certain at any look: {info['text']}"
+        reason = f"No change certain at any look in {read}: {info['text']}"
     tr = res.get("transient")
     if isinstance(tr, dict) and tr.get("recovered"):
         reason += f"; transient at deploy, recovered after {human_duration(tr['recovered_after_s'])}"
