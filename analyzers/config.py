@@ -249,7 +249,7 @@ DEFAULT_METRICS: dict[str, MetricSpec] = {
         ),
         MetricSpec(
             key="latency_shift", query="sum by (le) (increase(" + _BUCKET_RATE + "))",
-            unit="s", good="decrease", min_effect_rel=0.10, guard=True, kind="latency", histogram=HTTP_DURATION,
+            unit="s", good="decrease", min_effect_rel=0.15, guard=True, kind="latency", histogram=HTTP_DURATION,
             read_quantile=0.5,
             description="The typical request's latency: each minute's median read from its bucket counts "
                         "(log-probit), judged as a factor.",

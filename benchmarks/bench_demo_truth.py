@@ -20,6 +20,9 @@ metrics that decided). Needs the ``prometheus`` and ``promtool`` binaries (Debia
 
     .venv/bin/python -m benchmarks.bench_demo_truth [--scenario small|demo] [--hours 24] [--seed N]
         [--offset H] [--end YYYY-MM-DDTHH:MM] [--demo-config] [--reasons] [--no-prometheus [--seeds N]]
+
+``--scenario slowdown``: the live demo's ``latency+30%`` (every request x1.3, nothing declared) on each
+service (:func:`slowdown_scenario`): how often a 30 % slower typical request fails its deploy.
 """
 
 from __future__ import annotations
@@ -40,10 +43,25 @@ from analyzers.verify.deploy import verify_deploy
 from analyzers.verify.fleet import verify_many
 
 #: The seeds the demo command and the test fixtures use.
-SEEDS = {"demo": 7, "small": 11}
+SEEDS = {"demo": 7, "small": 11, "slowdown": 7}
+
+
+def slowdown_scenario(seed: int, end: datetime) -> Scenario:
+    """The live demo's ``demo deploy --effect latency+30%`` (every request x1.3, nothing declared) on
+    each service, placed as the demo places its deploys (2 h apart, 27 h of data before the first):
+    truth ``fail`` (``latency_shift``). What the p99 line alone passed where it sits inside a bucket."""
+    from analyzers.demo.livemodel import parse_effect
+    from analyzers.demo.scenarios import SERVICES, CaseSpec, generate
+
+    effect = parse_effect("latency+30%")
+    cases = tuple(CaseSpec(f"latency+30% {s.name}", s.name, "demo deploy --effect latency+30%", effect) for s in SERVICES)
+    return generate(name="slowdown", seed=seed, end=end, days=3, step_s=15, services=SERVICES, cases=cases,
+                    utc_offset_h=0.0, cross_service_gap_s=2 * 3600)
 
 
 def _scenario(name: str, seed: int, end: datetime) -> Scenario:
+    if name == "slowdown":
+        return slowdown_scenario(seed, end)
     return demo_scenario(seed=seed, end=end) if name == "demo" else small_scenario(seed=seed, end=end)
 
 
@@ -163,7 +181,7 @@ def main_arrays(a: argparse.Namespace, newest: datetime) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scenario", choices=("small", "demo"), default="small")
+    ap.add_argument("--scenario", choices=("small", "demo", "slowdown"), default="small")
     ap.add_argument("--hours", type=int, default=24, help="consecutive generation hours, newest first")
     ap.add_argument("--seed", type=int, default=None, help="scenario seed (default: the one the demo uses)")
     ap.add_argument("--offset", type=int, default=0, help="start this many hours before the newest generation hour")
