@@ -75,7 +75,7 @@ services = ["checkout"]
     assert cfg.store_url.startswith("postgresql://")
     assert cfg.verification.window_after_s == 2700 and cfg.verification.alpha == 0.01
     assert cfg.guards_for("checkout") == ("error_ratio", "checkout_p95")
-    assert cfg.guards_for("search") == ("error_ratio", "latency_p99", "checkout_p95")
+    assert cfg.guards_for("search") == ("error_ratio", "latency_p99", "latency_shift", "checkout_p95")
     assert cfg.slo_for("checkout").threshold_s == 0.25 and cfg.slo_for("search").objective == 0.999
     assert cfg.routes[0].url == "https://chat.example/hook" and cfg.routes[0].matches("checkout", "fail")
     assert not cfg.routes[0].matches("checkout", "pass")

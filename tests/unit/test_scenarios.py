@@ -115,7 +115,7 @@ def test_every_deploy_carries_a_complete_deploy_event(demo: Scenario, small: Sce
         assert ev["event_id"] != ev["deploy_id"]
         assert re.fullmatch(r"[0-9a-f]{40}", ev["commit_sha"])
         assert _parse(ev["finished_at"]) - _parse(ev["started_at"]) == timedelta(seconds=d.rollout_s)
-        assert set(d.truth) == {"error_ratio", "latency_p99", "latency_p50", "request_rate"}
+        assert set(d.truth) == {"error_ratio", "latency_p99", "latency_shift", "latency_p50", "request_rate"}
         deploy = d.to_deploy()
         assert isinstance(deploy, Deploy) and deploy.started_at == d.started_at
     ids = [d.event["deploy_id"] for d in demo.deploys]
@@ -213,6 +213,7 @@ def _window(sc: Scenario, inc: dict[str, np.ndarray], start: datetime, seconds: 
         "request_rate": req / seconds,
         "latency_p99": _quantile(buckets, 0.99),
         "latency_p50": _quantile(buckets, 0.5),
+        "latency_shift": _quantile(buckets, 0.5),  # the median, as latency_shift reads it
     }
 
 
@@ -240,7 +241,7 @@ def _seasonal_log_changes(sc: Scenario, d: ScenarioDeploy, seconds: int = 3600) 
 # Classification thresholds on the (natural) log change: a changed metric moves beyond it in
 # the stated direction, an unchanged one stays within it. Error counts are low, so an
 # unchanged error ratio only has to stay within 3.5 standard errors (Poisson).
-_THRESHOLD = {"error_ratio": 1.5, "latency_p99": 0.3, "latency_p50": 0.3, "request_rate": 0.2}
+_THRESHOLD = {"error_ratio": 1.5, "latency_p99": 0.3, "latency_p50": 0.3, "latency_shift": 0.3, "request_rate": 0.2}
 
 
 def _deploy_cases() -> Iterator[tuple[str, str]]:
