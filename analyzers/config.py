@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from analyzers import config_checks as checks
 from analyzers.errors import ConfigError
 from analyzers.model import TraceUrl
 from analyzers.text import format_duration
@@ -381,14 +382,11 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
     prom_raw.pop("basic_auth_password_env", None)
     bearer = _env_secret(prom_raw, "bearer_token_env", "prometheus")
     prom_raw.pop("bearer_token_env", None)
+    checks.check_prometheus_keys(prom_raw)
     if "timeout" in prom_raw:
         prom_raw["timeout_s"] = parse_duration(prom_raw.pop("timeout"), key="prometheus.timeout")
     if "scrape_interval" in prom_raw:
         prom_raw["scrape_interval_s"] = parse_duration(prom_raw.pop("scrape_interval"), key="prometheus.scrape_interval")
-    allowed = set(PrometheusSettings.__dataclass_fields__)
-    unknown = set(prom_raw) - allowed
-    if unknown:
-        raise ConfigError(f"[prometheus] has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
     prom = replace(base.prometheus, **prom_raw)
     if bearer:
         prom = replace(prom, bearer_token=bearer)
@@ -401,21 +399,26 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         if k in ver_raw:
             ver_kw[f"{k}_s"] = parse_duration(ver_raw.pop(k), key=f"verification.{k}")
     if "alpha" in ver_raw:
-        alpha = float(ver_raw.pop("alpha"))
-        if not 0 < alpha < 1:
-            raise ConfigError(f"verification.alpha must be between 0 and 1, got {alpha}")
-        ver_kw["alpha"] = alpha
+        alpha = ver_raw.pop("alpha")
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+            raise ConfigError(f"verification.alpha must be a number between 0 and 1 (e.g. 0.01), got {alpha!r}")
+        ver_kw["alpha"] = float(alpha)
     if ver_raw:
-        raise ConfigError(f"[verification] has unknown keys {sorted(ver_raw)}")
+        raise ConfigError(f"[verification] has unknown keys {sorted(ver_raw)}; allowed: {sorted(checks.VERIFICATION_KEYS)}")
     verification = replace(base.verification, **ver_kw)
+    checks.check_windows(verification.window_before_s, verification.window_after_s, verification.step_s)
 
     metrics = dict(base.metrics)
     for key, mraw in (raw.get("metrics") or {}).items():
+        if not isinstance(mraw, dict):
+            raise ConfigError(f"metrics.{key} must be a table ([metrics.{key}] with a 'query'), got {mraw!r}")
         metrics[key] = _metric_from(key, dict(mraw))
+        checks.check_promql_brackets(metrics[key].query, where=f"metrics.{key}.query")
 
     services: dict[str, ServiceSpec] = {}
     for name, sraw in (raw.get("services") or {}).items():
         guards = sraw.get("guards")
+        checks.check_name_lists(f"services.{name}", sraw, ("guards", "depends_on", "dry_run"))
         for g in guards or ():
             if g not in metrics:
                 raise ConfigError(f"services.{name}.guards names unknown metric {g!r}")

@@ -13,7 +13,7 @@ The layers (a module imports only from its own layer or lower ones):
 
 ====  ==========================================================================
  0    analyzers.errors, analyzers.model (value types)
- 1    analyzers.config, analyzers.text (formatting)
+ 1    analyzers.config, analyzers.config_checks, analyzers.text (formatting)
  2    analyzers.stats (pure numpy/scipy/pandas, no IO)
  3    analyzers.prometheus, analyzers.events
  4    analyzers.verify, analyzers.drilldown
@@ -45,7 +45,7 @@ MAX_LINES = 500
 #: (module prefix, layer); the longest matching prefix wins.
 LAYERS: tuple[tuple[str, int], ...] = (
     ("analyzers.errors", 0), ("analyzers.model", 0),
-    ("analyzers.config", 1), ("analyzers.text", 1),
+    ("analyzers.config", 1), ("analyzers.config_checks", 1), ("analyzers.text", 1),
     ("analyzers.stats", 2),
     ("analyzers.prometheus", 3), ("analyzers.events", 3),
     ("analyzers.verify", 4), ("analyzers.drilldown", 4),

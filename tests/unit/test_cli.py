@@ -232,3 +232,12 @@ def test_every_option_in_help_says_what_it_does(command: str) -> None:
     bare = [a.option_strings[0] if a.option_strings else a.dest for a in sub.choices[command]._actions
             if not a.help and a.dest != "help"]
     assert bare == [], f"{command}: options without help: {bare}"
+
+
+def test_a_metric_template_with_unpaired_brackets_is_a_config_error_exit_3(tmp_path: Path) -> None:
+    """It was exit 2 (inconclusive) after querying: CI read a typo in the config as "not enough data"."""
+    (tmp_path / "c.toml").write_text('[metrics.checkout_p99]\nquery = \'sum(rate(x{service="$service"}[5m])\'\n')
+    res = _run_in(tmp_path, "verify", "--config", "c.toml", "--store", _store_with_one_deploy(tmp_path))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "metrics.checkout_p99.query" in res.stderr and "never closed" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -115,3 +115,57 @@ def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
 def test_unknown_metric_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="error_ratio"):
         default_config().metric("p99")
+
+
+# Mistakes the second audit made in a config file: each was accepted silently or came out as an
+# "unexpected ValueError/AttributeError" bug report; each must name the key and what to write.
+@pytest.mark.parametrize(("raw", "says"), [
+    ({"prometheus": {"timout": "30s"}}, ["'timout'", "did you mean timeout?", "'scrape_interval'"]),
+    ({"prometheus": {"timeout_s": 5}}, ["'timeout_s'", "did you mean timeout?"]),
+    ({"prometheus": {"bearer_token": "t0ken"}}, ["bearer_token_env", "environment variables"]),
+    ({"prometheus": {"basic_auth": ["u", "p"]}}, ["basic_auth_password_env"]),
+    ({"prometheus": {"url": 5}}, ["prometheus.url must be a string", "got 5"]),
+    ({"prometheus": {"partial_response": "yes"}}, ["prometheus.partial_response must be true/false"]),
+    ({"verification": {"alpha": "abc"}}, ["verification.alpha must be a number between 0 and 1", "'abc'"]),
+    ({"verification": {"alpha": True}}, ["verification.alpha"]),
+    ({"verification": {"window_after": 30}}, ["window_after is 30 s, shorter than one step (60 s)", "\"30m\""]),
+    ({"verification": {"step": "5m", "window_before": "2m"}}, ["window_before is 120 s"]),
+    ({"verification": {"windw_after": "30m"}}, ["'windw_after'", "allowed:", "'window_after'"]),
+    ({"services": {"checkout": {"guards": "error_ratio"}}}, ["services.checkout.guards must be a list of names"]),
+    ({"services": {"checkout": {"depends_on": "payments"}}}, ["services.checkout.depends_on must be a list"]),
+    ({"metrics": {"m": "rate(x[5m])"}}, ["metrics.m must be a table"]),
+    ({"metrics": {"m": {"query": 'sum(rate(x{service="$service"}[5m])'}}}, ["metrics.m.query", "'(' at character 4 is never closed"]),
+    ({"metrics": {"m": {"query": 'rate(x{a="b"}[5m]))'}}}, ["')' at character 19 closes nothing"]),
+    ({"metrics": {"m": {"query": 'rate(x{a="b}[5m])'}}}, ["string is not closed"]),
+    ({"metrics": {"m": {"query": 'rate(x{a="b"[5m})'}}}, ["'}' at character"]),
+])
+def test_config_mistakes_name_the_key_and_the_fix(raw: dict, says: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    for text in says:
+        assert text in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("query", [
+    'histogram_quantile(0.99, sum by (le) (rate(h_bucket{service="$service"}[$window])))',
+    'sum(rate(x{path=~"/a(b|c)\\\\)[0-9]{2}"}[5m]))',  # brackets inside a label value do not count
+    "sum(rate(x{path=`/a(`}[5m]))",  # raw strings too
+    'sum(rate(x{a="it\\"s ("}[5m]))',  # an escaped quote does not end the string
+    "max_over_time(rate(x[5m])[1h:1m])",  # subqueries
+])
+def test_well_formed_templates_load(query: str) -> None:
+    cfg = config_from_dict({"metrics": {"m": {"query": query}}})
+    assert cfg.metrics["m"].query == query
+
+
+def test_the_documented_prometheus_keys_all_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROM_TOKEN", "s3cret")
+    monkeypatch.setenv("PROM_PW", "pw")
+    cfg = config_from_dict({"prometheus": {
+        "url": "https://prom.example", "headers": {"X-A": "b"}, "verify_tls": False, "timeout": "5s",
+        "tenant": "team-a", "tenant_header": "X-Scope-OrgID", "path_prefix": "/prometheus",
+        "partial_response": True, "dedup": False, "scrape_interval": 30, "basic_auth_user": "reader",
+        "basic_auth_password_env": "PROM_PW", "bearer_token_env": "PROM_TOKEN"}})
+    p = cfg.prometheus
+    assert (p.timeout_s, p.scrape_interval_s, p.bearer_token, p.basic_auth) == (5.0, 30.0, "s3cret", ("reader", "pw"))
+    assert (p.tenant, p.path_prefix, p.partial_response, p.dedup, p.verify_tls) == ("team-a", "/prometheus", True, False, False)

@@ -1,0 +1,86 @@
+"""Checks a config file's values must pass before they become settings: each error names the key and the fix.
+
+Kept apart from ``analyzers.config`` (which builds the typed settings) so both stay readable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analyzers.errors import ConfigError
+
+# The [prometheus] keys a file may set, and the type each needs. Secrets are never file keys:
+# bearer_token_env / basic_auth_password_env name the environment variables that hold them.
+_PROMETHEUS_KEYS: dict[str, tuple[type, ...]] = {
+    "url": (str,), "headers": (dict,), "verify_tls": (bool, str), "timeout": (str, int, float),
+    "tenant": (str,), "tenant_header": (str,), "path_prefix": (str,), "partial_response": (bool,),
+    "dedup": (bool,), "scrape_interval": (str, int, float), "basic_auth_user": (str,),
+    "basic_auth_password_env": (str,), "bearer_token_env": (str,),
+}
+_PROMETHEUS_HINTS = {
+    "timeout_s": "timeout", "scrape_interval_s": "scrape_interval", "bearer_token": "bearer_token_env",
+    "basic_auth": "basic_auth_user and basic_auth_password_env", "basic_auth_password": "basic_auth_password_env",
+    "timout": "timeout", "token": "bearer_token_env",
+}
+VERIFICATION_KEYS = ("window_before", "window_after", "history", "step", "observation", "overlap", "alpha")
+
+
+def check_prometheus_keys(prom_raw: dict[str, Any]) -> None:
+    """Unknown keys name the documented ones (and the likely meant one); wrong types name the key."""
+    for k, v in prom_raw.items():
+        if k not in _PROMETHEUS_KEYS:
+            hint = f" (did you mean {_PROMETHEUS_HINTS[k]}?)" if k in _PROMETHEUS_HINTS else ""
+            secret = " Secrets are read from environment variables, never from the file." if "token" in k or "auth" in k else ""
+            raise ConfigError(f"[prometheus] has unknown key {k!r}{hint}; allowed: {sorted(_PROMETHEUS_KEYS)}.{secret}")
+        types = _PROMETHEUS_KEYS[k]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            want = " or ".join({str: "a string", dict: "a table", bool: "true/false", int: "a number", float: "a number"}[t] for t in types)
+            raise ConfigError(f"prometheus.{k} must be {want}, got {v!r}")
+
+
+def check_windows(window_before_s: float, window_after_s: float, step_s: float) -> None:
+    """A compared window shorter than one query step holds no point: a bare number there means seconds."""
+    for name, seconds in (("window_before", window_before_s), ("window_after", window_after_s)):
+        if seconds < step_s:
+            raise ConfigError(f"verification.{name} is {seconds:g} s, shorter than one step ({step_s:g} s): "
+                              f"a bare number means seconds; write a duration such as \"30m\"")
+
+
+def check_promql_brackets(query: str, *, where: str) -> None:
+    """Catch a template whose (), {} or [] do not pair up (outside string literals) when the config loads.
+
+    Only pairing is checked here; Prometheus still judges the rest of the syntax at query time.
+    """
+    pairs = {")": "(", "}": "{", "]": "["}
+    stack: list[tuple[str, int]] = []
+    quote: str | None = None
+    i = 0
+    while i < len(query):
+        c = query[i]
+        if quote:
+            if c == "\\" and quote != "`":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "\"'`":
+            quote = c
+        elif c in "({[":
+            stack.append((c, i))
+        elif c in pairs:
+            if not stack or stack[-1][0] != pairs[c]:
+                raise ConfigError(f"{where}: {c!r} at character {i + 1} closes nothing; check the brackets of {query!r}")
+            stack.pop()
+        i += 1
+    if quote:
+        raise ConfigError(f"{where}: a {quote} string is not closed; check {query!r}")
+    if stack:
+        c, at = stack[-1]
+        raise ConfigError(f"{where}: {c!r} at character {at + 1} is never closed; check the brackets of {query!r}")
+
+
+def check_name_lists(where: str, raw: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """``guards = "error_ratio"`` (a string) would be read letter by letter: name the key instead."""
+    for key in keys:
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{where}.{key} must be a list of names, e.g. {key} = [\"error_ratio\"], got {value!r}")
