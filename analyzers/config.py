@@ -85,7 +85,7 @@ class MetricSpec:
     #: With ``histogram``: the series is this quantile of each step's requests, read from that
     #: step's bucket counts (``query``: ``sum by (le) (increase(h_bucket{...}[$window]))``) with
     #: log-probit interpolation, and judged on log latency: ``min_effect_rel`` is then a factor
-    #: (0.10: x1.10) and the effect is reported as one (docs/statistics.md, "The typical request
+    #: (0.15: x1.15) and the effect is reported as one (docs/statistics.md, "The typical request
     #: got slower"). ``latency_shift`` in the built-in catalog reads the median (0.5).
     read_quantile: float | None = None
     description: str = ""
