@@ -296,9 +296,10 @@ def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None, *,
                 canary: DeployVerdict | None = None) -> dict[str, Any]:
     """The JSON report; with a canary verdict also ``canary`` (that verdict) and ``combined``
     (``verdict``, ``reason``, per metric ``before_after`` / ``canary`` / ``outcome`` / ``decided_by``)."""
-    out: dict[str, Any] = {"schema": REPORT_SCHEMA, "deploy": deploy.to_dict() if deploy else None,
-                           "verdict": verdict.to_dict()}
     side = side_by_side(verdict, canary, deploy)
+    # ``overall``: the answer the exit code and the gate give (the combined one when a canary was judged)
+    out: dict[str, Any] = {"schema": REPORT_SCHEMA, "overall": side[0] if side else verdict.overall,
+                           "deploy": deploy.to_dict() if deploy else None, "verdict": verdict.to_dict()}
     if canary is not None and side is not None:
         overall, why, rows = side
         out["canary"] = canary.to_dict()

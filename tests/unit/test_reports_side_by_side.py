@@ -71,6 +71,17 @@ def test_json_carries_the_canary_verdict_and_the_combined_rows() -> None:
     assert DeployVerdict.from_dict(doc["canary"]).overall == "fail"  # round-trips like the main verdict
 
 
+def test_json_top_level_overall_is_the_answer_the_exit_code_gives() -> None:
+    """`jq .verdict.overall` said pass while `verify` exited 1 on a failing canary (audit9): the
+    before/after verdict is not the answer when a canary was judged. `overall` is, in every report."""
+    with_canary = json.loads(render_json(before_after(), DEPLOY, canary=canary()))
+    assert (with_canary["overall"], with_canary["verdict"]["overall"]) == ("fail", "pass")
+    assert with_canary["overall"] == with_canary["combined"]["verdict"]
+    alone = json.loads(render_json(before_after(), DEPLOY))
+    assert alone["overall"] == alone["verdict"]["overall"] == "pass"
+    assert list(alone)[:2] == ["schema", "overall"]
+
+
 def test_html_side_by_side_table_is_escaped() -> None:
     c = canary()
     evil = replace(c, metrics=(replace(c.metrics[0], metric="<img src=x onerror=alert(1)>"),))
