@@ -111,6 +111,8 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
                    reason=(f"Not certain at any look yet: the one-look test sees a move ({p_equals(res.get('p_value'))}), "
                            f"but the confidence sequence over every look still holds zero "
                            f"({_interval(lo, hi, unit)}); it narrows as data arrives."))
+    elif res.get("status") == "unchanged" and out.get("ci_kind"):
+        out["reason"] = _restated(res, out, unit)
     if tr and tr.get("recovered") and out.get("status") != "shifted":
         text = (f"transient at deploy, recovered after {_mins(tr['recovered_after_s'])} "
                 f"(peak {fmt_change(tr['peak'], unit)}, {tr['peak_sd']:+.1f} SD)")
@@ -119,6 +121,18 @@ def apply(res: dict[str, Any], path: SequentialPath, k: int, alpha: float, now: 
     elif tr:
         out["transient"] = dict(tr, text=f"off the level within the first {_mins(tr['allowance_s'])} (not judged)")
     return out
+
+
+def _restated(res: dict[str, Any], out: dict[str, Any], unit: str) -> str:
+    """A "No change" reason with the sequence's shift, interval and p-value, the figures the verdict
+    reports beside it (the one-look test's figures there read as a second, different estimate)."""
+    reason = str(res.get("reason", ""))
+    ci = res.get("effect_ci") or [None, None]
+    old = f"shift {fmt_change(res.get('effect'), unit)} ({fmt_interval(ci[0], ci[1], unit)}), {p_equals(res.get('p_value'))}"
+    lo, hi = out["effect_ci"]
+    new = (f"shift {fmt_change(out.get('effect'), unit)} (any-look interval {_interval(lo, hi, unit)}), "
+           f"always-valid {p_equals(out.get('p_value'))}")
+    return reason.replace(old, new, 1)
 
 
 def _unclipped(out: dict[str, Any], seq: dict[str, Any], effect: float | None) -> dict[str, Any]:

@@ -365,7 +365,8 @@ def verify_deploy(
     if shadow:
         warnings.append(f"Dry-run metrics would fail this deploy if enforced: {', '.join(shadow)}.")
     if overlaps and overall != "pass":
-        reason += " Overlapping deploys may share the blame (see warnings)."
+        named = ", ".join(o.deploy_id for o in overlaps[:3]) + (f" and {len(overlaps) - 3} more" if len(overlaps) > 3 else "")
+        reason += f" Overlapping deploys may share the blame: {named}."
     return DeployVerdict(
         deploy_id=deploy.deploy_id,
         overall=overall,  # type: ignore[arg-type]
@@ -377,7 +378,7 @@ def verify_deploy(
         warnings=tuple(warnings),
         overlapping=tuple(o.deploy_id for o in overlaps),
         multiple_testing=(
-            f"Bonferroni across {len(tested)} tested metrics at alpha={alpha:g}, each a confidence sequence "
+            f"Bonferroni across {len(tested)} tested metric{'s' if len(tested) != 1 else ''} at alpha={alpha:g}, each a confidence sequence "
             "valid at every look" if tested else ""
         ),
         retry_after_s=retry,

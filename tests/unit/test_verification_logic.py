@@ -171,3 +171,37 @@ def test_a_declared_effect_not_seen_yet_fails_only_once_the_window_is_over() -> 
     p99 = next(m for m in late.metrics if m.metric == "latency_p99")
     assert p99.result and p99.result["sequential"]["status"] == "unchanged"
     assert "any-look CI" in p99.reason or p99.result.get("ci_kind") == "confidence sequence"
+
+
+def test_a_failed_deploys_reason_names_the_overlapping_deploys_itself() -> None:
+    # The reason said "Overlapping deploys may share the blame (see warnings)", but the gate's body
+    # and `canary --format json` carry the reason without the warnings: the reason names them now.
+    from analyzers.verify.deploy import verify_deploy
+
+    d = _deploy(expectations=(Expectation("latency_p99", "decrease"),), finished_at=T0 + timedelta(minutes=5))
+    near = _deploy(deploy_id="checkout-v3-hotfix", version="v3", started_at=T0 + timedelta(minutes=2))
+    fetcher = CatalogSeries(T0, after=timedelta(minutes=60), seed=3)
+    late = verify_deploy(d, CFG, None, others=[near], now=T0 + timedelta(minutes=35),  # type: ignore[arg-type]
+                         fail_on_no_effect=True, fetcher=fetcher)
+    assert late.overall == "fail", late.reason
+    assert "Overlapping deploys may share the blame: checkout-v3-hotfix." in late.reason
+    assert "see warnings" not in late.reason
+    assert late.multiple_testing.startswith(f"Bonferroni across {sum(1 for m in late.metrics if m.result)} tested metric")
+
+
+def test_a_no_change_reason_quotes_the_figures_the_card_shows() -> None:
+    # audit9: the latency_p99 card read "No change at the deploy: shift -9.6 ms (CI -154.8 to +135.6 ms),
+    # p = 0.53" (the one-look test) beside effect -34.6 ms, 99.5% CI -210.0 to +171.7 ms, p 1 (the
+    # confidence sequence the decision comes from). One estimate now, the reported one.
+    from analyzers.stats.reporting import fmt_change
+    from analyzers.verify.deploy import verify_deploy
+
+    d = _deploy(finished_at=T0 + timedelta(minutes=5))
+    fetcher = CatalogSeries(T0, after=timedelta(minutes=60), seed=3)
+    v = verify_deploy(d, CFG, None, now=T0 + timedelta(minutes=35), fetcher=fetcher)  # type: ignore[arg-type]
+    quiet = [m for m in v.metrics if m.result and m.result.get("ci_kind") and "No change at the deploy" in m.reason]
+    assert quiet, [m.reason for m in v.metrics]
+    for m in quiet:
+        res = m.result or {}
+        assert f"shift {fmt_change(res['effect'], m.unit)} (any-look interval" in m.reason, m.reason
+        assert "always-valid p" in m.reason, m.reason
