@@ -376,6 +376,7 @@ def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanaryS
 def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, include_defaults: bool = True) -> Config:
     """Build a Config from parsed TOML; errors name the offending key."""
     base = default_config() if include_defaults else Config()
+    checks.check_sections(raw)
     prom_raw = dict(raw.get("prometheus", {}))
     basic_user = prom_raw.pop("basic_auth_user", None)
     basic_pw = _env_secret(prom_raw, "basic_auth_password_env", "prometheus")

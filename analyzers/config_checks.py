@@ -5,6 +5,7 @@ Kept apart from ``analyzers.config`` (which builds the typed settings) so both s
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import Any
 
 from analyzers.errors import ConfigError
@@ -23,6 +24,20 @@ _PROMETHEUS_HINTS = {
     "timout": "timeout", "token": "bearer_token_env",
 }
 VERIFICATION_KEYS = ("window_before", "window_after", "history", "step", "observation", "overlap", "alpha")
+#: The file's tables and the keys each may hold ([prometheus], [verification], [metrics.*], [canary]
+#: and [receiver] are checked where they are read).
+TOP_KEYS = ("prometheus", "store", "verification", "metrics", "services", "notify", "grafana", "dashboard", "slo",
+            "canary", "receiver")
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "store": ("url",),
+    "dashboard": ("url", "allow_actions", "trace_url"),
+    "grafana": ("url", "token_env", "tags", "dashboard_uid"),
+    "slo": ("threshold", "objective"),
+    "notify": ("routes",),
+}
+SERVICE_KEYS = ("environment", "guards", "depends_on", "slo", "dry_run")
+ROUTE_KEYS = ("name", "url", "url_env", "format", "services", "verdicts", "final_only")
+_SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")
 
 
 def check_prometheus_keys(prom_raw: dict[str, Any]) -> None:
@@ -35,7 +50,63 @@ def check_prometheus_keys(prom_raw: dict[str, Any]) -> None:
         types = _PROMETHEUS_KEYS[k]
         if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
             want = " or ".join({str: "a string", dict: "a table", bool: "true/false", int: "a number", float: "a number"}[t] for t in types)
-            raise ConfigError(f"prometheus.{k} must be {want}, got {v!r}")
+            # headers often carry credentials (Authorization): name the type given, never the value
+            got = f"a {_toml_type(v)} (value not shown: headers may hold credentials)" if k == "headers" else repr(v)
+            raise ConfigError(f"prometheus.{k} must be {want}, got {got}")
+    for name, value in (prom_raw.get("headers") or {}).items():
+        if not isinstance(value, str):
+            raise ConfigError(f"prometheus.headers.{name} must be a string (quote it), got a {_toml_type(value)}")
+
+
+def _toml_type(v: Any) -> str:
+    """The TOML name of a value's type, for errors that must not quote the value."""
+    if isinstance(v, bool):
+        return "boolean"
+    return {str: "string", int: "number", float: "number", dict: "table", list: "list"}.get(type(v), type(v).__name__)
+
+
+def check_keys(where: str, raw: Any, allowed: tuple[str, ...]) -> None:
+    """A table's keys must be known: a typo (``alow_actions``) or a misplaced key would otherwise be
+    ignored without a word. The error names the key, the one likely meant, and the allowed ones; a
+    secret written into the file (``token = "..."``) is pointed to its ``*_env`` variable instead.
+    Values are never quoted (they may be secrets)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table ([{where}] followed by its keys), got a {_toml_type(raw)}")
+    for k in raw:
+        if k in allowed:
+            continue
+        env = f"{k}_env"
+        if any(w in k.lower() for w in _SECRET_WORDS) and not k.endswith("_env"):
+            fix = (f" Secrets are read from environment variables, never from the file: write "
+                   f"{env if env in allowed else 'the *_env key'} = \"VARIABLE_NAME\" and export the variable.")
+        else:
+            close = get_close_matches(k, allowed, n=1, cutoff=0.6)
+            fix = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"[{where}] has unknown key {k!r}; allowed: {sorted(allowed)}.{fix}")
+
+
+def check_sections(raw: dict[str, Any]) -> None:
+    """The file's top-level tables and the keys of those not checked where they are read."""
+    for k in raw:
+        if k not in TOP_KEYS:
+            close = get_close_matches(k, TOP_KEYS, n=1, cutoff=0.6)
+            hint = f" Did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(f"the config file has an unknown table or key {k!r}; allowed: {sorted(TOP_KEYS)}.{hint}")
+    for section, keys in SECTION_KEYS.items():
+        if section in raw:
+            check_keys(section, raw[section], keys)
+    for key in ("prometheus", "verification", "metrics", "services", "canary", "receiver"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise ConfigError(f"{key} must be a table ([{key}] followed by its keys), got a {_toml_type(raw[key])}")
+    for name, sraw in (raw.get("services") or {}).items():
+        check_keys(f"services.{name}", sraw, SERVICE_KEYS)
+        if "slo" in sraw:
+            check_keys(f"services.{name}.slo", sraw["slo"], SECTION_KEYS["slo"])
+    routes = (raw.get("notify") or {}).get("routes", [])
+    if not isinstance(routes, list):
+        raise ConfigError("notify.routes must be a list of tables ([[notify.routes]] blocks)")
+    for i, route in enumerate(routes):
+        check_keys(f"notify.routes[{i}]", route, ROUTE_KEYS)
 
 
 def check_windows(window_before_s: float, window_after_s: float, step_s: float) -> None:

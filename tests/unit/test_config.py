@@ -146,6 +146,40 @@ def test_config_mistakes_name_the_key_and_the_fix(raw: dict, says: list[str]) ->
         assert text in str(err.value), str(err.value)
 
 
+# Found by audit10: outside [prometheus], [verification], [metrics.*] and [canary] a misspelt or
+# misplaced key was ignored without a word (an SLO threshold typo kept the 250 ms default, a Grafana
+# token written into the file posted annotations without it and got 401s), and a section written
+# as a value was an "unexpected AttributeError".
+@pytest.mark.parametrize(("raw", "says"), [
+    ({"verifcation": {"alpha": 0.05}}, ["unknown table or key 'verifcation'", "Did you mean [verification]?"]),
+    ({"store": "sqlite:///x.db"}, ["store must be a table"]),
+    ({"dashboard": {"alow_actions": True}}, ["[dashboard] has unknown key 'alow_actions'", "Did you mean 'allow_actions'?"]),
+    ({"slo": {"treshold": "500ms"}}, ["[slo] has unknown key 'treshold'", "Did you mean 'threshold'?"]),
+    ({"services": {"checkout": {"gaurds": ["error_ratio"]}}}, ["[services.checkout] has unknown key 'gaurds'",
+                                                              "Did you mean 'guards'?"]),
+    ({"services": {"checkout": {"slo": {"objectve": 0.99}}}}, ["[services.checkout.slo] has unknown key 'objectve'"]),
+    ({"notify": {"routes": [{"url_env": "HOOK", "servces": ["a"]}]}}, ["[notify.routes[0]] has unknown key 'servces'",
+                                                                      "Did you mean 'services'?"]),
+    ({"grafana": {"url": "http://grafana.example", "token": "glsa_s3cret"}},
+     ["[grafana] has unknown key 'token'", "write token_env = ", "environment variables"]),
+    ({"prometheus": {"headers": {"X-Scope-OrgID": 5}}}, ["prometheus.headers.X-Scope-OrgID must be a string"]),
+])
+def test_every_table_names_an_unknown_key_and_the_one_meant(raw: dict, says: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(raw)
+    for text in says:
+        assert text in str(err.value), str(err.value)
+    assert "s3cret" not in str(err.value)  # a secret written into the file is never echoed
+
+
+def test_a_mistyped_headers_value_is_never_quoted_in_the_error() -> None:
+    """The error goes to CI logs and the dashboard's banner: headers carry credentials."""
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"prometheus": {"headers": "Authorization: Bearer s3cret-t0ken"}})
+    assert "prometheus.headers must be a table" in str(err.value) and "got a string" in str(err.value)
+    assert "s3cret" not in str(err.value)
+
+
 @pytest.mark.parametrize("query", [
     'histogram_quantile(0.99, sum by (le) (rate(h_bucket{service="$service"}[$window])))',
     'sum(rate(x{path=~"/a(b|c)\\\\)[0-9]{2}"}[5m]))',  # brackets inside a label value do not count
