@@ -163,6 +163,11 @@ def test_config_mistakes_name_the_key_and_the_fix(raw: dict, says: list[str]) ->
     ({"grafana": {"url": "http://grafana.example", "token": "glsa_s3cret"}},
      ["[grafana] has unknown key 'token'", "write token_env = ", "environment variables"]),
     ({"prometheus": {"headers": {"X-Scope-OrgID": 5}}}, ["prometheus.headers.X-Scope-OrgID must be a string"]),
+    # the other PromQL templates of a metric are checked as its query is
+    ({"metrics": {"m": {"query": "up", "label_selector": 'service="$service'}}}, ["metrics.m.label_selector",
+                                                                              "string is not closed"]),
+    ({"metrics": {"m": {"query": "up", "events": 'errs{service="$service"', "exposure": "reqs"}}},
+     ["metrics.m.events", "never closed"]),
 ])
 def test_every_table_names_an_unknown_key_and_the_one_meant(raw: dict, says: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
