@@ -106,7 +106,7 @@ class VerificationSettings:
     window_after_s: float = 30 * 60.0
     history_s: float = 8 * 86400.0  # fetched before window_before for seasonal baselines (capped by data)
     step_s: float = 60.0
-    alpha: float = 0.01  # per deploy, Holm across its metrics (benchmarks/README_stats.md: why 0.01)
+    alpha: float = 0.01  # per deploy, Bonferroni across its metrics (benchmarks/README_stats.md: why 0.01)
     observation_s: float = 2 * 3600.0  # how long after a deploy its verdict may still change
     overlap_s: float = 30 * 60.0  # deploys within this distance are reported as overlapping
 

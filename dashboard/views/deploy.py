@@ -232,8 +232,9 @@ def _before_after_figures(mv: MetricVerdict, result: dict[str, Any]) -> None:
     c2.metric(ci_label(result), _interval(ci[0], ci[1], mv.unit))
     c3.metric("p-value", format_p(result.get("p_value")),
               help="Raw p-value of this metric's test; see the adjusted one beside it.")
-    c4.metric("p (Holm-adjusted)", format_p(mv.p_adjusted),
-              help="Adjusted for the number of metrics tested on this deploy.")
+    c4.metric("p (Bonferroni-adjusted)", format_p(mv.p_adjusted),
+              help="This p-value times the number of metrics tested on this deploy (at most 1): the deploy's "
+                   "error budget (verification.alpha) is split evenly over them.")
     n_before, n_after = result.get("n_before"), result.get("n_after")
     c5.metric("Points before / after", f"{n_before if n_before is not None else '—'} / "
                                        f"{n_after if n_after is not None else '—'}")

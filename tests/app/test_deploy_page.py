@@ -63,7 +63,7 @@ def test_regression_shows_fail_with_evidence(store_data: StoreData) -> None:
     metrics = [(m.label, m.value) for m in at.metric]
     assert metrics[:5] == [
         ("Effect", "+4.10 pp"), ("95% CI", "+3.50 to +4.70 pp"), ("p-value", "< 0.0001"),
-        ("p (Holm-adjusted)", "< 0.0001"), ("Points before / after", "180 / 30"),
+        ("p (Bonferroni-adjusted)", "< 0.0001"), ("Points before / after", "180 / 30"),
     ]
     # A ratio's shift is in percentage points, apart from the relative change in %.
     assert any("Effect +4.10 pp · relative change +50% of the before level" in c.value for c in at.caption)
