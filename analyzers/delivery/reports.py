@@ -292,10 +292,24 @@ def render_markdown(
 REPORT_SCHEMA = "deploy-verdict/v1"
 
 
+def _json_ready(v: Any) -> Any:
+    """``v`` with every NaN or infinity as None: a figure that could not be computed (a bucket test on
+    a window of a few requests has no drift p-value) is ``null`` in the report, never the ``NaN``
+    token strict JSON parsers refuse, nor a report that cannot be written at all."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _json_ready(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_ready(x) for x in v]
+    return v
+
+
 def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None, *,
                 canary: DeployVerdict | None = None) -> dict[str, Any]:
     """The JSON report; with a canary verdict also ``canary`` (that verdict) and ``combined``
-    (``verdict``, ``reason``, per metric ``before_after`` / ``canary`` / ``outcome`` / ``decided_by``)."""
+    (``verdict``, ``reason``, per metric ``before_after`` / ``canary`` / ``outcome`` / ``decided_by``).
+    Figures that could not be computed (NaN, infinities) are None."""
     side = side_by_side(verdict, canary, deploy)
     # ``overall``: the answer the exit code and the gate give (the combined one when a canary was judged)
     out: dict[str, Any] = {"schema": REPORT_SCHEMA, "overall": side[0] if side else verdict.overall,
@@ -304,7 +318,7 @@ def report_dict(verdict: DeployVerdict, deploy: Deploy | None = None, *,
         overall, why, rows = side
         out["canary"] = canary.to_dict()
         out["combined"] = {"verdict": overall, "reason": why, "metrics": [r.to_dict() for r in rows]}
-    return out
+    return _json_ready(out)  # type: ignore[no-any-return]
 
 
 def render_json(verdict: DeployVerdict, deploy: Deploy | None = None, *, canary: DeployVerdict | None = None) -> str:

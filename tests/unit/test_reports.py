@@ -189,3 +189,35 @@ def test_a_canary_metric_reads_against_its_baseline() -> None:
     md = render_markdown(replace(v, metrics=(m,)), _deploy())
     assert "| fails if worse than baseline |" in md
     assert "canary/baseline x1.8, 99% CI x1.2 to x2.6" in md
+
+
+def test_a_figure_that_could_not_be_computed_is_null_in_strict_json_never_a_crash() -> None:
+    """Found by audit10: a bucket test whose windows hold a few requests pools every bucket into one
+    group, so its drift p-value is NaN (``bucket_drift``: "nothing to compare"). The verdict kept it,
+    and ``verify --format json``, the dashboard's JSON download and the ``json`` chat route then
+    raised ``ValueError: Out of range float values`` (or sent the ``NaN`` token, which strict JSON
+    parsers refuse). Such a figure is ``null``; every other figure is kept as it was."""
+    from dataclasses import replace
+
+    from analyzers.delivery.notify import json_message
+    from analyzers.stats.bucket_drift import drift_adjusted_comparison
+
+    les = (0.1, 0.25, 0.5, 1.0, float("inf"))
+    blocks = [(2, 4, 5, 6, 6), (1, 3, 4, 6, 7), (2, 5, 6, 7, 7), (3, 4, 6, 6, 6)]  # cumulative, a few requests each
+    drift = drift_adjusted_comparison(les, blocks, (1, 2, 5, 6, 7))
+    assert drift.p_value != drift.p_value  # NaN: one pooled group, nothing to compare
+    v = _verdict()
+    m = replace(v.metrics[0], result={**(v.metrics[0].result or {}),
+                                      "bucket_test": {"p_value": 0.3, "p_drift": drift.p_value,
+                                                      "p_beyond_drift": drift.p_value, "drift_dispersion": drift.dispersion,
+                                                      "bounds": [0.1, float("inf")]}})
+    v = replace(v, metrics=(m,))
+
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"not JSON: {c}")))
+
+    body = strict(render_json(v, _deploy()))
+    bt = body["verdict"]["metrics"][0]["result"]["bucket_test"]  # type: ignore[index]
+    assert bt["p_beyond_drift"] is None and bt["p_drift"] is None and bt["bounds"] == [0.1, None]
+    assert bt["p_value"] == 0.3 and body["verdict"]["metrics"][0]["result"]["effect"] == 0.045  # type: ignore[index]
+    assert strict(json.dumps(json_message(v, _deploy())))["verdict"]["overall"] == "fail"  # type: ignore[index]
