@@ -214,3 +214,64 @@ def test_before_after_of_the_issue_example() -> None:
     page = github_html(render_markdown(v, d))
     assert "evil.example" in page  # still shown ...
     assert 'href="https://evil.example' not in page and "<img" not in page  # ... as text only
+
+
+# --- the latency_shift guard (audit10) --------------------------------------------------------
+# Its verdict carries new fields (request_latency, day_before, thin_minutes, a reason written as a
+# factor) and its query is the bucket range query rendered from the deploy's own service: with a
+# hostile service, that query holds the (PromQL-escaped) hostile text too, and reaches the PromQL
+# block of the Markdown report, the HTML report's table and the JSON.
+
+
+def _shift_verdict(s: str) -> tuple[DeployVerdict, Deploy]:
+    from analyzers.config import default_config
+    from analyzers.verify.plan import metric_query
+
+    d = replace(_deploy(s), service=f"checkout {s}")
+    try:
+        query = metric_query(default_config(), "latency_shift", d)
+    except Exception:  # noqa: BLE001 - a value PromQL cannot express (a lone surrogate): refused at query time
+        query = "sum by (le) (increase(http_request_duration_seconds_bucket[1m]))"
+    m = MetricVerdict(
+        metric="latency_shift", role="guard", expect="increase", outcome="regressed", unit="s",
+        reason=(f"guard latency_shift (fails on increase) regressed: requests x1.34 slower (99.7% any-look CI "
+                f"x1.23-x1.48), median 98.3 ms -> 142.8 ms after {d.version}."),
+        query=query,
+        result={"status": "shifted", "direction": "increase", "effect": 0.0336, "effect_rel": 0.342,
+                "effect_ci": [0.0226, 0.0472], "ci_level": 0.99, "p_value": 1e-6, "baseline": "pre-window",
+                "before_value": 0.0983, "after_value": 0.1428, "thin_minutes": 0.0,
+                "request_latency": {"quantile": 0.5, "factor": 1.342, "factor_ci": [1.23, 1.48],
+                                    "text": f"requests x1.34 slower {s}"},
+                "day_before": {"status": "shifted", "direction": "increase", "factor": 1.31,
+                               "factor_ci": [1.12, 1.54], "why": s}},
+    )
+    v = replace(_verdict(s), service=d.service, metrics=(m, *_verdict(s).metrics),
+                reason=f"{d.service} {d.version} failed verification: latency_shift (regressed).")
+    return v, d
+
+
+@pytest.mark.parametrize("s", [v for _, v in HOSTILE], ids=IDS)
+def test_latency_shift_verdict_in_markdown_html_slack_and_json_stays_text(s: str) -> None:
+    v, d = _shift_verdict(s)
+    page = github_html(render_markdown(v, d, dashboard_url=DASH))
+    parsed = _parse(page)
+    tags = [t for t, _ in parsed.tags]
+    assert set(tags) <= MD_TAGS, set(tags) - MD_TAGS
+    assert [a.get("href") for t, a in parsed.tags if t == "a"] == [deploy_link(DASH, v.deploy_id)]
+    assert tags.count("h2") == 1 and tags.count("table") == 1 and tags.count("tr") == 3  # header + 2 metrics
+    text = "".join(parsed.text).replace("\u2060", "")
+    assert _shown(d.service) in text and "x1.34 slower" in text
+    html_page = _parse(render_html(v, d, dashboard_url=DASH))
+    assert {t for t, _ in html_page.tags} <= HTML_TAGS
+    assert [a.get("href") for t, a in html_page.tags if t == "a"] == [deploy_link(DASH, v.deploy_id)]
+    assert [t for t, _ in html_page.tags].count("tr") == 3
+    msg = slack_message(v, d, dashboard_url=DASH)
+    link = deploy_link(DASH, v.deploy_id)
+    ours = f"<{link if len(link) <= 2900 else DASH}|Open the evidence>"
+    for t in _slack_texts(msg):
+        rest = t.replace(ours, "")
+        assert "<" not in rest and ">" not in rest, t
+    body = json.loads(json.dumps(json_message(v, d)))
+    shift = body["verdict"]["metrics"][0]
+    assert shift["query"] == v.metrics[0].query and shift["result"]["day_before"]["why"] == s
+    assert shift["result"]["request_latency"]["text"].endswith(s)
