@@ -281,9 +281,15 @@ def zoned_datetime_input(label: str, param: str, default: int, zone: ViewerZone,
     """
     box = container if container is not None else st
     key = f"_zdt_{param}"
-    ts = _parse_url_time(query_value(param))
+    raw = query_value(param)
+    ts = _parse_url_time(raw)
     if ts is None:
         ts = default // 60 * 60
+        if raw is not None:  # a link's value this page cannot read: say so, and put the time shown in the URL
+            box.warning(f"The link's {md_code(param)} value {md_code(raw, max_len=60)} is not a time this page "
+                        f"reads (UTC minutes such as 2026-11-27T06:15, years {URL_YEARS[0]}-{URL_YEARS[1] - 1}): "
+                        "showing the default instead.", icon=":material/link_off:")
+            st.query_params[param] = url_time(datetime.fromtimestamp(ts, tz=UTC))
     local = datetime.fromtimestamp(ts, tz=UTC).astimezone(zone.tz).replace(tzinfo=None)
 
     def _write_back() -> None:
@@ -310,16 +316,26 @@ def local_to_utc(value: datetime, zone: ViewerZone) -> datetime:
     return value.astimezone(UTC)
 
 
+#: Years a time in the URL may name (end exclusive). The page shows a time in the viewer's zone, and
+#: a UTC instant in year 1 or 9999 has no wall-clock time in every zone: Python's datetime overflows
+#: (a link with ``lat_from=0001-01-01T00:00`` stopped the whole page for a viewer in New York).
+URL_YEARS = (1970, 9000)
+
+
 def _parse_url_time(raw: str | None) -> int | None:
-    """``2026-11-27T06:15`` (UTC, as the URL holds it) to Unix seconds; None when absent or bad."""
+    """``2026-11-27T06:15`` (UTC, as the URL holds it) to Unix seconds; None when absent, unreadable
+    or outside :data:`URL_YEARS`."""
     if not raw:
         return None
     try:
         value = datetime.fromisoformat(raw)
-    except ValueError:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+    if not URL_YEARS[0] <= value.year < URL_YEARS[1]:
+        return None
     return int(value.timestamp())
 
 
