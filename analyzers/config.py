@@ -414,9 +414,9 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
         if not isinstance(mraw, dict):
             raise ConfigError(f"metrics.{key} must be a table ([metrics.{key}] with a 'query'), got {mraw!r}")
         metrics[key] = _metric_from(key, dict(mraw))
-        for field in ("query", "label_selector", "events", "exposure", "per_version"):  # every PromQL template
-            if isinstance(text := getattr(metrics[key], field), str):
-                checks.check_promql_brackets(text, where=f"metrics.{key}.{field}")
+        for name in ("query", "label_selector", "events", "exposure", "per_version"):  # every PromQL template
+            if isinstance(text := getattr(metrics[key], name), str):
+                checks.check_promql_brackets(text, where=f"metrics.{key}.{name}")
 
     services: dict[str, ServiceSpec] = {}
     for name, sraw in (raw.get("services") or {}).items():
