@@ -19,6 +19,7 @@ from analyzers.config import Config
 from analyzers.errors import AnalyzerError
 from analyzers.model import Deploy
 from analyzers.verify.plan import metric_query
+from analyzers.verify.span_cache import SHARED, SpanCache, server_key
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -123,26 +124,60 @@ def grid_series(parts: list[pd.Series], a: float, b: float, step_s: float) -> pd
 
 
 class DirectFetcher:
-    """The requests one deploy needs: its own window, on the step-aligned grid."""
+    """The requests one deploy needs: its own window, on the step-aligned grid.
 
-    def __init__(self, client: PrometheusClient) -> None:
+    Answers are kept in ``cache`` (default: the process's :data:`analyzers.verify.span_cache.SHARED`;
+    None: always the whole span), so a later look at the same deploy (``verify --wait`` polls, the
+    scheduler's checks, a dashboard re-verify) asks only for the steps after what is held."""
+
+    def __init__(self, client: PrometheusClient, cache: SpanCache | None = SHARED) -> None:
         self.client = client
+        self.cache = cache
         self.queries = 0
         self.points = 0
 
+    def _key(self, kind: str, query: str, step_s: float, a: float) -> tuple[Any, ...] | None:
+        server = server_key(self.client) if self.cache is not None else None
+        return None if server is None else (server, kind, query, float(step_s), float(a))
+
     def fetch_buckets(self, query: str, metric_key: str, start: datetime, end: datetime,
                       step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
-        grid, warns, q, n = fetch_bucket_grid(self.client, query, metric_key, start, end, step_s)
+        a, b = align(start.timestamp(), step_s, up=False), align(end.timestamp(), step_s, up=True)
+        key = self._key("buckets", query, step_s, a)
+        if key is None or self.cache is None:
+            grid, warns, q, n = bucket_grid_span(self.client, query, metric_key, a, b, step_s)
+        else:
+            def get(lo: float, hi: float) -> tuple[tuple[Any, ...], np.ndarray, tuple[str, ...], int, int]:
+                g, w, q, n = bucket_grid_span(self.client, query, metric_key, lo, hi, step_s)
+                return g.les, g.counts, w, q, n
+
+            les, counts, warns, q, n = self.cache.get_span(key, a, b, step_s, get)
+            grid = BucketGrid(tuple(float(x) for x in les), counts, _grid_index(a, b, step_s))  # type: ignore[arg-type]
         self.queries += q
         self.points += n
         return grid, warns
 
     def fetch(self, query: str, metric_key: str, start: datetime, end: datetime, step_s: float) -> tuple[pd.Series, tuple[str, ...]]:
         a, b = align(start.timestamp(), step_s, up=False), align(end.timestamp(), step_s, up=True)
-        parts, warns, q, n = fetch_grid(self.client, query, metric_key, a, b, step_s)
+
+        def get(lo: float, hi: float) -> tuple[tuple[Any, ...], np.ndarray, tuple[str, ...], int, int]:
+            parts, warns, q, n = fetch_grid(self.client, query, metric_key, lo, hi, step_s)
+            values = grid_series(parts, lo, hi, step_s).to_numpy(dtype=float)
+            return ("value",), values[:, None], tuple(w for _, _, ws in warns for w in ws), q, n
+
+        key = self._key("series", query, step_s, a)
+        if key is None or self.cache is None:
+            _, values, warns, q, n = get(a, b)
+        else:
+            _, values, warns, q, n = self.cache.get_span(key, a, b, step_s, get)
         self.queries += q
         self.points += n
-        return grid_series(parts, a, b, step_s), tuple(w for _, _, ws in warns for w in ws)
+        return pd.Series(values[:, 0], index=_grid_index(a, b, step_s), dtype=float), warns
+
+
+def _grid_index(a: float, b: float, step_s: float) -> pd.DatetimeIndex:
+    return pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"),
+                         freq=pd.Timedelta(seconds=step_s))
 
 
 def bucket_grid_from(parts: list[pd.DataFrame], a: float, b: float, step_s: float) -> BucketGrid:
@@ -163,9 +198,15 @@ def fetch_bucket_grid(client: PrometheusClient, query: str, metric_key: str, sta
     """A ``sum by (le) (increase(h_bucket{...}[w]))`` range query on the step-aligned grid, split
     as :func:`fetch_grid` splits (the cap is per series). Returns the grid, the back end's warnings,
     queries issued and points fetched. Counter resets are the back end's to handle (``increase``)."""
+    a, b = align(start.timestamp(), step_s, up=False), align(end.timestamp(), step_s, up=True)
+    return bucket_grid_span(client, query, metric_key, a, b, step_s)
+
+
+def bucket_grid_span(client: PrometheusClient, query: str, metric_key: str, a: float, b: float,
+                     step_s: float) -> tuple[BucketGrid, tuple[str, ...], int, int]:
+    """:func:`fetch_bucket_grid` on the aligned grid [a, b] (Unix seconds)."""
     from analyzers.prometheus.latency import buckets_frame
 
-    a, b = align(start.timestamp(), step_s, up=False), align(end.timestamp(), step_s, up=True)
     parts: list[pd.DataFrame] = []
     warns: list[str] = []
     queries = points = 0

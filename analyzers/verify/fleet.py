@@ -126,7 +126,7 @@ class BatchedFetcher:
         i = bisect_right(cached.starts, a) - 1 if cached is not None else -1
         if cached is None or step_s != self.step_s or i < 0 or cached.ends[i] < b:
             self.fallback_queries += 1
-            direct = DirectFetcher(self.client)
+            direct = DirectFetcher(self.client, cache=None)  # each deploy is looked at once here
             out = direct.fetch(query, metric_key, start, end, step_s)
             self.queries += direct.queries
             self.points += direct.points
@@ -145,7 +145,7 @@ class BatchedFetcher:
     def fetch_buckets(self, query: str, metric_key: str, start: datetime, end: datetime,
                       step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
         """Bucket counts per bound (``latency_shift``): one deploy's window, not batched."""
-        direct = DirectFetcher(self.client)
+        direct = DirectFetcher(self.client, cache=None)  # each deploy is looked at once here
         out = direct.fetch_buckets(query, metric_key, start, end, step_s)
         self.queries += direct.queries
         self.points += direct.points
