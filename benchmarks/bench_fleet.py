@@ -224,7 +224,7 @@ def _naive_task(group: list[Any]) -> tuple[dict[str, Any], int, int]:
     from analyzers.verify.deploy import DirectFetcher, verify_deploy
 
     n = _NAIVE
-    direct = DirectFetcher(n["client"])
+    direct = DirectFetcher(n["client"], cache=None)  # the naive plan: every deploy fetches its whole window
     out = {}
     for d in group:
         v = verify_deploy(d, n["config"], n["client"], others=_near(n["times"], n["ordered"], d.started_at, n["overlap"]),

@@ -5,7 +5,8 @@ the deploy's history window; neighbouring deploys of one service fetch the same 
 and again. :class:`BatchedFetcher` plans every window first, merges the windows of each
 rendered query (one per service and metric, unless a template uses ``$version``) into
 contiguous ranges, fetches each range once (split only where a range would exceed the
-back end's 11,000-point cap), and serves each deploy a slice of it. :func:`verify_fleet` does
+back end's 11,000-point cap), and serves each deploy a slice of it; so too for the bucket counts
+per bound that ``latency_shift`` reads (:meth:`BatchedFetcher.prefetch_buckets`). :func:`verify_fleet` does
 that one service at a time, so memory is bounded by the largest service, not the fleet.
 
 Two things keep a fleet replay fast without changing any verdict:
@@ -48,7 +49,7 @@ from analyzers.verify.deploy import (
     plan_metrics,
     verify_deploy,
 )
-from analyzers.verify.fetch import BucketGrid
+from analyzers.verify.fetch import BucketGrid, bucket_grid_span
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
@@ -87,6 +88,7 @@ class BatchedFetcher:
         self.step_s = float(step_s)
         self.merge_gap_s = merge_gap_s
         self.cache: dict[str, _Cached] = {}
+        self.bucket_ranges: dict[str, list[tuple[float, float, BucketGrid]]] = {}
         self.errors: dict[str, AnalyzerError] = {}
         self.queries = 0
         self.points = 0
@@ -142,9 +144,42 @@ class BatchedFetcher:
                 warns.extend(w)
         return part, tuple(warns)
 
+    def prefetch_buckets(self, wanted: Iterable[tuple[str, str, datetime, datetime]]) -> None:
+        """As :meth:`prefetch` for bucket-count queries (``latency_shift``: one series per bound).
+        A range whose answer came with warnings is not kept: its deploys fetch their own window."""
+        by_query: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        keys: dict[str, str] = {}
+        for query, key, start, end in wanted:
+            by_query[query].append((self._align(start.timestamp(), False), self._align(end.timestamp(), True)))
+            keys[query] = key
+        for query, intervals in by_query.items():
+            for rng in _merge(intervals, self.merge_gap_s):
+                try:
+                    grid, warns, q, n = bucket_grid_span(self.client, query, keys[query], rng.start, rng.end, self.step_s)
+                except AnalyzerError:
+                    break  # each deploy's own fetch reports it
+                self.queries += q
+                self.points += n
+                if not warns:
+                    self.bucket_ranges.setdefault(query, []).append((rng.start, rng.end, grid))
+
     def fetch_buckets(self, query: str, metric_key: str, start: datetime, end: datetime,
                       step_s: float) -> tuple[BucketGrid, tuple[str, ...]]:
-        """Bucket counts per bound (``latency_shift``): one deploy's window, not batched."""
+        """Bucket counts per bound (``latency_shift``): a slice of a prefetched range (the bounds
+        with no count in the deploy's window left out, as the back end leaves them out), else one
+        range query for the deploy's window."""
+        a, b = self._align(start.timestamp(), False), self._align(end.timestamp(), True)
+        for ra, rb, grid in self.bucket_ranges.get(query, ()):
+            if step_s == self.step_s and ra <= a and b <= rb:
+                lo = round((a - ra) / self.step_s)
+                hi = round((b - ra) / self.step_s) + 1
+                counts = grid.counts[lo:hi]
+                keep = np.isfinite(counts).any(axis=0)
+                les = tuple(le for le, k in zip(grid.les, keep, strict=True) if k)
+                index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"),
+                                      freq=pd.Timedelta(seconds=self.step_s))
+                return BucketGrid(les, counts[:, keep].copy(), index), ()
+        self.fallback_queries += 1
         direct = DirectFetcher(self.client, cache=None)  # each deploy is looked at once here
         out = direct.fetch_buckets(query, metric_key, start, end, step_s)
         self.queries += direct.queries
@@ -153,6 +188,7 @@ class BatchedFetcher:
 
     def clear(self) -> None:
         self.cache.clear()
+        self.bucket_ranges.clear()
         self.errors.clear()
 
 
@@ -165,7 +201,10 @@ class FleetStats:
     fallback_queries: int
 
 
-def _wanted(group: Sequence[Deploy], config: Config, now: datetime) -> list[tuple[str, str, datetime, datetime]]:
+def _wanted(group: Sequence[Deploy], config: Config, now: datetime, *,
+            buckets: bool = False) -> list[tuple[str, str, datetime, datetime]]:
+    """(query, metric, start, end) of every deploy and metric: the one-series queries, or with
+    ``buckets`` the bucket-count queries of ``read_quantile`` metrics (one series per bound)."""
     step = config.verification.step_s
     wanted = []
     for d in group:
@@ -175,7 +214,7 @@ def _wanted(group: Sequence[Deploy], config: Config, now: datetime) -> list[tupl
         except AnalyzerError:
             continue
         for p in plans:
-            if p.spec.read_quantile is not None:  # one series per bound: fetched per deploy (fetch_buckets)
+            if (p.spec.read_quantile is not None) != buckets:
                 continue
             try:
                 wanted.append((metric_query(config, p.spec.key, d, step_s=step), p.spec.key, start, end))
@@ -199,6 +238,7 @@ class _Run:
 def _prefetched(run: _Run, group: Sequence[Deploy]) -> BatchedFetcher:
     fetcher = BatchedFetcher(run.client, run.config.verification.step_s)
     fetcher.prefetch(_wanted(group, run.config, run.now))
+    fetcher.prefetch_buckets(_wanted(group, run.config, run.now, buckets=True))
     return fetcher
 
 

@@ -12,8 +12,9 @@ import pytest
 from analyzers.config import HTTP_DURATION
 from analyzers.prometheus.client import PrometheusClient
 from analyzers.prometheus.latency import heatmap_query
-from analyzers.verify.deploy import verify_deploy
+from analyzers.verify.deploy import DirectFetcher, verify_deploy
 from analyzers.verify.fetch import fetch_bucket_grid
+from analyzers.verify.span_cache import SpanCache
 from tests.fixtures.prom import PromFixture
 
 pytestmark = pytest.mark.integration
@@ -50,3 +51,34 @@ def test_the_guard_judges_the_scenario_s_deploys_as_their_truth_says(prom: PromF
         outcomes[case] = m.outcome
         assert m.result is not None and m.result["request_latency"]["before_s"] > 0, m.reason
     assert outcomes == {"noop": "ok", "gradual": "improved"}
+
+
+class _CountingClient(PrometheusClient):
+    """Counts the range queries it sends and the points they return."""
+
+    queries = 0
+    points = 0
+
+    def query_range(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = super().query_range(*args, **kwargs)
+        self.queries += 1
+        self.points += sum(len(s.values) for s in result.series)
+        return result
+
+
+def test_a_later_look_asks_only_for_the_new_steps_and_judges_alike(prom: PromFixture) -> None:
+    """``verify --wait``'s next poll, 30 s later, through the real Prometheus: the cached look asks
+    for the new steps only (the backfilled data is hours old: settled) and its verdict is the full
+    fetch's, metric by metric."""
+    d = prom.scenario.deploy("gradual").to_deploy()
+    client = _CountingClient(prom.config.prometheus)
+    cached = DirectFetcher(client, cache=SpanCache())
+    now = d.started_at + timedelta(minutes=20)
+    verify_deploy(d, prom.config, client, now=now, fetcher=cached)
+    first = (client.queries, client.points)
+    later = verify_deploy(d, prom.config, client, now=now + timedelta(seconds=30), fetcher=cached)
+    second = (client.queries - first[0], client.points - first[1])
+    full = verify_deploy(d, prom.config, client, now=now + timedelta(seconds=30), fetcher=DirectFetcher(client, cache=None))
+    assert [m.to_dict() for m in later.metrics] == [m.to_dict() for m in full.metrics]
+    assert later.overall == full.overall
+    assert first[1] > 12 * 60 and second[0] <= first[0] and second[1] <= 13 * second[0], (first, second)
