@@ -15,8 +15,10 @@ and the points they return):
    main did) against the per-process cache (:mod:`analyzers.verify.span_cache`, its clock set to the
    look's time so the newest 5 minutes are asked for again as live). Every cached look's verdict is
    checked equal to the full fetch's (metric by metric, ``to_dict()``).
-3. **What the 8 days of history are for**: the demo scenario over 10 days (so a full 8 days precede
-   every window), served from the generator's arrays (:mod:`benchmarks.demo_arrays`), each deploy
+3. **``verify`` of every deploy at once** (the fleet path): ``latency_shift``'s bucket counts
+   batched per service against fetched per deploy (main's plan), alternating rounds, verdicts equal.
+4. **What the 8 days of history are for**: the demo scenario over 10 days, its deploys placed from
+   8 days 4 hours in (so a full 8 days precede every window), served from the generator's arrays (:mod:`benchmarks.demo_arrays`), each deploy
    verified with ``verification.history`` 8 days and 2 days: the baseline ``latency_shift``'s
    statistics choose, and whether any verdict differs.
 """
@@ -107,11 +109,44 @@ def looks(client: CountingClient, config: Config, deploys: list[Deploy], picked:
             "differ": differ, "looks": len(picked) * n_looks}
 
 
+def fleet(client: CountingClient, config: Config, deploys: list[Deploy], rounds: int) -> dict[str, dict[str, float]]:
+    """``verify`` of every deploy at once (the fleet path), bucket counts batched per service vs per
+    deploy (main's plan: :meth:`BatchedFetcher.prefetch_buckets` off), alternating, best round."""
+    from analyzers.verify import fleet as fleet_mod
+
+    now = max(d.started_at for d in deploys) + timedelta(hours=2)
+    out: dict[str, dict[str, float]] = {}
+    ref: dict[str, Any] = {}
+    real = fleet_mod.BatchedFetcher.prefetch_buckets
+    for r in range(rounds):
+        for side in (("batched", "per deploy") if r % 2 == 0 else ("per deploy", "batched")):
+            fleet_mod.BatchedFetcher.prefetch_buckets = real if side == "batched" else (lambda self, wanted: None)  # type: ignore[method-assign]
+            try:
+                before = Counter(client.counts)
+                (verdicts, stats), wall, cpu = _timed(lambda: fleet_mod.verify_fleet(deploys, config, client, now=now,
+                                                                                    prefetch_ahead=False))
+            finally:
+                fleet_mod.BatchedFetcher.prefetch_buckets = real  # type: ignore[method-assign]
+            got = client.counts - before
+            row = {"queries": float(got["queries"]), "points": float(got["points"]),
+                   "buckets_queries": float(got["buckets_queries"]), "buckets_points": float(got["buckets_points"]),
+                   "wall": wall, "cpu": cpu}
+            if side in out:
+                row["wall"], row["cpu"] = min(row["wall"], out[side]["wall"]), min(row["cpu"], out[side]["cpu"])
+            out[side] = row
+            dicts = {v.deploy_id: [m.to_dict() for m in v.metrics] for v in verdicts}
+            ref.setdefault("first", dicts)
+            out[side]["same"] = float(dicts == ref["first"])
+    return out
+
+
 def history_check(end: datetime) -> list[dict[str, Any]]:
     """Each deploy of a 10-day demo scenario with 8 and 2 days of history (arrays, no Prometheus)."""
+    from analyzers.demo.scenarios import SERVICES, demo_cases, generate
     from benchmarks.demo_arrays import ScenarioBackend
 
-    sc = demo_scenario(seed=7, end=end, days=10)
+    sc = generate(name="demo", seed=7, end=end, days=10, step_s=15, services=SERVICES, cases=demo_cases(),
+                  utc_offset_h=0.0, cross_service_gap_s=2 * 3600, first_deploy_after_s=8 * 86400 + 4 * 3600)
     backend = ScenarioBackend(sc)
     deploys = [d.to_deploy() for d in sc.deploys]
     base = default_config()
@@ -124,7 +159,10 @@ def history_check(end: datetime) -> list[dict[str, Any]]:
         for days, cfg in configs.items():
             v = verify_deploy(d, cfg, backend, others=deploys, fetcher=backend, now=now)  # type: ignore[arg-type]
             m = next(m for m in v.metrics if m.metric == "latency_shift")
-            row[f"{days}d"] = (v.overall, m.outcome, (m.result or {}).get("baseline"))
+            info = (m.result or {}).get("request_latency") or {}
+            ci = info.get("factor_ci") or [None, None]
+            width = f"x{ci[0]:.3f}-x{ci[1]:.3f}" if None not in ci else "-"
+            row[f"{days}d"] = (v.overall, m.outcome, (m.result or {}).get("baseline"), width)
         rows.append(row)
     return rows
 
@@ -133,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--end", default="2026-12-07T11:00", help="the demo scenario's end, ISO UTC")
     ap.add_argument("--looks", type=int, default=20, help="looks 30 s apart per picked deploy")
-    ap.add_argument("--skip-history", action="store_true", help="leave out part 3")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the fleet pass (part 3), alternating")
+    ap.add_argument("--skip-history", action="store_true", help="leave out part 4")
+    ap.add_argument("--history-only", action="store_true", help="part 4 alone (no Prometheus)")
     a = ap.parse_args(argv)
     end = to_utc(a.end)
+    if a.history_only:
+        _print_history(history_check(end))
+        return 0
     sc = demo_scenario(seed=7, end=end)
     deploys = [d.to_deploy() for d in sc.deploys]
     with tempfile.TemporaryDirectory(prefix="shift-cost-") as tmp:
@@ -152,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             one = one_verification(client, config, deploys)
             picked = [next(d for d in deploys if d.service == s) for s in sorted({d.service for d in deploys})]
             polls = looks(client, config, deploys, picked, a.looks)
+            batched = fleet(client, config, deploys, a.rounds)
         finally:
             server.stop()
     print(f"demo scenario seed 7 ending {end:%Y-%m-%d %H:%M} UTC, real Prometheus, default catalog "
@@ -168,15 +212,26 @@ def main(argv: list[str] | None = None) -> int:
             r = polls[when][side]
             print(f"| {when} look, {side} | {r.get('queries', 0):.1f} | {r.get('points', 0):,.0f} | "
                   f"{r.get('buckets_points', 0):,.0f} | {r['wall']:.3f} | {r['cpu']:.3f} |")
+    print(f"\n3. verify of all {len(deploys)} deploys at once (the fleet path), best of {a.rounds} alternating rounds\n")
+    print("| bucket counts | range queries | points | of them bucket queries / points | wall s | CPU s | verdicts as the first pass |"
+          "\n|---|---:|---:|---:|---:|---:|---|")
+    for side in ("per deploy", "batched"):
+        r = batched[side]
+        print(f"| {side} | {r['queries']:.0f} | {r['points']:,.0f} | {r['buckets_queries']:.0f} / {r['buckets_points']:,.0f} | "
+              f"{r['wall']:.2f} | {r['cpu']:.2f} | {'same' if r['same'] else 'DIFFERENT'} |")
     if not a.skip_history:
-        rows = history_check(end)
-        print("\n3. 10-day demo scenario (arrays): history 8 days vs 2 days, latency_shift's baseline and the verdicts\n")
-        print("| deploy | truth | 8 days: overall, latency_shift, baseline | 2 days: same |\n|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['deploy']} | {r['truth']} | {', '.join(map(str, r['8d']))} | {', '.join(map(str, r['2d']))} |")
-        print(f"\nverdicts that differ: {sum(r['8d'][:2] != r['2d'][:2] for r in rows)} of {len(rows)}; "
-              f"baselines that differ: {sum(r['8d'][2] != r['2d'][2] for r in rows)}")
-    return 1 if polls["differ"] else 0
+        _print_history(history_check(end))
+    return 1 if polls["differ"] or not all(r["same"] for r in batched.values()) else 0
+
+
+def _print_history(rows: list[dict[str, Any]]) -> None:
+    print("\n4. 10-day demo scenario (arrays): history 8 days vs 2 days, latency_shift's baseline and the verdicts\n")
+    print("| deploy | truth | 8 days: overall, latency_shift, baseline, its interval | 2 days: same |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['deploy']} | {r['truth']} | {', '.join(map(str, r['8d']))} | {', '.join(map(str, r['2d']))} |")
+    print(f"\nverdicts that differ: {sum(r['8d'][:2] != r['2d'][:2] for r in rows)} of {len(rows)}; "
+          f"baselines that differ: {sum(r['8d'][2] != r['2d'][2] for r in rows)}; "
+          f"intervals that differ: {sum(r['8d'][3] != r['2d'][3] for r in rows)}")
 
 
 if __name__ == "__main__":
