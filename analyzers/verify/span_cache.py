@@ -14,7 +14,8 @@ write) land in the steps after it, and those are fetched again at every look. An
 with warnings (partial data) is never kept; when the new steps name other columns (a bucket bound
 appeared or went) the whole span is fetched again. Each step of a range query is evaluated on its
 own, so the rows held plus the rows fetched are the grid a full fetch gives, and a verdict is the
-same with or without the cache (``tests/unit/test_span_cache.py``). Memory is bounded
+same with or without the cache. Every look asks the server for one step at least (the last, when
+all are held), so an unreachable Prometheus is "could not check" at every look, cached or not (``tests/unit/test_span_cache.py``). Memory is bounded
 (:data:`MAX_CELLS` values, least recently used dropped first); :meth:`SpanCache.clear` empties it.
 """
 
@@ -68,8 +69,10 @@ class SpanCache:
                 self._entries.move_to_end(key)
         if e is not None and e.a == a and e.step_s == step_s and len(e.values):
             held = len(e.values)
-            if n <= held:
-                return e.cols, e.values[:n].copy(), (), 0, 0
+            if n <= held:  # all held: the server is still asked for the last step, so an outage or a
+                # warning shows at this look as it would without the cache
+                _, _, warns, q, p = fetch(b, b)
+                return e.cols, e.values[:n].copy(), warns, q, p
             cols, new, warns, q, p = fetch(a + held * step_s, b)
             if cols == e.cols or not cols:  # no data in the new steps: NaN rows under the held columns
                 if not cols:

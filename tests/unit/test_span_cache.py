@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.special import ndtr
 
 from analyzers.config import PrometheusSettings, default_config
+from analyzers.errors import PrometheusUnreachable
 from analyzers.model import Deploy
 from analyzers.prometheus.results import PromSeries, QueryResult
 from analyzers.verify import span_cache
@@ -143,10 +145,28 @@ def test_answers_with_warnings_are_not_kept_and_new_columns_refetch_the_span() -
     cache.get_span(key, 0.0, 600.0, 60.0, fetch_with(("a",), ()))
     assert len(cache) == 1 and asked[-1] == (0.0, 600.0)
     cols, values, _, q, _ = cache.get_span(key, 0.0, 300.0, 60.0, fetch_with(("a",), ()))
-    assert q == 0 and values.shape == (6, 1) and asked[-1] == (0.0, 600.0)  # held: nothing asked
+    assert q == 1 and values.shape == (6, 1) and asked[-1] == (300.0, 300.0)  # held: only the last step asked
     cols, values, _, q, _ = cache.get_span(key, 0.0, 900.0, 60.0, fetch_with(("a", "b"), ()))
     assert cols == ("a", "b") and values.shape == (16, 2)
     assert asked[-2:] == [(660.0, 900.0), (0.0, 900.0)]  # a column appeared: the whole span again
+
+
+def test_a_look_served_from_the_cache_still_sees_prometheus_down() -> None:
+    """Everything held (a re-verify after the window's end): the server is still asked, and an
+    unreachable one is "could not check" (raised), never a verdict from what was held."""
+    config = default_config()
+    client = RecordingClient()
+    fetcher = DirectFetcher(client, cache=SpanCache(clock=lambda: 1e12))  # type: ignore[arg-type]
+    d = _deploy()
+    done = DEPLOY_AT + timedelta(hours=2)  # past the horizon: every look fetches the same span
+    verify_deploy(d, config, client, now=done, fetcher=fetcher)  # type: ignore[arg-type]
+
+    def down(*_: Any, **__: Any) -> QueryResult:
+        raise PrometheusUnreachable("connection refused", url=client.base_url)
+
+    client.query_range = down  # type: ignore[method-assign]
+    with pytest.raises(PrometheusUnreachable):
+        verify_deploy(d, config, client, now=done, fetcher=fetcher)  # type: ignore[arg-type]
 
 
 def test_the_cache_is_bounded_and_keyed_by_server() -> None:
