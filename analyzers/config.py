@@ -353,6 +353,7 @@ def _canary_from(raw: dict[str, Any], metrics: dict[str, MetricSpec]) -> CanaryS
     kw: dict[str, Any] = {f"{k}_s": parse_duration(raw.pop(k), key=f"canary.{k}") for k in ("interval", "min_duration", "window") if k in raw}
     kw |= {k: float(raw.pop(k)) for k in ("tolerance", "pass_ratio", "min_requests", "alpha", "dispersion_prior") if k in raw}
     kw |= {k: str(raw.pop(k)) for k in ("label", "selector", "gate_token_env", "canary_match") if k in raw}
+    checks.check_positive({f"canary.{k}": kw[f"{k}_s"] for k in ("interval", "window") if f"{k}_s" in kw})
     if kw.get("dispersion_prior", 1.0) < 1 or not 0 < kw.get("alpha", 0.01) < 1:
         raise ConfigError("canary.dispersion_prior must be >= 1 and canary.alpha between 0 and 1")
     if kw.get("tolerance", 1.05) < 1 or kw.get("pass_ratio", 2.0) <= kw.get("tolerance", 1.05):
@@ -407,6 +408,8 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
     if ver_raw:
         raise ConfigError(f"[verification] has unknown keys {sorted(ver_raw)}; allowed: {sorted(checks.VERIFICATION_KEYS)}")
     verification = replace(base.verification, **ver_kw)
+    checks.check_positive({"verification.step": verification.step_s, "prometheus.timeout": prom.timeout_s,
+                           "prometheus.scrape_interval": prom.scrape_interval_s})
     checks.check_windows(verification.window_before_s, verification.window_after_s, verification.step_s)
 
     metrics = dict(base.metrics)
@@ -450,6 +453,7 @@ def config_from_dict(raw: dict[str, Any], *, source_path: str | None = None, inc
     allow_actions = (raw.get("dashboard") or {}).get("allow_actions", base.dashboard_allow_actions)
     if not isinstance(allow_actions, bool):
         raise ConfigError(f"[dashboard] allow_actions must be true or false, got {allow_actions!r}")
+    checks.check_url("dashboard.url", str(dashboard_url))
     return Config(
         prometheus=prom,
         store_url=store_url,

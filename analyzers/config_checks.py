@@ -117,6 +117,22 @@ def check_windows(window_before_s: float, window_after_s: float, step_s: float) 
                               f"a bare number means seconds; write a duration such as \"30m\"")
 
 
+def check_positive(settings: dict[str, float]) -> None:
+    """Durations that divide or step must be more than zero: ``step = 0`` crashed verification with
+    "unexpected ZeroDivisionError" (a bug report) instead of naming the key."""
+    for key, seconds in settings.items():
+        if not seconds > 0:
+            raise ConfigError(f"{key} must be a duration of more than 0 s such as \"60s\" or \"1m\", got {seconds:g} s")
+
+
+def check_url(key: str, url: str) -> None:
+    """A URL that reports, chat messages and the dashboard link to must be http(s): it is written
+    into an ``href`` (a ``javascript:`` value would run in whoever clicks the report's link)."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"{key} must start with http:// or https:// (the dashboard's address, e.g. "
+                          f"\"https://deploys.example.internal\"), got {url!r}")
+
+
 def check_promql_brackets(query: str, *, where: str) -> None:
     """Catch a template whose (), {} or [] do not pair up (outside string literals) when the config loads.
 

@@ -163,6 +163,13 @@ def test_config_mistakes_name_the_key_and_the_fix(raw: dict, says: list[str]) ->
     ({"grafana": {"url": "http://grafana.example", "token": "glsa_s3cret"}},
      ["[grafana] has unknown key 'token'", "write token_env = ", "environment variables"]),
     ({"prometheus": {"headers": {"X-Scope-OrgID": 5}}}, ["prometheus.headers.X-Scope-OrgID must be a string"]),
+    # durations that divide or step: step = 0 was "unexpected ZeroDivisionError" when verifying
+    ({"verification": {"step": "0s"}}, ["verification.step must be a duration of more than 0 s"]),
+    ({"prometheus": {"scrape_interval": 0}}, ["prometheus.scrape_interval must be a duration of more than 0 s"]),
+    ({"prometheus": {"timeout": "0s"}}, ["prometheus.timeout must be"]),
+    ({"canary": {"interval": "0s"}}, ["canary.interval must be a duration of more than 0 s"]),
+    # written into every report's and chat message's link
+    ({"dashboard": {"url": "javascript:alert(1)"}}, ["dashboard.url must start with http:// or https://"]),
     # the other PromQL templates of a metric are checked as its query is
     ({"metrics": {"m": {"query": "up", "label_selector": 'service="$service'}}}, ["metrics.m.label_selector",
                                                                               "string is not closed"]),
