@@ -77,10 +77,18 @@ class ScenarioBackend:
             raise ValueError(f"{t} is off the scenario's {self.sc.step_s} s grid")
         return k
 
+    def _ks(self, t: np.ndarray) -> np.ndarray:
+        """:meth:`_k` of every time at once (rounded half to even, as ``round``)."""
+        tt = np.rint(np.asarray(t, dtype=float)).astype(np.int64) - self.t0
+        k, rem = np.divmod(tt, self.sc.step_s)
+        if np.any(rem):
+            raise ValueError(f"{t[int(np.flatnonzero(rem)[0])]} is off the scenario's {self.sc.step_s} s grid")
+        return k
+
     def _increase(self, service: str, what: str, t: np.ndarray, window_s: float) -> np.ndarray:
         """Counts in (t - window, t] per time (+1: cumulative arrays start with a zero row)."""
         cum = self._cum[service][what]
-        k = np.array([self._k(x) for x in t]) + 1
+        k = self._ks(t) + 1
         w = int(window_s // self.sc.step_s)
         lo = k - w
         ok = (lo >= 1) & (k < len(cum))  # the window must lie inside the data
