@@ -56,7 +56,7 @@ def test_a_valid_custom_range_from_a_link_gives_no_warning(store_data: StoreData
 #: Every URL parameter of docs/dashboard.md's table, each with a value no widget offers.
 JUNK = "</script><b>x</b>\u202e%00"
 BOGUS = {
-    "views/deploys.py": {"range": "99y", "from": JUNK, "to": "0001-01-01T00:00", "env": JUNK, "service": [JUNK, "x"],
+    "views/deploys.py": {"range": "custom", "from": JUNK, "to": "0001-01-01T00:00", "env": JUNK, "service": [JUNK, "x"],
                          "verdict": ["maybe", JUNK], "utc": JUNK},
     "views/latency.py": {"svc": JUNK, "hist": JUNK, "pct": ["p0", JUNK], "lat_range": "custom", "lat_from": JUNK,
                          "lat_to": "9999-12-31T23:59", "live": JUNK, "panel": JUNK, "deploy": JUNK, "cmp": JUNK,
