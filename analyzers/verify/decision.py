@@ -2,7 +2,7 @@
 
 Inputs per metric (:class:`Evidence` and the metric's plan):
 
-* **level**: a significant, persistent level shift and its direction (after Holm across the
+* **level**: a significant, persistent level shift and its direction (after Bonferroni across the
   deploy's metrics and the minimum meaningful effect), or none. A transient that returned to
   baseline (restart blip, cold cache) is no level shift: it is reported as information.
 * **spread**: the spread of the prewhitened residuals grew, shrank, or did not change.
@@ -134,7 +134,7 @@ def decide(role: str, expect: str, good: str, kind: str, ev: Evidence) -> Decisi
 
 
 def evidence_from_result(res: dict[str, Any] | None, status: str, alpha: float) -> Evidence:
-    """Evidence from a ``verify_series`` result dict and its status after Holm (see deploy.py)."""
+    """Evidence from a ``verify_series`` result dict and its status after Bonferroni (see deploy.py)."""
     if res is None or status == "inconclusive":
         return Evidence(judged=False)
     details = res.get("details") or {}

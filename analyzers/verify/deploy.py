@@ -3,11 +3,11 @@
 This is the IO edge of the statistics core: it renders catalog templates to PromQL
 (escaped, :mod:`analyzers.prometheus.promql`), fetches through :class:`analyzers.prometheus.client.PrometheusClient`,
 runs :func:`analyzers.stats.verify_series` per metric, controls the false-alarm rate across
-the metrics of one deploy (Holm), and returns one :class:`~analyzers.model.DeployVerdict`.
+the metrics of one deploy (Bonferroni: each confidence sequence at alpha / k, p x k), and returns one :class:`~analyzers.model.DeployVerdict`.
 
 How a metric outcome is read from a series result: the decision table of
 :mod:`analyzers.verify.decision` (level shift and its direction, spread change, bucket counts,
-role, metric kind -> confirmed / no_effect / opposite / regressed / improved / ok), after Holm.
+role, metric kind -> confirmed / no_effect / opposite / regressed / improved / ok), after Bonferroni across the metrics.
 No data, too few points, warnings from the back end (partial data) or a failed query give
 ``inconclusive``/``error``, never a pass.
 
@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MetricRun:
-    """What fetching and testing one metric gave, before Holm and the outcome are applied.
+    """What fetching and testing one metric gave, before Bonferroni and the outcome are applied.
 
     Either the test ran (``result`` is ``verify_series(...).to_dict()`` plus the window levels)
     and ``forced`` is None, or the outcome is forced (``"error"``: the query failed, e.g. bad
@@ -112,7 +112,7 @@ class MetricRun:
 
     @property
     def tested_p(self) -> float | None:
-        """The p-value that enters Holm: only for tests that ran and were not overruled."""
+        """The p-value that enters Bonferroni (p x k): only for tests that ran and were not overruled."""
         if self.forced is not None or self.result is None or self.result.get("p_value") is None:
             return None
         return float(self.result["p_value"])
@@ -127,7 +127,7 @@ def _outcome(plan: MetricPlan, status: str, direction: str | None, res: dict[str
 
 
 def metric_decision(plan: MetricPlan, status: str, res: dict[str, Any] | None, alpha: float) -> Decision:
-    """Evidence of one metric's result (``status`` after Holm) through the decision table."""
+    """Evidence of one metric's result (``status`` after Bonferroni) through the decision table."""
     ev = evidence_from_result(res, status, alpha)
     return decide(plan.role, plan.expect, plan.spec.good, plan.spec.kind, ev)
 
