@@ -97,13 +97,19 @@ class BatchedFetcher:
     def _align(self, t: float, up: bool) -> float:
         return align(t, self.step_s, up=up)
 
-    def prefetch(self, wanted: Iterable[tuple[str, str, datetime, datetime]]) -> None:
-        """``wanted``: (query, metric_key, start, end) for every deploy and metric to verify."""
+    def _spans_by_query(self, wanted: Iterable[tuple[str, str, datetime, datetime]]
+                        ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, str]]:
+        """Step-aligned (start, end) spans per query, and each query's metric key."""
         by_query: dict[str, list[tuple[float, float]]] = defaultdict(list)
         keys: dict[str, str] = {}
         for query, key, start, end in wanted:
             by_query[query].append((self._align(start.timestamp(), False), self._align(end.timestamp(), True)))
             keys[query] = key
+        return by_query, keys
+
+    def prefetch(self, wanted: Iterable[tuple[str, str, datetime, datetime]]) -> None:
+        """``wanted``: (query, metric_key, start, end) for every deploy and metric to verify."""
+        by_query, keys = self._spans_by_query(wanted)
         for query, intervals in by_query.items():
             cached = _Cached()
             try:
@@ -147,11 +153,7 @@ class BatchedFetcher:
     def prefetch_buckets(self, wanted: Iterable[tuple[str, str, datetime, datetime]]) -> None:
         """As :meth:`prefetch` for bucket-count queries (``latency_shift``: one series per bound).
         A range whose answer came with warnings is not kept: its deploys fetch their own window."""
-        by_query: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        keys: dict[str, str] = {}
-        for query, key, start, end in wanted:
-            by_query[query].append((self._align(start.timestamp(), False), self._align(end.timestamp(), True)))
-            keys[query] = key
+        by_query, keys = self._spans_by_query(wanted)
         for query, intervals in by_query.items():
             for rng in _merge(intervals, self.merge_gap_s):
                 try:

@@ -9,9 +9,7 @@ failed group answers each of its callers with the error and the next group still
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +17,7 @@ from analyzers.errors import StoreUnavailable
 from analyzers.events.store.postgres import PostgresStore
 from analyzers.model import Deploy
 from analyzers.server.commit import GroupCommitter
+from tests.fixtures.held_store import HeldCommits
 from tests.fixtures.postgres import new_database
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -29,24 +28,9 @@ def _deploy(i: int) -> Deploy:
                   status="succeeded", received_at=T0, updated_at=T0)
 
 
-class HeldPostgres(PostgresStore):
+class HeldPostgres(HeldCommits, PostgresStore):
     """A real PostgreSQL store whose first commit waits for ``release`` (a stalled WAL flush); it
     records the size of every batch and, per batch, whether the batch before it was answered."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.release = threading.Event()
-        self.batches: list[int] = []
-        self.fail_next = False
-
-    def record_events(self, items: Sequence[Any]) -> list[Any]:
-        self.batches.append(len(items))
-        if len(self.batches) == 1:
-            assert self.release.wait(10), "the test never released the first commit"
-        if self.fail_next:
-            self.fail_next = False
-            raise StoreUnavailable("store down (test)")
-        return super().record_events(items)
 
 
 def test_a_chained_writer_commits_the_backlog_as_one_group_before_the_stalled_batch_is_answered(

@@ -17,6 +17,7 @@ from analyzers.errors import StoreUnavailable
 from analyzers.events.store.sqlite import SQLiteStore
 from analyzers.model import Deploy
 from analyzers.server.commit import GroupCommitter
+from tests.fixtures.held_store import HeldCommits
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -26,24 +27,9 @@ def _deploy(i: int) -> Deploy:
                   status="succeeded", received_at=T0, updated_at=T0)
 
 
-class HeldStore(SQLiteStore):
+class HeldStore(HeldCommits, SQLiteStore):
     """A real SQLite store whose first commit waits for ``release`` (a stalled fsync); it
     records the size of every batch it is given."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.release = threading.Event()
-        self.batches: list[int] = []
-        self.fail_next = False
-
-    def record_events(self, items: Sequence[Any]) -> list[Any]:
-        self.batches.append(len(items))
-        if len(self.batches) == 1:
-            assert self.release.wait(10), "the test never released the first commit"
-        if self.fail_next:
-            self.fail_next = False
-            raise StoreUnavailable("store down (test)")
-        return super().record_events(items)
 
 
 def test_after_a_stall_the_queue_commits_as_one_group_before_the_stalled_batch_is_answered(tmp_path: Any) -> None:
