@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,9 @@ from analyzers.verify.fetch import BucketGrid, bucket_grid_span
 
 if TYPE_CHECKING:
     from analyzers.prometheus.client import PrometheusClient
+
+_T = TypeVar("_T")
+
 
 @dataclass
 class _Range:
@@ -97,6 +100,20 @@ class BatchedFetcher:
     def _align(self, t: float, up: bool) -> float:
         return align(t, self.step_s, up=up)
 
+    def _index(self, a: float, b: float) -> pd.DatetimeIndex:
+        """The step grid from ``a`` to ``b`` (Unix seconds, both on the grid), in UTC."""
+        return pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"),
+                             freq=pd.Timedelta(seconds=self.step_s))
+
+    def _fallback(self, fetch: Callable[[DirectFetcher], _T]) -> _T:
+        """A window the prefetch did not hold: fetched on its own, counted with the rest."""
+        self.fallback_queries += 1
+        direct = DirectFetcher(self.client, cache=None)  # each deploy is looked at once here
+        out = fetch(direct)
+        self.queries += direct.queries
+        self.points += direct.points
+        return out
+
     def _spans_by_query(self, wanted: Iterable[tuple[str, str, datetime, datetime]]
                         ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, str]]:
         """Step-aligned (start, end) spans per query, and each query's metric key."""
@@ -133,16 +150,11 @@ class BatchedFetcher:
         a, b = self._align(start.timestamp(), False), self._align(end.timestamp(), True)
         i = bisect_right(cached.starts, a) - 1 if cached is not None else -1
         if cached is None or step_s != self.step_s or i < 0 or cached.ends[i] < b:
-            self.fallback_queries += 1
-            direct = DirectFetcher(self.client, cache=None)  # each deploy is looked at once here
-            out = direct.fetch(query, metric_key, start, end, step_s)
-            self.queries += direct.queries
-            self.points += direct.points
-            return out
+            return self._fallback(lambda d: d.fetch(query, metric_key, start, end, step_s))
         # The range is on the same grid as the deploy's window: slice by position.
         lo = round((a - cached.starts[i]) / self.step_s)
         hi = round((b - cached.starts[i]) / self.step_s) + 1
-        index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"), freq=pd.Timedelta(seconds=self.step_s))
+        index = self._index(a, b)
         part = pd.Series(cached.values[i][lo:hi].copy(), index=index, dtype=float)
         warns: list[str] = []
         for ws, we, w in cached.warnings:
@@ -178,15 +190,9 @@ class BatchedFetcher:
                 counts = grid.counts[lo:hi]
                 keep = np.isfinite(counts).any(axis=0)
                 les = tuple(le for le, k in zip(grid.les, keep, strict=True) if k)
-                index = pd.date_range(pd.Timestamp(a, unit="s", tz="UTC"), pd.Timestamp(b, unit="s", tz="UTC"),
-                                      freq=pd.Timedelta(seconds=self.step_s))
+                index = self._index(a, b)
                 return BucketGrid(les, counts[:, keep].copy(), index), ()
-        self.fallback_queries += 1
-        direct = DirectFetcher(self.client, cache=None)  # each deploy is looked at once here
-        out = direct.fetch_buckets(query, metric_key, start, end, step_s)
-        self.queries += direct.queries
-        self.points += direct.points
-        return out
+        return self._fallback(lambda d: d.fetch_buckets(query, metric_key, start, end, step_s))
 
     def clear(self) -> None:
         self.cache.clear()
